@@ -1,0 +1,197 @@
+/*
+ * dynshm/dsm.h - dynamic shared memory for multiprocess servers.
+ *
+ * The wrapper layer: what servers call.  An *instance* is the unit of
+ * sharing (PostgreSQL: one cluster).  Processes join it by name or
+ * directory; inside it they create *segments* at run time, pass them to each
+ * other by *handle*, and map them.  The library counts references per
+ * process, so a process that dies (even by kill -9) loses its references on
+ * its own and nothing else has to restart; a segment lives while some live
+ * process maps it or while it is pinned.
+ *
+ * Rules that hold for every function here:
+ *   - return 0 or a negative errno (pointer and value getters excepted);
+ *     dsm_last_error() then holds a one-line message naming the object and
+ *     the step that failed, and dsm_strerror() describes the code;
+ *   - thread-safe: any thread of a process may call any function; objects
+ *     returned to one thread may be used by another;
+ *   - fork: a child may go on using the instance it inherited.  At its first
+ *     dynshm call on that instance it joins as a process of its own and
+ *     adopts the mappings it inherited as its own references; it never
+ *     releases its parent's.  A segment destroyed between the fork and that
+ *     first call stays mapped in the child (the memory remains valid) but no
+ *     longer belongs to the instance.
+ *
+ * Compiles as C99 and C++.
+ */
+#ifndef DYNSHM_DSM_H
+#define DYNSHM_DSM_H
+
+#include <dynshm/dsm_impl.h>
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct dsm_config dsm_config;
+typedef struct dsm_instance dsm_instance;
+typedef struct dsm_segment dsm_segment;
+typedef struct dsm_scope dsm_scope;
+
+/* ---- configuration ------------------------------------------------------
+ * Keys (see docs/configuration.md): dynamic_shared_memory_type, dsm_directory,
+ * max_segments, max_processes.  Values are strings as in a config file.
+ * A bad key or value returns -EINVAL with a message naming both and what is
+ * allowed.
+ */
+int dsm_config_new(dsm_config **out);
+void dsm_config_free(dsm_config *cfg);
+int dsm_config_set(dsm_config *cfg, const char *key, const char *value);
+/* The effective value of key as text, into buf. */
+int dsm_config_get(const dsm_config *cfg, const char *key, char *buf,
+		   size_t len);
+
+/* ---- instances ---------------------------------------------------------- */
+
+/* Destroy everything an earlier incarnation left, then start afresh. */
+#define DSM_OPEN_RESET 0x1u
+/* Join an existing instance only: -ENOENT instead of creating one. */
+#define DSM_OPEN_EXISTING 0x2u
+
+/*
+ * Join (creating if absent) the instance called name_or_dir: a name
+ * ([A-Za-z0-9_.-], at most 64 bytes; NULL means "default") lives in
+ * $XDG_RUNTIME_DIR/dynshm/<name>, else /tmp/dynshm-<uid>/<name>; anything
+ * containing '/' is the instance directory itself.  cfg may be NULL.
+ * Joining reaps processes that died since the last visit.
+ */
+int dsm_instance_open(const char *name_or_dir, const dsm_config *cfg,
+		      unsigned flags, dsm_instance **out);
+/* Detach every mapping this process holds in it, leave, free inst. */
+int dsm_instance_close(dsm_instance *inst);
+/*
+ * Destroy the instance: every segment (pinned or not, mapped or not), the
+ * control segment and the instance directory.  Other processes still joined
+ * keep their mappings but lose the instance.  inst is freed.
+ */
+int dsm_instance_destroy(dsm_instance *inst);
+
+typedef struct dsm_instance_info {
+	char name[80];		  /* as given, or "default" */
+	char directory[256];	  /* the runtime directory */
+	uint64_t instance_id;	  /* random; part of every OS name */
+	dsm_impl_type backend;	  /* fixed when the instance was created */
+	uint32_t max_segments;	  /* slots in the control segment */
+	uint32_t max_processes;	  /* entries in the process table */
+	uint32_t segments;	  /* slots in use now */
+	uint32_t processes;	  /* processes joined now */
+	uint64_t control_size;	  /* bytes of the control segment */
+	pid_t creator_pid;	  /* the process that created the instance */
+	uint64_t lock_repairs;	  /* times a dead lock holder was repaired */
+	uint64_t processes_reaped; /* dead processes released so far */
+} dsm_instance_info;
+
+int dsm_instance_info_get(dsm_instance *inst, dsm_instance_info *info);
+
+/*
+ * Release the references of processes that died and destroy what nobody
+ * holds.  *reaped (may be NULL) receives how many dead processes were
+ * released.  Also runs at open and when a lock holder is found dead.
+ */
+int dsm_reap(dsm_instance *inst, unsigned *reaped);
+
+/* ---- segments ----------------------------------------------------------- */
+
+/*
+ * Create a segment of size bytes (zero-filled) and map it.  flags must be 0.
+ * -ENOSPC when every slot is in use (the message names max_segments) or the
+ * OS is out of memory; -ENOTSUP when the instance's backend is none.
+ */
+int dsm_create(dsm_instance *inst, size_t size, unsigned flags,
+	       dsm_segment **out);
+/*
+ * Map the segment called handle.  -ENOENT for an unknown, stale, forged or
+ * other instance's handle, and for a segment being destroyed.  Attaching a
+ * segment this process already maps returns the same dsm_segment and counts
+ * one more attach.
+ */
+int dsm_attach(dsm_instance *inst, dsm_handle handle, dsm_segment **out);
+/*
+ * Undo one attach (or the create).  At the last one, run the on-detach
+ * callbacks, unmap, and drop this process's reference; the process that
+ * drops the last reference of an unpinned segment destroys it.
+ */
+int dsm_detach(dsm_segment *seg);
+
+void *dsm_segment_address(const dsm_segment *seg);
+size_t dsm_segment_size(const dsm_segment *seg);
+dsm_handle dsm_segment_handle(const dsm_segment *seg);
+
+/* Keep the segment alive with no mapping, until unpinned or destroyed. */
+int dsm_pin_segment(dsm_segment *seg);
+/* Remove the pin; the segment goes when nobody maps it (now, if nobody). */
+int dsm_unpin_segment(dsm_instance *inst, dsm_handle handle);
+/*
+ * Unpin and refuse further attaches; the OS object goes when the last
+ * process that maps it detaches (at once if none does).
+ */
+int dsm_destroy(dsm_instance *inst, dsm_handle handle);
+
+typedef void (*dsm_on_detach_fn)(dsm_segment *seg, void *arg);
+/*
+ * Call fn(seg, arg) when this process's last detach of seg happens
+ * (including at dsm_instance_close and at normal process exit).
+ * Callbacks run last registered first; each is removed before it runs.
+ */
+int dsm_on_detach(dsm_segment *seg, dsm_on_detach_fn fn, void *arg);
+/* Remove the most recent registration of (fn, arg); -ENOENT if none. */
+int dsm_cancel_on_detach(dsm_segment *seg, dsm_on_detach_fn fn, void *arg);
+
+/* ---- scopes --------------------------------------------------------------
+ * Mappings made (dsm_create or first dsm_attach) by a thread while one of
+ * its scopes is current belong to that scope and are detached, fully, when
+ * it ends; scopes nest per thread.  Mappings made outside any scope live
+ * until detached or until dsm_instance_close.
+ */
+int dsm_scope_begin(dsm_instance *inst, dsm_scope **out);
+/* End the thread's innermost scope (which must be scope); frees it. */
+int dsm_scope_end(dsm_scope *scope);
+/* Move seg out of its scope: it then lives until detached explicitly. */
+int dsm_pin_mapping(dsm_segment *seg);
+
+/* ---- inspection ---------------------------------------------------------- */
+
+typedef enum dsm_segment_state {
+	DSM_SEGMENT_CREATING = 1, /* slot reserved, OS object being made */
+	DSM_SEGMENT_ACTIVE = 2,
+	DSM_SEGMENT_MORIBUND = 3  /* being destroyed */
+} dsm_segment_state;
+
+typedef struct dsm_segment_info {
+	dsm_handle handle;
+	uint64_t size;
+	dsm_impl_type backend;
+	dsm_segment_state state;
+	uint32_t references; /* processes holding it */
+	int pinned;
+	pid_t creator_pid;
+	uint64_t created_ns; /* CLOCK_REALTIME, nanoseconds */
+} dsm_segment_info;
+
+/* -ENOENT when handle names no segment of inst. */
+int dsm_stat(dsm_instance *inst, dsm_handle handle, dsm_segment_info *info);
+
+/* fn returns 0 to go on, anything else to stop (and that is returned). */
+typedef int (*dsm_segment_fn)(const dsm_segment_info *info, void *arg);
+/* Calls fn on a snapshot taken under the lock, outside the lock. */
+int dsm_foreach_segment(dsm_instance *inst, dsm_segment_fn fn, void *arg);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

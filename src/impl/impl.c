@@ -1,0 +1,388 @@
+/*
+ * impl.c - the dispatch point of the backend layer.
+ *
+ * Why a separate layer at all: the wrapper (lifetime, reference counts, the
+ * control segment) is the same whatever the OS object is, and the OS objects
+ * differ in awkward ways - posix shm and mmap files have names and sizes you
+ * can fstat, SysV segments have 31-bit keys and limits of their own, and
+ * "none" must refuse cleanly.  PostgreSQL draws the same line between dsm.c
+ * and dsm_impl.c.  Every call from the wrapper comes through here; this file
+ * validates what is common, then calls the backend's ops table.
+ *
+ * The helpers at the end serve the two backends built on a file descriptor
+ * (posix and mmap), which size, allocate and map identically.
+ */
+#include "impl_internal.h"
+
+#include "../error.h"
+#include "../sys.h"
+
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+static const struct dsm_impl_ops *const backends[] = {
+	[DSM_IMPL_NONE] = &dsm_impl_none_ops,
+	[DSM_IMPL_POSIX] = &dsm_impl_posix_ops,
+	[DSM_IMPL_SYSV] = &dsm_impl_sysv_ops,
+	[DSM_IMPL_MMAP] = &dsm_impl_mmap_ops,
+};
+
+#define N_BACKENDS (sizeof(backends) / sizeof(backends[0]))
+
+static const struct dsm_impl_ops *ops_of(dsm_impl_type type)
+{
+	if ((unsigned)type >= N_BACKENDS)
+		return NULL;
+	return backends[type];
+}
+
+DSM_EXPORT const char *dsm_impl_type_name(dsm_impl_type type)
+{
+	const struct dsm_impl_ops *ops = ops_of(type);
+
+	return ops ? ops->name : NULL;
+}
+
+DSM_EXPORT int dsm_impl_type_from_name(const char *name, dsm_impl_type *type)
+{
+	for (unsigned i = 0; name && i < N_BACKENDS; i++) {
+		if (strcmp(name, backends[i]->name) == 0) {
+			*type = backends[i]->type;
+			return 0;
+		}
+	}
+	return dsm_fail(EINVAL,
+			"unknown dynamic shared memory type '%s' "
+			"(allowed: posix, sysv, mmap, none)",
+			name ? name : "(null)");
+}
+
+static int open_directory(dsm_impl_space *space, const char *directory)
+{
+	struct stat st;
+	int fd;
+
+	fd = dsm_sys.open(directory, O_RDONLY | O_DIRECTORY | O_NOFOLLOW |
+					     O_CLOEXEC, 0);
+	if (fd < 0) {
+		int err = errno == ELOOP ? EACCES : errno;
+
+		return dsm_fail(err, "cannot open segment directory '%s': %s",
+				directory,
+				errno == ELOOP ? "it is a symbolic link"
+					       : strerror(errno));
+	}
+	if (dsm_sys.fstat(fd, &st) < 0) {
+		int err = errno;
+
+		dsm_sys.close(fd);
+		return dsm_fail(err, "cannot stat segment directory '%s': %s",
+				directory, strerror(err));
+	}
+	if (st.st_uid != geteuid()) {
+		dsm_sys.close(fd);
+		return dsm_fail(EACCES,
+				"segment directory '%s' belongs to uid %u, "
+				"not to this process's uid %u",
+				directory, (unsigned)st.st_uid,
+				(unsigned)geteuid());
+	}
+	if ((st.st_mode & (S_IWGRP | S_IWOTH)) && !(st.st_mode & S_ISVTX)) {
+		dsm_sys.close(fd);
+		return dsm_fail(EACCES,
+				"segment directory '%s' is writable by others "
+				"(mode %04o) without the sticky bit",
+				directory, (unsigned)(st.st_mode & 07777));
+	}
+	space->dirfd = fd;
+	return 0;
+}
+
+DSM_EXPORT int dsm_impl_space_open(dsm_impl_type type, uint64_t instance_id,
+				   const char *directory,
+				   dsm_impl_space **out)
+{
+	const struct dsm_impl_ops *ops = ops_of(type);
+	dsm_impl_space *space;
+	int rc;
+
+	if (!ops)
+		return dsm_fail(EINVAL, "unknown backend type %d", (int)type);
+	if (instance_id == 0 || !out)
+		return dsm_fail(EINVAL, "instance id 0 or no result pointer");
+	if (type == DSM_IMPL_MMAP && (!directory || !*directory))
+		return dsm_fail(EINVAL, "the mmap backend needs a directory");
+	space = calloc(1, sizeof(*space));
+	if (!space)
+		return dsm_fail(ENOMEM, "out of memory opening a backend");
+	space->ops = ops;
+	space->instance_id = instance_id;
+	space->dirfd = -1;
+	snprintf(space->prefix, sizeof(space->prefix), "dynshm.%016" PRIx64 ".",
+		 instance_id);
+	if (type == DSM_IMPL_MMAP) {
+		space->directory = strdup(directory);
+		if (!space->directory) {
+			rc = dsm_fail(ENOMEM, "out of memory opening a backend");
+			goto fail_free;
+		}
+		rc = open_directory(space, directory);
+		if (rc < 0)
+			goto fail_dir;
+	}
+	*out = space;
+	return 0;
+
+fail_dir:
+	free(space->directory);
+fail_free:
+	free(space);
+	return rc;
+}
+
+DSM_EXPORT void dsm_impl_space_close(dsm_impl_space *space)
+{
+	if (!space)
+		return;
+	if (space->dirfd >= 0)
+		dsm_sys.close(space->dirfd);
+	free(space->directory);
+	free(space);
+}
+
+DSM_EXPORT dsm_impl_type dsm_impl_space_type(const dsm_impl_space *space)
+{
+	return space->ops->type;
+}
+
+static int check_handle(const dsm_impl_space *space, dsm_handle handle)
+{
+	if (!space)
+		return dsm_fail(EINVAL, "no backend space given");
+	if (handle == DSM_HANDLE_INVALID)
+		return dsm_fail(EINVAL, "handle 0 is never a segment");
+	return 0;
+}
+
+static int new_map(dsm_impl_space *space, dsm_handle handle,
+		   struct dsm_impl_map **out)
+{
+	struct dsm_impl_map *map = calloc(1, sizeof(*map));
+
+	if (!map)
+		return dsm_fail(ENOMEM, "out of memory for a mapping");
+	map->ops = space->ops;
+	map->handle = handle;
+	*out = map;
+	return 0;
+}
+
+DSM_EXPORT int dsm_impl_create(dsm_impl_space *space, dsm_handle handle,
+			       size_t size, unsigned flags, dsm_impl_map **out)
+{
+	struct dsm_impl_map *map = NULL;
+	int rc = check_handle(space, handle);
+
+	if (rc < 0)
+		return rc;
+	if (flags != 0)
+		return dsm_fail(EINVAL, "unknown create flags 0x%x", flags);
+	if (size == 0 || size > DSM_IMPL_MAX_SIZE)
+		return dsm_fail(EINVAL,
+				"cannot create a segment of %zu bytes "
+				"(allowed: 1 to %zu)",
+				size, DSM_IMPL_MAX_SIZE);
+	rc = new_map(space, handle, &map);
+	if (rc < 0)
+		return rc;
+	rc = space->ops->create(space, handle, size, map);
+	if (rc < 0) {
+		free(map);
+		return rc;
+	}
+	*out = map;
+	return 0;
+}
+
+DSM_EXPORT int dsm_impl_attach(dsm_impl_space *space, dsm_handle handle,
+			       dsm_impl_map **out)
+{
+	struct dsm_impl_map *map = NULL;
+	int rc = check_handle(space, handle);
+
+	if (rc < 0)
+		return rc;
+	rc = new_map(space, handle, &map);
+	if (rc < 0)
+		return rc;
+	rc = space->ops->attach(space, handle, map);
+	if (rc < 0) {
+		free(map);
+		return rc;
+	}
+	*out = map;
+	return 0;
+}
+
+DSM_EXPORT int dsm_impl_detach(dsm_impl_map *map)
+{
+	int rc;
+
+	if (!map)
+		return dsm_fail(EINVAL, "no mapping given");
+	rc = map->ops->detach(map);
+	free(map);
+	return rc;
+}
+
+DSM_EXPORT int dsm_impl_destroy(dsm_impl_space *space, dsm_handle handle)
+{
+	int rc = check_handle(space, handle);
+
+	return rc < 0 ? rc : space->ops->destroy(space, handle);
+}
+
+DSM_EXPORT int dsm_impl_destroy_name(dsm_impl_space *space,
+				     const char *os_name)
+{
+	if (!space || !os_name)
+		return dsm_fail(EINVAL, "no backend space or name given");
+	return space->ops->destroy_name(space, os_name);
+}
+
+DSM_EXPORT int dsm_impl_list(dsm_impl_space *space, dsm_impl_list_fn fn,
+			     void *arg)
+{
+	if (!space || !fn)
+		return dsm_fail(EINVAL, "no backend space or callback given");
+	return space->ops->list(space, fn, arg);
+}
+
+DSM_EXPORT int dsm_impl_object_name(const dsm_impl_space *space,
+				    dsm_handle handle, char *buf, size_t len)
+{
+	return space->ops->object_name(space, handle, buf, len);
+}
+
+DSM_EXPORT void *dsm_impl_map_address(const dsm_impl_map *map)
+{
+	return map->address;
+}
+
+DSM_EXPORT size_t dsm_impl_map_size(const dsm_impl_map *map)
+{
+	return map->size;
+}
+
+/* ---- naming ------------------------------------------------------------ */
+
+int dsm_impl_base_name(const dsm_impl_space *space, dsm_handle handle,
+		       char *buf, size_t len)
+{
+	int n = snprintf(buf, len, "%s%016" PRIx64, space->prefix, handle);
+
+	if (n < 0 || (size_t)n >= len)
+		return dsm_fail(ENAMETOOLONG, "object name buffer too small");
+	return 0;
+}
+
+dsm_handle dsm_impl_parse_base_name(const dsm_impl_space *space,
+				    const char *base)
+{
+	size_t plen = strlen(space->prefix);
+	uint64_t handle = 0;
+	const char *p;
+
+	if (strncmp(base, space->prefix, plen) != 0)
+		return DSM_HANDLE_INVALID;
+	p = base + plen;
+	if (strlen(p) != 16)
+		return DSM_HANDLE_INVALID;
+	for (; *p; p++) {
+		int digit;
+
+		if (*p >= '0' && *p <= '9')
+			digit = *p - '0';
+		else if (*p >= 'a' && *p <= 'f')
+			digit = *p - 'a' + 10;
+		else
+			return DSM_HANDLE_INVALID;
+		handle = handle << 4 | (uint64_t)digit;
+	}
+	return handle;
+}
+
+/* ---- helpers for file-descriptor backends ------------------------------- */
+
+/* Size the object and reserve every block, so a full fs fails now. */
+int dsm_impl_fd_size(int fd, size_t size, const char *what)
+{
+	int rc;
+
+	do
+		rc = dsm_sys.ftruncate(fd, (off_t)size);
+	while (rc < 0 && errno == EINTR);
+	if (rc < 0)
+		return dsm_fail(errno, "cannot size %s to %zu bytes: %s", what,
+				size, strerror(errno));
+	do
+		rc = dsm_sys.posix_fallocate(fd, 0, (off_t)size);
+	while (rc == EINTR);
+	if (rc != 0)
+		return dsm_fail(rc, "cannot allocate %zu bytes for %s: %s",
+				size, what, strerror(rc));
+	return 0;
+}
+
+int dsm_impl_fd_map(int fd, size_t size, const char *what,
+		    struct dsm_impl_map *map)
+{
+	void *addr = dsm_sys.mmap(NULL, size, PROT_READ | PROT_WRITE,
+				  MAP_SHARED, fd, 0);
+
+	if (addr == MAP_FAILED)
+		return dsm_fail(errno, "cannot map %zu bytes of %s: %s", size,
+				what, strerror(errno));
+	map->address = addr;
+	map->size = size;
+	return 0;
+}
+
+/* Refuse anything that is not a plain, private object of ours. */
+int dsm_impl_fd_check_owner(int fd, const char *what, size_t *size)
+{
+	struct stat st;
+
+	if (dsm_sys.fstat(fd, &st) < 0)
+		return dsm_fail(errno, "cannot stat %s: %s", what,
+				strerror(errno));
+	if (!S_ISREG(st.st_mode))
+		return dsm_fail(EACCES, "%s is not a regular object", what);
+	if (st.st_uid != geteuid())
+		return dsm_fail(EACCES,
+				"%s belongs to uid %u, not to this process's "
+				"uid %u",
+				what, (unsigned)st.st_uid, (unsigned)geteuid());
+	if (st.st_mode & (S_IRWXG | S_IRWXO))
+		return dsm_fail(EACCES,
+				"%s is accessible to other users (mode %04o)",
+				what, (unsigned)(st.st_mode & 07777));
+	if (st.st_size <= 0)
+		return dsm_fail(ENOENT, "%s is empty (creation unfinished)",
+				what);
+	*size = (size_t)st.st_size;
+	return 0;
+}
+
+int dsm_impl_munmap(struct dsm_impl_map *map)
+{
+	if (dsm_sys.munmap(map->address, map->size) < 0)
+		return dsm_fail(errno, "cannot unmap %zu bytes at %p: %s",
+				map->size, map->address, strerror(errno));
+	return 0;
+}

@@ -1,0 +1,74 @@
+/*
+ * impl_internal.h - what the backends share with the dispatch point.
+ *
+ * Each backend is one file exporting one `const struct dsm_impl_ops`.  The
+ * dispatch point (impl.c) checks arguments common to every backend, then
+ * calls through the ops table; backends never call each other.  The ops
+ * struct starts with a version so that slots can be added without breaking
+ * an out-of-tree backend (SQLite's sqlite3_io_methods does the same).
+ */
+#ifndef DYNSHM_IMPL_INTERNAL_H
+#define DYNSHM_IMPL_INTERNAL_H
+
+#include <dynshm/dsm_impl.h>
+
+#include <stdbool.h>
+#include <sys/types.h>
+
+#define DSM_IMPL_OPS_VERSION 1
+
+/* "dynshm.<16 hex instance id>." - every OS name starts with this. */
+#define DSM_IMPL_PREFIX_MAX 32
+
+struct dsm_impl_space {
+	const struct dsm_impl_ops *ops; /* never changes */
+	uint64_t instance_id;		/* never changes, not 0 */
+	int dirfd;			/* mmap: the directory, else -1 */
+	char *directory;		/* mmap: its path, else NULL */
+	char prefix[DSM_IMPL_PREFIX_MAX];
+};
+
+struct dsm_impl_map {
+	void *address;
+	size_t size;
+	const struct dsm_impl_ops *ops;
+	dsm_handle handle;
+};
+
+struct dsm_impl_ops {
+	unsigned version;
+	dsm_impl_type type;
+	const char *name;
+	/* Called with validated arguments and a zeroed *map to fill in. */
+	int (*create)(dsm_impl_space *space, dsm_handle handle, size_t size,
+		      struct dsm_impl_map *map);
+	int (*attach)(dsm_impl_space *space, dsm_handle handle,
+		      struct dsm_impl_map *map);
+	int (*detach)(struct dsm_impl_map *map);
+	int (*destroy)(dsm_impl_space *space, dsm_handle handle);
+	int (*destroy_name)(dsm_impl_space *space, const char *os_name);
+	int (*list)(dsm_impl_space *space, dsm_impl_list_fn fn, void *arg);
+	int (*object_name)(const dsm_impl_space *space, dsm_handle handle,
+			   char *buf, size_t len);
+};
+
+extern const struct dsm_impl_ops dsm_impl_posix_ops;
+extern const struct dsm_impl_ops dsm_impl_sysv_ops;
+extern const struct dsm_impl_ops dsm_impl_mmap_ops;
+extern const struct dsm_impl_ops dsm_impl_none_ops;
+
+/* Helpers shared by the file-descriptor backends (posix, mmap). */
+int dsm_impl_fd_size(int fd, size_t size, const char *what);
+int dsm_impl_fd_map(int fd, size_t size, const char *what,
+		    struct dsm_impl_map *map);
+int dsm_impl_fd_check_owner(int fd, const char *what, size_t *size);
+int dsm_impl_munmap(struct dsm_impl_map *map);
+
+/* Base name "dynshm.<id>.<handle>" (no leading slash or directory). */
+int dsm_impl_base_name(const dsm_impl_space *space, dsm_handle handle,
+		       char *buf, size_t len);
+/* The handle encoded in a base name of this space, or DSM_HANDLE_INVALID. */
+dsm_handle dsm_impl_parse_base_name(const dsm_impl_space *space,
+				    const char *base);
+
+#endif

@@ -1,0 +1,302 @@
+/*
+ * sysv.c - System V shared memory (shmget/shmat).
+ *
+ * Useful where POSIX shm is unavailable or /dev/shm is tiny, and for
+ * SHM_HUGETLB.  SysV segments have no names, only 31-bit keys, and are
+ * limited by kernel.shmmax/shmall/shmmni, so this backend differs from the
+ * others in two ways:
+ *
+ *   - Keys.  key = bit 30 | 12-bit instance tag << 18 | 18-bit hash of the
+ *     handle, where the tag is the low 12 bits of the instance id.  Two handles of one instance can hash to the same key; the
+ *     create then fails with EEXIST, reported quietly, and the caller simply
+ *     picks another handle - the same rule as any name collision.  Bit 30
+ *     keeps keys positive and never IPC_PRIVATE.
+ *   - Listing.  A key cannot be turned back into a handle, and two instances
+ *     share a 12-bit tag with probability 1/4096.  dsm_impl_list therefore
+ *     reports sysv objects with DSM_HANDLE_INVALID and the name
+ *     "sysv:0x<key>", and the wrapper destroys sysv segments only through the
+ *     handles its control segment recorded, never by prefix alone.
+ *
+ * Memory of a SysV segment is allocated on first touch from the kernel's
+ * internal shm mount, which has no size of its own (only shmall), so there is
+ * no "full /dev/shm" SIGBUS to guard against here.
+ */
+#include "impl_internal.h"
+
+#include "../error.h"
+#include "../sys.h"
+
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define KEY_MARK 0x40000000u
+#define TAG_SHIFT 18
+#define TAG_MASK 0xfffu
+#define HASH_MASK 0x3ffffu
+
+/* splitmix64's finaliser: a cheap, well-spread 64-bit mix. */
+static uint64_t mix64(uint64_t x)
+{
+	x ^= x >> 30;
+	x *= 0xbf58476d1ce4e5b9ull;
+	x ^= x >> 27;
+	x *= 0x94d049bb133111ebull;
+	x ^= x >> 31;
+	return x;
+}
+
+/* The low 12 bits of the (random) instance id; tests pick ids by it. */
+static unsigned instance_tag(const dsm_impl_space *space)
+{
+	return (unsigned)(space->instance_id & TAG_MASK);
+}
+
+static key_t sysv_key(const dsm_impl_space *space, dsm_handle handle)
+{
+	uint32_t hash = (uint32_t)(mix64(space->instance_id ^ mix64(handle)) &
+				   HASH_MASK);
+
+	return (key_t)(KEY_MARK | instance_tag(space) << TAG_SHIFT | hash);
+}
+
+static int sysv_name(const dsm_impl_space *space, dsm_handle handle,
+		     char *buf, size_t len)
+{
+	int n = snprintf(buf, len, "sysv:0x%08x",
+			 (unsigned)sysv_key(space, handle));
+
+	if (n < 0 || (size_t)n >= len)
+		return dsm_fail(ENAMETOOLONG, "object name buffer too small");
+	return 0;
+}
+
+static int shmget_error(int err, key_t key, size_t size)
+{
+	switch (err) {
+	case EINVAL:
+		return dsm_fail(EINVAL,
+				"cannot create SysV segment with key 0x%08x of "
+				"%zu bytes: larger than kernel.shmmax or "
+				"smaller than kernel.shmmin",
+				(unsigned)key, size);
+	case ENOSPC:
+		return dsm_fail(ENOSPC,
+				"cannot create SysV segment with key 0x%08x of "
+				"%zu bytes: kernel.shmmni or kernel.shmall "
+				"reached",
+				(unsigned)key, size);
+	default:
+		return dsm_fail(err,
+				"cannot create SysV segment with key 0x%08x of "
+				"%zu bytes: %s",
+				(unsigned)key, size, strerror(err));
+	}
+}
+
+static int sysv_create(dsm_impl_space *space, dsm_handle handle, size_t size,
+		       struct dsm_impl_map *map)
+{
+	key_t key = sysv_key(space, handle);
+	void *addr;
+	int id;
+
+	id = dsm_sys.shmget(key, size, IPC_CREAT | IPC_EXCL | 0600);
+	if (id < 0) {
+		if (errno == EEXIST)
+			return -EEXIST; /* quiet: the caller retries */
+		return shmget_error(errno, key, size);
+	}
+	addr = dsm_sys.shmat(id, NULL, 0);
+	if (addr == (void *)-1) {
+		int err = errno;
+
+		dsm_sys.shmctl(id, IPC_RMID, NULL); /* back out */
+		return dsm_fail(err, "cannot attach SysV segment 0x%08x: %s",
+				(unsigned)key, strerror(err));
+	}
+	map->address = addr;
+	map->size = size;
+	return 0;
+}
+
+/* shmid of key if it is a segment of ours, with its size. */
+static int sysv_lookup(key_t key, size_t *size)
+{
+	struct shmid_ds ds;
+	int id;
+
+	id = dsm_sys.shmget(key, 0, 0);
+	if (id < 0)
+		return dsm_fail(errno, "cannot find SysV segment 0x%08x: %s",
+				(unsigned)key, strerror(errno));
+	if (dsm_sys.shmctl(id, IPC_STAT, &ds) < 0)
+		return dsm_fail(errno, "cannot stat SysV segment 0x%08x: %s",
+				(unsigned)key, strerror(errno));
+	if (ds.shm_perm.uid != geteuid() || (ds.shm_perm.mode & 077))
+		return dsm_fail(EACCES,
+				"SysV segment 0x%08x belongs to uid %u with "
+				"mode %04o, not privately to uid %u",
+				(unsigned)key, (unsigned)ds.shm_perm.uid,
+				(unsigned)(ds.shm_perm.mode & 0777),
+				(unsigned)geteuid());
+	if (size)
+		*size = ds.shm_segsz;
+	return id;
+}
+
+static int sysv_attach(dsm_impl_space *space, dsm_handle handle,
+		       struct dsm_impl_map *map)
+{
+	key_t key = sysv_key(space, handle);
+	size_t size;
+	void *addr;
+	int id;
+
+	id = sysv_lookup(key, &size);
+	if (id < 0)
+		return id;
+	addr = dsm_sys.shmat(id, NULL, 0);
+	if (addr == (void *)-1)
+		return dsm_fail(errno, "cannot attach SysV segment 0x%08x: %s",
+				(unsigned)key, strerror(errno));
+	map->address = addr;
+	map->size = size;
+	return 0;
+}
+
+static int sysv_detach(struct dsm_impl_map *map)
+{
+	if (dsm_sys.shmdt(map->address) < 0)
+		return dsm_fail(errno, "cannot detach SysV segment at %p: %s",
+				map->address, strerror(errno));
+	return 0;
+}
+
+static int remove_key(key_t key)
+{
+	int id = sysv_lookup(key, NULL);
+
+	if (id < 0)
+		return id;
+	if (dsm_sys.shmctl(id, IPC_RMID, NULL) < 0)
+		return dsm_fail(errno, "cannot remove SysV segment 0x%08x: %s",
+				(unsigned)key, strerror(errno));
+	return 0;
+}
+
+static int sysv_destroy(dsm_impl_space *space, dsm_handle handle)
+{
+	return remove_key(sysv_key(space, handle));
+}
+
+static int sysv_destroy_name(dsm_impl_space *space, const char *os_name)
+{
+	unsigned key;
+	char tail;
+
+	if (sscanf(os_name, "sysv:0x%x%c", &key, &tail) != 1 ||
+	    key >> TAG_SHIFT != (KEY_MARK >> TAG_SHIFT | instance_tag(space)))
+		return dsm_fail(EINVAL, "'%s' is not a SysV segment name of "
+					"this instance",
+				os_name);
+	return remove_key((key_t)key);
+}
+
+/* Read all of /proc/sysvipc/shm; the caller frees *out. */
+static int read_sysvipc(char **out)
+{
+	size_t cap = 16384, len = 0;
+	char *buf = malloc(cap);
+	int fd;
+
+	if (!buf)
+		return dsm_fail(ENOMEM, "out of memory listing SysV segments");
+	fd = dsm_sys.open("/proc/sysvipc/shm", O_RDONLY | O_CLOEXEC, 0);
+	if (fd < 0) {
+		int err = errno;
+
+		free(buf);
+		return dsm_fail(err, "cannot open /proc/sysvipc/shm: %s",
+				strerror(err));
+	}
+	for (;;) {
+		ssize_t n;
+
+		if (cap - len < 4096) {
+			char *bigger = realloc(buf, cap * 2);
+
+			if (!bigger) {
+				dsm_sys.close(fd);
+				free(buf);
+				return dsm_fail(ENOMEM, "out of memory listing "
+							"SysV segments");
+			}
+			buf = bigger;
+			cap *= 2;
+		}
+		n = dsm_sys.read(fd, buf + len, cap - len - 1);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			int err = n < 0 ? errno : 0;
+
+			dsm_sys.close(fd);
+			if (err) {
+				free(buf);
+				return dsm_fail(err, "cannot read "
+						     "/proc/sysvipc/shm: %s",
+						strerror(err));
+			}
+			break;
+		}
+		len += (size_t)n;
+	}
+	buf[len] = '\0';
+	*out = buf;
+	return 0;
+}
+
+static int sysv_list(dsm_impl_space *space, dsm_impl_list_fn fn, void *arg)
+{
+	unsigned want = KEY_MARK >> TAG_SHIFT | instance_tag(space);
+	char *text = NULL, *line, *save = NULL;
+	int rc = read_sysvipc(&text);
+
+	if (rc < 0)
+		return rc;
+	line = strtok_r(text, "\n", &save); /* the header line */
+	while (rc == 0 && (line = strtok_r(NULL, "\n", &save)) != NULL) {
+		int key, id;
+		unsigned perms, uid;
+		unsigned long long size;
+		int cpid, lpid;
+		unsigned long nattch;
+		char name[32];
+
+		if (sscanf(line, "%d %d %o %llu %d %d %lu %u", &key, &id,
+			   &perms, &size, &cpid, &lpid, &nattch, &uid) != 8)
+			continue;
+		if ((unsigned)key >> TAG_SHIFT != want || uid != geteuid())
+			continue;
+		snprintf(name, sizeof(name), "sysv:0x%08x", (unsigned)key);
+		rc = fn(DSM_HANDLE_INVALID, name, arg);
+	}
+	free(text);
+	return rc;
+}
+
+const struct dsm_impl_ops dsm_impl_sysv_ops = {
+	.version = DSM_IMPL_OPS_VERSION,
+	.type = DSM_IMPL_SYSV,
+	.name = "sysv",
+	.create = sysv_create,
+	.attach = sysv_attach,
+	.detach = sysv_detach,
+	.destroy = sysv_destroy,
+	.destroy_name = sysv_destroy_name,
+	.list = sysv_list,
+	.object_name = sysv_name,
+};

@@ -1,0 +1,69 @@
+/*
+ * sys.h - the one table through which dynshm reaches the operating system.
+ *
+ * Every system call (and the few libc calls that wrap one, such as shm_open
+ * and posix_fallocate) that the library makes goes through dsm_sys.  The
+ * table exists so that tests can replace single entries and make the Nth
+ * call fail with a chosen errno: that is the only practical way to walk every
+ * failure path (EINTR, ENOSPC, EEXIST, EACCES, ENOMEM, EMFILE) and prove that
+ * each one backs out what it did.  The idea is SQLite's aSyscall[].
+ *
+ * Rules for library code:
+ *   - never call one of these functions directly, always dsm_sys.name(...);
+ *   - entries keep the libc convention (-1 and errno, or MAP_FAILED, or the
+ *     error number returned for posix_fallocate); conversion to -errno
+ *     happens in the caller, next to the call;
+ *   - the table is process-global and not locked: tests replace entries
+ *     before starting threads, and restore them with dsm_sys_reset().
+ */
+#ifndef DYNSHM_SYS_H
+#define DYNSHM_SYS_H
+
+#include <stddef.h>
+#include <sys/types.h>
+#include <sys/stat.h>
+#include <sys/statfs.h>
+#include <sys/ipc.h>
+#include <sys/shm.h>
+
+struct dsm_sys {
+	int (*shm_open)(const char *name, int oflag, mode_t mode);
+	int (*shm_unlink)(const char *name);
+	int (*open)(const char *path, int flags, mode_t mode);
+	int (*openat)(int dirfd, const char *path, int flags, mode_t mode);
+	int (*unlinkat)(int dirfd, const char *path, int flags);
+	int (*renameat)(int olddirfd, const char *oldpath, int newdirfd,
+			const char *newpath);
+	int (*mkdir)(const char *path, mode_t mode);
+	int (*rmdir)(const char *path);
+	int (*close)(int fd);
+	int (*fstat)(int fd, struct stat *st);
+	int (*fstatat)(int dirfd, const char *path, struct stat *st, int flags);
+	int (*fstatfs)(int fd, struct statfs *st);
+	int (*statfs)(const char *path, struct statfs *st);
+	int (*ftruncate)(int fd, off_t length);
+	int (*posix_fallocate)(int fd, off_t offset, off_t len);
+	ssize_t (*read)(int fd, void *buf, size_t len);
+	ssize_t (*write)(int fd, const void *buf, size_t len);
+	int (*fsync)(int fd);
+	int (*flock)(int fd, int op);
+	void *(*mmap)(void *addr, size_t len, int prot, int flags, int fd,
+		      off_t off);
+	int (*munmap)(void *addr, size_t len);
+	int (*madvise)(void *addr, size_t len, int advice);
+	int (*shmget)(key_t key, size_t size, int flags);
+	void *(*shmat)(int shmid, const void *addr, int flags);
+	int (*shmdt)(const void *addr);
+	int (*shmctl)(int shmid, int cmd, struct shmid_ds *buf);
+	int (*ioctl)(int fd, unsigned long request, void *arg);
+	ssize_t (*getrandom)(void *buf, size_t len, unsigned int flags);
+	int (*kill)(pid_t pid, int sig);
+};
+
+/* Hidden: reachable from the library and from tests linked statically. */
+extern struct dsm_sys dsm_sys;
+
+/* Put every entry back to the real function. */
+void dsm_sys_reset(void);
+
+#endif
