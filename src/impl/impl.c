@@ -70,12 +70,22 @@ static int open_directory(dsm_impl_space *space, const char *directory)
 	fd = dsm_sys.open(directory, O_RDONLY | O_DIRECTORY | O_NOFOLLOW |
 					     O_CLOEXEC, 0);
 	if (fd < 0) {
-		int err = errno == ELOOP ? EACCES : errno;
+		int err = errno;
+		bool link = err == ELOOP;
 
+		/* with O_DIRECTORY, a symlink to a directory gives ENOTDIR */
+		if (err == ENOTDIR &&
+		    dsm_sys.fstatat(AT_FDCWD, directory, &st,
+				    AT_SYMLINK_NOFOLLOW) == 0 &&
+		    S_ISLNK(st.st_mode))
+			link = true;
+		if (link)
+			return dsm_fail(EACCES,
+					"cannot open segment directory '%s': "
+					"it is a symbolic link",
+					directory);
 		return dsm_fail(err, "cannot open segment directory '%s': %s",
-				directory,
-				errno == ELOOP ? "it is a symbolic link"
-					       : strerror(errno));
+				directory, strerror(err));
 	}
 	if (dsm_sys.fstat(fd, &st) < 0) {
 		int err = errno;

@@ -76,10 +76,16 @@ static int posix_attach(dsm_impl_space *space, dsm_handle handle,
 	if (rc < 0)
 		return rc;
 	fd = dsm_sys.shm_open(name, O_RDWR | O_CLOEXEC, 0);
-	if (fd < 0)
-		return dsm_fail(errno, "cannot open POSIX shared memory "
-				       "object '%s': %s",
-				name, strerror(errno));
+	if (fd < 0) {
+		/* shm_open adds O_NOFOLLOW: ELOOP is a planted symlink */
+		int err = errno == ELOOP ? EACCES : errno;
+
+		return dsm_fail(err, "cannot open POSIX shared memory "
+				     "object '%s': %s",
+				name,
+				errno == ELOOP ? "it is a symbolic link"
+					       : strerror(errno));
+	}
 	rc = dsm_impl_fd_check_owner(fd, name, &size);
 	if (rc == 0)
 		rc = dsm_impl_fd_map(fd, size, name, map);
@@ -89,7 +95,12 @@ static int posix_attach(dsm_impl_space *space, dsm_handle handle,
 
 static int posix_destroy_name(dsm_impl_space *space, const char *name)
 {
-	(void)space;
+	/* only names of this instance: never another program's object */
+	if (name[0] != '/' ||
+	    dsm_impl_parse_base_name(space, name + 1) == DSM_HANDLE_INVALID)
+		return dsm_fail(EINVAL, "'%s' is not a POSIX shared memory "
+					"object of this instance",
+				name);
 	if (dsm_sys.shm_unlink(name) < 0)
 		return dsm_fail(errno, "cannot remove POSIX shared memory "
 				       "object '%s': %s",

@@ -1,0 +1,71 @@
+# Makefile - the newcomer's path, nothing more.
+#
+# The README promises two commands, `make demo` and `make check`, that work on
+# a fresh clone.  This file exists to keep that promise: it installs (or names)
+# the tools, configures once, and runs what was asked.  Meson does the real
+# work; anything beyond these targets is done with meson and ninja directly.
+#
+#   MESON_OPTS  extra options for `meson setup` (used only when a build
+#               directory is first configured: `make clean` to change them)
+#   TEST_OPTS   extra options for `meson test`, e.g. TEST_OPTS='--suite posix'
+#   CI          when set, warnings are errors (-Dwerror=true)
+
+MESON_OPTS ?=
+TEST_OPTS ?=
+SETUP_OPTS := $(if $(CI),-Dwerror=true) $(MESON_OPTS)
+ASAN_OPTS := -Db_sanitize=address,undefined -Db_lundef=false
+
+# $(call setup,DIR,OPTIONS): configure DIR unless it is configured already.
+setup = test -f $(1)/build.ninja || meson setup $(1) $(2)
+
+.PHONY: all deps build check demo bench soak asan valgrind clean
+
+all: build
+
+# Debian/Ubuntu package names.  As root we install what is missing; otherwise
+# we say what is missing and how to install it, and stop.
+deps:
+	@missing=; \
+	command -v meson >/dev/null 2>&1 || missing="$$missing meson"; \
+	command -v ninja >/dev/null 2>&1 || missing="$$missing ninja-build"; \
+	command -v pkg-config >/dev/null 2>&1 || missing="$$missing pkg-config"; \
+	pkg-config --exists cmocka 2>/dev/null || missing="$$missing libcmocka-dev"; \
+	test -z "$$missing" && exit 0; \
+	if [ "$$(id -u)" -eq 0 ]; then \
+		echo "deps: installing$$missing"; \
+		apt-get update && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y $$missing; \
+	else \
+		echo "deps: missing packages:$$missing" >&2; \
+		echo "deps: run: sudo apt-get install meson ninja-build libcmocka-dev pkg-config" >&2; \
+		exit 1; \
+	fi
+
+build: deps
+	$(call setup,build,$(SETUP_OPTS))
+	ninja -C build
+
+check: build
+	meson test -C build --print-errorlogs $(TEST_OPTS)
+
+demo: build
+	bash contrib/dsm_demo/demo.sh build/contrib/dsm_demo/dsm_demo
+
+bench: deps
+	$(call setup,build-release,--buildtype=release $(SETUP_OPTS))
+	ninja -C build-release
+	build-release/bench/dsm_bench
+
+soak: build
+	build/tests/soak
+
+asan: deps
+	$(call setup,build-asan,$(ASAN_OPTS) $(SETUP_OPTS))
+	ninja -C build-asan
+	meson test -C build-asan --print-errorlogs $(TEST_OPTS)
+
+valgrind: build
+	meson test -C build --setup valgrind --print-errorlogs $(TEST_OPTS)
+
+clean:
+	rm -rf build build-release build-asan

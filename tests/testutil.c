@@ -1,0 +1,362 @@
+/*
+ * testutil.c - helpers shared by every test program (see testutil.h).
+ *
+ * Deliberately independent of the library: leftovers are found by reading
+ * /dev/shm and /proc/sysvipc/shm directly, so a bug in dsm_impl_list cannot
+ * hide a leak from the leak check.
+ */
+#include "testutil.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <glob.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#define SYSV_KEY_MARK 0x40000000u
+#define SYSV_TAG_SHIFT 18
+
+static uint64_t random64(void)
+{
+	uint64_t v = 0;
+
+	while (getrandom(&v, sizeof(v), 0) != (ssize_t)sizeof(v)) {
+		if (errno != EINTR)
+			abort(); /* no randomness: nothing sensible to do */
+	}
+	return v;
+}
+
+uint64_t test_instance_id(void)
+{
+	return (random64() & ~(uint64_t)0xfff) | TEST_TAG;
+}
+
+uint64_t test_random_handle(void)
+{
+	uint64_t h;
+
+	do
+		h = random64();
+	while (h == 0);
+	return h;
+}
+
+static const char *tmp_dir(void)
+{
+	const char *t = getenv("TMPDIR");
+
+	return t && *t ? t : "/tmp";
+}
+
+char *test_make_dir(void)
+{
+	char *path;
+
+	if (asprintf(&path, "%s/dynshm-test.XXXXXX", tmp_dir()) < 0)
+		return NULL;
+	if (!mkdtemp(path) || chmod(path, 0700) < 0) {
+		int err = errno;
+
+		rmdir(path);
+		free(path);
+		errno = err;
+		return NULL;
+	}
+	return path;
+}
+
+static int remove_one(const char *path, const struct stat *st, int type,
+		      struct FTW *ftw)
+{
+	(void)st, (void)ftw;
+	if (type == FTW_DP)
+		return rmdir(path) < 0 ? -1 : 0;
+	return unlink(path) < 0 ? -1 : 0;
+}
+
+int test_remove_dir(char *dir)
+{
+	int rc = 0;
+
+	if (!dir)
+		return 0;
+	/* a test may have made it unreadable or shared; take it back */
+	chmod(dir, 0700);
+	if (nftw(dir, remove_one, 16, FTW_DEPTH | FTW_PHYS | FTW_MOUNT) < 0) {
+		fprintf(stderr, "cannot remove test directory %s: %s\n", dir,
+			strerror(errno));
+		rc = -errno;
+	}
+	free(dir);
+	return rc;
+}
+
+/* Append one printf-formatted line to report, truncating quietly. */
+static void report_line(char *report, size_t len, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+static void report_line(char *report, size_t len, const char *fmt, ...)
+{
+	size_t used;
+	va_list ap;
+
+	if (!report || len == 0)
+		return;
+	used = strnlen(report, len);
+	if (used + 1 >= len)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(report + used, len - used, fmt, ap);
+	va_end(ap);
+	used = strnlen(report, len);
+	if (used + 1 < len) {
+		report[used] = '\n';
+		report[used + 1] = '\0';
+	}
+}
+
+/* "dynshm.<16 hex id>.<...>" with a test tag in the id? */
+static bool is_test_object_name(const char *name)
+{
+	char hex[17];
+	char *end;
+	uint64_t id;
+
+	if (strncmp(name, "dynshm.", 7) != 0 || strlen(name) < 7 + 16 + 1)
+		return false;
+	memcpy(hex, name + 7, 16);
+	hex[16] = '\0';
+	if (name[7 + 16] != '.')
+		return false;
+	id = strtoull(hex, &end, 16);
+	return *end == '\0' && (id & 0xfff) == TEST_TAG;
+}
+
+static int count_dev_shm(char *report, size_t len)
+{
+	struct dirent *de;
+	int n = 0;
+	DIR *dir = opendir("/dev/shm");
+
+	if (!dir)
+		return errno == ENOENT ? 0 : -errno;
+	while ((de = readdir(dir)) != NULL) {
+		if (!is_test_object_name(de->d_name))
+			continue;
+		report_line(report, len, "/dev/shm/%s", de->d_name);
+		n++;
+	}
+	closedir(dir);
+	return n;
+}
+
+static int count_sysv(char *report, size_t len)
+{
+	unsigned want = SYSV_KEY_MARK >> SYSV_TAG_SHIFT | TEST_TAG;
+	char line[512];
+	int n = 0;
+	FILE *f = fopen("/proc/sysvipc/shm", "re");
+
+	if (!f)
+		return errno == ENOENT ? 0 : -errno;
+	if (!fgets(line, sizeof(line), f)) { /* the header */
+		fclose(f);
+		return 0;
+	}
+	while (fgets(line, sizeof(line), f)) {
+		int key, id, cpid, lpid;
+		unsigned perms, uid;
+		unsigned long long size;
+		unsigned long nattch;
+
+		if (sscanf(line, "%d %d %o %llu %d %d %lu %u", &key, &id,
+			   &perms, &size, &cpid, &lpid, &nattch, &uid) != 8)
+			continue;
+		if ((unsigned)key >> SYSV_TAG_SHIFT != want || uid != geteuid())
+			continue;
+		report_line(report, len,
+			    "SysV segment key 0x%08x shmid %d (%llu bytes, "
+			    "%lu attached)",
+			    (unsigned)key, id, size, nattch);
+		n++;
+	}
+	fclose(f);
+	return n;
+}
+
+static int count_dirs_in(const char *base, char *report, size_t len)
+{
+	glob_t g;
+	char *pattern;
+	int n = 0, rc;
+
+	if (asprintf(&pattern, "%s/dynshm-test.*", base) < 0)
+		return -ENOMEM;
+	rc = glob(pattern, GLOB_NOSORT | GLOB_ONLYDIR, NULL, &g);
+	free(pattern);
+	if (rc == GLOB_NOMATCH)
+		return 0;
+	if (rc != 0)
+		return -EIO;
+	for (size_t i = 0; i < g.gl_pathc; i++) {
+		report_line(report, len, "directory %s", g.gl_pathv[i]);
+		n++;
+	}
+	globfree(&g);
+	return n;
+}
+
+int test_count_leftovers(char *report, size_t len)
+{
+	int total = 0, n;
+
+	if (report && len)
+		report[0] = '\0';
+	n = count_dev_shm(report, len);
+	if (n < 0)
+		return n;
+	total += n;
+	n = count_sysv(report, len);
+	if (n < 0)
+		return n;
+	total += n;
+	n = count_dirs_in("/tmp", report, len);
+	if (n < 0)
+		return n;
+	total += n;
+	if (strcmp(tmp_dir(), "/tmp") != 0) {
+		n = count_dirs_in(tmp_dir(), report, len);
+		if (n < 0)
+			return n;
+		total += n;
+	}
+	return total;
+}
+
+int test_count_fds(void)
+{
+	struct dirent *de;
+	int n = 0;
+	DIR *dir = opendir("/proc/self/fd");
+
+	if (!dir)
+		return -errno;
+	while ((de = readdir(dir)) != NULL)
+		if (de->d_name[0] != '.')
+			n++;
+	closedir(dir);
+	return n;
+}
+
+bool test_is_root(void)
+{
+	return geteuid() == 0;
+}
+
+/* ---- child processes ---------------------------------------------------- */
+
+int test_child_main(int argc, char **argv, const struct test_child *children)
+{
+	if (argc < 2 || strcmp(argv[1], "--child") != 0)
+		return -1;
+	if (argc < 3) {
+		fprintf(stderr, "--child needs a child name\n");
+		return 2;
+	}
+	for (const struct test_child *c = children; c->name; c++)
+		if (strcmp(c->name, argv[2]) == 0)
+			return c->fn(argc - 2, argv + 2);
+	fprintf(stderr, "no child named '%s'\n", argv[2]);
+	return 2;
+}
+
+int test_wait(pid_t pid)
+{
+	int status;
+
+	while (waitpid(pid, &status, 0) < 0) {
+		if (errno != EINTR)
+			return -1;
+	}
+	if (WIFEXITED(status))
+		return WEXITSTATUS(status);
+	if (WIFSIGNALED(status))
+		return 128 + WTERMSIG(status);
+	return -1;
+}
+
+/*
+ * The program to re-execute.  /proc/self/exe names the running binary
+ * except under valgrind, where the process really is valgrind's tool and
+ * only readlink() is made to tell the truth; so resolve the link, and fall
+ * back to it when the binary was replaced while running.
+ */
+static const char *self_exe(char *buf, size_t len)
+{
+	ssize_t n = readlink("/proc/self/exe", buf, len - 1);
+
+	if (n <= 0 || (size_t)n >= len - 1)
+		return "/proc/self/exe";
+	buf[n] = '\0';
+	if (strstr(buf, " (deleted)") || access(buf, X_OK) < 0)
+		return "/proc/self/exe";
+	return buf;
+}
+
+int test_spawn(const char *name, const char *const *args)
+{
+	char exe_buf[4096];
+	const char *exe = self_exe(exe_buf, sizeof(exe_buf));
+	size_t n = 0;
+	char **argv;
+	pid_t pid;
+
+	while (args && args[n])
+		n++;
+	argv = calloc(n + 4, sizeof(*argv));
+	if (!argv)
+		return -1;
+	argv[0] = (char *)"dynshm-test-child";
+	argv[1] = (char *)"--child";
+	argv[2] = (char *)name;
+	for (size_t i = 0; i < n; i++)
+		argv[3 + i] = (char *)args[i];
+	fflush(NULL);
+	pid = fork();
+	if (pid == 0) {
+		execv(exe, argv);
+		fprintf(stderr, "cannot re-execute %s: %s\n", exe,
+			strerror(errno));
+		_exit(127);
+	}
+	free(argv);
+	if (pid < 0)
+		return -1;
+	return test_wait(pid);
+}
+
+int test_fork(int (*fn)(void *arg), void *arg)
+{
+	pid_t pid;
+
+	fflush(NULL);
+	pid = fork();
+	if (pid == 0) {
+		int rc = fn(arg);
+
+		fflush(NULL);
+		_exit(rc);
+	}
+	if (pid < 0)
+		return -1;
+	return test_wait(pid);
+}

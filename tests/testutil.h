@@ -1,0 +1,94 @@
+/*
+ * testutil.h - helpers shared by every test program.
+ *
+ * Tests create real, system-wide objects (/dev/shm names, SysV keys,
+ * directories), so two things must hold for every test: its objects are
+ * recognisable as a test's, and nothing of them is left behind.  Instance
+ * ids made by test_instance_id() carry TEST_TAG in their low 12 bits, which
+ * is also the sysv backend's key tag, so test_count_leftovers() can find any
+ * object a test forgot however it was named.
+ *
+ * Multi-process tests start children in one of two ways: test_fork() runs a
+ * function in a forked child (inherits everything), test_spawn() re-executes
+ * this very program with "--child <name> args..." (inherits nothing but the
+ * environment - an unrelated process, as two shells running dsm_demo are).
+ * A program that spawns children starts main() with test_child_main().
+ */
+#ifndef DYNSHM_TEST_TESTUTIL_H
+#define DYNSHM_TEST_TESTUTIL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <sys/types.h>
+
+/* Low 12 bits of every test instance id (and so the SysV key tag). */
+#define TEST_TAG 0xd5fu
+/* Exit status that meson (and automake) read as "skipped". */
+#define TEST_SKIP 77
+/* A uid that is not ours (nobody), for ownership tests run as root. */
+#define TEST_OTHER_UID 65534
+
+/* A random instance id with TEST_TAG in its low 12 bits. */
+uint64_t test_instance_id(void);
+/* A random handle, never DSM_HANDLE_INVALID. */
+uint64_t test_random_handle(void);
+
+/* A new private (0700) directory $TMPDIR/dynshm-test.XXXXXX; NULL on error. */
+char *test_make_dir(void);
+/* Remove dir and everything below it (not crossing mounts), free dir. */
+int test_remove_dir(char *dir);
+
+/*
+ * Count what tests left behind: /dev/shm objects of test instances, SysV
+ * segments with the test tag owned by us, and test directories.  Each is
+ * described on a line of report (truncated to len).  Returns the count or
+ * a negative errno.
+ */
+int test_count_leftovers(char *report, size_t len);
+
+/* Entries in /proc/self/fd: compare before and after to catch fd leaks. */
+int test_count_fds(void);
+bool test_is_root(void);
+
+/* ---- child processes ---------------------------------------------------- */
+
+struct test_child {
+	const char *name;
+	int (*fn)(int argc, char **argv); /* argv[0] is the child's name */
+};
+
+/*
+ * If argv[1] is "--child", run the child named argv[2] with the remaining
+ * arguments and return its exit status (2 for an unknown name); otherwise
+ * return -1 and let main() go on.  children ends with a { NULL } entry.
+ */
+int test_child_main(int argc, char **argv, const struct test_child *children);
+/*
+ * fork + execv("/proc/self/exe", "--child", name, args..., NULL), wait, and
+ * return the exit status (128 + signal if killed, -1 if it could not start).
+ * args ends with NULL.  (The link is resolved first, so that this works
+ * under valgrind too; the child then runs without it.)
+ */
+int test_spawn(const char *name, const char *const *args);
+/* fork, run fn(arg) in the child and _exit with its value; wait; status. */
+int test_fork(int (*fn)(void *arg), void *arg);
+/* Wait for pid: exit status, 128 + signal, or -1. */
+int test_wait(pid_t pid);
+
+/*
+ * Checks inside a child process, where CMocka's asserts must not be used
+ * (they would unwind into the parent's test runner state): print where and
+ * what, and return exit status 1 from the child function.
+ */
+#define CHILD_CHECK(cond)                                                      \
+	do {                                                                   \
+		if (!(cond)) {                                                 \
+			fprintf(stderr, "%s:%d: child check failed: %s\n",     \
+				__FILE__, __LINE__, #cond);                    \
+			return 1;                                              \
+		}                                                              \
+	} while (0)
+
+#endif
