@@ -82,7 +82,7 @@ int dsm_instance_destroy(dsm_instance *inst);
 
 typedef struct dsm_instance_info {
 	char name[80];		  /* as given, or "default" */
-	char directory[256];	  /* the runtime directory */
+	char directory[4096];	  /* the runtime directory */
 	uint64_t instance_id;	  /* random; part of every OS name */
 	dsm_impl_type backend;	  /* fixed when the instance was created */
 	uint32_t max_segments;	  /* slots in the control segment */

@@ -1,0 +1,37 @@
+/*
+ * config.h - the settings an instance is opened with (see config.c).
+ */
+#ifndef DYNSHM_CONFIG_H
+#define DYNSHM_CONFIG_H
+
+#include <dynshm/dsm.h>
+
+#include <limits.h>
+#include <stdint.h>
+
+enum config_key {
+	CFG_BACKEND,
+	CFG_DIRECTORY,
+	CFG_MAX_SEGMENTS,
+	CFG_MAX_PROCESSES,
+	CFG_NKEYS
+};
+
+struct dsm_config {
+	dsm_impl_type backend;
+	char directory[PATH_MAX]; /* "" = the instance directory */
+	uint32_t max_segments;
+	uint32_t max_processes;
+	unsigned explicit_keys; /* bit per enum config_key set by someone */
+};
+
+/* Compiled defaults (meson_options.txt default_backend and constants). */
+void config_defaults(struct dsm_config *cfg);
+
+static inline int config_is_explicit(const struct dsm_config *cfg,
+				     enum config_key key)
+{
+	return cfg && (cfg->explicit_keys >> key & 1);
+}
+
+#endif

@@ -1,0 +1,337 @@
+/*
+ * control.c - format, validate and keep consistent the control segment.
+ *
+ * Everything here works on a mapped control segment and knows nothing of
+ * instances, files or backends; instance.c and segment.c decide when to
+ * lock and what to change.  The rules the functions keep are written on the
+ * structures in control.h.
+ *
+ * Validation is deliberately paranoid: a control segment is shared memory
+ * that any process of the same user can scribble on, and a foreign object
+ * can sit under our name.  Nothing is walked until magic, version, sizes,
+ * geometry and the header checksum agree.
+ */
+#include "control.h"
+
+#include "error.h"
+#include "sys.h"
+
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+static size_t align_up(size_t n, size_t a)
+{
+	return (n + a - 1) / a * a;
+}
+
+static uint32_t row_words_for(uint32_t max_segments)
+{
+	return (max_segments + 63) / 64;
+}
+
+struct geometry {
+	size_t procs, slots, refs, total;
+};
+
+static struct geometry geometry_of(uint32_t max_segments,
+				   uint32_t max_processes)
+{
+	struct geometry g;
+
+	g.procs = align_up(sizeof(struct ctl_header), 64);
+	g.slots = align_up(g.procs + (size_t)max_processes *
+					     sizeof(struct ctl_proc),
+			   64);
+	g.refs = align_up(g.slots + (size_t)max_segments *
+					    sizeof(struct ctl_slot),
+			  64);
+	g.total = align_up(g.refs + (size_t)max_processes *
+					    row_words_for(max_segments) * 8,
+			   4096);
+	return g;
+}
+
+size_t ctl_total_size(uint32_t max_segments, uint32_t max_processes)
+{
+	return geometry_of(max_segments, max_processes).total;
+}
+
+static uint64_t header_checksum(const struct ctl_header *h)
+{
+	const unsigned char *p = (const unsigned char *)h;
+	uint64_t sum = 0xcbf29ce484222325ull;
+
+	for (size_t i = 0; i < offsetof(struct ctl_header, checksum); i++)
+		sum = (sum ^ p[i]) * 0x100000001b3ull;
+	return sum;
+}
+
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static int init_lock(pthread_mutex_t *lock)
+{
+	pthread_mutexattr_t attr;
+	int rc;
+
+	rc = pthread_mutexattr_init(&attr);
+	if (rc == 0)
+		rc = pthread_mutexattr_setpshared(&attr,
+						  PTHREAD_PROCESS_SHARED);
+	if (rc == 0)
+		rc = pthread_mutexattr_setrobust(&attr, PTHREAD_MUTEX_ROBUST);
+	if (rc == 0)
+		rc = pthread_mutex_init(lock, &attr);
+	pthread_mutexattr_destroy(&attr);
+	if (rc != 0)
+		return dsm_fail(rc, "cannot initialise the control lock: %s",
+				strerror(rc));
+	return 0;
+}
+
+int ctl_format(void *base, uint64_t instance_id, uint32_t backend,
+	       uint32_t max_segments, uint32_t max_processes)
+{
+	struct geometry g = geometry_of(max_segments, max_processes);
+	struct ctl_header *h = base;
+	struct ctl c;
+	int rc;
+
+	h->magic = CTL_MAGIC;
+	h->version = CTL_VERSION;
+	h->header_size = sizeof(*h);
+	h->slot_size = sizeof(struct ctl_slot);
+	h->proc_size = sizeof(struct ctl_proc);
+	h->max_segments = max_segments;
+	h->max_processes = max_processes;
+	h->row_words = row_words_for(max_segments);
+	h->backend = backend;
+	h->instance_id = instance_id;
+	h->total_size = g.total;
+	h->procs_offset = g.procs;
+	h->slots_offset = g.slots;
+	h->refs_offset = g.refs;
+	h->created_ns = now_ns();
+	h->creator_pid = (int32_t)getpid();
+	h->checksum = header_checksum(h);
+	rc = init_lock(&h->lock);
+	if (rc < 0)
+		return rc;
+	rc = ctl_validate(base, g.total, instance_id, "new", &c);
+	if (rc < 0)
+		return rc;
+	ctl_recompute(&c);
+	return 0;
+}
+
+#define CORRUPT(...) dsm_fail(EUCLEAN, __VA_ARGS__)
+
+int ctl_validate(void *base, size_t map_size, uint64_t instance_id,
+		 const char *where, struct ctl *out)
+{
+	struct ctl_header *h = base;
+	struct geometry g;
+
+	if (map_size < sizeof(*h))
+		return CORRUPT("control segment of %s is truncated (%zu bytes)",
+			       where, map_size);
+	if (h->magic != CTL_MAGIC)
+		return CORRUPT("control segment of %s has a foreign magic "
+			       "number 0x%016" PRIx64,
+			       where, h->magic);
+	if (h->version != CTL_VERSION)
+		return CORRUPT("control segment of %s has layout version %u; "
+			       "this library reads version %u",
+			       where, h->version, CTL_VERSION);
+	if (h->header_size != sizeof(*h) ||
+	    h->slot_size != sizeof(struct ctl_slot) ||
+	    h->proc_size != sizeof(struct ctl_proc))
+		return CORRUPT("control segment of %s was laid out by a "
+			       "different build (structure sizes differ)",
+			       where);
+	if (h->checksum != header_checksum(h))
+		return CORRUPT("control segment header of %s fails its "
+			       "checksum",
+			       where);
+	if (h->instance_id != instance_id)
+		return CORRUPT("control segment of %s belongs to instance "
+			       "%016" PRIx64 ", not %016" PRIx64,
+			       where, h->instance_id, instance_id);
+	if (h->max_segments == 0 || h->max_segments > CTL_MAX_SEGMENTS ||
+	    h->max_processes == 0 || h->max_processes > CTL_MAX_PROCESSES)
+		return CORRUPT("control segment of %s has impossible limits",
+			       where);
+	g = geometry_of(h->max_segments, h->max_processes);
+	if (h->row_words != row_words_for(h->max_segments) ||
+	    h->total_size != g.total || h->procs_offset != g.procs ||
+	    h->slots_offset != g.slots || h->refs_offset != g.refs ||
+	    map_size < g.total)
+		return CORRUPT("control segment of %s has inconsistent "
+			       "geometry (%zu bytes mapped, %" PRIu64
+			       " expected)",
+			       where, map_size, h->total_size);
+	out->hdr = h;
+	out->procs = (struct ctl_proc *)((char *)base + g.procs);
+	out->slots = (struct ctl_slot *)((char *)base + g.slots);
+	out->refs = (uint64_t *)((char *)base + g.refs);
+	return 0;
+}
+
+void ctl_set_bit(struct ctl *c, uint32_t proc, uint32_t slot)
+{
+	uint64_t *word = &ctl_row(c, proc)[slot / 64];
+	uint64_t bit = (uint64_t)1 << (slot % 64);
+
+	if (*word & bit)
+		return;
+	__atomic_or_fetch(word, bit, __ATOMIC_RELEASE);
+	c->slots[slot].refcount++;
+	c->procs[proc].nrefs++;
+}
+
+void ctl_clear_bit(struct ctl *c, uint32_t proc, uint32_t slot)
+{
+	uint64_t *word = &ctl_row(c, proc)[slot / 64];
+	uint64_t bit = (uint64_t)1 << (slot % 64);
+
+	if (!(*word & bit))
+		return;
+	__atomic_and_fetch(word, ~bit, __ATOMIC_RELEASE);
+	c->slots[slot].refcount--;
+	c->procs[proc].nrefs--;
+}
+
+/*
+ * Rebuild refcounts, per-process counts, the free list and the counters.
+ * Also sanitises primary fields a crash cannot leave wrong but a scribbler
+ * can: an out-of-range state or owner becomes something the reaper handles.
+ */
+void ctl_recompute(struct ctl *c)
+{
+	struct ctl_header *h = c->hdr;
+	uint32_t p, s;
+
+	h->nsegments = 0;
+	h->nprocs = 0;
+	h->free_head = CTL_NONE;
+	for (s = 0; s < h->max_segments; s++)
+		c->slots[s].refcount = 0;
+	for (p = 0; p < h->max_processes; p++) {
+		struct ctl_proc *proc = &c->procs[p];
+		uint64_t *row = ctl_row(c, p);
+
+		proc->nrefs = 0;
+		if (proc->state != PROC_LIVE) {
+			proc->state = PROC_FREE;
+			memset(row, 0, h->row_words * 8);
+			continue;
+		}
+		h->nprocs++;
+		for (uint32_t w = 0; w < h->row_words; w++) {
+			uint64_t bits = row[w];
+
+			while (bits) {
+				s = w * 64 + (uint32_t)__builtin_ctzll(bits);
+				bits &= bits - 1;
+				if (s >= h->max_segments ||
+				    c->slots[s].state == SLOT_FREE) {
+					row[w] &= ~((uint64_t)1 << (s % 64));
+					continue;
+				}
+				c->slots[s].refcount++;
+				proc->nrefs++;
+			}
+		}
+	}
+	/* Push in reverse so that low slots are handed out first. */
+	for (s = h->max_segments; s-- > 0;) {
+		struct ctl_slot *slot = &c->slots[s];
+
+		if (slot->state > SLOT_MORIBUND)
+			slot->state = SLOT_MORIBUND; /* let the reaper judge */
+		if ((slot->state == SLOT_CREATING ||
+		     slot->state == SLOT_MORIBUND) &&
+		    slot->owner >= h->max_processes)
+			slot->owner = CTL_NONE;
+		if (slot->state == SLOT_FREE)
+			ctl_push_free(c, s);
+		else
+			h->nsegments++;
+	}
+}
+
+uint32_t ctl_pop_free(struct ctl *c)
+{
+	uint32_t s = c->hdr->free_head;
+
+	if (s == CTL_NONE || s >= c->hdr->max_segments)
+		return CTL_NONE;
+	c->hdr->free_head = c->slots[s].next_free;
+	c->slots[s].next_free = CTL_NONE;
+	c->hdr->nsegments++;
+	return s;
+}
+
+void ctl_push_free(struct ctl *c, uint32_t s)
+{
+	c->slots[s].next_free = c->hdr->free_head;
+	c->hdr->free_head = s;
+}
+
+uint32_t ctl_lookup(const struct ctl *c, uint64_t handle)
+{
+	uint32_t s = (uint32_t)(handle & HANDLE_SLOT_MASK);
+
+	if (handle == 0 || s >= c->hdr->max_segments)
+		return CTL_NONE;
+	if (c->slots[s].handle != handle || c->slots[s].state == SLOT_FREE)
+		return CTL_NONE;
+	return s;
+}
+
+uint64_t ctl_process_start_time(pid_t pid)
+{
+	char path[64], buf[1024], *p;
+	unsigned long long start = 0;
+	ssize_t n;
+	int fd;
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	fd = dsm_sys.open(path, O_RDONLY | O_CLOEXEC, 0);
+	if (fd < 0)
+		return 0;
+	n = dsm_sys.read(fd, buf, sizeof(buf) - 1);
+	dsm_sys.close(fd);
+	if (n <= 0)
+		return 0;
+	buf[n] = '\0';
+	/* The command name may hold spaces and ')'; fields follow the last. */
+	p = strrchr(buf, ')');
+	if (!p || p[1] != ' ')
+		return 0;
+	/* Field 3 is the state; a zombie has unmapped everything already. */
+	if (p[2] == 'Z' || p[2] == 'X')
+		return 0;
+	if (sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %*u "
+			  "%*u %*d %*d %*d %*d %*d %*d %llu",
+		   &start) != 1)
+		return 0;
+	return start ? start : 1;
+}
+
+bool ctl_proc_alive(const struct ctl_proc *p)
+{
+	if (p->state != PROC_LIVE || p->pid <= 0)
+		return false;
+	return ctl_process_start_time(p->pid) == p->start_time;
+}

@@ -1,0 +1,192 @@
+/*
+ * control.h - the control segment: the one shared structure of an instance.
+ *
+ * Every process of an instance maps it.  It records every segment the
+ * library created (so nothing can leak), every process joined (so a dead
+ * one's references can be released alone), and which process holds which
+ * segment.  Its layout, in one shared memory object:
+ *
+ *	struct ctl_header			(one page at most)
+ *	struct ctl_proc   procs[max_processes]
+ *	struct ctl_slot   slots[max_segments]
+ *	uint64_t          refs[max_processes][row_words]
+ *
+ * refs is a bitmap: bit s of row p is set while process p holds a reference
+ * on slot s.  A process holds at most one reference per segment (repeated
+ * attaches in one process are counted locally), so a row is the whole truth
+ * about what a process holds and releasing a dead process is clearing its row.
+ *
+ * PRIMARY AND DERIVED DATA.  Crash repair rests on one split:
+ *   primary  - slot state/handle/size/backend/owner/pinned/doomed, proc
+ *              state/pid/start time, the refs bitmap.  Every mutation of
+ *              primary data is ordered so that any prefix of it, left by a
+ *              process killed half-way, is a state the reaper can finish;
+ *              the field that publishes a change (a state) is written last
+ *              with a release store.
+ *   derived  - slot refcount, proc nrefs, the free-slot list, the counters.
+ *              Recomputed from primary data whenever a lock holder is found
+ *              dead (ctl_repair), so a half-done update of them is harmless.
+ *
+ * LOCKING.  header.lock (robust, process-shared) guards every field below
+ * marked (L).  Fields marked (C) are written once while the segment is
+ * created, before any other process can see it, and never change; they are
+ * covered by the header checksum.
+ */
+#ifndef DYNSHM_CONTROL_H
+#define DYNSHM_CONTROL_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#define CTL_MAGIC 0x54436d68736e7964ull /* "dynshmCT" little-endian */
+#define CTL_VERSION 1u
+
+#define CTL_MAX_SEGMENTS (1u << 20)
+#define CTL_MAX_PROCESSES (1u << 16)
+#define CTL_NONE UINT32_MAX
+
+/* Handle layout: [63..40] random, [39..24] generation, [23..0] slot. */
+#define HANDLE_SLOT_BITS 24
+#define HANDLE_SLOT_MASK ((1u << HANDLE_SLOT_BITS) - 1)
+#define HANDLE_GEN_SHIFT 24
+#define HANDLE_RAND_SHIFT 40
+/* The control segment's own OS object: slot bits that no slot can have. */
+#define CTL_HANDLE ((uint64_t)0x00c0ffee00ffffffull)
+
+/*
+ * Slot states.  The refcount convention differs from PostgreSQL's (2+
+ * active, 1 moribund, 0 free) because references are per process here:
+ *
+ *   FREE ---reserve---> CREATING ---OS object made---> ACTIVE
+ *     ^                    |                              |
+ *     |          creator died (reaper)       refcount 0 and not pinned
+ *     |                    v                              v
+ *     +-----OS object removed------------------------- MORIBUND
+ *
+ * Outside the lock: an ACTIVE slot has refcount > 0 or is pinned; a
+ * CREATING or MORIBUND slot has a live owner, or a dead one that the next
+ * reap replaces.  In CREATING the owner's bit is not yet set.
+ */
+enum ctl_slot_state {
+	SLOT_FREE = 0,
+	SLOT_CREATING = 1,
+	SLOT_ACTIVE = 2,
+	SLOT_MORIBUND = 3,
+};
+
+enum ctl_proc_state {
+	PROC_FREE = 0,
+	PROC_LIVE = 1,
+};
+
+struct ctl_slot {
+	uint32_t state;	    /* (L) enum ctl_slot_state, published last */
+	uint32_t backend;   /* (L) dsm_impl_type that made the OS object */
+	uint64_t handle;    /* (L) current handle; stale ones differ */
+	uint64_t size;	    /* (L) bytes */
+	uint32_t owner;	    /* (L) CREATING: creator, MORIBUND: destroyer */
+	int32_t creator_pid; /* (L) for tools */
+	uint64_t created_ns; /* (L) CLOCK_REALTIME at reservation */
+	uint32_t pinned;    /* (L) 1 while pinned */
+	uint32_t doomed;    /* (L) dsm_destroy called: refuse attaches */
+	uint32_t gen;	    /* (L) bumped each time the slot is freed */
+	uint32_t refcount;  /* (L, derived) processes whose bit is set */
+	uint32_t next_free; /* (L, derived) free list link or CTL_NONE */
+	int32_t owner_pid;  /* (L) pid of owner, so a reused entry is not it */
+};
+
+struct ctl_proc {
+	uint32_t state;	     /* (L) enum ctl_proc_state, published last */
+	int32_t pid;	     /* (L) */
+	uint64_t start_time; /* (L) /proc/<pid>/stat field 22: tells reuse */
+	uint64_t joined_ns;  /* (L) */
+	uint32_t nrefs;	     /* (L, derived) bits set in its row */
+	uint32_t reserved_;
+};
+
+struct ctl_header {
+	/* (C) identity and geometry, covered by checksum */
+	uint64_t magic;
+	uint32_t version;
+	uint32_t header_size;
+	uint32_t slot_size;
+	uint32_t proc_size;
+	uint32_t max_segments;
+	uint32_t max_processes;
+	uint32_t row_words;
+	uint32_t backend; /* the instance's backend for new segments */
+	uint64_t instance_id;
+	uint64_t total_size;
+	uint64_t procs_offset;
+	uint64_t slots_offset;
+	uint64_t refs_offset;
+	uint64_t created_ns;
+	int32_t creator_pid;
+	uint32_t reserved_c;
+	uint64_t checksum; /* FNV-1a of every byte above */
+
+	pthread_mutex_t lock; /* robust, process-shared */
+
+	/* (L, derived) */
+	uint32_t free_head;
+	uint32_t nsegments;
+	uint32_t nprocs;
+	/* (L) set when the instance is destroyed or reset; never cleared */
+	uint32_t destroyed;
+	/* (L) statistics, never reset */
+	uint64_t lock_repairs;
+	uint64_t processes_reaped;
+};
+
+/* A mapped, validated control segment. */
+struct ctl {
+	struct ctl_header *hdr;
+	struct ctl_proc *procs;
+	struct ctl_slot *slots;
+	uint64_t *refs;
+};
+
+size_t ctl_total_size(uint32_t max_segments, uint32_t max_processes);
+/* Lay out a fresh control segment in zeroed memory of ctl_total_size(). */
+int ctl_format(void *base, uint64_t instance_id, uint32_t backend,
+	       uint32_t max_segments, uint32_t max_processes);
+/* Check header and geometry against a mapping of map_size bytes. */
+int ctl_validate(void *base, size_t map_size, uint64_t instance_id,
+		 const char *where, struct ctl *out);
+
+static inline uint64_t *ctl_row(const struct ctl *c, uint32_t proc)
+{
+	return c->refs + (size_t)proc * c->hdr->row_words;
+}
+
+static inline bool ctl_bit(const struct ctl *c, uint32_t proc, uint32_t slot)
+{
+	return ctl_row(c, proc)[slot / 64] >> (slot % 64) & 1;
+}
+
+void ctl_set_bit(struct ctl *c, uint32_t proc, uint32_t slot);
+void ctl_clear_bit(struct ctl *c, uint32_t proc, uint32_t slot);
+
+/* Rebuild every derived field from primary data. */
+void ctl_recompute(struct ctl *c);
+/* Pop a free slot (CTL_NONE when full) / push a freed one. */
+uint32_t ctl_pop_free(struct ctl *c);
+void ctl_push_free(struct ctl *c, uint32_t slot);
+
+/* O(1) handle resolution; the slot or CTL_NONE. */
+uint32_t ctl_lookup(const struct ctl *c, uint64_t handle);
+
+/* Is proc table entry p a process still running? */
+bool ctl_proc_alive(const struct ctl_proc *p);
+/* /proc/<pid>/stat start time; 0 when the process does not exist. */
+uint64_t ctl_process_start_time(pid_t pid);
+
+/* Publish a state with a release store (see PRIMARY AND DERIVED DATA). */
+static inline void ctl_publish(uint32_t *field, uint32_t value)
+{
+	__atomic_store_n(field, value, __ATOMIC_RELEASE);
+}
+
+#endif

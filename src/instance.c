@@ -1,0 +1,764 @@
+/*
+ * instance.c - joining and leaving an instance, the control lock, reaping.
+ *
+ * PostgreSQL ties DSM to one postmaster: when any backend dies uncleanly,
+ * the whole cluster restarts so that shared state can be trusted again.
+ * dynshm cannot ask that of a server, so each process is an entry of the
+ * control segment's process table (pid + start time, so a reused pid is not
+ * mistaken for the old process) with its own row of references.  A process
+ * that dies is found by the next reap - at open, on demand, and whenever
+ * the control lock reports that its holder died - and its row is cleared
+ * on its own; whatever nobody holds any more is destroyed.
+ *
+ * The control lock is a robust process-shared mutex.  When the kernel tells
+ * the next locker EOWNERDEAD, the derived fields are recomputed from primary
+ * data (control.h explains the split), dead processes are reaped, and only
+ * then is the lock marked consistent.
+ */
+#include "wrapper.h"
+
+#include "error.h"
+#include "sys.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+void (*dsm_test_hook)(const char *point);
+int dsm_test_instance_tag = -1;
+unsigned dsm_fork_generation;
+
+/* ---- registry of open instances: fork and exit handling ---------------- */
+
+static pthread_mutex_t registry_lock = PTHREAD_MUTEX_INITIALIZER;
+static dsm_instance *registry;
+static pthread_once_t registry_once = PTHREAD_ONCE_INIT;
+
+/* Hold every instance's lock across fork so no child inherits one held. */
+static void before_fork(void)
+{
+	pthread_mutex_lock(&registry_lock);
+	for (dsm_instance *i = registry; i; i = i->next_open)
+		pthread_mutex_lock(&i->mu);
+}
+
+static void after_fork_parent(void)
+{
+	for (dsm_instance *i = registry; i; i = i->next_open)
+		pthread_mutex_unlock(&i->mu);
+	pthread_mutex_unlock(&registry_lock);
+}
+
+static void init_recursive(pthread_mutex_t *mu)
+{
+	pthread_mutexattr_t attr;
+
+	pthread_mutexattr_init(&attr);
+	pthread_mutexattr_settype(&attr, PTHREAD_MUTEX_RECURSIVE);
+	pthread_mutex_init(mu, &attr);
+	pthread_mutexattr_destroy(&attr);
+}
+
+/*
+ * In the child the locks are owned by a thread id that does not exist here
+ * (a recursive mutex refuses an unlock by another thread): start them anew.
+ */
+static void after_fork_child(void)
+{
+	dsm_fork_generation++;
+	for (dsm_instance *i = registry; i; i = i->next_open)
+		init_recursive(&i->mu);
+	pthread_mutex_init(&registry_lock, NULL);
+}
+
+/* At a normal exit, run on-detach callbacks and leave every instance. */
+static void at_exit(void)
+{
+	for (;;) {
+		dsm_instance *inst;
+
+		pthread_mutex_lock(&registry_lock);
+		inst = registry;
+		/* A forked child that never used an instance holds nothing. */
+		while (inst && inst->fork_gen != dsm_fork_generation)
+			inst = inst->next_open;
+		pthread_mutex_unlock(&registry_lock);
+		if (!inst)
+			return;
+		dsm_instance_close(inst);
+	}
+}
+
+static void registry_init(void)
+{
+	pthread_atfork(before_fork, after_fork_parent, after_fork_child);
+	atexit(at_exit);
+}
+
+static void registry_add(dsm_instance *inst)
+{
+	pthread_mutex_lock(&registry_lock);
+	inst->next_open = registry;
+	registry = inst;
+	pthread_mutex_unlock(&registry_lock);
+}
+
+static void registry_remove(dsm_instance *inst)
+{
+	pthread_mutex_lock(&registry_lock);
+	for (dsm_instance **p = &registry; *p; p = &(*p)->next_open) {
+		if (*p == inst) {
+			*p = inst->next_open;
+			break;
+		}
+	}
+	pthread_mutex_unlock(&registry_lock);
+}
+
+/* ---- small helpers ------------------------------------------------------ */
+
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static int seed(dsm_instance *inst)
+{
+	uint64_t s = 0;
+
+	if (dsm_sys.getrandom(&s, sizeof(s), 0) != (ssize_t)sizeof(s))
+		return dsm_fail(errno ? errno : EIO,
+				"cannot read random bytes: %s", strerror(errno));
+	inst->rng = s ^ (uint64_t)getpid() << 32;
+	return 0;
+}
+
+/* splitmix64: handles need unpredictability, not cryptographic strength. */
+uint64_t inst_random(dsm_instance *inst)
+{
+	uint64_t z = (inst->rng += 0x9e3779b97f4a7c15ull);
+
+	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+	z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+	return z ^ (z >> 31);
+}
+
+int space_for(dsm_instance *inst, dsm_impl_type type, dsm_impl_space **out)
+{
+	int rc;
+
+	if ((unsigned)type >= 4)
+		return dsm_fail(EUCLEAN, "instance '%s' records unknown backend "
+					 "%u",
+				inst->name, (unsigned)type);
+	if (!inst->spaces[type]) {
+		rc = dsm_impl_space_open(type, inst->id, inst->seg_dir,
+					 &inst->spaces[type]);
+		if (rc < 0)
+			return rc;
+	}
+	*out = inst->spaces[type];
+	return 0;
+}
+
+/* Remove a segment's OS object with the backend that made it. */
+int os_destroy(dsm_instance *inst, uint32_t backend, dsm_handle handle)
+{
+	dsm_impl_space *space = NULL;
+	int rc = space_for(inst, (dsm_impl_type)backend, &space);
+
+	if (rc == 0)
+		rc = dsm_impl_destroy(space, handle);
+	return rc == -ENOENT ? 0 : rc;
+}
+
+/* ---- the control lock --------------------------------------------------- */
+
+int ctl_lock(dsm_instance *inst)
+{
+	struct ctl_header *h = inst->c.hdr;
+	int rc = pthread_mutex_lock(&h->lock);
+
+	if (rc == EOWNERDEAD) {
+		/* The holder died inside a mutation: finish or undo it. */
+		ctl_recompute(&inst->c);
+		h->lock_repairs++;
+		reap_locked(inst, true, NULL);
+		pthread_mutex_consistent(&h->lock);
+		rc = 0;
+	}
+	if (rc != 0)
+		return dsm_fail(rc, "cannot lock the control segment of "
+				    "instance '%s': %s",
+				inst->name, strerror(rc));
+	if (h->destroyed) {
+		pthread_mutex_unlock(&h->lock);
+		return dsm_fail(ENOENT, "instance '%s' was destroyed or reset "
+					"by another process",
+				inst->name);
+	}
+	return 0;
+}
+
+void ctl_unlock(dsm_instance *inst)
+{
+	pthread_mutex_unlock(&inst->c.hdr->lock);
+}
+
+/* ---- reaping ------------------------------------------------------------ */
+
+void slot_free_locked(dsm_instance *inst, uint32_t s)
+{
+	struct ctl *c = &inst->c;
+	struct ctl_slot *slot = &c->slots[s];
+
+	/* Clear stray bits first: a reused slot must start unreferenced. */
+	for (uint32_t p = 0; slot->refcount && p < c->hdr->max_processes; p++)
+		ctl_clear_bit(c, p, s);
+	slot->gen++;
+	slot->pinned = 0;
+	slot->doomed = 0;
+	ctl_publish(&slot->state, SLOT_FREE);
+	c->hdr->nsegments--;
+	ctl_push_free(c, s);
+}
+
+static bool owner_alive(const struct ctl *c, const struct ctl_slot *slot)
+{
+	const struct ctl_proc *p;
+
+	if (slot->owner >= c->hdr->max_processes)
+		return false;
+	p = &c->procs[slot->owner];
+	return p->state == PROC_LIVE && p->pid == slot->owner_pid;
+}
+
+static void release_process_locked(struct ctl *c, uint32_t p)
+{
+	uint64_t *row = ctl_row(c, p);
+
+	for (uint32_t w = 0; w < c->hdr->row_words; w++)
+		while (row[w])
+			ctl_clear_bit(c, p, w * 64 +
+						    (uint32_t)__builtin_ctzll(
+							    row[w]));
+	ctl_publish(&c->procs[p].state, PROC_FREE);
+	c->hdr->nprocs--;
+	c->hdr->processes_reaped++;
+}
+
+/*
+ * Release dead processes, then (when any died, or when sweep is asked for)
+ * finish every slot whose owner is gone and destroy what nobody holds.
+ * The OS objects are removed under the lock: reaping is rare and must not
+ * leave a window in which a half-finished slot is visible as free.
+ */
+int reap_locked(dsm_instance *inst, bool sweep, unsigned *reaped)
+{
+	struct ctl *c = &inst->c;
+	unsigned dead = 0;
+	int first_err = 0;
+
+	for (uint32_t p = 0; p < c->hdr->max_processes; p++) {
+		if (c->procs[p].state != PROC_LIVE || p == inst->me)
+			continue;
+		if (ctl_proc_alive(&c->procs[p]))
+			continue;
+		HOOK("reap:release");
+		release_process_locked(c, p);
+		dead++;
+	}
+	if (dead || sweep) {
+		for (uint32_t s = 0; s < c->hdr->max_segments; s++) {
+			struct ctl_slot *slot = &c->slots[s];
+			bool finish = false;
+
+			if (slot->state == SLOT_CREATING ||
+			    slot->state == SLOT_MORIBUND)
+				finish = !owner_alive(c, slot);
+			else if (slot->state == SLOT_ACTIVE)
+				finish = slot->refcount == 0 && !slot->pinned;
+			if (!finish)
+				continue;
+			{
+				int rc = os_destroy(inst, slot->backend,
+						    slot->handle);
+
+				if (rc < 0 && !first_err)
+					first_err = rc;
+			}
+			slot_free_locked(inst, s);
+		}
+	}
+	if (reaped)
+		*reaped = dead;
+	return first_err;
+}
+
+/* ---- joining ------------------------------------------------------------- */
+
+static int join_locked(dsm_instance *inst)
+{
+	struct ctl *c = &inst->c;
+	uint64_t start = ctl_process_start_time(getpid());
+
+	for (int attempt = 0; attempt < 2; attempt++) {
+		for (uint32_t p = 0; p < c->hdr->max_processes; p++) {
+			struct ctl_proc *proc = &c->procs[p];
+
+			if (proc->state != PROC_FREE)
+				continue;
+			memset(ctl_row(c, p), 0, c->hdr->row_words * 8);
+			proc->pid = (int32_t)getpid();
+			proc->start_time = start;
+			proc->joined_ns = now_ns();
+			proc->nrefs = 0;
+			ctl_publish(&proc->state, PROC_LIVE);
+			c->hdr->nprocs++;
+			inst->me = p;
+			inst->pid = getpid();
+			inst->fork_gen = dsm_fork_generation;
+			return 0;
+		}
+		reap_locked(inst, false, NULL); /* a dead one may free one */
+	}
+	return dsm_fail(ENOSPC,
+			"all %u process entries of instance '%s' are in use "
+			"(raise max_processes)",
+			c->hdr->max_processes, inst->name);
+}
+
+static void leave_locked(dsm_instance *inst)
+{
+	struct ctl *c = &inst->c;
+
+	release_process_locked(c, inst->me);
+	c->hdr->processes_reaped--; /* a clean leave is not a reap */
+}
+
+/* In a forked child: become a process of our own, adopt the mappings. */
+static int join_after_fork(dsm_instance *inst)
+{
+	int rc;
+
+	inst->me = CTL_NONE;
+	rc = seed(inst);
+	if (rc < 0)
+		return rc;
+	rc = ctl_lock(inst);
+	if (rc < 0)
+		return rc;
+	rc = join_locked(inst);
+	if (rc == 0)
+		segment_adopt_after_fork(inst);
+	ctl_unlock(inst);
+	return rc;
+}
+
+int inst_enter(dsm_instance *inst)
+{
+	int rc;
+
+	if (!inst)
+		return dsm_fail(EINVAL, "no instance given");
+	pthread_mutex_lock(&inst->mu);
+	if (inst->fork_gen == dsm_fork_generation)
+		return 0;
+	rc = join_after_fork(inst);
+	if (rc < 0)
+		pthread_mutex_unlock(&inst->mu);
+	return rc;
+}
+
+void inst_leave(dsm_instance *inst)
+{
+	pthread_mutex_unlock(&inst->mu);
+}
+
+/* ---- creating and attaching the control segment ------------------------ */
+
+static uint64_t new_instance_id(dsm_instance *inst)
+{
+	uint64_t id;
+
+	do {
+		id = inst_random(inst);
+		if (dsm_test_instance_tag >= 0)
+			id = (id & ~(uint64_t)0xfff) |
+			     (uint64_t)(dsm_test_instance_tag & 0xfff);
+	} while (id == 0);
+	return id;
+}
+
+static void close_spaces(dsm_instance *inst)
+{
+	for (int t = 0; t < 4; t++) {
+		dsm_impl_space_close(inst->spaces[t]);
+		inst->spaces[t] = NULL;
+	}
+}
+
+static int attach_control(dsm_instance *inst, const struct inst_state *st)
+{
+	dsm_impl_space *space;
+	int rc;
+
+	inst->id = st->id;
+	inst->backend = st->backend;
+	inst->ctl_backend = st->ctl_backend;
+	snprintf(inst->seg_dir, sizeof(inst->seg_dir), "%s", st->seg_dir);
+	rc = space_for(inst, st->ctl_backend, &space);
+	if (rc < 0)
+		return rc;
+	rc = dsm_impl_attach(space, CTL_HANDLE, &inst->ctl_map);
+	if (rc < 0)
+		return rc;
+	rc = ctl_validate(dsm_impl_map_address(inst->ctl_map),
+			  dsm_impl_map_size(inst->ctl_map), st->id, inst->name,
+			  &inst->c);
+	if (rc < 0) {
+		dsm_impl_detach(inst->ctl_map);
+		inst->ctl_map = NULL;
+	}
+	return rc;
+}
+
+static int create_control(dsm_instance *inst, const struct dsm_config *cfg)
+{
+	size_t size = ctl_total_size(cfg->max_segments, cfg->max_processes);
+	struct inst_state st;
+	dsm_impl_space *space = NULL;
+	int rc = -EEXIST;
+
+	memset(&st, 0, sizeof(st));
+	st.backend = cfg->backend;
+	st.ctl_backend =
+		cfg->backend == DSM_IMPL_NONE ? DSM_IMPL_MMAP : cfg->backend;
+	st.ctl_size = size;
+	snprintf(st.seg_dir, sizeof(st.seg_dir), "%s",
+		 cfg->directory[0] ? cfg->directory : inst->dir);
+	snprintf(inst->seg_dir, sizeof(inst->seg_dir), "%s", st.seg_dir);
+	for (int attempt = 0; rc == -EEXIST && attempt < 8; attempt++) {
+		close_spaces(inst);
+		inst->id = st.id = new_instance_id(inst);
+		rc = space_for(inst, st.ctl_backend, &space);
+		if (rc == 0)
+			rc = dsm_impl_create(space, CTL_HANDLE, size, 0,
+					     &inst->ctl_map);
+	}
+	if (rc < 0)
+		return rc == -EEXIST ? dsm_fail(EEXIST, "cannot find a free "
+						"instance id") : rc;
+	inst->backend = st.backend;
+	inst->ctl_backend = st.ctl_backend;
+	rc = ctl_format(dsm_impl_map_address(inst->ctl_map), inst->id,
+			st.backend, cfg->max_segments, cfg->max_processes);
+	if (rc == 0)
+		rc = ctl_validate(dsm_impl_map_address(inst->ctl_map), size,
+				  inst->id, inst->name, &inst->c);
+	if (rc == 0)
+		rc = state_write(inst, &st);
+	if (rc < 0) {
+		/* back out: unmap, then remove the object */
+		dsm_impl_detach(inst->ctl_map);
+		inst->ctl_map = NULL;
+		dsm_impl_destroy(space, CTL_HANDLE);
+	}
+	return rc;
+}
+
+static int sweep_one(dsm_handle handle, const char *os_name, void *arg)
+{
+	(void)handle;
+	dsm_impl_destroy_name(arg, os_name);
+	return 0;
+}
+
+/* Remove by name prefix what a lost control segment can no longer list. */
+static void sweep_prefix(dsm_instance *inst)
+{
+	static const dsm_impl_type named[] = { DSM_IMPL_POSIX, DSM_IMPL_MMAP };
+
+	for (size_t i = 0; i < 2; i++) {
+		dsm_impl_space *space;
+
+		if (space_for(inst, named[i], &space) == 0)
+			dsm_impl_list(space, sweep_one, space);
+	}
+}
+
+/*
+ * Destroy everything the instance recorded: every slot's OS object with its
+ * own backend, then the control segment, then leftovers by prefix.
+ * Marks the control segment dead first, so processes still joined stop.
+ */
+static void wipe(dsm_instance *inst)
+{
+	struct ctl *c = &inst->c;
+	dsm_impl_space *space;
+
+	if (inst->ctl_map && ctl_lock(inst) == 0) {
+		c->hdr->destroyed = 1; /* see ctl_lock */
+		for (uint32_t s = 0; s < c->hdr->max_segments; s++)
+			if (c->slots[s].state != SLOT_FREE)
+				os_destroy(inst, c->slots[s].backend,
+					   c->slots[s].handle);
+		ctl_unlock(inst);
+	}
+	if (inst->ctl_map) {
+		dsm_impl_detach(inst->ctl_map);
+		inst->ctl_map = NULL;
+	}
+	if (space_for(inst, inst->ctl_backend, &space) == 0)
+		dsm_impl_destroy(space, CTL_HANDLE);
+	sweep_prefix(inst);
+	dsm_sys.unlinkat(inst->dirfd, "state", 0);
+	close_spaces(inst);
+}
+
+static void wipe_previous(dsm_instance *inst, const struct inst_state *st)
+{
+	if (attach_control(inst, st) < 0)
+		inst->ctl_map = NULL; /* corrupt or gone: prefix sweep only */
+	wipe(inst);
+}
+
+/* An explicit setting that disagrees with the instance is an error. */
+static int check_conflicts(dsm_instance *inst, const struct dsm_config *cfg)
+{
+	if (config_is_explicit(cfg, CFG_BACKEND) &&
+	    cfg->backend != inst->backend)
+		return dsm_fail(EINVAL,
+				"instance '%s' was created with "
+				"dynamic_shared_memory_type = %s; the setting "
+				"%s conflicts (open with reset to recreate it)",
+				inst->name, dsm_impl_type_name(inst->backend),
+				dsm_impl_type_name(cfg->backend));
+	if (config_is_explicit(cfg, CFG_DIRECTORY) && cfg->directory[0] &&
+	    strcmp(cfg->directory, inst->seg_dir) != 0)
+		return dsm_fail(EINVAL,
+				"instance '%s' keeps mmap segments in '%s'; the "
+				"setting dsm_directory = '%s' conflicts",
+				inst->name, inst->seg_dir, cfg->directory);
+	return 0;
+}
+
+static int find_or_create(dsm_instance *inst, const struct dsm_config *cfg,
+			  unsigned flags)
+{
+	struct inst_state st;
+	int rc = state_read(inst, &st);
+
+	if (rc < 0 && rc != -ENOENT && !(flags & DSM_OPEN_RESET))
+		return rc;
+	if (rc == 0 && (flags & DSM_OPEN_RESET)) {
+		wipe_previous(inst, &st);
+		rc = -ENOENT;
+	}
+	if (rc == 0) {
+		rc = attach_control(inst, &st);
+		if (rc == 0)
+			return check_conflicts(inst, cfg);
+		if (rc != -ENOENT)
+			return rc;
+		/* The control segment vanished (reboot, /dev/shm wiped). */
+		wipe(inst);
+	}
+	if (flags & DSM_OPEN_EXISTING)
+		return dsm_fail(ENOENT, "instance '%s' does not exist",
+				inst->name);
+	return create_control(inst, cfg);
+}
+
+/* ---- public: open, close, destroy, info, reap --------------------------- */
+
+static int new_instance(const char *name_or_dir, dsm_instance **out,
+			bool *named)
+{
+	dsm_instance *inst = calloc(1, sizeof(*inst));
+	int rc;
+
+	if (!inst)
+		return dsm_fail(ENOMEM, "out of memory opening an instance");
+	inst->dirfd = -1;
+	inst->me = CTL_NONE;
+	rc = state_resolve(name_or_dir, inst->name, sizeof(inst->name),
+			   inst->dir, sizeof(inst->dir), named);
+	if (rc == 0)
+		rc = seed(inst);
+	if (rc < 0) {
+		free(inst);
+		return rc;
+	}
+	init_recursive(&inst->mu);
+	inst->fork_gen = dsm_fork_generation;
+	*out = inst;
+	return 0;
+}
+
+static void free_instance(dsm_instance *inst)
+{
+	if (inst->ctl_map)
+		dsm_impl_detach(inst->ctl_map);
+	close_spaces(inst);
+	if (inst->dirfd >= 0)
+		dsm_sys.close(inst->dirfd);
+	free(inst->local);
+	pthread_mutex_destroy(&inst->mu);
+	free(inst);
+}
+
+static int join(dsm_instance *inst)
+{
+	int rc = ctl_lock(inst);
+
+	if (rc < 0)
+		return rc;
+	reap_locked(inst, false, NULL);
+	rc = join_locked(inst);
+	ctl_unlock(inst);
+	if (rc < 0)
+		return rc;
+	inst->local = calloc(inst->c.hdr->max_segments, sizeof(*inst->local));
+	if (!inst->local) {
+		ctl_lock(inst);
+		leave_locked(inst);
+		ctl_unlock(inst);
+		return dsm_fail(ENOMEM, "out of memory joining instance '%s'",
+				inst->name);
+	}
+	return 0;
+}
+
+DSM_EXPORT int dsm_instance_open(const char *name_or_dir,
+				 const dsm_config *cfg_in, unsigned flags,
+				 dsm_instance **out)
+{
+	struct dsm_config cfg;
+	dsm_instance *inst = NULL;
+	bool named = false;
+	int lockfd = -1, rc;
+
+	if (!out || (flags & ~(DSM_OPEN_RESET | DSM_OPEN_EXISTING)))
+		return dsm_fail(EINVAL, "bad arguments to dsm_instance_open "
+					"(flags 0x%x)",
+				flags);
+	pthread_once(&registry_once, registry_init);
+	if (cfg_in)
+		cfg = *cfg_in;
+	else
+		config_defaults(&cfg);
+	rc = new_instance(name_or_dir, &inst, &named);
+	if (rc < 0)
+		return rc;
+	rc = state_open_dir(inst, named, !(flags & DSM_OPEN_EXISTING));
+	if (rc == 0)
+		rc = state_lock(inst, &lockfd);
+	if (rc == 0)
+		rc = find_or_create(inst, &cfg, flags);
+	if (rc == 0)
+		rc = join(inst);
+	if (lockfd >= 0)
+		state_unlock(lockfd);
+	if (rc < 0) {
+		free_instance(inst);
+		return rc;
+	}
+	registry_add(inst);
+	*out = inst;
+	return 0;
+}
+
+DSM_EXPORT int dsm_instance_close(dsm_instance *inst)
+{
+	int rc = inst_enter(inst);
+
+	if (rc < 0) {
+		if (inst) { /* cannot rejoin after fork: just let go */
+			registry_remove(inst);
+			free_instance(inst);
+		}
+		return rc;
+	}
+	segment_detach_all(inst);
+	if (ctl_lock(inst) == 0) {
+		leave_locked(inst);
+		ctl_unlock(inst);
+	}
+	registry_remove(inst);
+	inst_leave(inst);
+	free_instance(inst);
+	return 0;
+}
+
+DSM_EXPORT int dsm_instance_destroy(dsm_instance *inst)
+{
+	int lockfd = -1, rc = inst_enter(inst);
+
+	if (rc < 0)
+		return rc;
+	segment_detach_all(inst);
+	rc = state_lock(inst, &lockfd);
+	wipe(inst);
+	rc = state_remove(inst) < 0 && rc == 0 ? -EBUSY : rc;
+	if (lockfd >= 0)
+		state_unlock(lockfd);
+	registry_remove(inst);
+	inst_leave(inst);
+	free_instance(inst);
+	return rc < 0 ? rc : 0;
+}
+
+DSM_EXPORT int dsm_instance_info_get(dsm_instance *inst,
+				     dsm_instance_info *info)
+{
+	struct ctl_header *h;
+	int rc;
+
+	if (!info)
+		return dsm_fail(EINVAL, "no info buffer given");
+	rc = inst_enter(inst);
+	if (rc < 0)
+		return rc;
+	h = inst->c.hdr;
+	memset(info, 0, sizeof(*info));
+	snprintf(info->name, sizeof(info->name), "%s", inst->name);
+	snprintf(info->directory, sizeof(info->directory), "%s", inst->dir);
+	info->instance_id = inst->id;
+	info->backend = inst->backend;
+	info->max_segments = h->max_segments;
+	info->max_processes = h->max_processes;
+	info->control_size = h->total_size;
+	info->creator_pid = h->creator_pid;
+	rc = ctl_lock(inst);
+	if (rc == 0) {
+		info->segments = h->nsegments;
+		info->processes = h->nprocs;
+		info->lock_repairs = h->lock_repairs;
+		info->processes_reaped = h->processes_reaped;
+		ctl_unlock(inst);
+	}
+	inst_leave(inst);
+	return rc;
+}
+
+DSM_EXPORT int dsm_reap(dsm_instance *inst, unsigned *reaped)
+{
+	int rc = inst_enter(inst);
+
+	if (rc < 0)
+		return rc;
+	rc = ctl_lock(inst);
+	if (rc == 0) {
+		rc = reap_locked(inst, true, reaped);
+		ctl_unlock(inst);
+	}
+	inst_leave(inst);
+	return rc;
+}

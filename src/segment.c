@@ -1,0 +1,745 @@
+/*
+ * segment.c - creating, attaching and detaching segments; pins, on-detach
+ * callbacks, scopes and inspection.
+ *
+ * The order of every lifetime step is what keeps the control segment's
+ * promises (control.h):
+ *   create:  reserve the slot (CREATING, with us as owner) under the lock,
+ *            make the OS object outside it, then set our reference and
+ *            publish ACTIVE under the lock.  A creator killed anywhere in
+ *            between leaves a CREATING slot with a dead owner, whose object
+ *            the reaper can find by name and remove.
+ *   attach:  take our reference under the lock first, then map; a segment
+ *            with a reference cannot be destroyed under us.
+ *   detach:  unmap first, then drop the reference; whoever drops the last
+ *            one of an unpinned segment marks it MORIBUND (owner = us),
+ *            removes the OS object outside the lock, and frees the slot.
+ * The process-local side - one dsm_segment per mapped segment, found by
+ * slot index in O(1) - lives in dsm_instance and is guarded by its mutex.
+ */
+#include "wrapper.h"
+
+#include "error.h"
+#include "sys.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+static _Thread_local struct dsm_scope *current_scope;
+
+#define HANDLE_FMT "0x%016llx"
+#define HANDLE_ARG(h) ((unsigned long long)(h))
+
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static int not_found(dsm_instance *inst, dsm_handle handle)
+{
+	return dsm_fail(ENOENT,
+			"dynamic shared memory segment " HANDLE_FMT
+			" not found in instance '%s'",
+			HANDLE_ARG(handle), inst->name);
+}
+
+static struct dsm_scope *scope_of(dsm_instance *inst)
+{
+	for (struct dsm_scope *s = current_scope; s; s = s->parent)
+		if (s->inst == inst)
+			return s;
+	return NULL;
+}
+
+static dsm_handle new_handle(dsm_instance *inst, uint32_t slot, uint32_t gen)
+{
+	uint64_t r;
+
+	do
+		r = inst_random(inst) & 0xffffff;
+	while (r == 0);
+	return r << HANDLE_RAND_SHIFT |
+	       (uint64_t)(gen & 0xffff) << HANDLE_GEN_SHIFT | slot;
+}
+
+/* ---- process-local bookkeeping ----------------------------------------- */
+
+static void link_segment(dsm_instance *inst, struct dsm_segment *seg)
+{
+	seg->next = inst->segs;
+	if (inst->segs)
+		inst->segs->prev = seg;
+	inst->segs = seg;
+	if (seg->slot != CTL_NONE)
+		inst->local[seg->slot] = seg;
+}
+
+static void unlink_segment(dsm_instance *inst, struct dsm_segment *seg)
+{
+	if (seg->prev)
+		seg->prev->next = seg->next;
+	else
+		inst->segs = seg->next;
+	if (seg->next)
+		seg->next->prev = seg->prev;
+	if (seg->slot != CTL_NONE && inst->local[seg->slot] == seg)
+		inst->local[seg->slot] = NULL;
+}
+
+static struct dsm_segment *alloc_segment(dsm_instance *inst)
+{
+	struct dsm_segment *seg = calloc(1, sizeof(*seg));
+
+	if (seg) {
+		seg->inst = inst;
+		seg->slot = CTL_NONE;
+	}
+	return seg;
+}
+
+/* ---- the shared side ---------------------------------------------------- */
+
+/* If nobody holds slot s and it is not pinned, make it ours to destroy. */
+static bool retire_if_unused_locked(dsm_instance *inst, uint32_t s)
+{
+	struct ctl_slot *slot = &inst->c.slots[s];
+
+	if (slot->state != SLOT_ACTIVE || slot->refcount || slot->pinned)
+		return false;
+	slot->owner = inst->me;
+	slot->owner_pid = (int32_t)inst->pid;
+	ctl_publish(&slot->state, SLOT_MORIBUND);
+	HOOK("retire:moribund");
+	return true;
+}
+
+/* Outside the lock: remove the OS object of a slot we retired, free it. */
+static void finish_destroy(dsm_instance *inst, uint32_t s, uint32_t backend,
+			   dsm_handle handle)
+{
+	struct ctl_slot *slot = &inst->c.slots[s];
+
+	HOOK("destroy:before-os");
+	os_destroy(inst, backend, handle);
+	HOOK("destroy:after-os");
+	if (ctl_lock(inst) < 0)
+		return;
+	if (slot->state == SLOT_MORIBUND && slot->handle == handle &&
+	    slot->owner == inst->me)
+		slot_free_locked(inst, s);
+	ctl_unlock(inst);
+}
+
+/* Drop our reference on slot s (if it is still handle) and retire it. */
+static void release_reference(dsm_instance *inst, uint32_t s,
+			      dsm_handle handle)
+{
+	struct ctl_slot *slot = &inst->c.slots[s];
+	uint32_t backend = 0;
+	bool destroy = false;
+
+	if (ctl_lock(inst) < 0)
+		return;
+	if (slot->handle == handle && slot->state != SLOT_FREE) {
+		ctl_clear_bit(&inst->c, inst->me, s);
+		HOOK("detach:released");
+		backend = slot->backend;
+		destroy = retire_if_unused_locked(inst, s);
+	}
+	ctl_unlock(inst);
+	if (destroy)
+		finish_destroy(inst, s, backend, handle);
+}
+
+static int reserve_slot(dsm_instance *inst, size_t size, uint32_t *out_slot,
+			dsm_handle *out_handle)
+{
+	struct ctl *c = &inst->c;
+	struct ctl_slot *slot;
+	uint32_t s;
+	int rc = ctl_lock(inst);
+
+	if (rc < 0)
+		return rc;
+	s = ctl_pop_free(c);
+	if (s == CTL_NONE) {
+		reap_locked(inst, false, NULL); /* the dead may hold slots */
+		s = ctl_pop_free(c);
+	}
+	if (s == CTL_NONE) {
+		ctl_unlock(inst);
+		return dsm_fail(ENOSPC,
+				"all %u segment slots of instance '%s' are in "
+				"use (raise max_segments)",
+				c->hdr->max_segments, inst->name);
+	}
+	slot = &c->slots[s];
+	slot->backend = inst->backend;
+	slot->size = size;
+	slot->handle = new_handle(inst, s, slot->gen);
+	slot->owner = inst->me;
+	slot->owner_pid = (int32_t)inst->pid;
+	slot->creator_pid = (int32_t)inst->pid;
+	slot->created_ns = now_ns();
+	slot->pinned = 0;
+	slot->doomed = 0;
+	ctl_publish(&slot->state, SLOT_CREATING);
+	HOOK("create:reserved");
+	ctl_unlock(inst);
+	*out_slot = s;
+	*out_handle = slot->handle;
+	return 0;
+}
+
+/* Give back a slot whose OS object was never made (or was removed). */
+static void unreserve_slot(dsm_instance *inst, uint32_t s, dsm_handle handle)
+{
+	struct ctl_slot *slot = &inst->c.slots[s];
+
+	if (ctl_lock(inst) < 0)
+		return;
+	if (slot->state == SLOT_CREATING && slot->handle == handle)
+		slot_free_locked(inst, s);
+	ctl_unlock(inst);
+}
+
+static int activate_slot(dsm_instance *inst, uint32_t s)
+{
+	int rc = ctl_lock(inst);
+
+	if (rc < 0)
+		return rc;
+	ctl_set_bit(&inst->c, inst->me, s);
+	HOOK("create:referenced");
+	ctl_publish(&inst->c.slots[s].state, SLOT_ACTIVE);
+	ctl_unlock(inst);
+	return 0;
+}
+
+static int refuse_disabled(dsm_instance *inst)
+{
+	dsm_impl_space *space;
+	dsm_impl_map *map;
+	int rc = space_for(inst, DSM_IMPL_NONE, &space);
+
+	/* The none backend words the refusal; keep one wording. */
+	return rc < 0 ? rc : dsm_impl_create(space, 1, 1, 0, &map);
+}
+
+static int create_os_object(dsm_instance *inst, size_t size,
+			    struct dsm_segment *seg)
+{
+	dsm_impl_space *space;
+	int rc = space_for(inst, inst->backend, &space);
+
+	for (int attempt = 0; rc == 0 && attempt < 16; attempt++) {
+		rc = reserve_slot(inst, size, &seg->slot, &seg->handle);
+		if (rc < 0)
+			break;
+		HOOK("create:before-os");
+		rc = dsm_impl_create(space, seg->handle, size, 0, &seg->map);
+		if (rc == 0)
+			break;
+		unreserve_slot(inst, seg->slot, seg->handle);
+		seg->slot = CTL_NONE;
+		if (rc != -EEXIST)
+			return rc;
+		rc = 0; /* a name collision: try another handle */
+	}
+	if (rc == 0 && !seg->map)
+		rc = dsm_fail(EEXIST, "16 name collisions in a row creating a "
+				      "segment in instance '%s'",
+			      inst->name);
+	return rc;
+}
+
+DSM_EXPORT int dsm_create(dsm_instance *inst, size_t size, unsigned flags,
+			  dsm_segment **out)
+{
+	struct dsm_segment *seg;
+	int rc = inst_enter(inst);
+
+	if (rc < 0)
+		return rc;
+	if (!out || flags != 0 || size == 0 || size > DSM_IMPL_MAX_SIZE) {
+		rc = dsm_fail(EINVAL,
+			      "cannot create a segment of %zu bytes with flags "
+			      "0x%x in instance '%s' (sizes: 1 to %zu; flags: "
+			      "0)",
+			      size, flags, inst->name, DSM_IMPL_MAX_SIZE);
+		goto out;
+	}
+	if (inst->backend == DSM_IMPL_NONE) {
+		rc = refuse_disabled(inst);
+		goto out;
+	}
+	seg = alloc_segment(inst);
+	if (!seg) {
+		rc = dsm_fail(ENOMEM, "out of memory creating a segment");
+		goto out;
+	}
+	rc = create_os_object(inst, size, seg);
+	if (rc < 0)
+		goto fail_free;
+	HOOK("create:after-os");
+	rc = activate_slot(inst, seg->slot);
+	if (rc < 0)
+		goto fail_unmap;
+	seg->nattach = 1;
+	seg->scope = scope_of(inst);
+	link_segment(inst, seg);
+	*out = seg;
+	goto out;
+
+fail_unmap:
+	/* back out in reverse: unmap, remove the object, free the slot */
+	dsm_impl_detach(seg->map);
+	os_destroy(inst, inst->backend, seg->handle);
+	unreserve_slot(inst, seg->slot, seg->handle);
+fail_free:
+	free(seg);
+out:
+	inst_leave(inst);
+	return rc;
+}
+
+/*
+ * Take the control lock and resolve handle to a live slot: ACTIVE and not
+ * being destroyed.  On success the lock is held; on failure it is not.
+ */
+static int lock_live_slot(dsm_instance *inst, dsm_handle handle, uint32_t *out)
+{
+	struct ctl *c = &inst->c;
+	uint32_t s;
+	int rc = ctl_lock(inst);
+
+	if (rc < 0)
+		return rc;
+	s = ctl_lookup(c, handle);
+	if (s == CTL_NONE || c->slots[s].state != SLOT_ACTIVE ||
+	    c->slots[s].doomed) {
+		ctl_unlock(inst);
+		return not_found(inst, handle);
+	}
+	*out = s;
+	return 0;
+}
+
+/* Take our reference on handle under the lock; its slot and backend. */
+static int reference_handle(dsm_instance *inst, dsm_handle handle,
+			    uint32_t *out_slot, uint32_t *backend)
+{
+	struct ctl *c = &inst->c;
+	uint32_t s = CTL_NONE;
+	int rc = lock_live_slot(inst, handle, &s);
+
+	if (rc < 0)
+		return rc;
+	ctl_set_bit(c, inst->me, s);
+	HOOK("attach:referenced");
+	*backend = c->slots[s].backend;
+	ctl_unlock(inst);
+	*out_slot = s;
+	return 0;
+}
+
+static int attach_new(dsm_instance *inst, dsm_handle handle,
+		      dsm_segment **out)
+{
+	struct dsm_segment *seg = alloc_segment(inst);
+	dsm_impl_space *space = NULL;
+	uint32_t backend = 0;
+	int rc;
+
+	if (!seg)
+		return dsm_fail(ENOMEM, "out of memory attaching a segment");
+	rc = reference_handle(inst, handle, &seg->slot, &backend);
+	if (rc < 0)
+		goto fail_free;
+	seg->handle = handle;
+	rc = space_for(inst, (dsm_impl_type)backend, &space);
+	if (rc == 0)
+		rc = dsm_impl_attach(space, handle, &seg->map);
+	if (rc < 0)
+		goto fail_release;
+	seg->nattach = 1;
+	seg->scope = scope_of(inst);
+	link_segment(inst, seg);
+	*out = seg;
+	return 0;
+
+fail_release:
+	release_reference(inst, seg->slot, handle);
+fail_free:
+	free(seg);
+	return rc;
+}
+
+DSM_EXPORT int dsm_attach(dsm_instance *inst, dsm_handle handle,
+			  dsm_segment **out)
+{
+	uint32_t s = (uint32_t)(handle & HANDLE_SLOT_MASK);
+	int rc = inst_enter(inst);
+
+	if (rc < 0)
+		return rc;
+	if (!out)
+		rc = dsm_fail(EINVAL, "no result pointer given");
+	else if (s < inst->c.hdr->max_segments && inst->local[s] &&
+		 inst->local[s]->handle == handle) {
+		inst->local[s]->nattach++; /* already mapped here */
+		*out = inst->local[s];
+	} else
+		rc = attach_new(inst, handle, out);
+	inst_leave(inst);
+	return rc;
+}
+
+/* The last local detach: callbacks, unmap, then drop the reference. */
+static void detach_last(dsm_instance *inst, struct dsm_segment *seg)
+{
+	while (seg->ncbs > 0) {
+		struct on_detach cb = seg->cbs[--seg->ncbs];
+
+		cb.fn(seg, cb.arg);
+	}
+	unlink_segment(inst, seg);
+	dsm_impl_detach(seg->map);
+	if (seg->slot != CTL_NONE)
+		release_reference(inst, seg->slot, seg->handle);
+	free(seg->cbs);
+	free(seg);
+}
+
+DSM_EXPORT int dsm_detach(dsm_segment *seg)
+{
+	dsm_instance *inst;
+	int rc;
+
+	if (!seg)
+		return dsm_fail(EINVAL, "no segment given");
+	inst = seg->inst;
+	rc = inst_enter(inst);
+	if (rc < 0)
+		return rc;
+	if (--seg->nattach == 0)
+		detach_last(inst, seg);
+	inst_leave(inst);
+	return 0;
+}
+
+void segment_detach_all(dsm_instance *inst)
+{
+	while (inst->segs) {
+		inst->segs->nattach = 0;
+		detach_last(inst, inst->segs);
+	}
+}
+
+void segment_adopt_after_fork(dsm_instance *inst)
+{
+	struct ctl *c = &inst->c;
+
+	for (struct dsm_segment *seg = inst->segs; seg; seg = seg->next) {
+		struct ctl_slot *slot;
+
+		if (seg->slot == CTL_NONE)
+			continue;
+		slot = &c->slots[seg->slot];
+		if (slot->handle == seg->handle &&
+		    slot->state == SLOT_ACTIVE) {
+			ctl_set_bit(c, inst->me, seg->slot);
+			continue;
+		}
+		/* Destroyed since the fork: keep the memory, not the slot. */
+		inst->local[seg->slot] = NULL;
+		seg->slot = CTL_NONE;
+	}
+}
+
+DSM_EXPORT void *dsm_segment_address(const dsm_segment *seg)
+{
+	return seg ? dsm_impl_map_address(seg->map) : NULL;
+}
+
+DSM_EXPORT size_t dsm_segment_size(const dsm_segment *seg)
+{
+	return seg ? dsm_impl_map_size(seg->map) : 0;
+}
+
+DSM_EXPORT dsm_handle dsm_segment_handle(const dsm_segment *seg)
+{
+	return seg ? seg->handle : DSM_HANDLE_INVALID;
+}
+
+/* ---- pins and destruction ---------------------------------------------- */
+
+enum pin_op { PIN, UNPIN, DESTROY };
+
+static int change_pin(dsm_instance *inst, dsm_handle handle, enum pin_op op)
+{
+	struct ctl_slot *slot;
+	bool destroy = false;
+	uint32_t s = CTL_NONE, backend;
+	int rc = lock_live_slot(inst, handle, &s);
+
+	if (rc < 0)
+		return rc;
+	slot = &inst->c.slots[s];
+	backend = slot->backend;
+	if (op == PIN && slot->pinned)
+		rc = dsm_fail(EALREADY, "segment " HANDLE_FMT " of instance "
+					"'%s' is already pinned",
+			      HANDLE_ARG(handle), inst->name);
+	else if (op == UNPIN && !slot->pinned)
+		rc = dsm_fail(EINVAL, "segment " HANDLE_FMT " of instance '%s' "
+				      "is not pinned",
+			      HANDLE_ARG(handle), inst->name);
+	else {
+		slot->pinned = op == PIN;
+		if (op == DESTROY)
+			slot->doomed = 1;
+		HOOK("pin:changed");
+		destroy = retire_if_unused_locked(inst, s);
+	}
+	ctl_unlock(inst);
+	if (destroy)
+		finish_destroy(inst, s, backend, handle);
+	return rc;
+}
+
+static int change_pin_entry(dsm_instance *inst, dsm_handle handle,
+			    enum pin_op op)
+{
+	int rc = inst_enter(inst);
+
+	if (rc < 0)
+		return rc;
+	rc = change_pin(inst, handle, op);
+	inst_leave(inst);
+	return rc;
+}
+
+DSM_EXPORT int dsm_pin_segment(dsm_segment *seg)
+{
+	if (!seg)
+		return dsm_fail(EINVAL, "no segment given");
+	return change_pin_entry(seg->inst, seg->handle, PIN);
+}
+
+DSM_EXPORT int dsm_unpin_segment(dsm_instance *inst, dsm_handle handle)
+{
+	return change_pin_entry(inst, handle, UNPIN);
+}
+
+DSM_EXPORT int dsm_destroy(dsm_instance *inst, dsm_handle handle)
+{
+	return change_pin_entry(inst, handle, DESTROY);
+}
+
+/* ---- on-detach callbacks ------------------------------------------------ */
+
+DSM_EXPORT int dsm_on_detach(dsm_segment *seg, dsm_on_detach_fn fn, void *arg)
+{
+	int rc;
+
+	if (!seg || !fn)
+		return dsm_fail(EINVAL, "no segment or callback given");
+	rc = inst_enter(seg->inst);
+	if (rc < 0)
+		return rc;
+	if (seg->ncbs == seg->cbs_cap) {
+		unsigned cap = seg->cbs_cap ? seg->cbs_cap * 2 : 4;
+		struct on_detach *cbs = realloc(seg->cbs, cap * sizeof(*cbs));
+
+		if (!cbs) {
+			inst_leave(seg->inst);
+			return dsm_fail(ENOMEM, "out of memory registering a "
+						"callback");
+		}
+		seg->cbs = cbs;
+		seg->cbs_cap = cap;
+	}
+	seg->cbs[seg->ncbs].fn = fn;
+	seg->cbs[seg->ncbs].arg = arg;
+	seg->ncbs++;
+	inst_leave(seg->inst);
+	return 0;
+}
+
+DSM_EXPORT int dsm_cancel_on_detach(dsm_segment *seg, dsm_on_detach_fn fn,
+				    void *arg)
+{
+	int rc;
+
+	if (!seg)
+		return dsm_fail(EINVAL, "no segment given");
+	rc = inst_enter(seg->inst);
+	if (rc < 0)
+		return rc;
+	rc = dsm_fail(ENOENT, "no such on-detach callback registered");
+	for (unsigned i = seg->ncbs; i-- > 0;) {
+		if (seg->cbs[i].fn == fn && seg->cbs[i].arg == arg) {
+			memmove(&seg->cbs[i], &seg->cbs[i + 1],
+				(seg->ncbs - i - 1) * sizeof(seg->cbs[0]));
+			seg->ncbs--;
+			dsm_clear_error();
+			rc = 0;
+			break;
+		}
+	}
+	inst_leave(seg->inst);
+	return rc;
+}
+
+/* ---- scopes --------------------------------------------------------------- */
+
+DSM_EXPORT int dsm_scope_begin(dsm_instance *inst, dsm_scope **out)
+{
+	struct dsm_scope *scope;
+
+	if (!inst || !out)
+		return dsm_fail(EINVAL, "no instance or result pointer given");
+	scope = calloc(1, sizeof(*scope));
+	if (!scope)
+		return dsm_fail(ENOMEM, "out of memory for a scope");
+	scope->inst = inst;
+	scope->parent = current_scope;
+	current_scope = scope;
+	*out = scope;
+	return 0;
+}
+
+static struct dsm_segment *first_in_scope(dsm_instance *inst,
+					  struct dsm_scope *scope)
+{
+	for (struct dsm_segment *seg = inst->segs; seg; seg = seg->next)
+		if (seg->scope == scope)
+			return seg;
+	return NULL;
+}
+
+DSM_EXPORT int dsm_scope_end(dsm_scope *scope)
+{
+	struct dsm_segment *seg;
+	int rc;
+
+	if (!scope || scope != current_scope)
+		return dsm_fail(EINVAL, "scope %p is not this thread's "
+					"innermost scope",
+				(void *)scope);
+	rc = inst_enter(scope->inst);
+	if (rc < 0)
+		return rc;
+	/* Callbacks may detach others: look again after each one. */
+	while ((seg = first_in_scope(scope->inst, scope)) != NULL) {
+		seg->nattach = 0;
+		detach_last(scope->inst, seg);
+	}
+	inst_leave(scope->inst);
+	current_scope = scope->parent;
+	free(scope);
+	return 0;
+}
+
+DSM_EXPORT int dsm_pin_mapping(dsm_segment *seg)
+{
+	int rc;
+
+	if (!seg)
+		return dsm_fail(EINVAL, "no segment given");
+	rc = inst_enter(seg->inst);
+	if (rc < 0)
+		return rc;
+	seg->scope = NULL;
+	inst_leave(seg->inst);
+	return 0;
+}
+
+/* ---- inspection ----------------------------------------------------------- */
+
+static void fill_info(const struct ctl_slot *slot, dsm_segment_info *info)
+{
+	memset(info, 0, sizeof(*info));
+	info->handle = slot->handle;
+	info->size = slot->size;
+	info->backend = (dsm_impl_type)slot->backend;
+	info->state = (dsm_segment_state)slot->state;
+	info->references = slot->refcount;
+	info->pinned = slot->pinned != 0;
+	info->creator_pid = slot->creator_pid;
+	info->created_ns = slot->created_ns;
+}
+
+DSM_EXPORT int dsm_stat(dsm_instance *inst, dsm_handle handle,
+			dsm_segment_info *info)
+{
+	uint32_t s;
+	int rc;
+
+	if (!info)
+		return dsm_fail(EINVAL, "no info buffer given");
+	rc = inst_enter(inst);
+	if (rc < 0)
+		return rc;
+	rc = ctl_lock(inst);
+	if (rc == 0) {
+		s = ctl_lookup(&inst->c, handle);
+		if (s == CTL_NONE)
+			rc = not_found(inst, handle);
+		else
+			fill_info(&inst->c.slots[s], info);
+		ctl_unlock(inst);
+	}
+	inst_leave(inst);
+	return rc;
+}
+
+static int snapshot(dsm_instance *inst, dsm_segment_info **out, size_t *n)
+{
+	struct ctl *c = &inst->c;
+	dsm_segment_info *infos;
+	size_t count = 0;
+	int rc = ctl_lock(inst);
+
+	if (rc < 0)
+		return rc;
+	infos = malloc((c->hdr->nsegments + 1) * sizeof(*infos));
+	if (!infos) {
+		ctl_unlock(inst);
+		return dsm_fail(ENOMEM, "out of memory listing segments");
+	}
+	for (uint32_t s = 0; s < c->hdr->max_segments &&
+			     count < c->hdr->nsegments; s++)
+		if (c->slots[s].state != SLOT_FREE)
+			fill_info(&c->slots[s], &infos[count++]);
+	ctl_unlock(inst);
+	*out = infos;
+	*n = count;
+	return 0;
+}
+
+DSM_EXPORT int dsm_foreach_segment(dsm_instance *inst, dsm_segment_fn fn,
+				   void *arg)
+{
+	dsm_segment_info *infos = NULL;
+	size_t n = 0;
+	int rc = inst_enter(inst);
+
+	if (rc < 0)
+		return rc;
+	if (!fn)
+		rc = dsm_fail(EINVAL, "no callback given");
+	else
+		rc = snapshot(inst, &infos, &n);
+	inst_leave(inst);
+	for (size_t i = 0; rc == 0 && i < n; i++)
+		rc = fn(&infos[i], arg);
+	free(infos);
+	return rc;
+}

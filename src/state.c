@@ -1,0 +1,367 @@
+/*
+ * state.c - the instance directory: where an instance is, and how a
+ * process finds its control segment.
+ *
+ * A named instance lives in $XDG_RUNTIME_DIR/dynshm/<name>, else in
+ * /tmp/dynshm-<uid>/<name>.  The directory holds:
+ *	lock	flock()ed while a process opens, creates or resets the
+ *		instance, so two first processes never both create it;
+ *	state	a short text file naming the instance id, its backends, the
+ *		control segment's size and the mmap directory; replaced
+ *		atomically (write a temporary, fsync, rename);
+ *	dynshm.<id>.<handle>	mmap backend files, by default.
+ * Directories are 0700 and files 0600; anything else - another owner, a
+ * wider mode, a symbolic link - is refused with a message saying which path
+ * and why, since /tmp is shared with every local user.
+ */
+#include "wrapper.h"
+
+#include "error.h"
+#include "sys.h"
+
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <unistd.h>
+
+#define STATE_MAGIC "dynshm-state 1"
+
+static bool valid_name(const char *name)
+{
+	size_t len = strlen(name);
+
+	if (len == 0 || len > DSM_NAME_MAX || name[0] == '.')
+		return false;
+	for (const char *p = name; *p; p++)
+		if (!(*p >= 'a' && *p <= 'z') && !(*p >= 'A' && *p <= 'Z') &&
+		    !(*p >= '0' && *p <= '9') && *p != '_' && *p != '-' &&
+		    *p != '.')
+			return false;
+	return true;
+}
+
+static int base_directory(char *buf, size_t len)
+{
+	const char *xdg = getenv("XDG_RUNTIME_DIR");
+	int n;
+
+	if (xdg && xdg[0] == '/')
+		n = snprintf(buf, len, "%s/dynshm", xdg);
+	else
+		n = snprintf(buf, len, "/tmp/dynshm-%u", (unsigned)geteuid());
+	if (n < 0 || (size_t)n >= len)
+		return dsm_fail(ENAMETOOLONG, "runtime directory path too long");
+	return 0;
+}
+
+int state_resolve(const char *name_or_dir, char *name, size_t name_len,
+		  char *dir, size_t dir_len, bool *named)
+{
+	char base[PATH_MAX];
+	int rc, n;
+
+	if (!name_or_dir)
+		name_or_dir = "default";
+	if (strlen(name_or_dir) >= name_len && !strchr(name_or_dir, '/'))
+		return dsm_fail(EINVAL, "instance name '%.40s...' is longer "
+					"than %d bytes",
+				name_or_dir, DSM_NAME_MAX);
+	snprintf(name, name_len, "%s", name_or_dir);
+	if (strchr(name_or_dir, '/')) {
+		if (name_or_dir[0] != '/')
+			return dsm_fail(EINVAL, "instance directory '%s' must "
+						"be an absolute path",
+					name_or_dir);
+		n = snprintf(dir, dir_len, "%s", name_or_dir);
+		if (n < 0 || (size_t)n >= dir_len)
+			return dsm_fail(ENAMETOOLONG, "instance directory path "
+						      "too long");
+		*named = false;
+		return 0;
+	}
+	if (!valid_name(name_or_dir))
+		return dsm_fail(EINVAL,
+				"invalid instance name '%s' (allowed: 1 to %d "
+				"of A-Z a-z 0-9 _ - ., not starting with '.')",
+				name_or_dir, DSM_NAME_MAX);
+	rc = base_directory(base, sizeof(base));
+	if (rc < 0)
+		return rc;
+	n = snprintf(dir, dir_len, "%s/%s", base, name_or_dir);
+	if (n < 0 || (size_t)n >= dir_len)
+		return dsm_fail(ENAMETOOLONG, "instance directory path too long");
+	*named = true;
+	return 0;
+}
+
+/* A directory must be ours, a real directory, and closed to others. */
+static int check_private_dir(int fd, const char *path)
+{
+	struct stat st;
+
+	if (dsm_sys.fstat(fd, &st) < 0)
+		return dsm_fail(errno, "cannot stat '%s': %s", path,
+				strerror(errno));
+	if (st.st_uid != geteuid())
+		return dsm_fail(EACCES,
+				"refusing directory '%s': it belongs to uid %u, "
+				"not to this process's uid %u",
+				path, (unsigned)st.st_uid, (unsigned)geteuid());
+	if (st.st_mode & 077)
+		return dsm_fail(EACCES,
+				"refusing directory '%s': mode %04o lets other "
+				"users in (expected 0700)",
+				path, (unsigned)(st.st_mode & 07777));
+	return 0;
+}
+
+static int open_private_dir(const char *path, bool create, int *out)
+{
+	int fd, rc;
+
+	if (create && dsm_sys.mkdir(path, 0700) < 0 && errno != EEXIST)
+		return dsm_fail(errno, "cannot create directory '%s': %s", path,
+				strerror(errno));
+	fd = dsm_sys.open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC,
+			  0);
+	if (fd < 0) {
+		if (errno == ELOOP || errno == ENOTDIR)
+			return dsm_fail(EACCES, "refusing '%s': it is a "
+						"symbolic link or not a "
+						"directory",
+					path);
+		return dsm_fail(errno, "cannot open directory '%s': %s", path,
+				strerror(errno));
+	}
+	rc = check_private_dir(fd, path);
+	if (rc < 0) {
+		dsm_sys.close(fd);
+		return rc;
+	}
+	*out = fd;
+	return 0;
+}
+
+int state_open_dir(dsm_instance *inst, bool named, bool create)
+{
+	int rc, fd;
+
+	if (named) {
+		char base[PATH_MAX];
+		const char *xdg = getenv("XDG_RUNTIME_DIR");
+
+		rc = base_directory(base, sizeof(base));
+		if (rc < 0)
+			return rc;
+		if (xdg && xdg[0] == '/' && !create) {
+			/* nothing to make; the instance dir check suffices */
+		} else {
+			rc = open_private_dir(base, create, &fd);
+			if (rc < 0)
+				return rc == -ENOENT ? dsm_fail(ENOENT,
+					"instance '%s' does not exist "
+					"(no directory %s)", inst->name, base)
+					: rc;
+			dsm_sys.close(fd);
+		}
+	}
+	rc = open_private_dir(inst->dir, create, &inst->dirfd);
+	if (rc == -ENOENT && !create)
+		return dsm_fail(ENOENT, "instance '%s' does not exist (no "
+					"directory %s)",
+				inst->name, inst->dir);
+	return rc;
+}
+
+/* A plain private file of ours, opened relative to the instance dir. */
+static int open_private_file(dsm_instance *inst, const char *file, int flags,
+			     int *out)
+{
+	struct stat st;
+	int fd;
+
+	fd = dsm_sys.openat(inst->dirfd, file, flags | O_NOFOLLOW | O_CLOEXEC,
+			    0600);
+	if (fd < 0) {
+		if (errno == ELOOP)
+			return dsm_fail(EACCES, "refusing '%s/%s': it is a "
+						"symbolic link",
+					inst->dir, file);
+		return dsm_fail(errno, "cannot open '%s/%s': %s", inst->dir,
+				file, strerror(errno));
+	}
+	if (dsm_sys.fstat(fd, &st) < 0) {
+		int err = errno;
+
+		dsm_sys.close(fd);
+		return dsm_fail(err, "cannot stat '%s/%s': %s", inst->dir, file,
+				strerror(err));
+	}
+	if (!S_ISREG(st.st_mode) || st.st_uid != geteuid() ||
+	    (st.st_mode & 077)) {
+		dsm_sys.close(fd);
+		return dsm_fail(EACCES,
+				"refusing '%s/%s': expected a regular file of "
+				"uid %u with mode 0600, found uid %u mode %04o",
+				inst->dir, file, (unsigned)geteuid(),
+				(unsigned)st.st_uid,
+				(unsigned)(st.st_mode & 07777));
+	}
+	*out = fd;
+	return 0;
+}
+
+int state_lock(dsm_instance *inst, int *lockfd)
+{
+	int fd, rc;
+
+	rc = open_private_file(inst, "lock", O_RDWR | O_CREAT, &fd);
+	if (rc < 0)
+		return rc;
+	do
+		rc = dsm_sys.flock(fd, LOCK_EX);
+	while (rc < 0 && errno == EINTR);
+	if (rc < 0) {
+		int err = errno;
+
+		dsm_sys.close(fd);
+		return dsm_fail(err, "cannot lock '%s/lock': %s", inst->dir,
+				strerror(err));
+	}
+	*lockfd = fd;
+	return 0;
+}
+
+void state_unlock(int lockfd)
+{
+	dsm_sys.close(lockfd); /* closing drops the flock */
+}
+
+static int parse_state(dsm_instance *inst, char *text, struct inst_state *st)
+{
+	char *line, *save = NULL;
+	unsigned seen = 0;
+
+	line = strtok_r(text, "\n", &save);
+	if (!line || strcmp(line, STATE_MAGIC) != 0)
+		goto corrupt;
+	memset(st, 0, sizeof(*st));
+	while ((line = strtok_r(NULL, "\n", &save)) != NULL) {
+		char *val = strchr(line, ' ');
+
+		if (!val)
+			goto corrupt;
+		*val++ = '\0';
+		if (strcmp(line, "instance_id") == 0 &&
+		    sscanf(val, "%" SCNx64, &st->id) == 1 && st->id != 0)
+			seen |= 1;
+		else if (strcmp(line, "backend") == 0 &&
+			 dsm_impl_type_from_name(val, &st->backend) == 0)
+			seen |= 2;
+		else if (strcmp(line, "control_backend") == 0 &&
+			 dsm_impl_type_from_name(val, &st->ctl_backend) == 0 &&
+			 st->ctl_backend != DSM_IMPL_NONE)
+			seen |= 4;
+		else if (strcmp(line, "control_size") == 0 &&
+			 sscanf(val, "%" SCNu64, &st->ctl_size) == 1)
+			seen |= 8;
+		else if (strcmp(line, "mmap_directory") == 0 && val[0] == '/' &&
+			 strlen(val) < sizeof(st->seg_dir))
+			strcpy(st->seg_dir, val), seen |= 16;
+		else
+			goto corrupt;
+	}
+	if (seen == 31)
+		return 0;
+corrupt:
+	return dsm_fail(EUCLEAN, "state file '%s/state' is corrupt or from "
+				 "another version (open with reset to "
+				 "recreate the instance)",
+			inst->dir);
+}
+
+int state_read(dsm_instance *inst, struct inst_state *st)
+{
+	char text[2 * PATH_MAX];
+	ssize_t n;
+	int fd, rc;
+
+	rc = open_private_file(inst, "state", O_RDONLY, &fd);
+	if (rc < 0)
+		return rc;
+	do
+		n = dsm_sys.read(fd, text, sizeof(text) - 1);
+	while (n < 0 && errno == EINTR);
+	dsm_sys.close(fd);
+	if (n < 0)
+		return dsm_fail(errno, "cannot read '%s/state': %s", inst->dir,
+				strerror(errno));
+	text[n] = '\0';
+	return parse_state(inst, text, st);
+}
+
+static int write_all(int fd, const char *buf, size_t len)
+{
+	while (len > 0) {
+		ssize_t n = dsm_sys.write(fd, buf, len);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return n < 0 ? -errno : -EIO;
+		buf += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+int state_write(dsm_instance *inst, const struct inst_state *st)
+{
+	char text[2 * PATH_MAX];
+	int fd, rc, n;
+
+	n = snprintf(text, sizeof(text),
+		     STATE_MAGIC "\ninstance_id %016" PRIx64 "\nbackend %s\n"
+				 "control_backend %s\ncontrol_size %" PRIu64
+				 "\nmmap_directory %s\n",
+		     st->id, dsm_impl_type_name(st->backend),
+		     dsm_impl_type_name(st->ctl_backend), st->ctl_size,
+		     st->seg_dir);
+	if (n < 0 || (size_t)n >= sizeof(text))
+		return dsm_fail(ENAMETOOLONG, "state file contents too long");
+	/* We hold the flock, so nobody else writes state.tmp now. */
+	dsm_sys.unlinkat(inst->dirfd, "state.tmp", 0);
+	rc = open_private_file(inst, "state.tmp", O_WRONLY | O_CREAT | O_EXCL,
+			       &fd);
+	if (rc < 0)
+		return rc;
+	rc = write_all(fd, text, (size_t)n);
+	if (rc == 0 && dsm_sys.fsync(fd) < 0)
+		rc = -errno;
+	dsm_sys.close(fd);
+	if (rc == 0 &&
+	    dsm_sys.renameat(inst->dirfd, "state.tmp", inst->dirfd, "state") < 0)
+		rc = -errno;
+	if (rc < 0) {
+		dsm_sys.unlinkat(inst->dirfd, "state.tmp", 0);
+		return dsm_fail(-rc, "cannot write '%s/state': %s", inst->dir,
+				strerror(-rc));
+	}
+	return 0;
+}
+
+/* Remove state, lock and the directory itself (if nothing else is in it). */
+int state_remove(dsm_instance *inst)
+{
+	dsm_sys.unlinkat(inst->dirfd, "state", 0);
+	dsm_sys.unlinkat(inst->dirfd, "state.tmp", 0);
+	dsm_sys.unlinkat(inst->dirfd, "lock", 0);
+	if (dsm_sys.rmdir(inst->dir) < 0 && errno != ENOENT)
+		return dsm_fail(errno, "cannot remove instance directory '%s': "
+				       "%s",
+				inst->dir, strerror(errno));
+	return 0;
+}
