@@ -2,10 +2,14 @@
  * config.c - configuration keys, their defaults and their validation.
  *
  * One table describes every key: its name (PostgreSQL's where one exists),
- * how to parse it and what is allowed.  Every source of settings - the API,
- * and later files and the environment - goes through config_set_one(), so a
- * bad value is refused the same way wherever it came from, with a message
- * that names the key, the value and what is allowed.
+ * how to parse it and what is allowed.  Every source of settings - a file,
+ * the environment, the API - goes through set_key(), so a bad value is
+ * refused the same way wherever it came from, with a message that names the
+ * key, the value and what is allowed (and for a file, the file and line).
+ *
+ * Precedence is the order of application, later wins: compiled defaults
+ * (dsm_config_new) < config file < environment < dsm_config_set.
+ * dsm_config_load() applies the file and the environment in that order.
  */
 #include "config.h"
 
@@ -17,6 +21,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "sys.h"
+
+#include <fcntl.h>
 
 #define DEFAULT_MAX_SEGMENTS 4096u
 #define DEFAULT_MAX_PROCESSES 256u
@@ -176,24 +184,225 @@ DSM_EXPORT void dsm_config_free(dsm_config *cfg)
 	free(cfg);
 }
 
-DSM_EXPORT int dsm_config_set(dsm_config *cfg, const char *key,
-			      const char *value)
+/* Apply one setting; a refused value leaves cfg as it was. */
+static int set_key(struct dsm_config *cfg, const char *key, const char *value)
 {
 	const struct key_desc *d = find_key(key);
 	struct dsm_config copy;
 	int rc;
 
-	if (!cfg || !value)
-		return dsm_fail(EINVAL, "no configuration or value given");
 	if (!d)
 		return unknown_key(key);
-	copy = *cfg; /* a refused value leaves cfg as it was */
+	copy = *cfg;
 	rc = d->set(&copy, d, value);
 	if (rc < 0)
 		return rc;
 	copy.explicit_keys |= 1u << d->key;
 	*cfg = copy;
 	return 0;
+}
+
+DSM_EXPORT int dsm_config_set(dsm_config *cfg, const char *key,
+			      const char *value)
+{
+	if (!cfg || !value)
+		return dsm_fail(EINVAL, "no configuration or value given");
+	return set_key(cfg, key, value);
+}
+
+/* ---- config files ----------------------------------------------------------
+ * PostgreSQL's syntax, the part that matters here: one "key = value" per
+ * line, '#' starts a comment, values may be quoted with '...' ('' inside
+ * for a quote) or "...".  Unlike postgresql.conf the '=' is required: a
+ * line without one is far more often a typo than a style.
+ */
+
+static char *skip_space(char *p)
+{
+	while (*p == ' ' || *p == '\t' || *p == '\r')
+		p++;
+	return p;
+}
+
+static void trim_end(char *p)
+{
+	size_t n = strlen(p);
+
+	while (n > 0 && (p[n - 1] == ' ' || p[n - 1] == '\t' ||
+			 p[n - 1] == '\r'))
+		p[--n] = '\0';
+}
+
+/* Unquote value in place; -1 on an unterminated quote or trailing junk. */
+static int parse_value(char *value)
+{
+	char quote = value[0], *in = value + 1, *out = value;
+
+	if (quote != '\'' && quote != '"') {
+		char *hash = strchr(value, '#');
+
+		if (hash)
+			*hash = '\0';
+		trim_end(value);
+		return 0;
+	}
+	for (;;) {
+		if (*in == '\0')
+			return -1;
+		if (*in == quote && in[1] == quote && quote == '\'') {
+			*out++ = quote;
+			in += 2;
+			continue;
+		}
+		if (*in == quote)
+			break;
+		*out++ = *in++;
+	}
+	*out = '\0';
+	in = skip_space(in + 1);
+	return *in == '\0' || *in == '#' ? 0 : -1;
+}
+
+static int parse_line(struct dsm_config *cfg, const char *path, int lineno,
+		      char *line)
+{
+	char *key = skip_space(line), *eq, *value;
+	int rc;
+
+	if (*key == '\0' || *key == '#')
+		return 0;
+	eq = strchr(key, '=');
+	if (!eq)
+		return dsm_fail(EINVAL, "%s:%d: expected 'key = value', found "
+					"'%s'",
+				path, lineno, key);
+	*eq = '\0';
+	trim_end(key);
+	value = skip_space(eq + 1);
+	if (parse_value(value) < 0)
+		return dsm_fail(EINVAL, "%s:%d: %s: unterminated quote or text "
+					"after the value",
+				path, lineno, key);
+	rc = set_key(cfg, key, value);
+	if (rc < 0) {
+		char why[512];
+
+		snprintf(why, sizeof(why), "%s", dsm_last_error());
+		return dsm_fail(-rc, "%s:%d: %s", path, lineno, why);
+	}
+	return 0;
+}
+
+static int read_file(const char *path, char **out)
+{
+	size_t len = 0, cap = 4096;
+	char *text = malloc(cap);
+	int fd;
+
+	if (!text)
+		return dsm_fail(ENOMEM, "out of memory reading '%s'", path);
+	fd = dsm_sys.open(path, O_RDONLY | O_CLOEXEC, 0);
+	if (fd < 0) {
+		int err = errno;
+
+		free(text);
+		return dsm_fail(err, "cannot open configuration file '%s': %s",
+				path, strerror(err));
+	}
+	for (;;) {
+		ssize_t n;
+
+		if (len + 1 >= cap) {
+			char *bigger = cap < (1u << 20) ? realloc(text, cap * 2)
+							: NULL;
+
+			if (!bigger) {
+				dsm_sys.close(fd);
+				free(text);
+				return dsm_fail(EFBIG, "configuration file '%s' "
+						       "is larger than 1 MiB",
+						path);
+			}
+			text = bigger;
+			cap *= 2;
+		}
+		n = dsm_sys.read(fd, text + len, cap - len - 1);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			int err = errno;
+
+			dsm_sys.close(fd);
+			free(text);
+			return dsm_fail(err, "cannot read '%s': %s", path,
+					strerror(err));
+		}
+		if (n == 0)
+			break;
+		len += (size_t)n;
+	}
+	dsm_sys.close(fd);
+	text[len] = '\0';
+	*out = text;
+	return 0;
+}
+
+DSM_EXPORT int dsm_config_load_file(dsm_config *cfg, const char *path)
+{
+	struct dsm_config copy;
+	char *text = NULL, *line, *next;
+	int lineno = 0, rc;
+
+	if (!cfg || !path)
+		return dsm_fail(EINVAL, "no configuration or path given");
+	rc = read_file(path, &text);
+	if (rc < 0)
+		return rc;
+	copy = *cfg; /* all or nothing: a refused file changes nothing */
+	for (line = text; rc == 0 && line; line = next) {
+		next = strchr(line, '\n');
+		if (next)
+			*next++ = '\0';
+		rc = parse_line(&copy, path, ++lineno, line);
+	}
+	free(text);
+	if (rc == 0)
+		*cfg = copy;
+	return rc;
+}
+
+DSM_EXPORT int dsm_config_load(dsm_config *cfg, const char *path)
+{
+	struct dsm_config copy;
+	const char *file = path ? path : getenv("DYNSHM_CONFIG");
+	int rc = 0;
+
+	if (!cfg)
+		return dsm_fail(EINVAL, "no configuration given");
+	copy = *cfg;
+	if (file && *file)
+		rc = dsm_config_load_file(&copy, file);
+	for (size_t i = 0; rc == 0 && i < NKEYS; i++) {
+		char var[64];
+		const char *value;
+
+		snprintf(var, sizeof(var), "DYNSHM_%s", keys[i].name);
+		for (char *p = var; *p; p++)
+			*p = (char)toupper((unsigned char)*p);
+		value = getenv(var);
+		if (!value)
+			continue;
+		rc = set_key(&copy, keys[i].name, value);
+		if (rc < 0) {
+			char why[512];
+
+			snprintf(why, sizeof(why), "%s", dsm_last_error());
+			rc = dsm_fail(-rc, "environment %s: %s", var, why);
+		}
+	}
+	if (rc == 0)
+		*cfg = copy;
+	return rc;
 }
 
 DSM_EXPORT int dsm_config_get(const dsm_config *cfg, const char *key,

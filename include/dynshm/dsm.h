@@ -54,6 +54,19 @@ int dsm_config_set(dsm_config *cfg, const char *key, const char *value);
 /* The effective value of key as text, into buf. */
 int dsm_config_get(const dsm_config *cfg, const char *key, char *buf,
 		   size_t len);
+/*
+ * Apply a file of "key = value" lines ('#' comments, '...' or "..." quotes).
+ * All or nothing: on any error (message: file, line, key, value, what is
+ * allowed) cfg is unchanged.
+ */
+int dsm_config_load_file(dsm_config *cfg, const char *path);
+/*
+ * Apply, in this order, the file path (or, when path is NULL, the file named
+ * by $DYNSHM_CONFIG if set) and then the environment: DYNSHM_<KEY> for each
+ * key, e.g. DYNSHM_DYNAMIC_SHARED_MEMORY_TYPE=sysv.  Later dsm_config_set
+ * calls override both.  All or nothing, like dsm_config_load_file.
+ */
+int dsm_config_load(dsm_config *cfg, const char *path);
 
 /* ---- instances ---------------------------------------------------------- */
 

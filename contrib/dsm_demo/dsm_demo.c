@@ -1,0 +1,501 @@
+/*
+ * dsm_demo - create, read, list and destroy dynamic shared memory segments
+ * from a shell.
+ *
+ * Two jobs: it is the demo (a segment created by one process and read by
+ * another, which is the whole point of the library), and it is the
+ * operator's window into an instance - PostgreSQL has no way to list its DSM
+ * segments, and an operator chasing a leak needs one.  It uses only the
+ * public API, so it doubles as an example.
+ *
+ * Exit status: 0 success, 1 an error from the library or a bad handle
+ * (one line on stderr), 2 a usage error.
+ */
+#include <dynshm/dsm.h>
+
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#define EXIT_USER 1
+#define EXIT_USAGE 2
+
+struct options {
+	const char *instance;
+	const char *config;
+	const char *backend;
+};
+
+static const char *prog = "dsm_demo";
+
+static const char usage_text[] =
+	"usage: dsm_demo [--instance NAME|DIR] [--config FILE] "
+	"[--backend TYPE] COMMAND [ARGS]\n"
+	"\n"
+	"commands:\n"
+	"  create [--hold] TEXT   create a segment holding TEXT, print its "
+	"handle\n"
+	"  read HANDLE            print the text a segment holds\n"
+	"  list [--json]          list the segments of the instance\n"
+	"  destroy HANDLE         destroy a segment (when its last user "
+	"detaches)\n"
+	"  gc                     release what dead processes held\n"
+	"  info                   describe the instance\n"
+	"  reset                  destroy the instance and everything in it\n"
+	"\n"
+	"options:\n"
+	"  --instance NAME|DIR    instance name (default 'default') or "
+	"directory\n"
+	"  --config FILE          configuration file (default: "
+	"$DYNSHM_CONFIG)\n"
+	"  --backend TYPE         posix, sysv, mmap or none (for a new "
+	"instance)\n"
+	"  --help                 this text; COMMAND --help for a command\n";
+
+__attribute__((format(printf, 1, 2))) static int usage_error(const char *fmt,
+								...)
+{
+	va_list ap;
+
+	fprintf(stderr, "%s: ", prog);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fprintf(stderr, "\n(try '%s --help')\n", prog);
+	return EXIT_USAGE;
+}
+
+static int fail(int rc, const char *what)
+{
+	const char *detail = dsm_last_error();
+
+	fprintf(stderr, "%s: %s: %s\n", prog, what,
+		*detail ? detail : dsm_strerror(rc));
+	return EXIT_USER;
+}
+
+static int open_instance(const struct options *o, unsigned flags,
+			 dsm_instance **inst)
+{
+	dsm_config *cfg;
+	int rc = dsm_config_new(&cfg);
+
+	if (rc < 0)
+		return fail(rc, "configuration");
+	rc = dsm_config_load(cfg, o->config);
+	if (rc == 0 && o->backend)
+		rc = dsm_config_set(cfg, "dynamic_shared_memory_type",
+				    o->backend);
+	if (rc < 0) {
+		dsm_config_free(cfg);
+		return fail(rc, "configuration");
+	}
+	rc = dsm_instance_open(o->instance, cfg, flags, inst);
+	dsm_config_free(cfg);
+	return rc < 0 ? fail(rc, "cannot open instance") : 0;
+}
+
+static int parse_handle(const char *text, dsm_handle *out)
+{
+	char *end;
+
+	errno = 0;
+	*out = strtoull(text, &end, 16);
+	if (errno || end == text || *end != '\0' || *out == 0) {
+		fprintf(stderr, "%s: '%s' is not a segment handle (expected "
+				"hex digits as printed by create)\n",
+			prog, text);
+		return EXIT_USER;
+	}
+	return 0;
+}
+
+/* Each command: (options, argc, argv) with argv[0] the command name. */
+
+static volatile sig_atomic_t interrupted;
+
+static void on_signal(int sig)
+{
+	(void)sig;
+	interrupted = 1;
+}
+
+static void wait_for_signal(void)
+{
+	struct sigaction sa;
+	sigset_t block, old;
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_signal;
+	sigemptyset(&block);
+	sigaddset(&block, SIGINT);
+	sigaddset(&block, SIGTERM);
+	sigaddset(&block, SIGHUP);
+	sigprocmask(SIG_BLOCK, &block, &old);
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGHUP, &sa, NULL);
+	while (!interrupted)
+		sigsuspend(&old);
+	sigprocmask(SIG_SETMASK, &old, NULL);
+}
+
+static int cmd_create(const struct options *o, int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{ "hold", no_argument, NULL, 'H' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	dsm_instance *inst;
+	dsm_segment *seg;
+	int hold = 0, opt, rc;
+	size_t len;
+
+	while ((opt = getopt_long(argc, argv, "+", longopts, NULL)) != -1) {
+		if (opt == 'H')
+			hold = 1;
+		else if (opt == 'h') {
+			printf("usage: dsm_demo create [--hold] TEXT\n"
+			       "Create a segment holding TEXT and print its "
+			       "handle.  The segment is pinned so it\n"
+			       "outlives this command; with --hold it is not "
+			       "pinned and stays mapped until\n"
+			       "this process is interrupted, then goes away.\n");
+			return 0;
+		} else
+			return usage_error("create: unknown option '%s'",
+					   argv[optind - 1]);
+	}
+	if (argc - optind != 1)
+		return usage_error("create takes exactly one TEXT");
+	rc = open_instance(o, 0, &inst);
+	if (rc)
+		return rc;
+	len = strlen(argv[optind]) + 1;
+	rc = dsm_create(inst, len, 0, &seg);
+	if (rc < 0) {
+		fail(rc, "cannot create segment");
+		dsm_instance_close(inst);
+		return EXIT_USER;
+	}
+	memcpy(dsm_segment_address(seg), argv[optind], len);
+	if (!hold && (rc = dsm_pin_segment(seg)) < 0) {
+		fail(rc, "cannot pin segment");
+		dsm_instance_close(inst); /* unpinned: it goes away with us */
+		return EXIT_USER;
+	}
+	printf("%016" PRIx64 "\n", dsm_segment_handle(seg));
+	fflush(stdout);
+	if (hold)
+		wait_for_signal();
+	dsm_instance_close(inst);
+	return 0;
+}
+
+static int simple_help(int argc, char **argv, const char *text)
+{
+	if (argc >= 2 && strcmp(argv[1], "--help") == 0) {
+		fputs(text, stdout);
+		return 1;
+	}
+	return 0;
+}
+
+static int cmd_read(const struct options *o, int argc, char **argv)
+{
+	dsm_instance *inst;
+	dsm_segment *seg;
+	dsm_handle handle;
+	int rc;
+
+	if (simple_help(argc, argv, "usage: dsm_demo read HANDLE\n"
+				    "Print the text a segment holds, followed "
+				    "by a newline.\n"))
+		return 0;
+	if (argc != 2)
+		return usage_error("read takes exactly one HANDLE");
+	if ((rc = parse_handle(argv[1], &handle)) != 0)
+		return rc;
+	if ((rc = open_instance(o, DSM_OPEN_EXISTING, &inst)) != 0)
+		return rc;
+	rc = dsm_attach(inst, handle, &seg);
+	if (rc < 0) {
+		fail(rc, "cannot read");
+		dsm_instance_close(inst);
+		return EXIT_USER;
+	}
+	fwrite(dsm_segment_address(seg), 1,
+	       strnlen(dsm_segment_address(seg), dsm_segment_size(seg)),
+	       stdout);
+	putchar('\n');
+	dsm_instance_close(inst);
+	return 0;
+}
+
+struct list_state {
+	int json;
+	unsigned count;
+	uint64_t now_ns;
+};
+
+static void format_age(uint64_t ns, char *buf, size_t len)
+{
+	uint64_t s = ns / 1000000000u;
+
+	if (s < 120)
+		snprintf(buf, len, "%" PRIu64 "s", s);
+	else if (s < 7200)
+		snprintf(buf, len, "%" PRIu64 "m", s / 60);
+	else
+		snprintf(buf, len, "%" PRIu64 "h", s / 3600);
+}
+
+static const char *state_name(dsm_segment_state state)
+{
+	switch (state) {
+	case DSM_SEGMENT_CREATING:
+		return "creating";
+	case DSM_SEGMENT_ACTIVE:
+		return "active";
+	case DSM_SEGMENT_MORIBUND:
+		return "moribund";
+	}
+	return "?";
+}
+
+static int print_segment(const dsm_segment_info *i, void *arg)
+{
+	struct list_state *st = arg;
+	uint64_t age = st->now_ns > i->created_ns ? st->now_ns - i->created_ns
+						  : 0;
+	char agebuf[32];
+
+	if (st->json) {
+		printf("%s\n  {\"handle\": \"%016" PRIx64 "\", \"size\": %" PRIu64
+		       ", \"backend\": \"%s\", \"state\": \"%s\", "
+		       "\"references\": %u, \"pinned\": %s, "
+		       "\"creator_pid\": %d, \"age_seconds\": %" PRIu64 "}",
+		       st->count ? "," : "", i->handle, i->size,
+		       dsm_impl_type_name(i->backend), state_name(i->state),
+		       i->references, i->pinned ? "true" : "false",
+		       (int)i->creator_pid, age / 1000000000u);
+	} else {
+		format_age(age, agebuf, sizeof(agebuf));
+		printf("%016" PRIx64 "  %12" PRIu64 "  %-7s %-8s %4u  "
+		       "%-6s %8d  %s\n",
+		       i->handle, i->size, dsm_impl_type_name(i->backend),
+		       state_name(i->state), i->references,
+		       i->pinned ? "yes" : "no", (int)i->creator_pid, agebuf);
+	}
+	st->count++;
+	return 0;
+}
+
+static uint64_t realtime_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static int cmd_list(const struct options *o, int argc, char **argv)
+{
+	struct list_state st = { 0, 0, realtime_ns() };
+	dsm_instance *inst;
+	int rc;
+
+	if (simple_help(argc, argv, "usage: dsm_demo list [--json]\n"
+				    "List the segments of the instance; --json "
+				    "prints a JSON array for scripts.\n"))
+		return 0;
+	if (argc == 2 && strcmp(argv[1], "--json") == 0)
+		st.json = 1;
+	else if (argc != 1)
+		return usage_error("list: unexpected argument '%s'", argv[1]);
+	if ((rc = open_instance(o, DSM_OPEN_EXISTING, &inst)) != 0)
+		return rc;
+	if (st.json)
+		printf("[");
+	else
+		printf("%-16s  %12s  %-7s %-8s %4s  %-6s %8s  %s\n", "HANDLE",
+		       "SIZE", "BACKEND", "STATE", "REFS", "PINNED", "CREATOR",
+		       "AGE");
+	rc = dsm_foreach_segment(inst, print_segment, &st);
+	if (st.json)
+		printf("%s]\n", st.count ? "\n" : "");
+	dsm_instance_close(inst);
+	return rc < 0 ? fail(rc, "cannot list") : 0;
+}
+
+static int cmd_destroy(const struct options *o, int argc, char **argv)
+{
+	dsm_instance *inst;
+	dsm_handle handle;
+	int rc;
+
+	if (simple_help(argc, argv,
+			"usage: dsm_demo destroy HANDLE\n"
+			"Unpin the segment and refuse new attaches; it is "
+			"removed when the last process\nthat maps it "
+			"detaches (at once if none does).\n"))
+		return 0;
+	if (argc != 2)
+		return usage_error("destroy takes exactly one HANDLE");
+	if ((rc = parse_handle(argv[1], &handle)) != 0)
+		return rc;
+	if ((rc = open_instance(o, DSM_OPEN_EXISTING, &inst)) != 0)
+		return rc;
+	rc = dsm_destroy(inst, handle);
+	if (rc < 0)
+		fail(rc, "cannot destroy");
+	dsm_instance_close(inst);
+	return rc < 0 ? EXIT_USER : 0;
+}
+
+static int cmd_gc(const struct options *o, int argc, char **argv)
+{
+	dsm_instance *inst;
+	unsigned reaped = 0;
+	int rc;
+
+	if (simple_help(argc, argv, "usage: dsm_demo gc\n"
+				    "Release the references of processes that "
+				    "died and destroy what nobody holds.\n"))
+		return 0;
+	if (argc != 1)
+		return usage_error("gc: unexpected argument '%s'", argv[1]);
+	if ((rc = open_instance(o, DSM_OPEN_EXISTING, &inst)) != 0)
+		return rc;
+	rc = dsm_reap(inst, &reaped);
+	if (rc < 0)
+		fail(rc, "cannot reap");
+	else
+		printf("released %u dead process%s\n", reaped,
+		       reaped == 1 ? "" : "es");
+	dsm_instance_close(inst);
+	return rc < 0 ? EXIT_USER : 0;
+}
+
+static int cmd_info(const struct options *o, int argc, char **argv)
+{
+	dsm_instance_info info;
+	dsm_instance *inst;
+	int rc;
+
+	if (simple_help(argc, argv, "usage: dsm_demo info\n"
+				    "Describe the instance: where it lives, "
+				    "its backend, limits and use.\n"))
+		return 0;
+	if (argc != 1)
+		return usage_error("info: unexpected argument '%s'", argv[1]);
+	if ((rc = open_instance(o, DSM_OPEN_EXISTING, &inst)) != 0)
+		return rc;
+	rc = dsm_instance_info_get(inst, &info);
+	if (rc == 0) {
+		printf("instance:        %s\n", info.name);
+		printf("directory:       %s\n", info.directory);
+		printf("instance id:     %016" PRIx64 "\n", info.instance_id);
+		printf("backend:         %s\n",
+		       dsm_impl_type_name(info.backend));
+		printf("segments:        %u of %u (max_segments)\n",
+		       info.segments, info.max_segments);
+		printf("processes:       %u of %u (max_processes), this one "
+		       "included\n",
+		       info.processes, info.max_processes);
+		printf("control segment: %" PRIu64 " bytes\n",
+		       info.control_size);
+		printf("created by pid:  %d\n", (int)info.creator_pid);
+		printf("lock repairs:    %" PRIu64 "\n", info.lock_repairs);
+		printf("dead processes released: %" PRIu64 "\n",
+		       info.processes_reaped);
+	} else
+		fail(rc, "cannot describe instance");
+	dsm_instance_close(inst);
+	return rc < 0 ? EXIT_USER : 0;
+}
+
+static int cmd_reset(const struct options *o, int argc, char **argv)
+{
+	dsm_instance *inst;
+	int rc;
+
+	if (simple_help(argc, argv,
+			"usage: dsm_demo reset\n"
+			"Destroy the instance: every segment, pinned or not, "
+			"the control segment and\nthe instance directory.\n"))
+		return 0;
+	if (argc != 1)
+		return usage_error("reset: unexpected argument '%s'", argv[1]);
+	if ((rc = open_instance(o, DSM_OPEN_EXISTING, &inst)) != 0)
+		return rc;
+	rc = dsm_instance_destroy(inst);
+	if (rc < 0)
+		return fail(rc, "cannot destroy instance");
+	printf("instance %s destroyed\n", o->instance ? o->instance
+						       : "default");
+	return 0;
+}
+
+static const struct command {
+	const char *name;
+	int (*run)(const struct options *o, int argc, char **argv);
+} commands[] = {
+	{ "create", cmd_create }, { "read", cmd_read },
+	{ "list", cmd_list },	  { "destroy", cmd_destroy },
+	{ "gc", cmd_gc },	  { "info", cmd_info },
+	{ "reset", cmd_reset },
+};
+
+int main(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{ "instance", required_argument, NULL, 'i' },
+		{ "config", required_argument, NULL, 'c' },
+		{ "backend", required_argument, NULL, 'b' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	struct options o = { NULL, NULL, NULL };
+	int opt;
+
+	opterr = 0;
+	while ((opt = getopt_long(argc, argv, "+", longopts, NULL)) != -1) {
+		switch (opt) {
+		case 'i':
+			o.instance = optarg;
+			break;
+		case 'c':
+			o.config = optarg;
+			break;
+		case 'b':
+			o.backend = optarg;
+			break;
+		case 'h':
+			fputs(usage_text, stdout);
+			return 0;
+		default:
+			return usage_error("unknown or incomplete option '%s'",
+					   argv[optind - 1]);
+		}
+	}
+	if (optind >= argc)
+		return usage_error("no command given");
+	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++) {
+		if (strcmp(argv[optind], commands[i].name) == 0) {
+			argc -= optind;
+			argv += optind;
+			optind = 1; /* commands parse their own options */
+			return commands[i].run(&o, argc, argv);
+		}
+	}
+	return usage_error("unknown command '%s'", argv[optind]);
+}
