@@ -99,7 +99,7 @@ bad:
 static int set_max_segments(struct dsm_config *cfg, const struct key_desc *d,
 			    const char *value)
 {
-	uint64_t v;
+	uint64_t v = 0;
 	int rc = parse_count(d, value, &v);
 
 	if (rc == 0)
@@ -116,7 +116,7 @@ static int get_max_segments(const struct dsm_config *cfg, char *buf,
 static int set_max_processes(struct dsm_config *cfg, const struct key_desc *d,
 			     const char *value)
 {
-	uint64_t v;
+	uint64_t v = 0;
 	int rc = parse_count(d, value, &v);
 
 	if (rc == 0)

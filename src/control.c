@@ -303,6 +303,7 @@ uint64_t ctl_process_start_time(pid_t pid)
 {
 	char path[64], buf[1024], *p;
 	unsigned long long start = 0;
+	unsigned flags = 0;
 	ssize_t n;
 	int fd;
 
@@ -322,9 +323,17 @@ uint64_t ctl_process_start_time(pid_t pid)
 	/* Field 3 is the state; a zombie has unmapped everything already. */
 	if (p[2] == 'Z' || p[2] == 'X')
 		return 0;
-	if (sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %*u "
+	if (sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %u %*u %*u %*u %*u %*u "
 			  "%*u %*d %*d %*d %*d %*d %*d %llu",
-		   &start) != 1)
+		   &flags, &start) != 2)
+		return 0;
+	/*
+	 * Field 9, PF_EXITING (0x4): set before the kernel releases a dying
+	 * process's robust futexes, while its state still reads 'R' or 'D'.
+	 * Without this, the repairer of a lock whose holder was just killed
+	 * usually finds the holder "alive" and leaves its work undone.
+	 */
+	if (flags & 0x4)
 		return 0;
 	return start ? start : 1;
 }

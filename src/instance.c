@@ -180,7 +180,8 @@ int os_destroy(dsm_instance *inst, uint32_t backend, dsm_handle handle)
 
 /* ---- the control lock --------------------------------------------------- */
 
-int ctl_lock(dsm_instance *inst)
+/* Lock (repairing after a dead holder) even if the instance was destroyed. */
+static int ctl_lock_any(dsm_instance *inst)
 {
 	struct ctl_header *h = inst->c.hdr;
 	int rc = pthread_mutex_lock(&h->lock);
@@ -197,6 +198,16 @@ int ctl_lock(dsm_instance *inst)
 		return dsm_fail(rc, "cannot lock the control segment of "
 				    "instance '%s': %s",
 				inst->name, strerror(rc));
+	return 0;
+}
+
+int ctl_lock(dsm_instance *inst)
+{
+	struct ctl_header *h = inst->c.hdr;
+	int rc = ctl_lock_any(inst);
+
+	if (rc < 0)
+		return rc;
 	if (h->destroyed) {
 		pthread_mutex_unlock(&h->lock);
 		return dsm_fail(ENOENT, "instance '%s' was destroyed or reset "
@@ -292,6 +303,8 @@ int reap_locked(dsm_instance *inst, bool sweep, unsigned *reaped)
 
 				if (rc < 0 && !first_err)
 					first_err = rc;
+				if (rc < 0)
+					continue; /* still there: next reap */
 			}
 			slot_free_locked(inst, s);
 		}
@@ -406,7 +419,7 @@ static void close_spaces(dsm_instance *inst)
 
 static int attach_control(dsm_instance *inst, const struct inst_state *st)
 {
-	dsm_impl_space *space;
+	dsm_impl_space *space = NULL;
 	int rc;
 
 	inst->id = st->id;
@@ -501,9 +514,13 @@ static void sweep_prefix(dsm_instance *inst)
 static void wipe(dsm_instance *inst)
 {
 	struct ctl *c = &inst->c;
-	dsm_impl_space *space;
+	dsm_impl_space *space = NULL;
 
-	if (inst->ctl_map && ctl_lock(inst) == 0) {
+	/*
+	 * ctl_lock_any: a destroyer killed after marking the segment may have
+	 * left every object; sysv ones can be found only through the slots.
+	 */
+	if (inst->ctl_map && ctl_lock_any(inst) == 0) {
 		c->hdr->destroyed = 1; /* see ctl_lock */
 		for (uint32_t s = 0; s < c->hdr->max_segments; s++)
 			if (c->slots[s].state != SLOT_FREE)
@@ -563,11 +580,16 @@ static int find_or_create(dsm_instance *inst, const struct dsm_config *cfg,
 	}
 	if (rc == 0) {
 		rc = attach_control(inst, &st);
-		if (rc == 0)
+		/*
+		 * Marked destroyed, yet the state file still names it: its
+		 * destroyer died half-way (one would hold our flock).  Finish.
+		 */
+		if (rc == 0 && !__atomic_load_n(&inst->c.hdr->destroyed,
+						__ATOMIC_ACQUIRE))
 			return check_conflicts(inst, cfg);
-		if (rc != -ENOENT)
+		if (rc < 0 && rc != -ENOENT)
 			return rc;
-		/* The control segment vanished (reboot, /dev/shm wiped). */
+		/* Vanished (reboot, /dev/shm wiped) or half-destroyed. */
 		wipe(inst);
 	}
 	if (flags & DSM_OPEN_EXISTING)
@@ -675,15 +697,21 @@ DSM_EXPORT int dsm_instance_open(const char *name_or_dir,
 	return 0;
 }
 
+/*
+ * Close and destroy leave the registry before taking inst->mu: before_fork
+ * takes the registry lock and then every instance's mu, so taking the
+ * registry lock while holding mu would deadlock against a fork in another
+ * thread.
+ */
 DSM_EXPORT int dsm_instance_close(dsm_instance *inst)
 {
-	int rc = inst_enter(inst);
+	int rc;
 
+	registry_remove(inst);
+	rc = inst_enter(inst);
 	if (rc < 0) {
-		if (inst) { /* cannot rejoin after fork: just let go */
-			registry_remove(inst);
+		if (inst) /* cannot rejoin after fork: just let go */
 			free_instance(inst);
-		}
 		return rc;
 	}
 	segment_detach_all(inst);
@@ -691,7 +719,6 @@ DSM_EXPORT int dsm_instance_close(dsm_instance *inst)
 		leave_locked(inst);
 		ctl_unlock(inst);
 	}
-	registry_remove(inst);
 	inst_leave(inst);
 	free_instance(inst);
 	return 0;
@@ -699,17 +726,21 @@ DSM_EXPORT int dsm_instance_close(dsm_instance *inst)
 
 DSM_EXPORT int dsm_instance_destroy(dsm_instance *inst)
 {
-	int lockfd = -1, rc = inst_enter(inst);
+	int lockfd = -1, rc;
 
-	if (rc < 0)
+	registry_remove(inst);
+	rc = inst_enter(inst);
+	if (rc < 0) {
+		if (inst)
+			registry_add(inst); /* not destroyed: still open */
 		return rc;
+	}
 	segment_detach_all(inst);
 	rc = state_lock(inst, &lockfd);
 	wipe(inst);
 	rc = state_remove(inst) < 0 && rc == 0 ? -EBUSY : rc;
 	if (lockfd >= 0)
 		state_unlock(lockfd);
-	registry_remove(inst);
 	inst_leave(inst);
 	free_instance(inst);
 	return rc < 0 ? rc : 0;

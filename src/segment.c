@@ -123,15 +123,25 @@ static void finish_destroy(dsm_instance *inst, uint32_t s, uint32_t backend,
 			   dsm_handle handle)
 {
 	struct ctl_slot *slot = &inst->c.slots[s];
+	int rc;
 
 	HOOK("destroy:before-os");
-	os_destroy(inst, backend, handle);
+	rc = os_destroy(inst, backend, handle);
 	HOOK("destroy:after-os");
 	if (ctl_lock(inst) < 0)
 		return;
+	/*
+	 * Not removed: freeing the slot would lose the object (a sysv one
+	 * beyond any sweep).  Keep it MORIBUND without an owner, so that the
+	 * next sweeping reap, or the instance's destroy, tries again.
+	 */
 	if (slot->state == SLOT_MORIBUND && slot->handle == handle &&
-	    slot->owner == inst->me)
-		slot_free_locked(inst, s);
+	    slot->owner == inst->me) {
+		if (rc < 0)
+			slot->owner = CTL_NONE;
+		else
+			slot_free_locked(inst, s);
+	}
 	ctl_unlock(inst);
 }
 
