@@ -141,44 +141,20 @@ static struct fixture the_fixture;
 /* CMocka 1.1 reports failed group fixtures but does not count them. */
 static int group_fixture_failures;
 
-#define MAX_LISTED 32
-#define LISTED_NAME 256
-
-struct listing {
-	int n; /* may exceed MAX_LISTED; only the first are kept */
-	dsm_handle handle[MAX_LISTED];
-	char name[MAX_LISTED][LISTED_NAME];
-};
-
-static int collect(dsm_handle handle, const char *os_name, void *arg)
+/* Lists the space or fails the test. */
+static struct test_listing *list_space(dsm_impl_space *space)
 {
-	struct listing *l = arg;
-
-	if (l->n < MAX_LISTED) {
-		l->handle[l->n] = handle;
-		snprintf(l->name[l->n], LISTED_NAME, "%s", os_name);
-	}
-	l->n++;
-	return 0;
-}
-
-static struct listing *list_space(dsm_impl_space *space)
-{
-	struct listing *l = calloc(1, sizeof(*l));
 	int rc;
+	struct test_listing *l = test_list_space(space, &rc);
 
-	assert_non_null(l);
-	rc = dsm_impl_list(space, collect, l);
-	if (rc != 0) {
-		free(l);
+	if (!l)
 		fail_msg("dsm_impl_list: %d (%s)", rc, dsm_last_error());
-	}
 	return l;
 }
 
 static int listed_count(dsm_impl_space *space)
 {
-	struct listing *l = list_space(space);
+	struct test_listing *l = list_space(space);
 	int n = l->n;
 
 	free(l);
@@ -191,24 +167,25 @@ static int listed_count(dsm_impl_space *space)
  */
 static int sweep(dsm_impl_space *space, const char *when)
 {
-	struct listing l;
-	int rc;
+	struct test_listing *l;
+	int rc, n;
 
-	memset(&l, 0, sizeof(l));
-	rc = dsm_impl_list(space, collect, &l);
-	if (rc != 0) {
+	l = test_list_space(space, &rc);
+	if (!l) {
 		fprintf(stderr, "%s: cannot list: %d (%s)\n", when, rc,
 			dsm_last_error());
 		return 1;
 	}
-	for (int i = 0; i < l.n && i < MAX_LISTED; i++) {
-		fprintf(stderr, "%s: left behind: %s\n", when, l.name[i]);
-		rc = dsm_impl_destroy_name(space, l.name[i]);
+	for (int i = 0; i < l->n && i < TEST_LISTED_MAX; i++) {
+		fprintf(stderr, "%s: left behind: %s\n", when, l->name[i]);
+		rc = dsm_impl_destroy_name(space, l->name[i]);
 		if (rc != 0)
 			fprintf(stderr, "%s: cannot remove %s: %d (%s)\n", when,
-				l.name[i], rc, dsm_last_error());
+				l->name[i], rc, dsm_last_error());
 	}
-	return l.n;
+	n = l->n;
+	free(l);
+	return n;
 }
 
 static int group_setup(void **state)
@@ -358,7 +335,7 @@ static bool os_exists(struct fixture *f, dsm_handle h)
 /* Nothing of h is left: neither listed nor present in the OS. */
 static void assert_gone(struct fixture *f, dsm_handle h, const char *ctx)
 {
-	struct listing *l = list_space(f->space);
+	struct test_listing *l = list_space(f->space);
 	int n = l->n;
 
 	free(l);
@@ -837,9 +814,9 @@ static int stop_after_one(dsm_handle handle, const char *os_name, void *arg)
 	return 7;
 }
 
-static int find_name(const struct listing *l, const char *name)
+static int find_name(const struct test_listing *l, const char *name)
 {
-	for (int i = 0; i < l->n && i < MAX_LISTED; i++)
+	for (int i = 0; i < l->n && i < TEST_LISTED_MAX; i++)
 		if (strcmp(l->name[i], name) == 0)
 			return i;
 	return -1;
@@ -852,7 +829,7 @@ static void test_list(void **state)
 	dsm_impl_space *other = NULL;
 	dsm_handle h[3], oh = test_random_handle();
 	dsm_impl_map *m = NULL;
-	struct listing *l;
+	struct test_listing *l;
 	int calls = 0;
 
 	assert_int_equal(listed_count(f->space), 0);

@@ -6,6 +6,7 @@
  * hide a leak from the leak check.
  */
 #include "testutil.h"
+#include "dynshm/dsm_impl.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -300,7 +301,7 @@ int test_wait(pid_t pid)
  * only readlink() is made to tell the truth; so resolve the link, and fall
  * back to it when the binary was replaced while running.
  */
-static const char *self_exe(char *buf, size_t len)
+const char *test_self_exe(char *buf, size_t len)
 {
 	ssize_t n = readlink("/proc/self/exe", buf, len - 1);
 
@@ -315,7 +316,7 @@ static const char *self_exe(char *buf, size_t len)
 int test_spawn(const char *name, const char *const *args)
 {
 	char exe_buf[4096];
-	const char *exe = self_exe(exe_buf, sizeof(exe_buf));
+	const char *exe = test_self_exe(exe_buf, sizeof(exe_buf));
 	size_t n = 0;
 	char **argv;
 	pid_t pid;
@@ -359,4 +360,28 @@ int test_fork(int (*fn)(void *arg), void *arg)
 	if (pid < 0)
 		return -1;
 	return test_wait(pid);
+}
+
+static int collect_listed(dsm_handle handle, const char *os_name, void *arg)
+{
+	struct test_listing *l = arg;
+
+	if (l->n < TEST_LISTED_MAX) {
+		l->handle[l->n] = handle;
+		snprintf(l->name[l->n], TEST_LISTED_NAME, "%s", os_name);
+	}
+	l->n++;
+	return 0;
+}
+
+struct test_listing *test_list_space(struct dsm_impl_space *space, int *rc)
+{
+	struct test_listing *l = calloc(1, sizeof(*l));
+
+	*rc = l ? dsm_impl_list(space, collect_listed, l) : -ENOMEM;
+	if (*rc != 0) {
+		free(l);
+		return NULL;
+	}
+	return l;
 }

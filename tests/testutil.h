@@ -48,6 +48,21 @@ int test_remove_dir(char *dir);
  */
 int test_count_leftovers(char *report, size_t len);
 
+/*
+ * What a backend space lists (dsm_impl_list): the first TEST_LISTED_MAX
+ * objects are kept, n counts them all.  test_list_space() returns a calloc'd
+ * listing (free it) or NULL with *rc set to the error.
+ */
+#define TEST_LISTED_MAX 64
+#define TEST_LISTED_NAME 256
+struct test_listing {
+	int n;
+	uint64_t handle[TEST_LISTED_MAX];
+	char name[TEST_LISTED_MAX][TEST_LISTED_NAME];
+};
+struct dsm_impl_space;
+struct test_listing *test_list_space(struct dsm_impl_space *space, int *rc);
+
 /* Entries in /proc/self/fd: compare before and after to catch fd leaks. */
 int test_count_fds(void);
 bool test_is_root(void);
@@ -72,6 +87,8 @@ int test_child_main(int argc, char **argv, const struct test_child *children);
  * under valgrind too; the child then runs without it.)
  */
 int test_spawn(const char *name, const char *const *args);
+/* The path of this program, to re-execute it (valgrind-safe). */
+const char *test_self_exe(char *buf, size_t len);
 /* fork, run fn(arg) in the child and _exit with its value; wait; status. */
 int test_fork(int (*fn)(void *arg), void *arg);
 /* Wait for pid: exit status, 128 + signal, or -1. */
