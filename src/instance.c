@@ -686,6 +686,8 @@ DSM_EXPORT int dsm_instance_open(const char *name_or_dir,
 		rc = find_or_create(inst, &cfg, flags);
 	if (rc == 0)
 		rc = join(inst);
+	if (rc < 0 && lockfd >= 0)
+		state_discard_unused(inst);
 	if (lockfd >= 0)
 		state_unlock(lockfd);
 	if (rc < 0) {

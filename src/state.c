@@ -118,13 +118,19 @@ static int check_private_dir(int fd, const char *path)
 	return 0;
 }
 
-static int open_private_dir(const char *path, bool create, int *out)
+/* *made (if not NULL) tells whether this call created the directory. */
+static int open_private_dir(const char *path, bool create, int *out,
+			    bool *made)
 {
 	int fd, rc;
 
-	if (create && dsm_sys.mkdir(path, 0700) < 0 && errno != EEXIST)
+	if (create && dsm_sys.mkdir(path, 0700) == 0) {
+		if (made)
+			*made = true;
+	} else if (create && errno != EEXIST) {
 		return dsm_fail(errno, "cannot create directory '%s': %s", path,
 				strerror(errno));
+	}
 	fd = dsm_sys.open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC,
 			  0);
 	if (fd < 0) {
@@ -159,7 +165,7 @@ int state_open_dir(dsm_instance *inst, bool named, bool create)
 		if (xdg && xdg[0] == '/' && !create) {
 			/* nothing to make; the instance dir check suffices */
 		} else {
-			rc = open_private_dir(base, create, &fd);
+			rc = open_private_dir(base, create, &fd, NULL);
 			if (rc < 0)
 				return rc == -ENOENT ? dsm_fail(ENOENT,
 					"instance '%s' does not exist "
@@ -168,7 +174,8 @@ int state_open_dir(dsm_instance *inst, bool named, bool create)
 			dsm_sys.close(fd);
 		}
 	}
-	rc = open_private_dir(inst->dir, create, &inst->dirfd);
+	rc = open_private_dir(inst->dir, create, &inst->dirfd,
+			      &inst->made_dir);
 	if (rc == -ENOENT && !create)
 		return dsm_fail(ENOENT, "instance '%s' does not exist (no "
 					"directory %s)",
@@ -214,25 +221,60 @@ static int open_private_file(dsm_instance *inst, const char *file, int flags,
 	return 0;
 }
 
+/*
+ * The lock file can be removed while we wait for it (a destroy, or a failed
+ * first open, unlinks it): a flock on the removed file excludes nobody.  So
+ * after locking, check that the name still leads to the file we locked, and
+ * start again when it does not.
+ */
 int state_lock(dsm_instance *inst, int *lockfd)
 {
+	struct stat held, named;
 	int fd, rc;
 
-	rc = open_private_file(inst, "lock", O_RDWR | O_CREAT, &fd);
-	if (rc < 0)
-		return rc;
-	do
-		rc = dsm_sys.flock(fd, LOCK_EX);
-	while (rc < 0 && errno == EINTR);
-	if (rc < 0) {
-		int err = errno;
+	for (;;) {
+		rc = open_private_file(inst, "lock", O_RDWR | O_CREAT, &fd);
+		if (rc < 0)
+			return rc;
+		do
+			rc = dsm_sys.flock(fd, LOCK_EX);
+		while (rc < 0 && errno == EINTR);
+		if (rc < 0) {
+			int err = errno;
 
+			dsm_sys.close(fd);
+			return dsm_fail(err, "cannot lock '%s/lock': %s",
+					inst->dir, strerror(err));
+		}
+		if (dsm_sys.fstat(fd, &held) == 0 &&
+		    dsm_sys.fstatat(inst->dirfd, "lock", &named,
+				    AT_SYMLINK_NOFOLLOW) == 0 &&
+		    held.st_dev == named.st_dev && held.st_ino == named.st_ino)
+			break;
 		dsm_sys.close(fd);
-		return dsm_fail(err, "cannot lock '%s/lock': %s", inst->dir,
-				strerror(err));
 	}
 	*lockfd = fd;
 	return 0;
+}
+
+/*
+ * An open that failed before any state file existed made only the lock file
+ * and perhaps the directory: remove the lock file, and the directory if this
+ * open made it, so that a refused configuration or
+ * a failed first create leaves nothing.  Called with the lock held; quiet,
+ * so the caller's error message stands.
+ */
+void state_discard_unused(dsm_instance *inst)
+{
+	struct stat st;
+
+	if (dsm_sys.fstatat(inst->dirfd, "state", &st, AT_SYMLINK_NOFOLLOW) ==
+		    0 ||
+	    errno != ENOENT)
+		return;
+	dsm_sys.unlinkat(inst->dirfd, "lock", 0);
+	if (inst->made_dir) /* fails harmlessly if anything else is in it */
+		dsm_sys.rmdir(inst->dir);
 }
 
 void state_unlock(int lockfd)

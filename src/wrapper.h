@@ -52,6 +52,7 @@ struct dsm_instance {
 	char name[80];		    /* for messages: name or directory */
 	char dir[PATH_MAX];	    /* instance directory */
 	int dirfd;		    /* held open: a renamed dir can't redirect */
+	bool made_dir;		    /* this open created dir (undo on failure) */
 	uint64_t id;
 	dsm_impl_type backend;	    /* for new segments */
 	dsm_impl_type ctl_backend;  /* of the control segment */
@@ -100,6 +101,7 @@ int state_resolve(const char *name_or_dir, char *name, size_t name_len,
 int state_open_dir(dsm_instance *inst, bool named, bool create);
 int state_lock(dsm_instance *inst, int *lockfd);
 void state_unlock(int lockfd);
+void state_discard_unused(dsm_instance *inst);
 int state_read(dsm_instance *inst, struct inst_state *st);
 int state_write(dsm_instance *inst, const struct inst_state *st);
 int state_remove(dsm_instance *inst);

@@ -3331,6 +3331,47 @@ static void test_none(void **state)
 	xdestroy(f, inst);
 }
 
+/*
+ * A first open that fails (here: mapping the new control segment) leaves
+ * nothing: no OS object, no lock file, and no directory if the open made it;
+ * a directory the caller made stays, empty.
+ */
+static void test_failed_open_leaves_nothing(void **state)
+{
+	struct fixture *f = *state;
+	const struct step *last = f->be->create_steps;
+	dsm_config *cfg = make_cfg(f->be->name, 0, 0);
+	char path[PATH_MAX];
+	dsm_instance *inst = NULL;
+	struct stat st;
+	int rc;
+
+	while (last[1].entry)
+		last++;
+	path_in(f, "made-by-open", path, sizeof(path));
+	inject_fail(last->entry, 1, ENOMEM);
+	rc = open_cfg(f, "made-by-open", 0, cfg, &inst);
+	inject_reset();
+	ASSERT_RC(rc, -ENOMEM);
+	assert_null(inst);
+	if (stat(path, &st) == 0)
+		fail_msg("failed open left directory %s", path);
+
+	path_in(f, "made-by-caller", path, sizeof(path));
+	assert_int_equal(mkdir(path, 0700), 0);
+	inject_fail(last->entry, 1, ENOMEM);
+	rc = open_cfg(f, "made-by-caller", 0, cfg, &inst);
+	inject_reset();
+	ASSERT_RC(rc, -ENOMEM);
+	assert_int_equal(stat(path, &st), 0);
+	assert_int_equal(rmdir(path), 0); /* so: empty */
+
+	/* and the next open of the same place works */
+	inst = xopen(f, "made-by-open");
+	xdestroy(f, inst);
+	dsm_config_free(cfg);
+}
+
 /* ---- 14. configuration, 17. dsm_strerror ---------------------------------- */
 
 static void expect_refused(dsm_config *cfg, const char *key,
@@ -3470,6 +3511,7 @@ static int run_common(const char *name)
 		T(test_injected_attach),
 		T(test_injected_remove),
 		T(test_bad_arguments),
+		T(test_failed_open_leaves_nothing),
 	};
 
 	return cmocka_run_group_tests_name(name, tests, group_setup,
