@@ -11,8 +11,10 @@
  *
  * Rules that hold for every function here:
  *   - return 0 or a negative errno (pointer and value getters excepted);
- *     dsm_last_error() then holds a one-line message naming the object and
- *     the step that failed, and dsm_strerror() describes the code;
+ *     after a failure, dsm_last_error() holds a one-line message naming the
+ *     object and the step that failed (per thread; a success does not clear
+ *     it, so read it only after a negative return), and dsm_strerror()
+ *     describes the code;
  *   - thread-safe: any thread of a process may call any function; objects
  *     returned to one thread may be used by another;
  *   - fork: a child may go on using the instance it inherited.  At its first
@@ -128,9 +130,10 @@ int dsm_create(dsm_instance *inst, size_t size, unsigned flags,
 	       dsm_segment **out);
 /*
  * Map the segment called handle.  -ENOENT for an unknown, stale, forged or
- * other instance's handle, and for a segment being destroyed.  Attaching a
- * segment this process already maps returns the same dsm_segment and counts
- * one more attach.
+ * other instance's handle, and for a segment being destroyed (dsm_destroy
+ * was called).  Attaching a segment this process already maps returns the
+ * same dsm_segment and counts one more attach - even when it is being
+ * destroyed, since the mapping exists and holds a reference anyway.
  */
 int dsm_attach(dsm_instance *inst, dsm_handle handle, dsm_segment **out);
 /*
