@@ -1038,10 +1038,15 @@ static int fork_peer(void *arg)
 	return rc;
 }
 
-static void cross_process(struct fixture *f, bool exec)
+/*
+ * by_name: open by instance name, as unrelated programs do, with
+ * XDG_RUNTIME_DIR pointing into the test's directory (the exec'd peer
+ * inherits it and joins by the same name).
+ */
+static void cross_process(struct fixture *f, bool exec, bool by_name)
 {
-	dsm_instance *inst = xopen(f, "inst");
-	struct where w = where_of(inst);
+	dsm_instance *inst = NULL;
+	struct where w;
 	int to_child[2], to_parent[2];
 	struct peer_arg arg;
 	dsm_segment *seg;
@@ -1050,6 +1055,20 @@ static void cross_process(struct fixture *f, bool exec)
 	pid_t pid = 0;
 	char *p;
 
+	if (by_name) {
+		dsm_config *cfg = make_cfg(f->be->name, 0, 0);
+
+		assert_int_equal(setenv("XDG_RUNTIME_DIR", f->dir, 1), 0);
+		ASSERT_OK(dsm_instance_open("joined-by-name", cfg, 0, &inst));
+		track_inst(f, inst);
+		dsm_config_free(cfg);
+		/* the instance lives where the name says, not elsewhere */
+		snprintf(expect, sizeof(expect), "%s", "/dynshm/joined-by-name");
+		assert_non_null(strstr(info_of(inst).directory, expect));
+	} else {
+		inst = xopen(f, "inst");
+	}
+	w = where_of(inst);
 	make_pipe(f, to_child);
 	make_pipe(f, to_parent);
 	arg.inst = inst;
@@ -1066,7 +1085,8 @@ static void cross_process(struct fixture *f, bool exec)
 
 	if (exec) {
 		char hs[32], rs[16], ws[16];
-		const char *args[] = { w.dir, f->be->name, hs, rs, ws, NULL };
+		const char *args[] = { by_name ? "joined-by-name" : w.dir,
+				       f->be->name, hs, rs, ws, NULL };
 
 		hex(hs, sizeof(hs), h);
 		snprintf(rs, sizeof(rs), "%d", to_child[0]);
@@ -1097,16 +1117,24 @@ static void cross_process(struct fixture *f, bool exec)
 	assert_int_equal(info_of(inst).segments, 0);
 	assert_int_equal(info_of(inst).processes, 1);
 	xdestroy(f, inst);
+	if (by_name)
+		unsetenv("XDG_RUNTIME_DIR");
 }
 
 static void test_cross_process_fork(void **state)
 {
-	cross_process(*state, false);
+	cross_process(*state, false, false);
 }
 
 static void test_cross_process_exec(void **state)
 {
-	cross_process(*state, true);
+	cross_process(*state, true, false);
+}
+
+/* Unrelated processes join by instance name (issue: fork and exec). */
+static void test_join_by_name(void **state)
+{
+	cross_process(*state, true, true);
 }
 
 /* ---- 2. pins --------------------------------------------------------------- */
@@ -3488,6 +3516,7 @@ static int run_common(const char *name)
 	const struct CMUnitTest tests[] = {
 		T(test_cross_process_fork),
 		T(test_cross_process_exec),
+		T(test_join_by_name),
 		T(test_pin),
 		T(test_destroy_segment),
 		T(test_kill9_reap),
