@@ -33,6 +33,18 @@ static uint64_t page_size(void)
 	return n > 0 ? (uint64_t)n : 4096;
 }
 
+/* Read/write shared memory of the object at off, as mmap would map it. */
+static void fill_create(struct mshare_create_arg *c, uint64_t off, int fd,
+			uint64_t size)
+{
+	memset(c, 0, sizeof(*c)); /* the kernel copies the padding too */
+	c->region_offset = off;
+	c->size = size;
+	c->prot = PROT_READ | PROT_WRITE;
+	c->flags = MAP_SHARED | MAP_FIXED;
+	c->fd = (uint32_t)fd;
+}
+
 static int read_alignment(const char *mount, uint64_t *align)
 {
 	char path[PATH_MAX], text[64], *end;
@@ -117,12 +129,9 @@ static int probe_abi(struct mshare_region *r, const char *probe_name)
 				     "%s",
 			      strerror(errno));
 	if (rc == 0) {
-		struct mshare_create_arg c = {
-			.region_offset = r->size - page, .size = page,
-			.prot = PROT_READ | PROT_WRITE,
-			.flags = MAP_SHARED | MAP_FIXED, .fd = (uint32_t)pfd,
-		};
+		struct mshare_create_arg c;
 
+		fill_create(&c, r->size - page, pfd, page);
 		if (dsm_sys.ioctl(r->fd, MSHAREFS_CREATE_MAPPING, &c) < 0) {
 			int err = errno;
 
@@ -267,14 +276,9 @@ fail_close:
 int mshare_place(struct mshare_region *r, uint64_t off, int fd, uint64_t size)
 {
 	uint64_t page = page_size();
-	struct mshare_create_arg c = {
-		.region_offset = off,
-		.size = (size + page - 1) / page * page,
-		.prot = PROT_READ | PROT_WRITE,
-		.flags = MAP_SHARED | MAP_FIXED,
-		.fd = (uint32_t)fd,
-	};
+	struct mshare_create_arg c;
 
+	fill_create(&c, off, fd, (size + page - 1) / page * page);
 	if (r->fd < 0)
 		return dsm_fail(EBADF, "no msharefs region open");
 	if (dsm_sys.ioctl(r->fd, MSHAREFS_CREATE_MAPPING, &c) < 0)
