@@ -31,6 +31,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <setjmp.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -47,6 +48,7 @@
 #include <cmocka.h>
 
 extern int dsm_test_instance_tag;
+extern void (*dsm_test_hook)(const char *point);
 
 #define ASSERT_OK(expr)                                                        \
 	do {                                                                   \
@@ -912,6 +914,42 @@ static void test_owner_gone(void **state)
 	assert_int_equal(fake_mappings(), 0);
 }
 
+static void kill_at_referenced(const char *point)
+{
+	if (strcmp(point, "create:referenced") == 0)
+		raise(SIGKILL);
+}
+
+static int create_and_die(void *arg)
+{
+	dsm_segment *seg = NULL;
+
+	dsm_test_hook = kill_at_referenced;
+	dsm_create(arg, 4096, 0, &seg); /* placed, then killed */
+	return 1;
+}
+
+/* A creator killed after placing: the reaper removes the placement. */
+static void test_kill9_after_place(void **state)
+{
+	struct fixture *f = *state;
+	dsm_instance_info info;
+	dsm_instance *inst;
+	unsigned reaped = 0;
+
+	fake_install(3);
+	inst = open_inst(f, "on", DSM_OPEN_SUPERVISOR, &info);
+	assert_int_equal(fake.unmaps, 1); /* the probe's */
+	assert_int_equal(test_fork(create_and_die, inst), 128 + SIGKILL);
+	/* It died holding the control lock: the next locker repairs, reaps. */
+	ASSERT_OK(dsm_reap(inst, &reaped));
+	assert_int_equal(fake.unmaps, 2); /* its window */
+	ASSERT_OK(dsm_instance_info_get(inst, &info));
+	assert_int_equal(info.segments, 0);
+	ASSERT_OK(dsm_instance_destroy(inst));
+	assert_int_equal(region_files(), 0);
+}
+
 #else /* !DSM_HAVE_MSHARE */
 
 static void test_built_without(void **state)
@@ -955,6 +993,7 @@ int main(void)
 		T(test_failures_back_out),
 		T(test_place_arguments),
 		T(test_owner_gone),
+		T(test_kill9_after_place),
 #else
 		T(test_built_without),
 #endif
