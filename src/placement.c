@@ -146,9 +146,10 @@ static int join_region(dsm_instance *inst, const struct record *rec, int mode)
 	rc = mshare_region_open(rec->path, p->creator_base, &p->region);
 	if (rc < 0) {
 		set_reason(p, dsm_last_error());
-		return mode == MSHARE_ON ? dsm_fail(-rc, "mshare = on, but %s",
-						    p->reason)
-					 : 0;
+		if (mode == MSHARE_ON)
+			return dsm_fail(-rc, "mshare = on, but %s", p->reason);
+		dsm_clear_error();
+		return 0;
 	}
 	p->active = true;
 	p->same_address = p->region.base == p->creator_base;
