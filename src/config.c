@@ -14,6 +14,7 @@
 #include "config.h"
 
 #include "error.h"
+#include "mshare.h"
 
 #include <build_config.h>
 #include <ctype.h>
@@ -130,6 +131,47 @@ static int get_max_processes(const struct dsm_config *cfg, char *buf,
 	return snprintf(buf, len, "%u", cfg->max_processes);
 }
 
+/* ---- mshare keys (msharefs placement, placement.c) ------------------------ */
+
+static const char *const mshare_modes[] = { "off", "try", "on" };
+
+static int set_mshare(struct dsm_config *cfg, const struct key_desc *d,
+		      const char *value)
+{
+	for (int m = MSHARE_OFF; m <= MSHARE_ON; m++) {
+		if (strcmp(value, mshare_modes[m]) == 0) {
+			cfg->mshare = m;
+			return 0;
+		}
+	}
+	return dsm_fail(EINVAL, "invalid value '%s' for %s (allowed: off, "
+				"try, on)",
+			value, d->name);
+}
+
+static int get_mshare(const struct dsm_config *cfg, char *buf, size_t len)
+{
+	return snprintf(buf, len, "%s", mshare_modes[cfg->mshare]);
+}
+
+static int set_mshare_path(struct dsm_config *cfg, const struct key_desc *d,
+			   const char *value)
+{
+	if (value[0] != '/' || strlen(value) >= sizeof(cfg->mshare_path))
+		return dsm_fail(EINVAL, "invalid value '%s' for %s (allowed: "
+					"an absolute path shorter than %zu "
+					"bytes)",
+				value, d->name, sizeof(cfg->mshare_path));
+	strcpy(cfg->mshare_path, value);
+	return 0;
+}
+
+static int get_mshare_path(const struct dsm_config *cfg, char *buf,
+			   size_t len)
+{
+	return snprintf(buf, len, "%s", cfg->mshare_path);
+}
+
 static const struct key_desc keys[] = {
 	{ "dynamic_shared_memory_type", CFG_BACKEND, set_backend, get_backend,
 	  0, 0 },
@@ -138,6 +180,11 @@ static const struct key_desc keys[] = {
 	  get_max_segments, 1, 1048560 },
 	{ "max_processes", CFG_MAX_PROCESSES, set_max_processes,
 	  get_max_processes, 1, 65536 },
+	/* >>> mshare keys */
+	{ "mshare", CFG_MSHARE, set_mshare, get_mshare, 0, 0 },
+	{ "mshare_path", CFG_MSHARE_PATH, set_mshare_path, get_mshare_path,
+	  0, 0 },
+	/* <<< mshare keys */
 };
 
 #define NKEYS (sizeof(keys) / sizeof(keys[0]))
@@ -155,7 +202,7 @@ static int unknown_key(const char *name)
 	return dsm_fail(EINVAL,
 			"unknown configuration key '%s' (known: "
 			"dynamic_shared_memory_type, dsm_directory, "
-			"max_segments, max_processes)",
+			"max_segments, max_processes, mshare, mshare_path)",
 			name ? name : "(null)");
 }
 
@@ -166,6 +213,8 @@ void config_defaults(struct dsm_config *cfg)
 		cfg->backend = DSM_IMPL_POSIX;
 	cfg->max_segments = DEFAULT_MAX_SEGMENTS;
 	cfg->max_processes = DEFAULT_MAX_PROCESSES;
+	cfg->mshare = MSHARE_TRY;
+	strcpy(cfg->mshare_path, MSHARE_DEFAULT_PATH);
 }
 
 DSM_EXPORT int dsm_config_new(dsm_config **out)

@@ -14,14 +14,22 @@ enum config_key {
 	CFG_DIRECTORY,
 	CFG_MAX_SEGMENTS,
 	CFG_MAX_PROCESSES,
+	/* >>> mshare keys (placement.c) */
+	CFG_MSHARE,
+	CFG_MSHARE_PATH,
+	/* <<< mshare keys */
 	CFG_NKEYS
 };
+
+enum mshare_mode { MSHARE_OFF = 0, MSHARE_TRY = 1, MSHARE_ON = 2 };
 
 struct dsm_config {
 	dsm_impl_type backend;
 	char directory[PATH_MAX]; /* "" = the instance directory */
 	uint32_t max_segments;
 	uint32_t max_processes;
+	int mshare;			/* enum mshare_mode */
+	char mshare_path[PATH_MAX];	/* where msharefs is mounted */
 	unsigned explicit_keys; /* bit per enum config_key set by someone */
 };
 

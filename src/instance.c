@@ -173,8 +173,10 @@ int os_destroy(dsm_instance *inst, uint32_t backend, dsm_handle handle)
 	dsm_impl_space *space = NULL;
 	int rc = space_for(inst, (dsm_impl_type)backend, &space);
 
-	if (rc == 0)
+	if (rc == 0) {
+		placement_release(inst, backend, handle); /* mshare: first */
 		rc = dsm_impl_destroy(space, handle);
+	}
 	return rc == -ENOENT ? 0 : rc;
 }
 
@@ -532,6 +534,7 @@ static void wipe(dsm_instance *inst)
 		dsm_impl_detach(inst->ctl_map);
 		inst->ctl_map = NULL;
 	}
+	placement_destroy(inst); /* the msharefs region and its record */
 	if (space_for(inst, inst->ctl_backend, &space) == 0)
 		dsm_impl_destroy(space, CTL_HANDLE);
 	sweep_prefix(inst);
@@ -626,6 +629,7 @@ static int new_instance(const char *name_or_dir, dsm_instance **out,
 
 static void free_instance(dsm_instance *inst)
 {
+	placement_close(inst);
 	if (inst->ctl_map)
 		dsm_impl_detach(inst->ctl_map);
 	close_spaces(inst);
@@ -667,7 +671,8 @@ DSM_EXPORT int dsm_instance_open(const char *name_or_dir,
 	bool named = false;
 	int lockfd = -1, rc;
 
-	if (!out || (flags & ~(DSM_OPEN_RESET | DSM_OPEN_EXISTING)))
+	if (!out || (flags & ~(DSM_OPEN_RESET | DSM_OPEN_EXISTING |
+			       DSM_OPEN_SUPERVISOR)))
 		return dsm_fail(EINVAL, "bad arguments to dsm_instance_open "
 					"(flags 0x%x)",
 				flags);
@@ -679,6 +684,7 @@ DSM_EXPORT int dsm_instance_open(const char *name_or_dir,
 	rc = new_instance(name_or_dir, &inst, &named);
 	if (rc < 0)
 		return rc;
+	placement_init(inst, &cfg);
 	rc = state_open_dir(inst, named, !(flags & DSM_OPEN_EXISTING));
 	if (rc == 0)
 		rc = state_lock(inst, &lockfd);
@@ -686,6 +692,13 @@ DSM_EXPORT int dsm_instance_open(const char *name_or_dir,
 		rc = find_or_create(inst, &cfg, flags);
 	if (rc == 0)
 		rc = join(inst);
+	if (rc == 0) {
+		rc = placement_open(inst, &cfg, flags); /* under the flock */
+		if (rc < 0 && ctl_lock(inst) == 0) {
+			leave_locked(inst); /* back out the join */
+			ctl_unlock(inst);
+		}
+	}
 	if (rc < 0 && lockfd >= 0)
 		state_discard_unused(inst);
 	if (lockfd >= 0)
@@ -777,6 +790,7 @@ DSM_EXPORT int dsm_instance_info_get(dsm_instance *inst,
 		info->processes_reaped = h->processes_reaped;
 		ctl_unlock(inst);
 	}
+	placement_info(inst, info);
 	inst_leave(inst);
 	return rc;
 }

@@ -297,6 +297,13 @@ DSM_EXPORT int dsm_create(dsm_instance *inst, size_t size, unsigned flags,
 	if (rc < 0)
 		goto fail_free;
 	HOOK("create:after-os");
+	/* >>> placement (placement.h): the region instead of our own map */
+	if (placement_covers(inst, inst->backend, size)) {
+		rc = placement_place(inst, seg, size);
+		if (rc < 0)
+			goto fail_unmap;
+	}
+	/* <<< placement */
 	rc = activate_slot(inst, seg->slot);
 	if (rc < 0)
 		goto fail_unmap;
@@ -308,7 +315,8 @@ DSM_EXPORT int dsm_create(dsm_instance *inst, size_t size, unsigned flags,
 
 fail_unmap:
 	/* back out in reverse: unmap, remove the object, free the slot */
-	dsm_impl_detach(seg->map);
+	if (seg->map)
+		dsm_impl_detach(seg->map);
 	os_destroy(inst, inst->backend, seg->handle);
 	unreserve_slot(inst, seg->slot, seg->handle);
 fail_free:
@@ -342,7 +350,8 @@ static int lock_live_slot(dsm_instance *inst, dsm_handle handle, uint32_t *out)
 
 /* Take our reference on handle under the lock; its slot and backend. */
 static int reference_handle(dsm_instance *inst, dsm_handle handle,
-			    uint32_t *out_slot, uint32_t *backend)
+			    uint32_t *out_slot, uint32_t *backend,
+			    uint64_t *size)
 {
 	struct ctl *c = &inst->c;
 	uint32_t s = CTL_NONE;
@@ -353,6 +362,7 @@ static int reference_handle(dsm_instance *inst, dsm_handle handle,
 	ctl_set_bit(c, inst->me, s);
 	HOOK("attach:referenced");
 	*backend = c->slots[s].backend;
+	*size = c->slots[s].size;
 	ctl_unlock(inst);
 	*out_slot = s;
 	return 0;
@@ -364,16 +374,20 @@ static int attach_new(dsm_instance *inst, dsm_handle handle,
 	struct dsm_segment *seg = alloc_segment(inst);
 	dsm_impl_space *space = NULL;
 	uint32_t backend = 0;
+	uint64_t size = 0;
 	int rc;
 
 	if (!seg)
 		return dsm_fail(ENOMEM, "out of memory attaching a segment");
-	rc = reference_handle(inst, handle, &seg->slot, &backend);
+	rc = reference_handle(inst, handle, &seg->slot, &backend, &size);
 	if (rc < 0)
 		goto fail_free;
 	seg->handle = handle;
-	rc = space_for(inst, (dsm_impl_type)backend, &space);
-	if (rc == 0)
+	if (placement_covers(inst, backend, size)) /* placement.h */
+		rc = placement_attach(inst, seg, (size_t)size);
+	else
+		rc = space_for(inst, (dsm_impl_type)backend, &space);
+	if (rc == 0 && !seg->placed)
 		rc = dsm_impl_attach(space, handle, &seg->map);
 	if (rc < 0)
 		goto fail_release;
@@ -419,7 +433,8 @@ static void detach_last(dsm_instance *inst, struct dsm_segment *seg)
 		cb.fn(seg, cb.arg);
 	}
 	unlink_segment(inst, seg);
-	dsm_impl_detach(seg->map);
+	if (seg->map) /* placed segments have none (placement.h) */
+		dsm_impl_detach(seg->map);
 	if (seg->slot != CTL_NONE)
 		release_reference(inst, seg->slot, seg->handle);
 	free(seg->cbs);
@@ -474,11 +489,15 @@ void segment_adopt_after_fork(dsm_instance *inst)
 
 DSM_EXPORT void *dsm_segment_address(const dsm_segment *seg)
 {
+	if (seg && seg->placed)
+		return seg->placed;
 	return seg ? dsm_impl_map_address(seg->map) : NULL;
 }
 
 DSM_EXPORT size_t dsm_segment_size(const dsm_segment *seg)
 {
+	if (seg && seg->placed)
+		return seg->placed_size;
 	return seg ? dsm_impl_map_size(seg->map) : 0;
 }
 

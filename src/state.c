@@ -325,24 +325,33 @@ corrupt:
 			inst->dir);
 }
 
-int state_read(dsm_instance *inst, struct inst_state *st)
+/* Read a small private file of the instance directory as text. */
+int state_read_file(dsm_instance *inst, const char *file, char *text,
+		    size_t len)
 {
-	char text[2 * PATH_MAX];
 	ssize_t n;
 	int fd, rc;
 
-	rc = open_private_file(inst, "state", O_RDONLY, &fd);
+	rc = open_private_file(inst, file, O_RDONLY, &fd);
 	if (rc < 0)
 		return rc;
 	do
-		n = dsm_sys.read(fd, text, sizeof(text) - 1);
+		n = dsm_sys.read(fd, text, len - 1);
 	while (n < 0 && errno == EINTR);
-	dsm_sys.close(fd);
+	DSM_SAVE_ERRNO(dsm_sys.close(fd));
 	if (n < 0)
-		return dsm_fail(errno, "cannot read '%s/state': %s", inst->dir,
-				strerror(errno));
+		return dsm_fail(errno, "cannot read '%s/%s': %s", inst->dir,
+				file, strerror(errno));
 	text[n] = '\0';
-	return parse_state(inst, text, st);
+	return 0;
+}
+
+int state_read(dsm_instance *inst, struct inst_state *st)
+{
+	char text[2 * PATH_MAX];
+	int rc = state_read_file(inst, "state", text, sizeof(text));
+
+	return rc < 0 ? rc : parse_state(inst, text, st);
 }
 
 static int write_all(int fd, const char *buf, size_t len)
@@ -360,10 +369,37 @@ static int write_all(int fd, const char *buf, size_t len)
 	return 0;
 }
 
+/* Replace file atomically: write file.tmp, fsync, rename. */
+int state_write_file(dsm_instance *inst, const char *file, const char *text,
+		     size_t len)
+{
+	char tmp[64];
+	int fd, rc;
+
+	snprintf(tmp, sizeof(tmp), "%s.tmp", file);
+	/* We hold the flock, so nobody else writes the temporary now. */
+	dsm_sys.unlinkat(inst->dirfd, tmp, 0);
+	rc = open_private_file(inst, tmp, O_WRONLY | O_CREAT | O_EXCL, &fd);
+	if (rc < 0)
+		return rc;
+	rc = write_all(fd, text, len);
+	if (rc == 0 && dsm_sys.fsync(fd) < 0)
+		rc = -errno;
+	dsm_sys.close(fd);
+	if (rc == 0 && dsm_sys.renameat(inst->dirfd, tmp, inst->dirfd, file) < 0)
+		rc = -errno;
+	if (rc < 0) {
+		dsm_sys.unlinkat(inst->dirfd, tmp, 0);
+		return dsm_fail(-rc, "cannot write '%s/%s': %s", inst->dir,
+				file, strerror(-rc));
+	}
+	return 0;
+}
+
 int state_write(dsm_instance *inst, const struct inst_state *st)
 {
 	char text[2 * PATH_MAX];
-	int fd, rc, n;
+	int n;
 
 	n = snprintf(text, sizeof(text),
 		     STATE_MAGIC "\ninstance_id %016" PRIx64 "\nbackend %s\n"
@@ -374,25 +410,7 @@ int state_write(dsm_instance *inst, const struct inst_state *st)
 		     st->seg_dir);
 	if (n < 0 || (size_t)n >= sizeof(text))
 		return dsm_fail(ENAMETOOLONG, "state file contents too long");
-	/* We hold the flock, so nobody else writes state.tmp now. */
-	dsm_sys.unlinkat(inst->dirfd, "state.tmp", 0);
-	rc = open_private_file(inst, "state.tmp", O_WRONLY | O_CREAT | O_EXCL,
-			       &fd);
-	if (rc < 0)
-		return rc;
-	rc = write_all(fd, text, (size_t)n);
-	if (rc == 0 && dsm_sys.fsync(fd) < 0)
-		rc = -errno;
-	dsm_sys.close(fd);
-	if (rc == 0 &&
-	    dsm_sys.renameat(inst->dirfd, "state.tmp", inst->dirfd, "state") < 0)
-		rc = -errno;
-	if (rc < 0) {
-		dsm_sys.unlinkat(inst->dirfd, "state.tmp", 0);
-		return dsm_fail(-rc, "cannot write '%s/state': %s", inst->dir,
-				strerror(-rc));
-	}
-	return 0;
+	return state_write_file(inst, "state", text, (size_t)n);
 }
 
 /* Remove state, lock and the directory itself (if nothing else is in it). */

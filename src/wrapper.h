@@ -14,6 +14,7 @@
 
 #include "config.h"
 #include "control.h"
+#include "placement.h"
 
 #include <dynshm/dsm.h>
 
@@ -33,7 +34,9 @@ struct dsm_segment {
 	struct dsm_segment *prev, *next;  /* inst->segs */
 	dsm_handle handle;		  /* never changes */
 	uint32_t slot;			  /* CTL_NONE once orphaned */
-	dsm_impl_map *map;		  /* never changes */
+	dsm_impl_map *map;		  /* NULL when placed */
+	void *placed;			  /* placement.c: address, or NULL */
+	size_t placed_size;
 	unsigned nattach;		  /* local attach count */
 	struct dsm_scope *scope;	  /* owning scope or NULL */
 	struct on_detach *cbs;
@@ -68,6 +71,7 @@ struct dsm_instance {
 
 	struct dsm_segment **local; /* by slot index, NULL if not mapped */
 	struct dsm_segment *segs;   /* every mapping, orphans included */
+	struct placement place;	    /* msharefs region (placement.c) */
 };
 
 /* State file contents (state.c). */
@@ -104,6 +108,10 @@ void state_unlock(int lockfd);
 void state_discard_unused(dsm_instance *inst);
 int state_read(dsm_instance *inst, struct inst_state *st);
 int state_write(dsm_instance *inst, const struct inst_state *st);
+int state_read_file(dsm_instance *inst, const char *file, char *text,
+		    size_t len);
+int state_write_file(dsm_instance *inst, const char *file, const char *text,
+		     size_t len);
 int state_remove(dsm_instance *inst);
 
 /*

@@ -417,6 +417,15 @@ static int cmd_info(const struct options *o, int argc, char **argv)
 		printf("lock repairs:    %" PRIu64 "\n", info.lock_repairs);
 		printf("dead processes released: %" PRIu64 "\n",
 		       info.processes_reaped);
+		if (info.mshare_active)
+			printf("mshare:          active, %" PRIu64 " GiB region, "
+			       "%" PRIu64 " MiB per slot%s%s\n",
+			       info.mshare_region_size >> 30,
+			       info.mshare_window >> 20,
+			       info.mshare_status[0] ? "; " : "",
+			       info.mshare_status);
+		else
+			printf("mshare:          off: %s\n", info.mshare_status);
 	} else
 		fail(rc, "cannot describe instance");
 	dsm_instance_close(inst);

@@ -46,7 +46,8 @@ typedef struct dsm_scope dsm_scope;
 
 /* ---- configuration ------------------------------------------------------
  * Keys (see docs/configuration.md): dynamic_shared_memory_type, dsm_directory,
- * max_segments, max_processes.  Values are strings as in a config file.
+ * max_segments, max_processes, mshare, mshare_path.  Values are strings as
+ * in a config file.
  * A bad key or value returns -EINVAL with a message naming both and what is
  * allowed.
  */
@@ -76,6 +77,13 @@ int dsm_config_load(dsm_config *cfg, const char *path);
 #define DSM_OPEN_RESET 0x1u
 /* Join an existing instance only: -ENOENT instead of creating one. */
 #define DSM_OPEN_EXISTING 0x2u
+/*
+ * This process stays for the instance's whole life (a postmaster).  Only
+ * such a process, opening a fresh (or reset) instance, creates the msharefs
+ * region (config key mshare): the kernel tears the region down when the
+ * thread that created it exits, so open from the thread that lives longest.
+ */
+#define DSM_OPEN_SUPERVISOR 0x4u
 
 /*
  * Join (creating if absent) the instance called name_or_dir: a name
@@ -108,6 +116,12 @@ typedef struct dsm_instance_info {
 	pid_t creator_pid;	  /* the process that created the instance */
 	uint64_t lock_repairs;	  /* times a dead lock holder was repaired */
 	uint64_t processes_reaped; /* dead processes released so far */
+	/* msharefs placement (docs/mshare.md); added in 0.2 */
+	uint32_t mshare_active;	      /* 1: segments are placed in the region */
+	uint32_t mshare_same_address; /* 1: at the creator's address here */
+	uint64_t mshare_region_size;  /* bytes of address space, 0 if none */
+	uint64_t mshare_window;	      /* region bytes per segment slot */
+	char mshare_status[256];      /* why not active, or a note; "" if none */
 } dsm_instance_info;
 
 int dsm_instance_info_get(dsm_instance *inst, dsm_instance_info *info);

@@ -1,0 +1,69 @@
+/*
+ * placement.h - where a segment's memory is mapped: the instance's
+ * msharefs region (one set of page tables for every process) or an
+ * ordinary per-process mapping.  See placement.c.
+ *
+ * The interface a second placement (the region carve-out) plugs into:
+ *   placement_covers()	same answer in every process, from shared facts
+ *			only (the instance's record, the slot's backend
+ *			and size), so no per-slot flag is needed;
+ *   placement_place()	after the backend made the object: put it in the
+ *			region, drop the per-process mapping;
+ *   placement_attach()	address of a covered segment, no mapping made;
+ *   placement_release() before the backend removes the object.
+ */
+#ifndef DYNSHM_PLACEMENT_H
+#define DYNSHM_PLACEMENT_H
+
+#include "mshare.h"
+
+#include <dynshm/dsm.h>
+
+#include <limits.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+struct dsm_config;
+struct dsm_segment;
+
+/*
+ * Process-local; guarded by dsm_instance.mu like the rest of the instance.
+ * Set once at open (under the instance's flock) and then read-only, except
+ * that region is closed at free.
+ */
+struct placement {
+	bool recorded;	    /* the instance has a region (record file) */
+	bool active;	    /* and this process maps it */
+	bool same_address;  /* at the creator's address */
+	uint64_t window;    /* bytes of region per slot; slot s at s*window */
+	void *creator_base; /* the creator's address */
+	pid_t owner_pid;    /* the region dies with this process */
+	uint64_t owner_start;
+	struct mshare_region region;
+	char reason[256];   /* why not active, or a note when active */
+	char mount[PATH_MAX]; /* config mshare_path */
+};
+
+/* Before anything else of the instance: empty, with the mount path. */
+void placement_init(dsm_instance *inst, const struct dsm_config *cfg);
+
+/* Decide, create or map; under the instance flock, after joining. */
+int placement_open(dsm_instance *inst, const struct dsm_config *cfg,
+		   unsigned flags);
+/* Unmap and close this process's view. */
+void placement_close(dsm_instance *inst);
+/* Remove the region file and the record (instance destroy or reset). */
+void placement_destroy(dsm_instance *inst);
+
+bool placement_covers(const dsm_instance *inst, uint32_t backend,
+		      uint64_t size);
+int placement_place(dsm_instance *inst, struct dsm_segment *seg, size_t size);
+int placement_attach(dsm_instance *inst, struct dsm_segment *seg,
+		     size_t size);
+void placement_release(dsm_instance *inst, uint32_t backend,
+		       dsm_handle handle);
+
+void placement_info(const dsm_instance *inst, dsm_instance_info *info);
+
+#endif
