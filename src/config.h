@@ -14,6 +14,8 @@ enum config_key {
 	CFG_DIRECTORY,
 	CFG_MAX_SEGMENTS,
 	CFG_MAX_PROCESSES,
+	CFG_MIN_DSM,	/* region carve-outs (region.c) */
+	CFG_HUGE_PAGES,
 	CFG_NKEYS
 };
 
@@ -22,6 +24,8 @@ struct dsm_config {
 	char directory[PATH_MAX]; /* "" = the instance directory */
 	uint32_t max_segments;
 	uint32_t max_processes;
+	uint64_t min_dynamic_shared_memory; /* region bytes, 0 = none */
+	int huge_pages;			     /* enum dsm_huge_pages */
 	unsigned explicit_keys; /* bit per enum config_key set by someone */
 };
 

@@ -16,12 +16,19 @@
  *            removes the OS object outside the lock, and frees the slot.
  * The process-local side - one dsm_segment per mapped segment, found by
  * slot index in O(1) - lives in dsm_instance and is guarded by its mutex.
+ *
+ * A segment carved from the region (region.c) follows the same steps; its
+ * "OS object" is a block of the region, taken with the reservation under
+ * the lock and given back when the slot is freed, and mapping it is pointer
+ * arithmetic (seg->map is NULL, seg->region_addr says where).
  */
 #include "wrapper.h"
 
 #include "error.h"
+#include "region.h"
 #include "sys.h"
 
+#include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -166,8 +173,28 @@ static void release_reference(dsm_instance *inst, uint32_t s,
 		finish_destroy(inst, s, backend, handle);
 }
 
-static int reserve_slot(dsm_instance *inst, size_t size, uint32_t *out_slot,
-			dsm_handle *out_handle)
+/* Region segments: take a block for slot (fresh from the free list). */
+static int reserve_block_locked(dsm_instance *inst, uint32_t s, size_t size)
+{
+	struct ctl_slot *slot = &inst->c.slots[s];
+	uint64_t offset = 0;
+	uint32_t order = 0;
+
+	if (region_alloc_locked(&inst->c, size, &offset, &order) < 0)
+		return dsm_fail(ENOSPC,
+				"the region of instance '%s' has no free block "
+				"of %zu bytes (largest free: %" PRIu64 " bytes)",
+				inst->name, size,
+				region_largest_free(&inst->c));
+	HOOK("region:allocated");
+	slot->backend = CTL_BACKEND_REGION;
+	slot->region_offset = offset;
+	slot->region_order = order;
+	return 0;
+}
+
+static int reserve_slot(dsm_instance *inst, size_t size, bool region,
+			uint32_t *out_slot, dsm_handle *out_handle)
 {
 	struct ctl *c = &inst->c;
 	struct ctl_slot *slot;
@@ -190,6 +217,13 @@ static int reserve_slot(dsm_instance *inst, size_t size, uint32_t *out_slot,
 	}
 	slot = &c->slots[s];
 	slot->backend = inst->backend;
+	slot->region_order = REGION_NO_BLOCK;
+	if (region && (rc = reserve_block_locked(inst, s, size)) < 0) {
+		ctl_push_free(c, s);
+		c->hdr->nsegments--;
+		ctl_unlock(inst);
+		return rc;
+	}
 	slot->size = size;
 	slot->handle = new_handle(inst, s, slot->gen);
 	slot->owner = inst->me;
@@ -248,7 +282,8 @@ static int create_os_object(dsm_instance *inst, size_t size,
 	int rc = space_for(inst, inst->backend, &space);
 
 	for (int attempt = 0; rc == 0 && attempt < 16; attempt++) {
-		rc = reserve_slot(inst, size, &seg->slot, &seg->handle);
+		rc = reserve_slot(inst, size, false, &seg->slot,
+				  &seg->handle);
 		if (rc < 0)
 			break;
 		HOOK("create:before-os");
@@ -268,6 +303,52 @@ static int create_os_object(dsm_instance *inst, size_t size,
 	return rc;
 }
 
+/* Reserve a slot with a block of the region; zero it outside the lock. */
+static int create_in_region(dsm_instance *inst, size_t size, unsigned flags,
+			    struct dsm_segment *seg)
+{
+	struct ctl_slot *slot;
+	int rc = reserve_slot(inst, size, true, &seg->slot, &seg->handle);
+
+	if (rc < 0)
+		return rc;
+	slot = &inst->c.slots[seg->slot]; /* ours while CREATING */
+	seg->region_addr = (char *)inst->region.base + slot->region_offset;
+	seg->region_size = size;
+	HOOK("region:before-zero");
+	if (!(flags & DSM_CREATE_NO_ZERO))
+		memset(seg->region_addr, 0, size);
+	return 0;
+}
+
+/* Region first unless told otherwise; the backend when it has no room. */
+static int create_placed(dsm_instance *inst, size_t size, unsigned flags,
+			 struct dsm_segment *seg)
+{
+	int rc;
+
+	if (flags & DSM_CREATE_NO_REGION)
+		return create_os_object(inst, size, seg);
+	if (!inst->region.base) {
+		if (flags & DSM_CREATE_REGION)
+			return dsm_fail(ENOTSUP,
+					"instance '%s' has no region "
+					"(min_dynamic_shared_memory = 0)",
+					inst->name);
+		return create_os_object(inst, size, seg);
+	}
+	rc = create_in_region(inst, size, flags, seg);
+	if (rc == -ENOSPC && !(flags & DSM_CREATE_REGION)) {
+		dsm_clear_error();
+		seg->slot = CTL_NONE;
+		rc = create_os_object(inst, size, seg);
+	}
+	return rc;
+}
+
+#define CREATE_FLAGS                                                           \
+	(DSM_CREATE_REGION | DSM_CREATE_NO_REGION | DSM_CREATE_NO_ZERO)
+
 DSM_EXPORT int dsm_create(dsm_instance *inst, size_t size, unsigned flags,
 			  dsm_segment **out)
 {
@@ -276,11 +357,14 @@ DSM_EXPORT int dsm_create(dsm_instance *inst, size_t size, unsigned flags,
 
 	if (rc < 0)
 		return rc;
-	if (!out || flags != 0 || size == 0 || size > DSM_IMPL_MAX_SIZE) {
+	if (!out || (flags & ~CREATE_FLAGS) || size == 0 ||
+	    size > DSM_IMPL_MAX_SIZE ||
+	    (flags & DSM_CREATE_REGION && flags & DSM_CREATE_NO_REGION)) {
 		rc = dsm_fail(EINVAL,
 			      "cannot create a segment of %zu bytes with flags "
 			      "0x%x in instance '%s' (sizes: 1 to %zu; flags: "
-			      "0)",
+			      "DSM_CREATE_REGION or DSM_CREATE_NO_REGION, and "
+			      "DSM_CREATE_NO_ZERO)",
 			      size, flags, inst->name, DSM_IMPL_MAX_SIZE);
 		goto out;
 	}
@@ -293,7 +377,7 @@ DSM_EXPORT int dsm_create(dsm_instance *inst, size_t size, unsigned flags,
 		rc = dsm_fail(ENOMEM, "out of memory creating a segment");
 		goto out;
 	}
-	rc = create_os_object(inst, size, seg);
+	rc = create_placed(inst, size, flags, seg);
 	if (rc < 0)
 		goto fail_free;
 	HOOK("create:after-os");
@@ -308,8 +392,10 @@ DSM_EXPORT int dsm_create(dsm_instance *inst, size_t size, unsigned flags,
 
 fail_unmap:
 	/* back out in reverse: unmap, remove the object, free the slot */
-	dsm_impl_detach(seg->map);
-	os_destroy(inst, inst->backend, seg->handle);
+	if (seg->map) {
+		dsm_impl_detach(seg->map);
+		os_destroy(inst, inst->backend, seg->handle);
+	}
 	unreserve_slot(inst, seg->slot, seg->handle);
 fail_free:
 	free(seg);
@@ -340,9 +426,13 @@ static int lock_live_slot(dsm_instance *inst, dsm_handle handle, uint32_t *out)
 	return 0;
 }
 
-/* Take our reference on handle under the lock; its slot and backend. */
+/*
+ * Take our reference on handle under the lock; its slot and backend, and
+ * for a region segment where it is (in seg).
+ */
 static int reference_handle(dsm_instance *inst, dsm_handle handle,
-			    uint32_t *out_slot, uint32_t *backend)
+			    uint32_t *out_slot, uint32_t *backend,
+			    struct dsm_segment *seg)
 {
 	struct ctl *c = &inst->c;
 	uint32_t s = CTL_NONE;
@@ -353,6 +443,11 @@ static int reference_handle(dsm_instance *inst, dsm_handle handle,
 	ctl_set_bit(c, inst->me, s);
 	HOOK("attach:referenced");
 	*backend = c->slots[s].backend;
+	if (*backend == CTL_BACKEND_REGION) {
+		seg->region_addr =
+			(char *)inst->region.base + c->slots[s].region_offset;
+		seg->region_size = c->slots[s].size;
+	}
 	ctl_unlock(inst);
 	*out_slot = s;
 	return 0;
@@ -368,15 +463,17 @@ static int attach_new(dsm_instance *inst, dsm_handle handle,
 
 	if (!seg)
 		return dsm_fail(ENOMEM, "out of memory attaching a segment");
-	rc = reference_handle(inst, handle, &seg->slot, &backend);
+	rc = reference_handle(inst, handle, &seg->slot, &backend, seg);
 	if (rc < 0)
 		goto fail_free;
 	seg->handle = handle;
-	rc = space_for(inst, (dsm_impl_type)backend, &space);
-	if (rc == 0)
-		rc = dsm_impl_attach(space, handle, &seg->map);
-	if (rc < 0)
-		goto fail_release;
+	if (backend != CTL_BACKEND_REGION) { /* else: no system call at all */
+		rc = space_for(inst, (dsm_impl_type)backend, &space);
+		if (rc == 0)
+			rc = dsm_impl_attach(space, handle, &seg->map);
+		if (rc < 0)
+			goto fail_release;
+	}
 	seg->nattach = 1;
 	seg->scope = scope_of(inst);
 	link_segment(inst, seg);
@@ -419,7 +516,8 @@ static void detach_last(dsm_instance *inst, struct dsm_segment *seg)
 		cb.fn(seg, cb.arg);
 	}
 	unlink_segment(inst, seg);
-	dsm_impl_detach(seg->map);
+	if (seg->map)
+		dsm_impl_detach(seg->map);
 	if (seg->slot != CTL_NONE)
 		release_reference(inst, seg->slot, seg->handle);
 	free(seg->cbs);
@@ -474,12 +572,16 @@ void segment_adopt_after_fork(dsm_instance *inst)
 
 DSM_EXPORT void *dsm_segment_address(const dsm_segment *seg)
 {
-	return seg ? dsm_impl_map_address(seg->map) : NULL;
+	if (!seg)
+		return NULL;
+	return seg->map ? dsm_impl_map_address(seg->map) : seg->region_addr;
 }
 
 DSM_EXPORT size_t dsm_segment_size(const dsm_segment *seg)
 {
-	return seg ? dsm_impl_map_size(seg->map) : 0;
+	if (!seg)
+		return 0;
+	return seg->map ? dsm_impl_map_size(seg->map) : seg->region_size;
 }
 
 DSM_EXPORT dsm_handle dsm_segment_handle(const dsm_segment *seg)
@@ -679,6 +781,11 @@ static void fill_info(const struct ctl_slot *slot, dsm_segment_info *info)
 	info->handle = slot->handle;
 	info->size = slot->size;
 	info->backend = (dsm_impl_type)slot->backend;
+	if (slot->backend == CTL_BACKEND_REGION) {
+		info->backend = DSM_IMPL_SYSV; /* the region's object */
+		info->in_region = 1;
+		info->region_offset = slot->region_offset;
+	}
 	info->state = (dsm_segment_state)slot->state;
 	info->references = slot->refcount;
 	info->pinned = slot->pinned != 0;

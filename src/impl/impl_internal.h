@@ -64,6 +64,9 @@ int dsm_impl_fd_map(int fd, size_t size, const char *what,
 int dsm_impl_fd_check_owner(int fd, const char *what, size_t *size);
 int dsm_impl_munmap(struct dsm_impl_map *map);
 
+/* The SysV key of handle in space (the wrapper's region is made by hand). */
+key_t dsm_impl_sysv_key(const dsm_impl_space *space, dsm_handle handle);
+
 /* Base name "dynshm.<id>.<handle>" (no leading slash or directory). */
 int dsm_impl_base_name(const dsm_impl_space *space, dsm_handle handle,
 		       char *buf, size_t len);

@@ -62,6 +62,11 @@ static key_t sysv_key(const dsm_impl_space *space, dsm_handle handle)
 	return (key_t)(KEY_MARK | instance_tag(space) << TAG_SHIFT | hash);
 }
 
+key_t dsm_impl_sysv_key(const dsm_impl_space *space, dsm_handle handle)
+{
+	return sysv_key(space, handle);
+}
+
 static int sysv_name(const dsm_impl_space *space, dsm_handle handle,
 		     char *buf, size_t len)
 {
