@@ -16,7 +16,13 @@
  * charges a shared PMD table to every sharer, so only the system-wide
  * figure shows hugetlb's shared page tables.  Nothing is timed.
  *
- *   dsm_ptbench [--procs 10,100] [--size 1024] [--modes plain,region,huge,thp]
+ *   dsm_ptbench [--procs 10,100] [--size 1024] [--attach 10000]
+ *               [--modes base,plain,region,huge,thp]
+ *
+ * --attach n first times attaching n 4 KiB segments in one process, from the
+ * region and from the posix backend, and counts the VMAs they add (0: skip).
+ * "base" children only open the instance: their figures are the process's
+ * own page tables, to subtract from the others.
  *
  * huge and thp need root: they set vm.nr_hugepages and shmem_enabled and
  * put both back (also on SIGINT/SIGTERM).  Without root they are skipped.
@@ -34,6 +40,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #ifndef MADV_POPULATE_WRITE
@@ -152,6 +159,7 @@ struct mode {
 };
 
 static const struct mode modes[] = {
+	{ "base", NULL, "off", false }, /* open only: the process's own cost */
 	{ "plain", NULL, "off", false },
 	{ "region", "yes", "off", false },
 	{ "huge", "yes", "on", true },
@@ -212,7 +220,9 @@ static int run(const struct mode *m, unsigned nprocs, unsigned size_mb,
 		goto out;
 	}
 	hf = fopen(hfile, "w");
-	for (unsigned i = 0; hf && i < size_mb / SEG_MB; i++) {
+	for (unsigned i = 0; hf && strcmp(m->name, "base") != 0 &&
+			     i < size_mb / SEG_MB;
+	     i++) {
 		dsm_segment *seg = NULL;
 
 		if (dsm_create(inst, (size_t)SEG_MB << 20,
@@ -285,9 +295,77 @@ out:
 	return rc;
 }
 
+static double now_s(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/*
+ * n small (4 KiB) pinned segments, in the region or not: the time to
+ * attach them all in a process that does not map them, and the VMAs added.
+ */
+static int attach_run(unsigned n, bool region)
+{
+	char dir[] = "/tmp/dynshm-ptbench.XXXXXX", path[128], buf[32];
+	dsm_handle *h = calloc(n, sizeof(*h));
+	dsm_segment **segs = calloc(n, sizeof(*segs));
+	dsm_config *cfg = NULL;
+	dsm_instance *inst = NULL;
+	int vma0, rc = 0;
+	double t0, t1;
+
+	if (!h || !segs || !mkdtemp(dir))
+		return 1;
+	snprintf(path, sizeof(path), "%s/inst", dir);
+	dsm_config_new(&cfg);
+	snprintf(buf, sizeof(buf), "%u", n + 16);
+	dsm_config_set(cfg, "max_segments", buf);
+	snprintf(buf, sizeof(buf), "%ukB", region ? n * 4 + 4096 : 0);
+	dsm_config_set(cfg, "min_dynamic_shared_memory", buf);
+	dsm_config_set(cfg, "huge_pages", "off");
+	if (dsm_instance_open(path, cfg, 0, &inst) < 0)
+		rc = 1;
+	for (unsigned i = 0; rc == 0 && i < n; i++) {
+		if (dsm_create(inst, 4096,
+			       region ? DSM_CREATE_REGION
+				      : DSM_CREATE_NO_REGION,
+			       &segs[i]) < 0 ||
+		    dsm_pin_segment(segs[i]) < 0)
+			rc = 1;
+		else {
+			h[i] = dsm_segment_handle(segs[i]);
+			dsm_detach(segs[i]);
+		}
+	}
+	vma0 = count_lines("/proc/self/maps");
+	t0 = now_s();
+	for (unsigned i = 0; rc == 0 && i < n; i++)
+		if (dsm_attach(inst, h[i], &segs[i]) < 0)
+			rc = 1;
+	t1 = now_s();
+	if (rc == 0)
+		printf("attach %u x 4 KiB %-7s %8.2f us each, %d VMAs added\n",
+		       n, region ? "region" : "posix", (t1 - t0) * 1e6 / n,
+		       count_lines("/proc/self/maps") - vma0);
+	else
+		fprintf(stderr, "attach run: %s\n", dsm_last_error());
+	if (inst)
+		dsm_instance_destroy(inst);
+	dsm_config_free(cfg);
+	rmdir(dir);
+	free(h);
+	free(segs);
+	return rc;
+}
+
 int main(int argc, char **argv)
 {
-	char procs[128] = "10,100", mode_list[128] = "plain,region,huge,thp";
+	char procs[128] = "10,100",
+	     mode_list[128] = "base,plain,region,huge,thp";
+	unsigned attach_n = 10000;
 	char self[4096], mode_now[64];
 	unsigned size_mb = 1024;
 	ssize_t n;
@@ -300,6 +378,8 @@ int main(int argc, char **argv)
 			snprintf(procs, sizeof(procs), "%s", argv[i + 1]);
 		else if (strcmp(argv[i], "--size") == 0)
 			size_mb = (unsigned)atoi(argv[i + 1]);
+		else if (strcmp(argv[i], "--attach") == 0)
+			attach_n = (unsigned)atoi(argv[i + 1]);
 		else if (strcmp(argv[i], "--modes") == 0)
 			snprintf(mode_list, sizeof(mode_list), "%s",
 				 argv[i + 1]);
@@ -331,6 +411,10 @@ int main(int argc, char **argv)
 	       size_mb, SEG_MB);
 	printf("%-7s %6s %10s %14s %10s  %s\n", "mode", "procs", "VmPTE",
 	       "PageTables", "VMAs", "pages");
+	if (attach_n) {
+		rc |= attach_run(attach_n, false);
+		rc |= attach_run(attach_n, true);
+	}
 	for (char *np, *p = procs; p && *p; p = np) {
 		unsigned nprocs = (unsigned)strtoul(p, &np, 10);
 
