@@ -123,14 +123,14 @@ static int child(const char *path, const char *handles_file, int report_fd,
 	char line[128], c;
 
 	if (!f || dsm_instance_open(path, NULL, DSM_OPEN_EXISTING, &inst) < 0)
-		return 1;
+		goto fail;
 	while (fscanf(f, "%llx", &h) == 1) {
 		dsm_segment *seg = NULL;
 		char *p;
 		size_t len;
 
 		if (dsm_attach(inst, h, &seg) < 0)
-			return 2;
+			goto fail;
 		p = dsm_segment_address(seg);
 		len = dsm_segment_size(seg);
 		if (madvise((void *)((uintptr_t)p & ~(uintptr_t)4095),
@@ -149,6 +149,13 @@ static int child(const char *path, const char *handles_file, int report_fd,
 	}
 	dsm_instance_close(inst);
 	return 0;
+
+fail:
+	/* say so: the parent waits for one line per child */
+	fprintf(stderr, "child: %s\n", dsm_last_error());
+	if (write(report_fd, "fail\n", 5) < 0) {
+	}
+	return 1;
 }
 
 /* ---- the parent ------------------------------------------------------------ */
@@ -189,7 +196,7 @@ static int run(const struct mode *m, unsigned nprocs, unsigned size_mb,
 	       const char *self)
 {
 	char dir[] = "/tmp/dynshm-ptbench.XXXXXX", path[128], hfile[160],
-	     size[32];
+	     size[32], buf[32];
 	dsm_config *cfg = NULL;
 	dsm_instance *inst = NULL;
 	dsm_instance_info info;
@@ -212,6 +219,8 @@ static int run(const struct mode *m, unsigned nprocs, unsigned size_mb,
 	snprintf(hfile, sizeof(hfile), "%s/handles", dir);
 	snprintf(size, sizeof(size), "%uMB", m->region ? size_mb : 0);
 	dsm_config_new(&cfg);
+	snprintf(buf, sizeof(buf), "%u", nprocs + 8);
+	dsm_config_set(cfg, "max_processes", buf);
 	dsm_config_set(cfg, "min_dynamic_shared_memory", size);
 	dsm_config_set(cfg, "huge_pages", m->huge);
 	if (dsm_instance_open(path, cfg, 0, &inst) < 0) {
