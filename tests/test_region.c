@@ -22,6 +22,8 @@
  *                 it) leaks no block: the whole region is allocatable after
  *   creator_dies  the creator killed before the region exists: the next
  *                 open wipes and recreates, nothing is left behind
+ *   reset_corrupt a reset whose control segment is unreadable still
+ *                 removes the region (by key)
  *
  * Runs alone (is_parallel: false): the region is a SysV segment with the
  * test tag, which the leftover check looks for.
@@ -32,6 +34,7 @@
 #include <dynshm/dsm.h>
 
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <setjmp.h>
 #include <signal.h>
@@ -590,6 +593,45 @@ static void test_creator_dies(void **state)
 	dsm_config_free(cfg);
 }
 
+/*
+ * The control segment scribbled over (foreign magic): a reset cannot read
+ * it, yet removes the region, found by its key alone.  The teardown's leak
+ * check sees the region if it stays.
+ */
+static void test_reset_corrupt(void **state)
+{
+	dsm_instance *inst = open_region("1MB");
+	dsm_instance_info info = info_of(inst);
+	dsm_segment *seg = NULL;
+	dsm_config *cfg;
+	char name[64];
+	int fd;
+
+	(void)state;
+	assert_int_equal(dsm_create(inst, 4096, DSM_CREATE_REGION, &seg), 0);
+	assert_int_equal(dsm_pin_segment(seg), 0);
+	assert_int_equal(dsm_instance_close(inst), 0);
+	snprintf(name, sizeof(name), "/dynshm.%016" PRIx64 ".00c0ffee00ffffff",
+		 info.instance_id);
+	fd = shm_open(name, O_RDWR, 0);
+	assert_true(fd >= 0);
+	assert_int_equal(pwrite(fd, "garbage!", 8, 0), 8);
+	close(fd);
+	inst = NULL;
+	assert_int_equal(dsm_instance_open(inst_path, NULL, DSM_OPEN_EXISTING,
+					   &inst),
+			 -EUCLEAN);
+	cfg = config("posix", "1MB");
+	assert_int_equal(dsm_instance_open(inst_path, cfg, DSM_OPEN_RESET,
+					   &inst),
+			 0);
+	dsm_config_free(cfg);
+	assert_int_not_equal(info_of(inst).instance_id, info.instance_id);
+	assert_int_equal(info_of(inst).region_used, 0);
+	assert_int_equal(dsm_instance_destroy(inst), 0);
+	/* the teardown's leak check: the old region went with the reset */
+}
+
 /* A joiner asking for a different region is told so. */
 static void test_conflict(void **state)
 {
@@ -649,6 +691,7 @@ int main(int argc, char **argv)
 		T(test_taken_address),
 		T(test_kill),
 		T(test_creator_dies),
+		T(test_reset_corrupt),
 		T(test_conflict),
 		T(test_backends),
 	};
