@@ -244,10 +244,12 @@ void region_free_locked(struct ctl *c, uint32_t s)
 	struct ctl_slot *slot = &c->slots[s];
 	uint32_t o = slot->region_order, b;
 
-	if (!r || slot->backend != CTL_BACKEND_REGION || o == REGION_NO_BLOCK)
-		return;
+	if (!r || slot->backend != CTL_BACKEND_REGION || o > r->max_order)
+		return; /* REGION_NO_BLOCK, or scribbled: give nothing back */
 	slot->region_order = REGION_NO_BLOCK;
 	b = (uint32_t)(slot->region_offset / REGION_PAGE);
+	if ((uint64_t)b + (1u << o) > r->nblocks || b % (1u << o))
+		return;
 	r->nsegments--;
 	r->used_pages -= (uint64_t)1 << o;
 	while (o < r->max_order) {

@@ -173,14 +173,24 @@ static void release_reference(dsm_instance *inst, uint32_t s,
 		finish_destroy(inst, s, backend, handle);
 }
 
-/* Region segments: take a block for slot (fresh from the free list). */
-static int reserve_block_locked(dsm_instance *inst, uint32_t s, size_t size)
+/*
+ * Region segments: take a block for slot (fresh from the free list).  Only
+ * when the region is demanded (must) is it worth reaping the dead first;
+ * otherwise the backend serves at once.
+ */
+static int reserve_block_locked(dsm_instance *inst, uint32_t s, size_t size,
+				bool must)
 {
 	struct ctl_slot *slot = &inst->c.slots[s];
 	uint64_t offset = 0;
 	uint32_t order = 0;
+	int rc = region_alloc_locked(&inst->c, size, &offset, &order);
 
-	if (region_alloc_locked(&inst->c, size, &offset, &order) < 0)
+	if (rc < 0 && must) {
+		reap_locked(inst, false, NULL); /* the dead may hold blocks */
+		rc = region_alloc_locked(&inst->c, size, &offset, &order);
+	}
+	if (rc < 0)
 		return dsm_fail(ENOSPC,
 				"the region of instance '%s' has no free block "
 				"of %zu bytes (largest free: %" PRIu64 " bytes)",
@@ -193,7 +203,8 @@ static int reserve_block_locked(dsm_instance *inst, uint32_t s, size_t size)
 	return 0;
 }
 
-static int reserve_slot(dsm_instance *inst, size_t size, bool region,
+/* region: 0 backend, 1 region if it fits, 2 region only (reap to fit). */
+static int reserve_slot(dsm_instance *inst, size_t size, int region,
 			uint32_t *out_slot, dsm_handle *out_handle)
 {
 	struct ctl *c = &inst->c;
@@ -218,7 +229,8 @@ static int reserve_slot(dsm_instance *inst, size_t size, bool region,
 	slot = &c->slots[s];
 	slot->backend = inst->backend;
 	slot->region_order = REGION_NO_BLOCK;
-	if (region && (rc = reserve_block_locked(inst, s, size)) < 0) {
+	if (region &&
+	    (rc = reserve_block_locked(inst, s, size, region == 2)) < 0) {
 		ctl_push_free(c, s);
 		c->hdr->nsegments--;
 		ctl_unlock(inst);
@@ -282,8 +294,7 @@ static int create_os_object(dsm_instance *inst, size_t size,
 	int rc = space_for(inst, inst->backend, &space);
 
 	for (int attempt = 0; rc == 0 && attempt < 16; attempt++) {
-		rc = reserve_slot(inst, size, false, &seg->slot,
-				  &seg->handle);
+		rc = reserve_slot(inst, size, 0, &seg->slot, &seg->handle);
 		if (rc < 0)
 			break;
 		HOOK("create:before-os");
@@ -308,7 +319,8 @@ static int create_in_region(dsm_instance *inst, size_t size, unsigned flags,
 			    struct dsm_segment *seg)
 {
 	struct ctl_slot *slot;
-	int rc = reserve_slot(inst, size, true, &seg->slot, &seg->handle);
+	int rc = reserve_slot(inst, size, flags & DSM_CREATE_REGION ? 2 : 1,
+			      &seg->slot, &seg->handle);
 
 	if (rc < 0)
 		return rc;

@@ -20,6 +20,8 @@
  *                 region elsewhere, says so, and still reads the data
  *   kill          kill -9 mid-allocation (in the lock, outside it, after
  *                 it) leaks no block: the whole region is allocatable after
+ *   full_of_the_dead  a region held by a dead process: DSM_CREATE_REGION
+ *                 reaps it and fits, a plain create uses the backend
  *   creator_dies  the creator killed before the region exists: the next
  *                 open wipes and recreates, nothing is left behind
  *   reset_corrupt a reset whose control segment is unreadable still
@@ -566,6 +568,42 @@ static void test_kill(void **state)
 	}
 }
 
+/* A process that dies holding the whole region. */
+static int child_fills_and_dies(void *arg)
+{
+	dsm_instance *inst = NULL;
+	dsm_segment *seg = NULL;
+
+	(void)arg;
+	CHILD_CHECK(dsm_instance_open(inst_path, NULL, DSM_OPEN_EXISTING,
+				      &inst) == 0);
+	CHILD_CHECK(dsm_create(inst, REGION_BYTES, DSM_CREATE_REGION, &seg) ==
+		    0);
+	raise(SIGKILL);
+	return 3;
+}
+
+/*
+ * DSM_CREATE_REGION on a region full of a dead process's segments reaps
+ * first; without the flag the backend serves at once.
+ */
+static void test_full_of_the_dead(void **state)
+{
+	dsm_instance *inst = open_region("1MB");
+	dsm_segment *seg = NULL;
+
+	(void)state;
+	assert_int_equal(test_fork(child_fills_and_dies, NULL), KILLED);
+	assert_int_equal(info_of(inst).region_used, REGION_BYTES);
+	assert_int_equal(dsm_create(inst, 4096, 0, &seg), 0);
+	assert_false(in_region(inst, seg)); /* no reap on this path */
+	assert_int_equal(dsm_create(inst, REGION_BYTES, DSM_CREATE_REGION,
+				    &seg),
+			 0);
+	assert_true(in_region(inst, seg));
+	assert_int_equal(dsm_instance_destroy(inst), 0);
+}
+
 /* The creator killed after the state file, before the region exists. */
 static int child_dies_opening(void *arg)
 {
@@ -690,6 +728,7 @@ int main(int argc, char **argv)
 		T(test_zero),
 		T(test_taken_address),
 		T(test_kill),
+		T(test_full_of_the_dead),
 		T(test_creator_dies),
 		T(test_reset_corrupt),
 		T(test_conflict),
