@@ -104,7 +104,7 @@ static int init_lock(pthread_mutex_t *lock)
 
 int ctl_format(void *base, uint64_t instance_id, uint32_t backend,
 	       uint32_t max_segments, uint32_t max_processes,
-	       uint64_t region_size)
+	       uint64_t region_size, uint32_t huge_pages)
 {
 	struct geometry g =
 		geometry_of(max_segments, max_processes, region_size);
@@ -126,6 +126,7 @@ int ctl_format(void *base, uint64_t instance_id, uint32_t backend,
 	h->procs_offset = g.procs;
 	h->slots_offset = g.slots;
 	h->refs_offset = g.refs;
+	h->huge_pages = huge_pages;
 	h->region_size = region_size;
 	h->region_offset = region_size ? g.region : 0;
 	h->created_ns = now_ns();

@@ -107,6 +107,7 @@ struct ctl_slot {
 	uint32_t next_free; /* (L, derived) free list link or CTL_NONE */
 	int32_t owner_pid;  /* (L) pid of owner, so a reused entry is not it */
 	uint32_t region_order;	/* (L) region: block of 2^order pages */
+	uint32_t huge;		/* (L, creator while CREATING) on hugetlb */
 	uint64_t region_offset; /* (L) region: byte offset of the block */
 };
 
@@ -137,7 +138,7 @@ struct ctl_header {
 	uint64_t refs_offset;
 	uint64_t created_ns;
 	int32_t creator_pid;
-	uint32_t reserved_c;
+	uint32_t huge_pages;	/* dsm_huge_pages for segments and region */
 	uint64_t region_size;	/* bytes of the region, 0 = none */
 	uint64_t region_offset; /* of its struct region_ctl, here */
 	uint64_t checksum; /* FNV-1a of every byte above */
@@ -168,7 +169,7 @@ size_t ctl_total_size(uint32_t max_segments, uint32_t max_processes,
 /* Lay out a fresh control segment in zeroed memory of ctl_total_size(). */
 int ctl_format(void *base, uint64_t instance_id, uint32_t backend,
 	       uint32_t max_segments, uint32_t max_processes,
-	       uint64_t region_size);
+	       uint64_t region_size, uint32_t huge_pages);
 /* Check header and geometry against a mapping of map_size bytes. */
 int ctl_validate(void *base, size_t map_size, uint64_t instance_id,
 		 const char *where, struct ctl *out);

@@ -483,7 +483,7 @@ static int create_control(dsm_instance *inst, const struct dsm_config *cfg)
 	inst->ctl_backend = st.ctl_backend;
 	rc = ctl_format(dsm_impl_map_address(inst->ctl_map), inst->id,
 			st.backend, cfg->max_segments, cfg->max_processes,
-			region_size);
+			region_size, (uint32_t)cfg->huge_pages);
 	if (rc == 0)
 		rc = ctl_validate(dsm_impl_map_address(inst->ctl_map), size,
 				  inst->id, inst->name, &inst->c);

@@ -357,6 +357,24 @@ uint64_t region_plan(const struct dsm_config *cfg)
 			h.page_size ? h.page_size : THP_SIZE);
 }
 
+unsigned region_segment_flags(dsm_instance *inst, size_t size)
+{
+	static uint64_t page_size; /* the kernel's, read once per process */
+	uint64_t ps = __atomic_load_n(&page_size, __ATOMIC_RELAXED);
+
+	if (inst->backend != DSM_IMPL_SYSV ||
+	    inst->c.hdr->huge_pages == DSM_HUGE_PAGES_OFF)
+		return 0;
+	if (!ps) {
+		struct hugetlb_state h;
+
+		hugetlb_state(&h);
+		ps = h.page_size ? h.page_size : UINT64_MAX;
+		__atomic_store_n(&page_size, ps, __ATOMIC_RELAXED);
+	}
+	return size >= ps && size % ps == 0 ? DSM_IMPL_CREATE_HUGETLB : 0;
+}
+
 /* Why SHM_HUGETLB failed with err, and what would make it work. */
 static void hugetlb_reason(int err, uint64_t size, char *buf, size_t len)
 {

@@ -106,6 +106,12 @@ int region_join(struct dsm_instance *inst);
 void region_unmap(struct dsm_instance *inst);
 /* Remove the OS object by its key (wipe; needs only the instance id). */
 void region_remove(struct dsm_instance *inst);
+/*
+ * DSM_IMPL_CREATE_HUGETLB when an ordinary segment of size bytes should be
+ * tried on huge pages: sysv backend, huge_pages not off, a whole number of
+ * huge pages.  Else 0.
+ */
+unsigned region_segment_flags(struct dsm_instance *inst, size_t size);
 /* Fill the region part of info (control lock held by the caller). */
 void region_info_locked(struct dsm_instance *inst,
 			struct dsm_instance_info *info);

@@ -198,6 +198,7 @@ static int reserve_block_locked(dsm_instance *inst, uint32_t s, size_t size,
 				region_largest_free(&inst->c));
 	HOOK("region:allocated");
 	slot->backend = CTL_BACKEND_REGION;
+	slot->huge = region_of(&inst->c)->pages == REGION_PAGES_HUGETLB;
 	slot->region_offset = offset;
 	slot->region_order = order;
 	return 0;
@@ -229,6 +230,7 @@ static int reserve_slot(dsm_instance *inst, size_t size, int region,
 	slot = &c->slots[s];
 	slot->backend = inst->backend;
 	slot->region_order = REGION_NO_BLOCK;
+	slot->huge = 0;
 	if (region &&
 	    (rc = reserve_block_locked(inst, s, size, region == 2)) < 0) {
 		ctl_push_free(c, s);
@@ -291,6 +293,7 @@ static int create_os_object(dsm_instance *inst, size_t size,
 			    struct dsm_segment *seg)
 {
 	dsm_impl_space *space;
+	unsigned huge = region_segment_flags(inst, size);
 	int rc = space_for(inst, inst->backend, &space);
 
 	for (int attempt = 0; rc == 0 && attempt < 16; attempt++) {
@@ -298,9 +301,18 @@ static int create_os_object(dsm_instance *inst, size_t size,
 		if (rc < 0)
 			break;
 		HOOK("create:before-os");
-		rc = dsm_impl_create(space, seg->handle, size, 0, &seg->map);
-		if (rc == 0)
+		rc = dsm_impl_create(space, seg->handle, size, huge, &seg->map);
+		if (rc < 0 && rc != -EEXIST && huge) {
+			/* no huge page for it: 4 KiB pages, as huge_pages says */
+			huge = 0;
+			dsm_clear_error();
+			rc = dsm_impl_create(space, seg->handle, size, 0,
+					     &seg->map);
+		}
+		if (rc == 0) {
+			inst->c.slots[seg->slot].huge = huge != 0; /* ours */
 			break;
+		}
 		unreserve_slot(inst, seg->slot, seg->handle);
 		seg->slot = CTL_NONE;
 		if (rc != -EEXIST)
@@ -802,6 +814,7 @@ static void fill_info(const struct ctl_slot *slot, dsm_segment_info *info)
 	info->references = slot->refcount;
 	info->pinned = slot->pinned != 0;
 	info->creator_pid = slot->creator_pid;
+	info->huge_pages = slot->huge != 0;
 	info->created_ns = slot->created_ns;
 }
 

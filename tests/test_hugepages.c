@@ -17,6 +17,8 @@
  *                     KernelPageSize in /proc/self/smaps is the huge page
  *                     size, HugePages_Free drops as it is touched, and a
  *                     forked process reads it
+ *   sysv_segments     ordinary sysv segments of whole huge pages go on
+ *                     hugetlb when pages are reserved, else 4 KiB pages
  *   thp               no hugetlb pages but shmem_enabled = advise: try falls
  *                     back to shmem THP, and smaps shows PMD-mapped shmem
  */
@@ -278,6 +280,52 @@ static void test_hugetlb(void **state)
 			 meminfo("HugePages_Total:"));
 }
 
+/*
+ * Ordinary segments of the sysv backend: a whole number of huge pages goes
+ * on hugetlb when pages are reserved, falls back to 4 KiB pages when not;
+ * other sizes never try.  dsm_stat says which.
+ */
+static void test_sysv_segments(void **state)
+{
+	long long page_kb = meminfo("Hugepagesize:");
+	size_t hsize = (size_t)page_kb << 10;
+	dsm_config *cfg = NULL;
+	dsm_instance *inst = NULL;
+	dsm_segment *big = NULL, *odd = NULL, *small = NULL;
+	dsm_segment_info si;
+
+	(void)state;
+	if (page_kb <= 0 || set_pages(2) < 2) {
+		skip();
+		return;
+	}
+	assert_int_equal(dsm_config_new(&cfg), 0);
+	assert_int_equal(dsm_config_set(cfg, "dynamic_shared_memory_type",
+					"sysv"),
+			 0);
+	assert_int_equal(dsm_instance_open(inst_path, cfg, 0, &inst), 0);
+	dsm_config_free(cfg);
+	assert_int_equal(dsm_create(inst, 2 * hsize, 0, &big), 0);
+	assert_int_equal(dsm_stat(inst, dsm_segment_handle(big), &si), 0);
+	assert_true(si.huge_pages);
+	assert_false(si.in_region);
+	assert_int_equal(smaps_field(dsm_segment_address(big),
+				     "KernelPageSize:"),
+			 page_kb);
+	/* not a multiple: never tried */
+	assert_int_equal(dsm_create(inst, hsize + 4096, 0, &odd), 0);
+	assert_int_equal(dsm_stat(inst, dsm_segment_handle(odd), &si), 0);
+	assert_false(si.huge_pages);
+	/* the two pages are taken: falls back to 4 KiB pages */
+	assert_int_equal(dsm_create(inst, hsize, 0, &small), 0);
+	assert_int_equal(dsm_stat(inst, dsm_segment_handle(small), &si), 0);
+	assert_false(si.huge_pages);
+	assert_int_equal(smaps_field(dsm_segment_address(small),
+				     "KernelPageSize:"),
+			 4);
+	assert_int_equal(dsm_instance_destroy(inst), 0);
+}
+
 static void test_thp(void **state)
 {
 	dsm_instance *inst = NULL;
@@ -309,6 +357,7 @@ int main(void)
 		T(test_on_without_pages),
 		T(test_try_without_pages),
 		T(test_hugetlb),
+		T(test_sysv_segments),
 		T(test_thp),
 	};
 	char mode[32];

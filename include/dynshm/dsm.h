@@ -229,6 +229,7 @@ typedef struct dsm_segment_info {
 	pid_t creator_pid;
 	uint64_t created_ns; /* CLOCK_REALTIME, nanoseconds */
 	int in_region;	     /* 1: carved from the region (no OS object) */
+	int huge_pages;	     /* 1: on hugetlb pages */
 	uint64_t region_offset; /* where in the region, when in_region */
 } dsm_segment_info;
 

@@ -33,6 +33,7 @@ struct dsm_impl_map {
 	size_t size;
 	const struct dsm_impl_ops *ops;
 	dsm_handle handle;
+	unsigned create_flags; /* dsm_impl_create's flags, for ops->create */
 };
 
 struct dsm_impl_ops {
