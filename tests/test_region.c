@@ -5,6 +5,9 @@
  *
  * What each test shows, and why it would fail without the feature:
  *   config        the two keys parse sizes/units and refuse bad values
+ *   allocator     the buddy allocator alone, 20000 random steps against a
+ *                 page map: no overlap, counters, failure only when no
+ *                 block fits, and a rebuild (lock repair) changes nothing
  *   basic         a segment is placed in the region (stat says so, its
  *                 address lies inside the region) and is seen by a forked
  *                 and by an exec'd process, at the same address
@@ -32,6 +35,9 @@
  */
 #include "testutil.h"
 #include "inject.h"
+
+#include "src/control.h"
+#include "src/region.h"
 
 #include <dynshm/dsm.h>
 
@@ -187,6 +193,117 @@ static void test_config(void **state)
 			 0);
 	assert_string_equal(buf, "on");
 	dsm_config_free(cfg);
+}
+
+/* ---- the allocator alone, against a model ------------------------------------ */
+
+#define MODEL_SLOTS 256
+#define MODEL_PAGES 259 /* not a power of two: a greedy decomposition */
+
+static uint8_t *tags_of(struct region_ctl *r)
+{
+	return (uint8_t *)((uint32_t *)(r + 1) + 2 * (size_t)r->nblocks);
+}
+
+/*
+ * Random allocations and frees on a control segment in private memory,
+ * checked after every step against a page map of its own: blocks never
+ * overlap, are aligned and inside, the counters agree, an allocation fails
+ * only when no free block is large enough, and every so often a rebuild
+ * from the slots (what a lock repair does) gives exactly the same free
+ * lists - buddies are always merged, so the free set has one shape.
+ */
+static void test_allocator(void **state)
+{
+	size_t total = ctl_total_size(MODEL_SLOTS, 4,
+				      (uint64_t)MODEL_PAGES * REGION_PAGE);
+	void *base = calloc(1, total);
+	static uint8_t owner[MODEL_PAGES]; /* slot + 1 holding each page */
+	static uint8_t before[MODEL_PAGES];
+	uint64_t used = 0;
+	unsigned seed = 12345, nheld = 0;
+	struct region_ctl *r;
+	struct ctl c;
+
+	(void)state;
+	assert_non_null(base);
+	assert_int_equal(ctl_format(base, 1, DSM_IMPL_POSIX, MODEL_SLOTS, 4,
+				    (uint64_t)MODEL_PAGES * REGION_PAGE, 0),
+			 0);
+	assert_int_equal(ctl_validate(base, total, 1, "model", &c), 0);
+	r = region_of(&c);
+	assert_non_null(r);
+	memset(owner, 0, sizeof(owner));
+	for (int step = 0; step < 20000; step++) {
+		uint32_t s = rand_r(&seed) % MODEL_SLOTS;
+		struct ctl_slot *slot = &c.slots[s];
+
+		if (slot->state == SLOT_FREE) {
+			uint64_t size = 1 + rand_r(&seed) % (40 * REGION_PAGE),
+				 off = 0;
+			uint32_t order = 0, o = 0, b;
+			int rc = region_alloc_locked(&c, size, &off, &order);
+
+			while (((uint64_t)REGION_PAGE << o) < size)
+				o++;
+			if (rc < 0) {
+				/* right to fail: no free block of order >= o */
+				for (b = 0; b < MODEL_PAGES; b++)
+					assert_true(tags_of(r)[b] <= o);
+				continue;
+			}
+			assert_int_equal(order, o);
+			b = (uint32_t)(off / REGION_PAGE);
+			assert_int_equal(b % (1u << o), 0);
+			assert_true(b + (1u << o) <= MODEL_PAGES);
+			for (uint32_t p = b; p < b + (1u << o); p++) {
+				assert_int_equal(owner[p], 0);
+				owner[p] = (uint8_t)(s + 1);
+			}
+			slot->state = SLOT_ACTIVE;
+			slot->backend = CTL_BACKEND_REGION;
+			slot->region_offset = off;
+			slot->region_order = order;
+			used += 1u << o;
+			nheld++;
+		} else {
+			uint32_t b = (uint32_t)(slot->region_offset /
+						REGION_PAGE);
+
+			for (uint32_t p = b; p < b + (1u << slot->region_order);
+			     p++)
+				owner[p] = 0;
+			used -= 1u << slot->region_order;
+			nheld--;
+			region_free_locked(&c, s);
+			slot->state = SLOT_FREE;
+		}
+		assert_int_equal(r->used_pages, used);
+		assert_int_equal(r->nsegments, nheld);
+		/* free heads lie on pages nobody holds */
+		for (uint32_t p = 0; p < MODEL_PAGES; p++)
+			if (tags_of(r)[p])
+				assert_int_equal(owner[p], 0);
+		if (step % 97 == 0) {
+			memcpy(before, tags_of(r), MODEL_PAGES);
+			region_rebuild(&c);
+			assert_memory_equal(before, tags_of(r), MODEL_PAGES);
+			assert_int_equal(r->used_pages, used);
+			assert_int_equal(r->nsegments, nheld);
+		}
+	}
+	/* free everything: one canonical free region again */
+	for (uint32_t s = 0; s < MODEL_SLOTS; s++)
+		if (c.slots[s].state != SLOT_FREE) {
+			region_free_locked(&c, s);
+			c.slots[s].state = SLOT_FREE;
+		}
+	assert_int_equal(r->used_pages, 0);
+	memcpy(before, tags_of(r), MODEL_PAGES);
+	region_rebuild(&c);
+	assert_memory_equal(before, tags_of(r), MODEL_PAGES);
+	assert_int_equal(region_largest_free(&c), 256u * REGION_PAGE);
+	free(base);
 }
 
 /* ---- across processes ------------------------------------------------------- */
@@ -719,6 +836,7 @@ int main(int argc, char **argv)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_config),
+		cmocka_unit_test(test_allocator),
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
 		T(test_basic),
 		T(test_foreach),
