@@ -18,6 +18,7 @@
 
 #include <build_config.h>
 #include <ctype.h>
+#include <stdbool.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -74,18 +75,26 @@ static int get_directory(const struct dsm_config *cfg, char *buf, size_t len)
 	return snprintf(buf, len, "%s", cfg->directory);
 }
 
-/* A whole number, no sign, no junk; units are for size keys (later). */
+/* Leading decimal digits (no sign, no space); false if none or overflow. */
+static bool leading_number(const char *value, unsigned long long *v,
+			   char **end)
+{
+	errno = 0;
+	if (!isdigit((unsigned char)value[0]))
+		return false;
+	*v = strtoull(value, end, 10);
+	return errno == 0;
+}
+
+/* A whole number, no sign, no junk; units are for size keys. */
 static int parse_count(const struct key_desc *d, const char *value,
 		       uint64_t *out)
 {
 	unsigned long long v;
 	char *end;
 
-	errno = 0;
-	if (!isdigit((unsigned char)value[0]))
-		goto bad;
-	v = strtoull(value, &end, 10);
-	if (errno || *end != '\0' || v < d->min || v > d->max)
+	if (!leading_number(value, &v, &end) || *end != '\0' || v < d->min ||
+	    v > d->max)
 		goto bad;
 	*out = v;
 	return 0;
@@ -172,6 +181,81 @@ static int get_mshare_path(const struct dsm_config *cfg, char *buf,
 	return snprintf(buf, len, "%s", cfg->mshare_path);
 }
 
+/* ---- region carve-outs and huge pages (region.c) ------------------------ */
+
+/*
+ * A size: digits, then optionally kB, MB, GB or TB (powers of 1024, spelled
+ * as PostgreSQL spells them); a bare number is megabytes, as for
+ * PostgreSQL's min_dynamic_shared_memory.
+ */
+static int set_min_dsm(struct dsm_config *cfg, const struct key_desc *d,
+		       const char *value)
+{
+	static const struct {
+		const char *unit;
+		unsigned shift;
+	} units[] = { { "", 20 },   { "kB", 10 }, { "MB", 20 },
+		      { "GB", 30 }, { "TB", 40 } };
+	unsigned long long v;
+	char *end;
+
+	if (!leading_number(value, &v, &end))
+		goto bad;
+	while (*end == ' ')
+		end++;
+	for (size_t i = 0; i < sizeof(units) / sizeof(units[0]); i++) {
+		if (strcmp(end, units[i].unit) != 0)
+			continue;
+		if (v > d->max >> units[i].shift)
+			goto bad;
+		cfg->min_dynamic_shared_memory = (uint64_t)v << units[i].shift;
+		return 0;
+	}
+bad:
+	return dsm_fail(EINVAL,
+			"invalid value '%s' for %s (allowed: 0, or a size up "
+			"to 64GB with unit kB, MB, GB or TB; no unit means MB)",
+			value, d->name);
+}
+
+static int get_min_dsm(const struct dsm_config *cfg, char *buf, size_t len)
+{
+	uint64_t v = cfg->min_dynamic_shared_memory;
+
+	if (v && v % (1ull << 30) == 0)
+		return snprintf(buf, len, "%lluGB",
+				(unsigned long long)(v >> 30));
+	if (v % (1ull << 20) == 0)
+		return snprintf(buf, len, "%lluMB",
+				(unsigned long long)(v >> 20));
+	return snprintf(buf, len, "%llukB", (unsigned long long)(v >> 10));
+}
+
+static const char *const huge_names[] = {
+	[DSM_HUGE_PAGES_OFF] = "off",
+	[DSM_HUGE_PAGES_TRY] = "try",
+	[DSM_HUGE_PAGES_ON] = "on",
+};
+
+static int set_huge_pages(struct dsm_config *cfg, const struct key_desc *d,
+			  const char *value)
+{
+	for (int i = 0; i < 3; i++) {
+		if (strcmp(value, huge_names[i]) == 0) {
+			cfg->huge_pages = i;
+			return 0;
+		}
+	}
+	return dsm_fail(EINVAL, "invalid value '%s' for %s (allowed: off, try, "
+				"on)",
+			value, d->name);
+}
+
+static int get_huge_pages(const struct dsm_config *cfg, char *buf, size_t len)
+{
+	return snprintf(buf, len, "%s", huge_names[cfg->huge_pages]);
+}
+
 static const struct key_desc keys[] = {
 	{ "dynamic_shared_memory_type", CFG_BACKEND, set_backend, get_backend,
 	  0, 0 },
@@ -180,6 +264,9 @@ static const struct key_desc keys[] = {
 	  get_max_segments, 1, 1048560 },
 	{ "max_processes", CFG_MAX_PROCESSES, set_max_processes,
 	  get_max_processes, 1, 65536 },
+	{ "min_dynamic_shared_memory", CFG_MIN_DSM, set_min_dsm, get_min_dsm,
+	  0, 1ull << 36 },
+	{ "huge_pages", CFG_HUGE_PAGES, set_huge_pages, get_huge_pages, 0, 0 },
 	/* >>> mshare keys */
 	{ "mshare", CFG_MSHARE, set_mshare, get_mshare, 0, 0 },
 	{ "mshare_path", CFG_MSHARE_PATH, set_mshare_path, get_mshare_path,
@@ -202,7 +289,9 @@ static int unknown_key(const char *name)
 	return dsm_fail(EINVAL,
 			"unknown configuration key '%s' (known: "
 			"dynamic_shared_memory_type, dsm_directory, "
-			"max_segments, max_processes, mshare, mshare_path)",
+			"max_segments, max_processes, "
+			"min_dynamic_shared_memory, huge_pages, mshare, "
+			"mshare_path)",
 			name ? name : "(null)");
 }
 
@@ -213,6 +302,8 @@ void config_defaults(struct dsm_config *cfg)
 		cfg->backend = DSM_IMPL_POSIX;
 	cfg->max_segments = DEFAULT_MAX_SEGMENTS;
 	cfg->max_processes = DEFAULT_MAX_PROCESSES;
+	cfg->min_dynamic_shared_memory = 0;
+	cfg->huge_pages = DSM_HUGE_PAGES_TRY;
 	cfg->mshare = MSHARE_TRY;
 	strcpy(cfg->mshare_path, MSHARE_DEFAULT_PATH);
 }

@@ -18,6 +18,8 @@ enum config_key {
 	CFG_MSHARE,
 	CFG_MSHARE_PATH,
 	/* <<< mshare keys */
+	CFG_MIN_DSM,	/* region carve-outs (region.c) */
+	CFG_HUGE_PAGES,
 	CFG_NKEYS
 };
 
@@ -30,6 +32,8 @@ struct dsm_config {
 	uint32_t max_processes;
 	int mshare;			/* enum mshare_mode */
 	char mshare_path[PATH_MAX];	/* where msharefs is mounted */
+	uint64_t min_dynamic_shared_memory; /* region bytes, 0 = none */
+	int huge_pages;			     /* enum dsm_huge_pages */
 	unsigned explicit_keys; /* bit per enum config_key set by someone */
 };
 

@@ -14,6 +14,7 @@
 #include "control.h"
 
 #include "error.h"
+#include "region.h"
 #include "sys.h"
 
 #include <fcntl.h>
@@ -35,11 +36,11 @@ static uint32_t row_words_for(uint32_t max_segments)
 }
 
 struct geometry {
-	size_t procs, slots, refs, total;
+	size_t procs, slots, refs, region, total;
 };
 
 static struct geometry geometry_of(uint32_t max_segments,
-				   uint32_t max_processes)
+				   uint32_t max_processes, uint64_t region_size)
 {
 	struct geometry g;
 
@@ -50,15 +51,17 @@ static struct geometry geometry_of(uint32_t max_segments,
 	g.refs = align_up(g.slots + (size_t)max_segments *
 					    sizeof(struct ctl_slot),
 			  64);
-	g.total = align_up(g.refs + (size_t)max_processes *
-					    row_words_for(max_segments) * 8,
-			   4096);
+	g.region = align_up(g.refs + (size_t)max_processes *
+					     row_words_for(max_segments) * 8,
+			    64);
+	g.total = align_up(g.region + region_area_size(region_size), 4096);
 	return g;
 }
 
-size_t ctl_total_size(uint32_t max_segments, uint32_t max_processes)
+size_t ctl_total_size(uint32_t max_segments, uint32_t max_processes,
+		      uint64_t region_size)
 {
-	return geometry_of(max_segments, max_processes).total;
+	return geometry_of(max_segments, max_processes, region_size).total;
 }
 
 static uint64_t header_checksum(const struct ctl_header *h)
@@ -100,9 +103,11 @@ static int init_lock(pthread_mutex_t *lock)
 }
 
 int ctl_format(void *base, uint64_t instance_id, uint32_t backend,
-	       uint32_t max_segments, uint32_t max_processes)
+	       uint32_t max_segments, uint32_t max_processes,
+	       uint64_t region_size, uint32_t huge_pages)
 {
-	struct geometry g = geometry_of(max_segments, max_processes);
+	struct geometry g =
+		geometry_of(max_segments, max_processes, region_size);
 	struct ctl_header *h = base;
 	struct ctl c;
 	int rc;
@@ -121,6 +126,9 @@ int ctl_format(void *base, uint64_t instance_id, uint32_t backend,
 	h->procs_offset = g.procs;
 	h->slots_offset = g.slots;
 	h->refs_offset = g.refs;
+	h->huge_pages = huge_pages;
+	h->region_size = region_size;
+	h->region_offset = region_size ? g.region : 0;
 	h->created_ns = now_ns();
 	h->creator_pid = (int32_t)getpid();
 	h->checksum = header_checksum(h);
@@ -130,6 +138,7 @@ int ctl_format(void *base, uint64_t instance_id, uint32_t backend,
 	rc = ctl_validate(base, g.total, instance_id, "new", &c);
 	if (rc < 0)
 		return rc;
+	region_format(&c, region_size, region_size);
 	ctl_recompute(&c);
 	return 0;
 }
@@ -171,8 +180,14 @@ int ctl_validate(void *base, size_t map_size, uint64_t instance_id,
 	    h->max_processes == 0 || h->max_processes > CTL_MAX_PROCESSES)
 		return CORRUPT("control segment of %s has impossible limits",
 			       where);
-	g = geometry_of(h->max_segments, h->max_processes);
+	if (h->region_size > REGION_MAX_SIZE ||
+	    h->region_size % REGION_PAGE)
+		return CORRUPT("control segment of %s records an impossible "
+			       "region size",
+			       where);
+	g = geometry_of(h->max_segments, h->max_processes, h->region_size);
 	if (h->row_words != row_words_for(h->max_segments) ||
+	    h->region_offset != (h->region_size ? g.region : 0) ||
 	    h->total_size != g.total || h->procs_offset != g.procs ||
 	    h->slots_offset != g.slots || h->refs_offset != g.refs ||
 	    map_size < g.total)
@@ -268,6 +283,7 @@ void ctl_recompute(struct ctl *c)
 		else
 			h->nsegments++;
 	}
+	region_rebuild(c);
 }
 
 uint32_t ctl_pop_free(struct ctl *c)

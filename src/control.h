@@ -10,6 +10,7 @@
  *	struct ctl_proc   procs[max_processes]
  *	struct ctl_slot   slots[max_segments]
  *	uint64_t          refs[max_processes][row_words]
+ *	struct region_ctl + its block arrays	(only with a region, region.h)
  *
  * refs is a bitmap: bit s of row p is set while process p holds a reference
  * on slot s.  A process holds at most one reference per segment (repeated
@@ -23,9 +24,15 @@
  *              process killed half-way, is a state the reaper can finish;
  *              the field that publishes a change (a state) is written last
  *              with a release store.
- *   derived  - slot refcount, proc nrefs, the free-slot list, the counters.
+ *              A region segment's slot also records its block (backend
+ *              CTL_BACKEND_REGION, region_offset, region_order), written
+ *              with the reservation before the state is published.
+ *   derived  - slot refcount, proc nrefs, the free-slot list, the counters,
+ *              and the region allocator's free lists and counters: which
+ *              blocks are free is "every block no non-FREE slot records".
  *              Recomputed from primary data whenever a lock holder is found
- *              dead (ctl_repair), so a half-done update of them is harmless.
+ *              dead (ctl_repair), so a half-done update of them is harmless:
+ *              a process killed mid-allocation leaks no block.
  *
  * LOCKING.  header.lock (robust, process-shared) guards every field below
  * marked (L).  Fields marked (C) are written once while the segment is
@@ -41,7 +48,7 @@
 #include <sys/types.h>
 
 #define CTL_MAGIC 0x54436d68736e7964ull /* "dynshmCT" little-endian */
-#define CTL_VERSION 1u
+#define CTL_VERSION 2u
 
 #define CTL_MAX_SEGMENTS (1u << 20)
 #define CTL_MAX_PROCESSES (1u << 16)
@@ -54,6 +61,10 @@
 #define HANDLE_RAND_SHIFT 40
 /* The control segment's own OS object: slot bits that no slot can have. */
 #define CTL_HANDLE ((uint64_t)0x00c0ffee00ffffffull)
+/* The region's OS object (region.c), likewise beyond every slot. */
+#define REGION_HANDLE ((uint64_t)0x00c0ffee00fffffeull)
+/* ctl_slot.backend of a segment carved from the region: no OS object. */
+#define CTL_BACKEND_REGION 0x80u
 
 /*
  * Slot states.  The refcount convention differs from PostgreSQL's (2+
@@ -95,6 +106,9 @@ struct ctl_slot {
 	uint32_t refcount;  /* (L, derived) processes whose bit is set */
 	uint32_t next_free; /* (L, derived) free list link or CTL_NONE */
 	int32_t owner_pid;  /* (L) pid of owner, so a reused entry is not it */
+	uint32_t region_order;	/* (L) region: block of 2^order pages */
+	uint32_t huge;		/* (L, creator while CREATING) on hugetlb */
+	uint64_t region_offset; /* (L) region: byte offset of the block */
 };
 
 struct ctl_proc {
@@ -124,7 +138,9 @@ struct ctl_header {
 	uint64_t refs_offset;
 	uint64_t created_ns;
 	int32_t creator_pid;
-	uint32_t reserved_c;
+	uint32_t huge_pages;	/* dsm_huge_pages for segments and region */
+	uint64_t region_size;	/* bytes of the region, 0 = none */
+	uint64_t region_offset; /* of its struct region_ctl, here */
 	uint64_t checksum; /* FNV-1a of every byte above */
 
 	pthread_mutex_t lock; /* robust, process-shared */
@@ -148,10 +164,12 @@ struct ctl {
 	uint64_t *refs;
 };
 
-size_t ctl_total_size(uint32_t max_segments, uint32_t max_processes);
+size_t ctl_total_size(uint32_t max_segments, uint32_t max_processes,
+		      uint64_t region_size);
 /* Lay out a fresh control segment in zeroed memory of ctl_total_size(). */
 int ctl_format(void *base, uint64_t instance_id, uint32_t backend,
-	       uint32_t max_segments, uint32_t max_processes);
+	       uint32_t max_segments, uint32_t max_processes,
+	       uint64_t region_size, uint32_t huge_pages);
 /* Check header and geometry against a mapping of map_size bytes. */
 int ctl_validate(void *base, size_t map_size, uint64_t instance_id,
 		 const char *where, struct ctl *out);

@@ -18,6 +18,7 @@
 #include "wrapper.h"
 
 #include "error.h"
+#include "region.h"
 #include "sys.h"
 
 #include <inttypes.h>
@@ -171,8 +172,11 @@ int space_for(dsm_instance *inst, dsm_impl_type type, dsm_impl_space **out)
 int os_destroy(dsm_instance *inst, uint32_t backend, dsm_handle handle)
 {
 	dsm_impl_space *space = NULL;
-	int rc = space_for(inst, (dsm_impl_type)backend, &space);
+	int rc;
 
+	if (backend == CTL_BACKEND_REGION)
+		return 0; /* carved from the region: no object of its own */
+	rc = space_for(inst, (dsm_impl_type)backend, &space);
 	if (rc == 0) {
 		placement_release(inst, backend, handle); /* mshare: first */
 		rc = dsm_impl_destroy(space, handle);
@@ -234,6 +238,7 @@ void slot_free_locked(dsm_instance *inst, uint32_t s)
 	/* Clear stray bits first: a reused slot must start unreferenced. */
 	for (uint32_t p = 0; slot->refcount && p < c->hdr->max_processes; p++)
 		ctl_clear_bit(c, p, s);
+	region_free_locked(c, s); /* derived: a crash here is rebuilt */
 	slot->gen++;
 	slot->pinned = 0;
 	slot->doomed = 0;
@@ -437,6 +442,8 @@ static int attach_control(dsm_instance *inst, const struct inst_state *st)
 	rc = ctl_validate(dsm_impl_map_address(inst->ctl_map),
 			  dsm_impl_map_size(inst->ctl_map), st->id, inst->name,
 			  &inst->c);
+	if (rc == 0)
+		rc = region_check(inst);
 	if (rc < 0) {
 		dsm_impl_detach(inst->ctl_map);
 		inst->ctl_map = NULL;
@@ -444,9 +451,13 @@ static int attach_control(dsm_instance *inst, const struct inst_state *st)
 	return rc;
 }
 
+static void wipe(dsm_instance *inst);
+
 static int create_control(dsm_instance *inst, const struct dsm_config *cfg)
 {
-	size_t size = ctl_total_size(cfg->max_segments, cfg->max_processes);
+	uint64_t region_size = region_plan(cfg);
+	size_t size = ctl_total_size(cfg->max_segments, cfg->max_processes,
+				     region_size);
 	struct inst_state st;
 	dsm_impl_space *space = NULL;
 	int rc = -EEXIST;
@@ -473,7 +484,8 @@ static int create_control(dsm_instance *inst, const struct dsm_config *cfg)
 	inst->backend = st.backend;
 	inst->ctl_backend = st.ctl_backend;
 	rc = ctl_format(dsm_impl_map_address(inst->ctl_map), inst->id,
-			st.backend, cfg->max_segments, cfg->max_processes);
+			st.backend, cfg->max_segments, cfg->max_processes,
+			region_size, (uint32_t)cfg->huge_pages);
 	if (rc == 0)
 		rc = ctl_validate(dsm_impl_map_address(inst->ctl_map), size,
 				  inst->id, inst->name, &inst->c);
@@ -484,6 +496,16 @@ static int create_control(dsm_instance *inst, const struct dsm_config *cfg)
 		dsm_impl_detach(inst->ctl_map);
 		inst->ctl_map = NULL;
 		dsm_impl_destroy(space, CTL_HANDLE);
+		return rc;
+	}
+	/* After the state file, so that a crash here is wiped by key. */
+	rc = region_create(inst, cfg);
+	if (rc < 0) {
+		char why[512];
+
+		snprintf(why, sizeof(why), "%s", dsm_last_error());
+		wipe(inst);
+		rc = dsm_fail(-rc, "%s", why);
 	}
 	return rc;
 }
@@ -518,6 +540,8 @@ static void wipe(dsm_instance *inst)
 	struct ctl *c = &inst->c;
 	dsm_impl_space *space = NULL;
 
+	if (!inst->ctl_map || c->hdr->region_size)
+		region_remove(inst);
 	/*
 	 * ctl_lock_any: a destroyer killed after marking the segment may have
 	 * left every object; sysv ones can be found only through the slots.
@@ -566,6 +590,17 @@ static int check_conflicts(dsm_instance *inst, const struct dsm_config *cfg)
 				"instance '%s' keeps mmap segments in '%s'; the "
 				"setting dsm_directory = '%s' conflicts",
 				inst->name, inst->seg_dir, cfg->directory);
+	if (config_is_explicit(cfg, CFG_MIN_DSM) &&
+	    cfg->min_dynamic_shared_memory !=
+		    (region_of(&inst->c) ? region_of(&inst->c)->requested : 0))
+		return dsm_fail(EINVAL,
+				"instance '%s' was created with a %" PRIu64
+				"-byte region; the setting "
+				"min_dynamic_shared_memory = %" PRIu64
+				" bytes conflicts (open with reset to "
+				"recreate it)",
+				inst->name, inst->c.hdr->region_size,
+				cfg->min_dynamic_shared_memory);
 	return 0;
 }
 
@@ -630,6 +665,7 @@ static int new_instance(const char *name_or_dir, dsm_instance **out,
 static void free_instance(dsm_instance *inst)
 {
 	placement_close(inst);
+	region_unmap(inst);
 	if (inst->ctl_map)
 		dsm_impl_detach(inst->ctl_map);
 	close_spaces(inst);
@@ -690,6 +726,8 @@ DSM_EXPORT int dsm_instance_open(const char *name_or_dir,
 		rc = state_lock(inst, &lockfd);
 	if (rc == 0)
 		rc = find_or_create(inst, &cfg, flags);
+	if (rc == 0)
+		rc = region_join(inst);
 	if (rc == 0)
 		rc = join(inst);
 	if (rc == 0) {
@@ -788,6 +826,7 @@ DSM_EXPORT int dsm_instance_info_get(dsm_instance *inst,
 		info->processes = h->nprocs;
 		info->lock_repairs = h->lock_repairs;
 		info->processes_reaped = h->processes_reaped;
+		region_info_locked(inst, info);
 		ctl_unlock(inst);
 	}
 	placement_info(inst, info);

@@ -16,12 +16,19 @@
  *            removes the OS object outside the lock, and frees the slot.
  * The process-local side - one dsm_segment per mapped segment, found by
  * slot index in O(1) - lives in dsm_instance and is guarded by its mutex.
+ *
+ * A segment carved from the region (region.c) follows the same steps; its
+ * "OS object" is a block of the region, taken with the reservation under
+ * the lock and given back when the slot is freed, and mapping it is pointer
+ * arithmetic (seg->map is NULL, seg->region_addr says where).
  */
 #include "wrapper.h"
 
 #include "error.h"
+#include "region.h"
 #include "sys.h"
 
+#include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -166,8 +173,40 @@ static void release_reference(dsm_instance *inst, uint32_t s,
 		finish_destroy(inst, s, backend, handle);
 }
 
-static int reserve_slot(dsm_instance *inst, size_t size, uint32_t *out_slot,
-			dsm_handle *out_handle)
+/*
+ * Region segments: take a block for slot (fresh from the free list).  Only
+ * when the region is demanded (must) is it worth reaping the dead first;
+ * otherwise the backend serves at once.
+ */
+static int reserve_block_locked(dsm_instance *inst, uint32_t s, size_t size,
+				bool must)
+{
+	struct ctl_slot *slot = &inst->c.slots[s];
+	uint64_t offset = 0;
+	uint32_t order = 0;
+	int rc = region_alloc_locked(&inst->c, size, &offset, &order);
+
+	if (rc < 0 && must) {
+		reap_locked(inst, false, NULL); /* the dead may hold blocks */
+		rc = region_alloc_locked(&inst->c, size, &offset, &order);
+	}
+	if (rc < 0)
+		return dsm_fail(ENOSPC,
+				"the region of instance '%s' has no free block "
+				"of %zu bytes (largest free: %" PRIu64 " bytes)",
+				inst->name, size,
+				region_largest_free(&inst->c));
+	HOOK("region:allocated");
+	slot->backend = CTL_BACKEND_REGION;
+	slot->huge = region_of(&inst->c)->pages == REGION_PAGES_HUGETLB;
+	slot->region_offset = offset;
+	slot->region_order = order;
+	return 0;
+}
+
+/* region: 0 backend, 1 region if it fits, 2 region only (reap to fit). */
+static int reserve_slot(dsm_instance *inst, size_t size, int region,
+			uint32_t *out_slot, dsm_handle *out_handle)
 {
 	struct ctl *c = &inst->c;
 	struct ctl_slot *slot;
@@ -190,6 +229,15 @@ static int reserve_slot(dsm_instance *inst, size_t size, uint32_t *out_slot,
 	}
 	slot = &c->slots[s];
 	slot->backend = inst->backend;
+	slot->region_order = REGION_NO_BLOCK;
+	slot->huge = 0;
+	if (region &&
+	    (rc = reserve_block_locked(inst, s, size, region == 2)) < 0) {
+		ctl_push_free(c, s);
+		c->hdr->nsegments--;
+		ctl_unlock(inst);
+		return rc;
+	}
 	slot->size = size;
 	slot->handle = new_handle(inst, s, slot->gen);
 	slot->owner = inst->me;
@@ -245,16 +293,26 @@ static int create_os_object(dsm_instance *inst, size_t size,
 			    struct dsm_segment *seg)
 {
 	dsm_impl_space *space;
+	unsigned huge = region_segment_flags(inst, size);
 	int rc = space_for(inst, inst->backend, &space);
 
 	for (int attempt = 0; rc == 0 && attempt < 16; attempt++) {
-		rc = reserve_slot(inst, size, &seg->slot, &seg->handle);
+		rc = reserve_slot(inst, size, 0, &seg->slot, &seg->handle);
 		if (rc < 0)
 			break;
 		HOOK("create:before-os");
-		rc = dsm_impl_create(space, seg->handle, size, 0, &seg->map);
-		if (rc == 0)
+		rc = dsm_impl_create(space, seg->handle, size, huge, &seg->map);
+		if (rc < 0 && rc != -EEXIST && huge) {
+			/* no huge page for it: 4 KiB pages, as huge_pages says */
+			huge = 0;
+			dsm_clear_error();
+			rc = dsm_impl_create(space, seg->handle, size, 0,
+					     &seg->map);
+		}
+		if (rc == 0) {
+			inst->c.slots[seg->slot].huge = huge != 0; /* ours */
 			break;
+		}
 		unreserve_slot(inst, seg->slot, seg->handle);
 		seg->slot = CTL_NONE;
 		if (rc != -EEXIST)
@@ -268,6 +326,53 @@ static int create_os_object(dsm_instance *inst, size_t size,
 	return rc;
 }
 
+/* Reserve a slot with a block of the region; zero it outside the lock. */
+static int create_in_region(dsm_instance *inst, size_t size, unsigned flags,
+			    struct dsm_segment *seg)
+{
+	struct ctl_slot *slot;
+	int rc = reserve_slot(inst, size, flags & DSM_CREATE_REGION ? 2 : 1,
+			      &seg->slot, &seg->handle);
+
+	if (rc < 0)
+		return rc;
+	slot = &inst->c.slots[seg->slot]; /* ours while CREATING */
+	seg->region_addr = (char *)inst->region.base + slot->region_offset;
+	seg->region_size = size;
+	HOOK("region:before-zero");
+	if (!(flags & DSM_CREATE_NO_ZERO))
+		memset(seg->region_addr, 0, size);
+	return 0;
+}
+
+/* Region first unless told otherwise; the backend when it has no room. */
+static int create_placed(dsm_instance *inst, size_t size, unsigned flags,
+			 struct dsm_segment *seg)
+{
+	int rc;
+
+	if (flags & DSM_CREATE_NO_REGION)
+		return create_os_object(inst, size, seg);
+	if (!inst->region.base) {
+		if (flags & DSM_CREATE_REGION)
+			return dsm_fail(ENOTSUP,
+					"instance '%s' has no region "
+					"(min_dynamic_shared_memory = 0)",
+					inst->name);
+		return create_os_object(inst, size, seg);
+	}
+	rc = create_in_region(inst, size, flags, seg);
+	if (rc == -ENOSPC && !(flags & DSM_CREATE_REGION)) {
+		dsm_clear_error();
+		seg->slot = CTL_NONE;
+		rc = create_os_object(inst, size, seg);
+	}
+	return rc;
+}
+
+#define CREATE_FLAGS                                                           \
+	(DSM_CREATE_REGION | DSM_CREATE_NO_REGION | DSM_CREATE_NO_ZERO)
+
 DSM_EXPORT int dsm_create(dsm_instance *inst, size_t size, unsigned flags,
 			  dsm_segment **out)
 {
@@ -276,11 +381,14 @@ DSM_EXPORT int dsm_create(dsm_instance *inst, size_t size, unsigned flags,
 
 	if (rc < 0)
 		return rc;
-	if (!out || flags != 0 || size == 0 || size > DSM_IMPL_MAX_SIZE) {
+	if (!out || (flags & ~CREATE_FLAGS) || size == 0 ||
+	    size > DSM_IMPL_MAX_SIZE ||
+	    (flags & DSM_CREATE_REGION && flags & DSM_CREATE_NO_REGION)) {
 		rc = dsm_fail(EINVAL,
 			      "cannot create a segment of %zu bytes with flags "
 			      "0x%x in instance '%s' (sizes: 1 to %zu; flags: "
-			      "0)",
+			      "DSM_CREATE_REGION or DSM_CREATE_NO_REGION, and "
+			      "DSM_CREATE_NO_ZERO)",
 			      size, flags, inst->name, DSM_IMPL_MAX_SIZE);
 		goto out;
 	}
@@ -293,12 +401,12 @@ DSM_EXPORT int dsm_create(dsm_instance *inst, size_t size, unsigned flags,
 		rc = dsm_fail(ENOMEM, "out of memory creating a segment");
 		goto out;
 	}
-	rc = create_os_object(inst, size, seg);
+	rc = create_placed(inst, size, flags, seg);
 	if (rc < 0)
 		goto fail_free;
 	HOOK("create:after-os");
 	/* >>> placement (placement.h): the region instead of our own map */
-	if (placement_covers(inst, inst->backend, size)) {
+	if (seg->map && placement_covers(inst, inst->backend, size)) {
 		rc = placement_place(inst, seg, size);
 		if (rc < 0)
 			goto fail_unmap;
@@ -317,7 +425,8 @@ fail_unmap:
 	/* back out in reverse: unmap, remove the object, free the slot */
 	if (seg->map)
 		dsm_impl_detach(seg->map);
-	os_destroy(inst, inst->backend, seg->handle);
+	if (seg->map || seg->placed) /* a region block has no object */
+		os_destroy(inst, inst->backend, seg->handle);
 	unreserve_slot(inst, seg->slot, seg->handle);
 fail_free:
 	free(seg);
@@ -348,10 +457,13 @@ static int lock_live_slot(dsm_instance *inst, dsm_handle handle, uint32_t *out)
 	return 0;
 }
 
-/* Take our reference on handle under the lock; its slot and backend. */
+/*
+ * Take our reference on handle under the lock; its slot and backend, and
+ * for a region segment where it is (in seg).
+ */
 static int reference_handle(dsm_instance *inst, dsm_handle handle,
 			    uint32_t *out_slot, uint32_t *backend,
-			    uint64_t *size)
+			    uint64_t *size, struct dsm_segment *seg)
 {
 	struct ctl *c = &inst->c;
 	uint32_t s = CTL_NONE;
@@ -363,6 +475,11 @@ static int reference_handle(dsm_instance *inst, dsm_handle handle,
 	HOOK("attach:referenced");
 	*backend = c->slots[s].backend;
 	*size = c->slots[s].size;
+	if (*backend == CTL_BACKEND_REGION) {
+		seg->region_addr =
+			(char *)inst->region.base + c->slots[s].region_offset;
+		seg->region_size = c->slots[s].size;
+	}
 	ctl_unlock(inst);
 	*out_slot = s;
 	return 0;
@@ -379,16 +496,19 @@ static int attach_new(dsm_instance *inst, dsm_handle handle,
 
 	if (!seg)
 		return dsm_fail(ENOMEM, "out of memory attaching a segment");
-	rc = reference_handle(inst, handle, &seg->slot, &backend, &size);
+	rc = reference_handle(inst, handle, &seg->slot, &backend, &size, seg);
 	if (rc < 0)
 		goto fail_free;
 	seg->handle = handle;
-	if (placement_covers(inst, backend, size)) /* placement.h */
+	if (backend == CTL_BACKEND_REGION)
+		rc = 0; /* carved from the region: no system call at all */
+	else if (placement_covers(inst, backend, size)) /* placement.h */
 		rc = placement_attach(inst, seg, (size_t)size);
-	else
+	else {
 		rc = space_for(inst, (dsm_impl_type)backend, &space);
-	if (rc == 0 && !seg->placed)
-		rc = dsm_impl_attach(space, handle, &seg->map);
+		if (rc == 0)
+			rc = dsm_impl_attach(space, handle, &seg->map);
+	}
 	if (rc < 0)
 		goto fail_release;
 	seg->nattach = 1;
@@ -433,7 +553,7 @@ static void detach_last(dsm_instance *inst, struct dsm_segment *seg)
 		cb.fn(seg, cb.arg);
 	}
 	unlink_segment(inst, seg);
-	if (seg->map) /* placed segments have none (placement.h) */
+	if (seg->map) /* placed and region segments have none */
 		dsm_impl_detach(seg->map);
 	if (seg->slot != CTL_NONE)
 		release_reference(inst, seg->slot, seg->handle);
@@ -489,16 +609,20 @@ void segment_adopt_after_fork(dsm_instance *inst)
 
 DSM_EXPORT void *dsm_segment_address(const dsm_segment *seg)
 {
-	if (seg && seg->placed)
+	if (!seg)
+		return NULL;
+	if (seg->placed)
 		return seg->placed;
-	return seg ? dsm_impl_map_address(seg->map) : NULL;
+	return seg->map ? dsm_impl_map_address(seg->map) : seg->region_addr;
 }
 
 DSM_EXPORT size_t dsm_segment_size(const dsm_segment *seg)
 {
-	if (seg && seg->placed)
+	if (!seg)
+		return 0;
+	if (seg->placed)
 		return seg->placed_size;
-	return seg ? dsm_impl_map_size(seg->map) : 0;
+	return seg->map ? dsm_impl_map_size(seg->map) : seg->region_size;
 }
 
 DSM_EXPORT dsm_handle dsm_segment_handle(const dsm_segment *seg)
@@ -698,10 +822,16 @@ static void fill_info(const struct ctl_slot *slot, dsm_segment_info *info)
 	info->handle = slot->handle;
 	info->size = slot->size;
 	info->backend = (dsm_impl_type)slot->backend;
+	if (slot->backend == CTL_BACKEND_REGION) {
+		info->backend = DSM_IMPL_SYSV; /* the region's object */
+		info->in_region = 1;
+		info->region_offset = slot->region_offset;
+	}
 	info->state = (dsm_segment_state)slot->state;
 	info->references = slot->refcount;
 	info->pinned = slot->pinned != 0;
 	info->creator_pid = slot->creator_pid;
+	info->huge_pages = slot->huge != 0;
 	info->created_ns = slot->created_ns;
 }
 

@@ -34,9 +34,11 @@ struct dsm_segment {
 	struct dsm_segment *prev, *next;  /* inst->segs */
 	dsm_handle handle;		  /* never changes */
 	uint32_t slot;			  /* CTL_NONE once orphaned */
-	dsm_impl_map *map;		  /* NULL when placed */
+	dsm_impl_map *map;		  /* NULL when placed or in region */
 	void *placed;			  /* placement.c: address, or NULL */
 	size_t placed_size;
+	void *region_addr;		  /* in the region: where, and */
+	size_t region_size;		  /* how long (never change) */
 	unsigned nattach;		  /* local attach count */
 	struct dsm_scope *scope;	  /* owning scope or NULL */
 	struct on_detach *cbs;
@@ -68,6 +70,12 @@ struct dsm_instance {
 	pid_t pid;		    /* the process that joined */
 	unsigned fork_gen;	    /* dsm_fork_generation when joined */
 	uint64_t rng;
+
+	struct {		    /* the region's mapping here (region.c) */
+		void *base;	    /* NULL: no region, or not mapped */
+		size_t size;
+		int same_address;   /* at the address its creator recorded */
+	} region;
 
 	struct dsm_segment **local; /* by slot index, NULL if not mapped */
 	struct dsm_segment *segs;   /* every mapping, orphans included */

@@ -475,7 +475,7 @@ static void test_invalid_arguments(void **state)
 			 -EINVAL);
 	assert_int_equal(dsm_impl_create(f->space, h, SIZE_MAX, 0, &m),
 			 -EINVAL);
-	assert_int_equal(dsm_impl_create(f->space, h, 4096, 1, &m), -EINVAL);
+	assert_int_equal(dsm_impl_create(f->space, h, 4096, 2, &m), -EINVAL);
 	assert_int_equal(dsm_impl_create(f->space, h, 4096, 0x80000000u, &m),
 			 -EINVAL);
 	assert_int_equal(dsm_impl_create(f->space, DSM_HANDLE_INVALID, 4096, 0,

@@ -3219,7 +3219,7 @@ static void test_bad_arguments(void **state)
 	ASSERT_RC(dsm_create(inst, 0, 0, &seg), -EINVAL);
 	ASSERT_RC(dsm_create(inst, DSM_IMPL_MAX_SIZE + 1, 0, &seg), -EINVAL);
 	ASSERT_RC(dsm_create(inst, SIZE_MAX, 0, &seg), -EINVAL);
-	ASSERT_RC(dsm_create(inst, 4096, 1, &seg), -EINVAL);
+	ASSERT_RC(dsm_create(inst, 4096, 0x80, &seg), -EINVAL);
 	ASSERT_RC(dsm_create(inst, 4096, 0, NULL), -EINVAL);
 	ASSERT_RC(dsm_create(NULL, 4096, 0, &seg), -EINVAL);
 	assert_ptr_equal(seg, (dsm_segment *)&inst);

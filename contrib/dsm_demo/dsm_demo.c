@@ -385,6 +385,34 @@ static int cmd_gc(const struct options *o, int argc, char **argv)
 	return rc < 0 ? EXIT_USER : 0;
 }
 
+/* The region and its pages: what is in use, why, and what would do better. */
+static void print_region(const dsm_instance_info *info)
+{
+	static const char *const huge[] = { "off", "try", "on" };
+
+	if (info->region_size == 0) {
+		printf("region:          none\n");
+		printf("  why:           %s\n", info->region_note);
+		return;
+	}
+	printf("region:          %" PRIu64 " bytes (min_dynamic_shared_memory)"
+	       ", %u segments in %" PRIu64 " bytes, largest free block %" PRIu64
+	       " bytes\n",
+	       info->region_size, info->region_segments, info->region_used,
+	       info->region_largest_free);
+	if (info->region_same_address)
+		printf("  mapped at:     %p, the address its creator recorded\n",
+		       info->region_address);
+	else
+		printf("  mapped at:     %p here; the recorded address %p is "
+		       "taken in this process\n",
+		       info->region_address, info->region_recorded_address);
+	printf("  pages:         %s, %" PRIu64 " kB (huge_pages = %s)\n",
+	       info->region_pages, info->region_page_size >> 10,
+	       (unsigned)info->huge_pages < 3 ? huge[info->huge_pages] : "?");
+	printf("  why:           %s\n", info->region_note);
+}
+
 static int cmd_info(const struct options *o, int argc, char **argv)
 {
 	dsm_instance_info info;
@@ -393,7 +421,8 @@ static int cmd_info(const struct options *o, int argc, char **argv)
 
 	if (simple_help(argc, argv, "usage: dsm_demo info\n"
 				    "Describe the instance: where it lives, "
-				    "its backend, limits and use.\n"))
+				    "its backend, limits and use, and its "
+				    "region: which pages it is on and why.\n"))
 		return 0;
 	if (argc != 1)
 		return usage_error("info: unexpected argument '%s'", argv[1]);
@@ -417,6 +446,7 @@ static int cmd_info(const struct options *o, int argc, char **argv)
 		printf("lock repairs:    %" PRIu64 "\n", info.lock_repairs);
 		printf("dead processes released: %" PRIu64 "\n",
 		       info.processes_reaped);
+		print_region(&info);
 		if (info.mshare_active)
 			printf("mshare:          active, %" PRIu64 " GiB region, "
 			       "%" PRIu64 " MiB per slot%s%s\n",

@@ -46,8 +46,8 @@ typedef struct dsm_scope dsm_scope;
 
 /* ---- configuration ------------------------------------------------------
  * Keys (see docs/configuration.md): dynamic_shared_memory_type, dsm_directory,
- * max_segments, max_processes, mshare, mshare_path.  Values are strings as
- * in a config file.
+ * max_segments, max_processes, min_dynamic_shared_memory, huge_pages,
+ * mshare, mshare_path.  Values are strings as in a config file.
  * A bad key or value returns -EINVAL with a message naming both and what is
  * allowed.
  */
@@ -70,6 +70,13 @@ int dsm_config_load_file(dsm_config *cfg, const char *path);
  * calls override both.  All or nothing, like dsm_config_load_file.
  */
 int dsm_config_load(dsm_config *cfg, const char *path);
+
+/* Values of the key huge_pages (for the region; see docs/configuration.md). */
+typedef enum dsm_huge_pages {
+	DSM_HUGE_PAGES_OFF = 0,
+	DSM_HUGE_PAGES_TRY = 1, /* the default: huge pages if reserved */
+	DSM_HUGE_PAGES_ON = 2	/* no huge pages: dsm_instance_open fails */
+} dsm_huge_pages;
 
 /* ---- instances ---------------------------------------------------------- */
 
@@ -122,6 +129,23 @@ typedef struct dsm_instance_info {
 	uint64_t mshare_region_size;  /* bytes of address space, 0 if none */
 	uint64_t mshare_window;	      /* region bytes per segment slot */
 	char mshare_status[256];      /* why not active, or a note; "" if none */
+
+	/*
+	 * The region (min_dynamic_shared_memory): one mapping per process
+	 * from which dsm_create carves segments.  region_size 0: none.
+	 */
+	uint64_t region_size;	   /* bytes, rounded up to its page size */
+	uint64_t region_used;	   /* bytes of blocks handed out now */
+	uint64_t region_largest_free; /* largest segment that fits now */
+	uint32_t region_segments;  /* segments living in it now */
+	int region_same_address;   /* 1: mapped here at the recorded address */
+	void *region_address;	   /* where this process maps it */
+	void *region_recorded_address; /* where its creator mapped it */
+	uint64_t region_page_size; /* bytes: 4096, or the huge page size */
+	dsm_huge_pages huge_pages; /* the setting it was created with */
+	char region_pages[16];	   /* "hugetlb", "shmem-thp", "4k" or "none" */
+	/* Why these pages, and which switch turns the next saving on. */
+	char region_note[384];
 } dsm_instance_info;
 
 int dsm_instance_info_get(dsm_instance *inst, dsm_instance_info *info);
@@ -135,10 +159,21 @@ int dsm_reap(dsm_instance *inst, unsigned *reaped);
 
 /* ---- segments ----------------------------------------------------------- */
 
+/* Flags of dsm_create. */
+/* Only from the region: -ENOSPC when it has no room, -ENOTSUP without one. */
+#define DSM_CREATE_REGION 0x1u
+/* Never from the region: an OS object of the instance's backend. */
+#define DSM_CREATE_NO_REGION 0x2u
+/* A region segment keeps whatever its block held (backend ones are zero). */
+#define DSM_CREATE_NO_ZERO 0x4u
+
 /*
- * Create a segment of size bytes (zero-filled) and map it.  flags must be 0.
+ * Create a segment of size bytes (zero-filled unless DSM_CREATE_NO_ZERO)
+ * and map it.  With neither region flag, a segment comes from the region
+ * when the instance has one with room, else from the backend.
  * -ENOSPC when every slot is in use (the message names max_segments) or the
- * OS is out of memory; -ENOTSUP when the instance's backend is none.
+ * OS is out of memory; -ENOTSUP when the instance's backend is none;
+ * -EINVAL for unknown flags or both region flags.
  */
 int dsm_create(dsm_instance *inst, size_t size, unsigned flags,
 	       dsm_segment **out);
@@ -210,6 +245,9 @@ typedef struct dsm_segment_info {
 	int pinned;
 	pid_t creator_pid;
 	uint64_t created_ns; /* CLOCK_REALTIME, nanoseconds */
+	int in_region;	     /* 1: carved from the region (no OS object) */
+	int huge_pages;	     /* 1: on hugetlb pages */
+	uint64_t region_offset; /* where in the region, when in_region */
 } dsm_segment_info;
 
 /* -ENOENT when handle names no segment of inst. */

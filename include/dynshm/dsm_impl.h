@@ -21,7 +21,9 @@
  *
  *   dsm_impl_create(space, handle, size, flags, &map)
  *     in:  handle != DSM_HANDLE_INVALID; 0 < size <= DSM_IMPL_MAX_SIZE;
- *          flags == 0 (reserved).
+ *          flags: 0, or DSM_IMPL_CREATE_HUGETLB (sysv only: the object
+ *          is made with SHM_HUGETLB; -ENOMEM or -EPERM when the kernel
+ *          has no huge page for it; -EINVAL with any other backend).
  *     out: *map, a read/write MAP_SHARED mapping of exactly size bytes,
  *          zero-filled, whose memory is reserved now: a full file system
  *          fails here with -ENOSPC, never later with SIGBUS (posix and mmap
@@ -77,6 +79,9 @@ typedef uint64_t dsm_handle;
 
 /* Largest object the backend layer will try to create (2^46 bytes). */
 #define DSM_IMPL_MAX_SIZE ((size_t)1 << 46)
+
+/* dsm_impl_create flag: back the object with huge pages (sysv only). */
+#define DSM_IMPL_CREATE_HUGETLB 0x1u
 
 /* Longest OS name, including the terminating NUL. */
 #define DSM_IMPL_NAME_MAX 4096

@@ -200,8 +200,13 @@ DSM_EXPORT int dsm_impl_create(dsm_impl_space *space, dsm_handle handle,
 
 	if (rc < 0)
 		return rc;
-	if (flags != 0)
+	if (flags & ~DSM_IMPL_CREATE_HUGETLB)
 		return dsm_fail(EINVAL, "unknown create flags 0x%x", flags);
+	if ((flags & DSM_IMPL_CREATE_HUGETLB) &&
+	    space->ops->type != DSM_IMPL_SYSV)
+		return dsm_fail(EINVAL, "huge pages for single segments need the "
+					"sysv backend, not %s",
+				space->ops->name);
 	if (size == 0 || size > DSM_IMPL_MAX_SIZE)
 		return dsm_fail(EINVAL,
 				"cannot create a segment of %zu bytes "
@@ -210,6 +215,7 @@ DSM_EXPORT int dsm_impl_create(dsm_impl_space *space, dsm_handle handle,
 	rc = new_map(space, handle, &map);
 	if (rc < 0)
 		return rc;
+	map->create_flags = flags;
 	rc = space->ops->create(space, handle, size, map);
 	if (rc < 0) {
 		free(map);

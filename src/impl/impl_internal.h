@@ -33,6 +33,7 @@ struct dsm_impl_map {
 	size_t size;
 	const struct dsm_impl_ops *ops;
 	dsm_handle handle;
+	unsigned create_flags; /* dsm_impl_create's flags, for ops->create */
 };
 
 struct dsm_impl_ops {
@@ -63,6 +64,9 @@ int dsm_impl_fd_map(int fd, size_t size, const char *what,
 		    struct dsm_impl_map *map);
 int dsm_impl_fd_check_owner(int fd, const char *what, size_t *size);
 int dsm_impl_munmap(struct dsm_impl_map *map);
+
+/* The SysV key of handle in space (the wrapper's region is made by hand). */
+key_t dsm_impl_sysv_key(const dsm_impl_space *space, dsm_handle handle);
 
 /* Base name "dynshm.<id>.<handle>" (no leading slash or directory). */
 int dsm_impl_base_name(const dsm_impl_space *space, dsm_handle handle,

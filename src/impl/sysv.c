@@ -62,6 +62,11 @@ static key_t sysv_key(const dsm_impl_space *space, dsm_handle handle)
 	return (key_t)(KEY_MARK | instance_tag(space) << TAG_SHIFT | hash);
 }
 
+key_t dsm_impl_sysv_key(const dsm_impl_space *space, dsm_handle handle)
+{
+	return sysv_key(space, handle);
+}
+
 static int sysv_name(const dsm_impl_space *space, dsm_handle handle,
 		     char *buf, size_t len)
 {
@@ -103,10 +108,22 @@ static int sysv_create(dsm_impl_space *space, dsm_handle handle, size_t size,
 	void *addr;
 	int id;
 
-	id = dsm_sys.shmget(key, size, IPC_CREAT | IPC_EXCL | 0600);
+	bool huge = map->create_flags & DSM_IMPL_CREATE_HUGETLB;
+
+	id = dsm_sys.shmget(key, size,
+			    IPC_CREAT | IPC_EXCL | 0600 | (huge ? SHM_HUGETLB : 0));
 	if (id < 0) {
 		if (errno == EEXIST)
 			return -EEXIST; /* quiet: the caller retries */
+		if (huge && (errno == ENOMEM || errno == EPERM))
+			return dsm_fail(errno,
+					"cannot create SysV segment with key "
+					"0x%08x of %zu bytes on huge pages: %s",
+					(unsigned)key, size,
+					errno == ENOMEM ? "too few reserved "
+							  "(vm.nr_hugepages)"
+							: "not permitted "
+							  "(vm.hugetlb_shm_group)");
 		return shmget_error(errno, key, size);
 	}
 	addr = dsm_sys.shmat(id, NULL, 0);
