@@ -138,6 +138,13 @@ struct ctl_header {
 	/* (L) statistics, never reset */
 	uint64_t lock_repairs;
 	uint64_t processes_reaped;
+	/*
+	 * (L, derived) the process entry where the next open starts checking
+	 * for dead processes (instance.c, join): opens check a few entries
+	 * each, round robin, instead of all.  Any value is harmless - it is
+	 * taken modulo max_processes - so ctl_recompute leaves it alone.
+	 */
+	uint32_t reap_cursor;
 };
 
 /* A mapped, validated control segment. */
