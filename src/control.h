@@ -139,12 +139,15 @@ struct ctl_header {
 	uint64_t lock_repairs;
 	uint64_t processes_reaped;
 	/*
-	 * (L, derived) the process entry where the next open starts checking
-	 * for dead processes (instance.c, join): opens check a few entries
-	 * each, round robin, instead of all.  Any value is harmless - it is
-	 * taken modulo max_processes - so ctl_recompute leaves it alone.
+	 * (L, derived) where the next open starts checking for dead
+	 * processes (instance.c, join): opens check a few entries each,
+	 * round robin, instead of all - reap_cursor for the cheap check,
+	 * reap_cursor_deep for the one entry whose start time is read.  Any
+	 * value is harmless (taken modulo max_processes), so ctl_recompute
+	 * leaves them alone.
 	 */
 	uint32_t reap_cursor;
+	uint32_t reap_cursor_deep;
 };
 
 /* A mapped, validated control segment. */

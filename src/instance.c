@@ -317,17 +317,22 @@ int reap_locked(dsm_instance *inst, bool sweep, unsigned *reaped)
 
 /*
  * The reap at open.  It used to be the full reap, which reads
- * /proc/<pid>/stat for every joined process under the control lock: an open
- * cost 8 us more per process joined and held the lock for 2 ms at 250.
- * Now an open checks at most JOIN_CHECKS other processes, round robin from
- * the header's reap_cursor, and reads /proc outside the lock: it copies
- * (pid, start time) of the next entries under the lock and tests them
- * unlocked.  With JOIN_CHECKS or fewer other processes joined, every one is
- * checked at every open, as before; with more, every one within a few
- * opens.  Only when one of them is dead does the open do the full reap,
- * under the lock: where one process died, others often did (a server
- * killed as a whole), and cleaning up after a crash may cost what dsm_reap
- * costs, once.  A dead process stays dead, so the unlocked verdict holds.
+ * /proc/<pid>/stat (8 us here) for every joined process under the control
+ * lock: an open cost 8 us more per process joined and held the lock for
+ * 2 ms at 250.  Now an open looks at a bounded number of entries, outside
+ * the lock (it copies pid and start time under the lock, tests unlocked):
+ *   - JOIN_CHECKS entries, round robin from reap_cursor, with kill(pid, 0):
+ *     ESRCH means the process is gone and collected by its parent, the
+ *     usual state of one that crashed (0.5 us a check);
+ *   - one entry, round robin from reap_cursor_deep, with its start time in
+ *     /proc: that also catches a zombie not yet collected and a reused pid.
+ * Only when one of them is dead does the open do the full reap, under the
+ * lock: where one process died, others often did (a server killed as a
+ * whole), and cleaning up after a crash may cost what dsm_reap costs, once.
+ * So with n processes joined a dead one is found within n/JOIN_CHECKS
+ * opens once collected, within n opens as a zombie, and at once by
+ * dsm_reap, a full table or a lock repair.  A dead process stays dead, so
+ * the unlocked verdict holds.
  */
 #define JOIN_CHECKS 8
 
@@ -336,32 +341,56 @@ struct join_check {
 	uint64_t start_time;
 };
 
-/* Under the lock: the next live entries to check, cursor moved past them. */
-static unsigned pick_checks_locked(dsm_instance *inst, struct join_check *out)
+/* The first live entry other than ours from *cursor on; cursor past it. */
+static bool next_live(dsm_instance *inst, uint32_t *cursor, uint32_t *seen,
+		      struct join_check *out)
 {
 	struct ctl *c = &inst->c;
 	uint32_t max = c->hdr->max_processes;
-	uint32_t p = c->hdr->reap_cursor % max;
-	unsigned n = 0;
+	uint32_t p = *cursor % max;
+	bool found = false;
 
-	for (uint32_t seen = 0; seen < max && n < JOIN_CHECKS; seen++) {
+	for (; *seen < max && !found; (*seen)++) {
 		const struct ctl_proc *proc = &c->procs[p];
 
-		if (proc->state == PROC_LIVE && p != inst->me)
-			out[n++] = (struct join_check){ proc->pid,
-							proc->start_time };
+		if (proc->state == PROC_LIVE && p != inst->me) {
+			*out = (struct join_check){ proc->pid,
+						    proc->start_time };
+			found = true;
+		}
 		p = p + 1 == max ? 0 : p + 1;
 	}
-	c->hdr->reap_cursor = p;
-	return n;
+	*cursor = p;
+	return found;
+}
+
+/* Under the lock: the entries to check (chk[0] deeply), cursors moved. */
+static unsigned pick_checks_locked(dsm_instance *inst, struct join_check *chk)
+{
+	struct ctl_header *h = inst->c.hdr;
+	uint32_t seen = 0;
+	unsigned n = 0;
+
+	if (!next_live(inst, &h->reap_cursor_deep, &seen, &chk[0]))
+		return 0;
+	seen = 0;
+	while (n < JOIN_CHECKS &&
+	       next_live(inst, &h->reap_cursor, &seen, &chk[1 + n]))
+		n++;
+	return 1 + n;
 }
 
 /* Outside the lock: is any of the picked processes gone? */
 static bool any_dead(const struct join_check *chk, unsigned n)
 {
-	for (unsigned i = 0; i < n; i++)
-		if (chk[i].pid <= 0 || ctl_process_start_time(chk[i].pid) !=
-					       chk[i].start_time)
+	if (n == 0)
+		return false;
+	if (chk[0].pid <= 0 ||
+	    ctl_process_start_time(chk[0].pid) != chk[0].start_time)
+		return true;
+	for (unsigned i = 1; i < n; i++)
+		if (chk[i].pid <= 0 ||
+		    (dsm_sys.kill(chk[i].pid, 0) < 0 && errno == ESRCH))
 			return true;
 	return false;
 }
@@ -690,7 +719,7 @@ static void free_instance(dsm_instance *inst)
 
 static int join(dsm_instance *inst)
 {
-	struct join_check chk[JOIN_CHECKS];
+	struct join_check chk[1 + JOIN_CHECKS];
 	unsigned n;
 	bool dead;
 	int rc = ctl_lock(inst);

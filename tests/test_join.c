@@ -3,18 +3,22 @@
  *
  * An open used to check every joined process (a /proc read each, under the
  * control lock), so its cost grew with the number of processes joined.  It
- * now checks a few, round robin (src/instance.c, join), and does the full
- * reap only when it finds one dead.  These tests pin down the promises that
+ * now checks a few, round robin (src/instance.c, join): JOIN_CHECKS with
+ * kill(pid, 0) and one with its start time in /proc, and does the full reap
+ * only when it finds one dead.  These tests pin down the promises that
  * remain, with JOINED helper processes that open the instance and wait:
  *
- *   an open reads /proc for at most JOIN_CHECKS of them     test_open_is_bounded
- *   one dead among many is released within a few opens,    test_dead_found_round_robin
- *     with its references; dsm_reap releases it at once
+ *   an open reads /proc for one of them (and itself), and   test_open_is_bounded
+ *     probes at most JOIN_CHECKS more
+ *   one dead (and collected) among many is released within  test_dead_found_round_robin
+ *     a few opens, with its references; dsm_reap at once
+ *   a zombie (not collected) is released within JOINED + 1  test_zombie_found
+ *     opens: the /proc check rotates too
  *   all killed: the next open releases every one            test_all_killed
  *
  * Without the bounded check the first test fails (an open reads /proc for
- * every process); without round robin or the full reap on a find, the
- * others fail.
+ * every process); without either round robin, or the full reap on a find,
+ * one of the others fails.
  */
 #include "inject.h"
 #include "testutil.h"
@@ -196,19 +200,23 @@ static int teardown(void **state)
 
 static void test_open_is_bounded(void **state)
 {
+	unsigned long probes;
 	unsigned reads;
 
 	(void)state;
 	start_kids(0);
 	assert_int_equal(info_of(fx.inst).processes, JOINED + 1);
+	inject_fail("kill", 0, 0); /* count only */
 	count_proc_reads();
 	open_close();
 	reads = atomic_load(&proc_opens);
-	dsm_sys_reset();
-	/* JOIN_CHECKS others, and its own start time; not JOINED + 1 */
-	if (reads > JOIN_CHECKS + 1)
-		fail_msg("an open with %d processes joined read /proc %u times",
-			 JOINED + 1, reads);
+	probes = inject_calls("kill");
+	inject_reset();
+	/* one other's start time and its own; not JOINED + 1 */
+	if (reads > 2 || probes > JOIN_CHECKS)
+		fail_msg("an open with %d processes joined read /proc %u "
+			 "times and probed %lu pids",
+			 JOINED + 1, reads, probes);
 	assert_int_equal(info_of(fx.inst).processes, JOINED + 1);
 }
 
@@ -249,6 +257,31 @@ static void test_dead_found_round_robin(void **state)
 	ASSERT_OK(dsm_detach(seg));
 }
 
+static void test_zombie_found(void **state)
+{
+	int opens = 0;
+
+	(void)state;
+	start_kids(0);
+	/* killed but not collected: its pid still exists */
+	kill(fx.kids[JOINED / 2], SIGKILL);
+	{
+		siginfo_t si;
+
+		/* until it is a zombie (WNOWAIT: leave it one) */
+		assert_int_equal(waitid(P_PID, (id_t)fx.kids[JOINED / 2], &si,
+					WEXITED | WNOWAIT),
+				 0);
+	}
+	while (info_of(fx.inst).processes == JOINED + 1 &&
+	       opens < JOINED + 1) {
+		open_close();
+		opens++;
+	}
+	assert_int_equal(info_of(fx.inst).processes, JOINED);
+	kill_kid(JOINED / 2);
+}
+
 static void test_all_killed(void **state)
 {
 	(void)state;
@@ -268,6 +301,8 @@ int main(void)
 						teardown),
 		cmocka_unit_test_setup_teardown(test_dead_found_round_robin,
 						setup, teardown),
+		cmocka_unit_test_setup_teardown(test_zombie_found, setup,
+						teardown),
 		cmocka_unit_test_setup_teardown(test_all_killed, setup,
 						teardown),
 	};

@@ -80,7 +80,7 @@ int dsm_config_load(dsm_config *cfg, const char *path);
  * ([A-Za-z0-9_.-], at most 64 bytes; NULL means "default") lives in
  * $XDG_RUNTIME_DIR/dynshm/<name>, else /tmp/dynshm-<uid>/<name>; anything
  * containing '/' is the instance directory itself.  cfg may be NULL.
- * Joining checks up to 8 other joined processes for death, round robin,
+ * Joining checks a few other joined processes for death, round robin,
  * and reaps all (as dsm_reap) when one of them died.
  */
 int dsm_instance_open(const char *name_or_dir, const dsm_config *cfg,
