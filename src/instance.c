@@ -397,10 +397,10 @@ static bool any_dead(const struct join_check *chk, unsigned n)
 
 /* ---- joining ------------------------------------------------------------- */
 
-static int join_locked(dsm_instance *inst)
+/* start: our /proc start time, read before taking the lock. */
+static int join_locked(dsm_instance *inst, uint64_t start)
 {
 	struct ctl *c = &inst->c;
-	uint64_t start = ctl_process_start_time(getpid());
 
 	for (int attempt = 0; attempt < 2; attempt++) {
 		for (uint32_t p = 0; p < c->hdr->max_processes; p++) {
@@ -439,16 +439,18 @@ static void leave_locked(dsm_instance *inst)
 /* In a forked child: become a process of our own, adopt the mappings. */
 static int join_after_fork(dsm_instance *inst)
 {
+	uint64_t start;
 	int rc;
 
 	inst->me = CTL_NONE;
 	rc = seed(inst);
 	if (rc < 0)
 		return rc;
+	start = ctl_process_start_time(getpid());
 	rc = ctl_lock(inst);
 	if (rc < 0)
 		return rc;
-	rc = join_locked(inst);
+	rc = join_locked(inst, start);
 	if (rc == 0)
 		segment_adopt_after_fork(inst);
 	ctl_unlock(inst);
@@ -720,6 +722,7 @@ static void free_instance(dsm_instance *inst)
 static int join(dsm_instance *inst)
 {
 	struct join_check chk[1 + JOIN_CHECKS];
+	uint64_t start = ctl_process_start_time(getpid());
 	unsigned n;
 	bool dead;
 	int rc = ctl_lock(inst);
@@ -734,7 +737,7 @@ static int join(dsm_instance *inst)
 		return rc;
 	if (dead)
 		reap_locked(inst, false, NULL);
-	rc = join_locked(inst);
+	rc = join_locked(inst, start);
 	ctl_unlock(inst);
 	if (rc < 0)
 		return rc;
