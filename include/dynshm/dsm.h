@@ -114,7 +114,9 @@ int dsm_instance_info_get(dsm_instance *inst, dsm_instance_info *info);
 /*
  * Release the references of processes that died and destroy what nobody
  * holds.  *reaped (may be NULL) receives how many dead processes were
- * released.  Also runs at open and when a lock holder is found dead.
+ * released.  Also runs at open when the few processes an open checks
+ * include a dead one, when tables are full, and when a lock holder is
+ * found dead.
  */
 int dsm_reap(dsm_instance *inst, unsigned *reaped);
 
