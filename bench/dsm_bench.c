@@ -2058,12 +2058,11 @@ static int steps_fd(dsm_impl_type t, struct steps *st, long n)
 			break;
 		}
 		STEP(st, 1, "fstat", fstat(fd, &sb));
-		STEP(st, 2, "+ geteuid (dynshm)", (void)geteuid());
-		STEP(st, 3, "mmap", p = mmap(NULL, 4096, PROT_READ | PROT_WRITE,
+		STEP(st, 2, "mmap", p = mmap(NULL, 4096, PROT_READ | PROT_WRITE,
 					     MAP_SHARED, fd, 0));
-		STEP(st, 4, "close", close(fd));
+		STEP(st, 3, "close", close(fd));
 		if (p != MAP_FAILED)
-			STEP(st, 5, "munmap", munmap(p, 4096));
+			STEP(st, 4, "munmap", munmap(p, 4096));
 		else
 			rc = -EIO;
 	}
@@ -2090,10 +2089,8 @@ static int steps_sysv(struct steps *st, long n)
 		STEP(st, 1, "shmat", p = shmat(id, NULL, 0));
 		if (p != (void *)-1)
 			STEP(st, 2, "shmdt", shmdt(p));
-		STEP(st, 3, "+ shmget key (dynshm)", (void)shmget(key, 0, 0));
-		STEP(st, 4, "+ IPC_STAT (dynshm)", shmctl(id, IPC_STAT, &ds));
-		STEP(st, 5, "+ geteuid (dynshm)", (void)geteuid());
-		STEP(st, 6, "shmctl IPC_RMID", shmctl(id, IPC_RMID, NULL));
+		STEP(st, 3, "+ IPC_STAT (dynshm)", shmctl(id, IPC_STAT, &ds));
+		STEP(st, 4, "shmctl IPC_RMID", shmctl(id, IPC_RMID, NULL));
 		if (p == (void *)-1)
 			return -EIO;
 	}
@@ -2102,18 +2099,45 @@ static int steps_sysv(struct steps *st, long n)
 	for (long it = 0; rc == 0 && it < n && !stop; it++) {
 		STEP(st, 0, "shmget key", id = shmget(r.key, 0, 0));
 		STEP(st, 1, "shmctl IPC_STAT", shmctl(id, IPC_STAT, &ds));
-		STEP(st, 2, "+ geteuid (dynshm)", (void)geteuid());
-		STEP(st, 3, "shmat", p = shmat(id, NULL, 0));
+		STEP(st, 2, "shmat", p = shmat(id, NULL, 0));
 		if (p == (void *)-1) {
 			rc = -errno;
 			break;
 		}
-		STEP(st, 4, "shmdt", shmdt(p));
+		STEP(st, 3, "shmdt", shmdt(p));
 	}
 	raw_remove(r.obj);
 	if (rc == 0 && !stop)
 		steps_print("sysv", "attach+detach", st, n);
 	return rc;
+}
+
+/*
+ * What an open spends per joined process it checks (src/instance.c,
+ * join): the start-time check reads /proc/<pid>/stat, the cheap one is
+ * kill(pid, 0).  Checked here against the parent, a live process.
+ */
+static int steps_join(struct steps *st, long n)
+{
+	char path[64], buf[1024];
+	pid_t pid = getppid();
+	ssize_t got = 0;
+	int fd = -1;
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	for (long it = 0; it < n && !stop; it++) {
+		STEP(st, 0, "open /proc/<pid>/stat",
+		     fd = open(path, O_RDONLY | O_CLOEXEC));
+		if (fd < 0)
+			return -errno;
+		STEP(st, 1, "read", got = read(fd, buf, sizeof(buf)));
+		STEP(st, 2, "close", close(fd));
+		STEP(st, 3, "kill(pid, 0)", (void)kill(pid, 0));
+		if (got <= 0)
+			return -EIO;
+	}
+	steps_print("join", "check a process", st, n);
+	return 0;
 }
 
 static int scenario_syscalls(void)
@@ -2137,6 +2161,11 @@ static int scenario_syscalls(void)
 		if (rc < 0)
 			fail(rc, "syscalls: %s",
 			     dsm_impl_type_name((dsm_impl_type)t));
+	}
+	if (rc == 0 && !stop && opt.scenarios & SC_JOIN) {
+		rc = steps_join(&st, n);
+		if (rc < 0)
+			fail(rc, "syscalls: join");
 	}
 	for (int k = 0; k < N_STEPS; k++)
 		free(st.v[k]);

@@ -154,6 +154,16 @@ struct ctl_header {
 	/* (L) statistics, never reset */
 	uint64_t lock_repairs;
 	uint64_t processes_reaped;
+	/*
+	 * (L, derived) where the next open starts checking for dead
+	 * processes (instance.c, join): opens check a few entries each,
+	 * round robin, instead of all - reap_cursor for the cheap check,
+	 * reap_cursor_deep for the one entry whose start time is read.  Any
+	 * value is harmless (taken modulo max_processes), so ctl_recompute
+	 * leaves them alone.
+	 */
+	uint32_t reap_cursor;
+	uint32_t reap_cursor_deep;
 };
 
 /* A mapped, validated control segment. */

@@ -6,9 +6,10 @@
  * dynshm cannot ask that of a server, so each process is an entry of the
  * control segment's process table (pid + start time, so a reused pid is not
  * mistaken for the old process) with its own row of references.  A process
- * that dies is found by the next reap - at open, on demand, and whenever
- * the control lock reports that its holder died - and its row is cleared
- * on its own; whatever nobody holds any more is destroyed.
+ * that dies is found by a reap - within a few opens (each checks a few
+ * processes, see join), on demand, when entries or slots run out, and
+ * whenever the control lock reports that its holder died - and its row is
+ * cleared on its own; whatever nobody holds any more is destroyed.
  *
  * The control lock is a robust process-shared mutex.  When the kernel tells
  * the next locker EOWNERDEAD, the derived fields are recomputed from primary
@@ -321,12 +322,92 @@ int reap_locked(dsm_instance *inst, bool sweep, unsigned *reaped)
 	return first_err;
 }
 
-/* ---- joining ------------------------------------------------------------- */
+/*
+ * The reap at open.  It used to be the full reap, which reads
+ * /proc/<pid>/stat (8 us here) for every joined process under the control
+ * lock: an open cost 8 us more per process joined and held the lock for
+ * 2 ms at 250.  Now an open looks at a bounded number of entries, outside
+ * the lock (it copies pid and start time under the lock, tests unlocked):
+ *   - JOIN_CHECKS entries, round robin from reap_cursor, with kill(pid, 0):
+ *     ESRCH means the process is gone and collected by its parent, the
+ *     usual state of one that crashed (0.5 us a check);
+ *   - one entry, round robin from reap_cursor_deep, with its start time in
+ *     /proc: that also catches a zombie not yet collected and a reused pid.
+ * Only when one of them is dead does the open do the full reap, under the
+ * lock: where one process died, others often did (a server killed as a
+ * whole), and cleaning up after a crash may cost what dsm_reap costs, once.
+ * So with n processes joined a dead one is found within n/JOIN_CHECKS
+ * opens once collected, within n opens as a zombie, and at once by
+ * dsm_reap, a full table or a lock repair.  A dead process stays dead, so
+ * the unlocked verdict holds.
+ */
+#define JOIN_CHECKS 8
 
-static int join_locked(dsm_instance *inst)
+struct join_check {
+	int32_t pid;
+	uint64_t start_time;
+};
+
+/* The first live entry other than ours from *cursor on; cursor past it. */
+static bool next_live(dsm_instance *inst, uint32_t *cursor, uint32_t *seen,
+		      struct join_check *out)
 {
 	struct ctl *c = &inst->c;
-	uint64_t start = ctl_process_start_time(getpid());
+	uint32_t max = c->hdr->max_processes;
+	uint32_t p = *cursor % max;
+	bool found = false;
+
+	for (; *seen < max && !found; (*seen)++) {
+		const struct ctl_proc *proc = &c->procs[p];
+
+		if (proc->state == PROC_LIVE && p != inst->me) {
+			*out = (struct join_check){ proc->pid,
+						    proc->start_time };
+			found = true;
+		}
+		p = p + 1 == max ? 0 : p + 1;
+	}
+	*cursor = p;
+	return found;
+}
+
+/* Under the lock: the entries to check (chk[0] deeply), cursors moved. */
+static unsigned pick_checks_locked(dsm_instance *inst, struct join_check *chk)
+{
+	struct ctl_header *h = inst->c.hdr;
+	uint32_t seen = 0;
+	unsigned n = 0;
+
+	if (!next_live(inst, &h->reap_cursor_deep, &seen, &chk[0]))
+		return 0;
+	seen = 0;
+	while (n < JOIN_CHECKS &&
+	       next_live(inst, &h->reap_cursor, &seen, &chk[1 + n]))
+		n++;
+	return 1 + n;
+}
+
+/* Outside the lock: is any of the picked processes gone? */
+static bool any_dead(const struct join_check *chk, unsigned n)
+{
+	if (n == 0)
+		return false;
+	if (chk[0].pid <= 0 ||
+	    ctl_process_start_time(chk[0].pid) != chk[0].start_time)
+		return true;
+	for (unsigned i = 1; i < n; i++)
+		if (chk[i].pid <= 0 ||
+		    (dsm_sys.kill(chk[i].pid, 0) < 0 && errno == ESRCH))
+			return true;
+	return false;
+}
+
+/* ---- joining ------------------------------------------------------------- */
+
+/* start: our /proc start time, read before taking the lock. */
+static int join_locked(dsm_instance *inst, uint64_t start)
+{
+	struct ctl *c = &inst->c;
 
 	for (int attempt = 0; attempt < 2; attempt++) {
 		for (uint32_t p = 0; p < c->hdr->max_processes; p++) {
@@ -365,16 +446,18 @@ static void leave_locked(dsm_instance *inst)
 /* In a forked child: become a process of our own, adopt the mappings. */
 static int join_after_fork(dsm_instance *inst)
 {
+	uint64_t start;
 	int rc;
 
 	inst->me = CTL_NONE;
 	rc = seed(inst);
 	if (rc < 0)
 		return rc;
+	start = ctl_process_start_time(getpid());
 	rc = ctl_lock(inst);
 	if (rc < 0)
 		return rc;
-	rc = join_locked(inst);
+	rc = join_locked(inst, start);
 	if (rc == 0)
 		segment_adopt_after_fork(inst);
 	ctl_unlock(inst);
@@ -678,12 +761,23 @@ static void free_instance(dsm_instance *inst)
 
 static int join(dsm_instance *inst)
 {
+	struct join_check chk[1 + JOIN_CHECKS];
+	uint64_t start = ctl_process_start_time(getpid());
+	unsigned n;
+	bool dead;
 	int rc = ctl_lock(inst);
 
 	if (rc < 0)
 		return rc;
-	reap_locked(inst, false, NULL);
-	rc = join_locked(inst);
+	n = pick_checks_locked(inst, chk);
+	ctl_unlock(inst);
+	dead = any_dead(chk, n);
+	rc = ctl_lock(inst);
+	if (rc < 0)
+		return rc;
+	if (dead)
+		reap_locked(inst, false, NULL);
+	rc = join_locked(inst, start);
 	ctl_unlock(inst);
 	if (rc < 0)
 		return rc;

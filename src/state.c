@@ -105,7 +105,7 @@ static int check_private_dir(int fd, const char *path)
 	if (dsm_sys.fstat(fd, &st) < 0)
 		return dsm_fail(errno, "cannot stat '%s': %s", path,
 				strerror(errno));
-	if (st.st_uid != geteuid())
+	if (!dsm_uid_is_ours(st.st_uid))
 		return dsm_fail(EACCES,
 				"refusing directory '%s': it belongs to uid %u, "
 				"not to this process's uid %u",
@@ -207,7 +207,7 @@ static int open_private_file(dsm_instance *inst, const char *file, int flags,
 		return dsm_fail(err, "cannot stat '%s/%s': %s", inst->dir, file,
 				strerror(err));
 	}
-	if (!S_ISREG(st.st_mode) || st.st_uid != geteuid() ||
+	if (!S_ISREG(st.st_mode) || !dsm_uid_is_ours(st.st_uid) ||
 	    (st.st_mode & 077)) {
 		dsm_sys.close(fd);
 		return dsm_fail(EACCES,

@@ -82,8 +82,15 @@ static const struct step sysv_create[] = {
 static const struct step sysv_attach[] = {
 	STEP("shmget", 1), STEP("shmctl", 1), STEP("shmat", 1), END,
 };
-/* shmget, shmctl(IPC_STAT), shmctl(IPC_RMID) */
+/*
+ * In the space that created or attached the segment (its shmid is known):
+ * shmctl(IPC_STAT), shmctl(IPC_RMID).  In another space, by key:
+ * shmget, shmctl(IPC_STAT), shmctl(IPC_RMID).
+ */
 static const struct step sysv_destroy[] = {
+	STEP("shmctl", 1), STEP("shmctl", 2), END,
+};
+static const struct step sysv_destroy_by_key[] = {
 	STEP("shmget", 1), STEP("shmctl", 1), STEP("shmctl", 2), END,
 };
 
@@ -761,6 +768,27 @@ static void test_attach_failures(void **state)
 	assert_gone(f, h, "after attach failures");
 }
 
+static void destroy_failures(struct fixture *f, dsm_impl_space *space,
+			     const struct step *steps, dsm_handle h)
+{
+	for (const struct step *s = steps; s->entry; s++) {
+		char ctx[128];
+		int rc;
+
+		snprintf(ctx, sizeof(ctx), "%s: destroy, %s #%d fails EACCES",
+			 f->be->name, s->entry, s->nth);
+		dsm_clear_error();
+		inject_fail(s->entry, s->nth, EACCES);
+		rc = dsm_impl_destroy(space, h);
+		inject_reset();
+		if (rc != -EACCES)
+			fail_msg("%s: returned %d (%s)", ctx, rc,
+				 dsm_last_error());
+		message_names(f, h, ctx);
+		assert_true(os_exists(f, h));
+	}
+}
+
 static void test_detach_destroy_failures(void **state)
 {
 	struct fixture *f = *state;
@@ -785,21 +813,16 @@ static void test_detach_destroy_failures(void **state)
 		assert_int_equal(munmap(addr, size), 0);
 
 	/* destroy: each step's failure is returned and keeps the object */
-	for (const struct step *s = f->be->destroy_steps; s->entry; s++) {
-		char ctx[128];
-		int rc;
+	destroy_failures(f, f->space, f->be->destroy_steps, h);
+	if (f->be->type == DSM_IMPL_SYSV) {
+		/* a space that never saw h's shmid looks its key up */
+		dsm_impl_space *other = NULL;
 
-		snprintf(ctx, sizeof(ctx), "%s: destroy, %s #%d fails EACCES",
-			 f->be->name, s->entry, s->nth);
-		dsm_clear_error();
-		inject_fail(s->entry, s->nth, EACCES);
-		rc = dsm_impl_destroy(f->space, h);
-		inject_reset();
-		if (rc != -EACCES)
-			fail_msg("%s: returned %d (%s)", ctx, rc,
-				 dsm_last_error());
-		message_names(f, h, ctx);
-		assert_true(os_exists(f, h));
+		assert_int_equal(dsm_impl_space_open(f->be->type, f->id, f->dir,
+						     &other),
+				 0);
+		destroy_failures(f, other, sysv_destroy_by_key, h);
+		dsm_impl_space_close(other);
 	}
 	assert_int_equal(dsm_impl_destroy(f->space, h), 0);
 	assert_gone(f, h, "after destroy failures");
@@ -959,6 +982,46 @@ static void test_posix_foreign(void **state)
 }
 
 /* ---- sysv: foreign segments ---------------------------------------------- */
+
+/*
+ * A space remembers the shmid of what it created or attached, so that
+ * destroy need not look the key up.  That id goes stale when another space
+ * (another process) destroys and recreates the segment: destroy must notice
+ * and fall back to the key, or it would leave the new segment behind.
+ */
+static void test_sysv_stale_shmid(void **state)
+{
+	struct fixture *f = *state;
+	dsm_handle h = test_random_handle();
+	dsm_impl_space *other = NULL;
+	dsm_impl_map *m = NULL;
+	unsigned calls;
+
+	assert_int_equal(dsm_impl_space_open(f->be->type, f->id, f->dir,
+					     &other),
+			 0);
+	assert_int_equal(dsm_impl_create(f->space, h, 4096, 0, &m), 0);
+	assert_int_equal(dsm_impl_detach(m), 0);
+	/* the id known: destroy by it, without a lookup by key */
+	inject_fail("shmget", 1, EACCES);
+	assert_int_equal(dsm_impl_destroy(f->space, h), 0);
+	calls = (unsigned)inject_calls("shmget");
+	inject_reset();
+	assert_int_equal(calls, 0);
+	assert_false(os_exists(f, h));
+
+	/* remembered by f->space, removed and made again through other */
+	assert_int_equal(dsm_impl_create(f->space, h, 4096, 0, &m), 0);
+	assert_int_equal(dsm_impl_detach(m), 0);
+	assert_int_equal(dsm_impl_destroy(other, h), 0);
+	assert_int_equal(dsm_impl_create(other, h, 8192, 0, &m), 0);
+	assert_int_equal(dsm_impl_detach(m), 0);
+	assert_int_equal(dsm_impl_destroy(f->space, h), 0);
+	assert_false(os_exists(f, h));
+	/* and a stale id of a segment that is gone is not an error */
+	assert_int_equal(dsm_impl_destroy(f->space, h), -ENOENT);
+	dsm_impl_space_close(other);
+}
 
 static void test_sysv_foreign(void **state)
 {
@@ -1235,7 +1298,8 @@ static int run_posix(void)
 static int run_sysv(void)
 {
 	const struct CMUnitTest tests[] = { COMMON_TESTS,
-					    T(test_sysv_foreign) };
+					    T(test_sysv_foreign),
+					    T(test_sysv_stale_shmid) };
 
 	return cmocka_run_group_tests_name("impl/sysv", tests, group_setup,
 					   group_teardown);

@@ -97,7 +97,8 @@ typedef enum dsm_huge_pages {
  * ([A-Za-z0-9_.-], at most 64 bytes; NULL means "default") lives in
  * $XDG_RUNTIME_DIR/dynshm/<name>, else /tmp/dynshm-<uid>/<name>; anything
  * containing '/' is the instance directory itself.  cfg may be NULL.
- * Joining reaps processes that died since the last visit.
+ * Joining checks a few other joined processes for death, round robin,
+ * and reaps all (as dsm_reap) when one of them died.
  */
 int dsm_instance_open(const char *name_or_dir, const dsm_config *cfg,
 		      unsigned flags, dsm_instance **out);
@@ -153,7 +154,9 @@ int dsm_instance_info_get(dsm_instance *inst, dsm_instance_info *info);
 /*
  * Release the references of processes that died and destroy what nobody
  * holds.  *reaped (may be NULL) receives how many dead processes were
- * released.  Also runs at open and when a lock holder is found dead.
+ * released.  Also runs at open when the few processes an open checks
+ * include a dead one, when tables are full, and when a lock holder is
+ * found dead.
  */
 int dsm_reap(dsm_instance *inst, unsigned *reaped);
 

@@ -17,6 +17,9 @@
 
 #define DSM_IMPL_OPS_VERSION 1
 
+/* Entries of a space's SysV shmid hint cache (see struct dsm_impl_space). */
+#define DSM_IMPL_SYSV_IDS 64
+
 /* "dynshm.<16 hex instance id>." - every OS name starts with this. */
 #define DSM_IMPL_PREFIX_MAX 32
 
@@ -26,6 +29,15 @@ struct dsm_impl_space {
 	int dirfd;			/* mmap: the directory, else -1 */
 	char *directory;		/* mmap: its path, else NULL */
 	char prefix[DSM_IMPL_PREFIX_MAX];
+	size_t prefix_len;		/* strlen(prefix), never changes */
+	/*
+	 * sysv: the shmids this process created or attached, as a hint for
+	 * destroy (sysv.c).  Entry handle % SYSV_IDS is the tag of the handle
+	 * in bits 63..32 and shmid + 1 in bits 31..0, 0 when empty; read and
+	 * written with atomic operations, no lock.  A wrong or stale entry
+	 * costs a fallback to the key lookup, never a wrong removal.
+	 */
+	uint64_t sysv_ids[DSM_IMPL_SYSV_IDS];
 };
 
 struct dsm_impl_map {

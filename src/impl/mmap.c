@@ -54,7 +54,7 @@ static int explain_existing(dsm_impl_space *space, const char *base)
 				"refusing to create '%s/%s': a symbolic link "
 				"was planted there",
 				space->directory, base);
-	if (!S_ISREG(st.st_mode) || st.st_uid != geteuid())
+	if (!S_ISREG(st.st_mode) || !dsm_uid_is_ours(st.st_uid))
 		return dsm_fail(EACCES,
 				"refusing to create '%s/%s': a foreign object "
 				"(uid %u, mode %04o) is in the way",

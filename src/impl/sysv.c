@@ -78,6 +78,49 @@ static int sysv_name(const dsm_impl_space *space, dsm_handle handle,
 	return 0;
 }
 
+/*
+ * The shmid hint cache.  Destroying by key costs shmget(key) + IPC_STAT +
+ * IPC_RMID; most destroys come from the process that created or attached
+ * the segment a moment earlier (the last detach destroys), and knew its
+ * shmid.  With the id remembered, destroy is IPC_STAT + IPC_RMID: the
+ * IPC_STAT stays because it is what proves the id still names the segment
+ * of this key (ids are reused) and that the segment is still privately
+ * ours - the same checks a lookup by key makes.
+ */
+static uint32_t id_tag(dsm_handle handle)
+{
+	return (uint32_t)(handle >> 32) ^ (uint32_t)handle;
+}
+
+static void ids_put(dsm_impl_space *space, dsm_handle handle, int id)
+{
+	uint64_t e = (uint64_t)id_tag(handle) << 32 | (uint32_t)(id + 1);
+
+	__atomic_store_n(&space->sysv_ids[handle % DSM_IMPL_SYSV_IDS], e,
+			 __ATOMIC_RELAXED);
+}
+
+/* The remembered shmid of handle, or -1. */
+static int ids_get(const dsm_impl_space *space, dsm_handle handle)
+{
+	uint64_t e = __atomic_load_n(
+		&space->sysv_ids[handle % DSM_IMPL_SYSV_IDS], __ATOMIC_RELAXED);
+
+	if ((uint32_t)e == 0 || (uint32_t)(e >> 32) != id_tag(handle))
+		return -1;
+	return (int)((uint32_t)e - 1);
+}
+
+/* Forget handle's shmid (if that entry still holds it). */
+static void ids_forget(dsm_impl_space *space, dsm_handle handle, int id)
+{
+	uint64_t e = (uint64_t)id_tag(handle) << 32 | (uint32_t)(id + 1);
+
+	__atomic_compare_exchange_n(
+		&space->sysv_ids[handle % DSM_IMPL_SYSV_IDS], &e, 0, false,
+		__ATOMIC_RELAXED, __ATOMIC_RELAXED);
+}
+
 static int shmget_error(int err, key_t key, size_t size)
 {
 	switch (err) {
@@ -134,8 +177,22 @@ static int sysv_create(dsm_impl_space *space, dsm_handle handle, size_t size,
 		return dsm_fail(err, "cannot attach SysV segment 0x%08x: %s",
 				(unsigned)key, strerror(err));
 	}
+	ids_put(space, handle, id);
 	map->address = addr;
 	map->size = size;
+	return 0;
+}
+
+/* A segment with this shm_perm, found under key, must be private to us. */
+static int check_ours(key_t key, const struct shmid_ds *ds)
+{
+	if (!dsm_uid_is_ours(ds->shm_perm.uid) || (ds->shm_perm.mode & 077))
+		return dsm_fail(EACCES,
+				"SysV segment 0x%08x belongs to uid %u with "
+				"mode %04o, not privately to uid %u",
+				(unsigned)key, (unsigned)ds->shm_perm.uid,
+				(unsigned)(ds->shm_perm.mode & 0777),
+				(unsigned)geteuid());
 	return 0;
 }
 
@@ -143,7 +200,7 @@ static int sysv_create(dsm_impl_space *space, dsm_handle handle, size_t size,
 static int sysv_lookup(key_t key, size_t *size)
 {
 	struct shmid_ds ds;
-	int id;
+	int id, rc;
 
 	id = dsm_sys.shmget(key, 0, 0);
 	if (id < 0)
@@ -152,13 +209,9 @@ static int sysv_lookup(key_t key, size_t *size)
 	if (dsm_sys.shmctl(id, IPC_STAT, &ds) < 0)
 		return dsm_fail(errno, "cannot stat SysV segment 0x%08x: %s",
 				(unsigned)key, strerror(errno));
-	if (ds.shm_perm.uid != geteuid() || (ds.shm_perm.mode & 077))
-		return dsm_fail(EACCES,
-				"SysV segment 0x%08x belongs to uid %u with "
-				"mode %04o, not privately to uid %u",
-				(unsigned)key, (unsigned)ds.shm_perm.uid,
-				(unsigned)(ds.shm_perm.mode & 0777),
-				(unsigned)geteuid());
+	rc = check_ours(key, &ds);
+	if (rc < 0)
+		return rc;
 	if (size)
 		*size = ds.shm_segsz;
 	return id;
@@ -179,6 +232,7 @@ static int sysv_attach(dsm_impl_space *space, dsm_handle handle,
 	if (addr == (void *)-1)
 		return dsm_fail(errno, "cannot attach SysV segment 0x%08x: %s",
 				(unsigned)key, strerror(errno));
+	ids_put(space, handle, id);
 	map->address = addr;
 	map->size = size;
 	return 0;
@@ -204,9 +258,45 @@ static int remove_key(key_t key)
 	return 0;
 }
 
+/*
+ * Remove key through a remembered id: 0 when removed, 1 when the id no
+ * longer names key's segment (the caller looks the key up), or -errno.
+ * Failures other than "no such id" are returned as the key lookup would
+ * return them, and the id is kept for the next try.
+ */
+static int remove_by_id(key_t key, int id)
+{
+	struct shmid_ds ds;
+	int rc;
+
+	if (dsm_sys.shmctl(id, IPC_STAT, &ds) < 0) {
+		if (errno == EINVAL || errno == EIDRM)
+			return 1; /* removed since: ask by key */
+		return dsm_fail(errno, "cannot stat SysV segment 0x%08x: %s",
+				(unsigned)key, strerror(errno));
+	}
+	if (ds.shm_perm.__key != key)
+		return 1; /* the id now names another segment */
+	rc = check_ours(key, &ds);
+	if (rc < 0)
+		return rc;
+	if (dsm_sys.shmctl(id, IPC_RMID, NULL) == 0)
+		return 0;
+	if (errno == EINVAL || errno == EIDRM)
+		return 1;
+	return dsm_fail(errno, "cannot remove SysV segment 0x%08x: %s",
+			(unsigned)key, strerror(errno));
+}
+
 static int sysv_destroy(dsm_impl_space *space, dsm_handle handle)
 {
-	return remove_key(sysv_key(space, handle));
+	key_t key = sysv_key(space, handle);
+	int id = ids_get(space, handle);
+	int rc = id < 0 ? 1 : remove_by_id(key, id);
+
+	if (id >= 0 && (rc == 0 || rc == 1))
+		ids_forget(space, handle, id); /* removed, or stale */
+	return rc == 1 ? remove_key(key) : rc;
 }
 
 static int sysv_destroy_name(dsm_impl_space *space, const char *os_name)
@@ -296,7 +386,7 @@ static int sysv_list(dsm_impl_space *space, dsm_impl_list_fn fn, void *arg)
 		if (sscanf(line, "%d %d %o %llu %d %d %lu %u", &key, &id,
 			   &perms, &size, &cpid, &lpid, &nattch, &uid) != 8)
 			continue;
-		if ((unsigned)key >> TAG_SHIFT != want || uid != geteuid())
+		if ((unsigned)key >> TAG_SHIFT != want || !dsm_uid_is_ours((uid_t)uid))
 			continue;
 		snprintf(name, sizeof(name), "sysv:0x%08x", (unsigned)key);
 		rc = fn(DSM_HANDLE_INVALID, name, arg);

@@ -1,0 +1,315 @@
+/*
+ * test_join.c - what an open does about dead processes when many are joined.
+ *
+ * An open used to check every joined process (a /proc read each, under the
+ * control lock), so its cost grew with the number of processes joined.  It
+ * now checks a few, round robin (src/instance.c, join): JOIN_CHECKS with
+ * kill(pid, 0) and one with its start time in /proc, and does the full reap
+ * only when it finds one dead.  These tests pin down the promises that
+ * remain, with JOINED helper processes that open the instance and wait:
+ *
+ *   an open reads /proc for one of them (and itself), and   test_open_is_bounded
+ *     probes at most JOIN_CHECKS more
+ *   one dead (and collected) among many is released within  test_dead_found_round_robin
+ *     a few opens, with its references; dsm_reap at once
+ *   a zombie (not collected) is released within JOINED + 1  test_zombie_found
+ *     opens: the /proc check rotates too
+ *   all killed: the next open releases every one            test_all_killed
+ *
+ * Without the bounded check the first test fails (an open reads /proc for
+ * every process); without either round robin, or the full reap on a find,
+ * one of the others fails.
+ */
+#include "inject.h"
+#include "testutil.h"
+
+#include "src/sys.h"
+
+#include <dynshm/dsm.h>
+
+#include <errno.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+/* Hidden test hook of the library (src/wrapper.h). */
+extern int dsm_test_instance_tag;
+
+#define JOINED 20     /* helper processes: more than an open checks */
+#define JOIN_CHECKS 8 /* src/instance.c */
+
+struct fixture {
+	char *dir;	   /* a test directory ... */
+	char path[4096]; /* ... and the instance directory in it */
+	dsm_config *cfg;
+	dsm_instance *inst; /* the test's own entry, kept open throughout */
+	pid_t kids[JOINED];
+	int go[2]; /* kids wait for EOF on go[0] */
+};
+
+static struct fixture fx;
+
+/* ---- counting /proc reads ---------------------------------------------- */
+
+static atomic_uint proc_opens;
+static int (*real_open)(const char *path, int flags, mode_t mode);
+
+static int counting_open(const char *path, int flags, mode_t mode)
+{
+	if (strncmp(path, "/proc/", 6) == 0)
+		atomic_fetch_add(&proc_opens, 1);
+	return real_open(path, flags, mode);
+}
+
+static void count_proc_reads(void)
+{
+	real_open = dsm_sys.open;
+	atomic_store(&proc_opens, 0);
+	dsm_sys.open = counting_open;
+}
+
+/* ---- helpers ------------------------------------------------------------ */
+
+#define ASSERT_OK(expr)                                                        \
+	do {                                                                   \
+		int rc_ = (expr);                                              \
+		if (rc_ != 0)                                                  \
+			fail_msg("%s: %d (%s)", #expr, rc_, dsm_last_error()); \
+	} while (0)
+
+static dsm_instance_info info_of(dsm_instance *inst)
+{
+	static dsm_instance_info info;
+
+	ASSERT_OK(dsm_instance_info_get(inst, &info));
+	return info;
+}
+
+/* A helper: join, report, hold a reference on h (if any), wait for EOF. */
+static void kid_main(int ready, dsm_handle h)
+{
+	dsm_instance *inst = NULL;
+	dsm_segment *seg = NULL;
+	char c = 'j';
+
+	close(fx.go[1]);
+	if (dsm_instance_open(fx.path, fx.cfg, 0, &inst) != 0)
+		c = 'o';
+	else if (h && dsm_attach(inst, h, &seg) != 0)
+		c = 'a';
+	if (write(ready, &c, 1) != 1)
+		_exit(2);
+	while (read(fx.go[0], &c, 1) > 0)
+		;
+	_exit(0);
+}
+
+/* Start JOINED helpers; the last also attaches h when h is not 0. */
+static void start_kids(dsm_handle h)
+{
+	int ready[2];
+
+	assert_int_equal(pipe(fx.go), 0);
+	assert_int_equal(pipe(ready), 0);
+	for (int i = 0; i < JOINED; i++) {
+		fx.kids[i] = fork();
+		assert_true(fx.kids[i] >= 0);
+		if (fx.kids[i] == 0) {
+			close(ready[0]);
+			kid_main(ready[1], i == JOINED - 1 ? h : 0);
+		}
+	}
+	close(fx.go[0]);
+	close(ready[1]);
+	for (int i = 0; i < JOINED; i++) {
+		char c = 0;
+
+		assert_int_equal(read(ready[0], &c, 1), 1);
+		assert_int_equal(c, 'j');
+	}
+	close(ready[0]);
+}
+
+static void kill_kid(int i)
+{
+	kill(fx.kids[i], SIGKILL);
+	waitpid(fx.kids[i], NULL, 0);
+	fx.kids[i] = 0;
+}
+
+/* One more open and close by this process: what an open reaps. */
+static void open_close(void)
+{
+	dsm_instance *inst = NULL;
+
+	ASSERT_OK(dsm_instance_open(fx.path, fx.cfg, 0, &inst));
+	ASSERT_OK(dsm_instance_close(inst));
+}
+
+/* ---- fixture ------------------------------------------------------------ */
+
+static int setup(void **state)
+{
+	(void)state;
+	memset(&fx, 0, sizeof(fx));
+	fx.go[0] = fx.go[1] = -1;
+	fx.dir = test_make_dir();
+	if (!fx.dir)
+		return -1;
+	snprintf(fx.path, sizeof(fx.path), "%s/inst", fx.dir);
+	if (dsm_config_new(&fx.cfg) != 0 ||
+	    dsm_config_set(fx.cfg, "dynamic_shared_memory_type", "posix") !=
+		    0 ||
+	    dsm_config_set(fx.cfg, "max_processes", "64") != 0)
+		return -1;
+	return dsm_instance_open(fx.path, fx.cfg, 0, &fx.inst) == 0 ? 0 : -1;
+}
+
+static int teardown(void **state)
+{
+	char report[4096];
+	int bad = 0;
+
+	(void)state;
+	dsm_sys_reset();
+	if (fx.go[1] >= 0)
+		close(fx.go[1]); /* EOF: the helpers leave */
+	for (int i = 0; i < JOINED; i++)
+		if (fx.kids[i] > 0 && test_wait(fx.kids[i]) != 0)
+			bad++;
+	if (fx.inst && dsm_instance_destroy(fx.inst) != 0)
+		bad++;
+	dsm_config_free(fx.cfg);
+	if (test_remove_dir(fx.dir) < 0)
+		bad++;
+	if (test_count_leftovers(report, sizeof(report)) != 0) {
+		fprintf(stderr, "leftovers:\n%s", report);
+		bad++;
+	}
+	return bad ? -1 : 0;
+}
+
+/* ---- tests -------------------------------------------------------------- */
+
+static void test_open_is_bounded(void **state)
+{
+	unsigned long probes;
+	unsigned reads;
+
+	(void)state;
+	start_kids(0);
+	assert_int_equal(info_of(fx.inst).processes, JOINED + 1);
+	inject_fail("kill", 0, 0); /* count only */
+	count_proc_reads();
+	open_close();
+	reads = atomic_load(&proc_opens);
+	probes = inject_calls("kill");
+	inject_reset();
+	/* one other's start time and its own; not JOINED + 1 */
+	if (reads > 2 || probes > JOIN_CHECKS)
+		fail_msg("an open with %d processes joined read /proc %u "
+			 "times and probed %lu pids",
+			 JOINED + 1, reads, probes);
+	assert_int_equal(info_of(fx.inst).processes, JOINED + 1);
+}
+
+static void test_dead_found_round_robin(void **state)
+{
+	dsm_segment *seg = NULL;
+	dsm_segment_info si;
+	dsm_handle h;
+	int opens = 0;
+
+	(void)state;
+	ASSERT_OK(dsm_create(fx.inst, 4096, 0, &seg));
+	h = dsm_segment_handle(seg);
+	start_kids(h);
+	ASSERT_OK(dsm_stat(fx.inst, h, &si));
+	assert_int_equal(si.references, 2);
+	/* the helper joined last (farthest from entry 0) holds one and dies */
+	kill_kid(JOINED - 1);
+	/* every entry is checked within ceil((JOINED + 1) / 8) opens */
+	while (info_of(fx.inst).processes == JOINED + 1 && opens < 3) {
+		open_close();
+		opens++;
+	}
+	assert_int_equal(info_of(fx.inst).processes, JOINED);
+	assert_int_equal(info_of(fx.inst).processes_reaped, 1);
+	ASSERT_OK(dsm_stat(fx.inst, h, &si));
+	assert_int_equal(si.references, 1);
+
+	/* dsm_reap still finds one at once, wherever it is */
+	kill_kid(0);
+	{
+		unsigned n = 0;
+
+		ASSERT_OK(dsm_reap(fx.inst, &n));
+		assert_int_equal(n, 1);
+	}
+	assert_int_equal(info_of(fx.inst).processes, JOINED - 1);
+	ASSERT_OK(dsm_detach(seg));
+}
+
+static void test_zombie_found(void **state)
+{
+	int opens = 0;
+
+	(void)state;
+	start_kids(0);
+	/* killed but not collected: its pid still exists */
+	kill(fx.kids[JOINED / 2], SIGKILL);
+	{
+		siginfo_t si;
+
+		/* until it is a zombie (WNOWAIT: leave it one) */
+		assert_int_equal(waitid(P_PID, (id_t)fx.kids[JOINED / 2], &si,
+					WEXITED | WNOWAIT),
+				 0);
+	}
+	while (info_of(fx.inst).processes == JOINED + 1 &&
+	       opens < JOINED + 1) {
+		open_close();
+		opens++;
+	}
+	assert_int_equal(info_of(fx.inst).processes, JOINED);
+	kill_kid(JOINED / 2);
+}
+
+static void test_all_killed(void **state)
+{
+	(void)state;
+	start_kids(0);
+	for (int i = 0; i < JOINED; i++)
+		kill_kid(i);
+	/* the first dead one found makes the open check everybody */
+	open_close();
+	assert_int_equal(info_of(fx.inst).processes, 1);
+	assert_int_equal(info_of(fx.inst).processes_reaped, JOINED);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_open_is_bounded, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_dead_found_round_robin,
+						setup, teardown),
+		cmocka_unit_test_setup_teardown(test_zombie_found, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_all_killed, setup,
+						teardown),
+	};
+
+	dsm_test_instance_tag = TEST_TAG; /* the leftover checks know it */
+	return cmocka_run_group_tests_name("join", tests, NULL, NULL);
+}
