@@ -636,13 +636,14 @@ static void free_instance(dsm_instance *inst)
 	free(inst);
 }
 
-static int join(dsm_instance *inst)
+static int join(dsm_instance *inst, unsigned flags)
 {
 	int rc = ctl_lock(inst);
 
 	if (rc < 0)
 		return rc;
-	reap_locked(inst, false, NULL);
+	if (!(flags & DSM_OPEN_NOREAP)) /* leave the dead to dsm_reap */
+		reap_locked(inst, false, NULL);
 	rc = join_locked(inst);
 	ctl_unlock(inst);
 	if (rc < 0)
@@ -667,7 +668,8 @@ DSM_EXPORT int dsm_instance_open(const char *name_or_dir,
 	bool named = false;
 	int lockfd = -1, rc;
 
-	if (!out || (flags & ~(DSM_OPEN_RESET | DSM_OPEN_EXISTING)))
+	if (!out || (flags & ~(DSM_OPEN_RESET | DSM_OPEN_EXISTING |
+			       DSM_OPEN_NOREAP)))
 		return dsm_fail(EINVAL, "bad arguments to dsm_instance_open "
 					"(flags 0x%x)",
 				flags);
@@ -685,7 +687,7 @@ DSM_EXPORT int dsm_instance_open(const char *name_or_dir,
 	if (rc == 0)
 		rc = find_or_create(inst, &cfg, flags);
 	if (rc == 0)
-		rc = join(inst);
+		rc = join(inst, flags);
 	if (lockfd >= 0)
 		state_unlock(lockfd);
 	if (rc < 0) {

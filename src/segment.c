@@ -16,12 +16,16 @@
  *            removes the OS object outside the lock, and frees the slot.
  * The process-local side - one dsm_segment per mapped segment, found by
  * slot index in O(1) - lives in dsm_instance and is guarded by its mutex.
+ * Named segments (named.c) use the same create and attach paths: a name is
+ * claimed with the slot reservation, and an initialisation callback runs
+ * between making the OS object and publishing ACTIVE.
  */
 #include "wrapper.h"
 
 #include "error.h"
 #include "sys.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -166,8 +170,9 @@ static void release_reference(dsm_instance *inst, uint32_t s,
 		finish_destroy(inst, s, backend, handle);
 }
 
-static int reserve_slot(dsm_instance *inst, size_t size, uint32_t *out_slot,
-			dsm_handle *out_handle)
+/* name: NULL for an anonymous segment; checked with the reservation. */
+static int reserve_slot(dsm_instance *inst, size_t size, const char *name,
+			uint32_t *out_slot, dsm_handle *out_handle)
 {
 	struct ctl *c = &inst->c;
 	struct ctl_slot *slot;
@@ -176,6 +181,10 @@ static int reserve_slot(dsm_instance *inst, size_t size, uint32_t *out_slot,
 
 	if (rc < 0)
 		return rc;
+	if (name && (rc = named_claim_locked(inst, name)) < 0) {
+		ctl_unlock(inst);
+		return rc;
+	}
 	s = ctl_pop_free(c);
 	if (s == CTL_NONE) {
 		reap_locked(inst, false, NULL); /* the dead may hold slots */
@@ -198,6 +207,7 @@ static int reserve_slot(dsm_instance *inst, size_t size, uint32_t *out_slot,
 	slot->created_ns = now_ns();
 	slot->pinned = 0;
 	slot->doomed = 0;
+	snprintf(slot->name, sizeof(slot->name), "%s", name ? name : "");
 	ctl_publish(&slot->state, SLOT_CREATING);
 	HOOK("create:reserved");
 	ctl_unlock(inst);
@@ -218,13 +228,14 @@ static void unreserve_slot(dsm_instance *inst, uint32_t s, dsm_handle handle)
 	ctl_unlock(inst);
 }
 
-static int activate_slot(dsm_instance *inst, uint32_t s)
+static int activate_slot(dsm_instance *inst, uint32_t s, bool pin)
 {
 	int rc = ctl_lock(inst);
 
 	if (rc < 0)
 		return rc;
 	ctl_set_bit(&inst->c, inst->me, s);
+	inst->c.slots[s].pinned = pin;
 	HOOK("create:referenced");
 	ctl_publish(&inst->c.slots[s].state, SLOT_ACTIVE);
 	ctl_unlock(inst);
@@ -242,13 +253,13 @@ static int refuse_disabled(dsm_instance *inst)
 }
 
 static int create_os_object(dsm_instance *inst, size_t size,
-			    struct dsm_segment *seg)
+			    const char *name, struct dsm_segment *seg)
 {
 	dsm_impl_space *space;
 	int rc = space_for(inst, inst->backend, &space);
 
 	for (int attempt = 0; rc == 0 && attempt < 16; attempt++) {
-		rc = reserve_slot(inst, size, &seg->slot, &seg->handle);
+		rc = reserve_slot(inst, size, name, &seg->slot, &seg->handle);
 		if (rc < 0)
 			break;
 		HOOK("create:before-os");
@@ -268,43 +279,54 @@ static int create_os_object(dsm_instance *inst, size_t size,
 	return rc;
 }
 
-DSM_EXPORT int dsm_create(dsm_instance *inst, size_t size, unsigned flags,
-			  dsm_segment **out)
+/* A failed initialisation callback: its code, with a message of ours. */
+static int init_failed(dsm_instance *inst, const char *name, int rc)
+{
+	if (rc > 0)
+		rc = -ECANCELED; /* not an errno: say "cancelled" */
+	return dsm_fail(-rc, "the initialisation callback of segment '%s' in "
+			     "instance '%s' failed (%s); the segment was "
+			     "removed",
+			name, inst->name, strerror(-rc));
+}
+
+/*
+ * Create, run init while the slot is still CREATING (so that nobody else
+ * can map a half-initialised segment), then publish it.  Arguments are
+ * valid and inst is entered.  name and init are NULL for dsm_create.
+ */
+int segment_create(dsm_instance *inst, size_t size, const char *name,
+		   unsigned flags, dsm_init_fn init, void *arg,
+		   dsm_segment **out)
 {
 	struct dsm_segment *seg;
-	int rc = inst_enter(inst);
+	int rc;
 
-	if (rc < 0)
-		return rc;
-	if (!out || flags != 0 || size == 0 || size > DSM_IMPL_MAX_SIZE) {
-		rc = dsm_fail(EINVAL,
-			      "cannot create a segment of %zu bytes with flags "
-			      "0x%x in instance '%s' (sizes: 1 to %zu; flags: "
-			      "0)",
-			      size, flags, inst->name, DSM_IMPL_MAX_SIZE);
-		goto out;
-	}
-	if (inst->backend == DSM_IMPL_NONE) {
-		rc = refuse_disabled(inst);
-		goto out;
-	}
+	if (inst->backend == DSM_IMPL_NONE)
+		return refuse_disabled(inst);
 	seg = alloc_segment(inst);
-	if (!seg) {
-		rc = dsm_fail(ENOMEM, "out of memory creating a segment");
-		goto out;
-	}
-	rc = create_os_object(inst, size, seg);
+	if (!seg)
+		return dsm_fail(ENOMEM, "out of memory creating a segment");
+	rc = create_os_object(inst, size, name, seg);
 	if (rc < 0)
 		goto fail_free;
 	HOOK("create:after-os");
-	rc = activate_slot(inst, seg->slot);
+	if (init) {
+		HOOK("named:init");
+		rc = init(seg, arg);
+		if (rc != 0) {
+			rc = init_failed(inst, name, rc);
+			goto fail_unmap;
+		}
+	}
+	rc = activate_slot(inst, seg->slot, flags & DSM_CREATE_PIN);
 	if (rc < 0)
 		goto fail_unmap;
 	seg->nattach = 1;
 	seg->scope = scope_of(inst);
 	link_segment(inst, seg);
 	*out = seg;
-	goto out;
+	return 0;
 
 fail_unmap:
 	/* back out in reverse: unmap, remove the object, free the slot */
@@ -312,8 +334,26 @@ fail_unmap:
 	os_destroy(inst, inst->backend, seg->handle);
 	unreserve_slot(inst, seg->slot, seg->handle);
 fail_free:
+	free(seg->cbs);
 	free(seg);
-out:
+	return rc;
+}
+
+DSM_EXPORT int dsm_create(dsm_instance *inst, size_t size, unsigned flags,
+			  dsm_segment **out)
+{
+	int rc = inst_enter(inst);
+
+	if (rc < 0)
+		return rc;
+	if (!out || flags != 0 || size == 0 || size > DSM_IMPL_MAX_SIZE)
+		rc = dsm_fail(EINVAL,
+			      "cannot create a segment of %zu bytes with flags "
+			      "0x%x in instance '%s' (sizes: 1 to %zu; flags: "
+			      "0)",
+			      size, flags, inst->name, DSM_IMPL_MAX_SIZE);
+	else
+		rc = segment_create(inst, size, NULL, 0, NULL, NULL, out);
 	inst_leave(inst);
 	return rc;
 }
@@ -390,22 +430,30 @@ fail_free:
 	return rc;
 }
 
+/* dsm_attach with inst entered (also used by the named functions). */
+int segment_attach(dsm_instance *inst, dsm_handle handle, dsm_segment **out)
+{
+	uint32_t s = (uint32_t)(handle & HANDLE_SLOT_MASK);
+
+	if (!out)
+		return dsm_fail(EINVAL, "no result pointer given");
+	if (s < inst->c.hdr->max_segments && inst->local[s] &&
+	    inst->local[s]->handle == handle) {
+		inst->local[s]->nattach++; /* already mapped here */
+		*out = inst->local[s];
+		return 0;
+	}
+	return attach_new(inst, handle, out);
+}
+
 DSM_EXPORT int dsm_attach(dsm_instance *inst, dsm_handle handle,
 			  dsm_segment **out)
 {
-	uint32_t s = (uint32_t)(handle & HANDLE_SLOT_MASK);
 	int rc = inst_enter(inst);
 
 	if (rc < 0)
 		return rc;
-	if (!out)
-		rc = dsm_fail(EINVAL, "no result pointer given");
-	else if (s < inst->c.hdr->max_segments && inst->local[s] &&
-		 inst->local[s]->handle == handle) {
-		inst->local[s]->nattach++; /* already mapped here */
-		*out = inst->local[s];
-	} else
-		rc = attach_new(inst, handle, out);
+	rc = segment_attach(inst, handle, out);
 	inst_leave(inst);
 	return rc;
 }
@@ -684,6 +732,8 @@ static void fill_info(const struct ctl_slot *slot, dsm_segment_info *info)
 	info->pinned = slot->pinned != 0;
 	info->creator_pid = slot->creator_pid;
 	info->created_ns = slot->created_ns;
+	memcpy(info->name, slot->name, sizeof(info->name) - 1);
+	info->name[sizeof(info->name) - 1] = '\0';
 }
 
 DSM_EXPORT int dsm_stat(dsm_instance *inst, dsm_handle handle,
