@@ -71,6 +71,11 @@ static int check_name(const char *name)
 
 		if (name_char_ok((char)ch))
 			continue;
+		if (ch == ' ')
+			return dsm_fail(EINVAL,
+					"segment name '%s' contains a space "
+					"(allowed: %s)",
+					name, allowed_text);
 		if (ch > ' ' && ch < 0x7f)
 			return dsm_fail(EINVAL,
 					"segment name '%s' contains '%c' "
