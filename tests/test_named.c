@@ -37,6 +37,8 @@
 
 #include <cmocka.h>
 
+#include "dsm_assert.h"
+
 /* Hidden test hooks of the library (src/wrapper.h). */
 extern int dsm_test_instance_tag;
 extern void (*dsm_test_hook)(const char *point);
@@ -62,39 +64,6 @@ struct shared {
 static const char *current_backend;
 static struct fixture the_fixture;
 static int fixture_failures;
-
-#define ASSERT_OK(expr)                                                        \
-	do {                                                                   \
-		int rc_ = (expr);                                              \
-		if (rc_ != 0)                                                  \
-			fail_msg("%s = %d (%s)", #expr, rc_, dsm_last_error()); \
-	} while (0)
-
-#define ASSERT_RC(expr, want)                                                  \
-	do {                                                                   \
-		int rc_ = (expr), want_ = (want);                              \
-		if (rc_ != want_)                                              \
-			fail_msg("%s = %d, expected %d (%s)", #expr, rc_,      \
-				 want_, dsm_last_error());                     \
-	} while (0)
-
-#define ASSERT_MSG_HAS(text)                                                   \
-	do {                                                                   \
-		if (!strstr(dsm_last_error(), (text)))                         \
-			fail_msg("message '%s' does not contain '%s'",         \
-				 dsm_last_error(), (text));                    \
-	} while (0)
-
-#define CHILD_OK(expr)                                                         \
-	do {                                                                   \
-		int rc_ = (expr);                                              \
-		if (rc_ != 0) {                                                \
-			fprintf(stderr, "%s:%d: child: %s = %d (%s)\n",        \
-				__FILE__, __LINE__, #expr, rc_,                \
-				dsm_last_error());                             \
-			return 1;                                              \
-		}                                                              \
-	} while (0)
 
 /* ---- fixture ------------------------------------------------------------- */
 

@@ -218,8 +218,8 @@ static int cmd_create(const struct options *o, int argc, char **argv)
 			       "outlives this command; with --hold it is not "
 			       "pinned and stays mapped until\n"
 			       "this process is interrupted, then goes away.\n"
-			       "With --name, other commands can find it by NAME "
-			       "(1 to 63 letters, digits\n"
+			       "With --name, other commands can find it by "
+			       "NAME (1 to 63 letters, digits\n"
 			       "and _ . - : /), which must not be in use.\n");
 			return 0;
 		} else
