@@ -291,7 +291,7 @@ static int parse_line(struct dsm_config *cfg, const char *path, int lineno,
 	snprintf(raw, sizeof(raw), "%s", value); /* parse_value rewrites it */
 	if (parse_value(value) < 0)
 		return dsm_fail(EINVAL, "%s:%d: %s: unterminated quote or text "
-					"after the value in \"%s\" (allowed: "
+					"after the value: %s (allowed: "
 					"'text', \"text\" or text, then "
 					"only a # comment)",
 				path, lineno, key, raw);

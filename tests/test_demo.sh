@@ -162,6 +162,9 @@ for backend in posix sysv mmap; do
 	kill -9 "$holder"
 	wait "$holder"
 	holder=
+	# list only looks: the dead holder's reference is still shown
+	run 0 "${D[@]}" list --json
+	json_check "[s['references'] for s in l if s['handle'] == '$held'] == [1]" "json before gc"
 	run 0 "${D[@]}" gc
 	[ "$out" = "released 1 dead process" ] || fail "gc said '$out'"
 	run 0 "${D[@]}" list --json

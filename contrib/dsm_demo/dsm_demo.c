@@ -26,6 +26,12 @@
 
 #define EXIT_USER 1
 #define EXIT_USAGE 2
+/*
+ * list and info only look: they neither create an instance nor reap, so
+ * they show what dead processes still hold until gc (or another command
+ * that joins) releases it.
+ */
+#define LOOK_ONLY (DSM_OPEN_EXISTING | DSM_OPEN_NOREAP)
 
 struct options {
 	const char *instance;
@@ -425,7 +431,7 @@ static int cmd_list(const struct options *o, int argc, char **argv)
 		json = 1;
 	else if (argc != 1)
 		return usage_error("list: unexpected argument '%s'", argv[1]);
-	if ((rc = open_instance(o, DSM_OPEN_EXISTING, &inst)) != 0)
+	if ((rc = open_instance(o, LOOK_ONLY, &inst)) != 0)
 		return rc;
 	rc = dsm_foreach_segment(inst, collect_segment, &st);
 	dsm_instance_close(inst);
@@ -508,7 +514,7 @@ static int cmd_info(const struct options *o, int argc, char **argv)
 		return 0;
 	if (argc != 1)
 		return usage_error("info: unexpected argument '%s'", argv[1]);
-	if ((rc = open_instance(o, DSM_OPEN_EXISTING, &inst)) != 0)
+	if ((rc = open_instance(o, LOOK_ONLY, &inst)) != 0)
 		return rc;
 	rc = dsm_instance_info_get(inst, &info);
 	if (rc == 0) {
