@@ -643,6 +643,21 @@ static void test_init_calls_itself(void **state)
 	assert_int_equal(segments_in(f->inst), 0);
 }
 
+/* With the none backend every named create is refused, nothing is made. */
+static void test_none_refuses(void **state)
+{
+	struct fixture *f = *state;
+	dsm_segment *seg;
+
+	ASSERT_RC(dsm_create_named(f->inst, "n", 64, 0, &seg), -ENOTSUP);
+	ASSERT_MSG_HAS("disabled");
+	ASSERT_RC(dsm_get_named(f->inst, "n", 64, 0, count_calls, NULL, &seg,
+				NULL),
+		  -ENOTSUP);
+	ASSERT_RC(dsm_attach_named(f->inst, "n", &seg), -ENOENT);
+	assert_int_equal(segments_in(f->inst), 0);
+}
+
 /* ---- groups -------------------------------------------------------------- */
 
 #define T(fn) cmocka_unit_test_setup_teardown(fn, test_setup, test_teardown)
@@ -676,5 +691,12 @@ int main(void)
 		cmocka_set_test_filter(getenv("DYNSHM_TEST_FILTER"));
 	for (size_t i = 0; i < sizeof(backends) / sizeof(backends[0]); i++)
 		rc += run(backends[i]);
+	{
+		const struct CMUnitTest none[] = { T(test_none_refuses) };
+
+		current_backend = "none";
+		rc += cmocka_run_group_tests_name("named/none", none, NULL,
+						  NULL);
+	}
 	return rc || fixture_failures ? 1 : 0;
 }
