@@ -284,15 +284,22 @@ static const struct key_desc *find_key(const char *name)
 	return NULL;
 }
 
-static int unknown_key(const char *name)
+/* value: what was to be set, or NULL when only reading the key. */
+static int unknown_key(const char *name, const char *value)
 {
-	return dsm_fail(EINVAL,
-			"unknown configuration key '%s' (known: "
-			"dynamic_shared_memory_type, dsm_directory, "
-			"max_segments, max_processes, "
-			"min_dynamic_shared_memory, huge_pages, mshare, "
-			"mshare_path)",
-			name ? name : "(null)");
+	char known[512] = "";
+	size_t used = 0;
+
+	for (size_t i = 0; i < NKEYS && used < sizeof(known); i++)
+		used += (size_t)snprintf(known + used, sizeof(known) - used,
+					 "%s%s", i ? ", " : "", keys[i].name);
+	if (value)
+		return dsm_fail(EINVAL,
+				"unknown configuration key '%s' (value '%s'; "
+				"known: %s)",
+				name ? name : "(null)", value, known);
+	return dsm_fail(EINVAL, "unknown configuration key '%s' (known: %s)",
+			name ? name : "(null)", known);
 }
 
 void config_defaults(struct dsm_config *cfg)
@@ -332,7 +339,7 @@ static int set_key(struct dsm_config *cfg, const char *key, const char *value)
 	int rc;
 
 	if (!d)
-		return unknown_key(key);
+		return unknown_key(key, value);
 	copy = *cfg;
 	rc = d->set(&copy, d, value);
 	if (rc < 0)
@@ -406,7 +413,7 @@ static int parse_value(char *value)
 static int parse_line(struct dsm_config *cfg, const char *path, int lineno,
 		      char *line)
 {
-	char *key = skip_space(line), *eq, *value;
+	char *key = skip_space(line), *eq, *value, raw[256];
 	int rc;
 
 	if (*key == '\0' || *key == '#')
@@ -419,10 +426,13 @@ static int parse_line(struct dsm_config *cfg, const char *path, int lineno,
 	*eq = '\0';
 	trim_end(key);
 	value = skip_space(eq + 1);
+	snprintf(raw, sizeof(raw), "%s", value); /* parse_value rewrites it */
 	if (parse_value(value) < 0)
 		return dsm_fail(EINVAL, "%s:%d: %s: unterminated quote or text "
-					"after the value",
-				path, lineno, key);
+					"after the value: %s (allowed: "
+					"'text', \"text\" or text, then "
+					"only a # comment)",
+				path, lineno, key, raw);
 	rc = set_key(cfg, key, value);
 	if (rc < 0) {
 		char why[512];
@@ -554,7 +564,7 @@ DSM_EXPORT int dsm_config_get(const dsm_config *cfg, const char *key,
 	if (!cfg || !buf)
 		return dsm_fail(EINVAL, "no configuration or buffer given");
 	if (!d)
-		return unknown_key(key);
+		return unknown_key(key, NULL);
 	n = d->get(cfg, buf, len);
 	if (n < 0 || (size_t)n >= len)
 		return dsm_fail(ENAMETOOLONG, "buffer too small for %s",

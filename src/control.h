@@ -18,7 +18,7 @@
  * about what a process holds and releasing a dead process is clearing its row.
  *
  * PRIMARY AND DERIVED DATA.  Crash repair rests on one split:
- *   primary  - slot state/handle/size/backend/owner/pinned/doomed, proc
+ *   primary  - slot state/handle/size/backend/owner/pinned/doomed/name, proc
  *              state/pid/start time, the refs bitmap.  Every mutation of
  *              primary data is ordered so that any prefix of it, left by a
  *              process killed half-way, is a state the reaper can finish;
@@ -48,11 +48,13 @@
 #include <sys/types.h>
 
 #define CTL_MAGIC 0x54436d68736e7964ull /* "dynshmCT" little-endian */
-#define CTL_VERSION 2u
+#define CTL_VERSION 3u /* 2: region fields, 3: slot names */
 
 #define CTL_MAX_SEGMENTS (1u << 20)
 #define CTL_MAX_PROCESSES (1u << 16)
 #define CTL_NONE UINT32_MAX
+/* Bytes of a slot's name field: DSM_SEGMENT_NAME_MAX + 1 for the NUL. */
+#define CTL_NAME_LEN 64
 
 /* Handle layout: [63..40] random, [39..24] generation, [23..0] slot. */
 #define HANDLE_SLOT_BITS 24
@@ -109,6 +111,19 @@ struct ctl_slot {
 	uint32_t region_order;	/* (L) region: block of 2^order pages */
 	uint32_t huge;		/* (L, creator while CREATING) on hugetlb */
 	uint64_t region_offset; /* (L) region: byte offset of the block */
+	/*
+	 * (L) primary.  "" for an anonymous segment.  Written when the slot
+	 * is reserved (before CREATING is published) and not changed until
+	 * the slot is reserved again; meaningful only while state != FREE.
+	 * NAME INVARIANT: among the slots that are CREATING, or ACTIVE and
+	 * not doomed, no two hold the same non-empty name.  Kept by checking
+	 * and reserving under one hold of the lock (segment.c, named.c);
+	 * dsm_destroy (doomed) and MORIBUND release the name at once, so it
+	 * can be reused while the old segment is still mapped somewhere.
+	 * A CREATING slot with a name is also the init window of
+	 * dsm_get_named: others wait until it turns ACTIVE or is freed.
+	 */
+	char name[CTL_NAME_LEN];
 };
 
 struct ctl_proc {

@@ -759,7 +759,7 @@ static void free_instance(dsm_instance *inst)
 	free(inst);
 }
 
-static int join(dsm_instance *inst)
+static int join(dsm_instance *inst, unsigned flags)
 {
 	struct join_check chk[1 + JOIN_CHECKS];
 	uint64_t start = ctl_process_start_time(getpid());
@@ -769,14 +769,16 @@ static int join(dsm_instance *inst)
 
 	if (rc < 0)
 		return rc;
-	n = pick_checks_locked(inst, chk);
-	ctl_unlock(inst);
-	dead = any_dead(chk, n);
-	rc = ctl_lock(inst);
-	if (rc < 0)
-		return rc;
-	if (dead)
-		reap_locked(inst, false, NULL);
+	if (!(flags & DSM_OPEN_NOREAP)) { /* else leave the dead to dsm_reap */
+		n = pick_checks_locked(inst, chk);
+		ctl_unlock(inst);
+		dead = any_dead(chk, n);
+		rc = ctl_lock(inst);
+		if (rc < 0)
+			return rc;
+		if (dead)
+			reap_locked(inst, false, NULL);
+	}
 	rc = join_locked(inst, start);
 	ctl_unlock(inst);
 	if (rc < 0)
@@ -802,7 +804,7 @@ DSM_EXPORT int dsm_instance_open(const char *name_or_dir,
 	int lockfd = -1, rc;
 
 	if (!out || (flags & ~(DSM_OPEN_RESET | DSM_OPEN_EXISTING |
-			       DSM_OPEN_SUPERVISOR)))
+			       DSM_OPEN_SUPERVISOR | DSM_OPEN_NOREAP)))
 		return dsm_fail(EINVAL, "bad arguments to dsm_instance_open "
 					"(flags 0x%x)",
 				flags);
@@ -823,7 +825,7 @@ DSM_EXPORT int dsm_instance_open(const char *name_or_dir,
 	if (rc == 0)
 		rc = region_join(inst);
 	if (rc == 0)
-		rc = join(inst);
+		rc = join(inst, flags);
 	if (rc == 0) {
 		rc = placement_open(inst, &cfg, flags); /* under the flock */
 		if (rc < 0 && ctl_lock(inst) == 0) {

@@ -21,6 +21,10 @@
  * "OS object" is a block of the region, taken with the reservation under
  * the lock and given back when the slot is freed, and mapping it is pointer
  * arithmetic (seg->map is NULL, seg->region_addr says where).
+ *
+ * Named segments (named.c) use the same create and attach paths: a name is
+ * claimed with the slot reservation, and an initialisation callback runs
+ * between making the OS object and publishing ACTIVE.
  */
 #include "wrapper.h"
 
@@ -29,6 +33,7 @@
 #include "sys.h"
 
 #include <inttypes.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -204,8 +209,12 @@ static int reserve_block_locked(dsm_instance *inst, uint32_t s, size_t size,
 	return 0;
 }
 
-/* region: 0 backend, 1 region if it fits, 2 region only (reap to fit). */
+/*
+ * region: 0 backend, 1 region if it fits, 2 region only (reap to fit).
+ * name: NULL for an anonymous segment; checked with the reservation.
+ */
 static int reserve_slot(dsm_instance *inst, size_t size, int region,
+			const char *name,
 			uint32_t *out_slot, dsm_handle *out_handle)
 {
 	struct ctl *c = &inst->c;
@@ -215,6 +224,10 @@ static int reserve_slot(dsm_instance *inst, size_t size, int region,
 
 	if (rc < 0)
 		return rc;
+	if (name && (rc = named_claim_locked(inst, name)) < 0) {
+		ctl_unlock(inst);
+		return rc;
+	}
 	s = ctl_pop_free(c);
 	if (s == CTL_NONE) {
 		reap_locked(inst, false, NULL); /* the dead may hold slots */
@@ -246,6 +259,7 @@ static int reserve_slot(dsm_instance *inst, size_t size, int region,
 	slot->created_ns = now_ns();
 	slot->pinned = 0;
 	slot->doomed = 0;
+	snprintf(slot->name, sizeof(slot->name), "%s", name ? name : "");
 	ctl_publish(&slot->state, SLOT_CREATING);
 	HOOK("create:reserved");
 	ctl_unlock(inst);
@@ -266,13 +280,14 @@ static void unreserve_slot(dsm_instance *inst, uint32_t s, dsm_handle handle)
 	ctl_unlock(inst);
 }
 
-static int activate_slot(dsm_instance *inst, uint32_t s)
+static int activate_slot(dsm_instance *inst, uint32_t s, bool pin)
 {
 	int rc = ctl_lock(inst);
 
 	if (rc < 0)
 		return rc;
 	ctl_set_bit(&inst->c, inst->me, s);
+	inst->c.slots[s].pinned = pin;
 	HOOK("create:referenced");
 	ctl_publish(&inst->c.slots[s].state, SLOT_ACTIVE);
 	ctl_unlock(inst);
@@ -290,14 +305,15 @@ static int refuse_disabled(dsm_instance *inst)
 }
 
 static int create_os_object(dsm_instance *inst, size_t size,
-			    struct dsm_segment *seg)
+			    const char *name, struct dsm_segment *seg)
 {
 	dsm_impl_space *space;
 	unsigned huge = region_segment_flags(inst, size);
 	int rc = space_for(inst, inst->backend, &space);
 
 	for (int attempt = 0; rc == 0 && attempt < 16; attempt++) {
-		rc = reserve_slot(inst, size, 0, &seg->slot, &seg->handle);
+		rc = reserve_slot(inst, size, 0, name, &seg->slot,
+				  &seg->handle);
 		if (rc < 0)
 			break;
 		HOOK("create:before-os");
@@ -327,12 +343,13 @@ static int create_os_object(dsm_instance *inst, size_t size,
 }
 
 /* Reserve a slot with a block of the region; zero it outside the lock. */
-static int create_in_region(dsm_instance *inst, size_t size, unsigned flags,
+static int create_in_region(dsm_instance *inst, size_t size,
+			    const char *name, unsigned flags,
 			    struct dsm_segment *seg)
 {
 	struct ctl_slot *slot;
 	int rc = reserve_slot(inst, size, flags & DSM_CREATE_REGION ? 2 : 1,
-			      &seg->slot, &seg->handle);
+			      name, &seg->slot, &seg->handle);
 
 	if (rc < 0)
 		return rc;
@@ -346,62 +363,77 @@ static int create_in_region(dsm_instance *inst, size_t size, unsigned flags,
 }
 
 /* Region first unless told otherwise; the backend when it has no room. */
-static int create_placed(dsm_instance *inst, size_t size, unsigned flags,
-			 struct dsm_segment *seg)
+static int create_placed(dsm_instance *inst, size_t size, const char *name,
+			 unsigned flags, struct dsm_segment *seg)
 {
 	int rc;
 
 	if (flags & DSM_CREATE_NO_REGION)
-		return create_os_object(inst, size, seg);
+		return create_os_object(inst, size, name, seg);
 	if (!inst->region.base) {
 		if (flags & DSM_CREATE_REGION)
 			return dsm_fail(ENOTSUP,
 					"instance '%s' has no region "
 					"(min_dynamic_shared_memory = 0)",
 					inst->name);
-		return create_os_object(inst, size, seg);
+		return create_os_object(inst, size, name, seg);
 	}
-	rc = create_in_region(inst, size, flags, seg);
+	rc = create_in_region(inst, size, name, flags, seg);
 	if (rc == -ENOSPC && !(flags & DSM_CREATE_REGION)) {
 		dsm_clear_error();
 		seg->slot = CTL_NONE;
-		rc = create_os_object(inst, size, seg);
+		rc = create_os_object(inst, size, name, seg);
 	}
 	return rc;
 }
 
 #define CREATE_FLAGS                                                           \
-	(DSM_CREATE_REGION | DSM_CREATE_NO_REGION | DSM_CREATE_NO_ZERO)
+	(DSM_CREATE_REGION | DSM_CREATE_NO_REGION | DSM_CREATE_NO_ZERO |        \
+	 DSM_CREATE_PIN)
 
-DSM_EXPORT int dsm_create(dsm_instance *inst, size_t size, unsigned flags,
-			  dsm_segment **out)
+/* The flags every create function takes (dsm_create, the named ones). */
+int segment_check_flags(const dsm_instance *inst, unsigned flags)
+{
+	if ((flags & ~CREATE_FLAGS) ||
+	    (flags & DSM_CREATE_REGION && flags & DSM_CREATE_NO_REGION))
+		return dsm_fail(EINVAL,
+				"bad create flags 0x%x for instance '%s' "
+				"(allowed: DSM_CREATE_REGION or "
+				"DSM_CREATE_NO_REGION, DSM_CREATE_NO_ZERO, "
+				"DSM_CREATE_PIN)",
+				flags, inst->name);
+	return 0;
+}
+
+/* A failed initialisation callback: its code, with a message of ours. */
+static int init_failed(dsm_instance *inst, const char *name, int rc)
+{
+	if (rc > 0)
+		rc = -ECANCELED; /* not an errno: say "cancelled" */
+	return dsm_fail(-rc, "the initialisation callback of segment '%s' in "
+			     "instance '%s' failed (%s); the segment was "
+			     "removed",
+			name, inst->name, strerror(-rc));
+}
+
+/*
+ * Create, run init while the slot is still CREATING (so that nobody else
+ * can map a half-initialised segment), then publish it.  Arguments are
+ * valid and inst is entered.  name and init are NULL for dsm_create.
+ */
+int segment_create(dsm_instance *inst, size_t size, const char *name,
+		   unsigned flags, dsm_init_fn init, void *arg,
+		   dsm_segment **out)
 {
 	struct dsm_segment *seg;
-	int rc = inst_enter(inst);
+	int rc;
 
-	if (rc < 0)
-		return rc;
-	if (!out || (flags & ~CREATE_FLAGS) || size == 0 ||
-	    size > DSM_IMPL_MAX_SIZE ||
-	    (flags & DSM_CREATE_REGION && flags & DSM_CREATE_NO_REGION)) {
-		rc = dsm_fail(EINVAL,
-			      "cannot create a segment of %zu bytes with flags "
-			      "0x%x in instance '%s' (sizes: 1 to %zu; flags: "
-			      "DSM_CREATE_REGION or DSM_CREATE_NO_REGION, and "
-			      "DSM_CREATE_NO_ZERO)",
-			      size, flags, inst->name, DSM_IMPL_MAX_SIZE);
-		goto out;
-	}
-	if (inst->backend == DSM_IMPL_NONE) {
-		rc = refuse_disabled(inst);
-		goto out;
-	}
+	if (inst->backend == DSM_IMPL_NONE)
+		return refuse_disabled(inst);
 	seg = alloc_segment(inst);
-	if (!seg) {
-		rc = dsm_fail(ENOMEM, "out of memory creating a segment");
-		goto out;
-	}
-	rc = create_placed(inst, size, flags, seg);
+	if (!seg)
+		return dsm_fail(ENOMEM, "out of memory creating a segment");
+	rc = create_placed(inst, size, name, flags, seg);
 	if (rc < 0)
 		goto fail_free;
 	HOOK("create:after-os");
@@ -412,14 +444,22 @@ DSM_EXPORT int dsm_create(dsm_instance *inst, size_t size, unsigned flags,
 			goto fail_unmap;
 	}
 	/* <<< placement */
-	rc = activate_slot(inst, seg->slot);
+	if (init) {
+		HOOK("named:init");
+		rc = init(seg, arg);
+		if (rc != 0) {
+			rc = init_failed(inst, name, rc);
+			goto fail_unmap;
+		}
+	}
+	rc = activate_slot(inst, seg->slot, flags & DSM_CREATE_PIN);
 	if (rc < 0)
 		goto fail_unmap;
 	seg->nattach = 1;
 	seg->scope = scope_of(inst);
 	link_segment(inst, seg);
 	*out = seg;
-	goto out;
+	return 0;
 
 fail_unmap:
 	/* back out in reverse: unmap, remove the object, free the slot */
@@ -429,8 +469,27 @@ fail_unmap:
 		os_destroy(inst, inst->backend, seg->handle);
 	unreserve_slot(inst, seg->slot, seg->handle);
 fail_free:
+	free(seg->cbs);
 	free(seg);
-out:
+	return rc;
+}
+
+DSM_EXPORT int dsm_create(dsm_instance *inst, size_t size, unsigned flags,
+			  dsm_segment **out)
+{
+	int rc = inst_enter(inst);
+
+	if (rc < 0)
+		return rc;
+	if (!out || size == 0 || size > DSM_IMPL_MAX_SIZE)
+		rc = dsm_fail(EINVAL,
+			      "cannot create a segment of %zu bytes in "
+			      "instance '%s' (sizes: 1 to %zu)",
+			      size, inst->name, DSM_IMPL_MAX_SIZE);
+	else
+		rc = segment_check_flags(inst, flags);
+	if (rc == 0)
+		rc = segment_create(inst, size, NULL, flags, NULL, NULL, out);
 	inst_leave(inst);
 	return rc;
 }
@@ -524,22 +583,30 @@ fail_free:
 	return rc;
 }
 
+/* dsm_attach with inst entered (also used by the named functions). */
+int segment_attach(dsm_instance *inst, dsm_handle handle, dsm_segment **out)
+{
+	uint32_t s = (uint32_t)(handle & HANDLE_SLOT_MASK);
+
+	if (!out)
+		return dsm_fail(EINVAL, "no result pointer given");
+	if (s < inst->c.hdr->max_segments && inst->local[s] &&
+	    inst->local[s]->handle == handle) {
+		inst->local[s]->nattach++; /* already mapped here */
+		*out = inst->local[s];
+		return 0;
+	}
+	return attach_new(inst, handle, out);
+}
+
 DSM_EXPORT int dsm_attach(dsm_instance *inst, dsm_handle handle,
 			  dsm_segment **out)
 {
-	uint32_t s = (uint32_t)(handle & HANDLE_SLOT_MASK);
 	int rc = inst_enter(inst);
 
 	if (rc < 0)
 		return rc;
-	if (!out)
-		rc = dsm_fail(EINVAL, "no result pointer given");
-	else if (s < inst->c.hdr->max_segments && inst->local[s] &&
-		 inst->local[s]->handle == handle) {
-		inst->local[s]->nattach++; /* already mapped here */
-		*out = inst->local[s];
-	} else
-		rc = attach_new(inst, handle, out);
+	rc = segment_attach(inst, handle, out);
 	inst_leave(inst);
 	return rc;
 }
@@ -833,6 +900,8 @@ static void fill_info(const struct ctl_slot *slot, dsm_segment_info *info)
 	info->creator_pid = slot->creator_pid;
 	info->huge_pages = slot->huge != 0;
 	info->created_ns = slot->created_ns;
+	memcpy(info->name, slot->name, sizeof(info->name) - 1);
+	info->name[sizeof(info->name) - 1] = '\0';
 }
 
 DSM_EXPORT int dsm_stat(dsm_instance *inst, dsm_handle handle,

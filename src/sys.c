@@ -12,6 +12,7 @@
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/random.h>
+#include <time.h>
 #include <unistd.h>
 
 static int real_open(const char *path, int flags, mode_t mode)
@@ -43,6 +44,7 @@ static int real_ioctl(int fd, unsigned long request, void *arg)
 		.shmget = shmget, .shmat = shmat, .shmdt = shmdt,              \
 		.shmctl = shmctl, .ioctl = real_ioctl,                         \
 		.getrandom = getrandom, .kill = kill,                          \
+		.nanosleep = nanosleep,                                        \
 	}
 
 static const struct dsm_sys real_sys = REAL_SYS;

@@ -26,6 +26,7 @@
 #include <sys/statfs.h>
 #include <sys/ipc.h>
 #include <sys/shm.h>
+#include <time.h>
 
 struct dsm_sys {
 	int (*shm_open)(const char *name, int oflag, mode_t mode);
@@ -59,6 +60,8 @@ struct dsm_sys {
 	int (*ioctl)(int fd, unsigned long request, void *arg);
 	ssize_t (*getrandom)(void *buf, size_t len, unsigned int flags);
 	int (*kill)(pid_t pid, int sig);
+	/* waiting for another process's named-segment initialisation */
+	int (*nanosleep)(const struct timespec *req, struct timespec *rem);
 };
 
 /* Hidden: reachable from the library and from tests linked statically. */

@@ -105,6 +105,15 @@ int os_destroy(dsm_instance *inst, uint32_t backend, dsm_handle handle);
 
 /* segment.c */
 void segment_detach_all(dsm_instance *inst);
+int segment_create(dsm_instance *inst, size_t size, const char *name,
+		   unsigned flags, dsm_init_fn init, void *arg,
+		   dsm_segment **out);
+int segment_attach(dsm_instance *inst, dsm_handle handle, dsm_segment **out);
+int segment_check_flags(const dsm_instance *inst, unsigned flags);
+
+/* named.c */
+/* Under the lock: -EEXIST if a live segment is called name (see control.h). */
+int named_claim_locked(dsm_instance *inst, const char *name);
 void segment_adopt_after_fork(dsm_instance *inst);
 
 /* state.c */

@@ -61,7 +61,9 @@
 	X(ioctl, ERRNO, int, (int a, unsigned long b, void *c), (a, b, c))     \
 	X(getrandom, ERRNO, ssize_t, (void *a, size_t b, unsigned int c),      \
 	  (a, b, c))                                                           \
-	X(kill, ERRNO, int, (pid_t a, int b), (a, b))
+	X(kill, ERRNO, int, (pid_t a, int b), (a, b))                          \
+	X(nanosleep, ERRNO, int,                                               \
+	  (const struct timespec *a, struct timespec *b), (a, b))
 
 enum inject_index {
 #define X_ENUM(name, ...) IDX_##name,

@@ -83,6 +83,7 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+#include "dsm_assert.h"
 
 /* Hidden test hooks of the library (src/wrapper.h). */
 extern int dsm_test_instance_tag;
@@ -314,40 +315,6 @@ static int test_teardown(void **state)
 }
 
 /* ---- assertions ---------------------------------------------------------- */
-
-#define ASSERT_OK(expr)                                                        \
-	do {                                                                   \
-		int rc_ = (expr);                                              \
-		if (rc_ != 0)                                                  \
-			fail_msg("%s = %d (%s)", #expr, rc_, dsm_last_error()); \
-	} while (0)
-
-#define ASSERT_RC(expr, want)                                                  \
-	do {                                                                   \
-		int rc_ = (expr), want_ = (want);                              \
-		if (rc_ != want_)                                              \
-			fail_msg("%s = %d, expected %d (%s)", #expr, rc_,      \
-				 want_, dsm_last_error());                     \
-	} while (0)
-
-#define ASSERT_MSG_HAS(text)                                                   \
-	do {                                                                   \
-		if (!strstr(dsm_last_error(), (text)))                         \
-			fail_msg("message '%s' does not contain '%s'",         \
-				 dsm_last_error(), (text));                    \
-	} while (0)
-
-/* In children (no CMocka there): print and return 1. */
-#define CHILD_OK(expr)                                                         \
-	do {                                                                   \
-		int rc_ = (expr);                                              \
-		if (rc_ != 0) {                                                \
-			fprintf(stderr, "%s:%d: child: %s = %d (%s)\n",        \
-				__FILE__, __LINE__, #expr, rc_,                \
-				dsm_last_error());                             \
-			return 1;                                              \
-		}                                                              \
-	} while (0)
 
 #define CHILD_RC(expr, want)                                                   \
 	do {                                                                   \

@@ -26,8 +26,12 @@ for backend in posix sysv mmap; do
 	echo "$handle"
 	printf '\n# process 2 attaches it by handle and reads it:\n'
 	step "$demo" --instance "$inst" read "$handle"
+	printf '\n# a segment can also have a name, and be found by it:\n'
+	step "$demo" --instance "$inst" create --name greeting "hello by name"
+	step "$demo" --instance "$inst" read greeting
 	step "$demo" --instance "$inst" list
 	step "$demo" --instance "$inst" destroy "$handle"
+	step "$demo" --instance "$inst" destroy greeting
 	printf '\n# the handle is now refused:\n'
 	step "$demo" --instance "$inst" read "$handle" || true
 	step "$demo" --instance "$inst" info

@@ -26,6 +26,12 @@
 
 #define EXIT_USER 1
 #define EXIT_USAGE 2
+/*
+ * list and info only look: they neither create an instance nor reap, so
+ * they show what dead processes still hold until gc (or another command
+ * that joins) releases it.
+ */
+#define LOOK_ONLY (DSM_OPEN_EXISTING | DSM_OPEN_NOREAP)
 
 struct options {
 	const char *instance;
@@ -40,11 +46,12 @@ static const char usage_text[] =
 	"[--backend TYPE] COMMAND [ARGS]\n"
 	"\n"
 	"commands:\n"
-	"  create [--hold] TEXT   create a segment holding TEXT, print its "
+	"  create [--name NAME] [--hold] TEXT\n"
+	"                         create a segment holding TEXT, print its "
 	"handle\n"
-	"  read HANDLE            print the text a segment holds\n"
+	"  read HANDLE|NAME       print the text a segment holds\n"
 	"  list [--json]          list the segments of the instance\n"
-	"  destroy HANDLE         destroy a segment (when its last user "
+	"  destroy HANDLE|NAME    destroy a segment (when its last user "
 	"detaches)\n"
 	"  gc                     release what dead processes held\n"
 	"  info                   describe the instance\n"
@@ -102,19 +109,52 @@ static int open_instance(const struct options *o, unsigned flags,
 	return rc < 0 ? fail(rc, "cannot open instance") : 0;
 }
 
+/* Hex digits as create prints them (an optional 0x is accepted). */
 static int parse_handle(const char *text, dsm_handle *out)
 {
 	char *end;
 
+	if (text[0] == '-' || text[0] == '+' || text[0] == ' ')
+		return -1;
 	errno = 0;
 	*out = strtoull(text, &end, 16);
-	if (errno || end == text || *end != '\0' || *out == 0) {
-		fprintf(stderr, "%s: '%s' is not a segment handle (expected "
-				"hex digits as printed by create)\n",
-			prog, text);
-		return EXIT_USER;
-	}
+	if (errno || end == text || *end != '\0' || *out == 0)
+		return -1;
 	return 0;
+}
+
+/*
+ * Map the segment an argument names: a handle if it reads as one, else (or
+ * if no segment has that handle) a segment name.  Prints the error.
+ */
+static int attach_arg(dsm_instance *inst, const char *what, const char *arg,
+		      dsm_segment **seg)
+{
+	char by_handle[512] = "";
+	dsm_handle handle;
+	int rc = -ENOENT;
+
+	if (parse_handle(arg, &handle) == 0) {
+		rc = dsm_attach(inst, handle, seg);
+		if (rc != -ENOENT)
+			return rc < 0 ? fail(rc, what) : 0;
+		snprintf(by_handle, sizeof(by_handle), "%s",
+			 dsm_last_error());
+	}
+	rc = dsm_attach_named(inst, arg, seg);
+	if (rc == 0)
+		return 0;
+	if (by_handle[0] && rc == -ENOENT)
+		fprintf(stderr, "%s: %s: %s, and no segment is named '%s'\n",
+			prog, what, by_handle, arg);
+	else if (rc == -EINVAL)
+		fprintf(stderr, "%s: %s: '%s' is neither a segment handle (hex "
+				"digits as printed by create) nor a segment "
+				"name: %s\n",
+			prog, what, arg, dsm_last_error());
+	else
+		fail(rc, what);
+	return EXIT_USER;
 }
 
 /* Each command: (options, argc, argv) with argv[0] the command name. */
@@ -127,10 +167,15 @@ static void on_signal(int sig)
 	interrupted = 1;
 }
 
-static void wait_for_signal(void)
+/*
+ * Block and catch the signals that end --hold.  Done before the handle is
+ * printed: a script that reads the handle and interrupts at once must not
+ * find SIGINT still ignored (as a shell leaves it for background jobs).
+ */
+static void catch_signals(sigset_t *old)
 {
 	struct sigaction sa;
-	sigset_t block, old;
+	sigset_t block;
 
 	memset(&sa, 0, sizeof(sa));
 	sa.sa_handler = on_signal;
@@ -138,40 +183,54 @@ static void wait_for_signal(void)
 	sigaddset(&block, SIGINT);
 	sigaddset(&block, SIGTERM);
 	sigaddset(&block, SIGHUP);
-	sigprocmask(SIG_BLOCK, &block, &old);
+	sigprocmask(SIG_BLOCK, &block, old);
 	sigaction(SIGINT, &sa, NULL);
 	sigaction(SIGTERM, &sa, NULL);
 	sigaction(SIGHUP, &sa, NULL);
+}
+
+static void wait_for_signal(const sigset_t *old)
+{
 	while (!interrupted)
-		sigsuspend(&old);
-	sigprocmask(SIG_SETMASK, &old, NULL);
+		sigsuspend(old);
+	sigprocmask(SIG_SETMASK, old, NULL);
 }
 
 static int cmd_create(const struct options *o, int argc, char **argv)
 {
 	static const struct option longopts[] = {
 		{ "hold", no_argument, NULL, 'H' },
+		{ "name", required_argument, NULL, 'n' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
+	const char *name = NULL;
 	dsm_instance *inst;
 	dsm_segment *seg;
+	sigset_t old;
 	int hold = 0, opt, rc;
 	size_t len;
 
 	while ((opt = getopt_long(argc, argv, "+", longopts, NULL)) != -1) {
 		if (opt == 'H')
 			hold = 1;
+		else if (opt == 'n')
+			name = optarg;
 		else if (opt == 'h') {
-			printf("usage: dsm_demo create [--hold] TEXT\n"
+			printf("usage: dsm_demo create [--name NAME] [--hold] "
+			       "TEXT\n"
 			       "Create a segment holding TEXT and print its "
 			       "handle.  The segment is pinned so it\n"
 			       "outlives this command; with --hold it is not "
 			       "pinned and stays mapped until\n"
-			       "this process is interrupted, then goes away.\n");
+			       "this process is interrupted, then goes away.\n"
+			       "With --name, other commands can find it by "
+			       "NAME (1 to 63 letters, digits\n"
+			       "and _ . - : /), which must not be in use.\n");
 			return 0;
 		} else
-			return usage_error("create: unknown option '%s'",
+			return usage_error("create: unknown option or missing "
+					   "value '%s'",
 					   argv[optind - 1]);
 	}
 	if (argc - optind != 1)
@@ -180,7 +239,10 @@ static int cmd_create(const struct options *o, int argc, char **argv)
 	if (rc)
 		return rc;
 	len = strlen(argv[optind]) + 1;
-	rc = dsm_create(inst, len, 0, &seg);
+	if (name)
+		rc = dsm_create_named(inst, name, len, 0, &seg);
+	else
+		rc = dsm_create(inst, len, 0, &seg);
 	if (rc < 0) {
 		fail(rc, "cannot create segment");
 		dsm_instance_close(inst);
@@ -192,10 +254,12 @@ static int cmd_create(const struct options *o, int argc, char **argv)
 		dsm_instance_close(inst); /* unpinned: it goes away with us */
 		return EXIT_USER;
 	}
+	if (hold)
+		catch_signals(&old);
 	printf("%016" PRIx64 "\n", dsm_segment_handle(seg));
 	fflush(stdout);
 	if (hold)
-		wait_for_signal();
+		wait_for_signal(&old);
 	dsm_instance_close(inst);
 	return 0;
 }
@@ -213,24 +277,21 @@ static int cmd_read(const struct options *o, int argc, char **argv)
 {
 	dsm_instance *inst;
 	dsm_segment *seg;
-	dsm_handle handle;
 	int rc;
 
-	if (simple_help(argc, argv, "usage: dsm_demo read HANDLE\n"
+	if (simple_help(argc, argv, "usage: dsm_demo read HANDLE|NAME\n"
 				    "Print the text a segment holds, followed "
-				    "by a newline.\n"))
+				    "by a newline.  An argument that reads\n"
+				    "as hex digits is tried as a handle "
+				    "first, then as a name.\n"))
 		return 0;
 	if (argc != 2)
-		return usage_error("read takes exactly one HANDLE");
-	if ((rc = parse_handle(argv[1], &handle)) != 0)
-		return rc;
+		return usage_error("read takes exactly one HANDLE or NAME");
 	if ((rc = open_instance(o, DSM_OPEN_EXISTING, &inst)) != 0)
 		return rc;
-	rc = dsm_attach(inst, handle, &seg);
-	if (rc < 0) {
-		fail(rc, "cannot read");
+	if ((rc = attach_arg(inst, "cannot read", argv[1], &seg)) != 0) {
 		dsm_instance_close(inst);
-		return EXIT_USER;
+		return rc;
 	}
 	fwrite(dsm_segment_address(seg), 1,
 	       strnlen(dsm_segment_address(seg), dsm_segment_size(seg)),
@@ -240,10 +301,10 @@ static int cmd_read(const struct options *o, int argc, char **argv)
 	return 0;
 }
 
+/* The snapshot list prints: collected first so the columns fit. */
 struct list_state {
-	int json;
-	unsigned count;
-	uint64_t now_ns;
+	dsm_segment_info *infos;
+	size_t n, cap;
 };
 
 static void format_age(uint64_t ns, char *buf, size_t len)
@@ -271,31 +332,21 @@ static const char *state_name(dsm_segment_state state)
 	return "?";
 }
 
-static int print_segment(const dsm_segment_info *i, void *arg)
+static int collect_segment(const dsm_segment_info *i, void *arg)
 {
 	struct list_state *st = arg;
-	uint64_t age = st->now_ns > i->created_ns ? st->now_ns - i->created_ns
-						  : 0;
-	char agebuf[32];
 
-	if (st->json) {
-		printf("%s\n  {\"handle\": \"%016" PRIx64 "\", \"size\": %" PRIu64
-		       ", \"backend\": \"%s\", \"state\": \"%s\", "
-		       "\"references\": %u, \"pinned\": %s, "
-		       "\"creator_pid\": %d, \"age_seconds\": %" PRIu64 "}",
-		       st->count ? "," : "", i->handle, i->size,
-		       dsm_impl_type_name(i->backend), state_name(i->state),
-		       i->references, i->pinned ? "true" : "false",
-		       (int)i->creator_pid, age / 1000000000u);
-	} else {
-		format_age(age, agebuf, sizeof(agebuf));
-		printf("%016" PRIx64 "  %12" PRIu64 "  %-7s %-8s %4u  "
-		       "%-6s %8d  %s\n",
-		       i->handle, i->size, dsm_impl_type_name(i->backend),
-		       state_name(i->state), i->references,
-		       i->pinned ? "yes" : "no", (int)i->creator_pid, agebuf);
+	if (st->n == st->cap) {
+		size_t cap = st->cap ? st->cap * 2 : 16;
+		dsm_segment_info *more =
+			realloc(st->infos, cap * sizeof(*more));
+
+		if (!more)
+			return -ENOMEM;
+		st->infos = more;
+		st->cap = cap;
 	}
-	st->count++;
+	st->infos[st->n++] = *i;
 	return 0;
 }
 
@@ -307,57 +358,121 @@ static uint64_t realtime_ns(void)
 	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
+static uint64_t age_of(const dsm_segment_info *i, uint64_t now)
+{
+	return now > i->created_ns ? now - i->created_ns : 0;
+}
+
+/*
+ * Names need no JSON escaping: the library allows only letters, digits
+ * and _ . - : / in them.
+ */
+static void print_json(const struct list_state *st, uint64_t now)
+{
+	printf("[");
+	for (size_t k = 0; k < st->n; k++) {
+		const dsm_segment_info *i = &st->infos[k];
+
+		printf("%s\n  {\"handle\": \"%016" PRIx64 "\", \"name\": ",
+		       k ? "," : "", i->handle);
+		if (i->name[0])
+			printf("\"%s\"", i->name);
+		else
+			printf("null");
+		printf(", \"size\": %" PRIu64 ", \"backend\": \"%s\", "
+		       "\"state\": \"%s\", \"references\": %u, "
+		       "\"pinned\": %s, \"creator_pid\": %d, "
+		       "\"age_seconds\": %" PRIu64 "}",
+		       i->size, dsm_impl_type_name(i->backend),
+		       state_name(i->state), i->references,
+		       i->pinned ? "true" : "false", (int)i->creator_pid,
+		       age_of(i, now) / 1000000000u);
+	}
+	printf("%s]\n", st->n ? "\n" : "");
+}
+
+static void print_table(const struct list_state *st, uint64_t now)
+{
+	int width = 4; /* "NAME" */
+	char agebuf[32];
+
+	for (size_t k = 0; k < st->n; k++)
+		if ((int)strlen(st->infos[k].name) > width)
+			width = (int)strlen(st->infos[k].name);
+	printf("%-16s  %-*s  %12s  %-7s %-8s %4s  %-6s %8s  %s\n", "HANDLE",
+	       width, "NAME", "SIZE", "BACKEND", "STATE", "REFS", "PINNED",
+	       "CREATOR", "AGE");
+	for (size_t k = 0; k < st->n; k++) {
+		const dsm_segment_info *i = &st->infos[k];
+
+		format_age(age_of(i, now), agebuf, sizeof(agebuf));
+		printf("%016" PRIx64 "  %-*s  %12" PRIu64 "  %-7s %-8s %4u  "
+		       "%-6s %8d  %s\n",
+		       i->handle, width, i->name[0] ? i->name : "-", i->size,
+		       dsm_impl_type_name(i->backend), state_name(i->state),
+		       i->references, i->pinned ? "yes" : "no",
+		       (int)i->creator_pid, agebuf);
+	}
+}
+
 static int cmd_list(const struct options *o, int argc, char **argv)
 {
-	struct list_state st = { 0, 0, realtime_ns() };
+	struct list_state st = { NULL, 0, 0 };
 	dsm_instance *inst;
-	int rc;
+	int json = 0, rc;
 
 	if (simple_help(argc, argv, "usage: dsm_demo list [--json]\n"
 				    "List the segments of the instance; --json "
-				    "prints a JSON array for scripts.\n"))
+				    "prints a JSON array for scripts\n"
+				    "(name is null for a segment without "
+				    "one).\n"))
 		return 0;
 	if (argc == 2 && strcmp(argv[1], "--json") == 0)
-		st.json = 1;
+		json = 1;
 	else if (argc != 1)
 		return usage_error("list: unexpected argument '%s'", argv[1]);
-	if ((rc = open_instance(o, DSM_OPEN_EXISTING, &inst)) != 0)
+	if ((rc = open_instance(o, LOOK_ONLY, &inst)) != 0)
 		return rc;
-	if (st.json)
-		printf("[");
-	else
-		printf("%-16s  %12s  %-7s %-8s %4s  %-6s %8s  %s\n", "HANDLE",
-		       "SIZE", "BACKEND", "STATE", "REFS", "PINNED", "CREATOR",
-		       "AGE");
-	rc = dsm_foreach_segment(inst, print_segment, &st);
-	if (st.json)
-		printf("%s]\n", st.count ? "\n" : "");
+	rc = dsm_foreach_segment(inst, collect_segment, &st);
 	dsm_instance_close(inst);
-	return rc < 0 ? fail(rc, "cannot list") : 0;
+	if (rc == -ENOMEM)
+		fprintf(stderr, "%s: cannot list: out of memory\n", prog);
+	else if (rc < 0)
+		fail(rc, "cannot list");
+	else if (json)
+		print_json(&st, realtime_ns());
+	else
+		print_table(&st, realtime_ns());
+	free(st.infos);
+	return rc < 0 ? EXIT_USER : 0;
 }
 
 static int cmd_destroy(const struct options *o, int argc, char **argv)
 {
 	dsm_instance *inst;
-	dsm_handle handle;
+	dsm_segment *seg;
 	int rc;
 
 	if (simple_help(argc, argv,
-			"usage: dsm_demo destroy HANDLE\n"
+			"usage: dsm_demo destroy HANDLE|NAME\n"
 			"Unpin the segment and refuse new attaches; it is "
 			"removed when the last process\nthat maps it "
-			"detaches (at once if none does).\n"))
+			"detaches (at once if none does).  Its name is free "
+			"again at once.\n"))
 		return 0;
 	if (argc != 2)
-		return usage_error("destroy takes exactly one HANDLE");
-	if ((rc = parse_handle(argv[1], &handle)) != 0)
-		return rc;
+		return usage_error("destroy takes exactly one HANDLE or NAME");
 	if ((rc = open_instance(o, DSM_OPEN_EXISTING, &inst)) != 0)
 		return rc;
-	rc = dsm_destroy(inst, handle);
+	/* Attach to resolve a name the way every other process would. */
+	if ((rc = attach_arg(inst, "cannot destroy", argv[1], &seg)) != 0) {
+		dsm_instance_close(inst);
+		return rc;
+	}
+	rc = dsm_destroy(inst, dsm_segment_handle(seg));
 	if (rc < 0)
 		fail(rc, "cannot destroy");
-	dsm_instance_close(inst);
+	dsm_instance_close(inst); /* our mapping was the last, maybe */
 	return rc < 0 ? EXIT_USER : 0;
 }
 
@@ -373,7 +488,9 @@ static int cmd_gc(const struct options *o, int argc, char **argv)
 		return 0;
 	if (argc != 1)
 		return usage_error("gc: unexpected argument '%s'", argv[1]);
-	if ((rc = open_instance(o, DSM_OPEN_EXISTING, &inst)) != 0)
+	/* NOREAP: joining would release the dead and leave us none to count */
+	if ((rc = open_instance(o, DSM_OPEN_EXISTING | DSM_OPEN_NOREAP,
+				&inst)) != 0)
 		return rc;
 	rc = dsm_reap(inst, &reaped);
 	if (rc < 0)
@@ -426,7 +543,7 @@ static int cmd_info(const struct options *o, int argc, char **argv)
 		return 0;
 	if (argc != 1)
 		return usage_error("info: unexpected argument '%s'", argv[1]);
-	if ((rc = open_instance(o, DSM_OPEN_EXISTING, &inst)) != 0)
+	if ((rc = open_instance(o, LOOK_ONLY, &inst)) != 0)
 		return rc;
 	rc = dsm_instance_info_get(inst, &info);
 	if (rc == 0) {

@@ -91,6 +91,12 @@ typedef enum dsm_huge_pages {
  * thread that created it exits, so open from the thread that lives longest.
  */
 #define DSM_OPEN_SUPERVISOR 0x4u
+/*
+ * Do not reap dead processes while joining, so that a following dsm_reap
+ * can count them (dsm_demo gc).  Reaping still happens when the process
+ * table is full and when a lock holder is found dead.
+ */
+#define DSM_OPEN_NOREAP 0x8u
 
 /*
  * Join (creating if absent) the instance called name_or_dir: a name
@@ -219,6 +225,57 @@ int dsm_on_detach(dsm_segment *seg, dsm_on_detach_fn fn, void *arg);
 /* Remove the most recent registration of (fn, arg); -ENOENT if none. */
 int dsm_cancel_on_detach(dsm_segment *seg, dsm_on_detach_fn fn, void *arg);
 
+/* ---- named segments ------------------------------------------------------
+ * A segment may carry a name, unique among the live segments of its
+ * instance, so that processes can find it without passing a handle.
+ * Names: 1 to DSM_SEGMENT_NAME_MAX bytes of letters, digits and '_' '.' '-'
+ * ':' '/'.  A name is released when its segment is destroyed (dsm_destroy,
+ * or its last detach), even while a process still maps the old one.
+ * Finding a name scans the used slots under the control lock: O(segments).
+ */
+#define DSM_SEGMENT_NAME_MAX 63
+
+/*
+ * Create flag (dsm_create, dsm_create_named, dsm_get_named): publish the
+ * segment already pinned, with no moment at which it exists unpinned.
+ */
+#define DSM_CREATE_PIN 0x8u
+
+/*
+ * Like dsm_create, with a name.  -EEXIST when a live segment has that name;
+ * -EINVAL for a bad name (the message says what is allowed).
+ */
+int dsm_create_named(dsm_instance *inst, const char *name, size_t size,
+		     unsigned flags, dsm_segment **out);
+/*
+ * Like dsm_attach, by name.  -ENOENT when no live segment has that name,
+ * including one still being initialised by dsm_get_named (which waits).
+ */
+int dsm_attach_named(dsm_instance *inst, const char *name, dsm_segment **out);
+
+/*
+ * Initialise a new named segment: seg is mapped and zero-filled, and no
+ * other process can map it until this returns.  Return 0, or a negative
+ * errno to give up: the segment is then destroyed and dsm_get_named returns
+ * that value.  It may use dsm_segment_address/_size/_handle of seg, and
+ * must not call other dynshm functions on its instance.
+ */
+typedef int (*dsm_init_fn)(dsm_segment *seg, void *arg);
+
+/*
+ * Get or create: attach the live segment called name, or create it with
+ * size bytes and run init(seg, arg) (init may be NULL).  However many
+ * processes race, init runs to completion exactly once: the others wait
+ * until it has returned, then attach.  If the initialising process dies
+ * inside init, its segment is destroyed and one of the waiters creates a
+ * fresh one and runs init itself.  *created (may be NULL) is set to 1 when
+ * this call created the segment, else 0.  -EINVAL when the segment exists
+ * with another size (the message has both); flags: as for dsm_create.
+ */
+int dsm_get_named(dsm_instance *inst, const char *name, size_t size,
+		  unsigned flags, dsm_init_fn init, void *arg,
+		  dsm_segment **out, int *created);
+
 /* ---- scopes --------------------------------------------------------------
  * Mappings made (dsm_create or first dsm_attach) by a thread while one of
  * its scopes is current belong to that scope and are detached, fully, when
@@ -251,6 +308,7 @@ typedef struct dsm_segment_info {
 	int in_region;	     /* 1: carved from the region (no OS object) */
 	int huge_pages;	     /* 1: on hugetlb pages */
 	uint64_t region_offset; /* where in the region, when in_region */
+	char name[DSM_SEGMENT_NAME_MAX + 1]; /* "" when it has none */
 } dsm_segment_info;
 
 /* -ENOENT when handle names no segment of inst. */
