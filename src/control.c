@@ -79,6 +79,16 @@ static uint64_t now_ns(void)
 	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
+/*
+ * Robust and priority-inheriting.  A plain robust mutex hands a released
+ * (or dead owner's) lock to nobody: it wakes one sleeper and lets it race.
+ * If that sleeper is killed before it takes the lock, the wake-up is lost
+ * and every other sleeper waits forever on a free lock - the kill storm
+ * (tests/kill_storm.c) hit this within a few thousand kills.  With
+ * PTHREAD_PRIO_INHERIT the kernel passes ownership to the next sleeper
+ * itself, so a sleeper killed at that moment dies as the owner and its
+ * death is reported to the next one as EOWNERDEAD, like any other.
+ */
 static int init_lock(pthread_mutex_t *lock)
 {
 	pthread_mutexattr_t attr;
@@ -90,6 +100,8 @@ static int init_lock(pthread_mutex_t *lock)
 						  PTHREAD_PROCESS_SHARED);
 	if (rc == 0)
 		rc = pthread_mutexattr_setrobust(&attr, PTHREAD_MUTEX_ROBUST);
+	if (rc == 0)
+		rc = pthread_mutexattr_setprotocol(&attr, PTHREAD_PRIO_INHERIT);
 	if (rc == 0)
 		rc = pthread_mutex_init(lock, &attr);
 	pthread_mutexattr_destroy(&attr);
