@@ -173,7 +173,8 @@ static int mmap_list(dsm_impl_space *space, dsm_impl_list_fn fn, void *arg)
 		dsm_handle h = dsm_impl_parse_base_name(space, de->d_name);
 		char name[DSM_IMPL_NAME_MAX];
 
-		if (h == DSM_HANDLE_INVALID)
+		if (h == DSM_HANDLE_INVALID ||
+		    !dsm_impl_is_ours(space->dirfd, de->d_name))
 			continue;
 		snprintf(name, sizeof(name), "%s/%s", space->directory,
 			 de->d_name);
