@@ -193,9 +193,10 @@ int ctl_validate(void *base, size_t map_size, uint64_t instance_id,
 			       " expected)",
 			       where, map_size, h->total_size);
 	out->hdr = h;
-	out->procs = (struct ctl_proc *)((char *)base + g.procs);
-	out->slots = (struct ctl_slot *)((char *)base + g.slots);
-	out->refs = (uint64_t *)((char *)base + g.refs);
+	/* offsets are multiples of 64 (geometry_of): via void * for clang */
+	out->procs = (struct ctl_proc *)(void *)((char *)base + g.procs);
+	out->slots = (struct ctl_slot *)(void *)((char *)base + g.slots);
+	out->refs = (uint64_t *)(void *)((char *)base + g.refs);
 	return 0;
 }
 
