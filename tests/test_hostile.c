@@ -71,6 +71,8 @@ static const struct backend backends[] = {
 static const struct backend *be;
 static char *dir;	      /* the test's directory */
 static char inst_dir[4200];   /* dir/inst: the instance directory */
+static char *other_dir;	      /* owned by nobody in test_other_user */
+static char planted[256];     /* the object nobody put into /dev/shm */
 
 /* ---- helpers ---------------------------------------------------------- */
 
@@ -197,6 +199,11 @@ static int teardown(void **state)
 	snprintf(other, sizeof(other), "%s/other", dir);
 	remove_instance(other);
 	test_remove_dir(dir);
+	test_remove_dir(other_dir);
+	other_dir = NULL;
+	if (planted[0])
+		shm_unlink(planted);
+	planted[0] = '\0';
 	dir = NULL;
 	n = test_count_leftovers(report, sizeof(report));
 	if (n != 0) {
@@ -228,7 +235,7 @@ static void test_handles(void **state)
 	dsm_instance *inst = xopen(), *other = NULL;
 	dsm_segment *a = NULL, *b = NULL, *o = NULL;
 	dsm_handle stale, reused_slot;
-	char other_dir[4300];
+	char other_path[4300];
 
 	(void)state;
 	/* random handles, and the shapes that might confuse a lookup */
@@ -254,8 +261,8 @@ static void test_handles(void **state)
 	assert_refused(inst, reused_slot ^ ((uint64_t)1 << HANDLE_GEN_SHIFT));
 
 	/* another instance's live handle */
-	snprintf(other_dir, sizeof(other_dir), "%s/other", dir);
-	assert_int_equal(open_at(other_dir, 0, &other), 0);
+	snprintf(other_path, sizeof(other_path), "%s/other", dir);
+	assert_int_equal(open_at(other_path, 0, &other), 0);
 	assert_int_equal(dsm_create(other, 4096, 0, &o), 0);
 	assert_refused(inst, dsm_segment_handle(o));
 	assert_int_equal(dsm_instance_destroy(other), 0);
@@ -771,7 +778,7 @@ static void test_other_user(void **state)
 	dsm_instance *inst = NULL, *foreign = NULL;
 	dsm_segment *seg = NULL;
 	struct victim *v = calloc(1, sizeof(*v));
-	char *own = test_make_dir(), planted[256] = "";
+	char *own = other_dir = test_make_dir();
 	int out[2], rc, listed;
 	FILE *f;
 
@@ -780,7 +787,6 @@ static void test_other_user(void **state)
 	assert_non_null(own);
 	if (!test_is_root()) {
 		free(v);
-		test_remove_dir(own);
 		skip();
 	}
 	inst = xopen();
@@ -818,8 +824,8 @@ static void test_other_user(void **state)
 	/* nobody's object is nobody's: the owner's sweep left it alone */
 	if (planted[0]) {
 		assert_int_equal(shm_unlink(planted), 0);
+		planted[0] = '\0';
 	}
-	test_remove_dir(own);
 	free(v);
 }
 
