@@ -23,6 +23,7 @@
  * One CMocka group per backend.  Cases that need root or namespaces skip.
  * Runs alone (is_parallel: false): sysv objects share the test tag.
  */
+#include "inject.h"
 #include "testutil.h"
 
 #include "src/control.h"
@@ -455,9 +456,19 @@ static void on_tick(int sig)
 	ticks++;
 }
 
+static int print_left(const dsm_segment_info *info, void *arg)
+{
+	(void)arg;
+	print_message("left: segment %016" PRIx64 " state %d refs %u pinned "
+		      "%d\n",
+		      info->handle, (int)info->state, info->references,
+		      info->pinned);
+	return 0;
+}
+
 static void test_eintr_storm(void **state)
 {
-	struct sigaction sa, old;
+	struct sigaction sa;
 	struct itimerval it = { { 0, 20 }, { 0, 20 } }, stop = { { 0, 0 },
 								{ 0, 0 } };
 	dsm_instance *inst = NULL;
@@ -468,7 +479,7 @@ static void test_eintr_storm(void **state)
 	memset(&sa, 0, sizeof(sa));
 	sa.sa_handler = on_tick; /* no SA_RESTART: calls see EINTR */
 	sigemptyset(&sa.sa_mask);
-	assert_int_equal(sigaction(SIGALRM, &sa, &old), 0);
+	assert_int_equal(sigaction(SIGALRM, &sa, NULL), 0);
 	ticks = 0;
 	assert_int_equal(setitimer(ITIMER_REAL, &it, NULL), 0);
 	assert_int_equal(open_at(inst_dir, 0, &inst), 0);
@@ -487,10 +498,24 @@ static void test_eintr_storm(void **state)
 		}
 	}
 	assert_int_equal(setitimer(ITIMER_REAL, &stop, NULL), 0);
-	assert_int_equal(sigaction(SIGALRM, &old, NULL), 0);
+	/*
+	 * The handler stays: a tick already pending (valgrind delivers
+	 * signals late) must not find SIGALRM's default action, which kills.
+	 */
 	print_message("%s: %d creates succeeded, %d failed, %d signals\n",
 		      be->name, ok, failed, (int)ticks);
 	assert_true(ticks > 0);
+	if (be->type == DSM_IMPL_MMAP) {
+		/* the unlink of the last detach itself interrupted, once */
+		dsm_segment *seg = NULL;
+
+		assert_int_equal(dsm_create(inst, 4096, 0, &seg), 0);
+		inject_fail("unlinkat", 1, EINTR);
+		assert_int_equal(dsm_detach(seg), 0);
+		assert_int_equal(inject_calls("unlinkat"), 2);
+		inject_reset();
+	}
+	assert_int_equal(dsm_foreach_segment(inst, print_left, NULL), 0);
 	assert_int_equal(nsegments(inst), 0);
 	id = id_of(inst);
 	assert_int_equal(objects_of(id), 1); /* the control segment */
