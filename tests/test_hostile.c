@@ -578,6 +578,20 @@ static void test_file_modes(void **state)
 	assert_int_equal(dsm_instance_destroy(inst), 0);
 }
 
+/* Move path aside and put a symbolic link to the original in its place. */
+static void plant_link(const char *path, char *aside, size_t len)
+{
+	snprintf(aside, len, "%s.real", path);
+	assert_int_equal(rename(path, aside), 0);
+	assert_int_equal(symlink(aside, path), 0);
+}
+
+static void unplant_link(const char *path, const char *aside)
+{
+	assert_int_equal(unlink(path), 0);
+	assert_int_equal(rename(aside, path), 0);
+}
+
 /* A file-backed object (posix or mmap) of handle h: its path. */
 static bool object_path(uint64_t id, dsm_handle h, char *buf, size_t len)
 {
@@ -626,24 +640,20 @@ static void test_object_modes(void **state)
 	assert_int_equal(open_at(inst_dir, 0, &second), -EACCES);
 	assert_message_has("mode 0666");
 	assert_int_equal(chmod(path, 0600), 0);
+	/* a symbolic link planted where the segment was */
+	assert_true(object_path(id, h, path, sizeof(path)));
+	{
+		char aside[DSM_IMPL_NAME_MAX + 32];
+
+		plant_link(path, aside, sizeof(aside));
+		assert_int_equal(dsm_attach(inst, h, &again), -EACCES);
+		assert_message_has("symbolic link");
+		unplant_link(path, aside);
+	}
 	assert_int_equal(dsm_attach(inst, h, &again), 0);
 	assert_int_equal(dsm_unpin_segment(inst, h), 0);
 	assert_int_equal(dsm_detach(again), 0);
 	assert_int_equal(dsm_instance_destroy(inst), 0);
-}
-
-/* Move path aside and put a symbolic link to the original in its place. */
-static void plant_link(const char *path, char *aside, size_t len)
-{
-	snprintf(aside, len, "%s.real", path);
-	assert_int_equal(rename(path, aside), 0);
-	assert_int_equal(symlink(aside, path), 0);
-}
-
-static void unplant_link(const char *path, const char *aside)
-{
-	assert_int_equal(unlink(path), 0);
-	assert_int_equal(rename(aside, path), 0);
 }
 
 static void test_symlinks(void **state)
