@@ -16,6 +16,10 @@
  *   EINTR     an interval timer fires every few microseconds into a handler
  *             installed without SA_RESTART while segments are created and
  *             destroyed: every call succeeds or fails cleanly, nothing leaks;
+ *   lock      a sleeper woken by the release of the control lock is killed
+ *             before it runs while a newcomer barges in: the other sleeper
+ *             must still get the lock (the kill storm's hang, made
+ *             deterministic with SCHED_IDLE and a busy process);
  *   files     the instance directory, state and lock files, the control
  *             segment and segments with the wrong mode, replaced by a
  *             symbolic link, or (as root) owned by someone else: refused
@@ -34,6 +38,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <poll.h>
 #include <sched.h>
 #include <setjmp.h>
 #include <signal.h>
@@ -55,6 +60,7 @@
 #include <cmocka.h>
 
 extern int dsm_test_instance_tag;
+extern void (*dsm_test_hook)(const char *point);
 
 struct backend {
 	const char *name;
@@ -179,6 +185,8 @@ static int setup(void **state)
 	return 0;
 }
 
+static void reap_spawned(void);
+
 static void remove_instance(const char *where)
 {
 	dsm_instance *inst = NULL;
@@ -195,6 +203,7 @@ static int teardown(void **state)
 	int n;
 
 	(void)state;
+	reap_spawned(); /* first: a killed lock holder frees the lock */
 	/* whatever a failed test left: a reset then destroy removes it */
 	remove_instance(inst_dir);
 	snprintf(other, sizeof(other), "%s/other", dir);
@@ -522,6 +531,281 @@ static void test_eintr_storm(void **state)
 	assert_int_equal(dsm_instance_destroy(inst), 0);
 	assert_int_equal(objects_of(id), 0);
 	assert_int_equal(test_count_fds(), fds);
+}
+
+/* ---- lock hand-over ------------------------------------------------------------ */
+
+/* A process that takes the control lock and holds it until told to go. */
+struct holder {
+	pid_t pid;
+	dsm_instance *inst;
+	int tell[2];	/* holder -> test: 'h' holding, 'd' released */
+	int go[2];	/* test -> holder: release */
+};
+
+static struct holder *holding; /* in the holder process */
+static dsm_handle pinned_handle;
+
+static void hold_hook(const char *point)
+{
+	char c = 'h';
+
+	if (strcmp(point, "attach:referenced") != 0)
+		return;
+	if (write(holding->tell[1], &c, 1) != 1 ||
+	    read(holding->go[0], &c, 1) != 1)
+		_exit(1);
+}
+
+static int holder_child(void *arg)
+{
+	dsm_segment *seg = NULL;
+	char c = 'd';
+
+	holding = arg;
+	dsm_test_hook = hold_hook;
+	if (dsm_attach(holding->inst, pinned_handle, &seg) != 0 ||
+	    write(holding->tell[1], &c, 1) != 1)
+		return 1;
+	for (;;)
+		pause();
+}
+
+static int locker_child(void *arg)
+{
+	static dsm_instance_info info;
+
+	return dsm_instance_info_get(arg, &info) == 0 ? 0 : 1;
+}
+
+/* Run on CPU 0 only; at SCHED_IDLE if idle. */
+static void pin_cpu0(bool idle)
+{
+	struct sched_param sp = { 0 };
+	cpu_set_t set;
+
+	CPU_ZERO(&set);
+	CPU_SET(0, &set);
+	sched_setaffinity(0, sizeof(set), &set);
+	if (idle)
+		sched_setscheduler(0, SCHED_IDLE, &sp);
+}
+
+/* A sleeper that, once woken, waits for its CPU behind the hog. */
+static int idle_locker_child(void *arg)
+{
+	pin_cpu0(true);
+	return locker_child(arg);
+}
+
+static int hog_child(void *arg)
+{
+	volatile unsigned long n = 0;
+
+	(void)arg;
+	pin_cpu0(false);
+	for (;;)
+		n++;
+	return 0;
+}
+
+/* Children of the hand-over test, for the teardown if a check fails. */
+static pid_t spawned[8];
+static int nspawned;
+
+static pid_t spawn(int (*fn)(void *), void *arg)
+{
+	pid_t pid;
+
+	fflush(NULL);
+	pid = fork();
+	if (pid == 0)
+		_exit(fn(arg));
+	assert_true(pid > 0);
+	if (nspawned < 8)
+		spawned[nspawned++] = pid;
+	return pid;
+}
+
+/* Kill and reap what the hand-over test started and did not reap. */
+static void reap_spawned(void)
+{
+	for (int i = 0; i < nspawned; i++)
+		if (waitpid(spawned[i], NULL, WNOHANG) == 0) {
+			kill(spawned[i], SIGKILL);
+			waitpid(spawned[i], NULL, 0);
+		}
+	nspawned = 0;
+}
+
+static void start_holder(struct holder *h, dsm_instance *inst)
+{
+	h->inst = inst;
+	assert_int_equal(pipe(h->tell), 0);
+	assert_int_equal(pipe(h->go), 0);
+	h->pid = spawn(holder_child, h);
+}
+
+static void end_holder(struct holder *h)
+{
+	kill(h->pid, SIGKILL);
+	waitpid(h->pid, NULL, 0);
+	close(h->tell[0]);
+	close(h->tell[1]);
+	close(h->go[0]);
+	close(h->go[1]);
+}
+
+static char hear(struct holder *h)
+{
+	char c = 0;
+
+	assert_int_equal(read(h->tell[0], &c, 1), 1);
+	return c;
+}
+
+/* pid sleeps on a lock in the kernel (futex_* or, PI, rt_mutex_*)? */
+static bool lock_waiting(pid_t pid)
+{
+	char path[64], wchan[64];
+	FILE *f;
+	bool in;
+
+	snprintf(path, sizeof(path), "/proc/%d/wchan", (int)pid);
+	f = fopen(path, "re");
+	in = f && fgets(wchan, sizeof(wchan), f) &&
+	     (strstr(wchan, "futex") || strstr(wchan, "rt_mutex"));
+	if (f)
+		fclose(f);
+	return in;
+}
+
+/* Bounded wait (a liveness check) for pid to sleep on the lock. */
+static bool await_lock_wait(pid_t pid)
+{
+	struct timespec ms = { 0, 1000000 };
+
+	for (int i = 0; i < 10000; i++) {
+		if (lock_waiting(pid))
+			return true;
+		nanosleep(&ms, NULL);
+	}
+	return false;
+}
+
+/* D either takes the lock ('h' on its pipe) or sleeps on it: which? */
+static bool holds_or_waits(struct holder *d)
+{
+	struct timespec ms = { 0, 1000000 };
+	struct pollfd pfd = { d->tell[0], POLLIN, 0 };
+
+	for (int i = 0; i < 10000; i++) {
+		if (poll(&pfd, 1, 0) == 1)
+			return hear(d) == 'h';
+		if (lock_waiting(d->pid))
+			return false;
+		nanosleep(&ms, NULL);
+	}
+	fail_msg("process %d neither took nor waited for the lock",
+		 (int)d->pid);
+	return false;
+}
+
+/*
+ * Let D go whenever it holds the lock, until both C has exited and D has
+ * released: C's exit status, or -1 if that takes more than ~10 s (a
+ * liveness check; C is then killed).
+ */
+static int settle_bounded(struct holder *d, pid_t c)
+{
+	struct timespec ms = { 0, 1000000 };
+	struct pollfd pfd = { d->tell[0], POLLIN, 0 };
+	bool d_done = false;
+	int status = -1;
+
+	for (int i = 0; i < 10000 && (status < 0 || !d_done); i++) {
+		int st;
+
+		if (poll(&pfd, 1, 0) == 1) {
+			if (hear(d) == 'h')
+				assert_int_equal(write(d->go[1], "g", 1), 1);
+			else
+				d_done = true;
+			continue;
+		}
+		if (status < 0 && waitpid(c, &st, WNOHANG) == c)
+			status = WIFEXITED(st) ? WEXITSTATUS(st) : 128;
+		nanosleep(&ms, NULL);
+	}
+	if (status < 0) {
+		kill(c, SIGKILL);
+		waitpid(c, NULL, 0);
+	}
+	return d_done ? status : -1;
+}
+
+/*
+ * A releases the lock, which wakes sleeper B; before B runs, newcomer D
+ * barges in and takes the lock, and B is killed.  Sleeper C must still
+ * get the lock once D lets go.  With a plain robust mutex it does not:
+ * B took the only wake-up and the waiters bit with it, D's release wakes
+ * nobody, and C sleeps forever on a free lock (the kill storm's hang; see
+ * src/control.c).  B waits for its CPU behind a busy process at
+ * SCHED_IDLE, so that it is killed while woken but not yet running.
+ */
+static int handover_round(dsm_instance *inst)
+{
+	struct holder a, d;
+	pid_t b, c, hog;
+	bool d_holds;
+	int status;
+
+	start_holder(&a, inst);
+	assert_int_equal(hear(&a), 'h');
+	b = spawn(idle_locker_child, inst);
+	assert_true(await_lock_wait(b));
+	hog = spawn(hog_child, NULL);
+	c = spawn(locker_child, inst);
+	assert_true(await_lock_wait(c));
+	assert_int_equal(write(a.go[1], "g", 1), 1);
+	assert_int_equal(hear(&a), 'd');
+	start_holder(&d, inst);
+	d_holds = holds_or_waits(&d);
+	kill(b, SIGKILL);
+	waitpid(b, NULL, 0);
+	if (d_holds)
+		assert_int_equal(write(d.go[1], "g", 1), 1);
+	status = settle_bounded(&d, c);
+	kill(hog, SIGKILL);
+	waitpid(hog, NULL, 0);
+	end_holder(&d);
+	end_holder(&a);
+	nspawned = 0; /* all reaped */
+	return status;
+}
+
+static void test_lock_handover(void **state)
+{
+	dsm_instance *inst = xopen();
+	dsm_segment *seg = NULL;
+	int hung = 0;
+
+	(void)state;
+	if (sysconf(_SC_NPROCESSORS_ONLN) < 2) {
+		assert_int_equal(dsm_instance_destroy(inst), 0);
+		skip(); /* the hog would starve the test itself */
+	}
+	assert_int_equal(dsm_create(inst, 4096, 0, &seg), 0);
+	assert_int_equal(dsm_pin_segment(seg), 0);
+	pinned_handle = dsm_segment_handle(seg);
+	assert_int_equal(dsm_detach(seg), 0);
+	for (int round = 0; round < 20 && !hung; round++)
+		hung = handover_round(inst) != 0;
+	assert_false(hung);
+	assert_int_equal(dsm_unpin_segment(inst, pinned_handle), 0);
+	assert_int_equal(dsm_reap(inst, NULL), 0);
+	assert_int_equal(nsegments(inst), 0);
+	assert_int_equal(dsm_instance_destroy(inst), 0);
 }
 
 /* ---- modes and symbolic links ----------------------------------------------- */
@@ -873,6 +1157,8 @@ int main(void)
 						teardown),
 		cmocka_unit_test_setup_teardown(test_full_fs, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_eintr_storm, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_lock_handover, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_file_modes, setup,
 						teardown),
