@@ -9,16 +9,25 @@
 #               directory is first configured: `make clean` to change them)
 #   TEST_OPTS   extra options for `meson test`, e.g. TEST_OPTS='--suite posix'
 #   CI          when set, warnings are errors (-Dwerror=true)
+#   SOAK_KILLS  kills for `make soak` (default 10000; over all backends)
 
 MESON_OPTS ?=
 TEST_OPTS ?=
 SETUP_OPTS := $(if $(CI),-Dwerror=true) $(MESON_OPTS)
 ASAN_OPTS := -Db_sanitize=address,undefined -Db_lundef=false
+SOAK_KILLS ?= 10000
+# UBSan only prints by default; make every finding fail its test.
+SAN_ENV := UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+	ASAN_OPTIONS=detect_leaks=1:abort_on_error=0
+CPPCHECK_OPTS := -q --std=c11 --enable=warning,performance,portability \
+	--error-exitcode=1 --inline-suppr --library=.cppcheck/dynshm.cfg \
+	--suppressions-list=.cppcheck/suppressions.txt \
+	-D_GNU_SOURCE -D__linux__ -I include -I .
 
 # $(call setup,DIR,OPTIONS): configure DIR unless it is configured already.
 setup = test -f $(1)/build.ninja || meson setup $(1) $(2)
 
-.PHONY: all deps build check demo bench soak asan valgrind clean
+.PHONY: all deps build check demo bench soak asan valgrind cppcheck clean
 
 all: build
 
@@ -29,6 +38,8 @@ deps:
 	command -v meson >/dev/null 2>&1 || missing="$$missing meson"; \
 	command -v ninja >/dev/null 2>&1 || missing="$$missing ninja-build"; \
 	command -v pkg-config >/dev/null 2>&1 || missing="$$missing pkg-config"; \
+	command -v valgrind >/dev/null 2>&1 || missing="$$missing valgrind"; \
+	command -v cppcheck >/dev/null 2>&1 || missing="$$missing cppcheck"; \
 	pkg-config --exists cmocka 2>/dev/null || missing="$$missing libcmocka-dev"; \
 	test -z "$$missing" && exit 0; \
 	if [ "$$(id -u)" -eq 0 ]; then \
@@ -37,7 +48,7 @@ deps:
 		DEBIAN_FRONTEND=noninteractive apt-get install -y $$missing; \
 	else \
 		echo "deps: missing packages:$$missing" >&2; \
-		echo "deps: run: sudo apt-get install meson ninja-build libcmocka-dev pkg-config" >&2; \
+		echo "deps: run: sudo apt-get install meson ninja-build libcmocka-dev pkg-config valgrind cppcheck" >&2; \
 		exit 1; \
 	fi
 
@@ -56,16 +67,23 @@ bench: deps
 	ninja -C build-release
 	build-release/bench/dsm_bench
 
+# The kill storm at length: SOAK_KILLS kill -9s over the three backends,
+# invariants checked after every round; prints operations, kills, repairs
+# and leaks (which must be 0).
 soak: build
-	build/tests/soak
+	build/tests/kill_storm --kills $(SOAK_KILLS)
 
 asan: deps
 	$(call setup,build-asan,$(ASAN_OPTS) $(SETUP_OPTS))
 	ninja -C build-asan
-	meson test -C build-asan --print-errorlogs $(TEST_OPTS)
+	$(SAN_ENV) meson test -C build-asan --print-errorlogs $(TEST_OPTS)
 
 valgrind: build
 	meson test -C build --setup valgrind --print-errorlogs $(TEST_OPTS)
+
+# Static analysis with the checked-in configuration (.cppcheck/).
+cppcheck: deps
+	cppcheck $(CPPCHECK_OPTS) src contrib bench tests
 
 clean:
 	rm -rf build build-release build-asan

@@ -82,6 +82,16 @@ static uint64_t now_ns(void)
 	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
+/*
+ * Robust and priority-inheriting.  A plain robust mutex hands a released
+ * (or dead owner's) lock to nobody: it wakes one sleeper and lets it race.
+ * If that sleeper is killed before it takes the lock, the wake-up is lost
+ * and every other sleeper waits forever on a free lock - the kill storm
+ * (tests/kill_storm.c) hit this within a few thousand kills.  With
+ * PTHREAD_PRIO_INHERIT the kernel passes ownership to the next sleeper
+ * itself, so a sleeper killed at that moment dies as the owner and its
+ * death is reported to the next one as EOWNERDEAD, like any other.
+ */
 static int init_lock(pthread_mutex_t *lock)
 {
 	pthread_mutexattr_t attr;
@@ -93,6 +103,8 @@ static int init_lock(pthread_mutex_t *lock)
 						  PTHREAD_PROCESS_SHARED);
 	if (rc == 0)
 		rc = pthread_mutexattr_setrobust(&attr, PTHREAD_MUTEX_ROBUST);
+	if (rc == 0)
+		rc = pthread_mutexattr_setprotocol(&attr, PTHREAD_PRIO_INHERIT);
 	if (rc == 0)
 		rc = pthread_mutex_init(lock, &attr);
 	pthread_mutexattr_destroy(&attr);
@@ -196,9 +208,10 @@ int ctl_validate(void *base, size_t map_size, uint64_t instance_id,
 			       " expected)",
 			       where, map_size, h->total_size);
 	out->hdr = h;
-	out->procs = (struct ctl_proc *)((char *)base + g.procs);
-	out->slots = (struct ctl_slot *)((char *)base + g.slots);
-	out->refs = (uint64_t *)((char *)base + g.refs);
+	/* offsets are multiples of 64 (geometry_of): via void * for clang */
+	out->procs = (struct ctl_proc *)(void *)((char *)base + g.procs);
+	out->slots = (struct ctl_slot *)(void *)((char *)base + g.slots);
+	out->refs = (uint64_t *)(void *)((char *)base + g.refs);
 	return 0;
 }
 

@@ -56,16 +56,7 @@ void dsm_sys_reset(void)
 	dsm_sys = real_sys;
 }
 
-/* Last effective uid seen; (uid_t)-1 until the first check. */
-static uid_t euid_seen = (uid_t)-1;
-
 bool dsm_uid_is_ours(uid_t uid)
 {
-	uid_t seen = __atomic_load_n(&euid_seen, __ATOMIC_RELAXED);
-
-	if (uid == seen)
-		return true;
-	seen = geteuid();
-	__atomic_store_n(&euid_seen, seen, __ATOMIC_RELAXED);
-	return uid == seen;
+	return uid == geteuid();
 }

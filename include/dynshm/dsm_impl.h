@@ -48,7 +48,9 @@
  *     does.  -ENOENT when there is no such object.
  *
  *   dsm_impl_list(space, fn, arg)
- *     Calls fn for every object of this space's instance that exists now,
+ *     Calls fn for every object of this space's instance that exists now
+ *     and belongs to the effective uid (an object another user planted
+ *     under the instance's prefix is neither listed nor swept),
  *     with its handle (DSM_HANDLE_INVALID for sysv, whose keys cannot be
  *     turned back into handles) and its OS name.  A non-zero return from fn
  *     stops the walk and is returned.  Used by the wrapper's cleanup and by

@@ -406,6 +406,19 @@ int dsm_impl_fd_check_owner(int fd, const char *what, size_t *size)
 	return 0;
 }
 
+/*
+ * Listing feeds cleanup: an object another user planted under our prefix
+ * (/dev/shm is writable by all) is not ours to report or to remove.
+ */
+bool dsm_impl_is_ours(int dirfd, const char *name)
+{
+	struct stat st;
+
+	if (dsm_sys.fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+		return false;
+	return S_ISREG(st.st_mode) && st.st_uid == geteuid();
+}
+
 int dsm_impl_munmap(struct dsm_impl_map *map)
 {
 	if (dsm_sys.munmap(map->address, map->size) < 0)

@@ -76,6 +76,8 @@ int dsm_impl_fd_map(int fd, size_t size, const char *what,
 		    struct dsm_impl_map *map);
 int dsm_impl_fd_check_owner(int fd, const char *what, size_t *size);
 int dsm_impl_munmap(struct dsm_impl_map *map);
+/* Is name in dirfd a regular file of ours (not planted by another user)? */
+bool dsm_impl_is_ours(int dirfd, const char *name);
 
 /* The SysV key of handle in space (the wrapper's region is made by hand). */
 key_t dsm_impl_sysv_key(const dsm_impl_space *space, dsm_handle handle);

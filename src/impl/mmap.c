@@ -128,6 +128,7 @@ static int mmap_destroy_name(dsm_impl_space *space, const char *os_name)
 {
 	size_t dlen = strlen(space->directory);
 	const char *base = os_name;
+	int rc;
 
 	if (strncmp(os_name, space->directory, dlen) == 0 &&
 	    os_name[dlen] == '/')
@@ -136,7 +137,15 @@ static int mmap_destroy_name(dsm_impl_space *space, const char *os_name)
 		return dsm_fail(EINVAL, "'%s' is not a segment file of this "
 					"instance",
 				os_name);
-	if (dsm_sys.unlinkat(space->dirfd, base, 0) < 0)
+	/*
+	 * Retried on EINTR: a signal during the unlink (possible on network
+	 * and FUSE file systems, and under valgrind) must not leave the
+	 * segment for the next sweep when trying again costs nothing.
+	 */
+	do
+		rc = dsm_sys.unlinkat(space->dirfd, base, 0);
+	while (rc < 0 && errno == EINTR);
+	if (rc < 0)
 		return dsm_fail(errno, "cannot remove segment file '%s/%s': %s",
 				space->directory, base, strerror(errno));
 	return 0;
@@ -173,7 +182,8 @@ static int mmap_list(dsm_impl_space *space, dsm_impl_list_fn fn, void *arg)
 		dsm_handle h = dsm_impl_parse_base_name(space, de->d_name);
 		char name[DSM_IMPL_NAME_MAX];
 
-		if (h == DSM_HANDLE_INVALID)
+		if (h == DSM_HANDLE_INVALID ||
+		    !dsm_impl_is_ours(space->dirfd, de->d_name))
 			continue;
 		snprintf(name, sizeof(name), "%s/%s", space->directory,
 			 de->d_name);

@@ -134,7 +134,8 @@ static int posix_list(dsm_impl_space *space, dsm_impl_list_fn fn, void *arg)
 		dsm_handle h = dsm_impl_parse_base_name(space, de->d_name);
 		char name[sizeof(de->d_name) + 1];
 
-		if (h == DSM_HANDLE_INVALID)
+		if (h == DSM_HANDLE_INVALID ||
+		    !dsm_impl_is_ours(dirfd(dir), de->d_name))
 			continue;
 		snprintf(name, sizeof(name), "/%s", de->d_name);
 		rc = fn(h, name, arg);

@@ -1,0 +1,1213 @@
+/*
+ * kill_storm.c - many processes, random operations, random kill -9s, and
+ * after every round a check that the control segment still tells the truth.
+ *
+ * test_crash.c kills one process at each named step, one step at a time.
+ * That proves each step can be repaired, but not that repairs compose: a
+ * reaper killed while reaping a process that died while retiring a segment
+ * another one was attaching.  Here W worker processes share one instance
+ * and loop over random operations (create, attach, detach, pin, unpin,
+ * destroy, close and reopen the instance) while this driver SIGKILLs random
+ * workers at random moments and starts new ones.  Some workers are also
+ * armed through the library's test hook (dsm_test_hook) to kill themselves
+ * at a random hook point, most of which lie inside the control lock - the
+ * case a SIGKILL from outside hits only by luck.
+ *
+ * A round ends when every surviving worker has parked between operations.
+ * Then a clean process (forked from the driver, which never opens the
+ * instance itself) opens the instance - which reaps the dead - and checks,
+ * against the control segment read under its lock:
+ *   - the lock is free: a bounded trylock loop (a liveness check; nothing
+ *     here measures time, and a hang is reported by a generous watchdog);
+ *   - per live process, its row of references is exactly the set of our
+ *     segments that /proc/<pid>/maps shows mapped, so refcounts equal live
+ *     mappings; a live worker outside the process table maps nothing;
+ *   - every slot is ACTIVE (nothing half-made or half-destroyed is left
+ *     at rest), referenced or pinned, and its OS object exists;
+ *   - every OS object of the instance (read from /dev/shm, the mmap
+ *     directory or /proc/sysvipc/shm directly) belongs to a slot.
+ * Workers also check data: every segment starts with its own handle, so an
+ * attach that mapped the wrong object is caught.  At the end every worker
+ * is killed, a last check runs, the instance is reset and destroyed, and
+ * nothing of it may remain anywhere.
+ *
+ *	kill_storm [--kills N] [--workers N] [--backend posix|sysv|mmap]
+ *		   [--seed N]
+ *
+ * --kills (or $KILL_STORM_KILLS) is the total over all backends: the test
+ * suite runs a few hundred, `make soak` ten thousand.  Exit status 0 when no
+ * check failed and nothing leaked, 1 otherwise, 77 when no backend can run.
+ * Prints one line of counts per backend and a total.
+ *
+ * Runs alone (is_parallel: false): sysv objects are told apart by the tag
+ * that every test instance shares.
+ */
+#include "testutil.h"
+
+#include "src/wrapper.h"
+
+#include <dynshm/dsm.h>
+#include <dynshm/dsm_impl.h>
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/random.h>
+#include <sys/shm.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#define MAX_WORKERS 16
+#define N_PUBLISHED 32	   /* handles workers pass to each other */
+#define LOCAL_MAX 12	   /* attaches a worker holds at once */
+#define OPS_PER_ROUND 40
+#define MAX_SEGMENTS "48"
+#define MAX_PROCESSES "24"
+#define HANG_SECONDS 120   /* watchdog only: a hang, not a slow run */
+#define STAMP_BYTES 8
+
+/* Worker exit statuses besides 0 (parked and told to stop). */
+#define EXIT_LIBRARY 2	   /* an error the operation may not return */
+#define EXIT_DATA 3	   /* a segment did not hold what it should */
+
+/* ---- what the driver and its processes share -------------------------- */
+
+/* The library's hook points (HOOK in the sources); the first seven lie in
+ * the control lock. */
+static const char *const points[] = {
+	"create:reserved", "create:referenced", "attach:referenced",
+	"detach:released", "retire:moribund",   "pin:changed",
+	"reap:release",	   "create:before-os",  "create:after-os",
+	"destroy:before-os", "destroy:after-os",
+};
+
+#define N_POINTS (sizeof(points) / sizeof(points[0]))
+#define N_IN_LOCK 7
+
+struct counts {
+	uint64_t rounds, ops, kills, kills_busy, hook_kills, checks;
+	uint64_t repairs, reaped, leaks, failures;
+	uint64_t at[N_POINTS + 1]; /* hook kills by point; last: unknown */
+};
+
+struct shared {
+	uint64_t ops;				/* every op tried */
+	uint64_t published[N_PUBLISHED];	/* handles, 0 = none */
+	uint32_t busy[MAX_WORKERS];		/* 1 while inside a round */
+	uint32_t hook_armed[MAX_WORKERS];	/* 1 while the hook may kill */
+	int32_t pids[MAX_WORKERS];		/* live workers, 0 = none */
+	uint64_t repairs, reaped;		/* last check's reading */
+	uint64_t leaks;				/* found by checks */
+	uint64_t at[N_POINTS + 1];		/* hook kills by point */
+};
+
+struct backend {
+	const char *name;
+	dsm_impl_type type;
+};
+
+static const struct backend backends[] = {
+	{ "posix", DSM_IMPL_POSIX },
+	{ "sysv", DSM_IMPL_SYSV },
+	{ "mmap", DSM_IMPL_MMAP },
+};
+
+#define N_BACKENDS (sizeof(backends) / sizeof(backends[0]))
+
+struct worker {
+	pid_t pid;	/* 0 when the slot is empty */
+	int go;		/* write end: one byte starts a round */
+	int done;	/* read end: one byte ends it, EOF = died */
+	bool killed;	/* by the driver, this round */
+	bool finished;	/* reported done this round */
+};
+
+struct storm {
+	const struct backend *be;
+	char *dir;
+	dsm_config *cfg;
+	uint64_t id;
+	struct shared *sh;
+	struct worker w[MAX_WORKERS];
+	int nworkers;
+	uint64_t rng;
+	int sysv_before;	/* tagged SysV segments before the storm */
+	struct counts n;
+};
+
+static uint64_t next_random(uint64_t *state)
+{
+	uint64_t z = (*state += 0x9e3779b97f4a7c15ull);
+
+	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+	z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+	return z ^ (z >> 31);
+}
+
+static unsigned below(uint64_t *state, unsigned n)
+{
+	return (unsigned)(next_random(state) % n);
+}
+
+static bool write_byte(int fd, char c)
+{
+	ssize_t n;
+
+	do
+		n = write(fd, &c, 1);
+	while (n < 0 && errno == EINTR);
+	return n == 1;
+}
+
+/* 1 byte read, 0 at EOF, -1 on error. */
+static int read_byte(int fd, char *c)
+{
+	ssize_t n;
+
+	do
+		n = read(fd, c, 1);
+	while (n < 0 && errno == EINTR);
+	return n == 1 ? 1 : n == 0 ? 0 : -1;
+}
+
+/* ---- a worker ------------------------------------------------------------ */
+
+struct held {
+	dsm_segment *seg;
+	dsm_handle handle;
+};
+
+struct wstate {
+	struct storm *st;
+	int index;
+	dsm_instance *inst;
+	struct held local[LOCAL_MAX];
+	int nlocal;
+	uint64_t rng;
+	int hook_countdown;	/* > 0: die at that many-th hook call */
+};
+
+static struct wstate *hooked;
+
+/* Called by the library at every named point (see HOOK in wrapper.h). */
+static void storm_hook(const char *point)
+{
+	size_t i = 0;
+
+	if (!hooked || hooked->hook_countdown <= 0 ||
+	    --hooked->hook_countdown > 0)
+		return;
+	while (i < N_POINTS && strcmp(points[i], point) != 0)
+		i++;
+	__atomic_add_fetch(&hooked->st->sh->at[i], 1, __ATOMIC_RELAXED);
+	raise(SIGKILL);
+}
+
+#define BAD(ws, what, rc)                                                      \
+	do {                                                                   \
+		fprintf(stderr,                                                \
+			"kill_storm: worker %d (%s): %s returned %d: %s\n",   \
+			(int)getpid(), (ws)->st->be->name, what, rc,           \
+			dsm_last_error());                                     \
+		_exit(EXIT_LIBRARY);                                           \
+	} while (0)
+
+static dsm_handle pick_published(struct wstate *ws)
+{
+	return __atomic_load_n(&ws->st->sh->published[below(&ws->rng,
+							     N_PUBLISHED)],
+			       __ATOMIC_ACQUIRE);
+}
+
+static void check_stamp(struct wstate *ws, dsm_segment *seg, dsm_handle h)
+{
+	uint64_t v;
+
+	memcpy(&v, dsm_segment_address(seg), sizeof(v));
+	if (v != h) {
+		fprintf(stderr, "kill_storm: worker %d: segment %016" PRIx64
+				" holds the stamp of %016" PRIx64 "\n",
+			(int)getpid(), h, v);
+		_exit(EXIT_DATA);
+	}
+}
+
+static void op_create(struct wstate *ws)
+{
+	/* sizes: a page, odd sizes, up to 64 KiB */
+	size_t size = STAMP_BYTES + below(&ws->rng, 65536);
+	dsm_segment *seg = NULL;
+	dsm_handle h;
+	int rc;
+
+	if (ws->nlocal == LOCAL_MAX)
+		return;
+	rc = dsm_create(ws->inst, size, 0, &seg);
+	if (rc == -ENOSPC)
+		return; /* every slot in use: allowed */
+	if (rc != 0)
+		BAD(ws, "dsm_create", rc);
+	h = dsm_segment_handle(seg);
+	memcpy(dsm_segment_address(seg), &h, sizeof(h));
+	ws->local[ws->nlocal].seg = seg;
+	ws->local[ws->nlocal++].handle = h;
+	__atomic_store_n(&ws->st->sh->published[below(&ws->rng, N_PUBLISHED)],
+			 h, __ATOMIC_RELEASE);
+}
+
+static void op_attach(struct wstate *ws)
+{
+	dsm_handle h = pick_published(ws);
+	dsm_segment *seg = NULL;
+	int rc;
+
+	if (!h || ws->nlocal == LOCAL_MAX)
+		return;
+	rc = dsm_attach(ws->inst, h, &seg);
+	if (rc == -ENOENT)
+		return; /* destroyed meanwhile: allowed */
+	if (rc != 0)
+		BAD(ws, "dsm_attach", rc);
+	check_stamp(ws, seg, h);
+	ws->local[ws->nlocal].seg = seg;
+	ws->local[ws->nlocal++].handle = h;
+}
+
+static void op_detach(struct wstate *ws)
+{
+	int i, rc;
+
+	if (ws->nlocal == 0)
+		return;
+	i = (int)below(&ws->rng, (unsigned)ws->nlocal);
+	check_stamp(ws, ws->local[i].seg, ws->local[i].handle);
+	rc = dsm_detach(ws->local[i].seg);
+	if (rc != 0)
+		BAD(ws, "dsm_detach", rc);
+	ws->local[i] = ws->local[--ws->nlocal];
+}
+
+static void op_pin(struct wstate *ws)
+{
+	int rc;
+
+	if (ws->nlocal == 0)
+		return;
+	rc = dsm_pin_segment(ws->local[below(&ws->rng,
+					     (unsigned)ws->nlocal)].seg);
+	if (rc != 0 && rc != -EALREADY && rc != -ENOENT)
+		BAD(ws, "dsm_pin_segment", rc);
+}
+
+static void op_unpin(struct wstate *ws)
+{
+	dsm_handle h = pick_published(ws);
+	int rc;
+
+	if (!h)
+		return;
+	rc = dsm_unpin_segment(ws->inst, h);
+	if (rc != 0 && rc != -EINVAL && rc != -ENOENT)
+		BAD(ws, "dsm_unpin_segment", rc);
+}
+
+static void op_destroy(struct wstate *ws)
+{
+	dsm_handle h = pick_published(ws);
+	int rc;
+
+	if (!h)
+		return;
+	rc = dsm_destroy(ws->inst, h);
+	if (rc != 0 && rc != -ENOENT)
+		BAD(ws, "dsm_destroy", rc);
+}
+
+static void open_instance(struct wstate *ws)
+{
+	int rc = dsm_instance_open(ws->st->dir, ws->st->cfg, DSM_OPEN_EXISTING,
+				   &ws->inst);
+
+	if (rc != 0)
+		BAD(ws, "dsm_instance_open", rc);
+}
+
+/* Leave the instance (detaching everything) and join it again. */
+static void op_reopen(struct wstate *ws)
+{
+	int rc = dsm_instance_close(ws->inst);
+
+	ws->inst = NULL;
+	ws->nlocal = 0;
+	if (rc != 0)
+		BAD(ws, "dsm_instance_close", rc);
+	open_instance(ws);
+}
+
+/*
+ * >>> NAMED GET-OR-CREATE: not yet in this branch (issue 4 adds named
+ * >>> segments).  When dsm_get_or_create (or whatever it is called) lands,
+ * >>> implement op_get_or_create: pick a name from a small fixed set, get or
+ * >>> create it, check that every process that gets a name sees the same
+ * >>> handle and stamp, keep it in local[]; the checker must then also
+ * >>> verify that each name maps to at most one live slot.  Until then the
+ * >>> op is not in the table below - it is not faked.
+ */
+
+static void (*const ops[])(struct wstate *) = {
+	op_create, op_create, op_create, op_attach, op_attach, op_attach,
+	op_detach, op_detach, op_detach, op_pin,    op_unpin,  op_destroy,
+	op_destroy, op_reopen,
+};
+
+#define N_OPS (sizeof(ops) / sizeof(ops[0]))
+
+static void run_round(struct wstate *ws)
+{
+	struct shared *sh = ws->st->sh;
+
+	/* a third of the rounds: die at a random hook point, if reached */
+	ws->hook_countdown = below(&ws->rng, 3) == 0 ?
+				     1 + (int)below(&ws->rng, 48) : 0;
+	__atomic_store_n(&sh->hook_armed[ws->index], ws->hook_countdown > 0,
+			 __ATOMIC_RELEASE);
+	for (int i = 0; i < OPS_PER_ROUND; i++) {
+		__atomic_add_fetch(&sh->ops, 1, __ATOMIC_RELAXED);
+		ops[below(&ws->rng, N_OPS)](ws);
+	}
+	ws->hook_countdown = 0;
+	__atomic_store_n(&sh->hook_armed[ws->index], 0, __ATOMIC_RELEASE);
+}
+
+static int worker_main(struct storm *st, int index, int go, int done)
+{
+	struct wstate ws;
+	char c;
+
+	memset(&ws, 0, sizeof(ws));
+	ws.st = st;
+	ws.index = index;
+	ws.rng = st->rng ^ (uint64_t)getpid() << 20;
+	hooked = &ws;
+	dsm_test_hook = storm_hook;
+	open_instance(&ws);
+	if (!write_byte(done, 'r')) /* joined: the driver may go on */
+		return 1;
+	while (read_byte(go, &c) == 1) {
+		__atomic_store_n(&st->sh->busy[index], 1, __ATOMIC_RELEASE);
+		run_round(&ws);
+		__atomic_store_n(&st->sh->busy[index], 0, __ATOMIC_RELEASE);
+		if (!write_byte(done, 'd'))
+			break;
+	}
+	/* told to stop (EOF): leave cleanly */
+	dsm_test_hook = NULL;
+	dsm_instance_close(ws.inst);
+	return 0;
+}
+
+/* ---- the checker ---------------------------------------------------------- */
+
+/* A mapping's or object's name reduced to what every source agrees on:
+ * "dynshm.<id>.<handle>" for posix and mmap, "SYSV<key>" for sysv. */
+#define KEY_LEN 64
+
+static void object_key(dsm_impl_space *space, dsm_handle h, char *key)
+{
+	char name[DSM_IMPL_NAME_MAX];
+	unsigned sysv;
+	const char *base;
+
+	key[0] = '\0';
+	if (dsm_impl_object_name(space, h, name, sizeof(name)) != 0)
+		return;
+	if (sscanf(name, "sysv:0x%x", &sysv) == 1) {
+		snprintf(key, KEY_LEN, "SYSV%08x", sysv);
+		return;
+	}
+	base = strrchr(name, '/');
+	snprintf(key, KEY_LEN, "%.*s", KEY_LEN - 1, base ? base + 1 : name);
+}
+
+/* Our objects mapped by pid: keys into keys[], up to max; count or -1. */
+static int mapped_keys(pid_t pid, uint64_t id, char (*keys)[KEY_LEN], int max)
+{
+	char path[64], line[4096], prefix[40];
+	int n = 0;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%d/maps", (int)pid);
+	snprintf(prefix, sizeof(prefix), "dynshm.%016" PRIx64 ".", id);
+	f = fopen(path, "re");
+	if (!f)
+		return -1;
+	while (fgets(line, sizeof(line), f)) {
+		char *name = strchr(line, '/'), *base, *end;
+		unsigned key;
+
+		if (!name)
+			continue;
+		line[strcspn(line, "\n")] = '\0';
+		end = strstr(name, " (deleted)");
+		if (end)
+			*end = '\0';
+		base = strrchr(name, '/') + 1;
+		if (strncmp(base, prefix, strlen(prefix)) != 0 &&
+		    !(sscanf(base, "SYSV%8x", &key) == 1 &&
+		      (key & 0x40000000u) &&
+		      (key >> 18 & 0xfff) == (id & 0xfff)))
+			continue;
+		if (n < max)
+			snprintf(keys[n], KEY_LEN, "%s", base);
+		n++;
+	}
+	fclose(f);
+	return n;
+}
+
+static bool has_key(char (*keys)[KEY_LEN], int n, const char *key)
+{
+	for (int i = 0; i < n; i++)
+		if (strcmp(keys[i], key) == 0)
+			return true;
+	return false;
+}
+
+#define MAX_KEYS 256
+
+struct check {
+	dsm_instance *inst;
+	dsm_impl_space *space;
+	char ctl_key[KEY_LEN];
+	char (*slot_key)[KEY_LEN]; /* by slot, "" when FREE */
+	int problems;
+	uint64_t leaks;
+};
+
+#define PROBLEM(ck, ...)                                                       \
+	do {                                                                   \
+		fprintf(stderr, "kill_storm: check: " __VA_ARGS__);            \
+		fputc('\n', stderr);                                           \
+		(ck)->problems++;                                              \
+	} while (0)
+
+/* The lock must be free: we hold nothing, every worker is parked. */
+static void check_lock_free(struct check *ck)
+{
+	pthread_mutex_t *lock = &ck->inst->c.hdr->lock;
+	struct timespec pause = { 0, 1000000 };
+	int rc = EBUSY;
+
+	for (int i = 0; i < 5000 && rc == EBUSY; i++) {
+		rc = pthread_mutex_trylock(lock);
+		if (rc == EBUSY)
+			nanosleep(&pause, NULL);
+	}
+	if (rc == 0)
+		pthread_mutex_unlock(lock);
+	else
+		PROBLEM(ck, "control lock not free at rest: %s", strerror(rc));
+}
+
+/* Each live process's row of references equals what it maps. */
+static void check_process(struct check *ck, uint32_t p, pid_t pid)
+{
+	static char keys[MAX_KEYS][KEY_LEN];
+	struct ctl *c = &ck->inst->c;
+	int n = mapped_keys(pid, ck->inst->id, keys, MAX_KEYS);
+
+	if (n < 0)
+		return; /* gone meanwhile: the next check will see */
+	for (uint32_t s = 0; s < c->hdr->max_segments; s++) {
+		bool bit = p != CTL_NONE && ctl_bit(c, p, s);
+		bool mapped = ck->slot_key[s][0] &&
+			      has_key(keys, n, ck->slot_key[s]);
+
+		if (bit != mapped)
+			PROBLEM(ck, "process %d: slot %u %s but %s", (int)pid,
+				s, bit ? "referenced" : "not referenced",
+				mapped ? "mapped" : "not mapped");
+	}
+	for (int i = 0; i < n && i < MAX_KEYS; i++) {
+		bool known = strcmp(keys[i], ck->ctl_key) == 0;
+
+		for (uint32_t s = 0; !known && s < c->hdr->max_segments; s++)
+			known = strcmp(keys[i], ck->slot_key[s]) == 0;
+		if (!known)
+			PROBLEM(ck, "process %d maps %s, which no slot records",
+				(int)pid, keys[i]);
+	}
+}
+
+static void check_slots(struct check *ck)
+{
+	struct ctl *c = &ck->inst->c;
+
+	for (uint32_t s = 0; s < c->hdr->max_segments; s++) {
+		struct ctl_slot *slot = &c->slots[s];
+		dsm_impl_map *map = NULL;
+		int rc;
+
+		ck->slot_key[s][0] = '\0';
+		if (slot->state == SLOT_FREE)
+			continue;
+		object_key(ck->space, slot->handle, ck->slot_key[s]);
+		if (slot->state != SLOT_ACTIVE)
+			PROBLEM(ck, "slot %u left in state %u at rest", s,
+				slot->state);
+		if (slot->refcount == 0 && !slot->pinned) {
+			PROBLEM(ck, "slot %u: nobody holds it, not pinned: "
+				    "leaked", s);
+			ck->leaks++;
+		}
+		rc = dsm_impl_attach(ck->space, slot->handle, &map);
+		if (rc == 0)
+			dsm_impl_detach(map);
+		else
+			PROBLEM(ck, "slot %u (%s): its OS object is "
+				    "missing: %d %s",
+				s, ck->slot_key[s], rc, dsm_last_error());
+	}
+}
+
+static bool recorded(struct check *ck, const char *key)
+{
+	if (strcmp(key, ck->ctl_key) == 0)
+		return true;
+	for (uint32_t s = 0; s < ck->inst->c.hdr->max_segments; s++)
+		if (strcmp(key, ck->slot_key[s]) == 0)
+			return true;
+	return false;
+}
+
+/* Every OS object of the instance, read from the OS, not the library. */
+static void check_objects(struct check *ck, const struct storm *st)
+{
+	char prefix[40], key[KEY_LEN];
+	struct dirent *de;
+	DIR *d;
+
+	snprintf(prefix, sizeof(prefix), "dynshm.%016" PRIx64 ".",
+		 ck->inst->id);
+	if (st->be->type == DSM_IMPL_SYSV) {
+		char line[512];
+		FILE *f = fopen("/proc/sysvipc/shm", "re");
+
+		while (f && fgets(line, sizeof(line), f)) {
+			int k;
+			unsigned uid;
+
+			if (sscanf(line, "%d %*d %*o %*u %*d %*d %*u %u", &k,
+				   &uid) != 2 || uid != geteuid() ||
+			    !((unsigned)k & 0x40000000u) ||
+			    ((unsigned)k >> 18 & 0xfff) != TEST_TAG)
+				continue;
+			snprintf(key, sizeof(key), "SYSV%08x", (unsigned)k);
+			if (!recorded(ck, key)) {
+				PROBLEM(ck, "SysV segment %s has no slot", key);
+				ck->leaks++;
+			}
+		}
+		if (f)
+			fclose(f);
+		return;
+	}
+	d = opendir(st->be->type == DSM_IMPL_POSIX ? "/dev/shm" : st->dir);
+	while (d && (de = readdir(d)) != NULL) {
+		if (strncmp(de->d_name, prefix, strlen(prefix)) != 0)
+			continue;
+		if (!recorded(ck, de->d_name)) {
+			PROBLEM(ck, "object %s has no slot", de->d_name);
+			ck->leaks++;
+		}
+	}
+	if (d)
+		closedir(d);
+}
+
+static bool is_worker(const struct storm *st, pid_t pid)
+{
+	for (int i = 0; i < MAX_WORKERS; i++)
+		if (st->sh->pids[i] == pid)
+			return true;
+	return false;
+}
+
+static int checker_main(struct storm *st)
+{
+	static char slot_keys[1024][KEY_LEN];
+	dsm_instance_info info;
+	struct check ck;
+	struct ctl *c;
+
+	memset(&ck, 0, sizeof(ck));
+	ck.slot_key = slot_keys;
+	if (dsm_instance_open(st->dir, st->cfg, DSM_OPEN_EXISTING, &ck.inst)) {
+		fprintf(stderr, "kill_storm: check: cannot open: %s\n",
+			dsm_last_error());
+		return 1;
+	}
+	c = &ck.inst->c;
+	if (c->hdr->max_segments > 1024 ||
+	    space_for(ck.inst, st->be->type, &ck.space) != 0) {
+		fprintf(stderr, "kill_storm: check: %s\n", dsm_last_error());
+		return 1;
+	}
+	object_key(ck.space, CTL_HANDLE, ck.ctl_key);
+	check_lock_free(&ck);
+	if (ctl_lock(ck.inst) != 0) {
+		fprintf(stderr, "kill_storm: check: %s\n", dsm_last_error());
+		return 1;
+	}
+	check_slots(&ck);
+	for (uint32_t p = 0; p < c->hdr->max_processes; p++) {
+		if (c->procs[p].state != PROC_LIVE || p == ck.inst->me)
+			continue;
+		if (!ctl_proc_alive(&c->procs[p]))
+			PROBLEM(&ck, "process entry %u (pid %d) is dead "
+				    "after a reap", p, c->procs[p].pid);
+		else if (!is_worker(st, c->procs[p].pid))
+			PROBLEM(&ck, "process entry %u: pid %d is no worker",
+				p, c->procs[p].pid);
+		else
+			check_process(&ck, p, c->procs[p].pid);
+	}
+	/* a live worker that is in no entry maps nothing of ours */
+	for (int i = 0; i < MAX_WORKERS; i++) {
+		bool joined = false;
+
+		if (st->sh->pids[i] <= 0)
+			continue;
+		for (uint32_t p = 0; p < c->hdr->max_processes; p++)
+			joined = joined || (c->procs[p].state == PROC_LIVE &&
+					    c->procs[p].pid == st->sh->pids[i]);
+		if (!joined)
+			check_process(&ck, CTL_NONE, st->sh->pids[i]);
+	}
+	check_objects(&ck, st);
+	ctl_unlock(ck.inst);
+	if (dsm_instance_info_get(ck.inst, &info) == 0) {
+		st->sh->repairs = info.lock_repairs;
+		st->sh->reaped = info.processes_reaped;
+	}
+	st->sh->leaks += ck.leaks;
+	dsm_instance_close(ck.inst);
+	return ck.problems ? 1 : 0;
+}
+
+/* ---- the driver ------------------------------------------------------------ */
+
+static struct storm *watched; /* for the watchdog */
+static pid_t checker_pid;
+
+static void kill_all(struct storm *st)
+{
+	for (int i = 0; i < MAX_WORKERS; i++)
+		if (st->w[i].pid > 0)
+			kill(st->w[i].pid, SIGKILL);
+}
+
+static void on_alarm(int sig)
+{
+	static const char msg[] = "kill_storm: HANG: a process did not "
+				  "finish its round or check; probably stuck "
+				  "on the control lock\n";
+
+	(void)sig;
+	if (write(2, msg, sizeof(msg) - 1) < 0) {
+		/* nothing more to do */
+	}
+	if (watched)
+		kill_all(watched);
+	if (checker_pid > 0)
+		kill(checker_pid, SIGKILL);
+	_exit(1);
+}
+
+/* In a new child: drop every descriptor only the driver may hold. */
+static void close_driver_fds(struct storm *st)
+{
+	signal(SIGALRM, SIG_DFL);
+	alarm(0);
+	for (int i = 0; i < MAX_WORKERS; i++) {
+		if (st->w[i].go >= 0)
+			close(st->w[i].go);
+		if (st->w[i].done >= 0)
+			close(st->w[i].done);
+	}
+}
+
+static pid_t fork_child(struct storm *st, int (*fn)(struct storm *))
+{
+	pid_t pid;
+
+	fflush(NULL);
+	pid = fork();
+	if (pid == 0) {
+		close_driver_fds(st);
+		_exit(fn(st));
+	}
+	return pid;
+}
+
+static int run_child(struct storm *st, int (*fn)(struct storm *))
+{
+	int status;
+
+	checker_pid = fork_child(st, fn);
+	if (checker_pid < 0)
+		return -1;
+	status = test_wait(checker_pid);
+	checker_pid = 0;
+	return status;
+}
+
+static void end_worker(struct storm *st, int i)
+{
+	close(st->w[i].go);
+	close(st->w[i].done);
+	st->w[i].go = st->w[i].done = -1;
+	st->w[i].pid = 0;
+	st->sh->pids[i] = 0;
+}
+
+/* Start worker i and wait until it has joined: 0, or -1. */
+static int start_worker(struct storm *st, int i)
+{
+	int go[2], done[2];
+	pid_t pid;
+	char c;
+
+	if (pipe2(go, O_CLOEXEC) < 0 || pipe2(done, O_CLOEXEC) < 0)
+		return -1;
+	st->rng ^= next_random(&st->rng);
+	fflush(NULL);
+	pid = fork();
+	if (pid < 0)
+		return -1;
+	if (pid == 0) {
+		close_driver_fds(st);
+		close(go[1]);
+		close(done[0]);
+		_exit(worker_main(st, i, go[0], done[1]));
+	}
+	close(go[0]);
+	close(done[1]);
+	st->w[i].pid = pid;
+	st->w[i].go = go[1];
+	st->w[i].done = done[0];
+	st->sh->pids[i] = pid;
+	if (read_byte(done[0], &c) != 1 || c != 'r')
+		return -1;
+	return 0;
+}
+
+/* Reap worker i, which died; classify how. */
+static void bury_worker(struct storm *st, int i)
+{
+	int status = test_wait(st->w[i].pid);
+
+	if (st->w[i].killed) {
+		/* counted when killed */
+	} else if (status == 128 + SIGKILL) {
+		st->n.hook_kills++; /* killed itself at a hook point */
+		st->n.kills++;
+	} else {
+		fprintf(stderr, "kill_storm: %s: worker %d ended with status "
+				"%d\n",
+			st->be->name, (int)st->w[i].pid, status);
+		st->n.failures++;
+	}
+	end_worker(st, i);
+}
+
+static void kill_some(struct storm *st, uint64_t budget)
+{
+	unsigned nkill = below(&st->rng, 4); /* 0 to 3 this round */
+	struct timespec delay = { 0, 0 };
+
+	for (unsigned k = 0; k < nkill && st->n.kills < budget; k++) {
+		int i = (int)below(&st->rng, (unsigned)st->nworkers);
+
+		delay.tv_nsec = (long)below(&st->rng, 400) * 1000;
+		nanosleep(&delay, NULL);
+		if (st->w[i].killed || st->w[i].pid <= 0)
+			continue;
+		if (__atomic_load_n(&st->sh->busy[i], __ATOMIC_ACQUIRE))
+			st->n.kills_busy++;
+		kill(st->w[i].pid, SIGKILL);
+		st->w[i].killed = true;
+		st->n.kills++;
+	}
+}
+
+/* Wait until every worker has parked or died; 0, or -1 on a broken pipe. */
+static int settle(struct storm *st)
+{
+	for (;;) {
+		struct pollfd pfd[MAX_WORKERS];
+		int map[MAX_WORKERS], n = 0;
+
+		for (int i = 0; i < st->nworkers; i++) {
+			if (st->w[i].pid <= 0 || st->w[i].finished)
+				continue;
+			pfd[n].fd = st->w[i].done;
+			pfd[n].events = POLLIN;
+			map[n++] = i;
+		}
+		if (n == 0)
+			return 0;
+		if (poll(pfd, (nfds_t)n, -1) < 0) {
+			if (errno == EINTR)
+				continue;
+			return -1;
+		}
+		for (int j = 0; j < n; j++) {
+			int i = map[j];
+			char c;
+
+			if (!pfd[j].revents)
+				continue;
+			if (read_byte(st->w[i].done, &c) == 1)
+				st->w[i].finished = true;
+			else
+				bury_worker(st, i);
+		}
+	}
+}
+
+static int round_once(struct storm *st, uint64_t budget)
+{
+	int status;
+
+	for (int i = 0; i < st->nworkers; i++) {
+		st->w[i].killed = st->w[i].finished = false;
+		if (st->w[i].pid <= 0 && start_worker(st, i) < 0) {
+			fprintf(stderr, "kill_storm: cannot start a worker\n");
+			return -1;
+		}
+		if (!write_byte(st->w[i].go, 'g'))
+			return -1;
+	}
+	alarm(HANG_SECONDS);
+	kill_some(st, budget);
+	if (settle(st) < 0)
+		return -1;
+	/* killed after parking: still to be buried */
+	for (int i = 0; i < st->nworkers; i++)
+		if (st->w[i].pid > 0 && st->w[i].killed)
+			bury_worker(st, i);
+	/* replace the dead before the check, so it sees them joined */
+	for (int i = 0; i < st->nworkers; i++)
+		if (st->w[i].pid <= 0 && start_worker(st, i) < 0)
+			return -1;
+	status = run_child(st, checker_main);
+	alarm(0);
+	st->n.rounds++;
+	st->n.checks++;
+	if (status != 0) {
+		fprintf(stderr, "kill_storm: %s: check after round %" PRIu64
+				" failed (status %d)\n",
+			st->be->name, st->n.rounds, status);
+		st->n.failures++;
+	}
+	return 0;
+}
+
+/* ---- setup and the end ------------------------------------------------- */
+
+static int create_instance(struct storm *st)
+{
+	dsm_instance *inst = NULL;
+	dsm_instance_info info;
+	int rc = dsm_instance_open(st->dir, st->cfg, 0, &inst);
+
+	if (rc == 0)
+		rc = dsm_instance_info_get(inst, &info);
+	if (rc != 0) {
+		fprintf(stderr, "kill_storm: cannot create a %s instance: %s\n",
+			st->be->name, dsm_last_error());
+		return 1;
+	}
+	st->sh->published[0] = 0;
+	st->sh->repairs = info.instance_id; /* handed back through here */
+	return dsm_instance_close(inst) == 0 ? 0 : 1;
+}
+
+/* Reset (which removes even pinned segments), then destroy. */
+static int reset_and_destroy(struct storm *st)
+{
+	dsm_instance *inst = NULL;
+	dsm_instance_info info;
+
+	if (dsm_instance_open(st->dir, st->cfg, DSM_OPEN_RESET, &inst) != 0 ||
+	    dsm_instance_info_get(inst, &info) != 0) {
+		fprintf(stderr, "kill_storm: reset: %s\n", dsm_last_error());
+		return 1;
+	}
+	if (info.segments != 0 || info.processes != 1) {
+		fprintf(stderr, "kill_storm: after reset: %u segments, %u "
+				"processes\n",
+			info.segments, info.processes);
+		return 1;
+	}
+	if (dsm_instance_destroy(inst) != 0) {
+		fprintf(stderr, "kill_storm: destroy: %s\n", dsm_last_error());
+		return 1;
+	}
+	return 0;
+}
+
+/* SysV segments of ours with the test tag (sysv keys name no instance). */
+static int count_sysv_tagged(void)
+{
+	char line[512];
+	int n = 0;
+	FILE *f = fopen("/proc/sysvipc/shm", "re");
+
+	while (f && fgets(line, sizeof(line), f)) {
+		int k;
+		unsigned uid;
+
+		if (sscanf(line, "%d %*d %*o %*u %*d %*d %*u %u", &k, &uid) == 2 &&
+		    uid == geteuid() && ((unsigned)k & 0x40000000u) &&
+		    ((unsigned)k >> 18 & 0xfff) == TEST_TAG)
+			n++;
+	}
+	if (f)
+		fclose(f);
+	return n;
+}
+
+/*
+ * What is left of this storm's instance: objects with its prefix in
+ * /dev/shm, its directory (mmap files included), and SysV segments with
+ * the test tag beyond those there before the storm.  Other programs'
+ * leftovers are not counted: the suite's leftovers test finds those.
+ */
+static int count_remains(const struct storm *st)
+{
+	char prefix[40];
+	struct dirent *de;
+	struct stat sb;
+	int n = 0, sysv = count_sysv_tagged() - st->sysv_before;
+	DIR *d = opendir("/dev/shm");
+
+	snprintf(prefix, sizeof(prefix), "dynshm.%016" PRIx64 ".", st->id);
+	while (d && (de = readdir(d)) != NULL)
+		if (strncmp(de->d_name, prefix, strlen(prefix)) == 0) {
+			fprintf(stderr, "kill_storm: left: /dev/shm/%s\n",
+				de->d_name);
+			n++;
+		}
+	if (d)
+		closedir(d);
+	if (stat(st->dir, &sb) == 0) {
+		fprintf(stderr, "kill_storm: left: directory %s\n", st->dir);
+		n++;
+	}
+	if (sysv > 0)
+		fprintf(stderr, "kill_storm: left: %d SysV segment(s)\n", sysv);
+	return n + (sysv > 0 ? sysv : 0);
+}
+
+static int finish(struct storm *st)
+{
+	int status;
+
+	/* everybody dies at once */
+	for (int i = 0; i < st->nworkers; i++) {
+		if (st->w[i].pid <= 0)
+			continue;
+		kill(st->w[i].pid, SIGKILL);
+		test_wait(st->w[i].pid);
+		end_worker(st, i);
+		st->n.kills++;
+	}
+	alarm(HANG_SECONDS);
+	status = run_child(st, checker_main);
+	st->n.checks++;
+	if (status != 0)
+		st->n.failures++;
+	st->n.repairs = st->sh->repairs;
+	st->n.reaped = st->sh->reaped;
+	if (run_child(st, reset_and_destroy) != 0)
+		st->n.failures++;
+	alarm(0);
+	st->n.leaks = st->sh->leaks + (uint64_t)count_remains(st);
+	return 0;
+}
+
+static bool backend_usable(const struct backend *be)
+{
+	int id;
+
+	if (be->type != DSM_IMPL_SYSV)
+		return true;
+	id = shmget(IPC_PRIVATE, 4096, IPC_CREAT | 0600);
+	if (id < 0)
+		return false;
+	shmctl(id, IPC_RMID, NULL);
+	return true;
+}
+
+static void print_counts(const char *what, const struct counts *n)
+{
+	printf("kill_storm: %-5s rounds %" PRIu64 ", operations %" PRIu64
+	       ", kills %" PRIu64 " (driver %" PRIu64 " of which %" PRIu64
+	       " mid-round, hook %" PRIu64 "), lock repairs %" PRIu64
+	       ", processes reaped %" PRIu64 ", checks %" PRIu64
+	       ", failures %" PRIu64 ", leaks %" PRIu64 "\n",
+	       what, n->rounds, n->ops, n->kills, n->kills - n->hook_kills,
+	       n->kills_busy, n->hook_kills, n->repairs, n->reaped, n->checks,
+	       n->failures, n->leaks);
+	printf("kill_storm: %-5s hook kills inside the lock:", what);
+	for (size_t i = 0; i < N_POINTS + 1; i++) {
+		if (i == N_IN_LOCK)
+			printf("; outside:");
+		printf(" %s %" PRIu64, i < N_POINTS ? points[i] : "other",
+		       n->at[i]);
+	}
+	printf("\n");
+	fflush(stdout);
+}
+
+static int storm_backend(struct storm *st, uint64_t budget)
+{
+	int rc = 0;
+
+	st->dir = test_make_dir();
+	if (!st->dir || dsm_config_new(&st->cfg) != 0 ||
+	    dsm_config_set(st->cfg, "dynamic_shared_memory_type",
+			   st->be->name) != 0 ||
+	    dsm_config_set(st->cfg, "max_segments", MAX_SEGMENTS) != 0 ||
+	    dsm_config_set(st->cfg, "max_processes", MAX_PROCESSES) != 0) {
+		fprintf(stderr, "kill_storm: setup: %s\n", strerror(errno));
+		return -1;
+	}
+	for (int i = 0; i < MAX_WORKERS; i++)
+		st->w[i].go = st->w[i].done = -1;
+	st->sysv_before = count_sysv_tagged();
+	if (run_child(st, create_instance) != 0)
+		rc = -1;
+	st->id = st->sh->repairs;
+	st->sh->repairs = 0;
+	watched = st;
+	while (rc == 0 && st->n.kills < budget)
+		rc = round_once(st, budget);
+	if (rc < 0) {
+		st->n.failures++;
+		kill_all(st);
+	}
+	finish(st);
+	st->n.ops = st->sh->ops;
+	memcpy(st->n.at, st->sh->at, sizeof(st->n.at));
+	watched = NULL;
+	if (st->dir) {
+		struct stat sb;
+
+		if (stat(st->dir, &sb) == 0)
+			test_remove_dir(st->dir);
+		else
+			free(st->dir);
+	}
+	dsm_config_free(st->cfg);
+	return 0;
+}
+
+static void add_counts(struct counts *to, const struct counts *n)
+{
+	to->rounds += n->rounds;
+	to->ops += n->ops;
+	to->kills += n->kills;
+	to->kills_busy += n->kills_busy;
+	to->hook_kills += n->hook_kills;
+	to->checks += n->checks;
+	to->repairs += n->repairs;
+	to->reaped += n->reaped;
+	to->leaks += n->leaks;
+	to->failures += n->failures;
+	for (size_t i = 0; i < N_POINTS + 1; i++)
+		to->at[i] += n->at[i];
+}
+
+static void usage(void)
+{
+	fprintf(stderr, "usage: kill_storm [--kills N] [--workers N] "
+			"[--backend posix|sysv|mmap] [--seed N]\n");
+	exit(2);
+}
+
+int main(int argc, char **argv)
+{
+	const char *env = getenv("KILL_STORM_KILLS"), *only = NULL;
+	uint64_t kills = env ? strtoull(env, NULL, 10) : 300, seed = 0;
+	int workers = 6, ran = 0;
+	struct counts total;
+
+	for (int i = 1; i < argc; i++) {
+		if (i + 1 >= argc)
+			usage();
+		if (strcmp(argv[i], "--kills") == 0)
+			kills = strtoull(argv[++i], NULL, 10);
+		else if (strcmp(argv[i], "--workers") == 0)
+			workers = atoi(argv[++i]);
+		else if (strcmp(argv[i], "--backend") == 0)
+			only = argv[++i];
+		else if (strcmp(argv[i], "--seed") == 0)
+			seed = strtoull(argv[++i], NULL, 0);
+		else
+			usage();
+	}
+	if (workers < 1 || workers > MAX_WORKERS || kills == 0)
+		usage();
+	if (seed == 0 && getrandom(&seed, sizeof(seed), 0) != sizeof(seed))
+		seed = (uint64_t)time(NULL);
+	printf("kill_storm: seed 0x%" PRIx64 ", %d workers, %" PRIu64
+	       " kills in all\n",
+	       seed, workers, kills);
+	dsm_test_instance_tag = TEST_TAG;
+	signal(SIGALRM, on_alarm);
+	memset(&total, 0, sizeof(total));
+	for (size_t b = 0; b < N_BACKENDS; b++) {
+		struct storm st;
+
+		if (only && strcmp(only, backends[b].name) != 0)
+			continue;
+		if (!backend_usable(&backends[b])) {
+			printf("kill_storm: %s: not available here, skipped\n",
+			       backends[b].name);
+			continue;
+		}
+		memset(&st, 0, sizeof(st));
+		st.be = &backends[b];
+		st.nworkers = workers;
+		st.rng = seed + b;
+		st.sh = mmap(NULL, sizeof(*st.sh), PROT_READ | PROT_WRITE,
+			     MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+		if (st.sh == MAP_FAILED)
+			return 1;
+		storm_backend(&st, only ? kills : (kills + 2) / 3);
+		print_counts(st.be->name, &st.n);
+		add_counts(&total, &st.n);
+		munmap(st.sh, sizeof(*st.sh));
+		ran++;
+	}
+	if (ran == 0) {
+		printf("skipped: no backend available\n");
+		return TEST_SKIP;
+	}
+	print_counts("total", &total);
+	return total.failures || total.leaks ? 1 : 0;
+}
