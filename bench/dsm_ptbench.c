@@ -47,7 +47,7 @@
 #define MADV_POPULATE_WRITE 23
 #endif
 
-#define SEG_MB 4
+#define SEG_MB 4u
 #define NR_PATH "/proc/sys/vm/nr_hugepages"
 #define THP_PATH "/sys/kernel/mm/transparent_hugepage/shmem_enabled"
 

@@ -190,7 +190,7 @@ static void test_file_refusals(void **state)
 		write_file(name, c->text, path, sizeof(path));
 		ASSERT_RC(dsm_config_load_file(cfg, path), c->err);
 		expect_message(path, c->parts[0], c->parts[1], c->parts[2],
-			       c->parts[3], NULL);
+			       c->parts[3], (char *)NULL);
 		/* all or nothing: the good lines before it did not apply */
 		expect_setting(cfg, "max_segments", "99");
 		expect_setting(cfg, "dynamic_shared_memory_type",
@@ -200,11 +200,11 @@ static void test_file_refusals(void **state)
 	snprintf(path, sizeof(path), "%s/missing.conf", dir);
 	ASSERT_RC(dsm_config_load_file(cfg, path), -ENOENT);
 	expect_message("cannot open configuration file", path,
-		       "No such file", NULL);
+		       "No such file", (char *)NULL);
 	ASSERT_RC(dsm_config_load(cfg, path), -ENOENT);
 	setenv("DYNSHM_CONFIG", path, 1);
 	ASSERT_RC(dsm_config_load(cfg, NULL), -ENOENT);
-	expect_message(path, NULL);
+	expect_message(path, (char *)NULL);
 	unsetenv("DYNSHM_CONFIG");
 	expect_setting(cfg, "max_segments", "99");
 	dsm_config_free(cfg);
@@ -250,7 +250,7 @@ static void test_precedence(void **state)
 	setenv("DYNSHM_MAX_PROCESSES", "-3", 1);
 	ASSERT_RC(dsm_config_load(cfg, NULL), -EINVAL);
 	expect_message("environment DYNSHM_MAX_PROCESSES", "'-3'",
-		       "max_processes", "allowed: a whole number", NULL);
+		       "max_processes", "allowed: a whole number", (char *)NULL);
 	expect_setting(cfg, "max_processes", "10");
 	unsetenv("DYNSHM_MAX_PROCESSES");
 	unsetenv("DYNSHM_MAX_SEGMENTS");
@@ -294,11 +294,11 @@ static void test_round_trip(void **state)
 	expect_setting(b, "max_segments", "1048560");
 	ASSERT_RC(dsm_config_set(b, "max_sgements", "5"), -EINVAL);
 	expect_message("unknown configuration key 'max_sgements'",
-		       "value '5'", NULL);
+		       "value '5'", (char *)NULL);
 	ASSERT_RC(dsm_config_get(b, "max_sgements", buf, sizeof(buf)),
 		  -EINVAL);
 	expect_message("unknown configuration key 'max_sgements' (known:",
-		       NULL);
+		       (char *)NULL);
 	dsm_config_free(a);
 	dsm_config_free(b);
 }
@@ -329,7 +329,7 @@ static void test_join_conflict(void **state)
 	ASSERT_RC(dsm_instance_open(path, cfg, 0, &joiner), -EINVAL);
 	expect_message("was created with dynamic_shared_memory_type = "
 		       DSM_DEFAULT_BACKEND,
-		       other, "conflicts", NULL);
+		       other, "conflicts", (char *)NULL);
 	dsm_config_free(cfg);
 
 	setenv("DYNSHM_DYNAMIC_SHARED_MEMORY_TYPE", other, 1);
@@ -337,7 +337,7 @@ static void test_join_conflict(void **state)
 	ASSERT_OK(dsm_config_load(cfg, NULL));
 	unsetenv("DYNSHM_DYNAMIC_SHARED_MEMORY_TYPE");
 	ASSERT_RC(dsm_instance_open(path, cfg, 0, &joiner), -EINVAL);
-	expect_message("conflicts", NULL);
+	expect_message("conflicts", (char *)NULL);
 	dsm_config_free(cfg);
 
 	/* the same backend said explicitly, or nothing said: joins */

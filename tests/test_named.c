@@ -595,6 +595,7 @@ static void test_destroy_then_recreate(void **state)
 {
 	struct fixture *f = *state;
 	dsm_segment *old, *fresh, *seg;
+	dsm_handle fresh_handle;
 	char msg[512];
 
 	ASSERT_OK(dsm_create_named(f->inst, "phoenix", 64, DSM_CREATE_PIN,
@@ -612,11 +613,12 @@ static void test_destroy_then_recreate(void **state)
 	assert_true(dsm_segment_handle(fresh) != dsm_segment_handle(old));
 	assert_string_equal(dsm_segment_address(old), "first");
 	assert_string_equal(dsm_segment_address(fresh), "");
+	fresh_handle = dsm_segment_handle(fresh);
 	ASSERT_OK(dsm_detach(old));
 	ASSERT_OK(dsm_detach(fresh));
 	/* pinned: still there with nobody mapping it, found by name */
 	ASSERT_OK(dsm_attach_named(f->inst, "phoenix", &seg));
-	assert_int_equal(dsm_segment_handle(seg), dsm_segment_handle(fresh));
+	assert_int_equal(dsm_segment_handle(seg), fresh_handle);
 	ASSERT_OK(dsm_destroy(f->inst, dsm_segment_handle(seg)));
 	ASSERT_OK(dsm_detach(seg));
 	assert_int_equal(segments_in(f->inst), 0);
