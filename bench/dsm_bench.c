@@ -1091,7 +1091,7 @@ static void fmt_ratio(char *buf, size_t len, const struct stats *s)
 	if (s->med < 0)
 		snprintf(buf, len, "-");
 	else if (s->med < 0.1) /* the region's: two decimals would hide it */
-		snprintf(buf, len, "%.4f [%.4f .. %.4f]", s->med, s->p10,
+		snprintf(buf, len, "%.3g [%.3g .. %.3g]", s->med, s->p10,
 			 s->p90);
 	else
 		snprintf(buf, len, "%.2f [%.2f .. %.2f]", s->med, s->p10,
