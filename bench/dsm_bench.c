@@ -20,7 +20,9 @@
  *               hold time measured by interposing pthread_mutex_lock
  *   join        dsm_instance_open + close in a fresh child vs fork + exit,
  *               with 1 and 50 (and 250) processes already joined
- *   region      carve-outs: not built yet, reported as skipped
+ *   region      attach + detach and create + destroy of segments carved
+ *               from a region (huge_pages = off) vs the posix backend
+ *               and the raw posix system calls
  *   syscalls    each system call of the raw sequences timed alone, with
  *               the ones dynshm adds: where the time goes
  *
@@ -541,6 +543,7 @@ static void lp_calibrate(void)
 struct bench_inst {
 	dsm_instance *inst; /* NULL once destroyed */
 	dsm_impl_type backend;
+	bool region; /* has a region: a SysV object whatever the backend */
 	uint64_t id;
 	char dir[PATH_MAX];
 };
@@ -561,8 +564,9 @@ static int raw_dirfd = -1;
 static char raw_prefix[32];    /* "dsmbench.<16 hex pid>." */
 static unsigned raw_key_base;  /* SysV keys: 0x3d000000 | pid << 12 */
 
+/* region: bytes of region (whole MiB, huge_pages = off), 0 for none. */
 static int inst_open(dsm_impl_type backend, uint32_t max_segments,
-		     struct bench_inst **out)
+		     size_t region, struct bench_inst **out)
 {
 	struct bench_inst *b;
 	dsm_config *cfg = NULL;
@@ -586,6 +590,13 @@ static int inst_open(dsm_impl_type backend, uint32_t max_segments,
 	if (rc == 0 && max_segments) {
 		snprintf(num, sizeof(num), "%u", max_segments);
 		rc = dsm_config_set(cfg, "max_segments", num);
+	}
+	if (rc == 0 && region) {
+		b->region = true;
+		snprintf(num, sizeof(num), "%zuMB", region / MIB);
+		rc = dsm_config_set(cfg, "min_dynamic_shared_memory", num);
+		if (rc == 0)
+			rc = dsm_config_set(cfg, "huge_pages", "off");
 	}
 	if (rc == 0)
 		rc = dsm_instance_open(b->dir, cfg, 0, &b->inst);
@@ -692,9 +703,17 @@ static int verify_clean(void)
 		if (stat(insts[i].dir, &st) == 0)
 			note("dsm_bench: left behind: %s", insts[i].dir),
 				left++;
-		if (!insts[i].id || insts[i].backend == DSM_IMPL_MMAP)
+		if (!insts[i].id)
 			continue;
-		if (dsm_impl_space_open(insts[i].backend, insts[i].id, NULL,
+		if (insts[i].backend != DSM_IMPL_MMAP &&
+		    dsm_impl_space_open(insts[i].backend, insts[i].id, NULL,
+					&space) == 0) {
+			dsm_impl_list(space, count_leftover, &left);
+			dsm_impl_space_close(space);
+		}
+		/* the region's SysV object, keyed by the instance id */
+		if (insts[i].region && insts[i].backend != DSM_IMPL_SYSV &&
+		    dsm_impl_space_open(DSM_IMPL_SYSV, insts[i].id, NULL,
 					&space) == 0) {
 			dsm_impl_list(space, count_leftover, &left);
 			dsm_impl_space_close(space);
@@ -971,6 +990,7 @@ static int raw_make_target(struct raw_ctx *r)
 struct dsm_ctx {
 	dsm_instance *inst;
 	size_t size;
+	unsigned flags; /* of dsm_create */
 	dsm_handle target;
 };
 
@@ -978,7 +998,7 @@ static int dsm_create_destroy(void *arg)
 {
 	struct dsm_ctx *d = arg;
 	dsm_segment *seg;
-	int rc = dsm_create(d->inst, d->size, 0, &seg);
+	int rc = dsm_create(d->inst, d->size, d->flags, &seg);
 
 	return rc < 0 ? rc : dsm_detach(seg);
 }
@@ -993,10 +1013,11 @@ static int dsm_attach_detach(void *arg)
 }
 
 /* A segment kept alive by a pin alone (not mapped here). */
-static int dsm_make_pinned(dsm_instance *inst, size_t size, dsm_handle *out)
+static int dsm_make_pinned_flags(dsm_instance *inst, size_t size,
+				 unsigned flags, dsm_handle *out)
 {
 	dsm_segment *seg;
-	int rc = dsm_create(inst, size, 0, &seg);
+	int rc = dsm_create(inst, size, flags, &seg);
 
 	if (rc < 0)
 		return rc;
@@ -1004,6 +1025,11 @@ static int dsm_make_pinned(dsm_instance *inst, size_t size, dsm_handle *out)
 	rc = dsm_pin_segment(seg);
 	dsm_detach(seg);
 	return rc;
+}
+
+static int dsm_make_pinned(dsm_instance *inst, size_t size, dsm_handle *out)
+{
+	return dsm_make_pinned_flags(inst, size, 0, out);
 }
 
 /* ---- timing -------------------------------------------------------------- */
@@ -1064,6 +1090,9 @@ static void fmt_ratio(char *buf, size_t len, const struct stats *s)
 {
 	if (s->med < 0)
 		snprintf(buf, len, "-");
+	else if (s->med < 0.1) /* the region's: two decimals would hide it */
+		snprintf(buf, len, "%.3g [%.3g .. %.3g]", s->med, s->p10,
+			 s->p90);
 	else
 		snprintf(buf, len, "%.2f [%.2f .. %.2f]", s->med, s->p10,
 			 s->p90);
@@ -1377,7 +1406,7 @@ static int scenario_scale(void)
 				      "capped at %ld live segments\n",
 				read_long_file("/proc/sys/kernel/shmmni"),
 				sysv_segments_in_use(), limit);
-		rc = inst_open((dsm_impl_type)t, max_segments, &b);
+		rc = inst_open((dsm_impl_type)t, max_segments, 0, &b);
 		if (rc < 0)
 			continue;
 		rc = scale_backend(b, limit);
@@ -1626,13 +1655,210 @@ static int scenario_contention(void)
 
 		if (!(opt.backends & 1u << t))
 			continue;
-		if (inst_open((dsm_impl_type)t, 0, &b) < 0)
+		if (inst_open((dsm_impl_type)t, 0, 0, &b) < 0)
 			continue;
 		rc = contention_backend(b, res);
 		inst_destroy(b);
 	}
 	munmap(res, (size_t)maxp * sizeof(*res));
 	return rc;
+}
+
+/* ---- scenario 4: region carve-outs -----------------------------------------
+ *
+ * One posix instance with a region (min_dynamic_shared_memory, huge_pages
+ * = off so that it runs on any machine) holds both kinds of segment: region
+ * ones (DSM_CREATE_REGION) and posix ones (DSM_CREATE_NO_REGION).  Attach +
+ * detach of each is measured against the raw posix attach (shm_open, fstat,
+ * mmap, munmap, close); create + destroy of each, with and without the
+ * region's zero fill, against the raw posix create.  Each segment is its
+ * own series; the blocks of a case rotate their order every repeat.
+ */
+
+#define MAX_WAYS 4
+
+struct way {
+	const char *backend, *variant; /* CSV columns */
+	op_fn fn;
+	void *arg;
+};
+
+/*
+ * Like measure_pair for k operations: one untimed warm-up block of each,
+ * then repeats rounds in which the order rotates by one, so that each
+ * operation leads as often as the others.
+ */
+static int measure_ways(const struct way *w, int k, long n,
+			double v[MAX_WAYS][256])
+{
+	double warm;
+	int rc = 0;
+
+	for (int j = 0; rc == 0 && j < k; j++)
+		rc = run_block(w[j].fn, w[j].arg, max_l(1, n / 10), &warm);
+	for (int r = 0; rc == 0 && r < opt.repeats; r++) {
+		if (stop)
+			return -EINTR;
+		for (int j = 0; rc == 0 && j < k; j++) {
+			int x = (r + j) % k;
+
+			rc = run_block(w[x].fn, w[x].arg, n, &v[x][r]);
+		}
+	}
+	return rc;
+}
+
+/* The region: four times the largest size's power of two, >= 16 MiB. */
+static size_t region_bytes(void)
+{
+	size_t big = 4096, want;
+
+	for (int i = 0; i < opt.nsizes; i++)
+		while (big < opt.sizes[i])
+			big *= 2;
+	want = 4 * big;
+	want = (want + MIB - 1) / MIB * MIB;
+	return want < 16 * MIB ? 16 * MIB : want;
+}
+
+static struct row *region_row(const struct way *w, const char *what,
+			      size_t size, long n, const double *v)
+{
+	struct row *r = add_row("region", w->backend, what, size);
+
+	snprintf(r->variant, sizeof(r->variant), "%s", w->variant);
+	snprintf(r->unit, sizeof(r->unit), "ns/op");
+	r->iterations = n;
+	r->s = stats_of(v, opt.repeats);
+	return r;
+}
+
+/*
+ * Print and record one case: ways[0] is the raw sequence and ways[1] the
+ * posix backend; ratios are to both.  A region way gets two CSV rows with
+ * the same times, one per ratio_to.
+ */
+static void region_report(const struct way *w, int k, const char *what,
+			  size_t size, long n, double v[MAX_WAYS][256])
+{
+	char sz[32], st[80], r0[48], r1[48];
+
+	fmt_size(sz, sizeof(sz), size);
+	for (int j = 0; j < k; j++) {
+		struct row *r = region_row(&w[j], what, size, n, v[j]);
+		struct stats to_raw = ratio_stats(v[j], v[0], opt.repeats);
+		struct stats to_posix = ratio_stats(v[j], v[1], opt.repeats);
+
+		if (j > 0) {
+			snprintf(r->ratio_to, sizeof(r->ratio_to), "raw");
+			r->ratio = to_raw;
+		}
+		if (j > 1) {
+			r = region_row(&w[j], what, size, n, v[j]);
+			snprintf(r->ratio_to, sizeof(r->ratio_to),
+				 "posix-dynshm");
+			r->ratio = to_posix;
+		}
+		fmt_stats(st, sizeof(st), &r->s);
+		if (j > 0)
+			fmt_ratio(r0, sizeof(r0), &to_raw);
+		else
+			snprintf(r0, sizeof(r0), "-");
+		if (j > 1)
+			fmt_ratio(r1, sizeof(r1), &to_posix);
+		else
+			snprintf(r1, sizeof(r1), "-");
+		fprintf(tout, "%-7s %-15s %-14s %6ld  %-34s %-27s %s\n", sz,
+			what, w[j].variant, n, st, r0, r1);
+	}
+	fflush(tout);
+}
+
+static int region_attach_case(struct bench_inst *b, size_t size)
+{
+	struct raw_ctx raw = { .backend = DSM_IMPL_POSIX, .size = size };
+	struct dsm_ctx posix = { .inst = b->inst, .size = size };
+	struct dsm_ctx region = { .inst = b->inst, .size = size };
+	const struct way w[3] = {
+		{ "posix", "raw", raw_posix_attach, &raw },
+		{ "posix", "dynshm", dsm_attach_detach, &posix },
+		{ "region", "region", dsm_attach_detach, &region },
+	};
+	double v[MAX_WAYS][256];
+	int rc = raw_make_target(&raw);
+
+	if (rc == 0)
+		rc = dsm_make_pinned_flags(b->inst, size, DSM_CREATE_NO_REGION,
+					   &posix.target);
+	if (rc == 0)
+		rc = dsm_make_pinned_flags(b->inst, size, DSM_CREATE_REGION,
+					   &region.target);
+	if (rc == 0)
+		rc = measure_ways(w, 3, opt.iterations, v);
+	if (rc == 0)
+		region_report(w, 3, "attach+detach", size, opt.iterations, v);
+	if (region.target)
+		dsm_destroy(b->inst, region.target);
+	if (posix.target)
+		dsm_destroy(b->inst, posix.target);
+	raw_remove(raw.obj);
+	if (rc < 0 && rc != -EINTR)
+		return fail(rc, "region attach+detach");
+	return rc;
+}
+
+static int region_create_case(struct bench_inst *b, size_t size)
+{
+	struct raw_ctx raw = { .backend = DSM_IMPL_POSIX, .size = size };
+	struct dsm_ctx posix = { b->inst, size, DSM_CREATE_NO_REGION, 0 };
+	struct dsm_ctx zero = { b->inst, size, DSM_CREATE_REGION, 0 };
+	struct dsm_ctx nozero = { b->inst, size,
+				  DSM_CREATE_REGION | DSM_CREATE_NO_ZERO, 0 };
+	const struct way w[4] = {
+		{ "posix", "raw", raw_posix_create, &raw },
+		{ "posix", "dynshm", dsm_create_destroy, &posix },
+		{ "region", "region", dsm_create_destroy, &zero },
+		{ "region", "region-nozero", dsm_create_destroy, &nozero },
+	};
+	double v[MAX_WAYS][256];
+	long n = create_iterations(size);
+	int rc = measure_ways(w, 4, n, v);
+
+	if (rc == 0)
+		region_report(w, 4, "create+destroy", size, n, v);
+	if (rc < 0 && rc != -EINTR)
+		return fail(rc, "region create+destroy");
+	return rc;
+}
+
+static int scenario_region(void)
+{
+	size_t bytes = region_bytes();
+	struct bench_inst *b;
+	int rc;
+
+	fprintf(tout, "\n== region: segments carved from a %zu MiB region "
+		      "(huge_pages = off) vs the posix backend (dynshm) and "
+		      "the raw posix system calls, one instance, per "
+		      "operation ==\n",
+		bytes / MIB);
+	fprintf(tout, "   vs raw, vs posix: medians of per-repeat ratios "
+		      "[p10 .. p90]; region zero-fills unless "
+		      "DSM_CREATE_NO_ZERO (region-nozero)\n");
+	fprintf(tout, "%-7s %-15s %-14s %6s  %-34s %-27s %s\n", "size",
+		"operation", "variant", "iters", "median [p10 .. p90]",
+		"vs raw", "vs posix dynshm");
+	rc = inst_open(DSM_IMPL_POSIX, 0, bytes, &b);
+	if (rc < 0) { /* counted as a failure, and said why, by inst_open */
+		fprintf(tout, "   not measured: no instance with a region\n");
+		return 0;
+	}
+	for (int i = 0; rc != -EINTR && i < opt.nsizes; i++)
+		rc = region_attach_case(b, opt.sizes[i]);
+	for (int i = 0; rc != -EINTR && i < opt.nsizes; i++)
+		rc = region_create_case(b, opt.sizes[i]);
+	inst_destroy(b);
+	return rc == -EINTR ? rc : 0;
 }
 
 /* ---- scenario 5: process join / leave ------------------------------------ */
@@ -1955,7 +2181,7 @@ static int scenario_join(void)
 
 		if (!(opt.backends & 1u << t))
 			continue;
-		if (inst_open((dsm_impl_type)t, 0, &b) < 0)
+		if (inst_open((dsm_impl_type)t, 0, 0, &b) < 0)
 			continue;
 		rc = join_backend(b, child_ns);
 		inst_destroy(b);
@@ -2472,7 +2698,7 @@ static int run(void)
 	if (opt.scenarios & (SC_CREATE | SC_ATTACH)) {
 		for (int t = 1; t < 4; t++)
 			if (opt.backends & 1u << t &&
-			    inst_open((dsm_impl_type)t, 0, &by_backend[t]) < 0)
+			    inst_open((dsm_impl_type)t, 0, 0, &by_backend[t]) < 0)
 				by_backend[t] = NULL;
 		if (opt.scenarios & SC_CREATE) {
 			rc = scenario_pairs(by_backend, true);
@@ -2496,11 +2722,9 @@ static int run(void)
 		section_done("contention");
 	}
 	if (rc != -EINTR && opt.scenarios & SC_REGION) {
-		struct row *r = add_row("region", "", "region attach", 0);
-
-		snprintf(r->variant, sizeof(r->variant), "skipped");
-		fprintf(tout, "\nregion: not built yet (issue: page-table "
-			      "economy)\n");
+		section_start = now_ns();
+		rc = scenario_region();
+		section_done("region");
 	}
 	if (rc != -EINTR && opt.scenarios & SC_JOIN) {
 		section_start = now_ns();

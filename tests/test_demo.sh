@@ -9,7 +9,8 @@
 # what was created); destroy by name; what a missing handle or name says;
 # --hold then an interrupt; a holder killed with SIGKILL that gc reports;
 # a refused configuration file that creates nothing; usage errors (exit 2)
-# against user errors (exit 1); --help of every command.
+# against user errors (exit 1); --help of every command.  And per backend,
+# an instance with a region: a segment carved from it is listed as region.
 #
 # dsm_demo is a normal program, so its instance ids carry no test tag and
 # the suite's leftovers test cannot see its objects: after each reset this
@@ -177,6 +178,23 @@ for backend in posix sysv mmap; do
 	id=$(printf '%s\n' "$out" | awk '/^instance id:/ { print $3 }')
 	run 0 "${D[@]}" reset
 	[ -e "$inst" ] && fail "reset left $inst"
+	check_gone "$id"
+
+	# a region (from the environment): create lands in it, and list says
+	# region, not the backend of the region's own object
+	rinst="$dir/region-$backend"
+	R=(--instance "$rinst")
+	DYNSHM_MIN_DYNAMIC_SHARED_MEMORY=16MB DYNSHM_HUGE_PAGES=off \
+		run 0 "${R[@]}" --backend "$backend" create --name carved "in the region" || continue
+	carved=$out
+	run 0 "${R[@]}" list
+	printf '%s\n' "$out" | grep -Eq "^$carved +carved +[0-9]+ +region " ||
+		fail "list does not show the region segment as region: $out"
+	run 0 "${R[@]}" list --json
+	json_check "[s['backend'] for s in l if s['handle'] == '$carved'] == ['region']" "json region backend"
+	run 0 "${R[@]}" info
+	id=$(printf '%s\n' "$out" | awk '/^instance id:/ { print $3 }')
+	run 0 "${R[@]}" reset
 	check_gone "$id"
 done
 

@@ -358,6 +358,15 @@ static uint64_t realtime_ns(void)
 	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
+/*
+ * What holds a segment's memory: its own backend object, or the region it
+ * was carved from (whose object the library reports as the backend).
+ */
+static const char *backend_of(const dsm_segment_info *i)
+{
+	return i->in_region ? "region" : dsm_impl_type_name(i->backend);
+}
+
 static uint64_t age_of(const dsm_segment_info *i, uint64_t now)
 {
 	return now > i->created_ns ? now - i->created_ns : 0;
@@ -383,8 +392,8 @@ static void print_json(const struct list_state *st, uint64_t now)
 		       "\"state\": \"%s\", \"references\": %u, "
 		       "\"pinned\": %s, \"creator_pid\": %d, "
 		       "\"age_seconds\": %" PRIu64 "}",
-		       i->size, dsm_impl_type_name(i->backend),
-		       state_name(i->state), i->references,
+		       i->size, backend_of(i), state_name(i->state),
+		       i->references,
 		       i->pinned ? "true" : "false", (int)i->creator_pid,
 		       age_of(i, now) / 1000000000u);
 	}
@@ -409,7 +418,7 @@ static void print_table(const struct list_state *st, uint64_t now)
 		printf("%016" PRIx64 "  %-*s  %12" PRIu64 "  %-7s %-8s %4u  "
 		       "%-6s %8d  %s\n",
 		       i->handle, width, i->name[0] ? i->name : "-", i->size,
-		       dsm_impl_type_name(i->backend), state_name(i->state),
+		       backend_of(i), state_name(i->state),
 		       i->references, i->pinned ? "yes" : "no",
 		       (int)i->creator_pid, agebuf);
 	}
