@@ -311,8 +311,18 @@ int reap_locked(dsm_instance *inst, bool sweep, unsigned *reaped)
 
 				if (rc < 0 && !first_err)
 					first_err = rc;
-				if (rc < 0)
-					continue; /* still there: next reap */
+				if (rc < 0) {
+					/*
+					 * Still there: the next reap tries
+					 * again.  MORIBUND without an owner,
+					 * so that a dead creator's name is
+					 * free now (control.h).
+					 */
+					slot->owner = CTL_NONE;
+					ctl_publish(&slot->state,
+						    SLOT_MORIBUND);
+					continue;
+				}
 			}
 			slot_free_locked(inst, s);
 		}
