@@ -950,6 +950,38 @@ static void test_kill9_after_place(void **state)
 	assert_int_equal(region_files(), 0);
 }
 
+static int create_then_die(void *arg)
+{
+	dsm_segment *seg = NULL;
+
+	if (dsm_create(arg, 4096, 0, &seg) != 0) /* placed */
+		return 1;
+	raise(SIGKILL);
+	return 1;
+}
+
+/*
+ * A creator killed holding a placed segment, found dead by another open
+ * (the reap at join): its window is unmapped like in any other reap.
+ */
+static void test_reaped_at_open(void **state)
+{
+	struct fixture *f = *state;
+	dsm_instance_info info;
+	dsm_instance *inst, *other;
+
+	fake_install(3);
+	inst = open_inst(f, "on", DSM_OPEN_SUPERVISOR, &info);
+	assert_int_equal(fake.unmaps, 1); /* the probe's */
+	assert_int_equal(test_fork(create_then_die, inst), 128 + SIGKILL);
+	other = open_inst(f, "on", 0, &info);
+	assert_int_equal(info.segments, 0); /* the open reaped it */
+	assert_int_equal(fake.unmaps, 2);   /* and its window */
+	ASSERT_OK(dsm_instance_close(other));
+	ASSERT_OK(dsm_instance_destroy(inst));
+	assert_int_equal(region_files(), 0);
+}
+
 #else /* !DSM_HAVE_MSHARE */
 
 static void test_built_without(void **state)
@@ -994,6 +1026,7 @@ int main(void)
 		T(test_place_arguments),
 		T(test_owner_gone),
 		T(test_kill9_after_place),
+		T(test_reaped_at_open),
 #else
 		T(test_built_without),
 #endif
