@@ -982,6 +982,40 @@ static void test_reaped_at_open(void **state)
 	assert_int_equal(region_files(), 0);
 }
 
+static int placed_init_fails(dsm_segment *seg, void *arg)
+{
+	*(dsm_handle *)arg = dsm_segment_handle(seg);
+	strcpy(dsm_segment_address(seg), "half made");
+	return -EIO;
+}
+
+/* A named segment whose init fails after placing: unplaced and removed. */
+static void test_placed_init_fails(void **state)
+{
+	struct fixture *f = *state;
+	dsm_instance_info info;
+	dsm_instance *inst;
+	dsm_segment *seg = NULL;
+	dsm_handle h = 0;
+
+	fake_install(3);
+	inst = open_inst(f, "on", DSM_OPEN_SUPERVISOR, &info);
+	assert_int_equal(dsm_get_named(inst, "placed", 4096, 0,
+				       placed_init_fails, &h, &seg, NULL),
+			 -EIO);
+	assert_int_equal(fake.creates, 2); /* the probe's and its own */
+	assert_int_equal(fake.unmaps, 2);
+	ASSERT_OK(dsm_instance_info_get(inst, &info));
+	assert_int_equal(info.segments, 0);
+	ASSERT_OK(dsm_get_named(inst, "placed", 4096, 0, NULL, NULL, &seg,
+				NULL));
+	assert_int_equal(((char *)dsm_segment_address(seg))[0], 0);
+	ASSERT_OK(dsm_detach(seg));
+	ASSERT_OK(dsm_instance_destroy(inst));
+	assert_int_equal(fake_mappings(), 0);
+	assert_int_equal(region_files(), 0);
+}
+
 #else /* !DSM_HAVE_MSHARE */
 
 static void test_built_without(void **state)
@@ -1027,6 +1061,7 @@ int main(void)
 		T(test_owner_gone),
 		T(test_kill9_after_place),
 		T(test_reaped_at_open),
+		T(test_placed_init_fails),
 #else
 		T(test_built_without),
 #endif
