@@ -783,6 +783,34 @@ static void test_supervisor_late(void **state)
 	assert_int_equal(region_files(), 0);
 }
 
+static int open_and_die(void *arg)
+{
+	const struct fixture *f = arg;
+	dsm_config *cfg = config("off", NULL);
+	dsm_instance *inst = NULL;
+
+	if (dsm_instance_open(f->inst, cfg, 0, &inst) != 0)
+		return 1;
+	raise(SIGKILL);
+	return 1;
+}
+
+/* Only the dead were there: a supervisor may still make the region. */
+static void test_supervisor_after_the_dead(void **state)
+{
+	struct fixture *f = *state;
+	dsm_instance_info info;
+	dsm_instance *inst;
+
+	assert_int_equal(test_fork(open_and_die, f), 128 + SIGKILL);
+	fake_install(3);
+	inst = open_inst(f, "on", DSM_OPEN_SUPERVISOR, &info);
+	assert_int_equal(info.mshare_active, 1);
+	assert_int_equal(info.processes, 1);
+	ASSERT_OK(dsm_instance_destroy(inst));
+	assert_int_equal(region_files(), 0);
+}
+
 /* Each step of region creation failing: fall back, leave nothing. */
 static void test_failures_back_out(void **state)
 {
@@ -1056,6 +1084,7 @@ int main(void)
 		T(test_no_supervisor),
 		T(test_sysv_has_no_fd),
 		T(test_supervisor_late),
+		T(test_supervisor_after_the_dead),
 		T(test_failures_back_out),
 		T(test_place_arguments),
 		T(test_owner_gone),
