@@ -412,6 +412,17 @@ static bool any_dead(const struct join_check *chk, unsigned n)
 	return false;
 }
 
+/* Release dead processes now; best effort (a failing lock fails later). */
+void reap_dead(dsm_instance *inst)
+{
+	if (ctl_lock(inst) < 0) {
+		dsm_clear_error();
+		return;
+	}
+	reap_locked(inst, false, NULL);
+	ctl_unlock(inst);
+}
+
 /* ---- joining ------------------------------------------------------------- */
 
 /* start: our /proc start time, read before taking the lock. */
@@ -808,14 +819,8 @@ static void reap_at_open(dsm_instance *inst)
 	}
 	n = pick_checks_locked(inst, chk);
 	ctl_unlock(inst);
-	if (!any_dead(chk, n))
-		return;
-	if (ctl_lock(inst) < 0) {
-		dsm_clear_error();
-		return;
-	}
-	reap_locked(inst, false, NULL);
-	ctl_unlock(inst);
+	if (any_dead(chk, n))
+		reap_dead(inst);
 }
 
 DSM_EXPORT int dsm_instance_open(const char *name_or_dir,

@@ -182,18 +182,12 @@ static const char *why_not_create(dsm_instance *inst, unsigned flags)
  * The open's own reap comes after placement_open (instance.c), so that
  * placed segments are unplaced; a supervisor about to count who else is
  * there releases dead processes first.  Nothing is placed yet (no record),
- * so this reap needs no region.  Best effort: why_not_create decides.
+ * so this reap needs no region.
  */
 static void release_the_dead(dsm_instance *inst, unsigned flags)
 {
-	if (!(flags & DSM_OPEN_SUPERVISOR) || (flags & DSM_OPEN_NOREAP))
-		return;
-	if (ctl_lock(inst) < 0) {
-		dsm_clear_error();
-		return;
-	}
-	reap_locked(inst, false, NULL);
-	ctl_unlock(inst);
+	if ((flags & DSM_OPEN_SUPERVISOR) && !(flags & DSM_OPEN_NOREAP))
+		reap_dead(inst);
 }
 
 static int create_region(dsm_instance *inst, const struct dsm_config *cfg)
