@@ -80,7 +80,9 @@
  *
  * Outside the lock: an ACTIVE slot has refcount > 0 or is pinned; a
  * CREATING or MORIBUND slot has a live owner, or a dead one that the next
- * reap replaces.  In CREATING the owner's bit is not yet set.
+ * reap replaces.  In CREATING the owner's bit is not yet set.  A reap that
+ * cannot remove a dead creator's object makes the slot MORIBUND without an
+ * owner (so its name is released) and leaves the removal to the next one.
  */
 enum ctl_slot_state {
 	SLOT_FREE = 0,

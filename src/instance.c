@@ -311,8 +311,18 @@ int reap_locked(dsm_instance *inst, bool sweep, unsigned *reaped)
 
 				if (rc < 0 && !first_err)
 					first_err = rc;
-				if (rc < 0)
-					continue; /* still there: next reap */
+				if (rc < 0) {
+					/*
+					 * Still there: the next reap tries
+					 * again.  MORIBUND without an owner,
+					 * so that a dead creator's name is
+					 * free now (control.h).
+					 */
+					slot->owner = CTL_NONE;
+					ctl_publish(&slot->state,
+						    SLOT_MORIBUND);
+					continue;
+				}
 			}
 			slot_free_locked(inst, s);
 		}
@@ -400,6 +410,17 @@ static bool any_dead(const struct join_check *chk, unsigned n)
 		    (dsm_sys.kill(chk[i].pid, 0) < 0 && errno == ESRCH))
 			return true;
 	return false;
+}
+
+/* Release dead processes now; best effort (a failing lock fails later). */
+void reap_dead(dsm_instance *inst)
+{
+	if (ctl_lock(inst) < 0) {
+		dsm_clear_error();
+		return;
+	}
+	reap_locked(inst, false, NULL);
+	ctl_unlock(inst);
 }
 
 /* ---- joining ------------------------------------------------------------- */
@@ -759,26 +780,13 @@ static void free_instance(dsm_instance *inst)
 	free(inst);
 }
 
-static int join(dsm_instance *inst, unsigned flags)
+static int join(dsm_instance *inst)
 {
-	struct join_check chk[1 + JOIN_CHECKS];
 	uint64_t start = ctl_process_start_time(getpid());
-	unsigned n;
-	bool dead;
 	int rc = ctl_lock(inst);
 
 	if (rc < 0)
 		return rc;
-	if (!(flags & DSM_OPEN_NOREAP)) { /* else leave the dead to dsm_reap */
-		n = pick_checks_locked(inst, chk);
-		ctl_unlock(inst);
-		dead = any_dead(chk, n);
-		rc = ctl_lock(inst);
-		if (rc < 0)
-			return rc;
-		if (dead)
-			reap_locked(inst, false, NULL);
-	}
 	rc = join_locked(inst, start);
 	ctl_unlock(inst);
 	if (rc < 0)
@@ -792,6 +800,27 @@ static int join(dsm_instance *inst, unsigned flags)
 				inst->name);
 	}
 	return 0;
+}
+
+/*
+ * The bounded reap of an open (see JOIN_CHECKS), once joined and once the
+ * msharefs region is mapped: a dead process's placed segments must be
+ * unplaced as they are removed (os_destroy), which needs the region.
+ * Best effort: a lock that fails now fails the next call.
+ */
+static void reap_at_open(dsm_instance *inst)
+{
+	struct join_check chk[1 + JOIN_CHECKS];
+	unsigned n;
+
+	if (ctl_lock(inst) < 0) {
+		dsm_clear_error();
+		return;
+	}
+	n = pick_checks_locked(inst, chk);
+	ctl_unlock(inst);
+	if (any_dead(chk, n))
+		reap_dead(inst);
 }
 
 DSM_EXPORT int dsm_instance_open(const char *name_or_dir,
@@ -825,7 +854,7 @@ DSM_EXPORT int dsm_instance_open(const char *name_or_dir,
 	if (rc == 0)
 		rc = region_join(inst);
 	if (rc == 0)
-		rc = join(inst, flags);
+		rc = join(inst);
 	if (rc == 0) {
 		rc = placement_open(inst, &cfg, flags); /* under the flock */
 		if (rc < 0 && ctl_lock(inst) == 0) {
@@ -833,6 +862,8 @@ DSM_EXPORT int dsm_instance_open(const char *name_or_dir,
 			ctl_unlock(inst);
 		}
 	}
+	if (rc == 0 && !(flags & DSM_OPEN_NOREAP)) /* else dsm_reap's job */
+		reap_at_open(inst);
 	if (rc < 0 && lockfd >= 0)
 		state_discard_unused(inst);
 	if (lockfd >= 0)

@@ -178,6 +178,18 @@ static const char *why_not_create(dsm_instance *inst, unsigned flags)
 	return NULL;
 }
 
+/*
+ * The open's own reap comes after placement_open (instance.c), so that
+ * placed segments are unplaced; a supervisor about to count who else is
+ * there releases dead processes first.  Nothing is placed yet (no record),
+ * so this reap needs no region.
+ */
+static void release_the_dead(dsm_instance *inst, unsigned flags)
+{
+	if ((flags & DSM_OPEN_SUPERVISOR) && !(flags & DSM_OPEN_NOREAP))
+		reap_dead(inst);
+}
+
 static int create_region(dsm_instance *inst, const struct dsm_config *cfg)
 {
 	struct placement *p = &inst->place;
@@ -237,6 +249,7 @@ int placement_open(dsm_instance *inst, const struct dsm_config *cfg,
 	/* In the order an operator has to fix them. */
 	rc = mshare_probe(cfg->mshare_path, &align);
 	if (rc == 0) {
+		release_the_dead(inst, flags);
 		why = why_not_create(inst, flags);
 		if (why)
 			rc = dsm_fail(EINVAL, "%s", why);

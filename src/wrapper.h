@@ -100,6 +100,7 @@ void ctl_unlock(dsm_instance *inst);
 int space_for(dsm_instance *inst, dsm_impl_type type, dsm_impl_space **out);
 uint64_t inst_random(dsm_instance *inst);
 int reap_locked(dsm_instance *inst, bool sweep, unsigned *reaped);
+void reap_dead(dsm_instance *inst);
 void slot_free_locked(dsm_instance *inst, uint32_t s);
 int os_destroy(dsm_instance *inst, uint32_t backend, dsm_handle handle);
 

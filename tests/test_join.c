@@ -297,6 +297,36 @@ static void test_all_killed(void **state)
 	assert_int_equal(info_of(fx.inst).processes_reaped, JOINED);
 }
 
+/* DSM_OPEN_NOREAP: opens leave the dead to dsm_reap, which counts them. */
+static void test_noreap(void **state)
+{
+	dsm_segment *seg = NULL;
+	dsm_segment_info si;
+	dsm_instance *inst = NULL;
+	unsigned n = 0;
+
+	(void)state;
+	ASSERT_OK(dsm_create(fx.inst, 4096, 0, &seg));
+	start_kids(dsm_segment_handle(seg));
+	kill_kid(JOINED - 1); /* holds a reference */
+	kill_kid(0);
+	/* more opens than it takes without the flag to check every entry */
+	for (int i = 0; i < JOINED + 1; i++) {
+		ASSERT_OK(dsm_instance_open(fx.path, fx.cfg, DSM_OPEN_NOREAP,
+					    &inst));
+		ASSERT_OK(dsm_instance_close(inst));
+	}
+	assert_int_equal(info_of(fx.inst).processes, JOINED + 1);
+	assert_int_equal(info_of(fx.inst).processes_reaped, 0);
+	ASSERT_OK(dsm_stat(fx.inst, dsm_segment_handle(seg), &si));
+	assert_int_equal(si.references, 2);
+	ASSERT_OK(dsm_reap(fx.inst, &n));
+	assert_int_equal(n, 2);
+	ASSERT_OK(dsm_stat(fx.inst, dsm_segment_handle(seg), &si));
+	assert_int_equal(si.references, 1);
+	ASSERT_OK(dsm_detach(seg));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -308,6 +338,7 @@ int main(void)
 						teardown),
 		cmocka_unit_test_setup_teardown(test_all_killed, setup,
 						teardown),
+		cmocka_unit_test_setup_teardown(test_noreap, setup, teardown),
 	};
 
 	dsm_test_instance_tag = TEST_TAG; /* the leftover checks know it */

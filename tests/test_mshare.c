@@ -783,6 +783,34 @@ static void test_supervisor_late(void **state)
 	assert_int_equal(region_files(), 0);
 }
 
+static int open_and_die(void *arg)
+{
+	const struct fixture *f = arg;
+	dsm_config *cfg = config("off", NULL);
+	dsm_instance *inst = NULL;
+
+	if (dsm_instance_open(f->inst, cfg, 0, &inst) != 0)
+		return 1;
+	raise(SIGKILL);
+	return 1;
+}
+
+/* Only the dead were there: a supervisor may still make the region. */
+static void test_supervisor_after_the_dead(void **state)
+{
+	struct fixture *f = *state;
+	dsm_instance_info info;
+	dsm_instance *inst;
+
+	assert_int_equal(test_fork(open_and_die, f), 128 + SIGKILL);
+	fake_install(3);
+	inst = open_inst(f, "on", DSM_OPEN_SUPERVISOR, &info);
+	assert_int_equal(info.mshare_active, 1);
+	assert_int_equal(info.processes, 1);
+	ASSERT_OK(dsm_instance_destroy(inst));
+	assert_int_equal(region_files(), 0);
+}
+
 /* Each step of region creation failing: fall back, leave nothing. */
 static void test_failures_back_out(void **state)
 {
@@ -950,6 +978,72 @@ static void test_kill9_after_place(void **state)
 	assert_int_equal(region_files(), 0);
 }
 
+static int create_then_die(void *arg)
+{
+	dsm_segment *seg = NULL;
+
+	if (dsm_create(arg, 4096, 0, &seg) != 0) /* placed */
+		return 1;
+	raise(SIGKILL);
+	return 1;
+}
+
+/*
+ * A creator killed holding a placed segment, found dead by another open
+ * (the reap at join): its window is unmapped like in any other reap.
+ */
+static void test_reaped_at_open(void **state)
+{
+	struct fixture *f = *state;
+	dsm_instance_info info;
+	dsm_instance *inst, *other;
+
+	fake_install(3);
+	inst = open_inst(f, "on", DSM_OPEN_SUPERVISOR, &info);
+	assert_int_equal(fake.unmaps, 1); /* the probe's */
+	assert_int_equal(test_fork(create_then_die, inst), 128 + SIGKILL);
+	other = open_inst(f, "on", 0, &info);
+	assert_int_equal(info.segments, 0); /* the open reaped it */
+	assert_int_equal(fake.unmaps, 2);   /* and its window */
+	ASSERT_OK(dsm_instance_close(other));
+	ASSERT_OK(dsm_instance_destroy(inst));
+	assert_int_equal(region_files(), 0);
+}
+
+static int placed_init_fails(dsm_segment *seg, void *arg)
+{
+	*(dsm_handle *)arg = dsm_segment_handle(seg);
+	strcpy(dsm_segment_address(seg), "half made");
+	return -EIO;
+}
+
+/* A named segment whose init fails after placing: unplaced and removed. */
+static void test_placed_init_fails(void **state)
+{
+	struct fixture *f = *state;
+	dsm_instance_info info;
+	dsm_instance *inst;
+	dsm_segment *seg = NULL;
+	dsm_handle h = 0;
+
+	fake_install(3);
+	inst = open_inst(f, "on", DSM_OPEN_SUPERVISOR, &info);
+	assert_int_equal(dsm_get_named(inst, "placed", 4096, 0,
+				       placed_init_fails, &h, &seg, NULL),
+			 -EIO);
+	assert_int_equal(fake.creates, 2); /* the probe's and its own */
+	assert_int_equal(fake.unmaps, 2);
+	ASSERT_OK(dsm_instance_info_get(inst, &info));
+	assert_int_equal(info.segments, 0);
+	ASSERT_OK(dsm_get_named(inst, "placed", 4096, 0, NULL, NULL, &seg,
+				NULL));
+	assert_int_equal(((char *)dsm_segment_address(seg))[0], 0);
+	ASSERT_OK(dsm_detach(seg));
+	ASSERT_OK(dsm_instance_destroy(inst));
+	assert_int_equal(fake_mappings(), 0);
+	assert_int_equal(region_files(), 0);
+}
+
 #else /* !DSM_HAVE_MSHARE */
 
 static void test_built_without(void **state)
@@ -990,10 +1084,13 @@ int main(void)
 		T(test_no_supervisor),
 		T(test_sysv_has_no_fd),
 		T(test_supervisor_late),
+		T(test_supervisor_after_the_dead),
 		T(test_failures_back_out),
 		T(test_place_arguments),
 		T(test_owner_gone),
 		T(test_kill9_after_place),
+		T(test_reaped_at_open),
+		T(test_placed_init_fails),
 #else
 		T(test_built_without),
 #endif

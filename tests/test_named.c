@@ -38,6 +38,7 @@
 #include <cmocka.h>
 
 #include "dsm_assert.h"
+#include "inject.h"
 
 /* Hidden test hooks of the library (src/wrapper.h). */
 extern int dsm_test_instance_tag;
@@ -47,6 +48,7 @@ extern void (*dsm_test_hook)(const char *point);
 
 struct fixture {
 	const char *backend;
+	bool region; /* segments carved from a region (named/region) */
 	char *dir;
 	dsm_instance *inst;
 	pid_t kids[RACERS + 2];
@@ -62,6 +64,7 @@ struct shared {
 };
 
 static const char *current_backend;
+static bool current_region;
 static struct fixture the_fixture;
 static int fixture_failures;
 
@@ -89,6 +92,7 @@ static int test_setup(void **state)
 
 	memset(f, 0, sizeof(*f));
 	f->backend = current_backend;
+	f->region = current_region;
 	dsm_test_hook = NULL;
 	f->dir = test_make_dir();
 	f->sh = mmap(NULL, sizeof(struct shared), PROT_READ | PROT_WRITE,
@@ -103,6 +107,10 @@ static int test_setup(void **state)
 	if (rc == 0)
 		rc = dsm_config_set(cfg, "dynamic_shared_memory_type",
 				    f->backend);
+	if (rc == 0 && f->region)
+		rc = dsm_config_set(cfg, "min_dynamic_shared_memory", "1MB");
+	if (rc == 0 && f->region)
+		rc = dsm_config_set(cfg, "huge_pages", "off");
 	if (rc == 0)
 		rc = dsm_instance_open(path, cfg, 0, &f->inst);
 	dsm_config_free(cfg);
@@ -367,6 +375,35 @@ static bool os_object_exists(dsm_instance *inst, dsm_handle handle)
 	return rc == 0;
 }
 
+/*
+ * What a segment's memory is: its own OS object, or (named/region) a block
+ * of the instance's region, which has no object to look for.
+ */
+static void assert_made(struct fixture *f, dsm_handle handle)
+{
+	dsm_segment_info si;
+
+	if (!f->region) {
+		assert_true(os_object_exists(f->inst, handle));
+		return;
+	}
+	ASSERT_OK(dsm_stat(f->inst, handle, &si));
+	assert_true(si.in_region);
+}
+
+static void assert_unmade(struct fixture *f, dsm_handle handle)
+{
+	dsm_instance_info info;
+
+	if (!f->region) {
+		assert_false(os_object_exists(f->inst, handle));
+		return;
+	}
+	ASSERT_OK(dsm_instance_info_get(f->inst, &info));
+	assert_int_equal(info.region_used, 0);
+	assert_int_equal(info.region_segments, 0);
+}
+
 static void test_creator_killed_in_init(void **state)
 {
 	struct fixture *f = *state;
@@ -384,7 +421,7 @@ static void test_creator_killed_in_init(void **state)
 
 	start_child(f, 0, creator_main, &v);
 	read_exactly(ready[0], &dead_handle, sizeof(dead_handle));
-	assert_true(os_object_exists(f->inst, dead_handle));
+	assert_made(f, dead_handle);
 	start_child(f, 1, waiter_main, &v);
 	read_exactly(waiting[0], &c, 1); /* the waiter waits on the creator */
 
@@ -400,10 +437,10 @@ static void test_creator_killed_in_init(void **state)
 	/* the dead creator's segment is gone: slot and OS object */
 	ASSERT_RC(dsm_stat(f->inst, dead_handle, &(dsm_segment_info){ 0 }),
 		  -ENOENT);
-	assert_false(os_object_exists(f->inst, dead_handle));
+	assert_unmade(f, dead_handle);
 	/* the waiter's (unpinned) went with its last detach */
 	assert_int_equal(segments_in(f->inst), 0);
-	assert_false(os_object_exists(f->inst, f->sh->handle[1]));
+	assert_unmade(f, f->sh->handle[1]);
 }
 
 /* ---- the contract of each function --------------------------------------- */
@@ -645,6 +682,205 @@ static void test_init_calls_itself(void **state)
 	assert_int_equal(segments_in(f->inst), 0);
 }
 
+/* ---- flags, pins and failures in every placement ------------------------ */
+
+/* DSM_CREATE_PIN on plain and named creates: kept until unpinned. */
+static void test_create_pinned(void **state)
+{
+	struct fixture *f = *state;
+	dsm_segment *seg, *named;
+	dsm_segment_info si;
+	dsm_handle h, hn;
+
+	ASSERT_OK(dsm_create(f->inst, 4096, DSM_CREATE_PIN, &seg));
+	ASSERT_OK(dsm_create_named(f->inst, "pinned", 4096, DSM_CREATE_PIN,
+				   &named));
+	h = dsm_segment_handle(seg);
+	hn = dsm_segment_handle(named);
+	strcpy(dsm_segment_address(seg), "kept");
+	ASSERT_OK(dsm_stat(f->inst, h, &si));
+	assert_true(si.pinned);
+	assert_int_equal(si.in_region, f->region);
+	ASSERT_OK(dsm_stat(f->inst, hn, &si));
+	assert_true(si.pinned);
+	assert_string_equal(si.name, "pinned");
+	ASSERT_RC(dsm_pin_segment(seg), -EALREADY);
+	ASSERT_OK(dsm_detach(seg));
+	ASSERT_OK(dsm_detach(named));
+	/* nobody maps them: the pins keep them */
+	assert_int_equal(segments_in(f->inst), 2);
+	assert_made(f, h);
+	ASSERT_OK(dsm_attach(f->inst, h, &seg));
+	assert_string_equal(dsm_segment_address(seg), "kept");
+	ASSERT_OK(dsm_detach(seg));
+	/* unpinned with nobody attached: destroyed at once */
+	ASSERT_OK(dsm_unpin_segment(f->inst, h));
+	ASSERT_RC(dsm_stat(f->inst, h, &si), -ENOENT);
+	ASSERT_OK(dsm_unpin_segment(f->inst, hn));
+	ASSERT_RC(dsm_attach_named(f->inst, "pinned", &seg), -ENOENT);
+	assert_int_equal(segments_in(f->inst), 0);
+	assert_unmade(f, h);
+}
+
+/* Placement flags with names: the name goes where the segment goes. */
+static void test_named_flags(void **state)
+{
+	struct fixture *f = *state;
+	dsm_segment *seg, *fill, *again;
+	dsm_segment_info si;
+
+	ASSERT_RC(dsm_create_named(f->inst, "f", 64,
+				   DSM_CREATE_REGION | DSM_CREATE_NO_REGION,
+				   &seg),
+		  -EINVAL);
+	ASSERT_RC(dsm_get_named(f->inst, "f", 64, 0x100, NULL, NULL, &seg,
+				NULL),
+		  -EINVAL);
+	if (!f->region) {
+		ASSERT_RC(dsm_create_named(f->inst, "f", 64,
+					   DSM_CREATE_REGION, &seg),
+			  -ENOTSUP);
+		ASSERT_OK(dsm_create_named(f->inst, "f", 64, 0, &seg));
+		ASSERT_OK(dsm_detach(seg));
+		assert_int_equal(segments_in(f->inst), 0);
+		return;
+	}
+	ASSERT_OK(dsm_create_named(f->inst, "in", 4096,
+				   DSM_CREATE_REGION | DSM_CREATE_PIN |
+					   DSM_CREATE_NO_ZERO,
+				   &seg));
+	ASSERT_OK(dsm_stat(f->inst, dsm_segment_handle(seg), &si));
+	assert_true(si.in_region && si.pinned);
+	assert_string_equal(si.name, "in");
+	ASSERT_OK(dsm_destroy(f->inst, dsm_segment_handle(seg)));
+	ASSERT_OK(dsm_detach(seg));
+	ASSERT_OK(dsm_create_named(f->inst, "out", 4096, DSM_CREATE_NO_REGION,
+				   &seg));
+	ASSERT_OK(dsm_stat(f->inst, dsm_segment_handle(seg), &si));
+	assert_false(si.in_region);
+	assert_string_equal(si.name, "out");
+	ASSERT_OK(dsm_detach(seg));
+	/* too big for the region: refused, and the name stays free */
+	ASSERT_RC(dsm_get_named(f->inst, "big", 2 << 20, DSM_CREATE_REGION,
+				NULL, NULL, &seg, NULL),
+		  -ENOSPC);
+	ASSERT_RC(dsm_attach_named(f->inst, "big", &seg), -ENOENT);
+	/* a full region: the named create falls back, name and all */
+	ASSERT_OK(dsm_create(f->inst, 1 << 20, DSM_CREATE_REGION, &fill));
+	ASSERT_OK(dsm_create_named(f->inst, "spill", 4096, 0, &seg));
+	ASSERT_OK(dsm_stat(f->inst, dsm_segment_handle(seg), &si));
+	assert_false(si.in_region);
+	assert_string_equal(si.name, "spill");
+	ASSERT_OK(dsm_attach_named(f->inst, "spill", &again));
+	assert_ptr_equal(again, seg);
+	ASSERT_OK(dsm_detach(again));
+	ASSERT_OK(dsm_detach(seg));
+	ASSERT_OK(dsm_detach(fill));
+	assert_int_equal(segments_in(f->inst), 0);
+}
+
+struct failing_init {
+	dsm_handle handle;
+	int rc;
+};
+
+static int fail_init_after_writing(dsm_segment *seg, void *arg)
+{
+	struct failing_init *fi = arg;
+
+	fi->handle = dsm_segment_handle(seg);
+	memset(dsm_segment_address(seg), 0x5a, dsm_segment_size(seg));
+	return fi->rc;
+}
+
+/* A failed init backs the create out: slot, object or block, name. */
+static void test_init_fails_leaves_nothing(void **state)
+{
+	struct fixture *f = *state;
+	struct failing_init fi = { 0, 7 }; /* not an errno: cancelled */
+	dsm_segment_info si;
+	dsm_segment *seg;
+	unsigned flags[] = { 0, DSM_CREATE_PIN, DSM_CREATE_NO_REGION };
+
+	for (size_t i = 0; i < sizeof(flags) / sizeof(flags[0]); i++) {
+		ASSERT_RC(dsm_get_named(f->inst, "fails", 8192, flags[i],
+					fail_init_after_writing, &fi, &seg,
+					NULL),
+			  -ECANCELED);
+		ASSERT_RC(dsm_stat(f->inst, fi.handle, &si), -ENOENT);
+		assert_int_equal(segments_in(f->inst), 0);
+		assert_false(os_object_exists(f->inst, fi.handle));
+		assert_unmade(f, fi.handle);
+	}
+	/* the same memory again: zeroed, the failed init's bytes gone */
+	ASSERT_OK(dsm_get_named(f->inst, "fails", 8192, 0, NULL, NULL, &seg,
+				NULL));
+	assert_int_equal(((unsigned char *)dsm_segment_address(seg))[0], 0);
+	ASSERT_OK(dsm_detach(seg));
+	assert_int_equal(segments_in(f->inst), 0);
+}
+
+/* ---- a creator that dies leaves its name free ---------------------------- */
+
+static const char *die_at;
+
+static void die_hook(const char *point)
+{
+	if (die_at && strcmp(point, die_at) == 0)
+		raise(SIGKILL);
+}
+
+static int create_named_and_die(void *arg)
+{
+	dsm_segment *seg;
+
+	die_at = arg;
+	dsm_test_hook = die_hook;
+	dsm_create_named(the_fixture.inst, "orphan", 4096, 0, &seg);
+	return 3; /* the hook was not reached */
+}
+
+/* Removing a backend's object: this call, the nth of it, fails. */
+static void removal_fails(const struct fixture *f)
+{
+	if (strcmp(f->backend, "posix") == 0)
+		inject_fail("shm_unlink", 1, EACCES);
+	else if (strcmp(f->backend, "sysv") == 0)
+		inject_fail("shmctl", 2, EACCES);
+	else
+		inject_fail("unlinkat", 1, EACCES);
+}
+
+/*
+ * Killed while creating, at each step: the next create of the name reaps
+ * the dead slot and gets the name - also when the dead one's object cannot
+ * be removed yet (the name must not wait for the removal).
+ */
+static void test_dead_creator_frees_name(void **state)
+{
+	static const char *const points[] = {
+		"create:reserved", "create:after-os", "create:referenced",
+	};
+	struct fixture *f = *state;
+	dsm_segment *seg;
+
+	for (size_t i = 0; i < sizeof(points) / sizeof(points[0]); i++) {
+		for (int fail = 0; fail < (f->region ? 1 : 2); fail++) {
+			start_child(f, 0, create_named_and_die,
+				    (void *)points[i]);
+			assert_int_equal(wait_child(f, 0), 128 + SIGKILL);
+			if (fail)
+				removal_fails(f);
+			ASSERT_OK(dsm_create_named(f->inst, "orphan", 4096, 0,
+						   &seg));
+			inject_reset();
+			ASSERT_OK(dsm_detach(seg));
+			ASSERT_OK(dsm_reap(f->inst, NULL)); /* the leftover */
+			assert_int_equal(segments_in(f->inst), 0);
+		}
+	}
+}
+
 /* With the none backend every named create is refused, nothing is made. */
 static void test_none_refuses(void **state)
 {
@@ -676,10 +912,15 @@ static int run(const char *backend)
 		T(test_init_fails),
 		T(test_destroy_then_recreate),
 		T(test_init_calls_itself),
+		T(test_create_pinned),
+		T(test_named_flags),
+		T(test_init_fails_leaves_nothing),
+		T(test_dead_creator_frees_name),
 	};
 
 	current_backend = backend;
-	snprintf(name, sizeof(name), "named/%s", backend);
+	snprintf(name, sizeof(name), "named/%s%s", backend,
+		 current_region ? "+region" : "");
 	return cmocka_run_group_tests_name(name, tests, NULL, NULL);
 }
 
@@ -693,6 +934,9 @@ int main(void)
 		cmocka_set_test_filter(getenv("DYNSHM_TEST_FILTER"));
 	for (size_t i = 0; i < sizeof(backends) / sizeof(backends[0]); i++)
 		rc += run(backends[i]);
+	current_region = true; /* the same promises for region segments */
+	rc += run("posix");
+	current_region = false;
 	{
 		const struct CMUnitTest none[] = { T(test_none_refuses) };
 
