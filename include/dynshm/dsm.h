@@ -22,7 +22,10 @@
  *     adopts the mappings it inherited as its own references; it never
  *     releases its parent's.  A segment destroyed between the fork and that
  *     first call stays mapped in the child (the memory remains valid) but no
- *     longer belongs to the instance.
+ *     longer belongs to the instance - except a region or msharefs-placed
+ *     segment, whose memory is reused by the next segment created (a known
+ *     gap; docs/design.md, "fork and exec"): make a dynshm call in the child
+ *     first, or pin such segments.
  *
  * Compiles as C99 and C++.
  */
