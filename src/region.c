@@ -365,6 +365,10 @@ unsigned region_segment_flags(dsm_instance *inst, size_t size)
 	if (inst->backend != DSM_IMPL_SYSV ||
 	    inst->c.hdr->huge_pages == DSM_HUGE_PAGES_OFF)
 		return 0;
+	if (inst->huge_backoff > 0) {
+		inst->huge_backoff--; /* it failed lately: do not ask again yet */
+		return 0;
+	}
 	if (!ps) {
 		struct hugetlb_state h;
 

@@ -109,7 +109,8 @@ void region_remove(struct dsm_instance *inst);
 /*
  * DSM_IMPL_CREATE_HUGETLB when an ordinary segment of size bytes should be
  * tried on huge pages: sysv backend, huge_pages not off, a whole number of
- * huge pages.  Else 0.
+ * huge pages, and no failed try in the last few creates (huge_backoff).
+ * Else 0.
  */
 unsigned region_segment_flags(struct dsm_instance *inst, size_t size);
 /* Fill the region part of info (control lock held by the caller). */

@@ -304,6 +304,9 @@ static int refuse_disabled(dsm_instance *inst)
 	return rc < 0 ? rc : dsm_impl_create(space, 1, 1, 0, &map);
 }
 
+/* After SHM_HUGETLB failed, this many sysv creates go straight to 4 KiB. */
+#define HUGE_BACKOFF 64
+
 static int create_os_object(dsm_instance *inst, size_t size,
 			    const char *name, struct dsm_segment *seg)
 {
@@ -321,6 +324,7 @@ static int create_os_object(dsm_instance *inst, size_t size,
 		if (rc < 0 && rc != -EEXIST && huge) {
 			/* no huge page for it: 4 KiB pages, as huge_pages says */
 			huge = 0;
+			inst->huge_backoff = HUGE_BACKOFF;
 			dsm_clear_error();
 			rc = dsm_impl_create(space, seg->handle, size, 0,
 					     &seg->map);

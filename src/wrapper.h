@@ -80,6 +80,12 @@ struct dsm_instance {
 	struct dsm_segment **local; /* by slot index, NULL if not mapped */
 	struct dsm_segment *segs;   /* every mapping, orphans included */
 	struct placement place;	    /* msharefs region (placement.c) */
+	/*
+	 * sysv creates left that skip SHM_HUGETLB after it failed (no huge
+	 * pages free): a failed try costs a system call per create.  Under
+	 * mu.  (region_segment_flags, create_os_object.)
+	 */
+	unsigned huge_backoff;
 };
 
 /* State file contents (state.c). */

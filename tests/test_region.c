@@ -827,6 +827,56 @@ static void test_backends(void **state)
 	}
 }
 
+/* A /proc/meminfo field (kB or a count); -1 when absent. */
+static long meminfo_kb(const char *field)
+{
+	char line[256];
+	long v = -1;
+	FILE *f = fopen("/proc/meminfo", "r");
+
+	while (f && fgets(line, sizeof(line), f))
+		if (strncmp(line, field, strlen(field)) == 0)
+			v = strtol(line + strlen(field), NULL, 10);
+	if (f)
+		fclose(f);
+	return v;
+}
+
+/*
+ * huge_pages = try on sysv with no huge page free: a create whose size is a
+ * whole number of huge pages asks for SHM_HUGETLB, fails, and falls back.
+ * The next creates must not pay that failed shmget again.
+ */
+static void test_huge_backoff(void **state)
+{
+	dsm_config *cfg = config("sysv", "0");
+	dsm_instance *inst = NULL;
+	dsm_segment *a = NULL, *b = NULL;
+	unsigned long first, second;
+	const size_t two_mb = 2u << 20;
+
+	(void)state;
+	if (meminfo_kb("HugePages_Free:") != 0 ||
+	    meminfo_kb("Hugepagesize:") != 2048) {
+		dsm_config_free(cfg);
+		skip(); /* needs no free 2 MiB huge pages, so that a try fails */
+	}
+	assert_int_equal(dsm_config_set(cfg, "huge_pages", "try"), 0);
+	assert_int_equal(dsm_instance_open(inst_path, cfg, 0, &inst), 0);
+	dsm_config_free(cfg);
+	inject_fail("shmget", 0, 0); /* count only */
+	assert_int_equal(dsm_create(inst, two_mb, 0, &a), 0);
+	first = inject_calls("shmget");
+	assert_int_equal(dsm_create(inst, two_mb, 0, &b), 0);
+	second = inject_calls("shmget") - first;
+	inject_reset();
+	assert_int_equal(first, 2);  /* SHM_HUGETLB refused, then 4 KiB */
+	assert_int_equal(second, 1); /* straight to 4 KiB */
+	assert_int_equal(dsm_detach(a), 0);
+	assert_int_equal(dsm_detach(b), 0);
+	assert_int_equal(dsm_instance_destroy(inst), 0);
+}
+
 static const struct test_child children[] = {
 	{ "reads", spawned_reads },
 	{ NULL, NULL },
@@ -851,6 +901,7 @@ int main(int argc, char **argv)
 		T(test_reset_corrupt),
 		T(test_conflict),
 		T(test_backends),
+		T(test_huge_backoff),
 	};
 	int rc;
 
