@@ -9,7 +9,8 @@
 #               directory is first configured: `make clean` to change them)
 #   TEST_OPTS   extra options for `meson test`, e.g. TEST_OPTS='--suite posix'
 #   CI          when set, warnings are errors (-Dwerror=true)
-#   SOAK_KILLS  kills for `make soak` (default 10000; over all backends)
+#   SOAK_KILLS  kills for `make soak` (default 10000; over all backends,
+#               each with and without a region)
 
 MESON_OPTS ?=
 TEST_OPTS ?=
@@ -67,9 +68,9 @@ bench: deps
 	ninja -C build-release
 	build-release/bench/dsm_bench
 
-# The kill storm at length: SOAK_KILLS kill -9s over the three backends,
-# invariants checked after every round; prints operations, kills, repairs
-# and leaks (which must be 0).
+# The kill storm at length: SOAK_KILLS kill -9s over the three backends
+# (each without and with a region), invariants checked after every round;
+# prints operations, kills, repairs and leaks (which must be 0).
 soak: build
 	build/tests/kill_storm --kills $(SOAK_KILLS)
 

@@ -7,8 +7,11 @@
  * reaper killed while reaping a process that died while retiring a segment
  * another one was attaching.  Here W worker processes share one instance
  * and loop over random operations (create, attach, detach, pin, unpin,
- * destroy, close and reopen the instance) while this driver SIGKILLs random
- * workers at random moments and starts new ones.  Some workers are also
+ * destroy, named get-or-create, close and reopen the instance) while this
+ * driver SIGKILLs random workers at random moments and starts new ones.
+ * Each backend storms twice: without a region, and with a 16 MiB region
+ * (huge_pages = off) where creates ask at random for the region, for the
+ * backend, or for whichever fits.  Some workers are also
  * armed through the library's test hook (dsm_test_hook) to kill themselves
  * at a random hook point, most of which lie inside the control lock - the
  * case a SIGKILL from outside hits only by luck.
@@ -23,27 +26,36 @@
  *     segments that /proc/<pid>/maps shows mapped, so refcounts equal live
  *     mappings; a live worker outside the process table maps nothing;
  *   - every slot is ACTIVE (nothing half-made or half-destroyed is left
- *     at rest), referenced or pinned, and its OS object exists;
+ *     at rest), referenced or pinned, and its OS object exists - except a
+ *     region slot, which has none: a process holding one maps the region;
  *   - every OS object of the instance (read from /dev/shm, the mmap
- *     directory or /proc/sysvipc/shm directly) belongs to a slot.
+ *     directory or /proc/sysvipc/shm directly) belongs to a slot, and the
+ *     region's SysV segment exists;
+ *   - no two live slots (CREATING, or ACTIVE and not doomed) share a name,
+ *     and every ACTIVE named slot carries its init stamp, so init ran to
+ *     completion before the segment was published, and a worker killed
+ *     inside init (at the storm's own point "storm:in-init") left nothing;
+ *   - region blocks lie inside the region, aligned, do not overlap, and the
+ *     allocator's used bytes and block count equal the slots' sum.
  * Workers also check data: every segment starts with its own handle, so an
  * attach that mapped the wrong object is caught.  At the end every worker
  * is killed, a last check runs, the instance is reset and destroyed, and
  * nothing of it may remain anywhere.
  *
  *	kill_storm [--kills N] [--workers N] [--backend posix|sysv|mmap]
- *		   [--seed N]
+ *		   [--region no|yes|both] [--seed N]
  *
- * --kills (or $KILL_STORM_KILLS) is the total over all backends: the test
+ * --kills (or $KILL_STORM_KILLS) is the total over all storms: the test
  * suite runs a few hundred, `make soak` ten thousand.  Exit status 0 when no
  * check failed and nothing leaked, 1 otherwise, 77 when no backend can run.
- * Prints one line of counts per backend and a total.
+ * Prints counts per storm ("posix", "posix+region", ...) and a total.
  *
  * Runs alone (is_parallel: false): sysv objects are told apart by the tag
  * that every test instance shares.
  */
 #include "testutil.h"
 
+#include "src/region.h"
 #include "src/wrapper.h"
 
 #include <dynshm/dsm.h>
@@ -83,22 +95,46 @@
 
 /* ---- what the driver and its processes share -------------------------- */
 
-/* The library's hook points (HOOK in the sources); the first seven lie in
- * the control lock. */
+/* The library's hook points (HOOK in the sources); the first nine lie in
+ * the control lock.  "storm:in-init" is the storm's own: the middle of the
+ * init callback of dsm_get_named, between its two stamps. */
 static const char *const points[] = {
-	"create:reserved", "create:referenced", "attach:referenced",
-	"detach:released", "retire:moribund",   "pin:changed",
-	"reap:release",	   "create:before-os",  "create:after-os",
-	"destroy:before-os", "destroy:after-os",
+	"create:reserved",   "create:referenced", "attach:referenced",
+	"detach:released",   "retire:moribund",	  "pin:changed",
+	"reap:release",	     "region:allocated",  "named:reap",
+	"create:before-os",  "create:after-os",	  "destroy:before-os",
+	"destroy:after-os",  "region:before-zero", "named:init",
+	"storm:in-init",     "named:wait",
 };
 
 #define N_POINTS (sizeof(points) / sizeof(points[0]))
-#define N_IN_LOCK 7
+#define N_IN_LOCK 9
+
+/*
+ * Named segments: a few names that every worker gets or creates.  Each has
+ * its own size (dsm_get_named refuses another size) and its own magic,
+ * which the init callback writes after the handle; so a segment that was
+ * published before its init completed, or whose init ran twice, or whose
+ * name moved to another segment, shows in its first 16 bytes.
+ */
+static const char *const names[] = {
+	"storm.a", "storm.b", "storm.c", "storm/d",
+};
+
+#define N_NAMES (sizeof(names) / sizeof(names[0]))
+#define NAMED_MAGIC 0x6e616d6564000000ull /* "named" + the name's index */
+
+static size_t named_size(size_t i)
+{
+	return 4096 * (i + 1) + 24 * i; /* distinct, some page-unaligned */
+}
 
 struct counts {
 	uint64_t rounds, ops, kills, kills_busy, hook_kills, checks;
 	uint64_t repairs, reaped, leaks, failures;
+	uint64_t named_created, named_found, in_region;
 	uint64_t at[N_POINTS + 1]; /* hook kills by point; last: unknown */
+	uint64_t reached[N_POINTS + 1]; /* hook calls by point, armed or not */
 };
 
 struct shared {
@@ -109,7 +145,10 @@ struct shared {
 	int32_t pids[MAX_WORKERS];		/* live workers, 0 = none */
 	uint64_t repairs, reaped;		/* last check's reading */
 	uint64_t leaks;				/* found by checks */
+	uint64_t named_created, named_found;	/* dsm_get_named outcomes */
+	uint64_t in_region;			/* region slots seen by checks */
 	uint64_t at[N_POINTS + 1];		/* hook kills by point */
+	uint64_t reached[N_POINTS + 1];		/* hook calls by point */
 };
 
 struct backend {
@@ -135,6 +174,8 @@ struct worker {
 
 struct storm {
 	const struct backend *be;
+	bool region;		/* the instance has a region (16 MiB) */
+	char label[16];		/* "posix" or "posix+region" */
 	char *dir;
 	dsm_config *cfg;
 	uint64_t id;
@@ -205,11 +246,13 @@ static void storm_hook(const char *point)
 {
 	size_t i = 0;
 
-	if (!hooked || hooked->hook_countdown <= 0 ||
-	    --hooked->hook_countdown > 0)
+	if (!hooked)
 		return;
 	while (i < N_POINTS && strcmp(points[i], point) != 0)
 		i++;
+	__atomic_add_fetch(&hooked->st->sh->reached[i], 1, __ATOMIC_RELAXED);
+	if (hooked->hook_countdown <= 0 || --hooked->hook_countdown > 0)
+		return;
 	__atomic_add_fetch(&hooked->st->sh->at[i], 1, __ATOMIC_RELAXED);
 	raise(SIGKILL);
 }
@@ -218,7 +261,7 @@ static void storm_hook(const char *point)
 	do {                                                                   \
 		fprintf(stderr,                                                \
 			"kill_storm: worker %d (%s): %s returned %d: %s\n",   \
-			(int)getpid(), (ws)->st->be->name, what, rc,           \
+			(int)getpid(), (ws)->st->label, what, rc,           \
 			dsm_last_error());                                     \
 		_exit(EXIT_LIBRARY);                                           \
 	} while (0)
@@ -243,6 +286,24 @@ static void check_stamp(struct wstate *ws, dsm_segment *seg, dsm_handle h)
 	}
 }
 
+/* With a region: a third each from wherever fits, the region only, and
+ * the backend only.  Without one: always 0. */
+static unsigned place_flags(struct wstate *ws)
+{
+	static const unsigned choice[] = { 0, DSM_CREATE_REGION,
+					   DSM_CREATE_NO_REGION };
+
+	return ws->st->region ? choice[below(&ws->rng, 3)] : 0;
+}
+
+static void publish(struct wstate *ws, dsm_segment *seg, dsm_handle h)
+{
+	ws->local[ws->nlocal].seg = seg;
+	ws->local[ws->nlocal++].handle = h;
+	__atomic_store_n(&ws->st->sh->published[below(&ws->rng, N_PUBLISHED)],
+			 h, __ATOMIC_RELEASE);
+}
+
 static void op_create(struct wstate *ws)
 {
 	/* sizes: a page, odd sizes, up to 64 KiB */
@@ -253,17 +314,14 @@ static void op_create(struct wstate *ws)
 
 	if (ws->nlocal == LOCAL_MAX)
 		return;
-	rc = dsm_create(ws->inst, size, 0, &seg);
+	rc = dsm_create(ws->inst, size, place_flags(ws), &seg);
 	if (rc == -ENOSPC)
-		return; /* every slot in use: allowed */
+		return; /* every slot (or the region) in use: allowed */
 	if (rc != 0)
 		BAD(ws, "dsm_create", rc);
 	h = dsm_segment_handle(seg);
 	memcpy(dsm_segment_address(seg), &h, sizeof(h));
-	ws->local[ws->nlocal].seg = seg;
-	ws->local[ws->nlocal++].handle = h;
-	__atomic_store_n(&ws->st->sh->published[below(&ws->rng, N_PUBLISHED)],
-			 h, __ATOMIC_RELEASE);
+	publish(ws, seg, h);
 }
 
 static void op_attach(struct wstate *ws)
@@ -356,19 +414,81 @@ static void op_reopen(struct wstate *ws)
 }
 
 /*
- * >>> NAMED GET-OR-CREATE: not yet in this branch (issue 4 adds named
- * >>> segments).  When dsm_get_or_create (or whatever it is called) lands,
- * >>> implement op_get_or_create: pick a name from a small fixed set, get or
- * >>> create it, check that every process that gets a name sees the same
- * >>> handle and stamp, keep it in local[]; the checker must then also
- * >>> verify that each name maps to at most one live slot.  Until then the
- * >>> op is not in the table below - it is not faked.
+ * Named get-or-create.  The init callback finds the segment zero-filled,
+ * writes the handle, may die (the storm's own hook point), then writes the
+ * name's magic.  Whoever gets the name - creator or not - must find both.
  */
+struct named_arg {
+	struct wstate *ws;
+	size_t index;
+};
+
+static void check_named(dsm_segment *seg, size_t index)
+{
+	uint64_t v[2], want = NAMED_MAGIC + index;
+	dsm_handle h = dsm_segment_handle(seg);
+
+	memcpy(v, dsm_segment_address(seg), sizeof(v));
+	if (v[0] != h || v[1] != want) {
+		fprintf(stderr, "kill_storm: worker %d: named segment '%s' "
+				"(%016" PRIx64 ") holds %016" PRIx64
+				" %016" PRIx64 ", not its init stamp\n",
+			(int)getpid(), names[index], h, v[0], v[1]);
+		_exit(EXIT_DATA);
+	}
+}
+
+static int named_init(dsm_segment *seg, void *arg)
+{
+	const struct named_arg *na = arg;
+	const unsigned char *p = dsm_segment_address(seg);
+	uint64_t magic = NAMED_MAGIC + na->index;
+	dsm_handle h = dsm_segment_handle(seg);
+
+	for (size_t i = 0; i < dsm_segment_size(seg); i++)
+		if (p[i] != 0) {
+			fprintf(stderr, "kill_storm: worker %d: new named "
+					"segment '%s' not zero at byte %zu\n",
+				(int)getpid(), names[na->index], i);
+			_exit(EXIT_DATA);
+		}
+	memcpy(dsm_segment_address(seg), &h, sizeof(h));
+	storm_hook("storm:in-init");
+	memcpy((char *)dsm_segment_address(seg) + sizeof(h), &magic,
+	       sizeof(magic));
+	return 0;
+}
+
+static void op_get_named(struct wstate *ws)
+{
+	struct named_arg na = { ws, below(&ws->rng, N_NAMES) };
+	unsigned flags = place_flags(ws);
+	dsm_segment *seg = NULL;
+	int rc, created = -1;
+
+	if (ws->nlocal == LOCAL_MAX)
+		return;
+	if (below(&ws->rng, 4) == 0)
+		flags |= DSM_CREATE_PIN;
+	rc = dsm_get_named(ws->inst, names[na.index], named_size(na.index),
+			   flags, named_init, &na, &seg, &created);
+	if (rc == -ENOSPC)
+		return; /* every slot (or the region) in use: allowed */
+	if (rc != 0)
+		BAD(ws, "dsm_get_named", rc);
+	if (created != 0 && created != 1)
+		BAD(ws, "dsm_get_named (created not set)", created);
+	check_named(seg, na.index);
+	__atomic_add_fetch(created ? &ws->st->sh->named_created :
+				     &ws->st->sh->named_found,
+			   1, __ATOMIC_RELAXED);
+	publish(ws, seg, dsm_segment_handle(seg));
+}
 
 static void (*const ops[])(struct wstate *) = {
 	op_create, op_create, op_create, op_attach, op_attach, op_attach,
 	op_detach, op_detach, op_detach, op_pin,    op_unpin,  op_destroy,
-	op_destroy, op_reopen,
+	op_destroy, op_reopen, op_get_named, op_get_named,
 };
 
 #define N_OPS (sizeof(ops) / sizeof(ops[0]))
@@ -490,7 +610,10 @@ struct check {
 	dsm_instance *inst;
 	dsm_impl_space *space;
 	char ctl_key[KEY_LEN];
-	char (*slot_key)[KEY_LEN]; /* by slot, "" when FREE */
+	char region_key[KEY_LEN]; /* the region's SysV object, "" if none */
+	char (*slot_key)[KEY_LEN]; /* by slot, "" when FREE or in the region */
+	bool *in_region;	   /* by slot: carved from the region */
+	uint64_t region_slots;
 	int problems;
 	uint64_t leaks;
 };
@@ -534,13 +657,23 @@ static void check_process(struct check *ck, uint32_t p, pid_t pid)
 		bool mapped = ck->slot_key[s][0] &&
 			      has_key(keys, n, ck->slot_key[s]);
 
+		/* a region segment is no mapping of its own: its holder
+		 * maps the region, as every process of the instance does */
+		if (ck->in_region[s]) {
+			if (bit && !has_key(keys, n, ck->region_key))
+				PROBLEM(ck, "process %d holds region slot %u "
+					    "but does not map the region",
+					(int)pid, s);
+			continue;
+		}
 		if (bit != mapped)
 			PROBLEM(ck, "process %d: slot %u %s but %s", (int)pid,
 				s, bit ? "referenced" : "not referenced",
 				mapped ? "mapped" : "not mapped");
 	}
 	for (int i = 0; i < n && i < MAX_KEYS; i++) {
-		bool known = strcmp(keys[i], ck->ctl_key) == 0;
+		bool known = strcmp(keys[i], ck->ctl_key) == 0 ||
+			     strcmp(keys[i], ck->region_key) == 0;
 
 		for (uint32_t s = 0; !known && s < c->hdr->max_segments; s++)
 			known = strcmp(keys[i], ck->slot_key[s]) == 0;
@@ -548,6 +681,110 @@ static void check_process(struct check *ck, uint32_t p, pid_t pid)
 			PROBLEM(ck, "process %d maps %s, which no slot records",
 				(int)pid, keys[i]);
 	}
+}
+
+/* A named slot's first 16 bytes: its handle, then its name's magic. */
+static void check_named_stamp(struct check *ck, uint32_t s, const void *addr)
+{
+	const struct ctl_slot *slot = &ck->inst->c.slots[s];
+	uint64_t v[2];
+	size_t i = 0;
+
+	while (i < N_NAMES && strcmp(names[i], slot->name) != 0)
+		i++;
+	if (i == N_NAMES) {
+		PROBLEM(ck, "slot %u has the name '%s', which no worker uses",
+			s, slot->name);
+		return;
+	}
+	memcpy(v, addr, sizeof(v));
+	if (v[0] != slot->handle || v[1] != NAMED_MAGIC + i)
+		PROBLEM(ck, "named slot %u ('%s') is ACTIVE without its init "
+			    "stamp: %016" PRIx64 " %016" PRIx64,
+			s, slot->name, v[0], v[1]);
+}
+
+/*
+ * The name invariant (control.h): among the slots that are CREATING, or
+ * ACTIVE and not doomed, no two hold the same name.
+ */
+static void check_names(struct check *ck)
+{
+	struct ctl *c = &ck->inst->c;
+
+	for (uint32_t s = 0; s < c->hdr->max_segments; s++) {
+		const struct ctl_slot *a = &c->slots[s];
+
+		if (!a->name[0] || !(a->state == SLOT_CREATING ||
+				     (a->state == SLOT_ACTIVE && !a->doomed)))
+			continue;
+		for (uint32_t t = s + 1; t < c->hdr->max_segments; t++) {
+			const struct ctl_slot *b = &c->slots[t];
+
+			if ((b->state == SLOT_CREATING ||
+			     (b->state == SLOT_ACTIVE && !b->doomed)) &&
+			    strcmp(a->name, b->name) == 0)
+				PROBLEM(ck, "slots %u and %u are both live "
+					    "with the name '%s'",
+					s, t, a->name);
+		}
+	}
+}
+
+/*
+ * Region blocks: inside the region, aligned, big enough, no two
+ * overlapping, and the allocator's counters equal the sum of the blocks of
+ * every non-FREE region slot (region.h).  Blocks are 2^order pages and
+ * 2^order-aligned, so two overlap exactly when one contains the other's
+ * start.
+ */
+static void check_region(struct check *ck)
+{
+	struct ctl *c = &ck->inst->c;
+	const struct region_ctl *r = region_of(c);
+	uint64_t used = 0, n = 0;
+
+	if (!r)
+		return;
+	for (uint32_t s = 0; s < c->hdr->max_segments; s++) {
+		const struct ctl_slot *a = &c->slots[s];
+		uint64_t len;
+
+		if (!ck->in_region[s])
+			continue;
+		if (a->region_order > REGION_MAX_ORDER) {
+			PROBLEM(ck, "region slot %u has no block (order %u)",
+				s, a->region_order);
+			continue;
+		}
+		len = (uint64_t)REGION_PAGE << a->region_order;
+		if (a->region_offset % len || a->region_offset + len > r->size ||
+		    a->size > len)
+			PROBLEM(ck, "region slot %u: block at %" PRIu64
+				    " of %" PRIu64 " bytes is misplaced (size "
+				    "%" PRIu64 ", region %" PRIu64 ")",
+				s, a->region_offset, len, a->size, r->size);
+		for (uint32_t t = s + 1; t < c->hdr->max_segments; t++) {
+			const struct ctl_slot *b = &c->slots[t];
+			uint64_t blen;
+
+			if (!ck->in_region[t] ||
+			    b->region_order > REGION_MAX_ORDER)
+				continue;
+			blen = (uint64_t)REGION_PAGE << b->region_order;
+			if (a->region_offset < b->region_offset + blen &&
+			    b->region_offset < a->region_offset + len)
+				PROBLEM(ck, "region slots %u and %u overlap",
+					s, t);
+		}
+		used += len;
+		n++;
+	}
+	if (used != r->used_pages * REGION_PAGE || n != r->nsegments)
+		PROBLEM(ck, "region counters say %" PRIu64 " bytes in %u "
+			    "blocks, the slots hold %" PRIu64 " in %" PRIu64,
+			r->used_pages * REGION_PAGE, r->nsegments, used, n);
+	ck->region_slots += n;
 }
 
 static void check_slots(struct check *ck)
@@ -560,9 +797,10 @@ static void check_slots(struct check *ck)
 		int rc;
 
 		ck->slot_key[s][0] = '\0';
+		ck->in_region[s] = slot->state != SLOT_FREE &&
+				   slot->backend == CTL_BACKEND_REGION;
 		if (slot->state == SLOT_FREE)
 			continue;
-		object_key(ck->space, slot->handle, ck->slot_key[s]);
 		if (slot->state != SLOT_ACTIVE)
 			PROBLEM(ck, "slot %u left in state %u at rest", s,
 				slot->state);
@@ -571,19 +809,34 @@ static void check_slots(struct check *ck)
 				    "leaked", s);
 			ck->leaks++;
 		}
+		if (ck->in_region[s]) {
+			/* no OS object of its own to demand */
+			if (slot->state == SLOT_ACTIVE && slot->name[0])
+				check_named_stamp(ck, s,
+						  (char *)ck->inst->region.base +
+							  slot->region_offset);
+			continue;
+		}
+		object_key(ck->space, slot->handle, ck->slot_key[s]);
 		rc = dsm_impl_attach(ck->space, slot->handle, &map);
-		if (rc == 0)
-			dsm_impl_detach(map);
-		else
+		if (rc != 0) {
 			PROBLEM(ck, "slot %u (%s): its OS object is "
 				    "missing: %d %s",
 				s, ck->slot_key[s], rc, dsm_last_error());
+			continue;
+		}
+		if (slot->state == SLOT_ACTIVE && slot->name[0])
+			check_named_stamp(ck, s, dsm_impl_map_address(map));
+		dsm_impl_detach(map);
 	}
+	check_names(ck);
+	check_region(ck);
 }
 
 static bool recorded(struct check *ck, const char *key)
 {
-	if (strcmp(key, ck->ctl_key) == 0)
+	if (strcmp(key, ck->ctl_key) == 0 ||
+	    strcmp(key, ck->region_key) == 0)
 		return true;
 	for (uint32_t s = 0; s < ck->inst->c.hdr->max_segments; s++)
 		if (strcmp(key, ck->slot_key[s]) == 0)
@@ -600,8 +853,10 @@ static void check_objects(struct check *ck, const struct storm *st)
 
 	snprintf(prefix, sizeof(prefix), "dynshm.%016" PRIx64 ".",
 		 ck->inst->id);
-	if (st->be->type == DSM_IMPL_SYSV) {
+	if (st->be->type == DSM_IMPL_SYSV || ck->region_key[0]) {
+		/* the region is a SysV segment whatever the backend */
 		char line[512];
+		bool region_seen = false;
 		FILE *f = fopen("/proc/sysvipc/shm", "re");
 
 		while (f && fgets(line, sizeof(line), f)) {
@@ -614,6 +869,8 @@ static void check_objects(struct check *ck, const struct storm *st)
 			    ((unsigned)k >> 18 & 0xfff) != TEST_TAG)
 				continue;
 			snprintf(key, sizeof(key), "SYSV%08x", (unsigned)k);
+			region_seen = region_seen ||
+				      strcmp(key, ck->region_key) == 0;
 			if (!recorded(ck, key)) {
 				PROBLEM(ck, "SysV segment %s has no slot", key);
 				ck->leaks++;
@@ -621,7 +878,11 @@ static void check_objects(struct check *ck, const struct storm *st)
 		}
 		if (f)
 			fclose(f);
-		return;
+		if (ck->region_key[0] && !region_seen)
+			PROBLEM(ck, "the region's SysV segment %s is missing",
+				ck->region_key);
+		if (st->be->type == DSM_IMPL_SYSV)
+			return;
 	}
 	d = opendir(st->be->type == DSM_IMPL_POSIX ? "/dev/shm" : st->dir);
 	while (d && (de = readdir(d)) != NULL) {
@@ -647,12 +908,15 @@ static bool is_worker(const struct storm *st, pid_t pid)
 static int checker_main(struct storm *st)
 {
 	static char slot_keys[1024][KEY_LEN];
+	static bool in_region[1024];
+	const struct region_ctl *r;
 	dsm_instance_info info;
 	struct check ck;
 	struct ctl *c;
 
 	memset(&ck, 0, sizeof(ck));
 	ck.slot_key = slot_keys;
+	ck.in_region = in_region;
 	if (dsm_instance_open(st->dir, st->cfg, DSM_OPEN_EXISTING, &ck.inst)) {
 		fprintf(stderr, "kill_storm: check: cannot open: %s\n",
 			dsm_last_error());
@@ -665,6 +929,12 @@ static int checker_main(struct storm *st)
 		return 1;
 	}
 	object_key(ck.space, CTL_HANDLE, ck.ctl_key);
+	r = region_of(c);
+	if (r)
+		snprintf(ck.region_key, sizeof(ck.region_key), "SYSV%08x",
+			 (unsigned)r->key);
+	if (st->region && (!r || !ck.inst->region.base))
+		PROBLEM(&ck, "the instance has no region, or it is not mapped");
 	check_lock_free(&ck);
 	if (ctl_lock(ck.inst) != 0) {
 		fprintf(stderr, "kill_storm: check: %s\n", dsm_last_error());
@@ -702,6 +972,7 @@ static int checker_main(struct storm *st)
 		st->sh->reaped = info.processes_reaped;
 	}
 	st->sh->leaks += ck.leaks;
+	st->sh->in_region += ck.region_slots;
 	dsm_instance_close(ck.inst);
 	return ck.problems ? 1 : 0;
 }
@@ -826,7 +1097,7 @@ static void bury_worker(struct storm *st, int i)
 	} else {
 		fprintf(stderr, "kill_storm: %s: worker %d ended with status "
 				"%d\n",
-			st->be->name, (int)st->w[i].pid, status);
+			st->label, (int)st->w[i].pid, status);
 		st->n.failures++;
 	}
 	end_worker(st, i);
@@ -919,7 +1190,7 @@ static int round_once(struct storm *st, uint64_t budget)
 	if (status != 0) {
 		fprintf(stderr, "kill_storm: %s: check after round %" PRIu64
 				" failed (status %d)\n",
-			st->be->name, st->n.rounds, status);
+			st->label, st->n.rounds, status);
 		st->n.failures++;
 	}
 	return 0;
@@ -937,7 +1208,7 @@ static int create_instance(struct storm *st)
 		rc = dsm_instance_info_get(inst, &info);
 	if (rc != 0) {
 		fprintf(stderr, "kill_storm: cannot create a %s instance: %s\n",
-			st->be->name, dsm_last_error());
+			st->label, dsm_last_error());
 		return 1;
 	}
 	st->sh->published[0] = 0;
@@ -956,10 +1227,11 @@ static int reset_and_destroy(struct storm *st)
 		fprintf(stderr, "kill_storm: reset: %s\n", dsm_last_error());
 		return 1;
 	}
-	if (info.segments != 0 || info.processes != 1) {
+	if (info.segments != 0 || info.processes != 1 ||
+	    info.region_used != 0 || info.region_segments != 0) {
 		fprintf(stderr, "kill_storm: after reset: %u segments, %u "
-				"processes\n",
-			info.segments, info.processes);
+				"processes, %" PRIu64 " region bytes in use\n",
+			info.segments, info.processes, info.region_used);
 		return 1;
 	}
 	if (dsm_instance_destroy(inst) != 0) {
@@ -1064,7 +1336,7 @@ static bool backend_usable(const struct backend *be)
 
 static void print_counts(const char *what, const struct counts *n)
 {
-	printf("kill_storm: %-5s rounds %" PRIu64 ", operations %" PRIu64
+	printf("kill_storm: %-12s rounds %" PRIu64 ", operations %" PRIu64
 	       ", kills %" PRIu64 " (driver %" PRIu64 " of which %" PRIu64
 	       " mid-round, hook %" PRIu64 "), lock repairs %" PRIu64
 	       ", processes reaped %" PRIu64 ", checks %" PRIu64
@@ -1072,13 +1344,22 @@ static void print_counts(const char *what, const struct counts *n)
 	       what, n->rounds, n->ops, n->kills, n->kills - n->hook_kills,
 	       n->kills_busy, n->hook_kills, n->repairs, n->reaped, n->checks,
 	       n->failures, n->leaks);
-	printf("kill_storm: %-5s hook kills inside the lock:", what);
+	printf("kill_storm: %-12s named get-or-create: %" PRIu64 " created, "
+	       "%" PRIu64 " found; region segments seen by checks %" PRIu64
+	       "\n",
+	       what, n->named_created, n->named_found, n->in_region);
+	printf("kill_storm: %-12s hook kills inside the lock:", what);
 	for (size_t i = 0; i < N_POINTS + 1; i++) {
 		if (i == N_IN_LOCK)
 			printf("; outside:");
 		printf(" %s %" PRIu64, i < N_POINTS ? points[i] : "other",
 		       n->at[i]);
 	}
+	printf("\nkill_storm: %-12s hook points reached (armed or not):",
+	       what);
+	for (size_t i = 0; i < N_POINTS + 1; i++)
+		printf(" %s %" PRIu64, i < N_POINTS ? points[i] : "other",
+		       n->reached[i]);
 	printf("\n");
 	fflush(stdout);
 }
@@ -1092,7 +1373,10 @@ static int storm_backend(struct storm *st, uint64_t budget)
 	    dsm_config_set(st->cfg, "dynamic_shared_memory_type",
 			   st->be->name) != 0 ||
 	    dsm_config_set(st->cfg, "max_segments", MAX_SEGMENTS) != 0 ||
-	    dsm_config_set(st->cfg, "max_processes", MAX_PROCESSES) != 0) {
+	    dsm_config_set(st->cfg, "max_processes", MAX_PROCESSES) != 0 ||
+	    (st->region &&
+	     (dsm_config_set(st->cfg, "min_dynamic_shared_memory", "16MB") ||
+	      dsm_config_set(st->cfg, "huge_pages", "off")))) {
 		fprintf(stderr, "kill_storm: setup: %s\n", strerror(errno));
 		return -1;
 	}
@@ -1112,7 +1396,11 @@ static int storm_backend(struct storm *st, uint64_t budget)
 	}
 	finish(st);
 	st->n.ops = st->sh->ops;
+	st->n.named_created = st->sh->named_created;
+	st->n.named_found = st->sh->named_found;
+	st->n.in_region = st->sh->in_region;
 	memcpy(st->n.at, st->sh->at, sizeof(st->n.at));
+	memcpy(st->n.reached, st->sh->reached, sizeof(st->n.reached));
 	watched = NULL;
 	if (st->dir) {
 		struct stat sb;
@@ -1138,22 +1426,29 @@ static void add_counts(struct counts *to, const struct counts *n)
 	to->reaped += n->reaped;
 	to->leaks += n->leaks;
 	to->failures += n->failures;
-	for (size_t i = 0; i < N_POINTS + 1; i++)
+	to->named_created += n->named_created;
+	to->named_found += n->named_found;
+	to->in_region += n->in_region;
+	for (size_t i = 0; i < N_POINTS + 1; i++) {
 		to->at[i] += n->at[i];
+		to->reached[i] += n->reached[i];
+	}
 }
 
 static void usage(void)
 {
 	fprintf(stderr, "usage: kill_storm [--kills N] [--workers N] "
-			"[--backend posix|sysv|mmap] [--seed N]\n");
+			"[--backend posix|sysv|mmap] [--region no|yes|both] "
+			"[--seed N]\n");
 	exit(2);
 }
 
 int main(int argc, char **argv)
 {
 	const char *env = getenv("KILL_STORM_KILLS"), *only = NULL;
+	const char *region = "both";
 	uint64_t kills = env ? strtoull(env, NULL, 10) : 300, seed = 0;
-	int workers = 6, ran = 0;
+	int workers = 6, ran = 0, variants;
 	struct counts total;
 
 	for (int i = 1; i < argc; i++) {
@@ -1165,13 +1460,20 @@ int main(int argc, char **argv)
 			workers = atoi(argv[++i]);
 		else if (strcmp(argv[i], "--backend") == 0)
 			only = argv[++i];
+		else if (strcmp(argv[i], "--region") == 0)
+			region = argv[++i];
 		else if (strcmp(argv[i], "--seed") == 0)
 			seed = strtoull(argv[++i], NULL, 0);
 		else
 			usage();
 	}
-	if (workers < 1 || workers > MAX_WORKERS || kills == 0)
+	if (workers < 1 || workers > MAX_WORKERS || kills == 0 ||
+	    (strcmp(region, "no") && strcmp(region, "yes") &&
+	     strcmp(region, "both")))
 		usage();
+	/* storms to share the kills: backends times region variants */
+	variants = (only ? 1 : (int)N_BACKENDS) *
+		   (strcmp(region, "both") == 0 ? 2 : 1);
 	if (seed == 0 && getrandom(&seed, sizeof(seed), 0) != sizeof(seed))
 		seed = (uint64_t)time(NULL);
 	printf("kill_storm: seed 0x%" PRIx64 ", %d workers, %" PRIu64
@@ -1180,26 +1482,35 @@ int main(int argc, char **argv)
 	dsm_test_instance_tag = TEST_TAG;
 	signal(SIGALRM, on_alarm);
 	memset(&total, 0, sizeof(total));
-	for (size_t b = 0; b < N_BACKENDS; b++) {
+	for (size_t v = 0; v < 2 * N_BACKENDS; v++) {
+		const struct backend *be = &backends[v % N_BACKENDS];
+		bool with_region = v >= N_BACKENDS;
 		struct storm st;
 
-		if (only && strcmp(only, backends[b].name) != 0)
+		if ((only && strcmp(only, be->name) != 0) ||
+		    strcmp(region, with_region ? "no" : "yes") == 0)
 			continue;
-		if (!backend_usable(&backends[b])) {
-			printf("kill_storm: %s: not available here, skipped\n",
-			       backends[b].name);
+		/* the region is a SysV segment whatever the backend */
+		if (!backend_usable(with_region ? &backends[1] : be)) {
+			printf("kill_storm: %s%s: not available here, "
+			       "skipped\n",
+			       be->name, with_region ? "+region" : "");
 			continue;
 		}
 		memset(&st, 0, sizeof(st));
-		st.be = &backends[b];
+		st.be = be;
+		st.region = with_region;
+		snprintf(st.label, sizeof(st.label), "%s%s", be->name,
+			 with_region ? "+region" : "");
 		st.nworkers = workers;
-		st.rng = seed + b;
+		st.rng = seed + v;
 		st.sh = mmap(NULL, sizeof(*st.sh), PROT_READ | PROT_WRITE,
 			     MAP_SHARED | MAP_ANONYMOUS, -1, 0);
 		if (st.sh == MAP_FAILED)
 			return 1;
-		storm_backend(&st, only ? kills : (kills + 2) / 3);
-		print_counts(st.be->name, &st.n);
+		storm_backend(&st, (kills + (uint64_t)variants - 1) /
+					   (uint64_t)variants);
+		print_counts(st.label, &st.n);
 		add_counts(&total, &st.n);
 		munmap(st.sh, sizeof(*st.sh));
 		ran++;
