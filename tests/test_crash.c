@@ -130,10 +130,8 @@ static void on_alarm(int sig)
 
 static unsigned hang_seconds(void)
 {
-	const char *preload = getenv("LD_PRELOAD");
-
 	/* Under valgrind everything is some 20-50 times slower. */
-	return preload && strstr(preload, "vgpreload") ? 900 : 60;
+	return test_under_valgrind() ? 900 : 60;
 }
 
 static void parent_fd(int fd)

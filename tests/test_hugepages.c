@@ -366,7 +366,7 @@ int main(void)
 		printf("skipped: needs root to reserve huge pages\n");
 		return TEST_SKIP;
 	}
-	if (getenv("LD_PRELOAD") && strstr(getenv("LD_PRELOAD"), "vgpreload")) {
+	if (test_under_valgrind()) {
 		printf("skipped: valgrind ignores SHM_HUGETLB\n");
 		return TEST_SKIP;
 	}

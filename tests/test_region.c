@@ -862,7 +862,7 @@ static void test_huge_backoff(void **state)
 	 */
 	if (meminfo_kb("HugePages_Free:") != 0 ||
 	    meminfo_kb("Hugepagesize:") != 2048 ||
-	    (getenv("LD_PRELOAD") && strstr(getenv("LD_PRELOAD"), "vgpreload"))) {
+	    test_under_valgrind()) {
 		dsm_config_free(cfg);
 		skip();
 	}

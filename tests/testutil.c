@@ -385,3 +385,10 @@ struct test_listing *test_list_space(struct dsm_impl_space *space, int *rc)
 	}
 	return l;
 }
+
+bool test_under_valgrind(void)
+{
+	const char *p = getenv("LD_PRELOAD");
+
+	return p && strstr(p, "vgpreload") != NULL;
+}

@@ -66,6 +66,8 @@ struct test_listing *test_list_space(struct dsm_impl_space *space, int *rc);
 /* Entries in /proc/self/fd: compare before and after to catch fd leaks. */
 int test_count_fds(void);
 bool test_is_root(void);
+/* Running under valgrind (its preload library is in LD_PRELOAD). */
+bool test_under_valgrind(void);
 
 /* ---- child processes ---------------------------------------------------- */
 
