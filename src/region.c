@@ -465,7 +465,7 @@ static int region_map_at(dsm_instance *inst, const struct region_ctl *r,
 		return dsm_fail(errno, "cannot stat the region of instance "
 				       "'%s': %s",
 				inst->name, strerror(errno));
-	if (ds.shm_perm.uid != geteuid() || (ds.shm_perm.mode & 077) ||
+	if (!dsm_uid_is_ours(ds.shm_perm.uid) || (ds.shm_perm.mode & 077) ||
 	    ds.shm_segsz < r->size)
 		return dsm_fail(EACCES,
 				"the region of instance '%s' (SysV key 0x%08x) "

@@ -102,15 +102,6 @@ static void on_signal(int sig)
 	raise(sig);
 }
 
-static long long meminfo(const char *key)
-{
-	char text[8192], *p;
-
-	read_text("/proc/meminfo", text, sizeof(text));
-	p = strstr(text, key);
-	return p ? atoll(p + strlen(key)) : -1;
-}
-
 /* Set nr_hugepages; the number the kernel actually reserved. */
 static long long set_pages(long long n)
 {
@@ -119,7 +110,7 @@ static long long set_pages(long long n)
 	snprintf(buf, sizeof(buf), "%lld", n);
 	if (write_text(NR_PATH, buf) < 0)
 		return -1;
-	return meminfo("HugePages_Total:");
+	return test_meminfo("HugePages_Total:");
 }
 
 /* A "Key:   N kB" field of the smaps entry that maps addr; -1 if none. */
@@ -245,7 +236,7 @@ static int child_reads(void *arg)
 
 static void test_hugetlb(void **state)
 {
-	long long page_kb = meminfo("Hugepagesize:"), free_before;
+	long long page_kb = test_meminfo("Hugepagesize:"), free_before;
 	dsm_instance *inst = NULL;
 	dsm_instance_info info;
 	dsm_segment *seg = NULL;
@@ -264,11 +255,11 @@ static void test_hugetlb(void **state)
 	assert_non_null(strstr(info.region_note, "hugetlb pages"));
 	assert_int_equal(smaps_field(info.region_address, "KernelPageSize:"),
 			 page_kb);
-	free_before = meminfo("HugePages_Free:");
+	free_before = test_meminfo("HugePages_Free:");
 	assert_int_equal(dsm_create(inst, info.region_size, DSM_CREATE_REGION,
 				    &seg),
 			 0); /* zeroing touches every page */
-	assert_true(meminfo("HugePages_Free:") <=
+	assert_true(test_meminfo("HugePages_Free:") <=
 		    free_before - (long long)(info.region_size /
 					      ((uint64_t)page_kb << 10)));
 	strcpy(dsm_segment_address(seg), "huge");
@@ -276,8 +267,8 @@ static void test_hugetlb(void **state)
 	assert_int_equal(test_fork(child_reads, &h), 0);
 	assert_int_equal(dsm_instance_destroy(inst), 0);
 	/* the pages went back with the region */
-	assert_int_equal(meminfo("HugePages_Free:"),
-			 meminfo("HugePages_Total:"));
+	assert_int_equal(test_meminfo("HugePages_Free:"),
+			 test_meminfo("HugePages_Total:"));
 }
 
 /*
@@ -287,7 +278,7 @@ static void test_hugetlb(void **state)
  */
 static void test_sysv_segments(void **state)
 {
-	long long page_kb = meminfo("Hugepagesize:");
+	long long page_kb = test_meminfo("Hugepagesize:");
 	size_t hsize = (size_t)page_kb << 10;
 	dsm_config *cfg = NULL;
 	dsm_instance *inst = NULL;
@@ -370,7 +361,7 @@ int main(void)
 		printf("skipped: valgrind ignores SHM_HUGETLB\n");
 		return TEST_SKIP;
 	}
-	if (meminfo("HugePages_Total:") < 0) {
+	if (test_meminfo("HugePages_Total:") < 0) {
 		printf("skipped: the kernel has no hugetlb support\n");
 		return TEST_SKIP;
 	}

@@ -72,15 +72,10 @@ static int fixture_failures;
 
 static int check_leftovers(const char *when)
 {
-	static char report[8192];
-	int n = test_count_leftovers(report, sizeof(report));
-
-	if (n != 0) {
-		fprintf(stderr, "%s: %d leftover(s):\n%s", when, n, report);
-		fixture_failures++;
-		return -1;
-	}
-	return 0;
+	if (test_check_leftovers(when) == 0)
+		return 0;
+	fixture_failures++;
+	return -1;
 }
 
 static int test_setup(void **state)

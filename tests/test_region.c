@@ -827,21 +827,6 @@ static void test_backends(void **state)
 	}
 }
 
-/* A /proc/meminfo field (kB or a count); -1 when absent. */
-static long meminfo_kb(const char *field)
-{
-	char line[256];
-	long v = -1;
-	FILE *f = fopen("/proc/meminfo", "r");
-
-	while (f && fgets(line, sizeof(line), f))
-		if (strncmp(line, field, strlen(field)) == 0)
-			v = strtol(line + strlen(field), NULL, 10);
-	if (f)
-		fclose(f);
-	return v;
-}
-
 /*
  * huge_pages = try on sysv with no huge page free: a create whose size is a
  * whole number of huge pages asks for SHM_HUGETLB, fails, and falls back.
@@ -860,8 +845,8 @@ static void test_huge_backoff(void **state)
 	 * Needs a try that fails: no free 2 MiB huge pages, and not under
 	 * valgrind (which drops SHM_HUGETLB, so the try succeeds).
 	 */
-	if (meminfo_kb("HugePages_Free:") != 0 ||
-	    meminfo_kb("Hugepagesize:") != 2048 ||
+	if (test_meminfo("HugePages_Free:") != 0 ||
+	    test_meminfo("Hugepagesize:") != 2048 ||
 	    test_under_valgrind()) {
 		dsm_config_free(cfg);
 		skip();

@@ -392,3 +392,28 @@ bool test_under_valgrind(void)
 
 	return p && strstr(p, "vgpreload") != NULL;
 }
+
+long long test_meminfo(const char *key)
+{
+	char line[256];
+	long long v = -1;
+	FILE *f = fopen("/proc/meminfo", "r");
+
+	while (f && fgets(line, sizeof(line), f))
+		if (strncmp(line, key, strlen(key)) == 0)
+			v = atoll(line + strlen(key));
+	if (f)
+		fclose(f);
+	return v;
+}
+
+int test_check_leftovers(const char *when)
+{
+	static char report[8192];
+	int n = test_count_leftovers(report, sizeof(report));
+
+	if (n == 0)
+		return 0;
+	fprintf(stderr, "%s: %d leftover(s):\n%s", when, n, report);
+	return -1;
+}

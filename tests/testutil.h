@@ -66,6 +66,13 @@ struct test_listing *test_list_space(struct dsm_impl_space *space, int *rc);
 /* Entries in /proc/self/fd: compare before and after to catch fd leaks. */
 int test_count_fds(void);
 bool test_is_root(void);
+/* A /proc/meminfo field ("HugePages_Free:", ...): its number, or -1. */
+long long test_meminfo(const char *key);
+/*
+ * Count leftovers (test_count_leftovers) and print them under when;
+ * 0 when there are none, else -1.
+ */
+int test_check_leftovers(const char *when);
 /* Running under valgrind (its preload library is in LD_PRELOAD). */
 bool test_under_valgrind(void);
 

@@ -416,7 +416,7 @@ bool dsm_impl_is_ours(int dirfd, const char *name)
 
 	if (dsm_sys.fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
 		return false;
-	return S_ISREG(st.st_mode) && st.st_uid == geteuid();
+	return S_ISREG(st.st_mode) && dsm_uid_is_ours(st.st_uid);
 }
 
 int dsm_impl_munmap(struct dsm_impl_map *map)
