@@ -13,12 +13,12 @@
  * Absolute times are medians over repeats with p10/p90 and min/max.
  *
  * Scenarios (--scenario):
- *   create      dsm_create + dsm_detach (last detach destroys) vs raw
- *   attach      dsm_attach + dsm_detach of a pinned segment vs raw
+ *   create      dynshm_create + dynshm_detach (last detach destroys) vs raw
+ *   attach      dynshm_attach + dynshm_detach of a pinned segment vs raw
  *   scale       attach + detach with 10 / 1,000 / 100,000 live segments
  *   contention  1, 2, 4 processes looping on one instance; control-lock
  *               hold time measured by interposing pthread_mutex_lock
- *   join        dsm_instance_open + close in a fresh child vs fork + exit,
+ *   join        dynshm_instance_open + close in a fresh child vs fork + exit,
  *               with 1 and 50 (and 250) processes already joined
  *   region      attach + detach and create + destroy of segments carved
  *               from a region (huge_pages = off) vs the posix backend
@@ -70,8 +70,8 @@
 #define HAVE_RDTSC 0
 #endif
 
-#ifndef DSM_BENCH_BUILDTYPE
-#define DSM_BENCH_BUILDTYPE "unknown"
+#ifndef DYNSHM_BENCH_BUILDTYPE
+#define DYNSHM_BENCH_BUILDTYPE "unknown"
 #endif
 
 #define KIB ((size_t)1024)
@@ -102,7 +102,7 @@ static struct {
 	long iterations; /* operations per timed block (4 KiB sizes) */
 	int repeats;	 /* timed blocks per series */
 	unsigned scenarios;
-	unsigned backends; /* bit per dsm_impl_type */
+	unsigned backends; /* bit per dynshm_impl_type */
 	size_t sizes[MAX_LIST];
 	int nsizes;
 	long live[MAX_LIST];
@@ -150,8 +150,8 @@ __attribute__((format(printf, 2, 3))) static int fail(int rc,
 	vfprintf(stderr, fmt, ap);
 	va_end(ap);
 	if (rc < 0)
-		fprintf(stderr, ": %s (%s)", dsm_strerror(rc),
-			dsm_last_error());
+		fprintf(stderr, ": %s (%s)", dynshm_strerror(rc),
+			dynshm_last_error());
 	fputc('\n', stderr);
 	failures++;
 	return rc < 0 ? rc : -EIO;
@@ -425,7 +425,7 @@ static void describe_machine(void)
 #else
 		 "?",
 #endif
-		 DSM_BENCH_BUILDTYPE, loadavg());
+		 DYNSHM_BENCH_BUILDTYPE, loadavg());
 }
 
 /* ---- control-lock profiling by interposition ------------------------------
@@ -541,8 +541,8 @@ static void lp_calibrate(void)
 /* ---- clean-up registry --------------------------------------------------- */
 
 struct bench_inst {
-	dsm_instance *inst; /* NULL once destroyed */
-	dsm_impl_type backend;
+	dynshm_instance *inst; /* NULL once destroyed */
+	dynshm_impl_type backend;
 	bool region; /* has a region: a SysV object whatever the backend */
 	uint64_t id;
 	char dir[PATH_MAX];
@@ -552,7 +552,7 @@ static struct bench_inst insts[MAX_INSTANCES];
 static int ninsts;
 
 struct raw_obj {
-	dsm_impl_type backend;
+	dynshm_impl_type backend;
 	char name[PATH_MAX]; /* posix "/name"; mmap: base name in raw_dir */
 	int shmid;	/* sysv */
 	bool live;
@@ -565,12 +565,12 @@ static char raw_prefix[32];    /* "dsmbench.<16 hex pid>." */
 static unsigned raw_key_base;  /* SysV keys: 0x3d000000 | pid << 12 */
 
 /* region: bytes of region (whole MiB, huge_pages = off), 0 for none. */
-static int inst_open(dsm_impl_type backend, uint32_t max_segments,
+static int inst_open(dynshm_impl_type backend, uint32_t max_segments,
 		     size_t region, struct bench_inst **out)
 {
 	struct bench_inst *b;
-	dsm_config *cfg = NULL;
-	dsm_instance_info info;
+	dynshm_config *cfg = NULL;
+	dynshm_instance_info info;
 	char num[24];
 	int rc;
 
@@ -583,34 +583,34 @@ static int inst_open(dsm_impl_type backend, uint32_t max_segments,
 		return fail(-errno, "mkdtemp %s", b->dir);
 	ninsts++;
 	b->backend = backend;
-	rc = dsm_config_new(&cfg);
+	rc = dynshm_config_new(&cfg);
 	if (rc == 0)
-		rc = dsm_config_set(cfg, "dynamic_shared_memory_type",
-				    dsm_impl_type_name(backend));
+		rc = dynshm_config_set(cfg, "dynamic_shared_memory_type",
+				    dynshm_impl_type_name(backend));
 	if (rc == 0 && max_segments) {
 		snprintf(num, sizeof(num), "%u", max_segments);
-		rc = dsm_config_set(cfg, "max_segments", num);
+		rc = dynshm_config_set(cfg, "max_segments", num);
 	}
 	if (rc == 0 && region) {
 		b->region = true;
 		snprintf(num, sizeof(num), "%zuMB", region / MIB);
-		rc = dsm_config_set(cfg, "min_dynamic_shared_memory", num);
+		rc = dynshm_config_set(cfg, "min_dynamic_shared_memory", num);
 		if (rc == 0)
-			rc = dsm_config_set(cfg, "huge_pages", "off");
+			rc = dynshm_config_set(cfg, "huge_pages", "off");
 	}
 	if (rc == 0)
-		rc = dsm_instance_open(b->dir, cfg, 0, &b->inst);
-	dsm_config_free(cfg);
+		rc = dynshm_instance_open(b->dir, cfg, 0, &b->inst);
+	dynshm_config_free(cfg);
 	if (rc == 0)
-		rc = dsm_instance_info_get(b->inst, &info);
+		rc = dynshm_instance_info_get(b->inst, &info);
 	if (rc < 0) {
 		if (b->inst) {
-			dsm_instance_destroy(b->inst);
+			dynshm_instance_destroy(b->inst);
 			b->inst = NULL;
 		}
 		rmdir(b->dir);
 		return fail(rc, "cannot open a %s instance in %s",
-			    dsm_impl_type_name(backend), b->dir);
+			    dynshm_impl_type_name(backend), b->dir);
 	}
 	b->id = info.instance_id;
 	*out = b;
@@ -623,14 +623,14 @@ static void inst_destroy(struct bench_inst *b)
 
 	if (!b->inst)
 		return;
-	rc = dsm_instance_destroy(b->inst);
+	rc = dynshm_instance_destroy(b->inst);
 	b->inst = NULL;
 	if (rc < 0)
-		fail(rc, "dsm_instance_destroy %s", b->dir);
+		fail(rc, "dynshm_instance_destroy %s", b->dir);
 	rmdir(b->dir); /* normally gone already */
 }
 
-static struct raw_obj *raw_track(dsm_impl_type backend, const char *name,
+static struct raw_obj *raw_track(dynshm_impl_type backend, const char *name,
 				 int shmid)
 {
 	for (int i = 0; i < MAX_RAW; i++) {
@@ -650,13 +650,13 @@ static void raw_remove(struct raw_obj *o)
 	if (!o || !o->live)
 		return;
 	switch (o->backend) {
-	case DSM_IMPL_POSIX:
+	case DYNSHM_IMPL_POSIX:
 		shm_unlink(o->name);
 		break;
-	case DSM_IMPL_SYSV:
+	case DYNSHM_IMPL_SYSV:
 		shmctl(o->shmid, IPC_RMID, NULL);
 		break;
-	case DSM_IMPL_MMAP:
+	case DYNSHM_IMPL_MMAP:
 		unlinkat(raw_dirfd, o->name, 0);
 		break;
 	default:
@@ -679,7 +679,7 @@ static void cleanup_all(void)
 	}
 }
 
-static int count_leftover(dsm_handle h, const char *name, void *arg)
+static int count_leftover(dynshm_handle h, const char *name, void *arg)
 {
 	(void)h;
 	note("dsm_bench: left behind: %s", name);
@@ -698,25 +698,25 @@ static int verify_clean(void)
 	FILE *f;
 
 	for (int i = 0; i < ninsts; i++) {
-		dsm_impl_space *space;
+		dynshm_impl_space *space;
 
 		if (stat(insts[i].dir, &st) == 0)
 			note("dsm_bench: left behind: %s", insts[i].dir),
 				left++;
 		if (!insts[i].id)
 			continue;
-		if (insts[i].backend != DSM_IMPL_MMAP &&
-		    dsm_impl_space_open(insts[i].backend, insts[i].id, NULL,
+		if (insts[i].backend != DYNSHM_IMPL_MMAP &&
+		    dynshm_impl_space_open(insts[i].backend, insts[i].id, NULL,
 					&space) == 0) {
-			dsm_impl_list(space, count_leftover, &left);
-			dsm_impl_space_close(space);
+			dynshm_impl_list(space, count_leftover, &left);
+			dynshm_impl_space_close(space);
 		}
 		/* the region's SysV object, keyed by the instance id */
-		if (insts[i].region && insts[i].backend != DSM_IMPL_SYSV &&
-		    dsm_impl_space_open(DSM_IMPL_SYSV, insts[i].id, NULL,
+		if (insts[i].region && insts[i].backend != DYNSHM_IMPL_SYSV &&
+		    dynshm_impl_space_open(DYNSHM_IMPL_SYSV, insts[i].id, NULL,
 					&space) == 0) {
-			dsm_impl_list(space, count_leftover, &left);
-			dsm_impl_space_close(space);
+			dynshm_impl_list(space, count_leftover, &left);
+			dynshm_impl_space_close(space);
 		}
 	}
 	if (raw_dir[0] && stat(raw_dir, &st) == 0)
@@ -755,7 +755,7 @@ static int verify_clean(void)
  */
 
 struct raw_ctx {
-	dsm_impl_type backend;
+	dynshm_impl_type backend;
 	size_t size;
 	uint64_t counter;
 	/* the attach target */
@@ -925,17 +925,17 @@ static int raw_sysv_attach(void *arg)
 
 typedef int (*op_fn)(void *arg);
 
-static op_fn raw_create_fn(dsm_impl_type t)
+static op_fn raw_create_fn(dynshm_impl_type t)
 {
-	return t == DSM_IMPL_POSIX ? raw_posix_create
-	       : t == DSM_IMPL_SYSV ? raw_sysv_create
+	return t == DYNSHM_IMPL_POSIX ? raw_posix_create
+	       : t == DYNSHM_IMPL_SYSV ? raw_sysv_create
 				    : raw_mmap_create;
 }
 
-static op_fn raw_attach_fn(dsm_impl_type t)
+static op_fn raw_attach_fn(dynshm_impl_type t)
 {
-	return t == DSM_IMPL_POSIX ? raw_posix_attach
-	       : t == DSM_IMPL_SYSV ? raw_sysv_attach
+	return t == DYNSHM_IMPL_POSIX ? raw_posix_attach
+	       : t == DYNSHM_IMPL_SYSV ? raw_sysv_attach
 				    : raw_mmap_attach;
 }
 
@@ -946,7 +946,7 @@ static int raw_make_target(struct raw_ctx *r)
 	int fd, rc = 0;
 
 	r->dirfd = raw_dirfd;
-	if (r->backend == DSM_IMPL_SYSV) {
+	if (r->backend == DYNSHM_IMPL_SYSV) {
 		int id = -1;
 
 		for (int tries = 0; id < 0 && tries < 4096; tries++) {
@@ -958,11 +958,11 @@ static int raw_make_target(struct raw_ctx *r)
 		}
 		if (id < 0)
 			return -EEXIST;
-		r->obj = raw_track(DSM_IMPL_SYSV, "", id);
+		r->obj = raw_track(DYNSHM_IMPL_SYSV, "", id);
 		return 0;
 	}
-	raw_next_name(r, r->name, r->backend == DSM_IMPL_POSIX);
-	if (r->backend == DSM_IMPL_POSIX)
+	raw_next_name(r, r->name, r->backend == DYNSHM_IMPL_POSIX);
+	if (r->backend == DYNSHM_IMPL_POSIX)
 		fd = shm_open(r->name, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC,
 			      0600);
 	else
@@ -987,49 +987,49 @@ static int raw_make_target(struct raw_ctx *r)
 
 /* ---- dynshm operations --------------------------------------------------- */
 
-struct dsm_ctx {
-	dsm_instance *inst;
+struct dynshm_ctx {
+	dynshm_instance *inst;
 	size_t size;
-	unsigned flags; /* of dsm_create */
-	dsm_handle target;
+	unsigned flags; /* of dynshm_create */
+	dynshm_handle target;
 };
 
-static int dsm_create_destroy(void *arg)
+static int dynshm_create_destroy(void *arg)
 {
-	struct dsm_ctx *d = arg;
-	dsm_segment *seg;
-	int rc = dsm_create(d->inst, d->size, d->flags, &seg);
+	struct dynshm_ctx *d = arg;
+	dynshm_segment *seg;
+	int rc = dynshm_create(d->inst, d->size, d->flags, &seg);
 
-	return rc < 0 ? rc : dsm_detach(seg);
+	return rc < 0 ? rc : dynshm_detach(seg);
 }
 
-static int dsm_attach_detach(void *arg)
+static int dynshm_attach_detach(void *arg)
 {
-	struct dsm_ctx *d = arg;
-	dsm_segment *seg;
-	int rc = dsm_attach(d->inst, d->target, &seg);
+	struct dynshm_ctx *d = arg;
+	dynshm_segment *seg;
+	int rc = dynshm_attach(d->inst, d->target, &seg);
 
-	return rc < 0 ? rc : dsm_detach(seg);
+	return rc < 0 ? rc : dynshm_detach(seg);
 }
 
 /* A segment kept alive by a pin alone (not mapped here). */
-static int dsm_make_pinned_flags(dsm_instance *inst, size_t size,
-				 unsigned flags, dsm_handle *out)
+static int dynshm_make_pinned_flags(dynshm_instance *inst, size_t size,
+				 unsigned flags, dynshm_handle *out)
 {
-	dsm_segment *seg;
-	int rc = dsm_create(inst, size, flags, &seg);
+	dynshm_segment *seg;
+	int rc = dynshm_create(inst, size, flags, &seg);
 
 	if (rc < 0)
 		return rc;
-	*out = dsm_segment_handle(seg);
-	rc = dsm_pin_segment(seg);
-	dsm_detach(seg);
+	*out = dynshm_segment_handle(seg);
+	rc = dynshm_pin_segment(seg);
+	dynshm_detach(seg);
 	return rc;
 }
 
-static int dsm_make_pinned(dsm_instance *inst, size_t size, dsm_handle *out)
+static int dynshm_make_pinned(dynshm_instance *inst, size_t size, dynshm_handle *out)
 {
-	return dsm_make_pinned_flags(inst, size, 0, out);
+	return dynshm_make_pinned_flags(inst, size, 0, out);
 }
 
 /* ---- timing -------------------------------------------------------------- */
@@ -1100,11 +1100,11 @@ static void fmt_ratio(char *buf, size_t len, const struct stats *s)
 
 /* ---- scenarios 1: create + destroy, attach + detach ---------------------- */
 
-static double target_for(dsm_impl_type t, size_t size)
+static double target_for(dynshm_impl_type t, size_t size)
 {
 	if (size > MIB)
 		return -1; /* no target at 64 MiB */
-	return t == DSM_IMPL_SYSV ? 1.25 : 1.15;
+	return t == DYNSHM_IMPL_SYSV ? 1.25 : 1.15;
 }
 
 /* Fewer iterations where each one moves more memory. */
@@ -1126,10 +1126,10 @@ static void print_pair_header(const char *title)
 
 static int pair_case(struct bench_inst *b, size_t size, bool create)
 {
-	const char *bname = dsm_impl_type_name(b->backend);
+	const char *bname = dynshm_impl_type_name(b->backend);
 	const char *what = create ? "create+destroy" : "attach+detach";
 	struct raw_ctx rc_ = { .backend = b->backend, .size = size };
-	struct dsm_ctx dc = { .inst = b->inst, .size = size };
+	struct dynshm_ctx dc = { .inst = b->inst, .size = size };
 	double va[256], vb[256];
 	long n = create ? create_iterations(size) : opt.iterations;
 	char sz[32], sa[80], sb[80], sr[40], tg[8];
@@ -1139,13 +1139,13 @@ static int pair_case(struct bench_inst *b, size_t size, bool create)
 	if (!create) {
 		rc = raw_make_target(&rc_);
 		if (rc == 0)
-			rc = dsm_make_pinned(b->inst, size, &dc.target);
+			rc = dynshm_make_pinned(b->inst, size, &dc.target);
 		if (rc < 0)
 			goto out;
 	}
 	rc = measure_pair(create ? raw_create_fn(b->backend)
 				 : raw_attach_fn(b->backend),
-			  &rc_, create ? dsm_create_destroy : dsm_attach_detach,
+			  &rc_, create ? dynshm_create_destroy : dynshm_attach_detach,
 			  &dc, n, va, vb);
 	if (rc < 0)
 		goto out;
@@ -1177,7 +1177,7 @@ static int pair_case(struct bench_inst *b, size_t size, bool create)
 	fflush(tout);
 out:
 	if (!create && dc.target)
-		dsm_destroy(b->inst, dc.target);
+		dynshm_destroy(b->inst, dc.target);
 	raw_remove(rc_.obj);
 	if (rc < 0 && rc != -EINTR)
 		return fail(rc, "%s %s", bname, what);
@@ -1186,10 +1186,10 @@ out:
 
 static int scenario_pairs(struct bench_inst *const *by_backend, bool create)
 {
-	print_pair_header(create ? "create + destroy: dsm_create + dsm_detach "
+	print_pair_header(create ? "create + destroy: dynshm_create + dynshm_detach "
 				   "vs raw system calls (per operation)"
 				 : "attach + detach of a pinned segment: "
-				   "dsm_attach + dsm_detach vs raw system "
+				   "dynshm_attach + dynshm_detach vs raw system "
 				   "calls (per operation)");
 	for (int t = 1; t < 4; t++) {
 		if (!by_backend[t])
@@ -1208,14 +1208,14 @@ static int scenario_pairs(struct bench_inst *const *by_backend, bool create)
 
 struct scale_target {
 	struct raw_ctx raw; /* attaches the dynshm segment's own OS object */
-	struct dsm_ctx dsm;
+	struct dynshm_ctx dsm;
 };
 
 /* Point a raw attach at the OS object behind a dynshm handle. */
-static int raw_on_segment(struct bench_inst *b, dsm_handle h,
+static int raw_on_segment(struct bench_inst *b, dynshm_handle h,
 			  struct raw_ctx *r)
 {
-	dsm_impl_space *space;
+	dynshm_impl_space *space;
 	char name[PATH_MAX];
 	unsigned key;
 	int rc;
@@ -1223,18 +1223,18 @@ static int raw_on_segment(struct bench_inst *b, dsm_handle h,
 	memset(r, 0, sizeof(*r));
 	r->backend = b->backend;
 	r->dirfd = -1;
-	rc = dsm_impl_space_open(b->backend, b->id, b->dir, &space);
+	rc = dynshm_impl_space_open(b->backend, b->id, b->dir, &space);
 	if (rc < 0)
 		return rc;
-	rc = dsm_impl_object_name(space, h, name, sizeof(name));
-	dsm_impl_space_close(space);
+	rc = dynshm_impl_object_name(space, h, name, sizeof(name));
+	dynshm_impl_space_close(space);
 	if (rc < 0)
 		return rc;
-	if (b->backend == DSM_IMPL_SYSV) {
+	if (b->backend == DYNSHM_IMPL_SYSV) {
 		if (sscanf(name, "sysv:0x%x", &key) != 1)
 			return -EINVAL;
 		r->key = (key_t)key;
-	} else if (b->backend == DSM_IMPL_POSIX) {
+	} else if (b->backend == DYNSHM_IMPL_POSIX) {
 		snprintf(r->name, sizeof(r->name), "%s", name);
 	} else {
 		const char *slash = strrchr(name, '/');
@@ -1258,13 +1258,13 @@ static long sysv_scale_limit(void)
 /* Grow the instance to `want` live (pinned, unmapped) segments. */
 static int fill_to(struct bench_inst *b, long *have, long want)
 {
-	dsm_handle h;
+	dynshm_handle h;
 	int rc;
 
 	while (*have < want) {
 		if (stop)
 			return -EINTR;
-		rc = dsm_make_pinned(b->inst, 4096, &h);
+		rc = dynshm_make_pinned(b->inst, 4096, &h);
 		if (rc < 0)
 			return fail(rc, "creating live segment %ld of %ld",
 				    *have + 1, want);
@@ -1275,7 +1275,7 @@ static int fill_to(struct bench_inst *b, long *have, long want)
 
 static int scale_backend(struct bench_inst *b, long limit)
 {
-	const char *bname = dsm_impl_type_name(b->backend);
+	const char *bname = dynshm_impl_type_name(b->backend);
 	struct scale_target st;
 	struct stats base_dsm = { .med = -1 }, base_raw = { .med = -1 };
 	double va[256], vb[256];
@@ -1284,7 +1284,7 @@ static int scale_backend(struct bench_inst *b, long limit)
 
 	memset(&st, 0, sizeof(st));
 	st.dsm.inst = b->inst;
-	rc = dsm_make_pinned(b->inst, 4096, &st.dsm.target);
+	rc = dynshm_make_pinned(b->inst, 4096, &st.dsm.target);
 	if (rc == 0)
 		rc = raw_on_segment(b, st.dsm.target, &st.raw);
 	if (rc < 0) {
@@ -1305,7 +1305,7 @@ static int scale_backend(struct bench_inst *b, long limit)
 			goto out;
 		got = have;
 		rc = measure_pair(raw_attach_fn(b->backend), &st.raw,
-				  dsm_attach_detach, &st.dsm, opt.iterations,
+				  dynshm_attach_detach, &st.dsm, opt.iterations,
 				  va, vb);
 		if (rc < 0) {
 			if (rc != -EINTR)
@@ -1367,7 +1367,7 @@ static int scale_backend(struct bench_inst *b, long limit)
 	}
 	rc = 0;
 out:
-	if (st.raw.dirfd >= 0 && b->backend == DSM_IMPL_MMAP)
+	if (st.raw.dirfd >= 0 && b->backend == DYNSHM_IMPL_MMAP)
 		close(st.raw.dirfd);
 	/* the instance (and every live segment) goes with inst_destroy */
 	return rc;
@@ -1399,19 +1399,19 @@ static int scenario_scale(void)
 
 		if (!(opt.backends & 1u << t))
 			continue;
-		limit = t == DSM_IMPL_SYSV ? sysv_scale_limit() : LONG_MAX;
-		if (t == DSM_IMPL_SYSV && limit < max_live)
+		limit = t == DYNSHM_IMPL_SYSV ? sysv_scale_limit() : LONG_MAX;
+		if (t == DYNSHM_IMPL_SYSV && limit < max_live)
 			fprintf(tout, "   sysv: kernel.shmmni = %ld (from "
 				      "/proc/sys/kernel/shmmni), %ld in use: "
 				      "capped at %ld live segments\n",
 				read_long_file("/proc/sys/kernel/shmmni"),
 				sysv_segments_in_use(), limit);
-		rc = inst_open((dsm_impl_type)t, max_segments, 0, &b);
+		rc = inst_open((dynshm_impl_type)t, max_segments, 0, &b);
 		if (rc < 0)
 			continue;
 		rc = scale_backend(b, limit);
 		note("scale: %s: destroying the instance", 
-		     dsm_impl_type_name((dsm_impl_type)t));
+		     dynshm_impl_type_name((dynshm_impl_type)t));
 		inst_destroy(b);
 		if (rc == -EINTR)
 			return rc;
@@ -1426,10 +1426,10 @@ struct child_result {
 	int rc;
 };
 
-static void child_loop(dsm_instance *inst, dsm_handle shared, long n,
+static void child_loop(dynshm_instance *inst, dynshm_handle shared, long n,
 		       struct child_result *res)
 {
-	struct dsm_ctx dc = { .inst = inst, .size = 4096, .target = shared };
+	struct dynshm_ctx dc = { .inst = inst, .size = 4096, .target = shared };
 	uint64_t ops = 0;
 	int rc = 0;
 
@@ -1437,9 +1437,9 @@ static void child_loop(dsm_instance *inst, dsm_handle shared, long n,
 	lp_on = 1;
 	res->start = now_ns();
 	for (long i = 0; i < n && !stop && rc == 0; i++) {
-		rc = dsm_create_destroy(&dc);
+		rc = dynshm_create_destroy(&dc);
 		if (rc == 0)
-			rc = dsm_attach_detach(&dc);
+			rc = dynshm_attach_detach(&dc);
 		if (rc == 0)
 			ops += 4; /* create, detach+destroy, attach, detach */
 	}
@@ -1463,7 +1463,7 @@ static int wait_child(pid_t pid)
 }
 
 /* One timed run of nproc processes; fills the per-run figures. */
-static int contention_run(struct bench_inst *b, dsm_handle shared, long np,
+static int contention_run(struct bench_inst *b, dynshm_handle shared, long np,
 			  long n, struct child_result *res, double *out)
 {
 	int ready[2], go[2], rc = 0;
@@ -1483,13 +1483,13 @@ static int contention_run(struct bench_inst *b, dsm_handle shared, long np,
 			break;
 		}
 		if (pid == 0) {
-			dsm_segment_info info;
+			dynshm_segment_info info;
 			int crc;
 
 			close(ready[0]);
 			close(go[1]);
 			/* the first call joins this child as a process */
-			crc = dsm_stat(b->inst, shared, &info);
+			crc = dynshm_stat(b->inst, shared, &info);
 			if (write(ready[1], "r", 1) < 0)
 				crc = -errno;
 			while (crc == 0 && read(go[0], &c, 1) < 0 &&
@@ -1500,7 +1500,7 @@ static int contention_run(struct bench_inst *b, dsm_handle shared, long np,
 					   &res[started]);
 			else
 				res[started].rc = crc;
-			dsm_instance_close(b->inst);
+			dynshm_instance_close(b->inst);
 			_exit(res[started].rc < 0 ? 1 : 0);
 		}
 		pids[started] = pid;
@@ -1543,15 +1543,15 @@ static int contention_run(struct bench_inst *b, dsm_handle shared, long np,
 }
 
 /* Loops per process; mmap creates are file-system work, ~10x dearer. */
-static long contention_loops(dsm_impl_type t)
+static long contention_loops(dynshm_impl_type t)
 {
-	return max_l(2, opt.iterations / (t == DSM_IMPL_MMAP ? 8 : 2));
+	return max_l(2, opt.iterations / (t == DYNSHM_IMPL_MMAP ? 8 : 2));
 }
 
 static int contention_backend(struct bench_inst *b,
 			      struct child_result *res)
 {
-	const char *bname = dsm_impl_type_name(b->backend);
+	const char *bname = dynshm_impl_type_name(b->backend);
 	static const char *const names[6] = {
 		"ops/s", "lock acquisitions/op", "lock hold ns/op",
 		"lock wait ns/op", "lock hold ns/acquisition",
@@ -1561,10 +1561,10 @@ static int contention_backend(struct bench_inst *b,
 		"ops/s", "acq/op", "ns/op", "ns/op", "ns/acq", "fraction",
 	};
 	double v[6][256];
-	dsm_handle shared;
+	dynshm_handle shared;
 	long n = contention_loops(b->backend);
 	double base_ops = -1;
-	int rc = dsm_make_pinned(b->inst, 4096, &shared);
+	int rc = dynshm_make_pinned(b->inst, 4096, &shared);
 
 	if (rc < 0)
 		return fail(rc, "%s: contention target", bname);
@@ -1620,7 +1620,7 @@ static int contention_backend(struct bench_inst *b,
 	}
 	rc = 0;
 out:
-	dsm_destroy(b->inst, shared);
+	dynshm_destroy(b->inst, shared);
 	return rc;
 }
 
@@ -1640,9 +1640,9 @@ static int scenario_contention(void)
 		      "looping create+destroy and attach+detach of a shared "
 		      "pinned segment (4 KiB), %ld loops = %ld ops each (mmap: "
 		      "%ld); %ld cores ==\n",
-		contention_loops(DSM_IMPL_POSIX),
-		4 * contention_loops(DSM_IMPL_POSIX),
-		4 * contention_loops(DSM_IMPL_MMAP),
+		contention_loops(DYNSHM_IMPL_POSIX),
+		4 * contention_loops(DYNSHM_IMPL_POSIX),
+		4 * contention_loops(DYNSHM_IMPL_MMAP),
 		sysconf(_SC_NPROCESSORS_ONLN));
 	fprintf(tout, "   control lock measured by interposing "
 		      "pthread_mutex_lock/unlock (robust mutex only); "
@@ -1655,7 +1655,7 @@ static int scenario_contention(void)
 
 		if (!(opt.backends & 1u << t))
 			continue;
-		if (inst_open((dsm_impl_type)t, 0, 0, &b) < 0)
+		if (inst_open((dynshm_impl_type)t, 0, 0, &b) < 0)
 			continue;
 		rc = contention_backend(b, res);
 		inst_destroy(b);
@@ -1668,7 +1668,7 @@ static int scenario_contention(void)
  *
  * One posix instance with a region (min_dynamic_shared_memory, huge_pages
  * = off so that it runs on any machine) holds both kinds of segment: region
- * ones (DSM_CREATE_REGION) and posix ones (DSM_CREATE_NO_REGION).  Attach +
+ * ones (DYNSHM_CREATE_REGION) and posix ones (DYNSHM_CREATE_NO_REGION).  Attach +
  * detach of each is measured against the raw posix attach (shm_open, fstat,
  * mmap, munmap, close); create + destroy of each, with and without the
  * region's zero fill, against the raw posix create.  Each segment is its
@@ -1776,31 +1776,31 @@ static void region_report(const struct way *w, int k, const char *what,
 
 static int region_attach_case(struct bench_inst *b, size_t size)
 {
-	struct raw_ctx raw = { .backend = DSM_IMPL_POSIX, .size = size };
-	struct dsm_ctx posix = { .inst = b->inst, .size = size };
-	struct dsm_ctx region = { .inst = b->inst, .size = size };
+	struct raw_ctx raw = { .backend = DYNSHM_IMPL_POSIX, .size = size };
+	struct dynshm_ctx posix = { .inst = b->inst, .size = size };
+	struct dynshm_ctx region = { .inst = b->inst, .size = size };
 	const struct way w[3] = {
 		{ "posix", "raw", raw_posix_attach, &raw },
-		{ "posix", "dynshm", dsm_attach_detach, &posix },
-		{ "region", "region", dsm_attach_detach, &region },
+		{ "posix", "dynshm", dynshm_attach_detach, &posix },
+		{ "region", "region", dynshm_attach_detach, &region },
 	};
 	double v[MAX_WAYS][256];
 	int rc = raw_make_target(&raw);
 
 	if (rc == 0)
-		rc = dsm_make_pinned_flags(b->inst, size, DSM_CREATE_NO_REGION,
+		rc = dynshm_make_pinned_flags(b->inst, size, DYNSHM_CREATE_NO_REGION,
 					   &posix.target);
 	if (rc == 0)
-		rc = dsm_make_pinned_flags(b->inst, size, DSM_CREATE_REGION,
+		rc = dynshm_make_pinned_flags(b->inst, size, DYNSHM_CREATE_REGION,
 					   &region.target);
 	if (rc == 0)
 		rc = measure_ways(w, 3, opt.iterations, v);
 	if (rc == 0)
 		region_report(w, 3, "attach+detach", size, opt.iterations, v);
 	if (region.target)
-		dsm_destroy(b->inst, region.target);
+		dynshm_destroy(b->inst, region.target);
 	if (posix.target)
-		dsm_destroy(b->inst, posix.target);
+		dynshm_destroy(b->inst, posix.target);
 	raw_remove(raw.obj);
 	if (rc < 0 && rc != -EINTR)
 		return fail(rc, "region attach+detach");
@@ -1809,16 +1809,16 @@ static int region_attach_case(struct bench_inst *b, size_t size)
 
 static int region_create_case(struct bench_inst *b, size_t size)
 {
-	struct raw_ctx raw = { .backend = DSM_IMPL_POSIX, .size = size };
-	struct dsm_ctx posix = { b->inst, size, DSM_CREATE_NO_REGION, 0 };
-	struct dsm_ctx zero = { b->inst, size, DSM_CREATE_REGION, 0 };
-	struct dsm_ctx nozero = { b->inst, size,
-				  DSM_CREATE_REGION | DSM_CREATE_NO_ZERO, 0 };
+	struct raw_ctx raw = { .backend = DYNSHM_IMPL_POSIX, .size = size };
+	struct dynshm_ctx posix = { b->inst, size, DYNSHM_CREATE_NO_REGION, 0 };
+	struct dynshm_ctx zero = { b->inst, size, DYNSHM_CREATE_REGION, 0 };
+	struct dynshm_ctx nozero = { b->inst, size,
+				  DYNSHM_CREATE_REGION | DYNSHM_CREATE_NO_ZERO, 0 };
 	const struct way w[4] = {
 		{ "posix", "raw", raw_posix_create, &raw },
-		{ "posix", "dynshm", dsm_create_destroy, &posix },
-		{ "region", "region", dsm_create_destroy, &zero },
-		{ "region", "region-nozero", dsm_create_destroy, &nozero },
+		{ "posix", "dynshm", dynshm_create_destroy, &posix },
+		{ "region", "region", dynshm_create_destroy, &zero },
+		{ "region", "region-nozero", dynshm_create_destroy, &nozero },
 	};
 	double v[MAX_WAYS][256];
 	long n = create_iterations(size);
@@ -1844,11 +1844,11 @@ static int scenario_region(void)
 		bytes / MIB);
 	fprintf(tout, "   vs raw, vs posix: medians of per-repeat ratios "
 		      "[p10 .. p90]; region zero-fills unless "
-		      "DSM_CREATE_NO_ZERO (region-nozero)\n");
+		      "DYNSHM_CREATE_NO_ZERO (region-nozero)\n");
 	fprintf(tout, "%-7s %-15s %-14s %6s  %-34s %-27s %s\n", "size",
 		"operation", "variant", "iters", "median [p10 .. p90]",
 		"vs raw", "vs posix dynshm");
-	rc = inst_open(DSM_IMPL_POSIX, 0, bytes, &b);
+	rc = inst_open(DYNSHM_IMPL_POSIX, 0, bytes, &b);
 	if (rc < 0) { /* counted as a failure, and said why, by inst_open */
 		fprintf(tout, "   not measured: no instance with a region\n");
 		return 0;
@@ -1884,18 +1884,18 @@ static int helper_spawn(struct helpers *h, const char *dir)
 	if (pid < 0)
 		return -errno;
 	if (pid == 0) {
-		dsm_instance *inst;
+		dynshm_instance *inst;
 		int rc;
 
 		close(h->quit[1]);
 		close(ready[0]);
-		rc = dsm_instance_open(dir, NULL, 0, &inst);
+		rc = dynshm_instance_open(dir, NULL, 0, &inst);
 		if (write(ready[1], rc == 0 ? "j" : "x", 1) < 0 || rc < 0)
 			_exit(1);
 		close(ready[1]);
 		while (read(h->quit[0], &c, 1) != 0 && !stop)
 			;
-		dsm_instance_close(inst);
+		dynshm_instance_close(inst);
 		_exit(0);
 	}
 	close(ready[1]);
@@ -1955,7 +1955,7 @@ static int fork_join(void *arg)
 	if (pid < 0)
 		return -errno;
 	if (pid == 0) {
-		dsm_instance *inst;
+		dynshm_instance *inst;
 		long f0 = minor_faults();
 		uint64_t t0;
 		int rc;
@@ -1963,10 +1963,10 @@ static int fork_join(void *arg)
 		memset(&lp, 0, sizeof(lp));
 		lp_on = 1;
 		t0 = now_ns();
-		rc = dsm_instance_open(j->dir, NULL, 0, &inst);
+		rc = dynshm_instance_open(j->dir, NULL, 0, &inst);
 		j->child_open[j->i] = (double)(now_ns() - t0);
 		if (rc == 0)
-			rc = dsm_instance_close(inst);
+			rc = dynshm_instance_close(inst);
 		j->child_ns[j->i] = (double)(now_ns() - t0);
 		lp_on = 0;
 		j->child_flt[j->i] = (double)(minor_faults() - f0);
@@ -2026,7 +2026,7 @@ static long join_forks(void)
 
 static int join_backend(struct bench_inst *b, double *child_ns)
 {
-	const char *bname = dsm_impl_type_name(b->backend);
+	const char *bname = dynshm_impl_type_name(b->backend);
 	struct helpers h = { .quit = { -1, -1 } };
 	long nf = join_forks(), first = opt.joined[0];
 	long nops = max_l(2, opt.iterations / 4);
@@ -2034,27 +2034,27 @@ static int join_backend(struct bench_inst *b, double *child_ns)
 			       .child_open = child_ns + nf,
 			       .child_flt = child_ns + 2 * nf,
 			       .child_hold = child_ns + 3 * nf };
-	struct dsm_ctx dc = { .inst = b->inst, .size = 4096 };
+	struct dynshm_ctx dc = { .inst = b->inst, .size = 4096 };
 	double base[4] = { -1, -1, -1, -1 };
 	double vf[256], vj[256], vc[256], va[256], vk[256], vp[256], vo[256];
 	double vh[256];
 	int rc;
 
-	rc = dsm_make_pinned(b->inst, 4096, &dc.target);
+	rc = dynshm_make_pinned(b->inst, 4096, &dc.target);
 	if (rc == 0 && pipe(h.quit) < 0)
 		rc = -errno;
 	if (rc < 0)
 		return fail(rc, "%s: join setup", bname);
 	for (int i = 0; i < opt.njoined && rc == 0; i++) {
 		long want = opt.joined[i];
-		dsm_instance_info info;
+		dynshm_instance_info info;
 		struct stats sf, sj, sc, sa, sk, rf, sp, so, sh;
 		struct row *r;
 
 		while (rc == 0 && 1 + h.n < want && !stop)
 			rc = helper_spawn(&h, b->dir);
 		if (rc == 0)
-			rc = dsm_instance_info_get(b->inst, &info);
+			rc = dynshm_instance_info_get(b->inst, &info);
 		if (rc < 0 || stop)
 			break;
 		for (int k = 0; k < opt.repeats && rc == 0; k++) {
@@ -2078,10 +2078,10 @@ static int join_backend(struct bench_inst *b, double *child_ns)
 			vo[k] = stats_of(jc.child_open, (int)jc.i).med;
 			vh[k] = stats_of(jc.child_hold, (int)jc.i).med;
 			if (rc == 0)
-				rc = run_block(dsm_attach_detach, &dc, nops,
+				rc = run_block(dynshm_attach_detach, &dc, nops,
 					       &va[k]);
 			if (rc == 0)
-				rc = run_block(dsm_create_destroy, &dc, nops,
+				rc = run_block(dynshm_create_destroy, &dc, nops,
 					       &vk[k]);
 			if (stop)
 				rc = -EINTR;
@@ -2152,7 +2152,7 @@ static int join_backend(struct bench_inst *b, double *child_ns)
 		fflush(tout);
 	}
 	helpers_stop(&h);
-	dsm_destroy(b->inst, dc.target);
+	dynshm_destroy(b->inst, dc.target);
 	if (stop)
 		return -EINTR;
 	return rc < 0 ? fail(rc, "%s: join", bname) : 0;
@@ -2169,8 +2169,8 @@ static int scenario_join(void)
 			0);
 	if (child_ns == MAP_FAILED)
 		return fail(-errno, "mmap");
-	fprintf(tout, "\n== process join/leave: dsm_instance_open + "
-		      "dsm_instance_close in a new (forked) child vs fork + "
+	fprintf(tout, "\n== process join/leave: dynshm_instance_open + "
+		      "dynshm_instance_close in a new (forked) child vs fork + "
 		      "exit; %ld forks per block; growth = median / median "
 		      "at %ld joined ==\n",
 		nf, opt.joined[0]);
@@ -2181,7 +2181,7 @@ static int scenario_join(void)
 
 		if (!(opt.backends & 1u << t))
 			continue;
-		if (inst_open((dsm_impl_type)t, 0, 0, &b) < 0)
+		if (inst_open((dynshm_impl_type)t, 0, 0, &b) < 0)
 			continue;
 		rc = join_backend(b, child_ns);
 		inst_destroy(b);
@@ -2238,10 +2238,10 @@ static void steps_print(const char *bname, const char *what,
 	st->n = 0;
 }
 
-static int steps_fd(dsm_impl_type t, struct steps *st, long n)
+static int steps_fd(dynshm_impl_type t, struct steps *st, long n)
 {
-	const char *bname = dsm_impl_type_name(t);
-	bool posix = t == DSM_IMPL_POSIX;
+	const char *bname = dynshm_impl_type_name(t);
+	bool posix = t == DYNSHM_IMPL_POSIX;
 	struct raw_ctx r = { .backend = t, .size = 4096 };
 	struct stat sb;
 	char name[64];
@@ -2300,7 +2300,7 @@ static int steps_fd(dsm_impl_type t, struct steps *st, long n)
 
 static int steps_sysv(struct steps *st, long n)
 {
-	struct raw_ctx r = { .backend = DSM_IMPL_SYSV, .size = 4096 };
+	struct raw_ctx r = { .backend = DYNSHM_IMPL_SYSV, .size = 4096 };
 	struct shmid_ds ds;
 	void *p;
 	int id, rc = 0;
@@ -2382,11 +2382,11 @@ static int scenario_syscalls(void)
 	for (int t = 1; t < 4 && rc == 0 && !stop; t++) {
 		if (!(opt.backends & 1u << t))
 			continue;
-		rc = t == DSM_IMPL_SYSV ? steps_sysv(&st, n)
-					: steps_fd((dsm_impl_type)t, &st, n);
+		rc = t == DYNSHM_IMPL_SYSV ? steps_sysv(&st, n)
+					: steps_fd((dynshm_impl_type)t, &st, n);
 		if (rc < 0)
 			fail(rc, "syscalls: %s",
-			     dsm_impl_type_name((dsm_impl_type)t));
+			     dynshm_impl_type_name((dynshm_impl_type)t));
 	}
 	if (rc == 0 && !stop && opt.scenarios & SC_JOIN) {
 		rc = steps_join(&st, n);
@@ -2524,8 +2524,8 @@ static void defaults(void)
 	opt.iterations = 2000;
 	opt.repeats = 9;
 	opt.scenarios = SC_DEFAULT;
-	opt.backends = 1u << DSM_IMPL_POSIX | 1u << DSM_IMPL_SYSV |
-		       1u << DSM_IMPL_MMAP;
+	opt.backends = 1u << DYNSHM_IMPL_POSIX | 1u << DYNSHM_IMPL_SYSV |
+		       1u << DYNSHM_IMPL_MMAP;
 	opt.sizes[0] = 4 * KIB;
 	opt.sizes[1] = MIB;
 	opt.sizes[2] = 64 * MIB;
@@ -2698,7 +2698,7 @@ static int run(void)
 	if (opt.scenarios & (SC_CREATE | SC_ATTACH)) {
 		for (int t = 1; t < 4; t++)
 			if (opt.backends & 1u << t &&
-			    inst_open((dsm_impl_type)t, 0, 0, &by_backend[t]) < 0)
+			    inst_open((dynshm_impl_type)t, 0, 0, &by_backend[t]) < 0)
 				by_backend[t] = NULL;
 		if (opt.scenarios & SC_CREATE) {
 			rc = scenario_pairs(by_backend, true);

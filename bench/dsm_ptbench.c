@@ -117,22 +117,22 @@ static int child(const char *path, const char *handles_file, int report_fd,
 {
 	long long pte0 = field("/proc/self/status", "VmPTE:"), pte1;
 	int vma0 = count_lines("/proc/self/maps"), vma1;
-	dsm_instance *inst = NULL;
+	dynshm_instance *inst = NULL;
 	FILE *f = fopen(handles_file, "r");
 	unsigned long long h;
 	char line[128], c;
 
-	if (!f || dsm_instance_open(path, NULL, DSM_OPEN_EXISTING, &inst) < 0)
+	if (!f || dynshm_instance_open(path, NULL, DYNSHM_OPEN_EXISTING, &inst) < 0)
 		goto fail;
 	while (fscanf(f, "%llx", &h) == 1) {
-		dsm_segment *seg = NULL;
+		dynshm_segment *seg = NULL;
 		char *p;
 		size_t len;
 
-		if (dsm_attach(inst, h, &seg) < 0)
+		if (dynshm_attach(inst, h, &seg) < 0)
 			goto fail;
-		p = dsm_segment_address(seg);
-		len = dsm_segment_size(seg);
+		p = dynshm_segment_address(seg);
+		len = dynshm_segment_size(seg);
 		if (madvise((void *)((uintptr_t)p & ~(uintptr_t)4095),
 			    len + ((uintptr_t)p & 4095),
 			    MADV_POPULATE_WRITE) < 0)
@@ -147,12 +147,12 @@ static int child(const char *path, const char *handles_file, int report_fd,
 		return 3;
 	if (read(go_fd, &c, 1) < 0) { /* wait until the parent has measured */
 	}
-	dsm_instance_close(inst);
+	dynshm_instance_close(inst);
 	return 0;
 
 fail:
 	/* say so: the parent waits for one line per child */
-	fprintf(stderr, "child: %s\n", dsm_last_error());
+	fprintf(stderr, "child: %s\n", dynshm_last_error());
 	if (write(report_fd, "fail\n", 5) < 0) {
 	}
 	return 1;
@@ -197,9 +197,9 @@ static int run(const struct mode *m, unsigned nprocs, unsigned size_mb,
 {
 	char dir[] = "/tmp/dynshm-ptbench.XXXXXX", path[128], hfile[160],
 	     size[32], buf[32];
-	dsm_config *cfg = NULL;
-	dsm_instance *inst = NULL;
-	dsm_instance_info info;
+	dynshm_config *cfg = NULL;
+	dynshm_instance *inst = NULL;
+	dynshm_instance_info info;
 	int report[2], go[2], rc = 0;
 	pid_t *kids = calloc(nprocs, sizeof(*kids));
 	long long pt0, pt1, pte_sum = 0, vma_sum = 0;
@@ -218,13 +218,13 @@ static int run(const struct mode *m, unsigned nprocs, unsigned size_mb,
 	snprintf(path, sizeof(path), "%s/inst", dir);
 	snprintf(hfile, sizeof(hfile), "%s/handles", dir);
 	snprintf(size, sizeof(size), "%uMB", m->region ? size_mb : 0);
-	dsm_config_new(&cfg);
+	dynshm_config_new(&cfg);
 	snprintf(buf, sizeof(buf), "%u", nprocs + 8);
-	dsm_config_set(cfg, "max_processes", buf);
-	dsm_config_set(cfg, "min_dynamic_shared_memory", size);
-	dsm_config_set(cfg, "huge_pages", m->huge);
-	if (dsm_instance_open(path, cfg, 0, &inst) < 0) {
-		fprintf(stderr, "%s: %s\n", m->name, dsm_last_error());
+	dynshm_config_set(cfg, "max_processes", buf);
+	dynshm_config_set(cfg, "min_dynamic_shared_memory", size);
+	dynshm_config_set(cfg, "huge_pages", m->huge);
+	if (dynshm_instance_open(path, cfg, 0, &inst) < 0) {
+		fprintf(stderr, "%s: %s\n", m->name, dynshm_last_error());
 		rc = 1;
 		goto out;
 	}
@@ -232,23 +232,23 @@ static int run(const struct mode *m, unsigned nprocs, unsigned size_mb,
 	for (unsigned i = 0; hf && strcmp(m->name, "base") != 0 &&
 			     i < size_mb / SEG_MB;
 	     i++) {
-		dsm_segment *seg = NULL;
+		dynshm_segment *seg = NULL;
 
-		if (dsm_create(inst, (size_t)SEG_MB << 20,
-			       m->region ? DSM_CREATE_REGION
-					 : DSM_CREATE_NO_REGION,
+		if (dynshm_create(inst, (size_t)SEG_MB << 20,
+			       m->region ? DYNSHM_CREATE_REGION
+					 : DYNSHM_CREATE_NO_REGION,
 			       &seg) < 0 ||
-		    dsm_pin_segment(seg) < 0) {
-			fprintf(stderr, "%s: %s\n", m->name, dsm_last_error());
+		    dynshm_pin_segment(seg) < 0) {
+			fprintf(stderr, "%s: %s\n", m->name, dynshm_last_error());
 			rc = 1;
 			break;
 		}
-		fprintf(hf, "%" PRIx64 "\n", dsm_segment_handle(seg));
-		dsm_detach(seg);
+		fprintf(hf, "%" PRIx64 "\n", dynshm_segment_handle(seg));
+		dynshm_detach(seg);
 	}
 	if (hf)
 		fclose(hf);
-	dsm_instance_info_get(inst, &info);
+	dynshm_instance_info_get(inst, &info);
 	if (rc || pipe(report) < 0 || pipe(go) < 0)
 		goto out;
 	sleep(1); /* let earlier runs' page-table frees settle */
@@ -295,8 +295,8 @@ static int run(const struct mode *m, unsigned nprocs, unsigned size_mb,
 		       m->region ? info.region_pages : "4k");
 out:
 	if (inst)
-		dsm_instance_destroy(inst);
-	dsm_config_free(cfg);
+		dynshm_instance_destroy(inst);
+	dynshm_config_free(cfg);
 	unlink(hfile);
 	rmdir(dir);
 	restore();
@@ -319,40 +319,40 @@ static double now_s(void)
 static int attach_run(unsigned n, bool region)
 {
 	char dir[] = "/tmp/dynshm-ptbench.XXXXXX", path[128], buf[32];
-	dsm_handle *h = calloc(n, sizeof(*h));
-	dsm_segment **segs = calloc(n, sizeof(*segs));
-	dsm_config *cfg = NULL;
-	dsm_instance *inst = NULL;
+	dynshm_handle *h = calloc(n, sizeof(*h));
+	dynshm_segment **segs = calloc(n, sizeof(*segs));
+	dynshm_config *cfg = NULL;
+	dynshm_instance *inst = NULL;
 	int vma0, rc = 0;
 	double t0, t1;
 
 	if (!h || !segs || !mkdtemp(dir))
 		return 1;
 	snprintf(path, sizeof(path), "%s/inst", dir);
-	dsm_config_new(&cfg);
+	dynshm_config_new(&cfg);
 	snprintf(buf, sizeof(buf), "%u", n + 16);
-	dsm_config_set(cfg, "max_segments", buf);
+	dynshm_config_set(cfg, "max_segments", buf);
 	snprintf(buf, sizeof(buf), "%ukB", region ? n * 4 + 4096 : 0);
-	dsm_config_set(cfg, "min_dynamic_shared_memory", buf);
-	dsm_config_set(cfg, "huge_pages", "off");
-	if (dsm_instance_open(path, cfg, 0, &inst) < 0)
+	dynshm_config_set(cfg, "min_dynamic_shared_memory", buf);
+	dynshm_config_set(cfg, "huge_pages", "off");
+	if (dynshm_instance_open(path, cfg, 0, &inst) < 0)
 		rc = 1;
 	for (unsigned i = 0; rc == 0 && i < n; i++) {
-		if (dsm_create(inst, 4096,
-			       region ? DSM_CREATE_REGION
-				      : DSM_CREATE_NO_REGION,
+		if (dynshm_create(inst, 4096,
+			       region ? DYNSHM_CREATE_REGION
+				      : DYNSHM_CREATE_NO_REGION,
 			       &segs[i]) < 0 ||
-		    dsm_pin_segment(segs[i]) < 0)
+		    dynshm_pin_segment(segs[i]) < 0)
 			rc = 1;
 		else {
-			h[i] = dsm_segment_handle(segs[i]);
-			dsm_detach(segs[i]);
+			h[i] = dynshm_segment_handle(segs[i]);
+			dynshm_detach(segs[i]);
 		}
 	}
 	vma0 = count_lines("/proc/self/maps");
 	t0 = now_s();
 	for (unsigned i = 0; rc == 0 && i < n; i++)
-		if (dsm_attach(inst, h[i], &segs[i]) < 0)
+		if (dynshm_attach(inst, h[i], &segs[i]) < 0)
 			rc = 1;
 	t1 = now_s();
 	if (rc == 0)
@@ -360,10 +360,10 @@ static int attach_run(unsigned n, bool region)
 		       n, region ? "region" : "posix", (t1 - t0) * 1e6 / n,
 		       count_lines("/proc/self/maps") - vma0);
 	else
-		fprintf(stderr, "attach run: %s\n", dsm_last_error());
+		fprintf(stderr, "attach run: %s\n", dynshm_last_error());
 	if (inst)
-		dsm_instance_destroy(inst);
-	dsm_config_free(cfg);
+		dynshm_instance_destroy(inst);
+	dynshm_config_free(cfg);
 	rmdir(dir);
 	free(h);
 	free(segs);

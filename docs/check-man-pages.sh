@@ -19,7 +19,7 @@ shift
 tmp=$(mktemp -d) || die "mktemp failed"
 trap 'rm -rf "$tmp"' EXIT
 
-sed -n 's/^[[:space:]]*\(dsm_[A-Za-z0-9_]*\);[[:space:]]*$/\1/p' "$map" |
+sed -n 's/^[[:space:]]*\(dynshm_[A-Za-z0-9_]*\);[[:space:]]*$/\1/p' "$map" |
 	sort -u > "$tmp/exported"
 for page in "$@"; do
 	echo "${page##*/}"

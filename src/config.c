@@ -8,8 +8,8 @@
  * key, the value and what is allowed (and for a file, the file and line).
  *
  * Precedence is the order of application, later wins: compiled defaults
- * (dsm_config_new) < config file < environment < dsm_config_set.
- * dsm_config_load() applies the file and the environment in that order.
+ * (dynshm_config_new) < config file < environment < dynshm_config_set.
+ * dynshm_config_load() applies the file and the environment in that order.
  */
 #include "config.h"
 
@@ -34,43 +34,43 @@
 struct key_desc {
 	const char *name;
 	enum config_key key;
-	int (*set)(struct dsm_config *cfg, const struct key_desc *d,
+	int (*set)(struct dynshm_config *cfg, const struct key_desc *d,
 		   const char *value);
-	int (*get)(const struct dsm_config *cfg, char *buf, size_t len);
+	int (*get)(const struct dynshm_config *cfg, char *buf, size_t len);
 	uint64_t min, max; /* integer keys */
 };
 
-static int set_backend(struct dsm_config *cfg, const struct key_desc *d,
+static int set_backend(struct dynshm_config *cfg, const struct key_desc *d,
 		       const char *value)
 {
-	if (dsm_impl_type_from_name(value, &cfg->backend) < 0)
-		return dsm_fail(EINVAL, "invalid value '%s' for %s "
+	if (dynshm_impl_type_from_name(value, &cfg->backend) < 0)
+		return dynshm_fail(EINVAL, "invalid value '%s' for %s "
 					"(allowed: posix, sysv, mmap, none)",
 				value, d->name);
 	return 0;
 }
 
-static int get_backend(const struct dsm_config *cfg, char *buf, size_t len)
+static int get_backend(const struct dynshm_config *cfg, char *buf, size_t len)
 {
-	return snprintf(buf, len, "%s", dsm_impl_type_name(cfg->backend));
+	return snprintf(buf, len, "%s", dynshm_impl_type_name(cfg->backend));
 }
 
-static int set_directory(struct dsm_config *cfg, const struct key_desc *d,
+static int set_directory(struct dynshm_config *cfg, const struct key_desc *d,
 			 const char *value)
 {
 	if (value[0] != '\0' && value[0] != '/')
-		return dsm_fail(EINVAL, "invalid value '%s' for %s (allowed: "
+		return dynshm_fail(EINVAL, "invalid value '%s' for %s (allowed: "
 					"an absolute path, or empty for the "
 					"instance directory)",
 				value, d->name);
 	if (strlen(value) >= sizeof(cfg->directory))
-		return dsm_fail(EINVAL, "value for %s is longer than %zu bytes",
+		return dynshm_fail(EINVAL, "value for %s is longer than %zu bytes",
 				d->name, sizeof(cfg->directory) - 1);
 	strcpy(cfg->directory, value);
 	return 0;
 }
 
-static int get_directory(const struct dsm_config *cfg, char *buf, size_t len)
+static int get_directory(const struct dynshm_config *cfg, char *buf, size_t len)
 {
 	return snprintf(buf, len, "%s", cfg->directory);
 }
@@ -99,14 +99,14 @@ static int parse_count(const struct key_desc *d, const char *value,
 	*out = v;
 	return 0;
 bad:
-	return dsm_fail(EINVAL,
+	return dynshm_fail(EINVAL,
 			"invalid value '%s' for %s (allowed: a whole number "
 			"from %llu to %llu)",
 			value, d->name, (unsigned long long)d->min,
 			(unsigned long long)d->max);
 }
 
-static int set_max_segments(struct dsm_config *cfg, const struct key_desc *d,
+static int set_max_segments(struct dynshm_config *cfg, const struct key_desc *d,
 			    const char *value)
 {
 	uint64_t v = 0;
@@ -117,13 +117,13 @@ static int set_max_segments(struct dsm_config *cfg, const struct key_desc *d,
 	return rc;
 }
 
-static int get_max_segments(const struct dsm_config *cfg, char *buf,
+static int get_max_segments(const struct dynshm_config *cfg, char *buf,
 			    size_t len)
 {
 	return snprintf(buf, len, "%u", cfg->max_segments);
 }
 
-static int set_max_processes(struct dsm_config *cfg, const struct key_desc *d,
+static int set_max_processes(struct dynshm_config *cfg, const struct key_desc *d,
 			     const char *value)
 {
 	uint64_t v = 0;
@@ -134,7 +134,7 @@ static int set_max_processes(struct dsm_config *cfg, const struct key_desc *d,
 	return rc;
 }
 
-static int get_max_processes(const struct dsm_config *cfg, char *buf,
+static int get_max_processes(const struct dynshm_config *cfg, char *buf,
 			     size_t len)
 {
 	return snprintf(buf, len, "%u", cfg->max_processes);
@@ -144,7 +144,7 @@ static int get_max_processes(const struct dsm_config *cfg, char *buf,
 
 static const char *const mshare_modes[] = { "off", "try", "on" };
 
-static int set_mshare(struct dsm_config *cfg, const struct key_desc *d,
+static int set_mshare(struct dynshm_config *cfg, const struct key_desc *d,
 		      const char *value)
 {
 	for (int m = MSHARE_OFF; m <= MSHARE_ON; m++) {
@@ -153,21 +153,21 @@ static int set_mshare(struct dsm_config *cfg, const struct key_desc *d,
 			return 0;
 		}
 	}
-	return dsm_fail(EINVAL, "invalid value '%s' for %s (allowed: off, "
+	return dynshm_fail(EINVAL, "invalid value '%s' for %s (allowed: off, "
 				"try, on)",
 			value, d->name);
 }
 
-static int get_mshare(const struct dsm_config *cfg, char *buf, size_t len)
+static int get_mshare(const struct dynshm_config *cfg, char *buf, size_t len)
 {
 	return snprintf(buf, len, "%s", mshare_modes[cfg->mshare]);
 }
 
-static int set_mshare_path(struct dsm_config *cfg, const struct key_desc *d,
+static int set_mshare_path(struct dynshm_config *cfg, const struct key_desc *d,
 			   const char *value)
 {
 	if (value[0] != '/' || strlen(value) >= sizeof(cfg->mshare_path))
-		return dsm_fail(EINVAL, "invalid value '%s' for %s (allowed: "
+		return dynshm_fail(EINVAL, "invalid value '%s' for %s (allowed: "
 					"an absolute path shorter than %zu "
 					"bytes)",
 				value, d->name, sizeof(cfg->mshare_path));
@@ -175,7 +175,7 @@ static int set_mshare_path(struct dsm_config *cfg, const struct key_desc *d,
 	return 0;
 }
 
-static int get_mshare_path(const struct dsm_config *cfg, char *buf,
+static int get_mshare_path(const struct dynshm_config *cfg, char *buf,
 			   size_t len)
 {
 	return snprintf(buf, len, "%s", cfg->mshare_path);
@@ -188,7 +188,7 @@ static int get_mshare_path(const struct dsm_config *cfg, char *buf,
  * as PostgreSQL spells them); a bare number is megabytes, as for
  * PostgreSQL's min_dynamic_shared_memory.
  */
-static int set_min_dsm(struct dsm_config *cfg, const struct key_desc *d,
+static int set_min_dsm(struct dynshm_config *cfg, const struct key_desc *d,
 		       const char *value)
 {
 	static const struct {
@@ -212,13 +212,13 @@ static int set_min_dsm(struct dsm_config *cfg, const struct key_desc *d,
 		return 0;
 	}
 bad:
-	return dsm_fail(EINVAL,
+	return dynshm_fail(EINVAL,
 			"invalid value '%s' for %s (allowed: 0, or a size up "
 			"to 64GB with unit kB, MB, GB or TB; no unit means MB)",
 			value, d->name);
 }
 
-static int get_min_dsm(const struct dsm_config *cfg, char *buf, size_t len)
+static int get_min_dsm(const struct dynshm_config *cfg, char *buf, size_t len)
 {
 	uint64_t v = cfg->min_dynamic_shared_memory;
 
@@ -232,12 +232,12 @@ static int get_min_dsm(const struct dsm_config *cfg, char *buf, size_t len)
 }
 
 static const char *const huge_names[] = {
-	[DSM_HUGE_PAGES_OFF] = "off",
-	[DSM_HUGE_PAGES_TRY] = "try",
-	[DSM_HUGE_PAGES_ON] = "on",
+	[DYNSHM_HUGE_PAGES_OFF] = "off",
+	[DYNSHM_HUGE_PAGES_TRY] = "try",
+	[DYNSHM_HUGE_PAGES_ON] = "on",
 };
 
-static int set_huge_pages(struct dsm_config *cfg, const struct key_desc *d,
+static int set_huge_pages(struct dynshm_config *cfg, const struct key_desc *d,
 			  const char *value)
 {
 	for (int i = 0; i < 3; i++) {
@@ -246,12 +246,12 @@ static int set_huge_pages(struct dsm_config *cfg, const struct key_desc *d,
 			return 0;
 		}
 	}
-	return dsm_fail(EINVAL, "invalid value '%s' for %s (allowed: off, try, "
+	return dynshm_fail(EINVAL, "invalid value '%s' for %s (allowed: off, try, "
 				"on)",
 			value, d->name);
 }
 
-static int get_huge_pages(const struct dsm_config *cfg, char *buf, size_t len)
+static int get_huge_pages(const struct dynshm_config *cfg, char *buf, size_t len)
 {
 	return snprintf(buf, len, "%s", huge_names[cfg->huge_pages]);
 }
@@ -259,7 +259,7 @@ static int get_huge_pages(const struct dsm_config *cfg, char *buf, size_t len)
 static const struct key_desc keys[] = {
 	{ "dynamic_shared_memory_type", CFG_BACKEND, set_backend, get_backend,
 	  0, 0 },
-	{ "dsm_directory", CFG_DIRECTORY, set_directory, get_directory, 0, 0 },
+	{ "dynshm_directory", CFG_DIRECTORY, set_directory, get_directory, 0, 0 },
 	{ "max_segments", CFG_MAX_SEGMENTS, set_max_segments,
 	  get_max_segments, 1, 1048560 },
 	{ "max_processes", CFG_MAX_PROCESSES, set_max_processes,
@@ -294,48 +294,48 @@ static int unknown_key(const char *name, const char *value)
 		used += (size_t)snprintf(known + used, sizeof(known) - used,
 					 "%s%s", i ? ", " : "", keys[i].name);
 	if (value)
-		return dsm_fail(EINVAL,
+		return dynshm_fail(EINVAL,
 				"unknown configuration key '%s' (value '%s'; "
 				"known: %s)",
 				name ? name : "(null)", value, known);
-	return dsm_fail(EINVAL, "unknown configuration key '%s' (known: %s)",
+	return dynshm_fail(EINVAL, "unknown configuration key '%s' (known: %s)",
 			name ? name : "(null)", known);
 }
 
-void config_defaults(struct dsm_config *cfg)
+void config_defaults(struct dynshm_config *cfg)
 {
 	memset(cfg, 0, sizeof(*cfg));
-	if (dsm_impl_type_from_name(DSM_DEFAULT_BACKEND, &cfg->backend) < 0)
-		cfg->backend = DSM_IMPL_POSIX;
+	if (dynshm_impl_type_from_name(DYNSHM_DEFAULT_BACKEND, &cfg->backend) < 0)
+		cfg->backend = DYNSHM_IMPL_POSIX;
 	cfg->max_segments = DEFAULT_MAX_SEGMENTS;
 	cfg->max_processes = DEFAULT_MAX_PROCESSES;
 	cfg->min_dynamic_shared_memory = 0;
-	cfg->huge_pages = DSM_HUGE_PAGES_TRY;
+	cfg->huge_pages = DYNSHM_HUGE_PAGES_TRY;
 	cfg->mshare = MSHARE_TRY;
 	strcpy(cfg->mshare_path, MSHARE_DEFAULT_PATH);
 }
 
-DSM_EXPORT int dsm_config_new(dsm_config **out)
+DYNSHM_EXPORT int dynshm_config_new(dynshm_config **out)
 {
-	struct dsm_config *cfg = malloc(sizeof(*cfg));
+	struct dynshm_config *cfg = malloc(sizeof(*cfg));
 
 	if (!cfg)
-		return dsm_fail(ENOMEM, "out of memory for a configuration");
+		return dynshm_fail(ENOMEM, "out of memory for a configuration");
 	config_defaults(cfg);
 	*out = cfg;
 	return 0;
 }
 
-DSM_EXPORT void dsm_config_free(dsm_config *cfg)
+DYNSHM_EXPORT void dynshm_config_free(dynshm_config *cfg)
 {
 	free(cfg);
 }
 
 /* Apply one setting; a refused value leaves cfg as it was. */
-static int set_key(struct dsm_config *cfg, const char *key, const char *value)
+static int set_key(struct dynshm_config *cfg, const char *key, const char *value)
 {
 	const struct key_desc *d = find_key(key);
-	struct dsm_config copy;
+	struct dynshm_config copy;
 	int rc;
 
 	if (!d)
@@ -349,11 +349,11 @@ static int set_key(struct dsm_config *cfg, const char *key, const char *value)
 	return 0;
 }
 
-DSM_EXPORT int dsm_config_set(dsm_config *cfg, const char *key,
+DYNSHM_EXPORT int dynshm_config_set(dynshm_config *cfg, const char *key,
 			      const char *value)
 {
 	if (!cfg || !value)
-		return dsm_fail(EINVAL, "no configuration or value given");
+		return dynshm_fail(EINVAL, "no configuration or value given");
 	return set_key(cfg, key, value);
 }
 
@@ -410,7 +410,7 @@ static int parse_value(char *value)
 	return *in == '\0' || *in == '#' ? 0 : -1;
 }
 
-static int parse_line(struct dsm_config *cfg, const char *path, int lineno,
+static int parse_line(struct dynshm_config *cfg, const char *path, int lineno,
 		      char *line)
 {
 	char *key = skip_space(line), *eq, *value, raw[256];
@@ -420,7 +420,7 @@ static int parse_line(struct dsm_config *cfg, const char *path, int lineno,
 		return 0;
 	eq = strchr(key, '=');
 	if (!eq)
-		return dsm_fail(EINVAL, "%s:%d: expected 'key = value', found "
+		return dynshm_fail(EINVAL, "%s:%d: expected 'key = value', found "
 					"'%s'",
 				path, lineno, key);
 	*eq = '\0';
@@ -428,7 +428,7 @@ static int parse_line(struct dsm_config *cfg, const char *path, int lineno,
 	value = skip_space(eq + 1);
 	snprintf(raw, sizeof(raw), "%s", value); /* parse_value rewrites it */
 	if (parse_value(value) < 0)
-		return dsm_fail(EINVAL, "%s:%d: %s: unterminated quote or text "
+		return dynshm_fail(EINVAL, "%s:%d: %s: unterminated quote or text "
 					"after the value: %s (allowed: "
 					"'text', \"text\" or text, then "
 					"only a # comment)",
@@ -437,8 +437,8 @@ static int parse_line(struct dsm_config *cfg, const char *path, int lineno,
 	if (rc < 0) {
 		char why[512];
 
-		snprintf(why, sizeof(why), "%s", dsm_last_error());
-		return dsm_fail(-rc, "%s:%d: %s", path, lineno, why);
+		snprintf(why, sizeof(why), "%s", dynshm_last_error());
+		return dynshm_fail(-rc, "%s:%d: %s", path, lineno, why);
 	}
 	return 0;
 }
@@ -450,13 +450,13 @@ static int read_file(const char *path, char **out)
 	int fd;
 
 	if (!text)
-		return dsm_fail(ENOMEM, "out of memory reading '%s'", path);
-	fd = dsm_sys.open(path, O_RDONLY | O_CLOEXEC, 0);
+		return dynshm_fail(ENOMEM, "out of memory reading '%s'", path);
+	fd = dynshm_sys.open(path, O_RDONLY | O_CLOEXEC, 0);
 	if (fd < 0) {
 		int err = errno;
 
 		free(text);
-		return dsm_fail(err, "cannot open configuration file '%s': %s",
+		return dynshm_fail(err, "cannot open configuration file '%s': %s",
 				path, strerror(err));
 	}
 	for (;;) {
@@ -467,44 +467,44 @@ static int read_file(const char *path, char **out)
 							: NULL;
 
 			if (!bigger) {
-				dsm_sys.close(fd);
+				dynshm_sys.close(fd);
 				free(text);
-				return dsm_fail(EFBIG, "configuration file '%s' "
+				return dynshm_fail(EFBIG, "configuration file '%s' "
 						       "is larger than 1 MiB",
 						path);
 			}
 			text = bigger;
 			cap *= 2;
 		}
-		n = dsm_sys.read(fd, text + len, cap - len - 1);
+		n = dynshm_sys.read(fd, text + len, cap - len - 1);
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0) {
 			int err = errno;
 
-			dsm_sys.close(fd);
+			dynshm_sys.close(fd);
 			free(text);
-			return dsm_fail(err, "cannot read '%s': %s", path,
+			return dynshm_fail(err, "cannot read '%s': %s", path,
 					strerror(err));
 		}
 		if (n == 0)
 			break;
 		len += (size_t)n;
 	}
-	dsm_sys.close(fd);
+	dynshm_sys.close(fd);
 	text[len] = '\0';
 	*out = text;
 	return 0;
 }
 
-DSM_EXPORT int dsm_config_load_file(dsm_config *cfg, const char *path)
+DYNSHM_EXPORT int dynshm_config_load_file(dynshm_config *cfg, const char *path)
 {
-	struct dsm_config copy;
+	struct dynshm_config copy;
 	char *text = NULL, *line, *next;
 	int lineno = 0, rc;
 
 	if (!cfg || !path)
-		return dsm_fail(EINVAL, "no configuration or path given");
+		return dynshm_fail(EINVAL, "no configuration or path given");
 	rc = read_file(path, &text);
 	if (rc < 0)
 		return rc;
@@ -521,17 +521,17 @@ DSM_EXPORT int dsm_config_load_file(dsm_config *cfg, const char *path)
 	return rc;
 }
 
-DSM_EXPORT int dsm_config_load(dsm_config *cfg, const char *path)
+DYNSHM_EXPORT int dynshm_config_load(dynshm_config *cfg, const char *path)
 {
-	struct dsm_config copy;
+	struct dynshm_config copy;
 	const char *file = path ? path : getenv("DYNSHM_CONFIG");
 	int rc = 0;
 
 	if (!cfg)
-		return dsm_fail(EINVAL, "no configuration given");
+		return dynshm_fail(EINVAL, "no configuration given");
 	copy = *cfg;
 	if (file && *file)
-		rc = dsm_config_load_file(&copy, file);
+		rc = dynshm_config_load_file(&copy, file);
 	for (size_t i = 0; rc == 0 && i < NKEYS; i++) {
 		char var[64];
 		const char *value;
@@ -546,8 +546,8 @@ DSM_EXPORT int dsm_config_load(dsm_config *cfg, const char *path)
 		if (rc < 0) {
 			char why[512];
 
-			snprintf(why, sizeof(why), "%s", dsm_last_error());
-			rc = dsm_fail(-rc, "environment %s: %s", var, why);
+			snprintf(why, sizeof(why), "%s", dynshm_last_error());
+			rc = dynshm_fail(-rc, "environment %s: %s", var, why);
 		}
 	}
 	if (rc == 0)
@@ -555,19 +555,19 @@ DSM_EXPORT int dsm_config_load(dsm_config *cfg, const char *path)
 	return rc;
 }
 
-DSM_EXPORT int dsm_config_get(const dsm_config *cfg, const char *key,
+DYNSHM_EXPORT int dynshm_config_get(const dynshm_config *cfg, const char *key,
 			      char *buf, size_t len)
 {
 	const struct key_desc *d = find_key(key);
 	int n;
 
 	if (!cfg || !buf)
-		return dsm_fail(EINVAL, "no configuration or buffer given");
+		return dynshm_fail(EINVAL, "no configuration or buffer given");
 	if (!d)
 		return unknown_key(key, NULL);
 	n = d->get(cfg, buf, len);
 	if (n < 0 || (size_t)n >= len)
-		return dsm_fail(ENAMETOOLONG, "buffer too small for %s",
+		return dynshm_fail(ENAMETOOLONG, "buffer too small for %s",
 				d->name);
 	return 0;
 }

@@ -109,7 +109,7 @@ static int init_lock(pthread_mutex_t *lock)
 		rc = pthread_mutex_init(lock, &attr);
 	pthread_mutexattr_destroy(&attr);
 	if (rc != 0)
-		return dsm_fail(rc, "cannot initialise the control lock: %s",
+		return dynshm_fail(rc, "cannot initialise the control lock: %s",
 				strerror(rc));
 	return 0;
 }
@@ -155,7 +155,7 @@ int ctl_format(void *base, uint64_t instance_id, uint32_t backend,
 	return 0;
 }
 
-#define CORRUPT(...) dsm_fail(EUCLEAN, __VA_ARGS__)
+#define CORRUPT(...) dynshm_fail(EUCLEAN, __VA_ARGS__)
 
 int ctl_validate(void *base, size_t map_size, uint64_t instance_id,
 		 const char *where, struct ctl *out)
@@ -337,11 +337,11 @@ uint64_t ctl_process_start_time(pid_t pid)
 	int fd;
 
 	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-	fd = dsm_sys.open(path, O_RDONLY | O_CLOEXEC, 0);
+	fd = dynshm_sys.open(path, O_RDONLY | O_CLOEXEC, 0);
 	if (fd < 0)
 		return 0;
-	n = dsm_sys.read(fd, buf, sizeof(buf) - 1);
-	dsm_sys.close(fd);
+	n = dynshm_sys.read(fd, buf, sizeof(buf) - 1);
+	dynshm_sys.close(fd);
 	if (n <= 0)
 		return 0;
 	buf[n] = '\0';

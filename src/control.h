@@ -53,7 +53,7 @@
 #define CTL_MAX_SEGMENTS (1u << 20)
 #define CTL_MAX_PROCESSES (1u << 16)
 #define CTL_NONE UINT32_MAX
-/* Bytes of a slot's name field: DSM_SEGMENT_NAME_MAX + 1 for the NUL. */
+/* Bytes of a slot's name field: DYNSHM_SEGMENT_NAME_MAX + 1 for the NUL. */
 #define CTL_NAME_LEN 64
 
 /* Handle layout: [63..40] random, [39..24] generation, [23..0] slot. */
@@ -98,14 +98,14 @@ enum ctl_proc_state {
 
 struct ctl_slot {
 	uint32_t state;	    /* (L) enum ctl_slot_state, published last */
-	uint32_t backend;   /* (L) dsm_impl_type that made the OS object */
+	uint32_t backend;   /* (L) dynshm_impl_type that made the OS object */
 	uint64_t handle;    /* (L) current handle; stale ones differ */
 	uint64_t size;	    /* (L) bytes */
 	uint32_t owner;	    /* (L) CREATING: creator, MORIBUND: destroyer */
 	int32_t creator_pid; /* (L) for tools */
 	uint64_t created_ns; /* (L) CLOCK_REALTIME at reservation */
 	uint32_t pinned;    /* (L) 1 while pinned */
-	uint32_t doomed;    /* (L) dsm_destroy called: refuse attaches */
+	uint32_t doomed;    /* (L) dynshm_destroy called: refuse attaches */
 	uint32_t gen;	    /* (L) bumped each time the slot is freed */
 	uint32_t refcount;  /* (L, derived) processes whose bit is set */
 	uint32_t next_free; /* (L, derived) free list link or CTL_NONE */
@@ -120,10 +120,10 @@ struct ctl_slot {
 	 * NAME INVARIANT: among the slots that are CREATING, or ACTIVE and
 	 * not doomed, no two hold the same non-empty name.  Kept by checking
 	 * and reserving under one hold of the lock (segment.c, named.c);
-	 * dsm_destroy (doomed) and MORIBUND release the name at once, so it
+	 * dynshm_destroy (doomed) and MORIBUND release the name at once, so it
 	 * can be reused while the old segment is still mapped somewhere.
 	 * A CREATING slot with a name is also the init window of
-	 * dsm_get_named: others wait until it turns ACTIVE or is freed.
+	 * dynshm_get_named: others wait until it turns ACTIVE or is freed.
 	 */
 	char name[CTL_NAME_LEN];
 };
@@ -155,7 +155,7 @@ struct ctl_header {
 	uint64_t refs_offset;
 	uint64_t created_ns;
 	int32_t creator_pid;
-	uint32_t huge_pages;	/* dsm_huge_pages for segments and region */
+	uint32_t huge_pages;	/* dynshm_huge_pages for segments and region */
 	uint64_t region_size;	/* bytes of the region, 0 = none */
 	uint64_t region_offset; /* of its struct region_ctl, here */
 	uint64_t checksum; /* FNV-1a of every byte above */

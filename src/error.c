@@ -4,7 +4,7 @@
  * Public functions return 0 or -errno (liburing's rule): the code says what
  * kind of failure it was and is cheap to test.  An operator also needs to
  * know *which* object and *which* step, so every failure path records a
- * one-line message in a thread-local buffer, read with dsm_last_error().
+ * one-line message in a thread-local buffer, read with dynshm_last_error().
  * Keeping the message out of the return value keeps the API small and the
  * fast paths free of allocation.
  */
@@ -18,7 +18,7 @@
 
 static _Thread_local char last_message[512];
 
-int dsm_fail(int err, const char *fmt, ...)
+int dynshm_fail(int err, const char *fmt, ...)
 {
 	va_list ap;
 
@@ -28,17 +28,17 @@ int dsm_fail(int err, const char *fmt, ...)
 	return -err;
 }
 
-void dsm_clear_error(void)
+void dynshm_clear_error(void)
 {
 	last_message[0] = '\0';
 }
 
-DSM_EXPORT const char *dsm_last_error(void)
+DYNSHM_EXPORT const char *dynshm_last_error(void)
 {
 	return last_message;
 }
 
-DSM_EXPORT const char *dsm_strerror(int code)
+DYNSHM_EXPORT const char *dynshm_strerror(int code)
 {
 	static _Thread_local char buf[128];
 

@@ -1,9 +1,9 @@
 /*
  * error.h - how library code reports a failure (see error.c).
  *
- *	return dsm_fail(ENOENT, "segment 0x%llx not found in instance '%s'", ...);
+ *	return dynshm_fail(ENOENT, "segment 0x%llx not found in instance '%s'", ...);
  *
- * records the message for dsm_last_error() and returns -ENOENT.  A caller
+ * records the message for dynshm_last_error() and returns -ENOENT.  A caller
  * that passes a failure up unchanged keeps the innermost message, which names
  * the step that actually failed.
  */
@@ -12,14 +12,14 @@
 
 #include <errno.h>
 
-#define DSM_EXPORT __attribute__((visibility("default")))
+#define DYNSHM_EXPORT __attribute__((visibility("default")))
 
-int dsm_fail(int err, const char *fmt, ...)
+int dynshm_fail(int err, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
-void dsm_clear_error(void);
+void dynshm_clear_error(void);
 
 /* Keep errno across cleanup calls that may clobber it (libuv's habit). */
-#define DSM_SAVE_ERRNO(stmt)                                                   \
+#define DYNSHM_SAVE_ERRNO(stmt)                                                   \
 	do {                                                                   \
 		int saved_errno_ = errno;                                      \
 		stmt;                                                          \

@@ -29,27 +29,27 @@
 #include <time.h>
 #include <unistd.h>
 
-void (*dsm_test_hook)(const char *point);
-int dsm_test_instance_tag = -1;
-unsigned dsm_fork_generation;
+void (*dynshm_test_hook)(const char *point);
+int dynshm_test_instance_tag = -1;
+unsigned dynshm_fork_generation;
 
 /* ---- registry of open instances: fork and exit handling ---------------- */
 
 static pthread_mutex_t registry_lock = PTHREAD_MUTEX_INITIALIZER;
-static dsm_instance *registry;
+static dynshm_instance *registry;
 static pthread_once_t registry_once = PTHREAD_ONCE_INIT;
 
 /* Hold every instance's lock across fork so no child inherits one held. */
 static void before_fork(void)
 {
 	pthread_mutex_lock(&registry_lock);
-	for (dsm_instance *i = registry; i; i = i->next_open)
+	for (dynshm_instance *i = registry; i; i = i->next_open)
 		pthread_mutex_lock(&i->mu);
 }
 
 static void after_fork_parent(void)
 {
-	for (dsm_instance *i = registry; i; i = i->next_open)
+	for (dynshm_instance *i = registry; i; i = i->next_open)
 		pthread_mutex_unlock(&i->mu);
 	pthread_mutex_unlock(&registry_lock);
 }
@@ -70,8 +70,8 @@ static void init_recursive(pthread_mutex_t *mu)
  */
 static void after_fork_child(void)
 {
-	dsm_fork_generation++;
-	for (dsm_instance *i = registry; i; i = i->next_open)
+	dynshm_fork_generation++;
+	for (dynshm_instance *i = registry; i; i = i->next_open)
 		init_recursive(&i->mu);
 	pthread_mutex_init(&registry_lock, NULL);
 }
@@ -80,17 +80,17 @@ static void after_fork_child(void)
 static void at_exit(void)
 {
 	for (;;) {
-		dsm_instance *inst;
+		dynshm_instance *inst;
 
 		pthread_mutex_lock(&registry_lock);
 		inst = registry;
 		/* A forked child that never used an instance holds nothing. */
-		while (inst && inst->fork_gen != dsm_fork_generation)
+		while (inst && inst->fork_gen != dynshm_fork_generation)
 			inst = inst->next_open;
 		pthread_mutex_unlock(&registry_lock);
 		if (!inst)
 			return;
-		dsm_instance_close(inst);
+		dynshm_instance_close(inst);
 	}
 }
 
@@ -100,7 +100,7 @@ static void registry_init(void)
 	atexit(at_exit);
 }
 
-static void registry_add(dsm_instance *inst)
+static void registry_add(dynshm_instance *inst)
 {
 	pthread_mutex_lock(&registry_lock);
 	inst->next_open = registry;
@@ -108,10 +108,10 @@ static void registry_add(dsm_instance *inst)
 	pthread_mutex_unlock(&registry_lock);
 }
 
-static void registry_remove(dsm_instance *inst)
+static void registry_remove(dynshm_instance *inst)
 {
 	pthread_mutex_lock(&registry_lock);
-	for (dsm_instance **p = &registry; *p; p = &(*p)->next_open) {
+	for (dynshm_instance **p = &registry; *p; p = &(*p)->next_open) {
 		if (*p == inst) {
 			*p = inst->next_open;
 			break;
@@ -130,19 +130,19 @@ static uint64_t now_ns(void)
 	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
-static int seed(dsm_instance *inst)
+static int seed(dynshm_instance *inst)
 {
 	uint64_t s = 0;
 
-	if (dsm_sys.getrandom(&s, sizeof(s), 0) != (ssize_t)sizeof(s))
-		return dsm_fail(errno ? errno : EIO,
+	if (dynshm_sys.getrandom(&s, sizeof(s), 0) != (ssize_t)sizeof(s))
+		return dynshm_fail(errno ? errno : EIO,
 				"cannot read random bytes: %s", strerror(errno));
 	inst->rng = s ^ (uint64_t)getpid() << 32;
 	return 0;
 }
 
 /* splitmix64: handles need unpredictability, not cryptographic strength. */
-uint64_t inst_random(dsm_instance *inst)
+uint64_t inst_random(dynshm_instance *inst)
 {
 	uint64_t z = (inst->rng += 0x9e3779b97f4a7c15ull);
 
@@ -151,16 +151,16 @@ uint64_t inst_random(dsm_instance *inst)
 	return z ^ (z >> 31);
 }
 
-int space_for(dsm_instance *inst, dsm_impl_type type, dsm_impl_space **out)
+int space_for(dynshm_instance *inst, dynshm_impl_type type, dynshm_impl_space **out)
 {
 	int rc;
 
 	if ((unsigned)type >= 4)
-		return dsm_fail(EUCLEAN, "instance '%s' records unknown backend "
+		return dynshm_fail(EUCLEAN, "instance '%s' records unknown backend "
 					 "%u",
 				inst->name, (unsigned)type);
 	if (!inst->spaces[type]) {
-		rc = dsm_impl_space_open(type, inst->id, inst->seg_dir,
+		rc = dynshm_impl_space_open(type, inst->id, inst->seg_dir,
 					 &inst->spaces[type]);
 		if (rc < 0)
 			return rc;
@@ -170,17 +170,17 @@ int space_for(dsm_instance *inst, dsm_impl_type type, dsm_impl_space **out)
 }
 
 /* Remove a segment's OS object with the backend that made it. */
-int os_destroy(dsm_instance *inst, uint32_t backend, dsm_handle handle)
+int os_destroy(dynshm_instance *inst, uint32_t backend, dynshm_handle handle)
 {
-	dsm_impl_space *space = NULL;
+	dynshm_impl_space *space = NULL;
 	int rc;
 
 	if (backend == CTL_BACKEND_REGION)
 		return 0; /* carved from the region: no object of its own */
-	rc = space_for(inst, (dsm_impl_type)backend, &space);
+	rc = space_for(inst, (dynshm_impl_type)backend, &space);
 	if (rc == 0) {
 		placement_release(inst, backend, handle); /* mshare: first */
-		rc = dsm_impl_destroy(space, handle);
+		rc = dynshm_impl_destroy(space, handle);
 	}
 	return rc == -ENOENT ? 0 : rc;
 }
@@ -188,7 +188,7 @@ int os_destroy(dsm_instance *inst, uint32_t backend, dsm_handle handle)
 /* ---- the control lock --------------------------------------------------- */
 
 /* Lock (repairing after a dead holder) even if the instance was destroyed. */
-static int ctl_lock_any(dsm_instance *inst)
+static int ctl_lock_any(dynshm_instance *inst)
 {
 	struct ctl_header *h = inst->c.hdr;
 	int rc = pthread_mutex_lock(&h->lock);
@@ -202,13 +202,13 @@ static int ctl_lock_any(dsm_instance *inst)
 		rc = 0;
 	}
 	if (rc != 0)
-		return dsm_fail(rc, "cannot lock the control segment of "
+		return dynshm_fail(rc, "cannot lock the control segment of "
 				    "instance '%s': %s",
 				inst->name, strerror(rc));
 	return 0;
 }
 
-int ctl_lock(dsm_instance *inst)
+int ctl_lock(dynshm_instance *inst)
 {
 	struct ctl_header *h = inst->c.hdr;
 	int rc = ctl_lock_any(inst);
@@ -217,21 +217,21 @@ int ctl_lock(dsm_instance *inst)
 		return rc;
 	if (h->destroyed) {
 		pthread_mutex_unlock(&h->lock);
-		return dsm_fail(ENOENT, "instance '%s' was destroyed or reset "
+		return dynshm_fail(ENOENT, "instance '%s' was destroyed or reset "
 					"by another process",
 				inst->name);
 	}
 	return 0;
 }
 
-void ctl_unlock(dsm_instance *inst)
+void ctl_unlock(dynshm_instance *inst)
 {
 	pthread_mutex_unlock(&inst->c.hdr->lock);
 }
 
 /* ---- reaping ------------------------------------------------------------ */
 
-void slot_free_locked(dsm_instance *inst, uint32_t s)
+void slot_free_locked(dynshm_instance *inst, uint32_t s)
 {
 	struct ctl *c = &inst->c;
 	struct ctl_slot *slot = &c->slots[s];
@@ -278,7 +278,7 @@ static void release_process_locked(struct ctl *c, uint32_t p)
  * The OS objects are removed under the lock: reaping is rare and must not
  * leave a window in which a half-finished slot is visible as free.
  */
-int reap_locked(dsm_instance *inst, bool sweep, unsigned *reaped)
+int reap_locked(dynshm_instance *inst, bool sweep, unsigned *reaped)
 {
 	struct ctl *c = &inst->c;
 	unsigned dead = 0;
@@ -345,10 +345,10 @@ int reap_locked(dsm_instance *inst, bool sweep, unsigned *reaped)
  *     /proc: that also catches a zombie not yet collected and a reused pid.
  * Only when one of them is dead does the open do the full reap, under the
  * lock: where one process died, others often did (a server killed as a
- * whole), and cleaning up after a crash may cost what dsm_reap costs, once.
+ * whole), and cleaning up after a crash may cost what dynshm_reap costs, once.
  * So with n processes joined a dead one is found within n/JOIN_CHECKS
  * opens once collected, within n opens as a zombie, and at once by
- * dsm_reap, a full table or a lock repair.  A dead process stays dead, so
+ * dynshm_reap, a full table or a lock repair.  A dead process stays dead, so
  * the unlocked verdict holds.
  */
 #define JOIN_CHECKS 8
@@ -359,7 +359,7 @@ struct join_check {
 };
 
 /* The first live entry other than ours from *cursor on; cursor past it. */
-static bool next_live(dsm_instance *inst, uint32_t *cursor, uint32_t *seen,
+static bool next_live(dynshm_instance *inst, uint32_t *cursor, uint32_t *seen,
 		      struct join_check *out)
 {
 	struct ctl *c = &inst->c;
@@ -382,7 +382,7 @@ static bool next_live(dsm_instance *inst, uint32_t *cursor, uint32_t *seen,
 }
 
 /* Under the lock: the entries to check (chk[0] deeply), cursors moved. */
-static unsigned pick_checks_locked(dsm_instance *inst, struct join_check *chk)
+static unsigned pick_checks_locked(dynshm_instance *inst, struct join_check *chk)
 {
 	struct ctl_header *h = inst->c.hdr;
 	uint32_t seen = 0;
@@ -407,16 +407,16 @@ static bool any_dead(const struct join_check *chk, unsigned n)
 		return true;
 	for (unsigned i = 1; i < n; i++)
 		if (chk[i].pid <= 0 ||
-		    (dsm_sys.kill(chk[i].pid, 0) < 0 && errno == ESRCH))
+		    (dynshm_sys.kill(chk[i].pid, 0) < 0 && errno == ESRCH))
 			return true;
 	return false;
 }
 
 /* Release dead processes now; best effort (a failing lock fails later). */
-void reap_dead(dsm_instance *inst)
+void reap_dead(dynshm_instance *inst)
 {
 	if (ctl_lock(inst) < 0) {
-		dsm_clear_error();
+		dynshm_clear_error();
 		return;
 	}
 	reap_locked(inst, false, NULL);
@@ -426,7 +426,7 @@ void reap_dead(dsm_instance *inst)
 /* ---- joining ------------------------------------------------------------- */
 
 /* start: our /proc start time, read before taking the lock. */
-static int join_locked(dsm_instance *inst, uint64_t start)
+static int join_locked(dynshm_instance *inst, uint64_t start)
 {
 	struct ctl *c = &inst->c;
 
@@ -445,18 +445,18 @@ static int join_locked(dsm_instance *inst, uint64_t start)
 			c->hdr->nprocs++;
 			inst->me = p;
 			inst->pid = getpid();
-			inst->fork_gen = dsm_fork_generation;
+			inst->fork_gen = dynshm_fork_generation;
 			return 0;
 		}
 		reap_locked(inst, false, NULL); /* a dead one may free one */
 	}
-	return dsm_fail(ENOSPC,
+	return dynshm_fail(ENOSPC,
 			"all %u process entries of instance '%s' are in use "
 			"(raise max_processes)",
 			c->hdr->max_processes, inst->name);
 }
 
-static void leave_locked(dsm_instance *inst)
+static void leave_locked(dynshm_instance *inst)
 {
 	struct ctl *c = &inst->c;
 
@@ -465,7 +465,7 @@ static void leave_locked(dsm_instance *inst)
 }
 
 /* In a forked child: become a process of our own, adopt the mappings. */
-static int join_after_fork(dsm_instance *inst)
+static int join_after_fork(dynshm_instance *inst)
 {
 	uint64_t start;
 	int rc;
@@ -485,14 +485,14 @@ static int join_after_fork(dsm_instance *inst)
 	return rc;
 }
 
-int inst_enter(dsm_instance *inst)
+int inst_enter(dynshm_instance *inst)
 {
 	int rc;
 
 	if (!inst)
-		return dsm_fail(EINVAL, "no instance given");
+		return dynshm_fail(EINVAL, "no instance given");
 	pthread_mutex_lock(&inst->mu);
-	if (inst->fork_gen == dsm_fork_generation)
+	if (inst->fork_gen == dynshm_fork_generation)
 		return 0;
 	rc = join_after_fork(inst);
 	if (rc < 0)
@@ -500,37 +500,37 @@ int inst_enter(dsm_instance *inst)
 	return rc;
 }
 
-void inst_leave(dsm_instance *inst)
+void inst_leave(dynshm_instance *inst)
 {
 	pthread_mutex_unlock(&inst->mu);
 }
 
 /* ---- creating and attaching the control segment ------------------------ */
 
-static uint64_t new_instance_id(dsm_instance *inst)
+static uint64_t new_instance_id(dynshm_instance *inst)
 {
 	uint64_t id;
 
 	do {
 		id = inst_random(inst);
-		if (dsm_test_instance_tag >= 0)
+		if (dynshm_test_instance_tag >= 0)
 			id = (id & ~(uint64_t)0xfff) |
-			     (uint64_t)(dsm_test_instance_tag & 0xfff);
+			     (uint64_t)(dynshm_test_instance_tag & 0xfff);
 	} while (id == 0);
 	return id;
 }
 
-static void close_spaces(dsm_instance *inst)
+static void close_spaces(dynshm_instance *inst)
 {
 	for (int t = 0; t < 4; t++) {
-		dsm_impl_space_close(inst->spaces[t]);
+		dynshm_impl_space_close(inst->spaces[t]);
 		inst->spaces[t] = NULL;
 	}
 }
 
-static int attach_control(dsm_instance *inst, const struct inst_state *st)
+static int attach_control(dynshm_instance *inst, const struct inst_state *st)
 {
-	dsm_impl_space *space = NULL;
+	dynshm_impl_space *space = NULL;
 	int rc;
 
 	inst->id = st->id;
@@ -540,36 +540,36 @@ static int attach_control(dsm_instance *inst, const struct inst_state *st)
 	rc = space_for(inst, st->ctl_backend, &space);
 	if (rc < 0)
 		return rc;
-	rc = dsm_impl_attach(space, CTL_HANDLE, &inst->ctl_map);
+	rc = dynshm_impl_attach(space, CTL_HANDLE, &inst->ctl_map);
 	if (rc < 0)
 		return rc;
-	rc = ctl_validate(dsm_impl_map_address(inst->ctl_map),
-			  dsm_impl_map_size(inst->ctl_map), st->id, inst->name,
+	rc = ctl_validate(dynshm_impl_map_address(inst->ctl_map),
+			  dynshm_impl_map_size(inst->ctl_map), st->id, inst->name,
 			  &inst->c);
 	if (rc == 0)
 		rc = region_check(inst);
 	if (rc < 0) {
-		dsm_impl_detach(inst->ctl_map);
+		dynshm_impl_detach(inst->ctl_map);
 		inst->ctl_map = NULL;
 	}
 	return rc;
 }
 
-static void wipe(dsm_instance *inst);
+static void wipe(dynshm_instance *inst);
 
-static int create_control(dsm_instance *inst, const struct dsm_config *cfg)
+static int create_control(dynshm_instance *inst, const struct dynshm_config *cfg)
 {
 	uint64_t region_size = region_plan(cfg);
 	size_t size = ctl_total_size(cfg->max_segments, cfg->max_processes,
 				     region_size);
 	struct inst_state st;
-	dsm_impl_space *space = NULL;
+	dynshm_impl_space *space = NULL;
 	int rc = -EEXIST;
 
 	memset(&st, 0, sizeof(st));
 	st.backend = cfg->backend;
 	st.ctl_backend =
-		cfg->backend == DSM_IMPL_NONE ? DSM_IMPL_MMAP : cfg->backend;
+		cfg->backend == DYNSHM_IMPL_NONE ? DYNSHM_IMPL_MMAP : cfg->backend;
 	st.ctl_size = size;
 	snprintf(st.seg_dir, sizeof(st.seg_dir), "%s",
 		 cfg->directory[0] ? cfg->directory : inst->dir);
@@ -579,27 +579,27 @@ static int create_control(dsm_instance *inst, const struct dsm_config *cfg)
 		inst->id = st.id = new_instance_id(inst);
 		rc = space_for(inst, st.ctl_backend, &space);
 		if (rc == 0)
-			rc = dsm_impl_create(space, CTL_HANDLE, size, 0,
+			rc = dynshm_impl_create(space, CTL_HANDLE, size, 0,
 					     &inst->ctl_map);
 	}
 	if (rc < 0)
-		return rc == -EEXIST ? dsm_fail(EEXIST, "cannot find a free "
+		return rc == -EEXIST ? dynshm_fail(EEXIST, "cannot find a free "
 						"instance id") : rc;
 	inst->backend = st.backend;
 	inst->ctl_backend = st.ctl_backend;
-	rc = ctl_format(dsm_impl_map_address(inst->ctl_map), inst->id,
+	rc = ctl_format(dynshm_impl_map_address(inst->ctl_map), inst->id,
 			st.backend, cfg->max_segments, cfg->max_processes,
 			region_size, (uint32_t)cfg->huge_pages);
 	if (rc == 0)
-		rc = ctl_validate(dsm_impl_map_address(inst->ctl_map), size,
+		rc = ctl_validate(dynshm_impl_map_address(inst->ctl_map), size,
 				  inst->id, inst->name, &inst->c);
 	if (rc == 0)
 		rc = state_write(inst, &st);
 	if (rc < 0) {
 		/* back out: unmap, then remove the object */
-		dsm_impl_detach(inst->ctl_map);
+		dynshm_impl_detach(inst->ctl_map);
 		inst->ctl_map = NULL;
-		dsm_impl_destroy(space, CTL_HANDLE);
+		dynshm_impl_destroy(space, CTL_HANDLE);
 		return rc;
 	}
 	/* After the state file, so that a crash here is wiped by key. */
@@ -607,30 +607,30 @@ static int create_control(dsm_instance *inst, const struct dsm_config *cfg)
 	if (rc < 0) {
 		char why[512];
 
-		snprintf(why, sizeof(why), "%s", dsm_last_error());
+		snprintf(why, sizeof(why), "%s", dynshm_last_error());
 		wipe(inst);
-		rc = dsm_fail(-rc, "%s", why);
+		rc = dynshm_fail(-rc, "%s", why);
 	}
 	return rc;
 }
 
-static int sweep_one(dsm_handle handle, const char *os_name, void *arg)
+static int sweep_one(dynshm_handle handle, const char *os_name, void *arg)
 {
 	(void)handle;
-	dsm_impl_destroy_name(arg, os_name);
+	dynshm_impl_destroy_name(arg, os_name);
 	return 0;
 }
 
 /* Remove by name prefix what a lost control segment can no longer list. */
-static void sweep_prefix(dsm_instance *inst)
+static void sweep_prefix(dynshm_instance *inst)
 {
-	static const dsm_impl_type named[] = { DSM_IMPL_POSIX, DSM_IMPL_MMAP };
+	static const dynshm_impl_type named[] = { DYNSHM_IMPL_POSIX, DYNSHM_IMPL_MMAP };
 
 	for (size_t i = 0; i < 2; i++) {
-		dsm_impl_space *space;
+		dynshm_impl_space *space;
 
 		if (space_for(inst, named[i], &space) == 0)
-			dsm_impl_list(space, sweep_one, space);
+			dynshm_impl_list(space, sweep_one, space);
 	}
 }
 
@@ -639,10 +639,10 @@ static void sweep_prefix(dsm_instance *inst)
  * own backend, then the control segment, then leftovers by prefix.
  * Marks the control segment dead first, so processes still joined stop.
  */
-static void wipe(dsm_instance *inst)
+static void wipe(dynshm_instance *inst)
 {
 	struct ctl *c = &inst->c;
-	dsm_impl_space *space = NULL;
+	dynshm_impl_space *space = NULL;
 
 	if (!inst->ctl_map || c->hdr->region_size)
 		region_remove(inst);
@@ -659,18 +659,18 @@ static void wipe(dsm_instance *inst)
 		ctl_unlock(inst);
 	}
 	if (inst->ctl_map) {
-		dsm_impl_detach(inst->ctl_map);
+		dynshm_impl_detach(inst->ctl_map);
 		inst->ctl_map = NULL;
 	}
 	placement_destroy(inst); /* the msharefs region and its record */
 	if (space_for(inst, inst->ctl_backend, &space) == 0)
-		dsm_impl_destroy(space, CTL_HANDLE);
+		dynshm_impl_destroy(space, CTL_HANDLE);
 	sweep_prefix(inst);
-	dsm_sys.unlinkat(inst->dirfd, "state", 0);
+	dynshm_sys.unlinkat(inst->dirfd, "state", 0);
 	close_spaces(inst);
 }
 
-static void wipe_previous(dsm_instance *inst, const struct inst_state *st)
+static void wipe_previous(dynshm_instance *inst, const struct inst_state *st)
 {
 	if (attach_control(inst, st) < 0)
 		inst->ctl_map = NULL; /* corrupt or gone: prefix sweep only */
@@ -678,26 +678,26 @@ static void wipe_previous(dsm_instance *inst, const struct inst_state *st)
 }
 
 /* An explicit setting that disagrees with the instance is an error. */
-static int check_conflicts(dsm_instance *inst, const struct dsm_config *cfg)
+static int check_conflicts(dynshm_instance *inst, const struct dynshm_config *cfg)
 {
 	if (config_is_explicit(cfg, CFG_BACKEND) &&
 	    cfg->backend != inst->backend)
-		return dsm_fail(EINVAL,
+		return dynshm_fail(EINVAL,
 				"instance '%s' was created with "
 				"dynamic_shared_memory_type = %s; the setting "
 				"%s conflicts (open with reset to recreate it)",
-				inst->name, dsm_impl_type_name(inst->backend),
-				dsm_impl_type_name(cfg->backend));
+				inst->name, dynshm_impl_type_name(inst->backend),
+				dynshm_impl_type_name(cfg->backend));
 	if (config_is_explicit(cfg, CFG_DIRECTORY) && cfg->directory[0] &&
 	    strcmp(cfg->directory, inst->seg_dir) != 0)
-		return dsm_fail(EINVAL,
+		return dynshm_fail(EINVAL,
 				"instance '%s' keeps mmap segments in '%s'; the "
-				"setting dsm_directory = '%s' conflicts",
+				"setting dynshm_directory = '%s' conflicts",
 				inst->name, inst->seg_dir, cfg->directory);
 	if (config_is_explicit(cfg, CFG_MIN_DSM) &&
 	    cfg->min_dynamic_shared_memory !=
 		    (region_of(&inst->c) ? region_of(&inst->c)->requested : 0))
-		return dsm_fail(EINVAL,
+		return dynshm_fail(EINVAL,
 				"instance '%s' was created with a %" PRIu64
 				"-byte region; the setting "
 				"min_dynamic_shared_memory = %" PRIu64
@@ -708,15 +708,15 @@ static int check_conflicts(dsm_instance *inst, const struct dsm_config *cfg)
 	return 0;
 }
 
-static int find_or_create(dsm_instance *inst, const struct dsm_config *cfg,
+static int find_or_create(dynshm_instance *inst, const struct dynshm_config *cfg,
 			  unsigned flags)
 {
 	struct inst_state st;
 	int rc = state_read(inst, &st);
 
-	if (rc < 0 && rc != -ENOENT && !(flags & DSM_OPEN_RESET))
+	if (rc < 0 && rc != -ENOENT && !(flags & DYNSHM_OPEN_RESET))
 		return rc;
-	if (rc == 0 && (flags & DSM_OPEN_RESET)) {
+	if (rc == 0 && (flags & DYNSHM_OPEN_RESET)) {
 		wipe_previous(inst, &st);
 		rc = -ENOENT;
 	}
@@ -734,22 +734,22 @@ static int find_or_create(dsm_instance *inst, const struct dsm_config *cfg,
 		/* Vanished (reboot, /dev/shm wiped) or half-destroyed. */
 		wipe(inst);
 	}
-	if (flags & DSM_OPEN_EXISTING)
-		return dsm_fail(ENOENT, "instance '%s' does not exist",
+	if (flags & DYNSHM_OPEN_EXISTING)
+		return dynshm_fail(ENOENT, "instance '%s' does not exist",
 				inst->name);
 	return create_control(inst, cfg);
 }
 
 /* ---- public: open, close, destroy, info, reap --------------------------- */
 
-static int new_instance(const char *name_or_dir, dsm_instance **out,
+static int new_instance(const char *name_or_dir, dynshm_instance **out,
 			bool *named)
 {
-	dsm_instance *inst = calloc(1, sizeof(*inst));
+	dynshm_instance *inst = calloc(1, sizeof(*inst));
 	int rc;
 
 	if (!inst)
-		return dsm_fail(ENOMEM, "out of memory opening an instance");
+		return dynshm_fail(ENOMEM, "out of memory opening an instance");
 	inst->dirfd = -1;
 	inst->me = CTL_NONE;
 	rc = state_resolve(name_or_dir, inst->name, sizeof(inst->name),
@@ -761,26 +761,26 @@ static int new_instance(const char *name_or_dir, dsm_instance **out,
 		return rc;
 	}
 	init_recursive(&inst->mu);
-	inst->fork_gen = dsm_fork_generation;
+	inst->fork_gen = dynshm_fork_generation;
 	*out = inst;
 	return 0;
 }
 
-static void free_instance(dsm_instance *inst)
+static void free_instance(dynshm_instance *inst)
 {
 	placement_close(inst);
 	region_unmap(inst);
 	if (inst->ctl_map)
-		dsm_impl_detach(inst->ctl_map);
+		dynshm_impl_detach(inst->ctl_map);
 	close_spaces(inst);
 	if (inst->dirfd >= 0)
-		dsm_sys.close(inst->dirfd);
+		dynshm_sys.close(inst->dirfd);
 	free(inst->local);
 	pthread_mutex_destroy(&inst->mu);
 	free(inst);
 }
 
-static int join(dsm_instance *inst)
+static int join(dynshm_instance *inst)
 {
 	uint64_t start = ctl_process_start_time(getpid());
 	int rc = ctl_lock(inst);
@@ -796,7 +796,7 @@ static int join(dsm_instance *inst)
 		ctl_lock(inst);
 		leave_locked(inst);
 		ctl_unlock(inst);
-		return dsm_fail(ENOMEM, "out of memory joining instance '%s'",
+		return dynshm_fail(ENOMEM, "out of memory joining instance '%s'",
 				inst->name);
 	}
 	return 0;
@@ -808,13 +808,13 @@ static int join(dsm_instance *inst)
  * unplaced as they are removed (os_destroy), which needs the region.
  * Best effort: a lock that fails now fails the next call.
  */
-static void reap_at_open(dsm_instance *inst)
+static void reap_at_open(dynshm_instance *inst)
 {
 	struct join_check chk[1 + JOIN_CHECKS];
 	unsigned n;
 
 	if (ctl_lock(inst) < 0) {
-		dsm_clear_error();
+		dynshm_clear_error();
 		return;
 	}
 	n = pick_checks_locked(inst, chk);
@@ -823,18 +823,18 @@ static void reap_at_open(dsm_instance *inst)
 		reap_dead(inst);
 }
 
-DSM_EXPORT int dsm_instance_open(const char *name_or_dir,
-				 const dsm_config *cfg_in, unsigned flags,
-				 dsm_instance **out)
+DYNSHM_EXPORT int dynshm_instance_open(const char *name_or_dir,
+				 const dynshm_config *cfg_in, unsigned flags,
+				 dynshm_instance **out)
 {
-	struct dsm_config cfg;
-	dsm_instance *inst = NULL;
+	struct dynshm_config cfg;
+	dynshm_instance *inst = NULL;
 	bool named = false;
 	int lockfd = -1, rc;
 
-	if (!out || (flags & ~(DSM_OPEN_RESET | DSM_OPEN_EXISTING |
-			       DSM_OPEN_SUPERVISOR | DSM_OPEN_NOREAP)))
-		return dsm_fail(EINVAL, "bad arguments to dsm_instance_open "
+	if (!out || (flags & ~(DYNSHM_OPEN_RESET | DYNSHM_OPEN_EXISTING |
+			       DYNSHM_OPEN_SUPERVISOR | DYNSHM_OPEN_NOREAP)))
+		return dynshm_fail(EINVAL, "bad arguments to dynshm_instance_open "
 					"(flags 0x%x)",
 				flags);
 	pthread_once(&registry_once, registry_init);
@@ -846,7 +846,7 @@ DSM_EXPORT int dsm_instance_open(const char *name_or_dir,
 	if (rc < 0)
 		return rc;
 	placement_init(inst, &cfg);
-	rc = state_open_dir(inst, named, !(flags & DSM_OPEN_EXISTING));
+	rc = state_open_dir(inst, named, !(flags & DYNSHM_OPEN_EXISTING));
 	if (rc == 0)
 		rc = state_lock(inst, &lockfd);
 	if (rc == 0)
@@ -862,7 +862,7 @@ DSM_EXPORT int dsm_instance_open(const char *name_or_dir,
 			ctl_unlock(inst);
 		}
 	}
-	if (rc == 0 && !(flags & DSM_OPEN_NOREAP)) /* else dsm_reap's job */
+	if (rc == 0 && !(flags & DYNSHM_OPEN_NOREAP)) /* else dynshm_reap's job */
 		reap_at_open(inst);
 	if (rc < 0 && lockfd >= 0)
 		state_discard_unused(inst);
@@ -883,7 +883,7 @@ DSM_EXPORT int dsm_instance_open(const char *name_or_dir,
  * registry lock while holding mu would deadlock against a fork in another
  * thread.
  */
-DSM_EXPORT int dsm_instance_close(dsm_instance *inst)
+DYNSHM_EXPORT int dynshm_instance_close(dynshm_instance *inst)
 {
 	int rc;
 
@@ -904,7 +904,7 @@ DSM_EXPORT int dsm_instance_close(dsm_instance *inst)
 	return 0;
 }
 
-DSM_EXPORT int dsm_instance_destroy(dsm_instance *inst)
+DYNSHM_EXPORT int dynshm_instance_destroy(dynshm_instance *inst)
 {
 	int lockfd = -1, rc;
 
@@ -926,14 +926,14 @@ DSM_EXPORT int dsm_instance_destroy(dsm_instance *inst)
 	return rc < 0 ? rc : 0;
 }
 
-DSM_EXPORT int dsm_instance_info_get(dsm_instance *inst,
-				     dsm_instance_info *info)
+DYNSHM_EXPORT int dynshm_instance_info_get(dynshm_instance *inst,
+				     dynshm_instance_info *info)
 {
 	struct ctl_header *h;
 	int rc;
 
 	if (!info)
-		return dsm_fail(EINVAL, "no info buffer given");
+		return dynshm_fail(EINVAL, "no info buffer given");
 	rc = inst_enter(inst);
 	if (rc < 0)
 		return rc;
@@ -961,7 +961,7 @@ DSM_EXPORT int dsm_instance_info_get(dsm_instance *inst,
 	return rc;
 }
 
-DSM_EXPORT int dsm_reap(dsm_instance *inst, unsigned *reaped)
+DYNSHM_EXPORT int dynshm_reap(dynshm_instance *inst, unsigned *reaped)
 {
 	int rc = inst_enter(inst);
 

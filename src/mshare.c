@@ -54,18 +54,18 @@ static int read_alignment(const char *mount, uint64_t *align)
 
 	if (snprintf(path, sizeof(path), "%s/mshare_info", mount) >=
 	    (int)sizeof(path))
-		return dsm_fail(ENAMETOOLONG, "msharefs path '%s' is too long",
+		return dynshm_fail(ENAMETOOLONG, "msharefs path '%s' is too long",
 				mount);
-	fd = dsm_sys.open(path, O_RDONLY | O_CLOEXEC, 0);
+	fd = dynshm_sys.open(path, O_RDONLY | O_CLOEXEC, 0);
 	if (fd < 0)
-		return dsm_fail(errno, "cannot open '%s': %s", path,
+		return dynshm_fail(errno, "cannot open '%s': %s", path,
 				strerror(errno));
 	do
-		n = dsm_sys.read(fd, text, sizeof(text) - 1);
+		n = dynshm_sys.read(fd, text, sizeof(text) - 1);
 	while (n < 0 && errno == EINTR);
-	DSM_SAVE_ERRNO(dsm_sys.close(fd));
+	DYNSHM_SAVE_ERRNO(dynshm_sys.close(fd));
 	if (n < 0)
-		return dsm_fail(errno, "cannot read '%s': %s", path,
+		return dynshm_fail(errno, "cannot read '%s': %s", path,
 				strerror(errno));
 	text[n] = '\0';
 	errno = 0;
@@ -76,7 +76,7 @@ static int read_alignment(const char *mount, uint64_t *align)
 	if (errno || end == text || *end != '\0' || v < page_size() ||
 	    (v & (v - 1)) != 0) {
 		text[strcspn(text, "\n")] = '\0';
-		return dsm_fail(EPROTO, "'%s' holds '%s', not an alignment in "
+		return dynshm_fail(EPROTO, "'%s' holds '%s', not an alignment in "
 					"bytes (an msharefs of another version?)",
 				path, text);
 	}
@@ -88,17 +88,17 @@ int mshare_probe(const char *mount, uint64_t *align)
 {
 	struct statfs st;
 
-	if (dsm_sys.statfs(mount, &st) < 0) {
+	if (dynshm_sys.statfs(mount, &st) < 0) {
 		if (errno == ENOENT || errno == ENOTDIR)
-			return dsm_fail(ENODEV, "msharefs not mounted at %s (no "
+			return dynshm_fail(ENODEV, "msharefs not mounted at %s (no "
 						"such directory: the kernel "
 						"has no msharefs)",
 					mount);
-		return dsm_fail(errno, "cannot statfs '%s': %s", mount,
+		return dynshm_fail(errno, "cannot statfs '%s': %s", mount,
 				strerror(errno));
 	}
 	if ((uint32_t)st.f_type != MSHARE_MAGIC)
-		return dsm_fail(ENODEV, "msharefs not mounted at %s (file "
+		return dynshm_fail(ENODEV, "msharefs not mounted at %s (file "
 					"system type 0x%llx there; mount it "
 					"with 'mount -t msharefs msharefs %s')",
 				mount, (unsigned long long)st.f_type, mount);
@@ -117,40 +117,40 @@ static int probe_abi(struct mshare_region *r, const char *probe_name)
 	uint64_t page = page_size();
 	int pfd, rc = 0;
 
-	pfd = dsm_sys.shm_open(probe_name, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC,
+	pfd = dynshm_sys.shm_open(probe_name, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC,
 			       0600);
 	if (pfd < 0)
-		return dsm_fail(errno, "cannot create the msharefs probe "
+		return dynshm_fail(errno, "cannot create the msharefs probe "
 				       "object '%s': %s",
 				probe_name, strerror(errno));
-	dsm_sys.shm_unlink(probe_name); /* the descriptor is enough */
-	if (dsm_sys.ftruncate(pfd, (off_t)page) < 0)
-		rc = dsm_fail(errno, "cannot size the msharefs probe object: "
+	dynshm_sys.shm_unlink(probe_name); /* the descriptor is enough */
+	if (dynshm_sys.ftruncate(pfd, (off_t)page) < 0)
+		rc = dynshm_fail(errno, "cannot size the msharefs probe object: "
 				     "%s",
 			      strerror(errno));
 	if (rc == 0) {
 		struct mshare_create_arg c;
 
 		fill_create(&c, r->size - page, pfd, page);
-		if (dsm_sys.ioctl(r->fd, MSHAREFS_CREATE_MAPPING, &c) < 0) {
+		if (dynshm_sys.ioctl(r->fd, MSHAREFS_CREATE_MAPPING, &c) < 0) {
 			int err = errno;
 
 			if (err == ENOTTY)
-				rc = dsm_fail(EPROTO,
+				rc = dynshm_fail(EPROTO,
 					      "msharefs at '%s' is not the v3 "
 					      "ABI: MSHAREFS_CREATE_MAPPING is "
 					      "unknown to it (ENOTTY; an older "
 					      "patch series)",
 					      r->path);
 			else if (err == EINVAL)
-				rc = dsm_fail(EPROTO,
+				rc = dynshm_fail(EPROTO,
 					      "msharefs at '%s' refused to map "
 					      "an fd-backed object (EINVAL; the "
 					      "v2 series maps anonymous memory "
 					      "only)",
 					      r->path);
 			else
-				rc = dsm_fail(err, "msharefs ABI probe on '%s' "
+				rc = dynshm_fail(err, "msharefs ABI probe on '%s' "
 						   "failed: %s",
 					      r->path, strerror(err));
 		}
@@ -158,12 +158,12 @@ static int probe_abi(struct mshare_region *r, const char *probe_name)
 	if (rc == 0) {
 		struct mshare_unmap_arg u = { r->size - page, page };
 
-		if (dsm_sys.ioctl(r->fd, MSHAREFS_UNMAP, &u) < 0)
-			rc = dsm_fail(errno, "msharefs at '%s' accepted "
+		if (dynshm_sys.ioctl(r->fd, MSHAREFS_UNMAP, &u) < 0)
+			rc = dynshm_fail(errno, "msharefs at '%s' accepted "
 					     "CREATE_MAPPING but not UNMAP: %s",
 				      r->path, strerror(errno));
 	}
-	DSM_SAVE_ERRNO(dsm_sys.close(pfd));
+	DYNSHM_SAVE_ERRNO(dynshm_sys.close(pfd));
 	return rc;
 }
 
@@ -178,22 +178,22 @@ int mshare_region_create(const char *mount, const char *name,
 	if (rc < 0)
 		return rc;
 	if (min_size == 0 || min_size > UINT64_MAX - n.align)
-		return dsm_fail(EINVAL, "bad msharefs region size %" PRIu64,
+		return dynshm_fail(EINVAL, "bad msharefs region size %" PRIu64,
 				min_size);
 	n.size = (min_size + n.align - 1) / n.align * n.align;
 	if (snprintf(n.path, sizeof(n.path), "%s/%s", mount, name) >=
 	    (int)sizeof(n.path))
-		return dsm_fail(ENAMETOOLONG, "msharefs path '%s/%s' is too "
+		return dynshm_fail(ENAMETOOLONG, "msharefs path '%s/%s' is too "
 					      "long",
 				mount, name);
-	n.fd = dsm_sys.open(n.path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC,
+	n.fd = dynshm_sys.open(n.path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC,
 			    0600);
 	if (n.fd < 0)
-		return dsm_fail(errno, "cannot create msharefs region '%s': %s",
+		return dynshm_fail(errno, "cannot create msharefs region '%s': %s",
 				n.path, strerror(errno));
 	/* The size is set once, to a multiple of the alignment (v3 05/22). */
-	if (dsm_sys.ftruncate(n.fd, (off_t)n.size) < 0) {
-		rc = dsm_fail(errno, "cannot size msharefs region '%s' to %" PRIu64
+	if (dynshm_sys.ftruncate(n.fd, (off_t)n.size) < 0) {
+		rc = dynshm_fail(errno, "cannot size msharefs region '%s' to %" PRIu64
 				     " bytes: %s",
 			      n.path, n.size, strerror(errno));
 		goto fail_close;
@@ -201,10 +201,10 @@ int mshare_region_create(const char *mount, const char *name,
 	rc = probe_abi(&n, probe_name);
 	if (rc < 0)
 		goto fail_close;
-	base = dsm_sys.mmap(NULL, n.size, PROT_READ | PROT_WRITE, MAP_SHARED,
+	base = dynshm_sys.mmap(NULL, n.size, PROT_READ | PROT_WRITE, MAP_SHARED,
 			    n.fd, 0);
 	if (base == MAP_FAILED) {
-		rc = dsm_fail(errno, "cannot map msharefs region '%s' (%" PRIu64
+		rc = dynshm_fail(errno, "cannot map msharefs region '%s' (%" PRIu64
 				     " bytes): %s",
 			      n.path, n.size, strerror(errno));
 		goto fail_close;
@@ -215,8 +215,8 @@ int mshare_region_create(const char *mount, const char *name,
 
 fail_close:
 	/* back out in reverse: close, then remove the file */
-	DSM_SAVE_ERRNO(dsm_sys.close(n.fd));
-	DSM_SAVE_ERRNO(dsm_sys.unlinkat(AT_FDCWD, n.path, 0));
+	DYNSHM_SAVE_ERRNO(dynshm_sys.close(n.fd));
+	DYNSHM_SAVE_ERRNO(dynshm_sys.unlinkat(AT_FDCWD, n.path, 0));
 	return rc;
 }
 
@@ -228,18 +228,18 @@ int mshare_region_open(const char *path, void *addr, struct mshare_region *r)
 	int rc;
 
 	if (snprintf(n.path, sizeof(n.path), "%s", path) >= (int)sizeof(n.path))
-		return dsm_fail(ENAMETOOLONG, "msharefs path too long");
-	n.fd = dsm_sys.open(path, O_RDWR | O_CLOEXEC, 0);
+		return dynshm_fail(ENAMETOOLONG, "msharefs path too long");
+	n.fd = dynshm_sys.open(path, O_RDWR | O_CLOEXEC, 0);
 	if (n.fd < 0)
-		return dsm_fail(errno, "cannot open msharefs region '%s': %s",
+		return dynshm_fail(errno, "cannot open msharefs region '%s': %s",
 				path, strerror(errno));
-	if (dsm_sys.fstat(n.fd, &st) < 0) {
-		rc = dsm_fail(errno, "cannot stat msharefs region '%s': %s",
+	if (dynshm_sys.fstat(n.fd, &st) < 0) {
+		rc = dynshm_fail(errno, "cannot stat msharefs region '%s': %s",
 			      path, strerror(errno));
 		goto fail_close;
 	}
 	if (st.st_size <= 0) {
-		rc = dsm_fail(EPROTO, "msharefs region '%s' has no size (its "
+		rc = dynshm_fail(EPROTO, "msharefs region '%s' has no size (its "
 				      "creator died before sizing it)",
 			      path);
 		goto fail_close;
@@ -247,18 +247,18 @@ int mshare_region_open(const char *path, void *addr, struct mshare_region *r)
 	n.size = (uint64_t)st.st_size;
 	/* Same address as the creator's where it is free (v2+ allow any). */
 	if (addr)
-		base = dsm_sys.mmap(addr, n.size, PROT_READ | PROT_WRITE,
+		base = dynshm_sys.mmap(addr, n.size, PROT_READ | PROT_WRITE,
 				    MAP_SHARED | MAP_FIXED_NOREPLACE, n.fd, 0);
 	if (base == MAP_FAILED || (addr && base != addr)) {
 		/* Kernels before 4.17 treat the flag as a hint. */
 		if (base != MAP_FAILED)
-			dsm_sys.munmap(base, n.size);
-		base = dsm_sys.mmap(NULL, n.size, PROT_READ | PROT_WRITE,
+			dynshm_sys.munmap(base, n.size);
+		base = dynshm_sys.mmap(NULL, n.size, PROT_READ | PROT_WRITE,
 				    MAP_SHARED, n.fd, 0);
 	}
 	if (base == MAP_FAILED) {
 		/* v3 refuses (EINVAL) once the region's owner has exited. */
-		rc = dsm_fail(errno, "cannot map msharefs region '%s': %s%s",
+		rc = dynshm_fail(errno, "cannot map msharefs region '%s': %s%s",
 			      path, strerror(errno),
 			      errno == EINVAL ? " (its owner may have exited)"
 					      : "");
@@ -269,7 +269,7 @@ int mshare_region_open(const char *path, void *addr, struct mshare_region *r)
 	return 0;
 
 fail_close:
-	DSM_SAVE_ERRNO(dsm_sys.close(n.fd));
+	DYNSHM_SAVE_ERRNO(dynshm_sys.close(n.fd));
 	return rc;
 }
 
@@ -280,9 +280,9 @@ int mshare_place(struct mshare_region *r, uint64_t off, int fd, uint64_t size)
 
 	fill_create(&c, off, fd, (size + page - 1) / page * page);
 	if (r->fd < 0)
-		return dsm_fail(EBADF, "no msharefs region open");
-	if (dsm_sys.ioctl(r->fd, MSHAREFS_CREATE_MAPPING, &c) < 0)
-		return dsm_fail(errno, "cannot place %" PRIu64 " bytes at offset "
+		return dynshm_fail(EBADF, "no msharefs region open");
+	if (dynshm_sys.ioctl(r->fd, MSHAREFS_CREATE_MAPPING, &c) < 0)
+		return dynshm_fail(errno, "cannot place %" PRIu64 " bytes at offset "
 				       "%" PRIu64 " of msharefs region '%s': %s",
 				c.size, off, r->path, strerror(errno));
 	return 0;
@@ -293,9 +293,9 @@ int mshare_unplace(struct mshare_region *r, uint64_t off, uint64_t size)
 	struct mshare_unmap_arg u = { off, size };
 
 	if (r->fd < 0)
-		return dsm_fail(EBADF, "no msharefs region open");
-	if (dsm_sys.ioctl(r->fd, MSHAREFS_UNMAP, &u) < 0)
-		return dsm_fail(errno, "cannot remove [%" PRIu64 ", +%" PRIu64
+		return dynshm_fail(EBADF, "no msharefs region open");
+	if (dynshm_sys.ioctl(r->fd, MSHAREFS_UNMAP, &u) < 0)
+		return dynshm_fail(errno, "cannot remove [%" PRIu64 ", +%" PRIu64
 				       ") from msharefs region '%s': %s",
 				off, size, r->path, strerror(errno));
 	return 0;
@@ -304,18 +304,18 @@ int mshare_unplace(struct mshare_region *r, uint64_t off, uint64_t size)
 void mshare_region_close(struct mshare_region *r)
 {
 	if (r->base)
-		dsm_sys.munmap(r->base, r->size);
+		dynshm_sys.munmap(r->base, r->size);
 	if (r->fd >= 0)
-		dsm_sys.close(r->fd);
+		dynshm_sys.close(r->fd);
 	r->base = NULL;
 	r->fd = -1;
 }
 
 int mshare_region_unlink(const char *path)
 {
-	if (dsm_sys.unlinkat(AT_FDCWD, path, 0) < 0)
+	if (dynshm_sys.unlinkat(AT_FDCWD, path, 0) < 0)
 		return errno == ENOENT ? -ENOENT
-				       : dsm_fail(errno, "cannot remove msharefs "
+				       : dynshm_fail(errno, "cannot remove msharefs "
 							 "region '%s': %s",
 						  path, strerror(errno));
 	return 0;

@@ -26,8 +26,8 @@
  * The region dies (everything in it unmapped) when the *thread* that
  * created the file exits: only a long-lived supervisor may create one.
  *
- * Every system call goes through dsm_sys.  Functions return 0 or -errno
- * and record a message with dsm_fail(); a failed function leaves nothing
+ * Every system call goes through dynshm_sys.  Functions return 0 or -errno
+ * and record a message with dynshm_fail(); a failed function leaves nothing
  * behind (no descriptor, no mapping, no file).
  */
 #ifndef DYNSHM_MSHARE_H

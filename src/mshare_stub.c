@@ -9,7 +9,7 @@
 
 static int refuse(void)
 {
-	return dsm_fail(ENOTSUP, "built without mshare support (Meson "
+	return dynshm_fail(ENOTSUP, "built without mshare support (Meson "
 				 "feature 'mshare' disabled)");
 }
 

@@ -57,14 +57,14 @@ static int check_name(const char *name)
 	size_t len;
 
 	if (!name)
-		return dsm_fail(EINVAL, "no segment name given");
+		return dynshm_fail(EINVAL, "no segment name given");
 	len = strlen(name);
-	if (len == 0 || len > DSM_SEGMENT_NAME_MAX)
-		return dsm_fail(EINVAL,
+	if (len == 0 || len > DYNSHM_SEGMENT_NAME_MAX)
+		return dynshm_fail(EINVAL,
 				"segment name '%.*s%s' is %zu bytes long "
 				"(allowed: %s)",
-				DSM_SEGMENT_NAME_MAX, name,
-				len > DSM_SEGMENT_NAME_MAX ? "..." : "", len,
+				DYNSHM_SEGMENT_NAME_MAX, name,
+				len > DYNSHM_SEGMENT_NAME_MAX ? "..." : "", len,
 				allowed_text);
 	for (size_t i = 0; i < len; i++) {
 		unsigned char ch = (unsigned char)name[i];
@@ -72,16 +72,16 @@ static int check_name(const char *name)
 		if (name_char_ok((char)ch))
 			continue;
 		if (ch == ' ')
-			return dsm_fail(EINVAL,
+			return dynshm_fail(EINVAL,
 					"segment name '%s' contains a space "
 					"(allowed: %s)",
 					name, allowed_text);
 		if (ch > ' ' && ch < 0x7f)
-			return dsm_fail(EINVAL,
+			return dynshm_fail(EINVAL,
 					"segment name '%s' contains '%c' "
 					"(allowed: %s)",
 					name, ch, allowed_text);
-		return dsm_fail(EINVAL,
+		return dynshm_fail(EINVAL,
 				"segment name contains the byte 0x%02x at "
 				"offset %zu (allowed: %s)",
 				ch, i, allowed_text);
@@ -111,7 +111,7 @@ static uint32_t find_locked(const struct ctl *c, const char *name)
 }
 
 /* Is the process that reserved this CREATING slot still running? */
-static bool creator_alive(const dsm_instance *inst,
+static bool creator_alive(const dynshm_instance *inst,
 			  const struct ctl_slot *slot)
 {
 	const struct ctl *c = &inst->c;
@@ -129,7 +129,7 @@ static bool creator_alive(const dsm_instance *inst,
  * Find name; a slot whose creator died is handed to the reaper first, which
  * removes its object and frees it, so the name is free again.
  */
-static uint32_t find_reaping_locked(dsm_instance *inst, const char *name)
+static uint32_t find_reaping_locked(dynshm_instance *inst, const char *name)
 {
 	struct ctl *c = &inst->c;
 	uint32_t s = find_locked(c, name);
@@ -143,13 +143,13 @@ static uint32_t find_reaping_locked(dsm_instance *inst, const char *name)
 	return s;
 }
 
-int named_claim_locked(dsm_instance *inst, const char *name)
+int named_claim_locked(dynshm_instance *inst, const char *name)
 {
 	uint32_t s = find_reaping_locked(inst, name);
 
 	if (s == CTL_NONE)
 		return 0;
-	return dsm_fail(EEXIST,
+	return dynshm_fail(EEXIST,
 			"a segment named '%s' already exists in instance '%s' "
 			"(handle " HANDLE_FMT "%s)",
 			name, inst->name, HANDLE_ARG(inst->c.slots[s].handle),
@@ -158,35 +158,35 @@ int named_claim_locked(dsm_instance *inst, const char *name)
 				: "");
 }
 
-static int name_not_found(dsm_instance *inst, const char *name,
+static int name_not_found(dynshm_instance *inst, const char *name,
 			  bool creating)
 {
-	return dsm_fail(ENOENT,
+	return dynshm_fail(ENOENT,
 			"no segment named '%s' in instance '%s'%s", name,
 			inst->name,
-			creating ? " (one is being initialised; dsm_get_named "
+			creating ? " (one is being initialised; dynshm_get_named "
 				   "waits for it)"
 				 : "");
 }
 
-/* The arguments dsm_create_named and dsm_get_named share. */
-static int check_create_args(const char *name, size_t size, dsm_segment **out)
+/* The arguments dynshm_create_named and dynshm_get_named share. */
+static int check_create_args(const char *name, size_t size, dynshm_segment **out)
 {
 	int rc = check_name(name);
 
 	if (rc < 0)
 		return rc;
-	if (size == 0 || size > DSM_IMPL_MAX_SIZE)
-		return dsm_fail(EINVAL, "cannot create a segment of %zu bytes "
+	if (size == 0 || size > DYNSHM_IMPL_MAX_SIZE)
+		return dynshm_fail(EINVAL, "cannot create a segment of %zu bytes "
 					"(sizes: 1 to %zu)",
-				size, DSM_IMPL_MAX_SIZE);
+				size, DYNSHM_IMPL_MAX_SIZE);
 	if (!out)
-		return dsm_fail(EINVAL, "no result pointer given");
+		return dynshm_fail(EINVAL, "no result pointer given");
 	return 0;
 }
 
-DSM_EXPORT int dsm_create_named(dsm_instance *inst, const char *name,
-				size_t size, unsigned flags, dsm_segment **out)
+DYNSHM_EXPORT int dynshm_create_named(dynshm_instance *inst, const char *name,
+				size_t size, unsigned flags, dynshm_segment **out)
 {
 	int rc = check_create_args(name, size, out);
 
@@ -203,8 +203,8 @@ DSM_EXPORT int dsm_create_named(dsm_instance *inst, const char *name,
 }
 
 /* Resolve name to the handle of a segment that can be attached. */
-static int lookup_handle(dsm_instance *inst, const char *name,
-			 dsm_handle *handle)
+static int lookup_handle(dynshm_instance *inst, const char *name,
+			 dynshm_handle *handle)
 {
 	struct ctl *c = &inst->c;
 	uint32_t s;
@@ -221,14 +221,14 @@ static int lookup_handle(dsm_instance *inst, const char *name,
 	return rc;
 }
 
-DSM_EXPORT int dsm_attach_named(dsm_instance *inst, const char *name,
-				dsm_segment **out)
+DYNSHM_EXPORT int dynshm_attach_named(dynshm_instance *inst, const char *name,
+				dynshm_segment **out)
 {
-	dsm_handle handle = DSM_HANDLE_INVALID;
+	dynshm_handle handle = DYNSHM_HANDLE_INVALID;
 	int rc = check_name(name);
 
 	if (rc == 0 && !out)
-		rc = dsm_fail(EINVAL, "no result pointer given");
+		rc = dynshm_fail(EINVAL, "no result pointer given");
 	if (rc < 0)
 		return rc;
 	rc = inst_enter(inst);
@@ -253,8 +253,8 @@ enum found { FOUND_NONE, FOUND_ACTIVE, FOUND_BUSY };
  * means a live process is initialising it.  A size mismatch, or our own
  * initialisation calling us back, is an error.
  */
-static int look(dsm_instance *inst, const char *name, size_t size,
-		enum found *found, dsm_handle *handle)
+static int look(dynshm_instance *inst, const char *name, size_t size,
+		enum found *found, dynshm_handle *handle)
 {
 	struct ctl *c = &inst->c;
 	struct ctl_slot *slot;
@@ -269,7 +269,7 @@ static int look(dsm_instance *inst, const char *name, size_t size,
 		goto out;
 	slot = &c->slots[s];
 	if (slot->size != size)
-		rc = dsm_fail(EINVAL,
+		rc = dynshm_fail(EINVAL,
 			      "segment '%s' of instance '%s' has %llu bytes; "
 			      "%zu bytes were asked for",
 			      name, inst->name, (unsigned long long)slot->size,
@@ -278,7 +278,7 @@ static int look(dsm_instance *inst, const char *name, size_t size,
 		*found = FOUND_ACTIVE;
 		*handle = slot->handle;
 	} else if (slot->owner == inst->me)
-		rc = dsm_fail(EDEADLK, "dsm_get_named('%s') called from the "
+		rc = dynshm_fail(EDEADLK, "dynshm_get_named('%s') called from the "
 				       "initialisation of that same segment",
 			      name);
 	else
@@ -292,27 +292,27 @@ out:
  * Sleep without holding inst->mu, so other threads of this process go on;
  * the wait grows from WAIT_MIN_NS to WAIT_MAX_NS.
  */
-static int wait_a_little(dsm_instance *inst, long *ns)
+static int wait_a_little(dynshm_instance *inst, long *ns)
 {
 	struct timespec ts = { 0, *ns };
 
 	HOOK("named:wait");
 	inst_leave(inst);
-	dsm_sys.nanosleep(&ts, NULL); /* early wake-ups are harmless */
+	dynshm_sys.nanosleep(&ts, NULL); /* early wake-ups are harmless */
 	*ns = *ns * 2 > WAIT_MAX_NS ? WAIT_MAX_NS : *ns * 2;
 	return inst_enter(inst);
 }
 
 /* *entered turns false if re-entering inst after a wait failed. */
-static int get_or_create(dsm_instance *inst, const char *name, size_t size,
-			 unsigned flags, dsm_init_fn init, void *arg,
-			 dsm_segment **out, int *created, bool *entered)
+static int get_or_create(dynshm_instance *inst, const char *name, size_t size,
+			 unsigned flags, dynshm_init_fn init, void *arg,
+			 dynshm_segment **out, int *created, bool *entered)
 {
 	long wait_ns = WAIT_MIN_NS;
 	int vanished = 0;
 
 	for (;;) {
-		dsm_handle handle = DSM_HANDLE_INVALID;
+		dynshm_handle handle = DYNSHM_HANDLE_INVALID;
 		enum found found;
 		int rc = look(inst, name, size, &found, &handle);
 
@@ -347,9 +347,9 @@ static int get_or_create(dsm_instance *inst, const char *name, size_t size,
 	}
 }
 
-DSM_EXPORT int dsm_get_named(dsm_instance *inst, const char *name,
-			     size_t size, unsigned flags, dsm_init_fn init,
-			     void *arg, dsm_segment **out, int *created)
+DYNSHM_EXPORT int dynshm_get_named(dynshm_instance *inst, const char *name,
+			     size_t size, unsigned flags, dynshm_init_fn init,
+			     void *arg, dynshm_segment **out, int *created)
 {
 	bool entered = true;
 	int made = 0;

@@ -6,7 +6,7 @@
  * tables once, not once per process, and attaching it maps nothing.  Why
  * it is guarded: the v3 region dies when the thread that created it exits
  * (everything in it is unmapped, later access is SIGSEGV), so only a
- * process that opens the instance with DSM_OPEN_SUPERVISOR - one that
+ * process that opens the instance with DYNSHM_OPEN_SUPERVISOR - one that
  * stays for the instance's whole life, like a postmaster - may create it.
  *
  * Shared facts, and who writes them:
@@ -21,7 +21,7 @@
  *	a reaper finds a dead creator's placement from the slot index alone.
  *
  * Mode (config key mshare): off - never; try - when everything allows,
- * else fall back and say why in dsm_instance_info; on - fail the open
+ * else fall back and say why in dynshm_instance_info; on - fail the open
  * instead.  A joiner follows the instance: if a record exists it must map
  * the region (placed segments are only reachable there).
  */
@@ -58,7 +58,7 @@ static uint64_t window_for(uint32_t max_segments)
 	return w;
 }
 
-static void region_name(const dsm_instance *inst, char *buf, size_t len)
+static void region_name(const dynshm_instance *inst, char *buf, size_t len)
 {
 	snprintf(buf, len, "dynshm.%016" PRIx64, inst->id);
 }
@@ -71,14 +71,14 @@ struct record {
 	int owner_pid;
 };
 
-static int read_record(dsm_instance *inst, struct record *rec)
+static int read_record(dynshm_instance *inst, struct record *rec)
 {
 	char text[PATH_MAX + 256], magic[32];
 	unsigned long long addr, size, window, start;
 	int rc = state_read_file(inst, RECORD_FILE, text, sizeof(text));
 
 	if (rc == -ENOENT) {
-		dsm_clear_error();
+		dynshm_clear_error();
 		return rc;
 	}
 	if (rc < 0)
@@ -88,7 +88,7 @@ static int read_record(dsm_instance *inst, struct record *rec)
 		   magic, rec->path, &addr, &size, &window, &rec->owner_pid,
 		   &start) != 7 ||
 	    strcmp(magic, RECORD_MAGIC) != 0 || window == 0)
-		return dsm_fail(EUCLEAN, "'%s/" RECORD_FILE "' is corrupt (open "
+		return dynshm_fail(EUCLEAN, "'%s/" RECORD_FILE "' is corrupt (open "
 					 "with reset to recreate the instance)",
 				inst->dir);
 	rec->addr = addr;
@@ -98,7 +98,7 @@ static int read_record(dsm_instance *inst, struct record *rec)
 	return 0;
 }
 
-static int write_record(dsm_instance *inst, const struct placement *p)
+static int write_record(dynshm_instance *inst, const struct placement *p)
 {
 	char text[PATH_MAX + 256];
 	int n = snprintf(text, sizeof(text),
@@ -110,7 +110,7 @@ static int write_record(dsm_instance *inst, const struct placement *p)
 			 p->owner_start);
 
 	if (n < 0 || (size_t)n >= sizeof(text))
-		return dsm_fail(ENAMETOOLONG, "msharefs record too long");
+		return dynshm_fail(ENAMETOOLONG, "msharefs record too long");
 	return state_write_file(inst, RECORD_FILE, text, (size_t)n);
 }
 
@@ -123,7 +123,7 @@ static bool owner_alive(const struct placement *p)
 }
 
 /* The instance has a region: map it, whatever our own mode says. */
-static int join_region(dsm_instance *inst, const struct record *rec, int mode)
+static int join_region(dynshm_instance *inst, const struct record *rec, int mode)
 {
 	struct placement *p = &inst->place;
 	int rc;
@@ -137,18 +137,18 @@ static int join_region(dsm_instance *inst, const struct record *rec, int mode)
 		snprintf(p->reason, sizeof(p->reason),
 			 "the msharefs region died with its owner, pid %d; "
 			 "segments placed in it are lost (reopen the instance "
-			 "with DSM_OPEN_RESET)",
+			 "with DYNSHM_OPEN_RESET)",
 			 p->owner_pid);
-		return mode == MSHARE_ON ? dsm_fail(ESRCH, "mshare = on, but %s",
+		return mode == MSHARE_ON ? dynshm_fail(ESRCH, "mshare = on, but %s",
 						    p->reason)
 					 : 0;
 	}
 	rc = mshare_region_open(rec->path, p->creator_base, &p->region);
 	if (rc < 0) {
-		set_reason(p, dsm_last_error());
+		set_reason(p, dynshm_last_error());
 		if (mode == MSHARE_ON)
-			return dsm_fail(-rc, "mshare = on, but %s", p->reason);
-		dsm_clear_error();
+			return dynshm_fail(-rc, "mshare = on, but %s", p->reason);
+		dynshm_clear_error();
 		return 0;
 	}
 	p->active = true;
@@ -162,19 +162,19 @@ static int join_region(dsm_instance *inst, const struct record *rec, int mode)
 }
 
 /* Why this process may not create a region now, or NULL if it may. */
-static const char *why_not_create(dsm_instance *inst, unsigned flags)
+static const char *why_not_create(dynshm_instance *inst, unsigned flags)
 {
-	if (!(flags & DSM_OPEN_SUPERVISOR))
-		return "the instance was not opened with DSM_OPEN_SUPERVISOR "
+	if (!(flags & DYNSHM_OPEN_SUPERVISOR))
+		return "the instance was not opened with DYNSHM_OPEN_SUPERVISOR "
 		       "by a process that stays (the msharefs v3 region dies "
 		       "with the process that creates it)";
-	if (inst->backend != DSM_IMPL_POSIX && inst->backend != DSM_IMPL_MMAP)
+	if (inst->backend != DYNSHM_IMPL_POSIX && inst->backend != DYNSHM_IMPL_MMAP)
 		return "the instance's backend has no file descriptor to place "
 		       "(msharefs needs posix or mmap)";
 	if (inst->c.hdr->nprocs > 1 || inst->c.hdr->nsegments > 0)
-		return "opened with DSM_OPEN_SUPERVISOR, but the instance "
+		return "opened with DYNSHM_OPEN_SUPERVISOR, but the instance "
 		       "already has other processes or segments (open with "
-		       "DSM_OPEN_RESET to recreate it with a region)";
+		       "DYNSHM_OPEN_RESET to recreate it with a region)";
 	return NULL;
 }
 
@@ -184,13 +184,13 @@ static const char *why_not_create(dsm_instance *inst, unsigned flags)
  * there releases dead processes first.  Nothing is placed yet (no record),
  * so this reap needs no region.
  */
-static void release_the_dead(dsm_instance *inst, unsigned flags)
+static void release_the_dead(dynshm_instance *inst, unsigned flags)
 {
-	if ((flags & DSM_OPEN_SUPERVISOR) && !(flags & DSM_OPEN_NOREAP))
+	if ((flags & DYNSHM_OPEN_SUPERVISOR) && !(flags & DYNSHM_OPEN_NOREAP))
 		reap_dead(inst);
 }
 
-static int create_region(dsm_instance *inst, const struct dsm_config *cfg)
+static int create_region(dynshm_instance *inst, const struct dynshm_config *cfg)
 {
 	struct placement *p = &inst->place;
 	uint32_t nslots = inst->c.hdr->max_segments;
@@ -219,7 +219,7 @@ static int create_region(dsm_instance *inst, const struct dsm_config *cfg)
 	return 0;
 }
 
-void placement_init(dsm_instance *inst, const struct dsm_config *cfg)
+void placement_init(dynshm_instance *inst, const struct dynshm_config *cfg)
 {
 	struct placement *p = &inst->place;
 
@@ -228,7 +228,7 @@ void placement_init(dsm_instance *inst, const struct dsm_config *cfg)
 	snprintf(p->mount, sizeof(p->mount), "%s", cfg->mshare_path);
 }
 
-int placement_open(dsm_instance *inst, const struct dsm_config *cfg,
+int placement_open(dynshm_instance *inst, const struct dynshm_config *cfg,
 		   unsigned flags)
 {
 	struct placement *p = &inst->place;
@@ -252,26 +252,26 @@ int placement_open(dsm_instance *inst, const struct dsm_config *cfg,
 		release_the_dead(inst, flags);
 		why = why_not_create(inst, flags);
 		if (why)
-			rc = dsm_fail(EINVAL, "%s", why);
+			rc = dynshm_fail(EINVAL, "%s", why);
 		else
 			rc = create_region(inst, cfg);
 	}
 	if (rc == 0)
 		return 0;
-	set_reason(p, dsm_last_error());
+	set_reason(p, dynshm_last_error());
 	if (cfg->mshare == MSHARE_ON)
-		return dsm_fail(-rc, "mshare = on, but %s", p->reason);
-	dsm_clear_error();
+		return dynshm_fail(-rc, "mshare = on, but %s", p->reason);
+	dynshm_clear_error();
 	return 0;
 }
 
-void placement_close(dsm_instance *inst)
+void placement_close(dynshm_instance *inst)
 {
 	mshare_region_close(&inst->place.region);
 	inst->place.active = false;
 }
 
-void placement_destroy(dsm_instance *inst)
+void placement_destroy(dynshm_instance *inst)
 {
 	struct record rec;
 	char path[PATH_MAX + 80], name[64];
@@ -284,23 +284,23 @@ void placement_destroy(dsm_instance *inst)
 	region_name(inst, name, sizeof(name));
 	snprintf(path, sizeof(path), "%s/%s", inst->place.mount, name);
 	mshare_region_unlink(path);
-	dsm_sys.unlinkat(inst->dirfd, RECORD_FILE, 0);
-	dsm_sys.unlinkat(inst->dirfd, RECORD_FILE ".tmp", 0);
-	dsm_clear_error();
+	dynshm_sys.unlinkat(inst->dirfd, RECORD_FILE, 0);
+	dynshm_sys.unlinkat(inst->dirfd, RECORD_FILE ".tmp", 0);
+	dynshm_clear_error();
 }
 
 /* ---- segments ------------------------------------------------------------- */
 
-bool placement_covers(const dsm_instance *inst, uint32_t backend,
+bool placement_covers(const dynshm_instance *inst, uint32_t backend,
 		      uint64_t size)
 {
 	return inst->place.recorded &&
-	       (backend == DSM_IMPL_POSIX || backend == DSM_IMPL_MMAP) &&
+	       (backend == DYNSHM_IMPL_POSIX || backend == DYNSHM_IMPL_MMAP) &&
 	       size <= inst->place.window;
 }
 
 /* The region must be mapped here and its owner alive to use it. */
-static int usable(dsm_instance *inst, dsm_handle handle)
+static int usable(dynshm_instance *inst, dynshm_handle handle)
 {
 	struct placement *p = &inst->place;
 
@@ -310,36 +310,36 @@ static int usable(dsm_instance *inst, dsm_handle handle)
 		snprintf(p->reason, sizeof(p->reason),
 			 "the msharefs region died with its owner, pid %d; "
 			 "segments placed in it are lost (reopen the instance "
-			 "with DSM_OPEN_RESET)",
+			 "with DYNSHM_OPEN_RESET)",
 			 p->owner_pid);
-	return dsm_fail(ESRCH, "segment 0x%016llx of instance '%s' belongs in "
+	return dynshm_fail(ESRCH, "segment 0x%016llx of instance '%s' belongs in "
 			       "its msharefs region, which this process "
 			       "cannot use: %s",
 			(unsigned long long)handle, inst->name, p->reason);
 }
 
 /* Open the backend's object by name: the descriptor CREATE_MAPPING wants. */
-static int open_object(dsm_instance *inst, dsm_handle handle, int *fd)
+static int open_object(dynshm_instance *inst, dynshm_handle handle, int *fd)
 {
-	dsm_impl_space *space = NULL;
-	char name[DSM_IMPL_NAME_MAX];
+	dynshm_impl_space *space = NULL;
+	char name[DYNSHM_IMPL_NAME_MAX];
 	int rc = space_for(inst, inst->backend, &space);
 
 	if (rc == 0)
-		rc = dsm_impl_object_name(space, handle, name, sizeof(name));
+		rc = dynshm_impl_object_name(space, handle, name, sizeof(name));
 	if (rc < 0)
 		return rc;
-	if (inst->backend == DSM_IMPL_POSIX)
-		*fd = dsm_sys.shm_open(name, O_RDWR | O_CLOEXEC, 0);
+	if (inst->backend == DYNSHM_IMPL_POSIX)
+		*fd = dynshm_sys.shm_open(name, O_RDWR | O_CLOEXEC, 0);
 	else
-		*fd = dsm_sys.open(name, O_RDWR | O_CLOEXEC | O_NOFOLLOW, 0);
+		*fd = dynshm_sys.open(name, O_RDWR | O_CLOEXEC | O_NOFOLLOW, 0);
 	if (*fd < 0)
-		return dsm_fail(errno, "cannot reopen '%s' to place it: %s",
+		return dynshm_fail(errno, "cannot reopen '%s' to place it: %s",
 				name, strerror(errno));
 	return 0;
 }
 
-int placement_place(dsm_instance *inst, struct dsm_segment *seg, size_t size)
+int placement_place(dynshm_instance *inst, struct dynshm_segment *seg, size_t size)
 {
 	struct placement *p = &inst->place;
 	uint64_t off = (uint64_t)seg->slot * p->window;
@@ -349,19 +349,19 @@ int placement_place(dsm_instance *inst, struct dsm_segment *seg, size_t size)
 		rc = open_object(inst, seg->handle, &fd);
 	if (rc == 0) {
 		rc = mshare_place(&p->region, off, fd, size);
-		DSM_SAVE_ERRNO(dsm_sys.close(fd));
+		DYNSHM_SAVE_ERRNO(dynshm_sys.close(fd));
 	}
 	if (rc < 0)
 		return rc;
 	/* Every process now sees it in the region: drop our own mapping. */
-	dsm_impl_detach(seg->map);
+	dynshm_impl_detach(seg->map);
 	seg->map = NULL;
 	seg->placed = (char *)p->region.base + off;
 	seg->placed_size = size;
 	return 0;
 }
 
-int placement_attach(dsm_instance *inst, struct dsm_segment *seg,
+int placement_attach(dynshm_instance *inst, struct dynshm_segment *seg,
 		     size_t size)
 {
 	struct placement *p = &inst->place;
@@ -374,8 +374,8 @@ int placement_attach(dsm_instance *inst, struct dsm_segment *seg,
 	return 0;
 }
 
-void placement_release(dsm_instance *inst, uint32_t backend,
-		       dsm_handle handle)
+void placement_release(dynshm_instance *inst, uint32_t backend,
+		       dynshm_handle handle)
 {
 	struct placement *p = &inst->place;
 	uint32_t slot = (uint32_t)(handle & HANDLE_SLOT_MASK);
@@ -384,10 +384,10 @@ void placement_release(dsm_instance *inst, uint32_t backend,
 	if (p->active && placement_covers(inst, backend, 0))
 		if (mshare_unplace(&p->region, (uint64_t)slot * p->window,
 				   p->window) < 0)
-			dsm_clear_error(); /* the owner is gone: nothing left */
+			dynshm_clear_error(); /* the owner is gone: nothing left */
 }
 
-void placement_info(const dsm_instance *inst, dsm_instance_info *info)
+void placement_info(const dynshm_instance *inst, dynshm_instance_info *info)
 {
 	const struct placement *p = &inst->place;
 

@@ -24,11 +24,11 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-struct dsm_config;
-struct dsm_segment;
+struct dynshm_config;
+struct dynshm_segment;
 
 /*
- * Process-local; guarded by dsm_instance.mu like the rest of the instance.
+ * Process-local; guarded by dynshm_instance.mu like the rest of the instance.
  * Set once at open (under the instance's flock) and then read-only, except
  * that region is closed at free.
  */
@@ -46,24 +46,24 @@ struct placement {
 };
 
 /* Before anything else of the instance: empty, with the mount path. */
-void placement_init(dsm_instance *inst, const struct dsm_config *cfg);
+void placement_init(dynshm_instance *inst, const struct dynshm_config *cfg);
 
 /* Decide, create or map; under the instance flock, after joining. */
-int placement_open(dsm_instance *inst, const struct dsm_config *cfg,
+int placement_open(dynshm_instance *inst, const struct dynshm_config *cfg,
 		   unsigned flags);
 /* Unmap and close this process's view. */
-void placement_close(dsm_instance *inst);
+void placement_close(dynshm_instance *inst);
 /* Remove the region file and the record (instance destroy or reset). */
-void placement_destroy(dsm_instance *inst);
+void placement_destroy(dynshm_instance *inst);
 
-bool placement_covers(const dsm_instance *inst, uint32_t backend,
+bool placement_covers(const dynshm_instance *inst, uint32_t backend,
 		      uint64_t size);
-int placement_place(dsm_instance *inst, struct dsm_segment *seg, size_t size);
-int placement_attach(dsm_instance *inst, struct dsm_segment *seg,
+int placement_place(dynshm_instance *inst, struct dynshm_segment *seg, size_t size);
+int placement_attach(dynshm_instance *inst, struct dynshm_segment *seg,
 		     size_t size);
-void placement_release(dsm_instance *inst, uint32_t backend,
-		       dsm_handle handle);
+void placement_release(dynshm_instance *inst, uint32_t backend,
+		       dynshm_handle handle);
 
-void placement_info(const dsm_instance *inst, dsm_instance_info *info);
+void placement_info(const dynshm_instance *inst, dynshm_instance_info *info);
 
 #endif

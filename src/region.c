@@ -5,7 +5,7 @@
  * entry and every mapped segment is a VMA of its own, and attaching one is
  * an open, an fstat and an mmap.  A region is one shared object, made when
  * the instance is created (min_dynamic_shared_memory bytes) and mapped once
- * by each joining process, at the same address where it can be.  dsm_create
+ * by each joining process, at the same address where it can be.  dynshm_create
  * then carves segments out of it: attaching such a segment is a lookup in
  * the control segment and pointer arithmetic - no system call, no VMA.
  *
@@ -28,7 +28,7 @@
  * Huge pages: huge_pages = try|on asks for SHM_HUGETLB; `try` falls back to
  * 4 KiB pages and, where shmem_enabled allows it, to shmem transparent huge
  * pages (MADV_HUGEPAGE in every process), recording why in the control
- * segment so that every process's dsm_instance_info_get says it.  The region
+ * segment so that every process's dynshm_instance_info_get says it.  The region
  * is mapped 1 GiB-aligned so that on x86-64 hugetlb PMD page tables are
  * shared between processes for every whole GiB it covers.
  *
@@ -277,15 +277,15 @@ uint64_t region_largest_free(const struct ctl *c)
 
 /* ---- reading the kernel's settings ----------------------------------------- */
 
-/* Read a small text file through dsm_sys; "" on any failure. */
+/* Read a small text file through dynshm_sys; "" on any failure. */
 static void read_text(const char *path, char *buf, size_t len)
 {
 	ssize_t n = -1;
-	int fd = dsm_sys.open(path, O_RDONLY | O_CLOEXEC, 0);
+	int fd = dynshm_sys.open(path, O_RDONLY | O_CLOEXEC, 0);
 
 	if (fd >= 0) {
-		n = dsm_sys.read(fd, buf, len - 1);
-		dsm_sys.close(fd);
+		n = dynshm_sys.read(fd, buf, len - 1);
+		dynshm_sys.close(fd);
 	}
 	buf[n > 0 ? n : 0] = '\0';
 }
@@ -344,26 +344,26 @@ static uint64_t round_up(uint64_t n, uint64_t to)
 	return (n + to - 1) / to * to;
 }
 
-uint64_t region_plan(const struct dsm_config *cfg)
+uint64_t region_plan(const struct dynshm_config *cfg)
 {
 	struct hugetlb_state h;
 
-	if (!cfg->min_dynamic_shared_memory || cfg->backend == DSM_IMPL_NONE)
+	if (!cfg->min_dynamic_shared_memory || cfg->backend == DYNSHM_IMPL_NONE)
 		return 0;
-	if (cfg->huge_pages == DSM_HUGE_PAGES_OFF)
+	if (cfg->huge_pages == DYNSHM_HUGE_PAGES_OFF)
 		return round_up(cfg->min_dynamic_shared_memory, REGION_PAGE);
 	hugetlb_state(&h);
 	return round_up(cfg->min_dynamic_shared_memory,
 			h.page_size ? h.page_size : THP_SIZE);
 }
 
-unsigned region_segment_flags(dsm_instance *inst, size_t size)
+unsigned region_segment_flags(dynshm_instance *inst, size_t size)
 {
 	static uint64_t page_size; /* the kernel's, read once per process */
 	uint64_t ps = __atomic_load_n(&page_size, __ATOMIC_RELAXED);
 
-	if (inst->backend != DSM_IMPL_SYSV ||
-	    inst->c.hdr->huge_pages == DSM_HUGE_PAGES_OFF)
+	if (inst->backend != DYNSHM_IMPL_SYSV ||
+	    inst->c.hdr->huge_pages == DYNSHM_HUGE_PAGES_OFF)
 		return 0;
 	if (inst->huge_backoff > 0) {
 		inst->huge_backoff--; /* it failed lately: do not ask again yet */
@@ -376,7 +376,7 @@ unsigned region_segment_flags(dsm_instance *inst, size_t size)
 		ps = h.page_size ? h.page_size : UINT64_MAX;
 		__atomic_store_n(&page_size, ps, __ATOMIC_RELAXED);
 	}
-	return size >= ps && size % ps == 0 ? DSM_IMPL_CREATE_HUGETLB : 0;
+	return size >= ps && size % ps == 0 ? DYNSHM_IMPL_CREATE_HUGETLB : 0;
 }
 
 /* Why SHM_HUGETLB failed with err, and what would make it work. */
@@ -409,13 +409,13 @@ static void hugetlb_reason(int err, uint64_t size, char *buf, size_t len)
 
 /* ---- the OS object: the only code that knows what the region is ----------- */
 
-static int region_key(dsm_instance *inst, key_t *key)
+static int region_key(dynshm_instance *inst, key_t *key)
 {
-	dsm_impl_space *space;
-	int rc = space_for(inst, DSM_IMPL_SYSV, &space);
+	dynshm_impl_space *space;
+	int rc = space_for(inst, DYNSHM_IMPL_SYSV, &space);
 
 	if (rc == 0)
-		*key = dsm_impl_sysv_key(space, REGION_HANDLE);
+		*key = dynshm_impl_sysv_key(space, REGION_HANDLE);
 	return rc;
 }
 
@@ -423,7 +423,7 @@ static int region_key(dsm_instance *inst, key_t *key)
 static void *free_range(size_t size)
 {
 	size_t len = size + REGION_ALIGN;
-	void *p = dsm_sys.mmap(NULL, len, PROT_NONE,
+	void *p = dynshm_sys.mmap(NULL, len, PROT_NONE,
 			       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1,
 			       0);
 	uintptr_t a;
@@ -431,14 +431,14 @@ static void *free_range(size_t size)
 	if (p == MAP_FAILED)
 		return NULL;
 	a = ((uintptr_t)p + REGION_ALIGN - 1) & ~(uintptr_t)(REGION_ALIGN - 1);
-	dsm_sys.munmap(p, len);
+	dynshm_sys.munmap(p, len);
 	return (void *)a;
 }
 
 /* Make the object: shmid, or -errno with errno's meaning kept. */
 static int os_make(key_t key, uint64_t size, bool huge)
 {
-	int id = dsm_sys.shmget(key, size,
+	int id = dynshm_sys.shmget(key, size,
 				IPC_CREAT | IPC_EXCL | 0600 |
 					(huge ? SHM_HUGETLB : 0));
 
@@ -449,59 +449,59 @@ static int os_make(key_t key, uint64_t size, bool huge)
  * Map the region at want (NULL: anywhere 1 GiB-aligned); *got is where it
  * went.  A taken address is not an error: the caller compares.
  */
-static int region_map_at(dsm_instance *inst, const struct region_ctl *r,
+static int region_map_at(dynshm_instance *inst, const struct region_ctl *r,
 			 void *want, void **got)
 {
 	struct shmid_ds ds;
 	void *addr = (void *)-1;
-	int id = dsm_sys.shmget(r->key, 0, 0);
+	int id = dynshm_sys.shmget(r->key, 0, 0);
 
 	if (id < 0)
-		return dsm_fail(errno == ENOENT ? ENOENT : errno,
+		return dynshm_fail(errno == ENOENT ? ENOENT : errno,
 				"cannot find the region (SysV key 0x%08x) of "
 				"instance '%s': %s",
 				(unsigned)r->key, inst->name, strerror(errno));
-	if (dsm_sys.shmctl(id, IPC_STAT, &ds) < 0)
-		return dsm_fail(errno, "cannot stat the region of instance "
+	if (dynshm_sys.shmctl(id, IPC_STAT, &ds) < 0)
+		return dynshm_fail(errno, "cannot stat the region of instance "
 				       "'%s': %s",
 				inst->name, strerror(errno));
-	if (!dsm_uid_is_ours(ds.shm_perm.uid) || (ds.shm_perm.mode & 077) ||
+	if (!dynshm_uid_is_ours(ds.shm_perm.uid) || (ds.shm_perm.mode & 077) ||
 	    ds.shm_segsz < r->size)
-		return dsm_fail(EACCES,
+		return dynshm_fail(EACCES,
 				"the region of instance '%s' (SysV key 0x%08x) "
 				"is not a private object of uid %u of %" PRIu64
 				" bytes",
 				inst->name, (unsigned)r->key,
 				(unsigned)geteuid(), r->size);
 	if (want)
-		addr = dsm_sys.shmat(id, want, 0);
+		addr = dynshm_sys.shmat(id, want, 0);
 	for (int i = 0; addr == (void *)-1 && i < 2; i++) {
 		void *at = free_range(r->size); /* a race may take it: twice */
 
-		addr = dsm_sys.shmat(id, at, 0);
+		addr = dynshm_sys.shmat(id, at, 0);
 		if (addr == (void *)-1 && (errno != EINVAL || !at))
 			break;
 	}
 	if (addr == (void *)-1)
-		addr = dsm_sys.shmat(id, NULL, 0);
+		addr = dynshm_sys.shmat(id, NULL, 0);
 	if (addr == (void *)-1)
-		return dsm_fail(errno, "cannot map the region of instance '%s' "
+		return dynshm_fail(errno, "cannot map the region of instance '%s' "
 				       "(%" PRIu64 " bytes): %s",
 				inst->name, r->size, strerror(errno));
 	if (r->pages == REGION_PAGES_THP)
-		dsm_sys.madvise(addr, r->size, MADV_HUGEPAGE); /* per VMA */
+		dynshm_sys.madvise(addr, r->size, MADV_HUGEPAGE); /* per VMA */
 	*got = addr;
 	return 0;
 }
 
 static void os_unmap(void *addr)
 {
-	dsm_sys.shmdt(addr);
+	dynshm_sys.shmdt(addr);
 }
 
 /* ---- creating, joining, removing ------------------------------------------ */
 
-static int make_object(dsm_instance *inst, const struct dsm_config *cfg,
+static int make_object(dynshm_instance *inst, const struct dynshm_config *cfg,
 		       struct region_ctl *r, key_t key)
 {
 	char why[256] = "", mode[32];
@@ -509,7 +509,7 @@ static int make_object(dsm_instance *inst, const struct dsm_config *cfg,
 
 	r->page_size = REGION_PAGE;
 	r->pages = REGION_PAGES_SMALL;
-	if (cfg->huge_pages != DSM_HUGE_PAGES_OFF) {
+	if (cfg->huge_pages != DYNSHM_HUGE_PAGES_OFF) {
 		struct hugetlb_state h;
 
 		hugetlb_state(&h);
@@ -533,8 +533,8 @@ static int make_object(dsm_instance *inst, const struct dsm_config *cfg,
 		if (id == -EEXIST)
 			goto exists;
 		hugetlb_reason(-id, r->size, why, sizeof(why));
-		if (cfg->huge_pages == DSM_HUGE_PAGES_ON)
-			return dsm_fail(-id == EPERM ? EPERM : ENOMEM,
+		if (cfg->huge_pages == DYNSHM_HUGE_PAGES_ON)
+			return dynshm_fail(-id == EPERM ? EPERM : ENOMEM,
 					"cannot create the %" PRIu64 "-byte "
 					"region of instance '%s' on huge pages "
 					"(huge_pages = on): %s",
@@ -544,12 +544,12 @@ static int make_object(dsm_instance *inst, const struct dsm_config *cfg,
 	if (id == -EEXIST)
 		goto exists;
 	if (id < 0)
-		return dsm_fail(-id, "cannot create the %" PRIu64 "-byte region "
+		return dynshm_fail(-id, "cannot create the %" PRIu64 "-byte region "
 				     "of instance '%s' (SysV key 0x%08x): %s",
 				r->size, inst->name, (unsigned)key,
 				strerror(-id));
 	shmem_thp_mode(mode, sizeof(mode));
-	if (cfg->huge_pages == DSM_HUGE_PAGES_OFF)
+	if (cfg->huge_pages == DYNSHM_HUGE_PAGES_OFF)
 		snprintf(r->note, sizeof(r->note),
 			 "huge_pages = off: 4 kB pages (set huge_pages = try "
 			 "and reserve vm.nr_hugepages to share page tables)");
@@ -570,12 +570,12 @@ static int make_object(dsm_instance *inst, const struct dsm_config *cfg,
 	return id;
 
 exists:
-	return dsm_fail(EEXIST, "cannot create the region of instance '%s': "
+	return dynshm_fail(EEXIST, "cannot create the region of instance '%s': "
 				"SysV key 0x%08x is taken (reset the instance)",
 			inst->name, (unsigned)key);
 }
 
-int region_create(dsm_instance *inst, const struct dsm_config *cfg)
+int region_create(dynshm_instance *inst, const struct dynshm_config *cfg)
 {
 	struct region_ctl *r = region_of(&inst->c);
 	void *addr = NULL;
@@ -596,7 +596,7 @@ int region_create(dsm_instance *inst, const struct dsm_config *cfg)
 	r->key = key;
 	rc = region_map_at(inst, r, NULL, &addr);
 	if (rc < 0) {
-		dsm_sys.shmctl(id, IPC_RMID, NULL); /* back out */
+		dynshm_sys.shmctl(id, IPC_RMID, NULL); /* back out */
 		return rc;
 	}
 	r->address = (uint64_t)(uintptr_t)addr;
@@ -607,7 +607,7 @@ int region_create(dsm_instance *inst, const struct dsm_config *cfg)
 	return 0;
 }
 
-int region_check(dsm_instance *inst)
+int region_check(dynshm_instance *inst)
 {
 	struct region_ctl *r = region_of(&inst->c);
 
@@ -617,17 +617,17 @@ int region_check(dsm_instance *inst)
 	    r->nblocks != r->size / REGION_PAGE ||
 	    r->max_order > REGION_MAX_ORDER ||
 	    ((uint64_t)1 << r->max_order) > r->nblocks)
-		return dsm_fail(EUCLEAN, "the region record of instance '%s' is "
+		return dynshm_fail(EUCLEAN, "the region record of instance '%s' is "
 					 "corrupt",
 				inst->name);
 	if (!__atomic_load_n(&r->ready, __ATOMIC_ACQUIRE))
-		return dsm_fail(ENOENT, "instance '%s' was never finished: its "
+		return dynshm_fail(ENOENT, "instance '%s' was never finished: its "
 					"creator died before making the region",
 				inst->name);
 	return 0;
 }
 
-int region_join(dsm_instance *inst)
+int region_join(dynshm_instance *inst)
 {
 	struct region_ctl *r = region_of(&inst->c);
 	void *want, *got = NULL;
@@ -645,21 +645,21 @@ int region_join(dsm_instance *inst)
 	return 0;
 }
 
-void region_unmap(dsm_instance *inst)
+void region_unmap(dynshm_instance *inst)
 {
 	if (inst->region.base)
 		os_unmap(inst->region.base);
 	inst->region.base = NULL;
 }
 
-void region_remove(dsm_instance *inst)
+void region_remove(dynshm_instance *inst)
 {
-	dsm_impl_space *space;
+	dynshm_impl_space *space;
 
 	region_unmap(inst);
 	/* By key: works even when the control segment is lost or corrupt. */
-	if (space_for(inst, DSM_IMPL_SYSV, &space) == 0)
-		dsm_impl_destroy(space, REGION_HANDLE);
+	if (space_for(inst, DYNSHM_IMPL_SYSV, &space) == 0)
+		dynshm_impl_destroy(space, REGION_HANDLE);
 }
 
 static const char *pages_name(uint32_t pages)
@@ -674,7 +674,7 @@ static const char *pages_name(uint32_t pages)
 	}
 }
 
-void region_info_locked(dsm_instance *inst, struct dsm_instance_info *info)
+void region_info_locked(dynshm_instance *inst, struct dynshm_instance_info *info)
 {
 	struct region_ctl *r = region_of(&inst->c);
 
@@ -695,7 +695,7 @@ void region_info_locked(dsm_instance *inst, struct dsm_instance_info *info)
 	info->region_recorded_address = (void *)(uintptr_t)r->address;
 	info->region_same_address = inst->region.same_address;
 	info->region_page_size = r->page_size;
-	info->huge_pages = (dsm_huge_pages)r->huge_setting;
+	info->huge_pages = (dynshm_huge_pages)r->huge_setting;
 	snprintf(info->region_pages, sizeof(info->region_pages), "%s",
 		 pages_name(r->pages));
 	snprintf(info->region_note, sizeof(info->region_note), "%.383s",

@@ -59,7 +59,7 @@ struct region_ctl {
 	uint32_t ready;	      /* (C) 1 once the OS object exists */
 	uint32_t pages;	      /* (C) enum region_pages */
 	int32_t key;	      /* (C) SysV key of the OS object */
-	int32_t huge_setting; /* (C) dsm_huge_pages it was created with */
+	int32_t huge_setting; /* (C) dynshm_huge_pages it was created with */
 	uint64_t page_size;   /* (C) bytes */
 	uint64_t address;     /* (C) where the creator mapped it */
 	char note[384];	      /* (C) why these pages; the next switch */
@@ -90,31 +90,31 @@ uint64_t region_largest_free(const struct ctl *c);
 
 /* ---- the OS object and its mappings (need the instance) ------------------ */
 
-struct dsm_instance;
-struct dsm_config;
-struct dsm_instance_info;
+struct dynshm_instance;
+struct dynshm_config;
+struct dynshm_instance_info;
 
 /* Region bytes for cfg (0: none): the request rounded to its page size. */
-uint64_t region_plan(const struct dsm_config *cfg);
+uint64_t region_plan(const struct dynshm_config *cfg);
 /* Creator: make the OS object, map it, fill the (C) fields, publish ready. */
-int region_create(struct dsm_instance *inst, const struct dsm_config *cfg);
+int region_create(struct dynshm_instance *inst, const struct dynshm_config *cfg);
 /* Joiner: -ENOENT when the creator died before ready (wipe and redo). */
-int region_check(struct dsm_instance *inst);
+int region_check(struct dynshm_instance *inst);
 /* Map the region in this process (no-op if mapped or if there is none). */
-int region_join(struct dsm_instance *inst);
+int region_join(struct dynshm_instance *inst);
 /* Unmap it here (free_instance, wipe). */
-void region_unmap(struct dsm_instance *inst);
+void region_unmap(struct dynshm_instance *inst);
 /* Remove the OS object by its key (wipe; needs only the instance id). */
-void region_remove(struct dsm_instance *inst);
+void region_remove(struct dynshm_instance *inst);
 /*
- * DSM_IMPL_CREATE_HUGETLB when an ordinary segment of size bytes should be
+ * DYNSHM_IMPL_CREATE_HUGETLB when an ordinary segment of size bytes should be
  * tried on huge pages: sysv backend, huge_pages not off, a whole number of
  * huge pages, and no failed try in the last few creates (huge_backoff).
  * Else 0.
  */
-unsigned region_segment_flags(struct dsm_instance *inst, size_t size);
+unsigned region_segment_flags(struct dynshm_instance *inst, size_t size);
 /* Fill the region part of info (control lock held by the caller). */
-void region_info_locked(struct dsm_instance *inst,
-			struct dsm_instance_info *info);
+void region_info_locked(struct dynshm_instance *inst,
+			struct dynshm_instance_info *info);
 
 #endif

@@ -14,8 +14,8 @@
  *   detach:  unmap first, then drop the reference; whoever drops the last
  *            one of an unpinned segment marks it MORIBUND (owner = us),
  *            removes the OS object outside the lock, and frees the slot.
- * The process-local side - one dsm_segment per mapped segment, found by
- * slot index in O(1) - lives in dsm_instance and is guarded by its mutex.
+ * The process-local side - one dynshm_segment per mapped segment, found by
+ * slot index in O(1) - lives in dynshm_instance and is guarded by its mutex.
  *
  * A segment carved from the region (region.c) follows the same steps; its
  * "OS object" is a block of the region, taken with the reservation under
@@ -39,7 +39,7 @@
 #include <time.h>
 #include <unistd.h>
 
-static _Thread_local struct dsm_scope *current_scope;
+static _Thread_local struct dynshm_scope *current_scope;
 
 #define HANDLE_FMT "0x%016llx"
 #define HANDLE_ARG(h) ((unsigned long long)(h))
@@ -52,23 +52,23 @@ static uint64_t now_ns(void)
 	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
-static int not_found(dsm_instance *inst, dsm_handle handle)
+static int not_found(dynshm_instance *inst, dynshm_handle handle)
 {
-	return dsm_fail(ENOENT,
+	return dynshm_fail(ENOENT,
 			"dynamic shared memory segment " HANDLE_FMT
 			" not found in instance '%s'",
 			HANDLE_ARG(handle), inst->name);
 }
 
-static struct dsm_scope *scope_of(dsm_instance *inst)
+static struct dynshm_scope *scope_of(dynshm_instance *inst)
 {
-	for (struct dsm_scope *s = current_scope; s; s = s->parent)
+	for (struct dynshm_scope *s = current_scope; s; s = s->parent)
 		if (s->inst == inst)
 			return s;
 	return NULL;
 }
 
-static dsm_handle new_handle(dsm_instance *inst, uint32_t slot, uint32_t gen)
+static dynshm_handle new_handle(dynshm_instance *inst, uint32_t slot, uint32_t gen)
 {
 	uint64_t r;
 
@@ -81,7 +81,7 @@ static dsm_handle new_handle(dsm_instance *inst, uint32_t slot, uint32_t gen)
 
 /* ---- process-local bookkeeping ----------------------------------------- */
 
-static void link_segment(dsm_instance *inst, struct dsm_segment *seg)
+static void link_segment(dynshm_instance *inst, struct dynshm_segment *seg)
 {
 	seg->next = inst->segs;
 	if (inst->segs)
@@ -91,7 +91,7 @@ static void link_segment(dsm_instance *inst, struct dsm_segment *seg)
 		inst->local[seg->slot] = seg;
 }
 
-static void unlink_segment(dsm_instance *inst, struct dsm_segment *seg)
+static void unlink_segment(dynshm_instance *inst, struct dynshm_segment *seg)
 {
 	if (seg->prev)
 		seg->prev->next = seg->next;
@@ -103,9 +103,9 @@ static void unlink_segment(dsm_instance *inst, struct dsm_segment *seg)
 		inst->local[seg->slot] = NULL;
 }
 
-static struct dsm_segment *alloc_segment(dsm_instance *inst)
+static struct dynshm_segment *alloc_segment(dynshm_instance *inst)
 {
-	struct dsm_segment *seg = calloc(1, sizeof(*seg));
+	struct dynshm_segment *seg = calloc(1, sizeof(*seg));
 
 	if (seg) {
 		seg->inst = inst;
@@ -117,7 +117,7 @@ static struct dsm_segment *alloc_segment(dsm_instance *inst)
 /* ---- the shared side ---------------------------------------------------- */
 
 /* If nobody holds slot s and it is not pinned, make it ours to destroy. */
-static bool retire_if_unused_locked(dsm_instance *inst, uint32_t s)
+static bool retire_if_unused_locked(dynshm_instance *inst, uint32_t s)
 {
 	struct ctl_slot *slot = &inst->c.slots[s];
 
@@ -131,8 +131,8 @@ static bool retire_if_unused_locked(dsm_instance *inst, uint32_t s)
 }
 
 /* Outside the lock: remove the OS object of a slot we retired, free it. */
-static void finish_destroy(dsm_instance *inst, uint32_t s, uint32_t backend,
-			   dsm_handle handle)
+static void finish_destroy(dynshm_instance *inst, uint32_t s, uint32_t backend,
+			   dynshm_handle handle)
 {
 	struct ctl_slot *slot = &inst->c.slots[s];
 	int rc;
@@ -158,8 +158,8 @@ static void finish_destroy(dsm_instance *inst, uint32_t s, uint32_t backend,
 }
 
 /* Drop our reference on slot s (if it is still handle) and retire it. */
-static void release_reference(dsm_instance *inst, uint32_t s,
-			      dsm_handle handle)
+static void release_reference(dynshm_instance *inst, uint32_t s,
+			      dynshm_handle handle)
 {
 	struct ctl_slot *slot = &inst->c.slots[s];
 	uint32_t backend = 0;
@@ -183,7 +183,7 @@ static void release_reference(dsm_instance *inst, uint32_t s,
  * when the region is demanded (must) is it worth reaping the dead first;
  * otherwise the backend serves at once.
  */
-static int reserve_block_locked(dsm_instance *inst, uint32_t s, size_t size,
+static int reserve_block_locked(dynshm_instance *inst, uint32_t s, size_t size,
 				bool must)
 {
 	struct ctl_slot *slot = &inst->c.slots[s];
@@ -196,7 +196,7 @@ static int reserve_block_locked(dsm_instance *inst, uint32_t s, size_t size,
 		rc = region_alloc_locked(&inst->c, size, &offset, &order);
 	}
 	if (rc < 0)
-		return dsm_fail(ENOSPC,
+		return dynshm_fail(ENOSPC,
 				"the region of instance '%s' has no free block "
 				"of %zu bytes (largest free: %" PRIu64 " bytes)",
 				inst->name, size,
@@ -213,9 +213,9 @@ static int reserve_block_locked(dsm_instance *inst, uint32_t s, size_t size,
  * region: 0 backend, 1 region if it fits, 2 region only (reap to fit).
  * name: NULL for an anonymous segment; checked with the reservation.
  */
-static int reserve_slot(dsm_instance *inst, size_t size, int region,
+static int reserve_slot(dynshm_instance *inst, size_t size, int region,
 			const char *name,
-			uint32_t *out_slot, dsm_handle *out_handle)
+			uint32_t *out_slot, dynshm_handle *out_handle)
 {
 	struct ctl *c = &inst->c;
 	struct ctl_slot *slot;
@@ -235,7 +235,7 @@ static int reserve_slot(dsm_instance *inst, size_t size, int region,
 	}
 	if (s == CTL_NONE) {
 		ctl_unlock(inst);
-		return dsm_fail(ENOSPC,
+		return dynshm_fail(ENOSPC,
 				"all %u segment slots of instance '%s' are in "
 				"use (raise max_segments)",
 				c->hdr->max_segments, inst->name);
@@ -269,7 +269,7 @@ static int reserve_slot(dsm_instance *inst, size_t size, int region,
 }
 
 /* Give back a slot whose OS object was never made (or was removed). */
-static void unreserve_slot(dsm_instance *inst, uint32_t s, dsm_handle handle)
+static void unreserve_slot(dynshm_instance *inst, uint32_t s, dynshm_handle handle)
 {
 	struct ctl_slot *slot = &inst->c.slots[s];
 
@@ -280,7 +280,7 @@ static void unreserve_slot(dsm_instance *inst, uint32_t s, dsm_handle handle)
 	ctl_unlock(inst);
 }
 
-static int activate_slot(dsm_instance *inst, uint32_t s, bool pin)
+static int activate_slot(dynshm_instance *inst, uint32_t s, bool pin)
 {
 	int rc = ctl_lock(inst);
 
@@ -294,23 +294,23 @@ static int activate_slot(dsm_instance *inst, uint32_t s, bool pin)
 	return 0;
 }
 
-static int refuse_disabled(dsm_instance *inst)
+static int refuse_disabled(dynshm_instance *inst)
 {
-	dsm_impl_space *space;
-	dsm_impl_map *map;
-	int rc = space_for(inst, DSM_IMPL_NONE, &space);
+	dynshm_impl_space *space;
+	dynshm_impl_map *map;
+	int rc = space_for(inst, DYNSHM_IMPL_NONE, &space);
 
 	/* The none backend words the refusal; keep one wording. */
-	return rc < 0 ? rc : dsm_impl_create(space, 1, 1, 0, &map);
+	return rc < 0 ? rc : dynshm_impl_create(space, 1, 1, 0, &map);
 }
 
 /* After SHM_HUGETLB failed, this many sysv creates go straight to 4 KiB. */
 #define HUGE_BACKOFF 64
 
-static int create_os_object(dsm_instance *inst, size_t size,
-			    const char *name, struct dsm_segment *seg)
+static int create_os_object(dynshm_instance *inst, size_t size,
+			    const char *name, struct dynshm_segment *seg)
 {
-	dsm_impl_space *space;
+	dynshm_impl_space *space;
 	unsigned huge = region_segment_flags(inst, size);
 	int rc = space_for(inst, inst->backend, &space);
 
@@ -320,13 +320,13 @@ static int create_os_object(dsm_instance *inst, size_t size,
 		if (rc < 0)
 			break;
 		HOOK("create:before-os");
-		rc = dsm_impl_create(space, seg->handle, size, huge, &seg->map);
+		rc = dynshm_impl_create(space, seg->handle, size, huge, &seg->map);
 		if (rc < 0 && rc != -EEXIST && huge) {
 			/* no huge page for it: 4 KiB pages, as huge_pages says */
 			huge = 0;
 			inst->huge_backoff = HUGE_BACKOFF;
-			dsm_clear_error();
-			rc = dsm_impl_create(space, seg->handle, size, 0,
+			dynshm_clear_error();
+			rc = dynshm_impl_create(space, seg->handle, size, 0,
 					     &seg->map);
 		}
 		if (rc == 0) {
@@ -340,19 +340,19 @@ static int create_os_object(dsm_instance *inst, size_t size,
 		rc = 0; /* a name collision: try another handle */
 	}
 	if (rc == 0 && !seg->map)
-		rc = dsm_fail(EEXIST, "16 name collisions in a row creating a "
+		rc = dynshm_fail(EEXIST, "16 name collisions in a row creating a "
 				      "segment in instance '%s'",
 			      inst->name);
 	return rc;
 }
 
 /* Reserve a slot with a block of the region; zero it outside the lock. */
-static int create_in_region(dsm_instance *inst, size_t size,
+static int create_in_region(dynshm_instance *inst, size_t size,
 			    const char *name, unsigned flags,
-			    struct dsm_segment *seg)
+			    struct dynshm_segment *seg)
 {
 	struct ctl_slot *slot;
-	int rc = reserve_slot(inst, size, flags & DSM_CREATE_REGION ? 2 : 1,
+	int rc = reserve_slot(inst, size, flags & DYNSHM_CREATE_REGION ? 2 : 1,
 			      name, &seg->slot, &seg->handle);
 
 	if (rc < 0)
@@ -361,30 +361,30 @@ static int create_in_region(dsm_instance *inst, size_t size,
 	seg->region_addr = (char *)inst->region.base + slot->region_offset;
 	seg->region_size = size;
 	HOOK("region:before-zero");
-	if (!(flags & DSM_CREATE_NO_ZERO))
+	if (!(flags & DYNSHM_CREATE_NO_ZERO))
 		memset(seg->region_addr, 0, size);
 	return 0;
 }
 
 /* Region first unless told otherwise; the backend when it has no room. */
-static int create_placed(dsm_instance *inst, size_t size, const char *name,
-			 unsigned flags, struct dsm_segment *seg)
+static int create_placed(dynshm_instance *inst, size_t size, const char *name,
+			 unsigned flags, struct dynshm_segment *seg)
 {
 	int rc;
 
-	if (flags & DSM_CREATE_NO_REGION)
+	if (flags & DYNSHM_CREATE_NO_REGION)
 		return create_os_object(inst, size, name, seg);
 	if (!inst->region.base) {
-		if (flags & DSM_CREATE_REGION)
-			return dsm_fail(ENOTSUP,
+		if (flags & DYNSHM_CREATE_REGION)
+			return dynshm_fail(ENOTSUP,
 					"instance '%s' has no region "
 					"(min_dynamic_shared_memory = 0)",
 					inst->name);
 		return create_os_object(inst, size, name, seg);
 	}
 	rc = create_in_region(inst, size, name, flags, seg);
-	if (rc == -ENOSPC && !(flags & DSM_CREATE_REGION)) {
-		dsm_clear_error();
+	if (rc == -ENOSPC && !(flags & DYNSHM_CREATE_REGION)) {
+		dynshm_clear_error();
 		seg->slot = CTL_NONE;
 		rc = create_os_object(inst, size, name, seg);
 	}
@@ -392,29 +392,29 @@ static int create_placed(dsm_instance *inst, size_t size, const char *name,
 }
 
 #define CREATE_FLAGS                                                           \
-	(DSM_CREATE_REGION | DSM_CREATE_NO_REGION | DSM_CREATE_NO_ZERO |        \
-	 DSM_CREATE_PIN)
+	(DYNSHM_CREATE_REGION | DYNSHM_CREATE_NO_REGION | DYNSHM_CREATE_NO_ZERO |        \
+	 DYNSHM_CREATE_PIN)
 
-/* The flags every create function takes (dsm_create, the named ones). */
-int segment_check_flags(const dsm_instance *inst, unsigned flags)
+/* The flags every create function takes (dynshm_create, the named ones). */
+int segment_check_flags(const dynshm_instance *inst, unsigned flags)
 {
 	if ((flags & ~CREATE_FLAGS) ||
-	    (flags & DSM_CREATE_REGION && flags & DSM_CREATE_NO_REGION))
-		return dsm_fail(EINVAL,
+	    (flags & DYNSHM_CREATE_REGION && flags & DYNSHM_CREATE_NO_REGION))
+		return dynshm_fail(EINVAL,
 				"bad create flags 0x%x for instance '%s' "
-				"(allowed: DSM_CREATE_REGION or "
-				"DSM_CREATE_NO_REGION, DSM_CREATE_NO_ZERO, "
-				"DSM_CREATE_PIN)",
+				"(allowed: DYNSHM_CREATE_REGION or "
+				"DYNSHM_CREATE_NO_REGION, DYNSHM_CREATE_NO_ZERO, "
+				"DYNSHM_CREATE_PIN)",
 				flags, inst->name);
 	return 0;
 }
 
 /* A failed initialisation callback: its code, with a message of ours. */
-static int init_failed(dsm_instance *inst, const char *name, int rc)
+static int init_failed(dynshm_instance *inst, const char *name, int rc)
 {
 	if (rc > 0)
 		rc = -ECANCELED; /* not an errno: say "cancelled" */
-	return dsm_fail(-rc, "the initialisation callback of segment '%s' in "
+	return dynshm_fail(-rc, "the initialisation callback of segment '%s' in "
 			     "instance '%s' failed (%s); the segment was "
 			     "removed",
 			name, inst->name, strerror(-rc));
@@ -423,20 +423,20 @@ static int init_failed(dsm_instance *inst, const char *name, int rc)
 /*
  * Create, run init while the slot is still CREATING (so that nobody else
  * can map a half-initialised segment), then publish it.  Arguments are
- * valid and inst is entered.  name and init are NULL for dsm_create.
+ * valid and inst is entered.  name and init are NULL for dynshm_create.
  */
-int segment_create(dsm_instance *inst, size_t size, const char *name,
-		   unsigned flags, dsm_init_fn init, void *arg,
-		   dsm_segment **out)
+int segment_create(dynshm_instance *inst, size_t size, const char *name,
+		   unsigned flags, dynshm_init_fn init, void *arg,
+		   dynshm_segment **out)
 {
-	struct dsm_segment *seg;
+	struct dynshm_segment *seg;
 	int rc;
 
-	if (inst->backend == DSM_IMPL_NONE)
+	if (inst->backend == DYNSHM_IMPL_NONE)
 		return refuse_disabled(inst);
 	seg = alloc_segment(inst);
 	if (!seg)
-		return dsm_fail(ENOMEM, "out of memory creating a segment");
+		return dynshm_fail(ENOMEM, "out of memory creating a segment");
 	rc = create_placed(inst, size, name, flags, seg);
 	if (rc < 0)
 		goto fail_free;
@@ -456,7 +456,7 @@ int segment_create(dsm_instance *inst, size_t size, const char *name,
 			goto fail_unmap;
 		}
 	}
-	rc = activate_slot(inst, seg->slot, flags & DSM_CREATE_PIN);
+	rc = activate_slot(inst, seg->slot, flags & DYNSHM_CREATE_PIN);
 	if (rc < 0)
 		goto fail_unmap;
 	seg->nattach = 1;
@@ -468,7 +468,7 @@ int segment_create(dsm_instance *inst, size_t size, const char *name,
 fail_unmap:
 	/* back out in reverse: unmap, remove the object, free the slot */
 	if (seg->map)
-		dsm_impl_detach(seg->map);
+		dynshm_impl_detach(seg->map);
 	if (seg->map || seg->placed) /* a region block has no object */
 		os_destroy(inst, inst->backend, seg->handle);
 	unreserve_slot(inst, seg->slot, seg->handle);
@@ -478,18 +478,18 @@ fail_free:
 	return rc;
 }
 
-DSM_EXPORT int dsm_create(dsm_instance *inst, size_t size, unsigned flags,
-			  dsm_segment **out)
+DYNSHM_EXPORT int dynshm_create(dynshm_instance *inst, size_t size, unsigned flags,
+			  dynshm_segment **out)
 {
 	int rc = inst_enter(inst);
 
 	if (rc < 0)
 		return rc;
-	if (!out || size == 0 || size > DSM_IMPL_MAX_SIZE)
-		rc = dsm_fail(EINVAL,
+	if (!out || size == 0 || size > DYNSHM_IMPL_MAX_SIZE)
+		rc = dynshm_fail(EINVAL,
 			      "cannot create a segment of %zu bytes in "
 			      "instance '%s' (sizes: 1 to %zu)",
-			      size, inst->name, DSM_IMPL_MAX_SIZE);
+			      size, inst->name, DYNSHM_IMPL_MAX_SIZE);
 	else
 		rc = segment_check_flags(inst, flags);
 	if (rc == 0)
@@ -502,7 +502,7 @@ DSM_EXPORT int dsm_create(dsm_instance *inst, size_t size, unsigned flags,
  * Take the control lock and resolve handle to a live slot: ACTIVE and not
  * being destroyed.  On success the lock is held; on failure it is not.
  */
-static int lock_live_slot(dsm_instance *inst, dsm_handle handle, uint32_t *out)
+static int lock_live_slot(dynshm_instance *inst, dynshm_handle handle, uint32_t *out)
 {
 	struct ctl *c = &inst->c;
 	uint32_t s;
@@ -524,9 +524,9 @@ static int lock_live_slot(dsm_instance *inst, dsm_handle handle, uint32_t *out)
  * Take our reference on handle under the lock; its slot and backend, and
  * for a region segment where it is (in seg).
  */
-static int reference_handle(dsm_instance *inst, dsm_handle handle,
+static int reference_handle(dynshm_instance *inst, dynshm_handle handle,
 			    uint32_t *out_slot, uint32_t *backend,
-			    uint64_t *size, struct dsm_segment *seg)
+			    uint64_t *size, struct dynshm_segment *seg)
 {
 	struct ctl *c = &inst->c;
 	uint32_t s = CTL_NONE;
@@ -548,17 +548,17 @@ static int reference_handle(dsm_instance *inst, dsm_handle handle,
 	return 0;
 }
 
-static int attach_new(dsm_instance *inst, dsm_handle handle,
-		      dsm_segment **out)
+static int attach_new(dynshm_instance *inst, dynshm_handle handle,
+		      dynshm_segment **out)
 {
-	struct dsm_segment *seg = alloc_segment(inst);
-	dsm_impl_space *space = NULL;
+	struct dynshm_segment *seg = alloc_segment(inst);
+	dynshm_impl_space *space = NULL;
 	uint32_t backend = 0;
 	uint64_t size = 0;
 	int rc;
 
 	if (!seg)
-		return dsm_fail(ENOMEM, "out of memory attaching a segment");
+		return dynshm_fail(ENOMEM, "out of memory attaching a segment");
 	rc = reference_handle(inst, handle, &seg->slot, &backend, &size, seg);
 	if (rc < 0)
 		goto fail_free;
@@ -568,9 +568,9 @@ static int attach_new(dsm_instance *inst, dsm_handle handle,
 	else if (placement_covers(inst, backend, size)) /* placement.h */
 		rc = placement_attach(inst, seg, (size_t)size);
 	else {
-		rc = space_for(inst, (dsm_impl_type)backend, &space);
+		rc = space_for(inst, (dynshm_impl_type)backend, &space);
 		if (rc == 0)
-			rc = dsm_impl_attach(space, handle, &seg->map);
+			rc = dynshm_impl_attach(space, handle, &seg->map);
 	}
 	if (rc < 0)
 		goto fail_release;
@@ -587,13 +587,13 @@ fail_free:
 	return rc;
 }
 
-/* dsm_attach with inst entered (also used by the named functions). */
-int segment_attach(dsm_instance *inst, dsm_handle handle, dsm_segment **out)
+/* dynshm_attach with inst entered (also used by the named functions). */
+int segment_attach(dynshm_instance *inst, dynshm_handle handle, dynshm_segment **out)
 {
 	uint32_t s = (uint32_t)(handle & HANDLE_SLOT_MASK);
 
 	if (!out)
-		return dsm_fail(EINVAL, "no result pointer given");
+		return dynshm_fail(EINVAL, "no result pointer given");
 	if (s < inst->c.hdr->max_segments && inst->local[s] &&
 	    inst->local[s]->handle == handle) {
 		inst->local[s]->nattach++; /* already mapped here */
@@ -603,8 +603,8 @@ int segment_attach(dsm_instance *inst, dsm_handle handle, dsm_segment **out)
 	return attach_new(inst, handle, out);
 }
 
-DSM_EXPORT int dsm_attach(dsm_instance *inst, dsm_handle handle,
-			  dsm_segment **out)
+DYNSHM_EXPORT int dynshm_attach(dynshm_instance *inst, dynshm_handle handle,
+			  dynshm_segment **out)
 {
 	int rc = inst_enter(inst);
 
@@ -616,7 +616,7 @@ DSM_EXPORT int dsm_attach(dsm_instance *inst, dsm_handle handle,
 }
 
 /* The last local detach: callbacks, unmap, then drop the reference. */
-static void detach_last(dsm_instance *inst, struct dsm_segment *seg)
+static void detach_last(dynshm_instance *inst, struct dynshm_segment *seg)
 {
 	while (seg->ncbs > 0) {
 		struct on_detach cb = seg->cbs[--seg->ncbs];
@@ -625,20 +625,20 @@ static void detach_last(dsm_instance *inst, struct dsm_segment *seg)
 	}
 	unlink_segment(inst, seg);
 	if (seg->map) /* placed and region segments have none */
-		dsm_impl_detach(seg->map);
+		dynshm_impl_detach(seg->map);
 	if (seg->slot != CTL_NONE)
 		release_reference(inst, seg->slot, seg->handle);
 	free(seg->cbs);
 	free(seg);
 }
 
-DSM_EXPORT int dsm_detach(dsm_segment *seg)
+DYNSHM_EXPORT int dynshm_detach(dynshm_segment *seg)
 {
-	dsm_instance *inst;
+	dynshm_instance *inst;
 	int rc;
 
 	if (!seg)
-		return dsm_fail(EINVAL, "no segment given");
+		return dynshm_fail(EINVAL, "no segment given");
 	inst = seg->inst;
 	rc = inst_enter(inst);
 	if (rc < 0)
@@ -649,7 +649,7 @@ DSM_EXPORT int dsm_detach(dsm_segment *seg)
 	return 0;
 }
 
-void segment_detach_all(dsm_instance *inst)
+void segment_detach_all(dynshm_instance *inst)
 {
 	while (inst->segs) {
 		inst->segs->nattach = 0;
@@ -657,11 +657,11 @@ void segment_detach_all(dsm_instance *inst)
 	}
 }
 
-void segment_adopt_after_fork(dsm_instance *inst)
+void segment_adopt_after_fork(dynshm_instance *inst)
 {
 	struct ctl *c = &inst->c;
 
-	for (struct dsm_segment *seg = inst->segs; seg; seg = seg->next) {
+	for (struct dynshm_segment *seg = inst->segs; seg; seg = seg->next) {
 		struct ctl_slot *slot;
 
 		if (seg->slot == CTL_NONE)
@@ -678,34 +678,34 @@ void segment_adopt_after_fork(dsm_instance *inst)
 	}
 }
 
-DSM_EXPORT void *dsm_segment_address(const dsm_segment *seg)
+DYNSHM_EXPORT void *dynshm_segment_address(const dynshm_segment *seg)
 {
 	if (!seg)
 		return NULL;
 	if (seg->placed)
 		return seg->placed;
-	return seg->map ? dsm_impl_map_address(seg->map) : seg->region_addr;
+	return seg->map ? dynshm_impl_map_address(seg->map) : seg->region_addr;
 }
 
-DSM_EXPORT size_t dsm_segment_size(const dsm_segment *seg)
+DYNSHM_EXPORT size_t dynshm_segment_size(const dynshm_segment *seg)
 {
 	if (!seg)
 		return 0;
 	if (seg->placed)
 		return seg->placed_size;
-	return seg->map ? dsm_impl_map_size(seg->map) : seg->region_size;
+	return seg->map ? dynshm_impl_map_size(seg->map) : seg->region_size;
 }
 
-DSM_EXPORT dsm_handle dsm_segment_handle(const dsm_segment *seg)
+DYNSHM_EXPORT dynshm_handle dynshm_segment_handle(const dynshm_segment *seg)
 {
-	return seg ? seg->handle : DSM_HANDLE_INVALID;
+	return seg ? seg->handle : DYNSHM_HANDLE_INVALID;
 }
 
 /* ---- pins and destruction ---------------------------------------------- */
 
 enum pin_op { PIN, UNPIN, DESTROY };
 
-static int change_pin(dsm_instance *inst, dsm_handle handle, enum pin_op op)
+static int change_pin(dynshm_instance *inst, dynshm_handle handle, enum pin_op op)
 {
 	struct ctl_slot *slot;
 	bool destroy = false;
@@ -717,11 +717,11 @@ static int change_pin(dsm_instance *inst, dsm_handle handle, enum pin_op op)
 	slot = &inst->c.slots[s];
 	backend = slot->backend;
 	if (op == PIN && slot->pinned)
-		rc = dsm_fail(EALREADY, "segment " HANDLE_FMT " of instance "
+		rc = dynshm_fail(EALREADY, "segment " HANDLE_FMT " of instance "
 					"'%s' is already pinned",
 			      HANDLE_ARG(handle), inst->name);
 	else if (op == UNPIN && !slot->pinned)
-		rc = dsm_fail(EINVAL, "segment " HANDLE_FMT " of instance '%s' "
+		rc = dynshm_fail(EINVAL, "segment " HANDLE_FMT " of instance '%s' "
 				      "is not pinned",
 			      HANDLE_ARG(handle), inst->name);
 	else {
@@ -737,7 +737,7 @@ static int change_pin(dsm_instance *inst, dsm_handle handle, enum pin_op op)
 	return rc;
 }
 
-static int change_pin_entry(dsm_instance *inst, dsm_handle handle,
+static int change_pin_entry(dynshm_instance *inst, dynshm_handle handle,
 			    enum pin_op op)
 {
 	int rc = inst_enter(inst);
@@ -749,31 +749,31 @@ static int change_pin_entry(dsm_instance *inst, dsm_handle handle,
 	return rc;
 }
 
-DSM_EXPORT int dsm_pin_segment(dsm_segment *seg)
+DYNSHM_EXPORT int dynshm_pin_segment(dynshm_segment *seg)
 {
 	if (!seg)
-		return dsm_fail(EINVAL, "no segment given");
+		return dynshm_fail(EINVAL, "no segment given");
 	return change_pin_entry(seg->inst, seg->handle, PIN);
 }
 
-DSM_EXPORT int dsm_unpin_segment(dsm_instance *inst, dsm_handle handle)
+DYNSHM_EXPORT int dynshm_unpin_segment(dynshm_instance *inst, dynshm_handle handle)
 {
 	return change_pin_entry(inst, handle, UNPIN);
 }
 
-DSM_EXPORT int dsm_destroy(dsm_instance *inst, dsm_handle handle)
+DYNSHM_EXPORT int dynshm_destroy(dynshm_instance *inst, dynshm_handle handle)
 {
 	return change_pin_entry(inst, handle, DESTROY);
 }
 
 /* ---- on-detach callbacks ------------------------------------------------ */
 
-DSM_EXPORT int dsm_on_detach(dsm_segment *seg, dsm_on_detach_fn fn, void *arg)
+DYNSHM_EXPORT int dynshm_on_detach(dynshm_segment *seg, dynshm_on_detach_fn fn, void *arg)
 {
 	int rc;
 
 	if (!seg || !fn)
-		return dsm_fail(EINVAL, "no segment or callback given");
+		return dynshm_fail(EINVAL, "no segment or callback given");
 	rc = inst_enter(seg->inst);
 	if (rc < 0)
 		return rc;
@@ -783,7 +783,7 @@ DSM_EXPORT int dsm_on_detach(dsm_segment *seg, dsm_on_detach_fn fn, void *arg)
 
 		if (!cbs) {
 			inst_leave(seg->inst);
-			return dsm_fail(ENOMEM, "out of memory registering a "
+			return dynshm_fail(ENOMEM, "out of memory registering a "
 						"callback");
 		}
 		seg->cbs = cbs;
@@ -796,23 +796,23 @@ DSM_EXPORT int dsm_on_detach(dsm_segment *seg, dsm_on_detach_fn fn, void *arg)
 	return 0;
 }
 
-DSM_EXPORT int dsm_cancel_on_detach(dsm_segment *seg, dsm_on_detach_fn fn,
+DYNSHM_EXPORT int dynshm_cancel_on_detach(dynshm_segment *seg, dynshm_on_detach_fn fn,
 				    void *arg)
 {
 	int rc;
 
 	if (!seg)
-		return dsm_fail(EINVAL, "no segment given");
+		return dynshm_fail(EINVAL, "no segment given");
 	rc = inst_enter(seg->inst);
 	if (rc < 0)
 		return rc;
-	rc = dsm_fail(ENOENT, "no such on-detach callback registered");
+	rc = dynshm_fail(ENOENT, "no such on-detach callback registered");
 	for (unsigned i = seg->ncbs; i-- > 0;) {
 		if (seg->cbs[i].fn == fn && seg->cbs[i].arg == arg) {
 			memmove(&seg->cbs[i], &seg->cbs[i + 1],
 				(seg->ncbs - i - 1) * sizeof(seg->cbs[0]));
 			seg->ncbs--;
-			dsm_clear_error();
+			dynshm_clear_error();
 			rc = 0;
 			break;
 		}
@@ -823,15 +823,15 @@ DSM_EXPORT int dsm_cancel_on_detach(dsm_segment *seg, dsm_on_detach_fn fn,
 
 /* ---- scopes --------------------------------------------------------------- */
 
-DSM_EXPORT int dsm_scope_begin(dsm_instance *inst, dsm_scope **out)
+DYNSHM_EXPORT int dynshm_scope_begin(dynshm_instance *inst, dynshm_scope **out)
 {
-	struct dsm_scope *scope;
+	struct dynshm_scope *scope;
 
 	if (!inst || !out)
-		return dsm_fail(EINVAL, "no instance or result pointer given");
+		return dynshm_fail(EINVAL, "no instance or result pointer given");
 	scope = calloc(1, sizeof(*scope));
 	if (!scope)
-		return dsm_fail(ENOMEM, "out of memory for a scope");
+		return dynshm_fail(ENOMEM, "out of memory for a scope");
 	scope->inst = inst;
 	scope->parent = current_scope;
 	current_scope = scope;
@@ -839,22 +839,22 @@ DSM_EXPORT int dsm_scope_begin(dsm_instance *inst, dsm_scope **out)
 	return 0;
 }
 
-static struct dsm_segment *first_in_scope(dsm_instance *inst,
-					  struct dsm_scope *scope)
+static struct dynshm_segment *first_in_scope(dynshm_instance *inst,
+					  struct dynshm_scope *scope)
 {
-	for (struct dsm_segment *seg = inst->segs; seg; seg = seg->next)
+	for (struct dynshm_segment *seg = inst->segs; seg; seg = seg->next)
 		if (seg->scope == scope)
 			return seg;
 	return NULL;
 }
 
-DSM_EXPORT int dsm_scope_end(dsm_scope *scope)
+DYNSHM_EXPORT int dynshm_scope_end(dynshm_scope *scope)
 {
-	struct dsm_segment *seg;
+	struct dynshm_segment *seg;
 	int rc;
 
 	if (!scope || scope != current_scope)
-		return dsm_fail(EINVAL, "scope %p is not this thread's "
+		return dynshm_fail(EINVAL, "scope %p is not this thread's "
 					"innermost scope",
 				(void *)scope);
 	rc = inst_enter(scope->inst);
@@ -871,12 +871,12 @@ DSM_EXPORT int dsm_scope_end(dsm_scope *scope)
 	return 0;
 }
 
-DSM_EXPORT int dsm_pin_mapping(dsm_segment *seg)
+DYNSHM_EXPORT int dynshm_pin_mapping(dynshm_segment *seg)
 {
 	int rc;
 
 	if (!seg)
-		return dsm_fail(EINVAL, "no segment given");
+		return dynshm_fail(EINVAL, "no segment given");
 	rc = inst_enter(seg->inst);
 	if (rc < 0)
 		return rc;
@@ -887,18 +887,18 @@ DSM_EXPORT int dsm_pin_mapping(dsm_segment *seg)
 
 /* ---- inspection ----------------------------------------------------------- */
 
-static void fill_info(const struct ctl_slot *slot, dsm_segment_info *info)
+static void fill_info(const struct ctl_slot *slot, dynshm_segment_info *info)
 {
 	memset(info, 0, sizeof(*info));
 	info->handle = slot->handle;
 	info->size = slot->size;
-	info->backend = (dsm_impl_type)slot->backend;
+	info->backend = (dynshm_impl_type)slot->backend;
 	if (slot->backend == CTL_BACKEND_REGION) {
-		info->backend = DSM_IMPL_SYSV; /* the region's object */
+		info->backend = DYNSHM_IMPL_SYSV; /* the region's object */
 		info->in_region = 1;
 		info->region_offset = slot->region_offset;
 	}
-	info->state = (dsm_segment_state)slot->state;
+	info->state = (dynshm_segment_state)slot->state;
 	info->references = slot->refcount;
 	info->pinned = slot->pinned != 0;
 	info->creator_pid = slot->creator_pid;
@@ -908,14 +908,14 @@ static void fill_info(const struct ctl_slot *slot, dsm_segment_info *info)
 	info->name[sizeof(info->name) - 1] = '\0';
 }
 
-DSM_EXPORT int dsm_stat(dsm_instance *inst, dsm_handle handle,
-			dsm_segment_info *info)
+DYNSHM_EXPORT int dynshm_stat(dynshm_instance *inst, dynshm_handle handle,
+			dynshm_segment_info *info)
 {
 	uint32_t s;
 	int rc;
 
 	if (!info)
-		return dsm_fail(EINVAL, "no info buffer given");
+		return dynshm_fail(EINVAL, "no info buffer given");
 	rc = inst_enter(inst);
 	if (rc < 0)
 		return rc;
@@ -932,10 +932,10 @@ DSM_EXPORT int dsm_stat(dsm_instance *inst, dsm_handle handle,
 	return rc;
 }
 
-static int snapshot(dsm_instance *inst, dsm_segment_info **out, size_t *n)
+static int snapshot(dynshm_instance *inst, dynshm_segment_info **out, size_t *n)
 {
 	struct ctl *c = &inst->c;
-	dsm_segment_info *infos;
+	dynshm_segment_info *infos;
 	size_t count = 0;
 	int rc = ctl_lock(inst);
 
@@ -944,7 +944,7 @@ static int snapshot(dsm_instance *inst, dsm_segment_info **out, size_t *n)
 	infos = malloc((c->hdr->nsegments + 1) * sizeof(*infos));
 	if (!infos) {
 		ctl_unlock(inst);
-		return dsm_fail(ENOMEM, "out of memory listing segments");
+		return dynshm_fail(ENOMEM, "out of memory listing segments");
 	}
 	for (uint32_t s = 0; s < c->hdr->max_segments &&
 			     count < c->hdr->nsegments; s++)
@@ -956,17 +956,17 @@ static int snapshot(dsm_instance *inst, dsm_segment_info **out, size_t *n)
 	return 0;
 }
 
-DSM_EXPORT int dsm_foreach_segment(dsm_instance *inst, dsm_segment_fn fn,
+DYNSHM_EXPORT int dynshm_foreach_segment(dynshm_instance *inst, dynshm_segment_fn fn,
 				   void *arg)
 {
-	dsm_segment_info *infos = NULL;
+	dynshm_segment_info *infos = NULL;
 	size_t n = 0;
 	int rc = inst_enter(inst);
 
 	if (rc < 0)
 		return rc;
 	if (!fn)
-		rc = dsm_fail(EINVAL, "no callback given");
+		rc = dynshm_fail(EINVAL, "no callback given");
 	else
 		rc = snapshot(inst, &infos, &n);
 	inst_leave(inst);

@@ -33,7 +33,7 @@ static bool valid_name(const char *name)
 {
 	size_t len = strlen(name);
 
-	if (len == 0 || len > DSM_NAME_MAX || name[0] == '.')
+	if (len == 0 || len > DYNSHM_NAME_MAX || name[0] == '.')
 		return false;
 	for (const char *p = name; *p; p++)
 		if (!(*p >= 'a' && *p <= 'z') && !(*p >= 'A' && *p <= 'Z') &&
@@ -53,7 +53,7 @@ static int base_directory(char *buf, size_t len)
 	else
 		n = snprintf(buf, len, "/tmp/dynshm-%u", (unsigned)geteuid());
 	if (n < 0 || (size_t)n >= len)
-		return dsm_fail(ENAMETOOLONG, "runtime directory path too long");
+		return dynshm_fail(ENAMETOOLONG, "runtime directory path too long");
 	return 0;
 }
 
@@ -66,33 +66,33 @@ int state_resolve(const char *name_or_dir, char *name, size_t name_len,
 	if (!name_or_dir)
 		name_or_dir = "default";
 	if (strlen(name_or_dir) >= name_len && !strchr(name_or_dir, '/'))
-		return dsm_fail(EINVAL, "instance name '%.40s...' is longer "
+		return dynshm_fail(EINVAL, "instance name '%.40s...' is longer "
 					"than %d bytes",
-				name_or_dir, DSM_NAME_MAX);
+				name_or_dir, DYNSHM_NAME_MAX);
 	snprintf(name, name_len, "%s", name_or_dir);
 	if (strchr(name_or_dir, '/')) {
 		if (name_or_dir[0] != '/')
-			return dsm_fail(EINVAL, "instance directory '%s' must "
+			return dynshm_fail(EINVAL, "instance directory '%s' must "
 						"be an absolute path",
 					name_or_dir);
 		n = snprintf(dir, dir_len, "%s", name_or_dir);
 		if (n < 0 || (size_t)n >= dir_len)
-			return dsm_fail(ENAMETOOLONG, "instance directory path "
+			return dynshm_fail(ENAMETOOLONG, "instance directory path "
 						      "too long");
 		*named = false;
 		return 0;
 	}
 	if (!valid_name(name_or_dir))
-		return dsm_fail(EINVAL,
+		return dynshm_fail(EINVAL,
 				"invalid instance name '%s' (allowed: 1 to %d "
 				"of A-Z a-z 0-9 _ - ., not starting with '.')",
-				name_or_dir, DSM_NAME_MAX);
+				name_or_dir, DYNSHM_NAME_MAX);
 	rc = base_directory(base, sizeof(base));
 	if (rc < 0)
 		return rc;
 	n = snprintf(dir, dir_len, "%s/%s", base, name_or_dir);
 	if (n < 0 || (size_t)n >= dir_len)
-		return dsm_fail(ENAMETOOLONG, "instance directory path too long");
+		return dynshm_fail(ENAMETOOLONG, "instance directory path too long");
 	*named = true;
 	return 0;
 }
@@ -102,16 +102,16 @@ static int check_private_dir(int fd, const char *path)
 {
 	struct stat st;
 
-	if (dsm_sys.fstat(fd, &st) < 0)
-		return dsm_fail(errno, "cannot stat '%s': %s", path,
+	if (dynshm_sys.fstat(fd, &st) < 0)
+		return dynshm_fail(errno, "cannot stat '%s': %s", path,
 				strerror(errno));
-	if (!dsm_uid_is_ours(st.st_uid))
-		return dsm_fail(EACCES,
+	if (!dynshm_uid_is_ours(st.st_uid))
+		return dynshm_fail(EACCES,
 				"refusing directory '%s': it belongs to uid %u, "
 				"not to this process's uid %u",
 				path, (unsigned)st.st_uid, (unsigned)geteuid());
 	if (st.st_mode & 077)
-		return dsm_fail(EACCES,
+		return dynshm_fail(EACCES,
 				"refusing directory '%s': mode %04o lets other "
 				"users in (expected 0700)",
 				path, (unsigned)(st.st_mode & 07777));
@@ -124,34 +124,34 @@ static int open_private_dir(const char *path, bool create, int *out,
 {
 	int fd, rc;
 
-	if (create && dsm_sys.mkdir(path, 0700) == 0) {
+	if (create && dynshm_sys.mkdir(path, 0700) == 0) {
 		if (made)
 			*made = true;
 	} else if (create && errno != EEXIST) {
-		return dsm_fail(errno, "cannot create directory '%s': %s", path,
+		return dynshm_fail(errno, "cannot create directory '%s': %s", path,
 				strerror(errno));
 	}
-	fd = dsm_sys.open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC,
+	fd = dynshm_sys.open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC,
 			  0);
 	if (fd < 0) {
 		if (errno == ELOOP || errno == ENOTDIR)
-			return dsm_fail(EACCES, "refusing '%s': it is a "
+			return dynshm_fail(EACCES, "refusing '%s': it is a "
 						"symbolic link or not a "
 						"directory",
 					path);
-		return dsm_fail(errno, "cannot open directory '%s': %s", path,
+		return dynshm_fail(errno, "cannot open directory '%s': %s", path,
 				strerror(errno));
 	}
 	rc = check_private_dir(fd, path);
 	if (rc < 0) {
-		dsm_sys.close(fd);
+		dynshm_sys.close(fd);
 		return rc;
 	}
 	*out = fd;
 	return 0;
 }
 
-int state_open_dir(dsm_instance *inst, bool named, bool create)
+int state_open_dir(dynshm_instance *inst, bool named, bool create)
 {
 	int rc, fd;
 
@@ -167,50 +167,50 @@ int state_open_dir(dsm_instance *inst, bool named, bool create)
 		} else {
 			rc = open_private_dir(base, create, &fd, NULL);
 			if (rc < 0)
-				return rc == -ENOENT ? dsm_fail(ENOENT,
+				return rc == -ENOENT ? dynshm_fail(ENOENT,
 					"instance '%s' does not exist "
 					"(no directory %s)", inst->name, base)
 					: rc;
-			dsm_sys.close(fd);
+			dynshm_sys.close(fd);
 		}
 	}
 	rc = open_private_dir(inst->dir, create, &inst->dirfd,
 			      &inst->made_dir);
 	if (rc == -ENOENT && !create)
-		return dsm_fail(ENOENT, "instance '%s' does not exist (no "
+		return dynshm_fail(ENOENT, "instance '%s' does not exist (no "
 					"directory %s)",
 				inst->name, inst->dir);
 	return rc;
 }
 
 /* A plain private file of ours, opened relative to the instance dir. */
-static int open_private_file(dsm_instance *inst, const char *file, int flags,
+static int open_private_file(dynshm_instance *inst, const char *file, int flags,
 			     int *out)
 {
 	struct stat st;
 	int fd;
 
-	fd = dsm_sys.openat(inst->dirfd, file, flags | O_NOFOLLOW | O_CLOEXEC,
+	fd = dynshm_sys.openat(inst->dirfd, file, flags | O_NOFOLLOW | O_CLOEXEC,
 			    0600);
 	if (fd < 0) {
 		if (errno == ELOOP)
-			return dsm_fail(EACCES, "refusing '%s/%s': it is a "
+			return dynshm_fail(EACCES, "refusing '%s/%s': it is a "
 						"symbolic link",
 					inst->dir, file);
-		return dsm_fail(errno, "cannot open '%s/%s': %s", inst->dir,
+		return dynshm_fail(errno, "cannot open '%s/%s': %s", inst->dir,
 				file, strerror(errno));
 	}
-	if (dsm_sys.fstat(fd, &st) < 0) {
+	if (dynshm_sys.fstat(fd, &st) < 0) {
 		int err = errno;
 
-		dsm_sys.close(fd);
-		return dsm_fail(err, "cannot stat '%s/%s': %s", inst->dir, file,
+		dynshm_sys.close(fd);
+		return dynshm_fail(err, "cannot stat '%s/%s': %s", inst->dir, file,
 				strerror(err));
 	}
-	if (!S_ISREG(st.st_mode) || !dsm_uid_is_ours(st.st_uid) ||
+	if (!S_ISREG(st.st_mode) || !dynshm_uid_is_ours(st.st_uid) ||
 	    (st.st_mode & 077)) {
-		dsm_sys.close(fd);
-		return dsm_fail(EACCES,
+		dynshm_sys.close(fd);
+		return dynshm_fail(EACCES,
 				"refusing '%s/%s': expected a regular file of "
 				"uid %u with mode 0600, found uid %u mode %04o",
 				inst->dir, file, (unsigned)geteuid(),
@@ -227,7 +227,7 @@ static int open_private_file(dsm_instance *inst, const char *file, int flags,
  * after locking, check that the name still leads to the file we locked, and
  * start again when it does not.
  */
-int state_lock(dsm_instance *inst, int *lockfd)
+int state_lock(dynshm_instance *inst, int *lockfd)
 {
 	struct stat held, named;
 	int fd, rc;
@@ -237,21 +237,21 @@ int state_lock(dsm_instance *inst, int *lockfd)
 		if (rc < 0)
 			return rc;
 		do
-			rc = dsm_sys.flock(fd, LOCK_EX);
+			rc = dynshm_sys.flock(fd, LOCK_EX);
 		while (rc < 0 && errno == EINTR);
 		if (rc < 0) {
 			int err = errno;
 
-			dsm_sys.close(fd);
-			return dsm_fail(err, "cannot lock '%s/lock': %s",
+			dynshm_sys.close(fd);
+			return dynshm_fail(err, "cannot lock '%s/lock': %s",
 					inst->dir, strerror(err));
 		}
-		if (dsm_sys.fstat(fd, &held) == 0 &&
-		    dsm_sys.fstatat(inst->dirfd, "lock", &named,
+		if (dynshm_sys.fstat(fd, &held) == 0 &&
+		    dynshm_sys.fstatat(inst->dirfd, "lock", &named,
 				    AT_SYMLINK_NOFOLLOW) == 0 &&
 		    held.st_dev == named.st_dev && held.st_ino == named.st_ino)
 			break;
-		dsm_sys.close(fd);
+		dynshm_sys.close(fd);
 	}
 	*lockfd = fd;
 	return 0;
@@ -264,25 +264,25 @@ int state_lock(dsm_instance *inst, int *lockfd)
  * a failed first create leaves nothing.  Called with the lock held; quiet,
  * so the caller's error message stands.
  */
-void state_discard_unused(dsm_instance *inst)
+void state_discard_unused(dynshm_instance *inst)
 {
 	struct stat st;
 
-	if (dsm_sys.fstatat(inst->dirfd, "state", &st, AT_SYMLINK_NOFOLLOW) ==
+	if (dynshm_sys.fstatat(inst->dirfd, "state", &st, AT_SYMLINK_NOFOLLOW) ==
 		    0 ||
 	    errno != ENOENT)
 		return;
-	dsm_sys.unlinkat(inst->dirfd, "lock", 0);
+	dynshm_sys.unlinkat(inst->dirfd, "lock", 0);
 	if (inst->made_dir) /* fails harmlessly if anything else is in it */
-		dsm_sys.rmdir(inst->dir);
+		dynshm_sys.rmdir(inst->dir);
 }
 
 void state_unlock(int lockfd)
 {
-	dsm_sys.close(lockfd); /* closing drops the flock */
+	dynshm_sys.close(lockfd); /* closing drops the flock */
 }
 
-static int parse_state(dsm_instance *inst, char *text, struct inst_state *st)
+static int parse_state(dynshm_instance *inst, char *text, struct inst_state *st)
 {
 	char *line, *save = NULL;
 	unsigned seen = 0;
@@ -301,11 +301,11 @@ static int parse_state(dsm_instance *inst, char *text, struct inst_state *st)
 		    sscanf(val, "%" SCNx64, &st->id) == 1 && st->id != 0)
 			seen |= 1;
 		else if (strcmp(line, "backend") == 0 &&
-			 dsm_impl_type_from_name(val, &st->backend) == 0)
+			 dynshm_impl_type_from_name(val, &st->backend) == 0)
 			seen |= 2;
 		else if (strcmp(line, "control_backend") == 0 &&
-			 dsm_impl_type_from_name(val, &st->ctl_backend) == 0 &&
-			 st->ctl_backend != DSM_IMPL_NONE)
+			 dynshm_impl_type_from_name(val, &st->ctl_backend) == 0 &&
+			 st->ctl_backend != DYNSHM_IMPL_NONE)
 			seen |= 4;
 		else if (strcmp(line, "control_size") == 0 &&
 			 sscanf(val, "%" SCNu64, &st->ctl_size) == 1)
@@ -319,14 +319,14 @@ static int parse_state(dsm_instance *inst, char *text, struct inst_state *st)
 	if (seen == 31)
 		return 0;
 corrupt:
-	return dsm_fail(EUCLEAN, "state file '%s/state' is corrupt or from "
+	return dynshm_fail(EUCLEAN, "state file '%s/state' is corrupt or from "
 				 "another version (open with reset to "
 				 "recreate the instance)",
 			inst->dir);
 }
 
 /* Read a small private file of the instance directory as text. */
-int state_read_file(dsm_instance *inst, const char *file, char *text,
+int state_read_file(dynshm_instance *inst, const char *file, char *text,
 		    size_t len)
 {
 	ssize_t n;
@@ -336,17 +336,17 @@ int state_read_file(dsm_instance *inst, const char *file, char *text,
 	if (rc < 0)
 		return rc;
 	do
-		n = dsm_sys.read(fd, text, len - 1);
+		n = dynshm_sys.read(fd, text, len - 1);
 	while (n < 0 && errno == EINTR);
-	DSM_SAVE_ERRNO(dsm_sys.close(fd));
+	DYNSHM_SAVE_ERRNO(dynshm_sys.close(fd));
 	if (n < 0)
-		return dsm_fail(errno, "cannot read '%s/%s': %s", inst->dir,
+		return dynshm_fail(errno, "cannot read '%s/%s': %s", inst->dir,
 				file, strerror(errno));
 	text[n] = '\0';
 	return 0;
 }
 
-int state_read(dsm_instance *inst, struct inst_state *st)
+int state_read(dynshm_instance *inst, struct inst_state *st)
 {
 	char text[2 * PATH_MAX];
 	int rc = state_read_file(inst, "state", text, sizeof(text));
@@ -357,7 +357,7 @@ int state_read(dsm_instance *inst, struct inst_state *st)
 static int write_all(int fd, const char *buf, size_t len)
 {
 	while (len > 0) {
-		ssize_t n = dsm_sys.write(fd, buf, len);
+		ssize_t n = dynshm_sys.write(fd, buf, len);
 
 		if (n < 0 && errno == EINTR)
 			continue;
@@ -370,7 +370,7 @@ static int write_all(int fd, const char *buf, size_t len)
 }
 
 /* Replace file atomically: write file.tmp, fsync, rename. */
-int state_write_file(dsm_instance *inst, const char *file, const char *text,
+int state_write_file(dynshm_instance *inst, const char *file, const char *text,
 		     size_t len)
 {
 	char tmp[64];
@@ -378,25 +378,25 @@ int state_write_file(dsm_instance *inst, const char *file, const char *text,
 
 	snprintf(tmp, sizeof(tmp), "%s.tmp", file);
 	/* We hold the flock, so nobody else writes the temporary now. */
-	dsm_sys.unlinkat(inst->dirfd, tmp, 0);
+	dynshm_sys.unlinkat(inst->dirfd, tmp, 0);
 	rc = open_private_file(inst, tmp, O_WRONLY | O_CREAT | O_EXCL, &fd);
 	if (rc < 0)
 		return rc;
 	rc = write_all(fd, text, len);
-	if (rc == 0 && dsm_sys.fsync(fd) < 0)
+	if (rc == 0 && dynshm_sys.fsync(fd) < 0)
 		rc = -errno;
-	dsm_sys.close(fd);
-	if (rc == 0 && dsm_sys.renameat(inst->dirfd, tmp, inst->dirfd, file) < 0)
+	dynshm_sys.close(fd);
+	if (rc == 0 && dynshm_sys.renameat(inst->dirfd, tmp, inst->dirfd, file) < 0)
 		rc = -errno;
 	if (rc < 0) {
-		dsm_sys.unlinkat(inst->dirfd, tmp, 0);
-		return dsm_fail(-rc, "cannot write '%s/%s': %s", inst->dir,
+		dynshm_sys.unlinkat(inst->dirfd, tmp, 0);
+		return dynshm_fail(-rc, "cannot write '%s/%s': %s", inst->dir,
 				file, strerror(-rc));
 	}
 	return 0;
 }
 
-int state_write(dsm_instance *inst, const struct inst_state *st)
+int state_write(dynshm_instance *inst, const struct inst_state *st)
 {
 	char text[2 * PATH_MAX];
 	int n;
@@ -405,22 +405,22 @@ int state_write(dsm_instance *inst, const struct inst_state *st)
 		     STATE_MAGIC "\ninstance_id %016" PRIx64 "\nbackend %s\n"
 				 "control_backend %s\ncontrol_size %" PRIu64
 				 "\nmmap_directory %s\n",
-		     st->id, dsm_impl_type_name(st->backend),
-		     dsm_impl_type_name(st->ctl_backend), st->ctl_size,
+		     st->id, dynshm_impl_type_name(st->backend),
+		     dynshm_impl_type_name(st->ctl_backend), st->ctl_size,
 		     st->seg_dir);
 	if (n < 0 || (size_t)n >= sizeof(text))
-		return dsm_fail(ENAMETOOLONG, "state file contents too long");
+		return dynshm_fail(ENAMETOOLONG, "state file contents too long");
 	return state_write_file(inst, "state", text, (size_t)n);
 }
 
 /* Remove state, lock and the directory itself (if nothing else is in it). */
-int state_remove(dsm_instance *inst)
+int state_remove(dynshm_instance *inst)
 {
-	dsm_sys.unlinkat(inst->dirfd, "state", 0);
-	dsm_sys.unlinkat(inst->dirfd, "state.tmp", 0);
-	dsm_sys.unlinkat(inst->dirfd, "lock", 0);
-	if (dsm_sys.rmdir(inst->dir) < 0 && errno != ENOENT)
-		return dsm_fail(errno, "cannot remove instance directory '%s': "
+	dynshm_sys.unlinkat(inst->dirfd, "state", 0);
+	dynshm_sys.unlinkat(inst->dirfd, "state.tmp", 0);
+	dynshm_sys.unlinkat(inst->dirfd, "lock", 0);
+	if (dynshm_sys.rmdir(inst->dir) < 0 && errno != ENOENT)
+		return dynshm_fail(errno, "cannot remove instance directory '%s': "
 				       "%s",
 				inst->dir, strerror(errno));
 	return 0;

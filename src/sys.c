@@ -47,16 +47,16 @@ static int real_ioctl(int fd, unsigned long request, void *arg)
 		.nanosleep = nanosleep,                                        \
 	}
 
-static const struct dsm_sys real_sys = REAL_SYS;
+static const struct dynshm_sys real_sys = REAL_SYS;
 
-struct dsm_sys dsm_sys = REAL_SYS;
+struct dynshm_sys dynshm_sys = REAL_SYS;
 
-void dsm_sys_reset(void)
+void dynshm_sys_reset(void)
 {
-	dsm_sys = real_sys;
+	dynshm_sys = real_sys;
 }
 
-bool dsm_uid_is_ours(uid_t uid)
+bool dynshm_uid_is_ours(uid_t uid)
 {
 	return uid == geteuid();
 }

@@ -2,19 +2,19 @@
  * sys.h - the one table through which dynshm reaches the operating system.
  *
  * Every system call (and the few libc calls that wrap one, such as shm_open
- * and posix_fallocate) that the library makes goes through dsm_sys.  The
+ * and posix_fallocate) that the library makes goes through dynshm_sys.  The
  * table exists so that tests can replace single entries and make the Nth
  * call fail with a chosen errno: that is the only practical way to walk every
  * failure path (EINTR, ENOSPC, EEXIST, EACCES, ENOMEM, EMFILE) and prove that
  * each one backs out what it did.  The idea is SQLite's aSyscall[].
  *
  * Rules for library code:
- *   - never call one of these functions directly, always dsm_sys.name(...);
+ *   - never call one of these functions directly, always dynshm_sys.name(...);
  *   - entries keep the libc convention (-1 and errno, or MAP_FAILED, or the
  *     error number returned for posix_fallocate); conversion to -errno
  *     happens in the caller, next to the call;
  *   - the table is process-global and not locked: tests replace entries
- *     before starting threads, and restore them with dsm_sys_reset().
+ *     before starting threads, and restore them with dynshm_sys_reset().
  */
 #ifndef DYNSHM_SYS_H
 #define DYNSHM_SYS_H
@@ -28,7 +28,7 @@
 #include <sys/shm.h>
 #include <time.h>
 
-struct dsm_sys {
+struct dynshm_sys {
 	int (*shm_open)(const char *name, int oflag, mode_t mode);
 	int (*shm_unlink)(const char *name);
 	int (*open)(const char *path, int flags, mode_t mode);
@@ -65,10 +65,10 @@ struct dsm_sys {
 };
 
 /* Hidden: reachable from the library and from tests linked statically. */
-extern struct dsm_sys dsm_sys;
+extern struct dynshm_sys dynshm_sys;
 
 /* Put every entry back to the real function. */
-void dsm_sys_reset(void);
+void dynshm_sys_reset(void);
 
 /*
  * Is uid this process's effective uid?  Every owner check (objects,
@@ -78,6 +78,6 @@ void dsm_sys_reset(void);
  * (tests/test_hostile.c, test_other_user).  geteuid() costs one null system
  * call, about 0.15 us here (docs/performance.md).
  */
-bool dsm_uid_is_ours(uid_t uid);
+bool dynshm_uid_is_ours(uid_t uid);
 
 #endif

@@ -2,7 +2,7 @@
 # check-exports.sh - the shared library exports exactly the public API.
 #
 # Everything not in src/libdynshm.map must stay hidden (internals such as
-# dsm_sys would otherwise become ABI by accident), and everything in it must
+# dynshm_sys would otherwise become ABI by accident), and everything in it must
 # really be there (a renamed or forgotten function would break users at run
 # time, not at build time).  Compares `nm -D --defined-only` of the built
 # library with the global: list of the version script.
@@ -24,7 +24,7 @@ trap 'rm -rf "$tmp"' EXIT
 
 # Exported: defined dynamic symbols, without their @VERSION suffix and
 # without the version nodes themselves (absolute symbols named like
-# DYNSHM_0.1).
+# DYNSHM_0.2).
 "$nm" -D --defined-only "$lib" > "$tmp/nm" || die "$nm failed on $lib"
 awk '$2 != "A" { sub(/@.*/, "", $3); print $3 }' "$tmp/nm" |
 	sort -u > "$tmp/exported"

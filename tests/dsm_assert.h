@@ -1,7 +1,7 @@
 /*
  * dsm_assert.h - CMocka assertions that print dynshm's own message.
  *
- * A failing call is worth little without dsm_last_error(), which names the
+ * A failing call is worth little without dynshm_last_error(), which names the
  * object and the step; these print it.  Include after <cmocka.h>.  The
  * CHILD_ forms are for forked children, where CMocka's asserts must not
  * run (see CHILD_CHECK in testutil.h): they print and return 1.
@@ -19,7 +19,7 @@
 		int rc_ = (expr);                                              \
 		if (rc_ != 0)                                                  \
 			fail_msg("%s = %d (%s)", #expr, rc_,                   \
-				 dsm_last_error());                            \
+				 dynshm_last_error());                            \
 	} while (0)
 
 #define ASSERT_RC(expr, want)                                                  \
@@ -27,14 +27,14 @@
 		int rc_ = (expr), want_ = (want);                              \
 		if (rc_ != want_)                                              \
 			fail_msg("%s = %d, expected %d (%s)", #expr, rc_,      \
-				 want_, dsm_last_error());                     \
+				 want_, dynshm_last_error());                     \
 	} while (0)
 
 #define ASSERT_MSG_HAS(text)                                                   \
 	do {                                                                   \
-		if (!strstr(dsm_last_error(), (text)))                         \
+		if (!strstr(dynshm_last_error(), (text)))                         \
 			fail_msg("message '%s' does not contain '%s'",         \
-				 dsm_last_error(), (text));                    \
+				 dynshm_last_error(), (text));                    \
 	} while (0)
 
 #define CHILD_OK(expr)                                                         \
@@ -43,7 +43,7 @@
 		if (rc_ != 0) {                                                \
 			fprintf(stderr, "%s:%d: child: %s = %d (%s)\n",        \
 				__FILE__, __LINE__, #expr, rc_,                \
-				dsm_last_error());                             \
+				dynshm_last_error());                             \
 			return 1;                                              \
 		}                                                              \
 	} while (0)

@@ -1,9 +1,9 @@
 /*
- * inject.c - failure injection over dsm_sys (see inject.h for why).
+ * inject.c - failure injection over dynshm_sys (see inject.h for why).
  *
- * One line per entry of struct dsm_sys in INJECT_ENTRIES below generates the
+ * One line per entry of struct dynshm_sys in INJECT_ENTRIES below generates the
  * wrapper that stands in for the real function, its slot in the state table
- * and its row in the name table; adding an entry to dsm_sys means adding
+ * and its row in the name table; adding an entry to dynshm_sys means adding
  * one line here.  The wrapper calls whatever the table held when the first
  * entry was armed, so injection composes with any other replacement a test
  * made before.
@@ -81,7 +81,7 @@ struct inject_state {
 };
 
 static struct inject_state state[IDX_COUNT];
-static struct dsm_sys saved; /* what the wrappers call through */
+static struct dynshm_sys saved; /* what the wrappers call through */
 static bool saved_valid;
 
 /* The error to fail this call with, or 0 to pass it through. */
@@ -127,7 +127,7 @@ static int inject_hit(enum inject_index i)
 	}                                                                      \
 	static void install_##name(void)                                       \
 	{                                                                      \
-		dsm_sys.name = inject_##name;                                  \
+		dynshm_sys.name = inject_##name;                                  \
 	}
 INJECT_ENTRIES(X_WRAPPER)
 #undef X_WRAPPER
@@ -161,7 +161,7 @@ static void arm(const char *name, int nth, int err, bool persist)
 		abort();
 	}
 	if (!saved_valid) {
-		saved = dsm_sys;
+		saved = dynshm_sys;
 		saved_valid = true;
 	}
 	state[i].nth = nth;
@@ -193,7 +193,7 @@ unsigned long inject_calls(const char *name)
 
 void inject_reset(void)
 {
-	dsm_sys_reset();
+	dynshm_sys_reset();
 	memset(state, 0, sizeof(state));
 	saved_valid = false;
 }

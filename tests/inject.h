@@ -2,13 +2,13 @@
  * inject.h - make chosen system calls fail, for tests.
  *
  * Every path by which the library reaches the operating system goes through
- * the table dsm_sys (src/sys.h).  Failure paths are where leaks hide, and
+ * the table dynshm_sys (src/sys.h).  Failure paths are where leaks hide, and
  * real failures (a full /dev/shm, EINTR, EMFILE) are hard to provoke on
  * demand, so tests replace one entry at a time with a wrapper that counts
  * calls and fails the Nth one - SQLite's test_syscall, for the same reason.
  *
  *	inject_fail("posix_fallocate", 1, ENOSPC);
- *	rc = dsm_impl_create(space, handle, size, 0, &map);
+ *	rc = dynshm_impl_create(space, handle, size, 0, &map);
  *	assert_int_equal(rc, -ENOSPC);
  *	inject_reset();
  *
@@ -34,7 +34,7 @@ void inject_fail(const char *name, int nth, int err);
 void inject_fail_from(const char *name, int nth, int err);
 /* Calls of entry name since it was armed; 0 if it is not armed. */
 unsigned long inject_calls(const char *name);
-/* Disarm everything: dsm_sys_reset() and forget all counters. */
+/* Disarm everything: dynshm_sys_reset() and forget all counters. */
 void inject_reset(void);
 
 #endif

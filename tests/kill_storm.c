@@ -12,7 +12,7 @@
  * Each backend storms twice: without a region, and with a 16 MiB region
  * (huge_pages = off) where creates ask at random for the region, for the
  * backend, or for whichever fits.  Some workers are also
- * armed through the library's test hook (dsm_test_hook) to kill themselves
+ * armed through the library's test hook (dynshm_test_hook) to kill themselves
  * at a random hook point, most of which lie inside the control lock - the
  * case a SIGKILL from outside hits only by luck.
  *
@@ -97,7 +97,7 @@
 
 /* The library's hook points (HOOK in the sources); the first nine lie in
  * the control lock.  "storm:in-init" is the storm's own: the middle of the
- * init callback of dsm_get_named, between its two stamps. */
+ * init callback of dynshm_get_named, between its two stamps. */
 static const char *const points[] = {
 	"create:reserved",   "create:referenced", "attach:referenced",
 	"detach:released",   "retire:moribund",	  "pin:changed",
@@ -112,7 +112,7 @@ static const char *const points[] = {
 
 /*
  * Named segments: a few names that every worker gets or creates.  Each has
- * its own size (dsm_get_named refuses another size) and its own magic,
+ * its own size (dynshm_get_named refuses another size) and its own magic,
  * which the init callback writes after the handle; so a segment that was
  * published before its init completed, or whose init ran twice, or whose
  * name moved to another segment, shows in its first 16 bytes.
@@ -145,7 +145,7 @@ struct shared {
 	int32_t pids[MAX_WORKERS];		/* live workers, 0 = none */
 	uint64_t repairs, reaped;		/* last check's reading */
 	uint64_t leaks;				/* found by checks */
-	uint64_t named_created, named_found;	/* dsm_get_named outcomes */
+	uint64_t named_created, named_found;	/* dynshm_get_named outcomes */
 	uint64_t in_region;			/* region slots seen by checks */
 	uint64_t at[N_POINTS + 1];		/* hook kills by point */
 	uint64_t reached[N_POINTS + 1];		/* hook calls by point */
@@ -153,13 +153,13 @@ struct shared {
 
 struct backend {
 	const char *name;
-	dsm_impl_type type;
+	dynshm_impl_type type;
 };
 
 static const struct backend backends[] = {
-	{ "posix", DSM_IMPL_POSIX },
-	{ "sysv", DSM_IMPL_SYSV },
-	{ "mmap", DSM_IMPL_MMAP },
+	{ "posix", DYNSHM_IMPL_POSIX },
+	{ "sysv", DYNSHM_IMPL_SYSV },
+	{ "mmap", DYNSHM_IMPL_MMAP },
 };
 
 #define N_BACKENDS (sizeof(backends) / sizeof(backends[0]))
@@ -177,7 +177,7 @@ struct storm {
 	bool region;		/* the instance has a region (16 MiB) */
 	char label[16];		/* "posix" or "posix+region" */
 	char *dir;
-	dsm_config *cfg;
+	dynshm_config *cfg;
 	uint64_t id;
 	struct shared *sh;
 	struct worker w[MAX_WORKERS];
@@ -225,14 +225,14 @@ static int read_byte(int fd, char *c)
 /* ---- a worker ------------------------------------------------------------ */
 
 struct held {
-	dsm_segment *seg;
-	dsm_handle handle;
+	dynshm_segment *seg;
+	dynshm_handle handle;
 };
 
 struct wstate {
 	struct storm *st;
 	int index;
-	dsm_instance *inst;
+	dynshm_instance *inst;
 	struct held local[LOCAL_MAX];
 	int nlocal;
 	uint64_t rng;
@@ -262,22 +262,22 @@ static void storm_hook(const char *point)
 		fprintf(stderr,                                                \
 			"kill_storm: worker %d (%s): %s returned %d: %s\n",   \
 			(int)getpid(), (ws)->st->label, what, rc,           \
-			dsm_last_error());                                     \
+			dynshm_last_error());                                     \
 		_exit(EXIT_LIBRARY);                                           \
 	} while (0)
 
-static dsm_handle pick_published(struct wstate *ws)
+static dynshm_handle pick_published(struct wstate *ws)
 {
 	return __atomic_load_n(&ws->st->sh->published[below(&ws->rng,
 							     N_PUBLISHED)],
 			       __ATOMIC_ACQUIRE);
 }
 
-static void check_stamp(struct wstate *ws, dsm_segment *seg, dsm_handle h)
+static void check_stamp(struct wstate *ws, dynshm_segment *seg, dynshm_handle h)
 {
 	uint64_t v;
 
-	memcpy(&v, dsm_segment_address(seg), sizeof(v));
+	memcpy(&v, dynshm_segment_address(seg), sizeof(v));
 	if (v != h) {
 		fprintf(stderr, "kill_storm: worker %d: segment %016" PRIx64
 				" holds the stamp of %016" PRIx64 "\n",
@@ -290,13 +290,13 @@ static void check_stamp(struct wstate *ws, dsm_segment *seg, dsm_handle h)
  * the backend only.  Without one: always 0. */
 static unsigned place_flags(struct wstate *ws)
 {
-	static const unsigned choice[] = { 0, DSM_CREATE_REGION,
-					   DSM_CREATE_NO_REGION };
+	static const unsigned choice[] = { 0, DYNSHM_CREATE_REGION,
+					   DYNSHM_CREATE_NO_REGION };
 
 	return ws->st->region ? choice[below(&ws->rng, 3)] : 0;
 }
 
-static void publish(struct wstate *ws, dsm_segment *seg, dsm_handle h)
+static void publish(struct wstate *ws, dynshm_segment *seg, dynshm_handle h)
 {
 	ws->local[ws->nlocal].seg = seg;
 	ws->local[ws->nlocal++].handle = h;
@@ -308,35 +308,35 @@ static void op_create(struct wstate *ws)
 {
 	/* sizes: a page, odd sizes, up to 64 KiB */
 	size_t size = STAMP_BYTES + below(&ws->rng, 65536);
-	dsm_segment *seg = NULL;
-	dsm_handle h;
+	dynshm_segment *seg = NULL;
+	dynshm_handle h;
 	int rc;
 
 	if (ws->nlocal == LOCAL_MAX)
 		return;
-	rc = dsm_create(ws->inst, size, place_flags(ws), &seg);
+	rc = dynshm_create(ws->inst, size, place_flags(ws), &seg);
 	if (rc == -ENOSPC)
 		return; /* every slot (or the region) in use: allowed */
 	if (rc != 0)
-		BAD(ws, "dsm_create", rc);
-	h = dsm_segment_handle(seg);
-	memcpy(dsm_segment_address(seg), &h, sizeof(h));
+		BAD(ws, "dynshm_create", rc);
+	h = dynshm_segment_handle(seg);
+	memcpy(dynshm_segment_address(seg), &h, sizeof(h));
 	publish(ws, seg, h);
 }
 
 static void op_attach(struct wstate *ws)
 {
-	dsm_handle h = pick_published(ws);
-	dsm_segment *seg = NULL;
+	dynshm_handle h = pick_published(ws);
+	dynshm_segment *seg = NULL;
 	int rc;
 
 	if (!h || ws->nlocal == LOCAL_MAX)
 		return;
-	rc = dsm_attach(ws->inst, h, &seg);
+	rc = dynshm_attach(ws->inst, h, &seg);
 	if (rc == -ENOENT)
 		return; /* destroyed meanwhile: allowed */
 	if (rc != 0)
-		BAD(ws, "dsm_attach", rc);
+		BAD(ws, "dynshm_attach", rc);
 	check_stamp(ws, seg, h);
 	ws->local[ws->nlocal].seg = seg;
 	ws->local[ws->nlocal++].handle = h;
@@ -350,9 +350,9 @@ static void op_detach(struct wstate *ws)
 		return;
 	i = (int)below(&ws->rng, (unsigned)ws->nlocal);
 	check_stamp(ws, ws->local[i].seg, ws->local[i].handle);
-	rc = dsm_detach(ws->local[i].seg);
+	rc = dynshm_detach(ws->local[i].seg);
 	if (rc != 0)
-		BAD(ws, "dsm_detach", rc);
+		BAD(ws, "dynshm_detach", rc);
 	ws->local[i] = ws->local[--ws->nlocal];
 }
 
@@ -362,54 +362,54 @@ static void op_pin(struct wstate *ws)
 
 	if (ws->nlocal == 0)
 		return;
-	rc = dsm_pin_segment(ws->local[below(&ws->rng,
+	rc = dynshm_pin_segment(ws->local[below(&ws->rng,
 					     (unsigned)ws->nlocal)].seg);
 	if (rc != 0 && rc != -EALREADY && rc != -ENOENT)
-		BAD(ws, "dsm_pin_segment", rc);
+		BAD(ws, "dynshm_pin_segment", rc);
 }
 
 static void op_unpin(struct wstate *ws)
 {
-	dsm_handle h = pick_published(ws);
+	dynshm_handle h = pick_published(ws);
 	int rc;
 
 	if (!h)
 		return;
-	rc = dsm_unpin_segment(ws->inst, h);
+	rc = dynshm_unpin_segment(ws->inst, h);
 	if (rc != 0 && rc != -EINVAL && rc != -ENOENT)
-		BAD(ws, "dsm_unpin_segment", rc);
+		BAD(ws, "dynshm_unpin_segment", rc);
 }
 
 static void op_destroy(struct wstate *ws)
 {
-	dsm_handle h = pick_published(ws);
+	dynshm_handle h = pick_published(ws);
 	int rc;
 
 	if (!h)
 		return;
-	rc = dsm_destroy(ws->inst, h);
+	rc = dynshm_destroy(ws->inst, h);
 	if (rc != 0 && rc != -ENOENT)
-		BAD(ws, "dsm_destroy", rc);
+		BAD(ws, "dynshm_destroy", rc);
 }
 
 static void open_instance(struct wstate *ws)
 {
-	int rc = dsm_instance_open(ws->st->dir, ws->st->cfg, DSM_OPEN_EXISTING,
+	int rc = dynshm_instance_open(ws->st->dir, ws->st->cfg, DYNSHM_OPEN_EXISTING,
 				   &ws->inst);
 
 	if (rc != 0)
-		BAD(ws, "dsm_instance_open", rc);
+		BAD(ws, "dynshm_instance_open", rc);
 }
 
 /* Leave the instance (detaching everything) and join it again. */
 static void op_reopen(struct wstate *ws)
 {
-	int rc = dsm_instance_close(ws->inst);
+	int rc = dynshm_instance_close(ws->inst);
 
 	ws->inst = NULL;
 	ws->nlocal = 0;
 	if (rc != 0)
-		BAD(ws, "dsm_instance_close", rc);
+		BAD(ws, "dynshm_instance_close", rc);
 	open_instance(ws);
 }
 
@@ -423,12 +423,12 @@ struct named_arg {
 	size_t index;
 };
 
-static void check_named(dsm_segment *seg, size_t index)
+static void check_named(dynshm_segment *seg, size_t index)
 {
 	uint64_t v[2], want = NAMED_MAGIC + index;
-	dsm_handle h = dsm_segment_handle(seg);
+	dynshm_handle h = dynshm_segment_handle(seg);
 
-	memcpy(v, dsm_segment_address(seg), sizeof(v));
+	memcpy(v, dynshm_segment_address(seg), sizeof(v));
 	if (v[0] != h || v[1] != want) {
 		fprintf(stderr, "kill_storm: worker %d: named segment '%s' "
 				"(%016" PRIx64 ") holds %016" PRIx64
@@ -438,23 +438,23 @@ static void check_named(dsm_segment *seg, size_t index)
 	}
 }
 
-static int named_init(dsm_segment *seg, void *arg)
+static int named_init(dynshm_segment *seg, void *arg)
 {
 	const struct named_arg *na = arg;
-	const unsigned char *p = dsm_segment_address(seg);
+	const unsigned char *p = dynshm_segment_address(seg);
 	uint64_t magic = NAMED_MAGIC + na->index;
-	dsm_handle h = dsm_segment_handle(seg);
+	dynshm_handle h = dynshm_segment_handle(seg);
 
-	for (size_t i = 0; i < dsm_segment_size(seg); i++)
+	for (size_t i = 0; i < dynshm_segment_size(seg); i++)
 		if (p[i] != 0) {
 			fprintf(stderr, "kill_storm: worker %d: new named "
 					"segment '%s' not zero at byte %zu\n",
 				(int)getpid(), names[na->index], i);
 			_exit(EXIT_DATA);
 		}
-	memcpy(dsm_segment_address(seg), &h, sizeof(h));
+	memcpy(dynshm_segment_address(seg), &h, sizeof(h));
 	storm_hook("storm:in-init");
-	memcpy((char *)dsm_segment_address(seg) + sizeof(h), &magic,
+	memcpy((char *)dynshm_segment_address(seg) + sizeof(h), &magic,
 	       sizeof(magic));
 	return 0;
 }
@@ -463,26 +463,26 @@ static void op_get_named(struct wstate *ws)
 {
 	struct named_arg na = { ws, below(&ws->rng, N_NAMES) };
 	unsigned flags = place_flags(ws);
-	dsm_segment *seg = NULL;
+	dynshm_segment *seg = NULL;
 	int rc, created = -1;
 
 	if (ws->nlocal == LOCAL_MAX)
 		return;
 	if (below(&ws->rng, 4) == 0)
-		flags |= DSM_CREATE_PIN;
-	rc = dsm_get_named(ws->inst, names[na.index], named_size(na.index),
+		flags |= DYNSHM_CREATE_PIN;
+	rc = dynshm_get_named(ws->inst, names[na.index], named_size(na.index),
 			   flags, named_init, &na, &seg, &created);
 	if (rc == -ENOSPC)
 		return; /* every slot (or the region) in use: allowed */
 	if (rc != 0)
-		BAD(ws, "dsm_get_named", rc);
+		BAD(ws, "dynshm_get_named", rc);
 	if (created != 0 && created != 1)
-		BAD(ws, "dsm_get_named (created not set)", created);
+		BAD(ws, "dynshm_get_named (created not set)", created);
 	check_named(seg, na.index);
 	__atomic_add_fetch(created ? &ws->st->sh->named_created :
 				     &ws->st->sh->named_found,
 			   1, __ATOMIC_RELAXED);
-	publish(ws, seg, dsm_segment_handle(seg));
+	publish(ws, seg, dynshm_segment_handle(seg));
 }
 
 static void (*const ops[])(struct wstate *) = {
@@ -520,7 +520,7 @@ static int worker_main(struct storm *st, int index, int go, int done)
 	ws.index = index;
 	ws.rng = st->rng ^ (uint64_t)getpid() << 20;
 	hooked = &ws;
-	dsm_test_hook = storm_hook;
+	dynshm_test_hook = storm_hook;
 	open_instance(&ws);
 	if (!write_byte(done, 'r')) /* joined: the driver may go on */
 		return 1;
@@ -532,8 +532,8 @@ static int worker_main(struct storm *st, int index, int go, int done)
 			break;
 	}
 	/* told to stop (EOF): leave cleanly */
-	dsm_test_hook = NULL;
-	dsm_instance_close(ws.inst);
+	dynshm_test_hook = NULL;
+	dynshm_instance_close(ws.inst);
 	return 0;
 }
 
@@ -543,14 +543,14 @@ static int worker_main(struct storm *st, int index, int go, int done)
  * "dynshm.<id>.<handle>" for posix and mmap, "SYSV<key>" for sysv. */
 #define KEY_LEN 64
 
-static void object_key(dsm_impl_space *space, dsm_handle h, char *key)
+static void object_key(dynshm_impl_space *space, dynshm_handle h, char *key)
 {
-	char name[DSM_IMPL_NAME_MAX];
+	char name[DYNSHM_IMPL_NAME_MAX];
 	unsigned sysv;
 	const char *base;
 
 	key[0] = '\0';
-	if (dsm_impl_object_name(space, h, name, sizeof(name)) != 0)
+	if (dynshm_impl_object_name(space, h, name, sizeof(name)) != 0)
 		return;
 	if (sscanf(name, "sysv:0x%x", &sysv) == 1) {
 		snprintf(key, KEY_LEN, "SYSV%08x", sysv);
@@ -607,8 +607,8 @@ static bool has_key(char (*keys)[KEY_LEN], int n, const char *key)
 #define MAX_KEYS 256
 
 struct check {
-	dsm_instance *inst;
-	dsm_impl_space *space;
+	dynshm_instance *inst;
+	dynshm_impl_space *space;
 	char ctl_key[KEY_LEN];
 	char region_key[KEY_LEN]; /* the region's SysV object, "" if none */
 	char (*slot_key)[KEY_LEN]; /* by slot, "" when FREE or in the region */
@@ -793,7 +793,7 @@ static void check_slots(struct check *ck)
 
 	for (uint32_t s = 0; s < c->hdr->max_segments; s++) {
 		struct ctl_slot *slot = &c->slots[s];
-		dsm_impl_map *map = NULL;
+		dynshm_impl_map *map = NULL;
 		int rc;
 
 		ck->slot_key[s][0] = '\0';
@@ -818,16 +818,16 @@ static void check_slots(struct check *ck)
 			continue;
 		}
 		object_key(ck->space, slot->handle, ck->slot_key[s]);
-		rc = dsm_impl_attach(ck->space, slot->handle, &map);
+		rc = dynshm_impl_attach(ck->space, slot->handle, &map);
 		if (rc != 0) {
 			PROBLEM(ck, "slot %u (%s): its OS object is "
 				    "missing: %d %s",
-				s, ck->slot_key[s], rc, dsm_last_error());
+				s, ck->slot_key[s], rc, dynshm_last_error());
 			continue;
 		}
 		if (slot->state == SLOT_ACTIVE && slot->name[0])
-			check_named_stamp(ck, s, dsm_impl_map_address(map));
-		dsm_impl_detach(map);
+			check_named_stamp(ck, s, dynshm_impl_map_address(map));
+		dynshm_impl_detach(map);
 	}
 	check_names(ck);
 	check_region(ck);
@@ -853,7 +853,7 @@ static void check_objects(struct check *ck, const struct storm *st)
 
 	snprintf(prefix, sizeof(prefix), "dynshm.%016" PRIx64 ".",
 		 ck->inst->id);
-	if (st->be->type == DSM_IMPL_SYSV || ck->region_key[0]) {
+	if (st->be->type == DYNSHM_IMPL_SYSV || ck->region_key[0]) {
 		/* the region is a SysV segment whatever the backend */
 		char line[512];
 		bool region_seen = false;
@@ -881,10 +881,10 @@ static void check_objects(struct check *ck, const struct storm *st)
 		if (ck->region_key[0] && !region_seen)
 			PROBLEM(ck, "the region's SysV segment %s is missing",
 				ck->region_key);
-		if (st->be->type == DSM_IMPL_SYSV)
+		if (st->be->type == DYNSHM_IMPL_SYSV)
 			return;
 	}
-	d = opendir(st->be->type == DSM_IMPL_POSIX ? "/dev/shm" : st->dir);
+	d = opendir(st->be->type == DYNSHM_IMPL_POSIX ? "/dev/shm" : st->dir);
 	while (d && (de = readdir(d)) != NULL) {
 		if (strncmp(de->d_name, prefix, strlen(prefix)) != 0)
 			continue;
@@ -910,22 +910,22 @@ static int checker_main(struct storm *st)
 	static char slot_keys[1024][KEY_LEN];
 	static bool in_region[1024];
 	const struct region_ctl *r;
-	dsm_instance_info info;
+	dynshm_instance_info info;
 	struct check ck;
 	struct ctl *c;
 
 	memset(&ck, 0, sizeof(ck));
 	ck.slot_key = slot_keys;
 	ck.in_region = in_region;
-	if (dsm_instance_open(st->dir, st->cfg, DSM_OPEN_EXISTING, &ck.inst)) {
+	if (dynshm_instance_open(st->dir, st->cfg, DYNSHM_OPEN_EXISTING, &ck.inst)) {
 		fprintf(stderr, "kill_storm: check: cannot open: %s\n",
-			dsm_last_error());
+			dynshm_last_error());
 		return 1;
 	}
 	c = &ck.inst->c;
 	if (c->hdr->max_segments > 1024 ||
 	    space_for(ck.inst, st->be->type, &ck.space) != 0) {
-		fprintf(stderr, "kill_storm: check: %s\n", dsm_last_error());
+		fprintf(stderr, "kill_storm: check: %s\n", dynshm_last_error());
 		return 1;
 	}
 	object_key(ck.space, CTL_HANDLE, ck.ctl_key);
@@ -937,7 +937,7 @@ static int checker_main(struct storm *st)
 		PROBLEM(&ck, "the instance has no region, or it is not mapped");
 	check_lock_free(&ck);
 	if (ctl_lock(ck.inst) != 0) {
-		fprintf(stderr, "kill_storm: check: %s\n", dsm_last_error());
+		fprintf(stderr, "kill_storm: check: %s\n", dynshm_last_error());
 		return 1;
 	}
 	check_slots(&ck);
@@ -967,13 +967,13 @@ static int checker_main(struct storm *st)
 	}
 	check_objects(&ck, st);
 	ctl_unlock(ck.inst);
-	if (dsm_instance_info_get(ck.inst, &info) == 0) {
+	if (dynshm_instance_info_get(ck.inst, &info) == 0) {
 		st->sh->repairs = info.lock_repairs;
 		st->sh->reaped = info.processes_reaped;
 	}
 	st->sh->leaks += ck.leaks;
 	st->sh->in_region += ck.region_slots;
-	dsm_instance_close(ck.inst);
+	dynshm_instance_close(ck.inst);
 	return ck.problems ? 1 : 0;
 }
 
@@ -1200,31 +1200,31 @@ static int round_once(struct storm *st, uint64_t budget)
 
 static int create_instance(struct storm *st)
 {
-	dsm_instance *inst = NULL;
-	dsm_instance_info info;
-	int rc = dsm_instance_open(st->dir, st->cfg, 0, &inst);
+	dynshm_instance *inst = NULL;
+	dynshm_instance_info info;
+	int rc = dynshm_instance_open(st->dir, st->cfg, 0, &inst);
 
 	if (rc == 0)
-		rc = dsm_instance_info_get(inst, &info);
+		rc = dynshm_instance_info_get(inst, &info);
 	if (rc != 0) {
 		fprintf(stderr, "kill_storm: cannot create a %s instance: %s\n",
-			st->label, dsm_last_error());
+			st->label, dynshm_last_error());
 		return 1;
 	}
 	st->sh->published[0] = 0;
 	st->sh->repairs = info.instance_id; /* handed back through here */
-	return dsm_instance_close(inst) == 0 ? 0 : 1;
+	return dynshm_instance_close(inst) == 0 ? 0 : 1;
 }
 
 /* Reset (which removes even pinned segments), then destroy. */
 static int reset_and_destroy(struct storm *st)
 {
-	dsm_instance *inst = NULL;
-	dsm_instance_info info;
+	dynshm_instance *inst = NULL;
+	dynshm_instance_info info;
 
-	if (dsm_instance_open(st->dir, st->cfg, DSM_OPEN_RESET, &inst) != 0 ||
-	    dsm_instance_info_get(inst, &info) != 0) {
-		fprintf(stderr, "kill_storm: reset: %s\n", dsm_last_error());
+	if (dynshm_instance_open(st->dir, st->cfg, DYNSHM_OPEN_RESET, &inst) != 0 ||
+	    dynshm_instance_info_get(inst, &info) != 0) {
+		fprintf(stderr, "kill_storm: reset: %s\n", dynshm_last_error());
 		return 1;
 	}
 	if (info.segments != 0 || info.processes != 1 ||
@@ -1234,8 +1234,8 @@ static int reset_and_destroy(struct storm *st)
 			info.segments, info.processes, info.region_used);
 		return 1;
 	}
-	if (dsm_instance_destroy(inst) != 0) {
-		fprintf(stderr, "kill_storm: destroy: %s\n", dsm_last_error());
+	if (dynshm_instance_destroy(inst) != 0) {
+		fprintf(stderr, "kill_storm: destroy: %s\n", dynshm_last_error());
 		return 1;
 	}
 	return 0;
@@ -1325,7 +1325,7 @@ static bool backend_usable(const struct backend *be)
 {
 	int id;
 
-	if (be->type != DSM_IMPL_SYSV)
+	if (be->type != DYNSHM_IMPL_SYSV)
 		return true;
 	id = shmget(IPC_PRIVATE, 4096, IPC_CREAT | 0600);
 	if (id < 0)
@@ -1369,14 +1369,14 @@ static int storm_backend(struct storm *st, uint64_t budget)
 	int rc = 0;
 
 	st->dir = test_make_dir();
-	if (!st->dir || dsm_config_new(&st->cfg) != 0 ||
-	    dsm_config_set(st->cfg, "dynamic_shared_memory_type",
+	if (!st->dir || dynshm_config_new(&st->cfg) != 0 ||
+	    dynshm_config_set(st->cfg, "dynamic_shared_memory_type",
 			   st->be->name) != 0 ||
-	    dsm_config_set(st->cfg, "max_segments", MAX_SEGMENTS) != 0 ||
-	    dsm_config_set(st->cfg, "max_processes", MAX_PROCESSES) != 0 ||
+	    dynshm_config_set(st->cfg, "max_segments", MAX_SEGMENTS) != 0 ||
+	    dynshm_config_set(st->cfg, "max_processes", MAX_PROCESSES) != 0 ||
 	    (st->region &&
-	     (dsm_config_set(st->cfg, "min_dynamic_shared_memory", "16MB") ||
-	      dsm_config_set(st->cfg, "huge_pages", "off")))) {
+	     (dynshm_config_set(st->cfg, "min_dynamic_shared_memory", "16MB") ||
+	      dynshm_config_set(st->cfg, "huge_pages", "off")))) {
 		fprintf(stderr, "kill_storm: setup: %s\n", strerror(errno));
 		return -1;
 	}
@@ -1410,7 +1410,7 @@ static int storm_backend(struct storm *st, uint64_t budget)
 		else
 			free(st->dir);
 	}
-	dsm_config_free(st->cfg);
+	dynshm_config_free(st->cfg);
 	return 0;
 }
 
@@ -1479,7 +1479,7 @@ int main(int argc, char **argv)
 	printf("kill_storm: seed 0x%" PRIx64 ", %d workers, %" PRIu64
 	       " kills in all\n",
 	       seed, workers, kills);
-	dsm_test_instance_tag = TEST_TAG;
+	dynshm_test_instance_tag = TEST_TAG;
 	signal(SIGALRM, on_alarm);
 	memset(&total, 0, sizeof(total));
 	for (size_t v = 0; v < 2 * N_BACKENDS; v++) {

@@ -30,7 +30,7 @@
 
 #include "dsm_assert.h"
 
-extern int dsm_test_instance_tag;
+extern int dynshm_test_instance_tag;
 
 static char *dir; /* this test's private directory */
 static int leftovers;
@@ -77,12 +77,12 @@ static void write_file(const char *name, const char *text, char *path,
 	assert_int_equal(fclose(f), 0);
 }
 
-static void expect_setting(const dsm_config *cfg, const char *key,
+static void expect_setting(const dynshm_config *cfg, const char *key,
 			 const char *want)
 {
 	char buf[PATH_MAX];
 
-	ASSERT_OK(dsm_config_get(cfg, key, buf, sizeof(buf)));
+	ASSERT_OK(dynshm_config_get(cfg, key, buf, sizeof(buf)));
 	if (strcmp(buf, want) != 0)
 		fail_msg("%s = '%s', expected '%s'", key, buf, want);
 }
@@ -90,7 +90,7 @@ static void expect_setting(const dsm_config *cfg, const char *key,
 /* The message of the last failure holds every one of the NULL-ended list. */
 static void expect_message(const char *first, ...)
 {
-	const char *msg = dsm_last_error();
+	const char *msg = dynshm_last_error();
 	va_list ap;
 
 	va_start(ap, first);
@@ -105,7 +105,7 @@ static void expect_message(const char *first, ...)
 static void test_file_syntax(void **state)
 {
 	char path[PATH_MAX];
-	dsm_config *cfg;
+	dynshm_config *cfg;
 
 	(void)state;
 	write_file("good.conf",
@@ -116,24 +116,24 @@ static void test_file_syntax(void **state)
 		   "max_segments=10\n"
 		   "max_segments = 12\r\n" /* later wins; CRLF is fine */
 		   "  max_processes\t=\t'7'\n"
-		   "dsm_directory = '/srv/it''s here'\n"
-		   "dsm_directory = \"/srv/with # hash\"  # and a comment\n",
+		   "dynshm_directory = '/srv/it''s here'\n"
+		   "dynshm_directory = \"/srv/with # hash\"  # and a comment\n",
 		   path, sizeof(path));
-	ASSERT_OK(dsm_config_new(&cfg));
-	ASSERT_OK(dsm_config_load_file(cfg, path));
+	ASSERT_OK(dynshm_config_new(&cfg));
+	ASSERT_OK(dynshm_config_load_file(cfg, path));
 	expect_setting(cfg, "dynamic_shared_memory_type", "sysv");
 	expect_setting(cfg, "max_segments", "12");
 	expect_setting(cfg, "max_processes", "7");
-	expect_setting(cfg, "dsm_directory", "/srv/with # hash");
+	expect_setting(cfg, "dynshm_directory", "/srv/with # hash");
 
-	write_file("quote.conf", "dsm_directory = '/srv/it''s here'\n", path,
+	write_file("quote.conf", "dynshm_directory = '/srv/it''s here'\n", path,
 		   sizeof(path));
-	ASSERT_OK(dsm_config_load_file(cfg, path));
-	expect_setting(cfg, "dsm_directory", "/srv/it's here");
-	write_file("empty.conf", "dsm_directory = ''\n", path, sizeof(path));
-	ASSERT_OK(dsm_config_load_file(cfg, path));
-	expect_setting(cfg, "dsm_directory", "");
-	dsm_config_free(cfg);
+	ASSERT_OK(dynshm_config_load_file(cfg, path));
+	expect_setting(cfg, "dynshm_directory", "/srv/it's here");
+	write_file("empty.conf", "dynshm_directory = ''\n", path, sizeof(path));
+	ASSERT_OK(dynshm_config_load_file(cfg, path));
+	expect_setting(cfg, "dynshm_directory", "");
+	dynshm_config_free(cfg);
 }
 
 /* Each refusal: its code, a message with every part, and cfg unchanged. */
@@ -164,50 +164,50 @@ static void test_file_refusals(void **state)
 		{ "huge_page = on\n", -EINVAL,
 		  { ":1: ", "unknown configuration key 'huge_page'",
 		    "value 'on'", "known: dynamic_shared_memory_type" } },
-		{ "dsm_directory = '/srv/open\n", -EINVAL,
-		  { ":1: ", "dsm_directory", "unterminated quote",
+		{ "dynshm_directory = '/srv/open\n", -EINVAL,
+		  { ":1: ", "dynshm_directory", "unterminated quote",
 		    "'/srv/open" } },
-		{ "dsm_directory = \"/srv\" junk\n", -EINVAL,
-		  { ":1: ", "dsm_directory", "text after the value",
+		{ "dynshm_directory = \"/srv\" junk\n", -EINVAL,
+		  { ":1: ", "dynshm_directory", "text after the value",
 		    "\"/srv\" junk" } },
-		{ "dsm_directory = relative\n", -EINVAL,
-		  { ":1: ", "'relative'", "dsm_directory",
+		{ "dynshm_directory = relative\n", -EINVAL,
+		  { ":1: ", "'relative'", "dynshm_directory",
 		    "allowed: an absolute path" } },
 		{ " = posix\n", -EINVAL,
 		  { ":1: ", "unknown configuration key ''", "value 'posix'",
 		    NULL } },
 	};
 	char path[PATH_MAX], name[32];
-	dsm_config *cfg;
+	dynshm_config *cfg;
 
 	(void)state;
-	ASSERT_OK(dsm_config_new(&cfg));
-	ASSERT_OK(dsm_config_set(cfg, "max_segments", "99"));
+	ASSERT_OK(dynshm_config_new(&cfg));
+	ASSERT_OK(dynshm_config_set(cfg, "max_segments", "99"));
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		const struct refusal *c = &cases[i];
 
 		snprintf(name, sizeof(name), "bad%zu.conf", i);
 		write_file(name, c->text, path, sizeof(path));
-		ASSERT_RC(dsm_config_load_file(cfg, path), c->err);
+		ASSERT_RC(dynshm_config_load_file(cfg, path), c->err);
 		expect_message(path, c->parts[0], c->parts[1], c->parts[2],
 			       c->parts[3], (char *)NULL);
 		/* all or nothing: the good lines before it did not apply */
 		expect_setting(cfg, "max_segments", "99");
 		expect_setting(cfg, "dynamic_shared_memory_type",
-			     DSM_DEFAULT_BACKEND);
+			     DYNSHM_DEFAULT_BACKEND);
 	}
 
 	snprintf(path, sizeof(path), "%s/missing.conf", dir);
-	ASSERT_RC(dsm_config_load_file(cfg, path), -ENOENT);
+	ASSERT_RC(dynshm_config_load_file(cfg, path), -ENOENT);
 	expect_message("cannot open configuration file", path,
 		       "No such file", (char *)NULL);
-	ASSERT_RC(dsm_config_load(cfg, path), -ENOENT);
+	ASSERT_RC(dynshm_config_load(cfg, path), -ENOENT);
 	setenv("DYNSHM_CONFIG", path, 1);
-	ASSERT_RC(dsm_config_load(cfg, NULL), -ENOENT);
+	ASSERT_RC(dynshm_config_load(cfg, NULL), -ENOENT);
 	expect_message(path, (char *)NULL);
 	unsetenv("DYNSHM_CONFIG");
 	expect_setting(cfg, "max_segments", "99");
-	dsm_config_free(cfg);
+	dynshm_config_free(cfg);
 }
 
 /* ---- precedence -------------------------------------------------------- */
@@ -215,14 +215,14 @@ static void test_file_refusals(void **state)
 static void test_precedence(void **state)
 {
 	char path[PATH_MAX], inst_path[PATH_MAX];
-	dsm_instance_info info;
-	dsm_instance *inst;
-	dsm_config *cfg;
+	dynshm_instance_info info;
+	dynshm_instance *inst;
+	dynshm_config *cfg;
 
 	(void)state;
 	/* compiled default */
-	ASSERT_OK(dsm_config_new(&cfg));
-	expect_setting(cfg, "dynamic_shared_memory_type", DSM_DEFAULT_BACKEND);
+	ASSERT_OK(dynshm_config_new(&cfg));
+	expect_setting(cfg, "dynamic_shared_memory_type", DYNSHM_DEFAULT_BACKEND);
 	expect_setting(cfg, "max_segments", "4096");
 	expect_setting(cfg, "max_processes", "256");
 
@@ -232,23 +232,23 @@ static void test_precedence(void **state)
 		   "max_segments = 100\n"
 		   "max_processes = 10\n",
 		   path, sizeof(path));
-	ASSERT_OK(dsm_config_load(cfg, path));
+	ASSERT_OK(dynshm_config_load(cfg, path));
 	expect_setting(cfg, "dynamic_shared_memory_type", "mmap");
 	expect_setting(cfg, "max_segments", "100");
 
 	/* < environment, which wins over the file, found by $DYNSHM_CONFIG */
-	dsm_config_free(cfg);
-	ASSERT_OK(dsm_config_new(&cfg));
+	dynshm_config_free(cfg);
+	ASSERT_OK(dynshm_config_new(&cfg));
 	setenv("DYNSHM_CONFIG", path, 1);
 	setenv("DYNSHM_MAX_SEGMENTS", "200", 1);
-	ASSERT_OK(dsm_config_load(cfg, NULL));
+	ASSERT_OK(dynshm_config_load(cfg, NULL));
 	expect_setting(cfg, "dynamic_shared_memory_type", "mmap"); /* file */
 	expect_setting(cfg, "max_segments", "200");		 /* env */
 	expect_setting(cfg, "max_processes", "10");		 /* file */
 
 	/* a bad environment value is refused by name, and changes nothing */
 	setenv("DYNSHM_MAX_PROCESSES", "-3", 1);
-	ASSERT_RC(dsm_config_load(cfg, NULL), -EINVAL);
+	ASSERT_RC(dynshm_config_load(cfg, NULL), -EINVAL);
 	expect_message("environment DYNSHM_MAX_PROCESSES", "'-3'",
 		       "max_processes", "allowed: a whole number", (char *)NULL);
 	expect_setting(cfg, "max_processes", "10");
@@ -257,50 +257,50 @@ static void test_precedence(void **state)
 	unsetenv("DYNSHM_CONFIG");
 
 	/* < API, and the effective values are what the instance gets */
-	ASSERT_OK(dsm_config_set(cfg, "max_segments", "300"));
+	ASSERT_OK(dynshm_config_set(cfg, "max_segments", "300"));
 	expect_setting(cfg, "max_segments", "300");
 	snprintf(inst_path, sizeof(inst_path), "%s/inst", dir);
-	ASSERT_OK(dsm_instance_open(inst_path, cfg, 0, &inst));
-	ASSERT_OK(dsm_instance_info_get(inst, &info));
+	ASSERT_OK(dynshm_instance_open(inst_path, cfg, 0, &inst));
+	ASSERT_OK(dynshm_instance_info_get(inst, &info));
 	assert_int_equal(info.max_segments, 300);
 	assert_int_equal(info.max_processes, 10);
-	assert_int_equal(info.backend, DSM_IMPL_MMAP);
-	ASSERT_OK(dsm_instance_destroy(inst));
-	dsm_config_free(cfg);
+	assert_int_equal(info.backend, DYNSHM_IMPL_MMAP);
+	ASSERT_OK(dynshm_instance_destroy(inst));
+	dynshm_config_free(cfg);
 }
 
 /* Every key survives get then set, and a refused set changes nothing. */
 static void test_round_trip(void **state)
 {
 	static const char *const keys[] = {
-		"dynamic_shared_memory_type", "dsm_directory", "max_segments",
+		"dynamic_shared_memory_type", "dynshm_directory", "max_segments",
 		"max_processes",
 	};
 	static const char *const values[] = { "sysv", "/var/dsm", "1048560",
 					      "65536" };
 	char buf[PATH_MAX];
-	dsm_config *a, *b;
+	dynshm_config *a, *b;
 
 	(void)state;
-	ASSERT_OK(dsm_config_new(&a));
-	ASSERT_OK(dsm_config_new(&b));
+	ASSERT_OK(dynshm_config_new(&a));
+	ASSERT_OK(dynshm_config_new(&b));
 	for (size_t i = 0; i < 4; i++) {
-		ASSERT_OK(dsm_config_set(a, keys[i], values[i]));
-		ASSERT_OK(dsm_config_get(a, keys[i], buf, sizeof(buf)));
-		ASSERT_OK(dsm_config_set(b, keys[i], buf));
+		ASSERT_OK(dynshm_config_set(a, keys[i], values[i]));
+		ASSERT_OK(dynshm_config_get(a, keys[i], buf, sizeof(buf)));
+		ASSERT_OK(dynshm_config_set(b, keys[i], buf));
 		expect_setting(b, keys[i], values[i]);
 	}
-	ASSERT_RC(dsm_config_set(b, "max_segments", "1048561"), -EINVAL);
+	ASSERT_RC(dynshm_config_set(b, "max_segments", "1048561"), -EINVAL);
 	expect_setting(b, "max_segments", "1048560");
-	ASSERT_RC(dsm_config_set(b, "max_sgements", "5"), -EINVAL);
+	ASSERT_RC(dynshm_config_set(b, "max_sgements", "5"), -EINVAL);
 	expect_message("unknown configuration key 'max_sgements'",
 		       "value '5'", (char *)NULL);
-	ASSERT_RC(dsm_config_get(b, "max_sgements", buf, sizeof(buf)),
+	ASSERT_RC(dynshm_config_get(b, "max_sgements", buf, sizeof(buf)),
 		  -EINVAL);
 	expect_message("unknown configuration key 'max_sgements' (known:",
 		       (char *)NULL);
-	dsm_config_free(a);
-	dsm_config_free(b);
+	dynshm_config_free(a);
+	dynshm_config_free(b);
 }
 
 /* ---- joining an instance ---------------------------------------------- */
@@ -308,51 +308,51 @@ static void test_round_trip(void **state)
 static void test_join_conflict(void **state)
 {
 	char path[PATH_MAX], file[PATH_MAX], text[128];
-	const char *other = strcmp(DSM_DEFAULT_BACKEND, "mmap") == 0
+	const char *other = strcmp(DYNSHM_DEFAULT_BACKEND, "mmap") == 0
 				    ? "posix"
 				    : "mmap";
-	dsm_instance_info info;
-	dsm_instance *creator, *joiner = NULL;
-	dsm_config *cfg;
+	dynshm_instance_info info;
+	dynshm_instance *creator, *joiner = NULL;
+	dynshm_config *cfg;
 
 	(void)state;
 	snprintf(path, sizeof(path), "%s/inst", dir);
 	/* the instance is made with the compiled default backend */
-	ASSERT_OK(dsm_instance_open(path, NULL, 0, &creator));
+	ASSERT_OK(dynshm_instance_open(path, NULL, 0, &creator));
 
 	/* an explicit other backend, from any source, is reported */
 	snprintf(text, sizeof(text), "dynamic_shared_memory_type = %s\n",
 		 other);
 	write_file("other.conf", text, file, sizeof(file));
-	ASSERT_OK(dsm_config_new(&cfg));
-	ASSERT_OK(dsm_config_load_file(cfg, file));
-	ASSERT_RC(dsm_instance_open(path, cfg, 0, &joiner), -EINVAL);
+	ASSERT_OK(dynshm_config_new(&cfg));
+	ASSERT_OK(dynshm_config_load_file(cfg, file));
+	ASSERT_RC(dynshm_instance_open(path, cfg, 0, &joiner), -EINVAL);
 	expect_message("was created with dynamic_shared_memory_type = "
-		       DSM_DEFAULT_BACKEND,
+		       DYNSHM_DEFAULT_BACKEND,
 		       other, "conflicts", (char *)NULL);
-	dsm_config_free(cfg);
+	dynshm_config_free(cfg);
 
 	setenv("DYNSHM_DYNAMIC_SHARED_MEMORY_TYPE", other, 1);
-	ASSERT_OK(dsm_config_new(&cfg));
-	ASSERT_OK(dsm_config_load(cfg, NULL));
+	ASSERT_OK(dynshm_config_new(&cfg));
+	ASSERT_OK(dynshm_config_load(cfg, NULL));
 	unsetenv("DYNSHM_DYNAMIC_SHARED_MEMORY_TYPE");
-	ASSERT_RC(dsm_instance_open(path, cfg, 0, &joiner), -EINVAL);
+	ASSERT_RC(dynshm_instance_open(path, cfg, 0, &joiner), -EINVAL);
 	expect_message("conflicts", (char *)NULL);
-	dsm_config_free(cfg);
+	dynshm_config_free(cfg);
 
 	/* the same backend said explicitly, or nothing said: joins */
-	ASSERT_OK(dsm_config_new(&cfg));
-	ASSERT_OK(dsm_config_set(cfg, "dynamic_shared_memory_type",
-				 DSM_DEFAULT_BACKEND));
-	ASSERT_OK(dsm_instance_open(path, cfg, 0, &joiner));
-	ASSERT_OK(dsm_instance_close(joiner));
-	dsm_config_free(cfg);
-	ASSERT_OK(dsm_instance_open(path, NULL, 0, &joiner));
-	ASSERT_OK(dsm_instance_info_get(joiner, &info));
-	assert_string_equal(dsm_impl_type_name(info.backend),
-			    DSM_DEFAULT_BACKEND);
-	ASSERT_OK(dsm_instance_close(joiner));
-	ASSERT_OK(dsm_instance_destroy(creator));
+	ASSERT_OK(dynshm_config_new(&cfg));
+	ASSERT_OK(dynshm_config_set(cfg, "dynamic_shared_memory_type",
+				 DYNSHM_DEFAULT_BACKEND));
+	ASSERT_OK(dynshm_instance_open(path, cfg, 0, &joiner));
+	ASSERT_OK(dynshm_instance_close(joiner));
+	dynshm_config_free(cfg);
+	ASSERT_OK(dynshm_instance_open(path, NULL, 0, &joiner));
+	ASSERT_OK(dynshm_instance_info_get(joiner, &info));
+	assert_string_equal(dynshm_impl_type_name(info.backend),
+			    DYNSHM_DEFAULT_BACKEND);
+	ASSERT_OK(dynshm_instance_close(joiner));
+	ASSERT_OK(dynshm_instance_destroy(creator));
 }
 
 int main(void)
@@ -371,7 +371,7 @@ int main(void)
 	};
 	int rc;
 
-	dsm_test_instance_tag = TEST_TAG;
+	dynshm_test_instance_tag = TEST_TAG;
 	rc = cmocka_run_group_tests_name("config", tests, NULL, NULL);
 	return rc || leftovers ? 1 : 0;
 }

@@ -7,7 +7,7 @@
  * state the next process can finish: the robust lock is repaired, the dead
  * process's references are released on their own, half-made and
  * half-destroyed segments are removed, and what live processes hold or what
- * is pinned survives.  The library calls dsm_test_hook at named points of
+ * is pinned survives.  The library calls dynshm_test_hook at named points of
  * every lifetime step; a child arms it to raise(SIGKILL) at one of them, and
  * the parent (or a fresh process) then checks the instance:
  *
@@ -63,8 +63,8 @@
 #include <cmocka.h>
 
 /* Hidden test hooks of the library (src/wrapper.h). */
-extern int dsm_test_instance_tag;
-extern void (*dsm_test_hook)(const char *point);
+extern int dynshm_test_instance_tag;
+extern void (*dynshm_test_hook)(const char *point);
 
 #define SEG_SIZE 8192
 #define KILLED (128 + SIGKILL)
@@ -74,14 +74,14 @@ extern void (*dsm_test_hook)(const char *point);
 
 struct backend {
 	const char *name;
-	dsm_impl_type type;
+	dynshm_impl_type type;
 	bool named; /* objects have names: prefix sweep, truncation */
 };
 
 static const struct backend backends[] = {
-	{ "posix", DSM_IMPL_POSIX, true },
-	{ "sysv", DSM_IMPL_SYSV, false },
-	{ "mmap", DSM_IMPL_MMAP, true },
+	{ "posix", DYNSHM_IMPL_POSIX, true },
+	{ "sysv", DYNSHM_IMPL_SYSV, false },
+	{ "mmap", DYNSHM_IMPL_MMAP, true },
 };
 
 #define N_BACKENDS (sizeof(backends) / sizeof(backends[0]))
@@ -93,10 +93,10 @@ static const struct backend backends[] = {
 struct fixture {
 	const struct backend *be;
 	char *dir;		/* the instance directory (test_make_dir) */
-	dsm_config *cfg;	/* backend, small limits */
-	dsm_instance *inst;	/* the parent's handle, NULL while closed */
+	dynshm_config *cfg;	/* backend, small limits */
+	dynshm_instance *inst;	/* the parent's handle, NULL while closed */
 	uint64_t id;		/* of the current incarnation */
-	dsm_impl_space *space;	/* its backend objects, for checks */
+	dynshm_impl_space *space;	/* its backend objects, for checks */
 	uint64_t ids[MAX_IDS];	/* every incarnation: teardown checks all */
 	int nids;
 };
@@ -176,8 +176,8 @@ static pid_t start_kid(int (*fn)(void *), void *arg)
 		for (int i = 0; i < MAX_PARENT_FDS; i++)
 			if (parent_fds[i] >= 0)
 				close(parent_fds[i]);
-		dsm_test_instance_tag = TEST_TAG;
-		dsm_test_hook = NULL;
+		dynshm_test_instance_tag = TEST_TAG;
+		dynshm_test_hook = NULL;
 		int rc = fn(arg);
 		fflush(NULL);
 		_exit(rc);
@@ -276,17 +276,17 @@ static void die_hook(const char *point)
 static void arm(const char *point)
 {
 	die_point = point;
-	dsm_test_hook = die_hook;
+	dynshm_test_hook = die_hook;
 }
 
 /* ---- small helpers ---------------------------------------------------------- */
 
-static void stamp(void *addr, dsm_handle h)
+static void stamp(void *addr, dynshm_handle h)
 {
 	snprintf(addr, 64, "dynshm crash test %016" PRIx64, h);
 }
 
-static bool stamped(const void *addr, size_t size, dsm_handle h)
+static bool stamped(const void *addr, size_t size, dynshm_handle h)
 {
 	char want[64];
 
@@ -294,36 +294,36 @@ static bool stamped(const void *addr, size_t size, dsm_handle h)
 	return size >= sizeof(want) && strcmp(addr, want) == 0;
 }
 
-static bool seg_stamped(const dsm_segment *seg)
+static bool seg_stamped(const dynshm_segment *seg)
 {
-	return stamped(dsm_segment_address(seg), dsm_segment_size(seg),
-		       dsm_segment_handle(seg));
+	return stamped(dynshm_segment_address(seg), dynshm_segment_size(seg),
+		       dynshm_segment_handle(seg));
 }
 
 /* Create a segment and write its stamp; 0 or the error. */
-static int create_stamped(dsm_instance *inst, dsm_segment **out)
+static int create_stamped(dynshm_instance *inst, dynshm_segment **out)
 {
-	int rc = dsm_create(inst, SEG_SIZE, 0, out);
+	int rc = dynshm_create(inst, SEG_SIZE, 0, out);
 
 	if (rc == 0)
-		stamp(dsm_segment_address(*out), dsm_segment_handle(*out));
+		stamp(dynshm_segment_address(*out), dynshm_segment_handle(*out));
 	return rc;
 }
 
-static dsm_instance_info get_info(dsm_instance *inst)
+static dynshm_instance_info get_info(dynshm_instance *inst)
 {
-	static dsm_instance_info info; /* 4 KiB of directory: not on stack */
-	int rc = dsm_instance_info_get(inst, &info);
+	static dynshm_instance_info info; /* 4 KiB of directory: not on stack */
+	int rc = dynshm_instance_info_get(inst, &info);
 
 	if (rc != 0)
-		fail_msg("dsm_instance_info_get: %d (%s)", rc,
-			 dsm_last_error());
+		fail_msg("dynshm_instance_info_get: %d (%s)", rc,
+			 dynshm_last_error());
 	return info;
 }
 
 static void assert_message_has(const char *what)
 {
-	const char *msg = dsm_last_error();
+	const char *msg = dynshm_last_error();
 
 	if (!strstr(msg, what))
 		fail_msg("message \"%s\" does not mention \"%s\"", msg, what);
@@ -339,21 +339,21 @@ static void note_id(uint64_t id)
 		fx.ids[fx.nids++] = id;
 }
 
-static dsm_impl_space *space_of(uint64_t id)
+static dynshm_impl_space *space_of(uint64_t id)
 {
-	dsm_impl_space *space = NULL;
-	int rc = dsm_impl_space_open(fx.be->type, id, fx.dir, &space);
+	dynshm_impl_space *space = NULL;
+	int rc = dynshm_impl_space_open(fx.be->type, id, fx.dir, &space);
 
 	if (rc != 0)
-		fail_msg("dsm_impl_space_open(%s, %016" PRIx64 "): %d (%s)",
-			 fx.be->name, id, rc, dsm_last_error());
+		fail_msg("dynshm_impl_space_open(%s, %016" PRIx64 "): %d (%s)",
+			 fx.be->name, id, rc, dynshm_last_error());
 	return space;
 }
 
-/* (Re)open the fixture's instance; flags as for dsm_instance_open. */
+/* (Re)open the fixture's instance; flags as for dynshm_instance_open. */
 static int open_instance(unsigned flags)
 {
-	int rc = dsm_instance_open(fx.dir, fx.cfg, flags, &fx.inst);
+	int rc = dynshm_instance_open(fx.dir, fx.cfg, flags, &fx.inst);
 
 	if (rc != 0) {
 		fx.inst = NULL;
@@ -361,7 +361,7 @@ static int open_instance(unsigned flags)
 	}
 	fx.id = get_info(fx.inst).instance_id;
 	note_id(fx.id);
-	dsm_impl_space_close(fx.space);
+	dynshm_impl_space_close(fx.space);
 	fx.space = space_of(fx.id);
 	return 0;
 }
@@ -369,34 +369,34 @@ static int open_instance(unsigned flags)
 static void close_instance(void)
 {
 	assert_non_null(fx.inst);
-	assert_int_equal(dsm_instance_close(fx.inst), 0);
+	assert_int_equal(dynshm_instance_close(fx.inst), 0);
 	fx.inst = NULL;
 }
 
 /* Does the OS object of handle exist in space (an attach succeeds)? */
-static bool object_exists(dsm_impl_space *space, dsm_handle h)
+static bool object_exists(dynshm_impl_space *space, dynshm_handle h)
 {
-	dsm_impl_map *map = NULL;
-	int rc = dsm_impl_attach(space, h, &map);
+	dynshm_impl_map *map = NULL;
+	int rc = dynshm_impl_attach(space, h, &map);
 
 	if (rc == 0) {
-		dsm_impl_detach(map);
+		dynshm_impl_detach(map);
 		return true;
 	}
 	if (rc != -ENOENT)
-		fail_msg("dsm_impl_attach(%016" PRIx64 "): %d (%s)", h, rc,
-			 dsm_last_error());
+		fail_msg("dynshm_impl_attach(%016" PRIx64 "): %d (%s)", h, rc,
+			 dynshm_last_error());
 	return false;
 }
 
 /* Lists the space or fails the test. */
-static struct test_listing *list_space(dsm_impl_space *space)
+static struct test_listing *list_space(dynshm_impl_space *space)
 {
 	int rc;
 	struct test_listing *l = test_list_space(space, &rc);
 
 	if (!l)
-		fail_msg("dsm_impl_list: %d (%s)", rc, dsm_last_error());
+		fail_msg("dynshm_impl_list: %d (%s)", rc, dynshm_last_error());
 	return l;
 }
 
@@ -407,11 +407,11 @@ static struct test_listing *list_space(dsm_impl_space *space)
  */
 static void assert_objects(int n_segments)
 {
-	char ctl_name[DSM_IMPL_NAME_MAX];
+	char ctl_name[DYNSHM_IMPL_NAME_MAX];
 	struct test_listing *l = list_space(fx.space);
 	bool found = false;
 
-	assert_int_equal(dsm_impl_object_name(fx.space, CTL_HANDLE, ctl_name,
+	assert_int_equal(dynshm_impl_object_name(fx.space, CTL_HANDLE, ctl_name,
 					      sizeof(ctl_name)),
 			 0);
 	for (int i = 0; i < l->n && i < TEST_LISTED_MAX; i++)
@@ -428,10 +428,10 @@ static void assert_objects(int n_segments)
 }
 
 /* No object of an old incarnation is left (named backends: by prefix). */
-static void assert_old_id_gone(uint64_t old_id, const dsm_handle *handles,
+static void assert_old_id_gone(uint64_t old_id, const dynshm_handle *handles,
 			       int n)
 {
-	dsm_impl_space *old = space_of(old_id);
+	dynshm_impl_space *old = space_of(old_id);
 
 	assert_false(object_exists(old, CTL_HANDLE));
 	for (int i = 0; i < n; i++)
@@ -447,7 +447,7 @@ static void assert_old_id_gone(uint64_t old_id, const dsm_handle *handles,
 		free(l);
 		assert_int_equal(left, 0);
 	}
-	if (fx.be->type == DSM_IMPL_POSIX) {
+	if (fx.be->type == DYNSHM_IMPL_POSIX) {
 		/* and read /dev/shm directly, not through the library */
 		char prefix[64];
 		struct dirent *de;
@@ -463,15 +463,15 @@ static void assert_old_id_gone(uint64_t old_id, const dsm_handle *handles,
 		closedir(d);
 		assert_int_equal(left, 0);
 	}
-	dsm_impl_space_close(old);
+	dynshm_impl_space_close(old);
 }
 
 struct seglist {
 	int n;
-	dsm_segment_info info[64];
+	dynshm_segment_info info[64];
 };
 
-static int collect_seg(const dsm_segment_info *info, void *arg)
+static int collect_seg(const dynshm_segment_info *info, void *arg)
 {
 	struct seglist *l = arg;
 
@@ -480,16 +480,16 @@ static int collect_seg(const dsm_segment_info *info, void *arg)
 	return 0;
 }
 
-static struct seglist *segments_of(dsm_instance *inst)
+static struct seglist *segments_of(dynshm_instance *inst)
 {
 	struct seglist *l = calloc(1, sizeof(*l));
 	int rc;
 
 	assert_non_null(l);
-	rc = dsm_foreach_segment(inst, collect_seg, l);
+	rc = dynshm_foreach_segment(inst, collect_seg, l);
 	if (rc != 0) {
 		free(l);
-		fail_msg("dsm_foreach_segment: %d (%s)", rc, dsm_last_error());
+		fail_msg("dynshm_foreach_segment: %d (%s)", rc, dynshm_last_error());
 	}
 	return l;
 }
@@ -500,9 +500,9 @@ static void assert_all_backed(void)
 	struct seglist *l = segments_of(fx.inst);
 
 	for (int i = 0; i < l->n; i++) {
-		dsm_handle h = l->info[i].handle;
+		dynshm_handle h = l->info[i].handle;
 
-		if (l->info[i].state != DSM_SEGMENT_ACTIVE)
+		if (l->info[i].state != DYNSHM_SEGMENT_ACTIVE)
 			fail_msg("segment %016" PRIx64 " left in state %d", h,
 				 (int)l->info[i].state);
 		if (!object_exists(fx.space, h))
@@ -523,24 +523,24 @@ static int test_setup(void **state)
 		parent_fds[i] = -1;
 	fx.be = current;
 	alarm(hang_seconds());
-	dsm_test_hook = NULL;
+	dynshm_test_hook = NULL;
 	fx.dir = test_make_dir();
 	if (!fx.dir) {
 		fprintf(stderr, "cannot make a test directory: %s\n",
 			strerror(errno));
 		return -1;
 	}
-	if (dsm_config_new(&fx.cfg) != 0 ||
-	    dsm_config_set(fx.cfg, "dynamic_shared_memory_type",
+	if (dynshm_config_new(&fx.cfg) != 0 ||
+	    dynshm_config_set(fx.cfg, "dynamic_shared_memory_type",
 			   fx.be->name) != 0 ||
-	    dsm_config_set(fx.cfg, "max_segments", "64") != 0 ||
-	    dsm_config_set(fx.cfg, "max_processes", "16") != 0) {
-		fprintf(stderr, "config: %s\n", dsm_last_error());
+	    dynshm_config_set(fx.cfg, "max_segments", "64") != 0 ||
+	    dynshm_config_set(fx.cfg, "max_processes", "16") != 0) {
+		fprintf(stderr, "config: %s\n", dynshm_last_error());
 		return -1;
 	}
 	if (open_instance(0) != 0) {
 		fprintf(stderr, "cannot open a %s instance in %s: %s\n",
-			fx.be->name, fx.dir, dsm_last_error());
+			fx.be->name, fx.dir, dynshm_last_error());
 		return -1;
 	}
 	return 0;
@@ -557,32 +557,32 @@ static int test_teardown(void **state)
 	kill_kids();
 	for (int i = 0; i < MAX_PARENT_FDS; i++)
 		close_fd(&parent_fds[i]);
-	dsm_test_hook = NULL;
-	if (fx.inst && dsm_instance_destroy(fx.inst) != 0) {
-		fprintf(stderr, "teardown: dsm_instance_destroy: %s\n",
-			dsm_last_error());
+	dynshm_test_hook = NULL;
+	if (fx.inst && dynshm_instance_destroy(fx.inst) != 0) {
+		fprintf(stderr, "teardown: dynshm_instance_destroy: %s\n",
+			dynshm_last_error());
 		bad = 1;
 	}
 	fx.inst = NULL;
-	dsm_impl_space_close(fx.space);
+	dynshm_impl_space_close(fx.space);
 	fx.space = NULL;
 	for (int i = 0; i < fx.nids; i++) {
-		dsm_impl_space *space = NULL;
+		dynshm_impl_space *space = NULL;
 		struct test_listing *l;
 		int rc;
 
-		if (dsm_impl_space_open(fx.be->type, fx.ids[i], fx.dir,
+		if (dynshm_impl_space_open(fx.be->type, fx.ids[i], fx.dir,
 					&space) != 0)
 			continue; /* mmap: the directory is gone, and all in it */
 		l = test_list_space(space, &rc);
 		for (int j = 0; l && j < l->n && j < TEST_LISTED_MAX; j++) {
 			fprintf(stderr, "teardown: left behind: %s\n",
 				l->name[j]);
-			dsm_impl_destroy_name(space, l->name[j]);
+			dynshm_impl_destroy_name(space, l->name[j]);
 			bad = 1;
 		}
 		free(l);
-		dsm_impl_space_close(space);
+		dynshm_impl_space_close(space);
 	}
 	if (stat(fx.dir, &st) == 0) {
 		fprintf(stderr, "teardown: instance directory %s remains\n",
@@ -593,7 +593,7 @@ static int test_teardown(void **state)
 		free(fx.dir);
 	}
 	fx.dir = NULL;
-	dsm_config_free(fx.cfg);
+	dynshm_config_free(fx.cfg);
 	fx.cfg = NULL;
 	n = test_count_leftovers(report, sizeof(report));
 	if (n != 0) {
@@ -607,13 +607,13 @@ static int test_teardown(void **state)
 /* ---- what a child does ------------------------------------------------------ */
 
 enum kid_op {
-	OP_CREATE,	  /* dsm_create */
-	OP_ATTACH,	  /* dsm_attach of the parent's P */
+	OP_CREATE,	  /* dynshm_create */
+	OP_ATTACH,	  /* dynshm_attach of the parent's P */
 	OP_DETACH,	  /* attach P, create C, then the last detach of C */
-	OP_PIN,		  /* create C, dsm_pin_segment */
-	OP_UNPIN,	  /* create, pin, detach C, then dsm_unpin_segment */
-	OP_DESTROY,	  /* create, pin, detach C, then dsm_destroy */
-	OP_DESTROY_HELD,  /* dsm_destroy of the parent's mapped D */
+	OP_PIN,		  /* create C, dynshm_pin_segment */
+	OP_UNPIN,	  /* create, pin, detach C, then dynshm_unpin_segment */
+	OP_DESTROY,	  /* create, pin, detach C, then dynshm_destroy */
+	OP_DESTROY_HELD,  /* dynshm_destroy of the parent's mapped D */
 	OP_REAP,	  /* a first child dies holding refs, a second reaps */
 	OP_DIE_HOLDING,	  /* attach P, create C, raise(SIGKILL): no hook */
 };
@@ -624,72 +624,72 @@ static const char *const op_names[] = {
 	[OP_DETACH] = "last detach",
 	[OP_PIN] = "pin",
 	[OP_UNPIN] = "unpin",
-	[OP_DESTROY] = "dsm_destroy",
-	[OP_DESTROY_HELD] = "dsm_destroy of a mapped segment",
-	[OP_REAP] = "dsm_reap",
+	[OP_DESTROY] = "dynshm_destroy",
+	[OP_DESTROY_HELD] = "dynshm_destroy of a mapped segment",
+	[OP_REAP] = "dynshm_reap",
 	[OP_DIE_HOLDING] = "die holding references",
 };
 
 /* The parent's segments, made before a child runs. */
 struct baseline {
-	dsm_segment *p; /* created, mapped by the parent */
-	dsm_handle q;	/* created, pinned, not mapped by anyone */
-	dsm_segment *d; /* created, mapped: the target of OP_DESTROY_HELD */
+	dynshm_segment *p; /* created, mapped by the parent */
+	dynshm_handle q;	/* created, pinned, not mapped by anyone */
+	dynshm_segment *d; /* created, mapped: the target of OP_DESTROY_HELD */
 	int count;	/* segments in the instance now */
 };
 
 struct kid {
 	enum kid_op op;
 	const char *point; /* where to die; NULL: run the operation through */
-	dsm_handle p, d;
+	dynshm_handle p, d;
 };
 
 static int kid_op(void *arg)
 {
 	const struct kid *k = arg;
-	dsm_instance *inst = NULL;
-	dsm_segment *c = NULL, *p = NULL;
-	dsm_handle h;
+	dynshm_instance *inst = NULL;
+	dynshm_segment *c = NULL, *p = NULL;
+	dynshm_handle h;
 
-	CHILD_CHECK(dsm_instance_open(fx.dir, fx.cfg, 0, &inst) == 0);
+	CHILD_CHECK(dynshm_instance_open(fx.dir, fx.cfg, 0, &inst) == 0);
 	switch (k->op) {
 	case OP_CREATE:
 		arm(k->point);
-		dsm_create(inst, SEG_SIZE, 0, &c);
+		dynshm_create(inst, SEG_SIZE, 0, &c);
 		break;
 	case OP_ATTACH:
 		arm(k->point);
-		dsm_attach(inst, k->p, &p);
+		dynshm_attach(inst, k->p, &p);
 		break;
 	case OP_DETACH:
-		CHILD_CHECK(dsm_attach(inst, k->p, &p) == 0);
+		CHILD_CHECK(dynshm_attach(inst, k->p, &p) == 0);
 		CHILD_CHECK(create_stamped(inst, &c) == 0);
 		arm(k->point);
-		dsm_detach(c);
+		dynshm_detach(c);
 		break;
 	case OP_PIN:
 		CHILD_CHECK(create_stamped(inst, &c) == 0);
 		arm(k->point);
-		dsm_pin_segment(c);
+		dynshm_pin_segment(c);
 		break;
 	case OP_UNPIN:
 	case OP_DESTROY:
 		CHILD_CHECK(create_stamped(inst, &c) == 0);
-		CHILD_CHECK(dsm_pin_segment(c) == 0);
-		h = dsm_segment_handle(c);
-		CHILD_CHECK(dsm_detach(c) == 0);
+		CHILD_CHECK(dynshm_pin_segment(c) == 0);
+		h = dynshm_segment_handle(c);
+		CHILD_CHECK(dynshm_detach(c) == 0);
 		arm(k->point);
 		if (k->op == OP_UNPIN)
-			dsm_unpin_segment(inst, h);
+			dynshm_unpin_segment(inst, h);
 		else
-			dsm_destroy(inst, h);
+			dynshm_destroy(inst, h);
 		break;
 	case OP_DESTROY_HELD:
 		arm(k->point);
-		dsm_destroy(inst, k->d);
+		dynshm_destroy(inst, k->d);
 		break;
 	case OP_DIE_HOLDING:
-		CHILD_CHECK(dsm_attach(inst, k->p, &p) == 0);
+		CHILD_CHECK(dynshm_attach(inst, k->p, &p) == 0);
 		CHILD_CHECK(create_stamped(inst, &c) == 0);
 		raise(SIGKILL);
 		break;
@@ -697,9 +697,9 @@ static int kid_op(void *arg)
 		break;
 	}
 	fprintf(stderr, "child %d: %s did not reach '%s' (%s)\n", (int)getpid(),
-		op_names[k->op], k->point ? k->point : "-", dsm_last_error());
-	dsm_test_hook = NULL;
-	dsm_instance_close(inst);
+		op_names[k->op], k->point ? k->point : "-", dynshm_last_error());
+	dynshm_test_hook = NULL;
+	dynshm_instance_close(inst);
 	return SURVIVED;
 }
 
@@ -709,47 +709,47 @@ static int kid_reap_inherited(void *arg)
 	const struct kid *k = arg;
 
 	arm(k->point);
-	dsm_reap(fx.inst, NULL);
-	fprintf(stderr, "child %d: dsm_reap did not reach '%s'\n",
+	dynshm_reap(fx.inst, NULL);
+	fprintf(stderr, "child %d: dynshm_reap did not reach '%s'\n",
 		(int)getpid(), k->point);
-	dsm_test_hook = NULL;
+	dynshm_test_hook = NULL;
 	return SURVIVED;
 }
 
 /* A fresh process: attach every handle given and check its stamp. */
 struct verify {
-	dsm_handle ok[8];   /* must attach and read back */
-	dsm_handle gone[8]; /* must be refused with -ENOENT */
+	dynshm_handle ok[8];   /* must attach and read back */
+	dynshm_handle gone[8]; /* must be refused with -ENOENT */
 	uint64_t repairs;   /* expected lock_repairs, or UINT64_MAX */
 };
 
 static int kid_verify(void *arg)
 {
 	const struct verify *v = arg;
-	dsm_instance *inst = NULL;
-	dsm_instance_info *info = malloc(sizeof(*info));
+	dynshm_instance *inst = NULL;
+	dynshm_instance_info *info = malloc(sizeof(*info));
 
 	CHILD_CHECK(info != NULL);
-	CHILD_CHECK(dsm_instance_open(fx.dir, fx.cfg, 0, &inst) == 0);
-	CHILD_CHECK(dsm_instance_info_get(inst, info) == 0);
+	CHILD_CHECK(dynshm_instance_open(fx.dir, fx.cfg, 0, &inst) == 0);
+	CHILD_CHECK(dynshm_instance_info_get(inst, info) == 0);
 	if (v->repairs != UINT64_MAX)
 		CHILD_CHECK(info->lock_repairs == v->repairs);
 	free(info);
 	for (int i = 0; i < 8; i++) {
-		dsm_segment *seg = NULL;
+		dynshm_segment *seg = NULL;
 
 		if (v->ok[i]) {
-			CHILD_CHECK(dsm_attach(inst, v->ok[i], &seg) == 0);
+			CHILD_CHECK(dynshm_attach(inst, v->ok[i], &seg) == 0);
 			CHILD_CHECK(seg_stamped(seg));
-			CHILD_CHECK(dsm_detach(seg) == 0);
+			CHILD_CHECK(dynshm_detach(seg) == 0);
 		}
 		if (v->gone[i]) {
-			CHILD_CHECK(dsm_attach(inst, v->gone[i], &seg) ==
+			CHILD_CHECK(dynshm_attach(inst, v->gone[i], &seg) ==
 				    -ENOENT);
-			CHILD_CHECK(dsm_last_error()[0] != '\0');
+			CHILD_CHECK(dynshm_last_error()[0] != '\0');
 		}
 	}
-	CHILD_CHECK(dsm_instance_close(inst) == 0);
+	CHILD_CHECK(dynshm_instance_close(inst) == 0);
 	return 0;
 }
 
@@ -757,14 +757,14 @@ static int kid_verify(void *arg)
 
 static void make_baseline(struct baseline *b)
 {
-	dsm_segment *q = NULL;
+	dynshm_segment *q = NULL;
 
 	memset(b, 0, sizeof(*b));
 	assert_int_equal(create_stamped(fx.inst, &b->p), 0);
 	assert_int_equal(create_stamped(fx.inst, &q), 0);
-	assert_int_equal(dsm_pin_segment(q), 0);
-	b->q = dsm_segment_handle(q);
-	assert_int_equal(dsm_detach(q), 0);
+	assert_int_equal(dynshm_pin_segment(q), 0);
+	b->q = dynshm_segment_handle(q);
+	assert_int_equal(dynshm_detach(q), 0);
 	assert_int_equal(create_stamped(fx.inst, &b->d), 0);
 	b->count = 3;
 	assert_int_equal(get_info(fx.inst).segments, 3);
@@ -779,19 +779,19 @@ static void assert_baseline_kept(const struct baseline *b, bool d_doomed)
 	assert_true(seg_stamped(b->d));
 	memset(&v, 0, sizeof(v));
 	v.repairs = UINT64_MAX;
-	v.ok[0] = dsm_segment_handle(b->p);
+	v.ok[0] = dynshm_segment_handle(b->p);
 	v.ok[1] = b->q;
 	if (d_doomed)
-		v.gone[0] = dsm_segment_handle(b->d);
+		v.gone[0] = dynshm_segment_handle(b->d);
 	else
-		v.ok[2] = dsm_segment_handle(b->d);
+		v.ok[2] = dynshm_segment_handle(b->d);
 	assert_int_equal(run_kid(kid_verify, &v), 0);
 }
 
-static bool is_baseline(const struct baseline *b, dsm_handle h)
+static bool is_baseline(const struct baseline *b, dynshm_handle h)
 {
-	return h == dsm_segment_handle(b->p) || h == b->q ||
-	       h == dsm_segment_handle(b->d);
+	return h == dynshm_segment_handle(b->p) || h == b->q ||
+	       h == dynshm_segment_handle(b->d);
 }
 
 /*
@@ -804,8 +804,8 @@ static int release_strays(const struct baseline *b)
 	int n = 0;
 
 	for (int i = 0; i < l->n; i++) {
-		dsm_handle h = l->info[i].handle;
-		dsm_segment *seg = NULL;
+		dynshm_handle h = l->info[i].handle;
+		dynshm_segment *seg = NULL;
 
 		if (b && is_baseline(b, h))
 			continue;
@@ -816,10 +816,10 @@ static int release_strays(const struct baseline *b)
 				 "its dead creator",
 				 h);
 		}
-		assert_int_equal(dsm_attach(fx.inst, h, &seg), 0);
+		assert_int_equal(dynshm_attach(fx.inst, h, &seg), 0);
 		assert_true(seg_stamped(seg));
-		assert_int_equal(dsm_unpin_segment(fx.inst, h), 0);
-		assert_int_equal(dsm_detach(seg), 0);
+		assert_int_equal(dynshm_unpin_segment(fx.inst, h), 0);
+		assert_int_equal(dynshm_detach(seg), 0);
 	}
 	free(l);
 	return n;
@@ -828,13 +828,13 @@ static int release_strays(const struct baseline *b)
 /* Destroy the parent's segments; then the instance must be empty. */
 static void release_baseline_and_check_empty(struct baseline *b)
 {
-	dsm_instance_info info;
+	dynshm_instance_info info;
 	unsigned reaped = 99;
 
-	assert_int_equal(dsm_detach(b->p), 0);
-	assert_int_equal(dsm_detach(b->d), 0);
-	assert_int_equal(dsm_unpin_segment(fx.inst, b->q), 0);
-	assert_int_equal(dsm_reap(fx.inst, &reaped), 0);
+	assert_int_equal(dynshm_detach(b->p), 0);
+	assert_int_equal(dynshm_detach(b->d), 0);
+	assert_int_equal(dynshm_unpin_segment(fx.inst, b->q), 0);
+	assert_int_equal(dynshm_reap(fx.inst, &reaped), 0);
 	assert_int_equal(reaped, 0);
 	info = get_info(fx.inst);
 	assert_int_equal(info.segments, 0);
@@ -845,11 +845,11 @@ static void release_baseline_and_check_empty(struct baseline *b)
 /* ---- 1. kill -9 inside the control lock ------------------------------------ */
 
 enum repair_by {
-	BY_INFO,   /* dsm_instance_info_get */
-	BY_CREATE, /* dsm_create */
-	BY_ATTACH, /* dsm_attach of the pinned, unmapped Q */
-	BY_REAP,   /* dsm_reap */
-	BY_STAT,   /* dsm_stat */
+	BY_INFO,   /* dynshm_instance_info_get */
+	BY_CREATE, /* dynshm_create */
+	BY_ATTACH, /* dynshm_attach of the pinned, unmapped Q */
+	BY_REAP,   /* dynshm_reap */
+	BY_STAT,   /* dynshm_stat */
 	BY_OPEN,   /* a fresh process opens the instance */
 };
 
@@ -890,8 +890,8 @@ static const struct lock_case lock_cases[] = {
 static void repair_by(enum repair_by by, const struct baseline *b,
 		      uint64_t expect_repairs)
 {
-	dsm_segment *seg = NULL;
-	dsm_segment_info si;
+	dynshm_segment *seg = NULL;
+	dynshm_segment_info si;
 	struct verify v;
 	unsigned reaped = 0;
 
@@ -901,21 +901,21 @@ static void repair_by(enum repair_by by, const struct baseline *b,
 		break;
 	case BY_CREATE:
 		assert_int_equal(create_stamped(fx.inst, &seg), 0);
-		assert_int_equal(dsm_detach(seg), 0);
+		assert_int_equal(dynshm_detach(seg), 0);
 		break;
 	case BY_ATTACH:
-		assert_int_equal(dsm_attach(fx.inst, b->q, &seg), 0);
+		assert_int_equal(dynshm_attach(fx.inst, b->q, &seg), 0);
 		assert_true(seg_stamped(seg));
-		assert_int_equal(dsm_detach(seg), 0);
+		assert_int_equal(dynshm_detach(seg), 0);
 		break;
 	case BY_REAP:
-		assert_int_equal(dsm_reap(fx.inst, &reaped), 0);
+		assert_int_equal(dynshm_reap(fx.inst, &reaped), 0);
 		break;
 	case BY_STAT:
-		assert_int_equal(dsm_stat(fx.inst, dsm_segment_handle(b->p),
+		assert_int_equal(dynshm_stat(fx.inst, dynshm_segment_handle(b->p),
 					  &si),
 				 0);
-		assert_int_equal(si.state, DSM_SEGMENT_ACTIVE);
+		assert_int_equal(si.state, DYNSHM_SEGMENT_ACTIVE);
 		break;
 	case BY_OPEN:
 		memset(&v, 0, sizeof(v));
@@ -931,15 +931,15 @@ static void test_kill_in_lock(void **state)
 	struct baseline b;
 	struct kid k;
 	uint64_t repairs0;
-	dsm_instance_info info;
+	dynshm_instance_info info;
 
 	make_baseline(&b);
 	repairs0 = get_info(fx.inst).lock_repairs;
 	memset(&k, 0, sizeof(k));
 	k.op = lc->op;
 	k.point = lc->point;
-	k.p = dsm_segment_handle(b.p);
-	k.d = dsm_segment_handle(b.d);
+	k.p = dynshm_segment_handle(b.p);
+	k.d = dynshm_segment_handle(b.d);
 	if (lc->op == OP_REAP) {
 		struct kid first = k;
 
@@ -975,18 +975,18 @@ static void test_kill_in_lock(void **state)
 static int kid_attach_and_hold(void *arg)
 {
 	const struct kid *k = arg;
-	dsm_instance *inst = NULL;
-	dsm_segment *seg = NULL;
+	dynshm_instance *inst = NULL;
+	dynshm_segment *seg = NULL;
 
-	CHILD_CHECK(dsm_instance_open(fx.dir, fx.cfg, 0, &inst) == 0);
+	CHILD_CHECK(dynshm_instance_open(fx.dir, fx.cfg, 0, &inst) == 0);
 	arm(k->point); /* hold_fd, wait_fd set by the parent before fork */
-	dsm_attach(inst, k->p, &seg);
-	dsm_test_hook = NULL;
-	dsm_instance_close(inst);
+	dynshm_attach(inst, k->p, &seg);
+	dynshm_test_hook = NULL;
+	dynshm_instance_close(inst);
 	return SURVIVED;
 }
 
-static uint32_t slot_of(dsm_handle h)
+static uint32_t slot_of(dynshm_handle h)
 {
 	return (uint32_t)(h & HANDLE_SLOT_MASK);
 }
@@ -996,10 +996,10 @@ static void test_kill_with_torn_derived(void **state)
 	struct baseline b;
 	struct kid k;
 	struct ctl c;
-	dsm_impl_space *space;
-	dsm_impl_map *map = NULL;
-	dsm_segment *made[8];
-	dsm_segment_info si;
+	dynshm_impl_space *space;
+	dynshm_impl_map *map = NULL;
+	dynshm_segment *made[8];
+	dynshm_segment_info si;
 	uint32_t ps, qs, ds;
 	int hold[2], go[2];
 	pid_t pid;
@@ -1007,12 +1007,12 @@ static void test_kill_with_torn_derived(void **state)
 
 	(void)state;
 	make_baseline(&b);
-	ps = slot_of(dsm_segment_handle(b.p));
+	ps = slot_of(dynshm_segment_handle(b.p));
 	qs = slot_of(b.q);
-	ds = slot_of(dsm_segment_handle(b.d));
+	ds = slot_of(dynshm_segment_handle(b.d));
 	memset(&k, 0, sizeof(k));
 	k.point = "attach:referenced";
-	k.p = dsm_segment_handle(b.p);
+	k.p = dynshm_segment_handle(b.p);
 	make_pipe(hold);
 	make_pipe(go);
 	parent_fd(hold[0]);
@@ -1026,9 +1026,9 @@ static void test_kill_with_torn_derived(void **state)
 	assert_true(read_full(hold[0], &ch, 1)); /* it holds the lock */
 
 	space = space_of(fx.id);
-	assert_int_equal(dsm_impl_attach(space, CTL_HANDLE, &map), 0);
-	assert_int_equal(ctl_validate(dsm_impl_map_address(map),
-				      dsm_impl_map_size(map), fx.id, "test", &c),
+	assert_int_equal(dynshm_impl_attach(space, CTL_HANDLE, &map), 0);
+	assert_int_equal(ctl_validate(dynshm_impl_map_address(map),
+				      dynshm_impl_map_size(map), fx.id, "test", &c),
 			 0);
 	for (uint32_t s = 0; s < c.hdr->max_segments; s++) {
 		c.slots[s].refcount += 7;
@@ -1039,8 +1039,8 @@ static void test_kill_with_torn_derived(void **state)
 	c.hdr->free_head = qs;
 	c.hdr->nsegments = 0;
 	c.hdr->nprocs = 99;
-	dsm_impl_detach(map);
-	dsm_impl_space_close(space);
+	dynshm_impl_detach(map);
+	dynshm_impl_space_close(space);
 
 	close_fd(&go[1]); /* now die */
 	assert_int_equal(wait_kid(pid), KILLED);
@@ -1050,23 +1050,23 @@ static void test_kill_with_torn_derived(void **state)
 	assert_int_equal(get_info(fx.inst).lock_repairs, 1);
 	assert_int_equal(get_info(fx.inst).segments, 3);
 	assert_int_equal(get_info(fx.inst).processes, 1);
-	assert_int_equal(dsm_stat(fx.inst, dsm_segment_handle(b.p), &si), 0);
+	assert_int_equal(dynshm_stat(fx.inst, dynshm_segment_handle(b.p), &si), 0);
 	assert_int_equal(si.references, 1);
-	assert_int_equal(dsm_stat(fx.inst, b.q, &si), 0);
+	assert_int_equal(dynshm_stat(fx.inst, b.q, &si), 0);
 	assert_int_equal(si.references, 0);
 	assert_true(si.pinned);
 	for (int i = 0; i < 8; i++) {
 		uint32_t s;
 
 		assert_int_equal(create_stamped(fx.inst, &made[i]), 0);
-		s = slot_of(dsm_segment_handle(made[i]));
+		s = slot_of(dynshm_segment_handle(made[i]));
 		assert_true(s != ps && s != qs && s != ds);
 		for (int j = 0; j < i; j++)
-			assert_true(s != slot_of(dsm_segment_handle(made[j])));
+			assert_true(s != slot_of(dynshm_segment_handle(made[j])));
 	}
 	assert_int_equal(get_info(fx.inst).segments, 11);
 	for (int i = 0; i < 8; i++)
-		assert_int_equal(dsm_detach(made[i]), 0);
+		assert_int_equal(dynshm_detach(made[i]), 0);
 	assert_all_backed();
 	assert_baseline_kept(&b, false);
 	release_baseline_and_check_empty(&b);
@@ -1077,17 +1077,17 @@ static void test_kill_with_torn_derived(void **state)
 struct os_case {
 	const char *point;
 	enum kid_op op;
-	dsm_segment_state state; /* the slot the child leaves */
+	dynshm_segment_state state; /* the slot the child leaves */
 	bool object_exists;	 /* does its OS object exist then? */
 };
 
 static const struct os_case os_cases[] = {
-	{ "create:before-os", OP_CREATE, DSM_SEGMENT_CREATING, false },
-	{ "create:after-os", OP_CREATE, DSM_SEGMENT_CREATING, true },
-	{ "destroy:before-os", OP_DETACH, DSM_SEGMENT_MORIBUND, true },
-	{ "destroy:after-os", OP_DETACH, DSM_SEGMENT_MORIBUND, false },
-	{ "destroy:before-os", OP_UNPIN, DSM_SEGMENT_MORIBUND, true },
-	{ "destroy:after-os", OP_DESTROY, DSM_SEGMENT_MORIBUND, false },
+	{ "create:before-os", OP_CREATE, DYNSHM_SEGMENT_CREATING, false },
+	{ "create:after-os", OP_CREATE, DYNSHM_SEGMENT_CREATING, true },
+	{ "destroy:before-os", OP_DETACH, DYNSHM_SEGMENT_MORIBUND, true },
+	{ "destroy:after-os", OP_DETACH, DYNSHM_SEGMENT_MORIBUND, false },
+	{ "destroy:before-os", OP_UNPIN, DYNSHM_SEGMENT_MORIBUND, true },
+	{ "destroy:after-os", OP_DESTROY, DYNSHM_SEGMENT_MORIBUND, false },
 };
 
 #define N_OS_CASES (sizeof(os_cases) / sizeof(os_cases[0]))
@@ -1098,9 +1098,9 @@ static void test_kill_outside_lock(void **state)
 	struct baseline b;
 	struct seglist *l;
 	struct kid k;
-	dsm_instance_info before, info;
-	dsm_segment_info si;
-	dsm_handle h = 0;
+	dynshm_instance_info before, info;
+	dynshm_segment_info si;
+	dynshm_handle h = 0;
 	unsigned reaped = 0;
 	pid_t pid;
 	int found = 0;
@@ -1110,7 +1110,7 @@ static void test_kill_outside_lock(void **state)
 	memset(&k, 0, sizeof(k));
 	k.op = oc->op;
 	k.point = oc->point;
-	k.p = dsm_segment_handle(b.p);
+	k.p = dynshm_segment_handle(b.p);
 	pid = start_kid(kid_op, &k);
 	assert_int_equal(wait_kid(pid), KILLED);
 
@@ -1130,14 +1130,14 @@ static void test_kill_outside_lock(void **state)
 	assert_int_equal(get_info(fx.inst).segments, before.segments + 1);
 
 	/* the next reap finishes it: object removed, slot freed */
-	assert_int_equal(dsm_reap(fx.inst, &reaped), 0);
+	assert_int_equal(dynshm_reap(fx.inst, &reaped), 0);
 	assert_int_equal(reaped, 1);
 	info = get_info(fx.inst);
 	assert_int_equal(info.segments, before.segments);
 	assert_int_equal(info.processes, 1);
 	assert_int_equal(info.lock_repairs, before.lock_repairs); /* none */
 	assert_false(object_exists(fx.space, h));
-	assert_int_equal(dsm_stat(fx.inst, h, &si), -ENOENT);
+	assert_int_equal(dynshm_stat(fx.inst, h, &si), -ENOENT);
 	assert_objects(b.count);
 
 	assert_all_backed();
@@ -1150,7 +1150,7 @@ static void test_kill_outside_lock(void **state)
 
 struct killall {
 	int out_fd;	 /* handles are written here */
-	dsm_handle a, b; /* K1's segments, for K2 */
+	dynshm_handle a, b; /* K1's segments, for K2 */
 };
 
 /* Block until killed. */
@@ -1165,16 +1165,16 @@ static int wait_forever(void)
 static int kid_k1(void *arg)
 {
 	struct killall *ka = arg;
-	dsm_instance *inst = NULL;
-	dsm_segment *a = NULL, *b = NULL;
-	dsm_handle h[2];
+	dynshm_instance *inst = NULL;
+	dynshm_segment *a = NULL, *b = NULL;
+	dynshm_handle h[2];
 
-	CHILD_CHECK(dsm_instance_open(fx.dir, fx.cfg, 0, &inst) == 0);
+	CHILD_CHECK(dynshm_instance_open(fx.dir, fx.cfg, 0, &inst) == 0);
 	CHILD_CHECK(create_stamped(inst, &a) == 0);
-	CHILD_CHECK(dsm_pin_segment(a) == 0);
+	CHILD_CHECK(dynshm_pin_segment(a) == 0);
 	CHILD_CHECK(create_stamped(inst, &b) == 0);
-	h[0] = dsm_segment_handle(a);
-	h[1] = dsm_segment_handle(b);
+	h[0] = dynshm_segment_handle(a);
+	h[1] = dynshm_segment_handle(b);
 	CHILD_CHECK(write_full(ka->out_fd, h, sizeof(h)));
 	return wait_forever();
 }
@@ -1183,19 +1183,19 @@ static int kid_k1(void *arg)
 static int kid_k2(void *arg)
 {
 	struct killall *ka = arg;
-	dsm_instance *inst = NULL;
-	dsm_segment *a = NULL, *b = NULL, *c = NULL, *e = NULL;
-	dsm_handle h[2];
+	dynshm_instance *inst = NULL;
+	dynshm_segment *a = NULL, *b = NULL, *c = NULL, *e = NULL;
+	dynshm_handle h[2];
 
-	CHILD_CHECK(dsm_instance_open(fx.dir, fx.cfg, 0, &inst) == 0);
-	CHILD_CHECK(dsm_attach(inst, ka->a, &a) == 0 && seg_stamped(a));
-	CHILD_CHECK(dsm_attach(inst, ka->b, &b) == 0 && seg_stamped(b));
+	CHILD_CHECK(dynshm_instance_open(fx.dir, fx.cfg, 0, &inst) == 0);
+	CHILD_CHECK(dynshm_attach(inst, ka->a, &a) == 0 && seg_stamped(a));
+	CHILD_CHECK(dynshm_attach(inst, ka->b, &b) == 0 && seg_stamped(b));
 	CHILD_CHECK(create_stamped(inst, &c) == 0);
-	CHILD_CHECK(dsm_pin_segment(c) == 0);
-	h[0] = dsm_segment_handle(c);
-	CHILD_CHECK(dsm_detach(c) == 0);
+	CHILD_CHECK(dynshm_pin_segment(c) == 0);
+	h[0] = dynshm_segment_handle(c);
+	CHILD_CHECK(dynshm_detach(c) == 0);
 	CHILD_CHECK(create_stamped(inst, &e) == 0);
-	h[1] = dsm_segment_handle(e);
+	h[1] = dynshm_segment_handle(e);
 	CHILD_CHECK(write_full(ka->out_fd, h, sizeof(h)));
 	return wait_forever();
 }
@@ -1206,11 +1206,11 @@ static int kid_holder(void *arg);
  * Children make A, B, C, E; the parent leaves; all are killed - with
  * holder, also a third child that holds the control lock at the time.
  */
-static void kill_everyone(bool holder, dsm_handle pinned[2],
-			  dsm_handle unpinned[2])
+static void kill_everyone(bool holder, dynshm_handle pinned[2],
+			  dynshm_handle unpinned[2])
 {
 	struct killall ka;
-	dsm_handle h[2];
+	dynshm_handle h[2];
 	pid_t k1, k2, k3 = -1;
 	int fds[2], hold[2], go[2], holder_fds[2];
 	char c;
@@ -1256,7 +1256,7 @@ static void kill_everyone(bool holder, dsm_handle pinned[2],
 	}
 }
 
-static void hex_arg(char *buf, size_t len, char sign, dsm_handle h)
+static void hex_arg(char *buf, size_t len, char sign, dynshm_handle h)
 {
 	snprintf(buf, len, "%c%016" PRIx64, sign, h);
 }
@@ -1265,9 +1265,9 @@ static void hex_arg(char *buf, size_t len, char sign, dsm_handle h)
 static void test_kill_all_then_open(void **state)
 {
 	const bool holder = *state != NULL;
-	dsm_handle pinned[2], unpinned[2];
+	dynshm_handle pinned[2], unpinned[2];
 	char args[4][24];
-	dsm_instance_info info;
+	dynshm_instance_info info;
 
 	kill_everyone(holder, pinned, unpinned);
 	hex_arg(args[0], sizeof(args[0]), '+', pinned[0]);
@@ -1303,13 +1303,13 @@ static void test_kill_all_then_open(void **state)
 /* A reset destroys everything, pinned or not, and starts afresh. */
 static void test_kill_all_then_reset(void **state)
 {
-	dsm_handle pinned[2], unpinned[2], all[4];
+	dynshm_handle pinned[2], unpinned[2], all[4];
 	uint64_t old_id = fx.id;
-	dsm_instance_info info;
-	dsm_segment *seg = NULL;
+	dynshm_instance_info info;
+	dynshm_segment *seg = NULL;
 
 	kill_everyone(*state != NULL, pinned, unpinned);
-	assert_int_equal(open_instance(DSM_OPEN_RESET), 0);
+	assert_int_equal(open_instance(DYNSHM_OPEN_RESET), 0);
 	info = get_info(fx.inst);
 	assert_true(info.instance_id != old_id);
 	assert_int_equal(info.segments, 0);
@@ -1322,7 +1322,7 @@ static void test_kill_all_then_reset(void **state)
 	/* a working instance */
 	assert_int_equal(create_stamped(fx.inst, &seg), 0);
 	assert_objects(1);
-	assert_int_equal(dsm_detach(seg), 0);
+	assert_int_equal(dynshm_detach(seg), 0);
 	assert_objects(0);
 }
 
@@ -1332,13 +1332,13 @@ static void test_kill_all_then_reset(void **state)
  */
 static int child_reopen(int argc, char **argv)
 {
-	dsm_instance *inst = NULL;
-	dsm_instance_info *info = malloc(sizeof(*info));
+	dynshm_instance *inst = NULL;
+	dynshm_instance_info *info = malloc(sizeof(*info));
 	unsigned keep = 0;
 
 	CHILD_CHECK(info != NULL && argc >= 4);
-	CHILD_CHECK(dsm_instance_open(argv[1], NULL, 0, &inst) == 0);
-	CHILD_CHECK(dsm_instance_info_get(inst, info) == 0);
+	CHILD_CHECK(dynshm_instance_open(argv[1], NULL, 0, &inst) == 0);
+	CHILD_CHECK(dynshm_instance_info_get(inst, info) == 0);
 	CHILD_CHECK(info->processes == 1);
 	CHILD_CHECK(info->processes_reaped == strtoull(argv[2], NULL, 10));
 	CHILD_CHECK(info->lock_repairs == strtoull(argv[3], NULL, 10));
@@ -1347,19 +1347,19 @@ static int child_reopen(int argc, char **argv)
 	CHILD_CHECK(info->segments == keep);
 	free(info);
 	for (int i = 4; i < argc; i++) {
-		dsm_handle h = strtoull(argv[i] + 1, NULL, 16);
-		dsm_segment *seg = NULL;
+		dynshm_handle h = strtoull(argv[i] + 1, NULL, 16);
+		dynshm_segment *seg = NULL;
 
 		if (argv[i][0] == '+') {
-			CHILD_CHECK(dsm_attach(inst, h, &seg) == 0);
+			CHILD_CHECK(dynshm_attach(inst, h, &seg) == 0);
 			CHILD_CHECK(seg_stamped(seg));
-			CHILD_CHECK(dsm_detach(seg) == 0);
+			CHILD_CHECK(dynshm_detach(seg) == 0);
 		} else {
-			CHILD_CHECK(dsm_attach(inst, h, &seg) == -ENOENT);
-			CHILD_CHECK(dsm_last_error()[0] != '\0');
+			CHILD_CHECK(dynshm_attach(inst, h, &seg) == -ENOENT);
+			CHILD_CHECK(dynshm_last_error()[0] != '\0');
 		}
 	}
-	CHILD_CHECK(dsm_instance_close(inst) == 0);
+	CHILD_CHECK(dynshm_instance_close(inst) == 0);
 	return 0;
 }
 
@@ -1377,8 +1377,8 @@ static uint64_t header_checksum(const struct ctl_header *h)
 }
 
 struct ctl_mapping {
-	dsm_impl_space *space;
-	dsm_impl_map *map;
+	dynshm_impl_space *space;
+	dynshm_impl_map *map;
 	struct ctl_header *hdr;
 };
 
@@ -1386,57 +1386,57 @@ struct ctl_mapping {
 static void map_control(struct ctl_mapping *m)
 {
 	m->space = space_of(fx.id);
-	assert_int_equal(dsm_impl_attach(m->space, CTL_HANDLE, &m->map), 0);
-	m->hdr = dsm_impl_map_address(m->map);
+	assert_int_equal(dynshm_impl_attach(m->space, CTL_HANDLE, &m->map), 0);
+	m->hdr = dynshm_impl_map_address(m->map);
 	assert_true(m->hdr->magic == CTL_MAGIC);
 }
 
 static void unmap_control(struct ctl_mapping *m)
 {
 	if (m->map)
-		dsm_impl_detach(m->map);
-	dsm_impl_space_close(m->space);
+		dynshm_impl_detach(m->map);
+	dynshm_impl_space_close(m->space);
 	memset(m, 0, sizeof(*m));
 }
 
 /* A plain open must refuse with err and a message naming what. */
 static void assert_open_refused(int err, const char *what)
 {
-	dsm_instance *inst = NULL;
-	int rc = dsm_instance_open(fx.dir, fx.cfg, 0, &inst);
+	dynshm_instance *inst = NULL;
+	int rc = dynshm_instance_open(fx.dir, fx.cfg, 0, &inst);
 
 	if (rc != -err) {
 		if (rc == 0)
-			dsm_instance_close(inst);
+			dynshm_instance_close(inst);
 		fail_msg("open returned %d, expected %d (%s)", rc, -err,
-			 dsm_last_error());
+			 dynshm_last_error());
 	}
 	assert_null(inst);
 	assert_message_has(what);
 }
 
 /* A pinned segment, so that a reset has something to sweep by prefix. */
-static dsm_handle make_pinned(void)
+static dynshm_handle make_pinned(void)
 {
-	dsm_segment *seg = NULL;
-	dsm_handle h;
+	dynshm_segment *seg = NULL;
+	dynshm_handle h;
 
 	if (!fx.be->named)
 		return 0; /* sysv: no prefix sweep when the control is lost */
 	assert_int_equal(create_stamped(fx.inst, &seg), 0);
-	assert_int_equal(dsm_pin_segment(seg), 0);
-	h = dsm_segment_handle(seg);
-	assert_int_equal(dsm_detach(seg), 0);
+	assert_int_equal(dynshm_pin_segment(seg), 0);
+	h = dynshm_segment_handle(seg);
+	assert_int_equal(dynshm_detach(seg), 0);
 	return h;
 }
 
 /* Reset after corruption: a working, empty instance, nothing old left. */
-static void reset_and_check(uint64_t old_id, dsm_handle old_seg)
+static void reset_and_check(uint64_t old_id, dynshm_handle old_seg)
 {
-	dsm_instance_info info;
-	dsm_segment *seg = NULL;
+	dynshm_instance_info info;
+	dynshm_segment *seg = NULL;
 
-	assert_int_equal(open_instance(DSM_OPEN_RESET), 0);
+	assert_int_equal(open_instance(DYNSHM_OPEN_RESET), 0);
 	info = get_info(fx.inst);
 	assert_true(info.instance_id != old_id);
 	assert_int_equal(info.segments, 0);
@@ -1444,7 +1444,7 @@ static void reset_and_check(uint64_t old_id, dsm_handle old_seg)
 	assert_old_id_gone(old_id, &old_seg, 1);
 	assert_int_equal(create_stamped(fx.inst, &seg), 0);
 	assert_true(seg_stamped(seg));
-	assert_int_equal(dsm_detach(seg), 0);
+	assert_int_equal(dynshm_detach(seg), 0);
 	assert_objects(0);
 }
 
@@ -1547,7 +1547,7 @@ static void test_corrupt_header_lies(void **state)
 	(void)state;
 	for (size_t i = 0; i < sizeof(lies) / sizeof(lies[0]); i++) {
 		uint64_t old_id = fx.id;
-		dsm_handle pinned = make_pinned();
+		dynshm_handle pinned = make_pinned();
 		struct ctl_mapping m;
 
 		print_message("lie: %s\n", lies[i].name);
@@ -1564,13 +1564,13 @@ static void test_corrupt_header_lies(void **state)
 /* Set the size of the control segment's object (posix, mmap). */
 static void truncate_control(off_t size)
 {
-	char name[DSM_IMPL_NAME_MAX];
+	char name[DYNSHM_IMPL_NAME_MAX];
 	int fd;
 
-	assert_int_equal(dsm_impl_object_name(fx.space, CTL_HANDLE, name,
+	assert_int_equal(dynshm_impl_object_name(fx.space, CTL_HANDLE, name,
 					      sizeof(name)),
 			 0);
-	if (fx.be->type == DSM_IMPL_POSIX)
+	if (fx.be->type == DYNSHM_IMPL_POSIX)
 		fd = shm_open(name, O_RDWR, 0);
 	else
 		fd = open(name, O_RDWR | O_NOFOLLOW);
@@ -1589,7 +1589,7 @@ static void test_corrupt_truncated(void **state)
 	for (size_t i = 0; fx.be->named && i < sizeof(sizes) / sizeof(sizes[0]);
 	     i++) {
 		uint64_t old_id = fx.id;
-		dsm_handle pinned = make_pinned();
+		dynshm_handle pinned = make_pinned();
 
 		print_message("truncated to %lld bytes\n",
 			      (long long)sizes[i]);
@@ -1605,16 +1605,16 @@ static void test_corrupt_truncated(void **state)
 	 */
 	{
 		uint64_t old_id = fx.id;
-		dsm_handle pinned = make_pinned();
-		dsm_instance *inst = NULL;
+		dynshm_handle pinned = make_pinned();
+		dynshm_instance *inst = NULL;
 
 		close_instance();
-		assert_int_equal(dsm_impl_destroy(fx.space, CTL_HANDLE), 0);
-		assert_int_equal(dsm_instance_open(fx.dir, fx.cfg,
-						   DSM_OPEN_EXISTING, &inst),
+		assert_int_equal(dynshm_impl_destroy(fx.space, CTL_HANDLE), 0);
+		assert_int_equal(dynshm_instance_open(fx.dir, fx.cfg,
+						   DYNSHM_OPEN_EXISTING, &inst),
 				 -ENOENT);
 		assert_null(inst);
-		assert_true(dsm_last_error()[0] != '\0');
+		assert_true(dynshm_last_error()[0] != '\0');
 		assert_old_id_gone(old_id, &pinned, 1);
 		/* and the next plain open starts a new incarnation */
 		assert_int_equal(open_instance(0), 0);
@@ -1667,7 +1667,7 @@ static void test_corrupt_state_file(void **state)
 	char *saved;
 	size_t saved_len;
 	uint64_t old_id = fx.id;
-	dsm_impl_space *old;
+	dynshm_impl_space *old;
 	int stray = 0;
 
 	(void)state;
@@ -1703,7 +1703,7 @@ static void test_corrupt_state_file(void **state)
 
 	/* reset recovers from garbage */
 	write_file(path, "garbage\n", 8, 0600);
-	assert_int_equal(open_instance(DSM_OPEN_RESET), 0);
+	assert_int_equal(open_instance(DYNSHM_OPEN_RESET), 0);
 	assert_true(fx.id != old_id);
 	assert_int_equal(get_info(fx.inst).segments, 0);
 	free(saved);
@@ -1713,9 +1713,9 @@ static void test_corrupt_state_file(void **state)
 	 * not be found (a known limit); remove it by hand before counting.
 	 */
 	old = space_of(old_id);
-	if (dsm_impl_destroy(old, CTL_HANDLE) == 0)
+	if (dynshm_impl_destroy(old, CTL_HANDLE) == 0)
 		stray++;
-	dsm_impl_space_close(old);
+	dynshm_impl_space_close(old);
 	if (stray)
 		print_message("note: reset from a garbage state file left the "
 			      "old control segment %016" PRIx64 " behind\n",
@@ -1724,7 +1724,7 @@ static void test_corrupt_state_file(void **state)
 }
 
 /*
- * 5d. A destroyer (dsm_instance_destroy, or an open with reset) killed
+ * 5d. A destroyer (dynshm_instance_destroy, or an open with reset) killed
  * right after marking the control segment destroyed - its first step -
  * leaves the state file and every object in place.  The next plain open
  * must finish the job and start afresh; a reset must as well; nothing of
@@ -1733,28 +1733,28 @@ static void test_corrupt_state_file(void **state)
  */
 static void test_killed_destroyer(void **state)
 {
-	const unsigned flags = *state ? DSM_OPEN_RESET : 0;
+	const unsigned flags = *state ? DYNSHM_OPEN_RESET : 0;
 	uint64_t old_id = fx.id;
-	dsm_segment *seg = NULL;
-	dsm_handle pinned;
+	dynshm_segment *seg = NULL;
+	dynshm_handle pinned;
 	struct ctl_mapping m;
-	dsm_instance *inst = NULL;
+	dynshm_instance *inst = NULL;
 
 	assert_int_equal(create_stamped(fx.inst, &seg), 0);
-	assert_int_equal(dsm_pin_segment(seg), 0);
-	pinned = dsm_segment_handle(seg);
-	assert_int_equal(dsm_detach(seg), 0);
+	assert_int_equal(dynshm_pin_segment(seg), 0);
+	pinned = dynshm_segment_handle(seg);
+	assert_int_equal(dynshm_detach(seg), 0);
 	close_instance();
 	map_control(&m);
 	m.hdr->destroyed = 1;
 	unmap_control(&m);
 
 	/* joining only an existing instance: there is none any more */
-	assert_int_equal(dsm_instance_open(fx.dir, fx.cfg, DSM_OPEN_EXISTING,
+	assert_int_equal(dynshm_instance_open(fx.dir, fx.cfg, DYNSHM_OPEN_EXISTING,
 					   &inst),
 			 -ENOENT);
 	assert_null(inst);
-	assert_true(dsm_last_error()[0] != '\0');
+	assert_true(dynshm_last_error()[0] != '\0');
 	assert_old_id_gone(old_id, &pinned, 1);
 
 	assert_int_equal(open_instance(flags), 0);
@@ -1762,23 +1762,23 @@ static void test_killed_destroyer(void **state)
 	assert_int_equal(get_info(fx.inst).segments, 0);
 	assert_int_equal(get_info(fx.inst).processes, 1);
 	assert_int_equal(create_stamped(fx.inst, &seg), 0);
-	assert_int_equal(dsm_detach(seg), 0);
+	assert_int_equal(dynshm_detach(seg), 0);
 	assert_objects(0);
 }
 
-/* The same, without the DSM_OPEN_EXISTING step in between. */
+/* The same, without the DYNSHM_OPEN_EXISTING step in between. */
 static void test_killed_destroyer_direct(void **state)
 {
-	const unsigned flags = *state ? DSM_OPEN_RESET : 0;
+	const unsigned flags = *state ? DYNSHM_OPEN_RESET : 0;
 	uint64_t old_id = fx.id;
-	dsm_segment *seg = NULL;
-	dsm_handle pinned;
+	dynshm_segment *seg = NULL;
+	dynshm_handle pinned;
 	struct ctl_mapping m;
 
 	assert_int_equal(create_stamped(fx.inst, &seg), 0);
-	assert_int_equal(dsm_pin_segment(seg), 0);
-	pinned = dsm_segment_handle(seg);
-	assert_int_equal(dsm_detach(seg), 0);
+	assert_int_equal(dynshm_pin_segment(seg), 0);
+	pinned = dynshm_segment_handle(seg);
+	assert_int_equal(dynshm_detach(seg), 0);
 	close_instance();
 	map_control(&m);
 	m.hdr->destroyed = 1;
@@ -1797,28 +1797,28 @@ struct racer {
 	int ready_fd;	/* one byte once joined */
 	int barrier_fd; /* read to EOF, then go */
 	bool create;	/* create + detach, else attach P */
-	dsm_handle p;
+	dynshm_handle p;
 };
 
 static int kid_racer(void *arg)
 {
 	const struct racer *r = arg;
-	dsm_instance *inst = NULL;
-	dsm_segment *seg = NULL;
+	dynshm_instance *inst = NULL;
+	dynshm_segment *seg = NULL;
 	char c = 'r';
 
-	CHILD_CHECK(dsm_instance_open(fx.dir, fx.cfg, 0, &inst) == 0);
+	CHILD_CHECK(dynshm_instance_open(fx.dir, fx.cfg, 0, &inst) == 0);
 	CHILD_CHECK(write_full(r->ready_fd, &c, 1));
 	while (read(r->barrier_fd, &c, 1) > 0)
 		;
 	if (r->create) {
 		CHILD_CHECK(create_stamped(inst, &seg) == 0);
 	} else {
-		CHILD_CHECK(dsm_attach(inst, r->p, &seg) == 0);
+		CHILD_CHECK(dynshm_attach(inst, r->p, &seg) == 0);
 		CHILD_CHECK(seg_stamped(seg));
 	}
-	CHILD_CHECK(dsm_detach(seg) == 0);
-	CHILD_CHECK(dsm_instance_close(inst) == 0);
+	CHILD_CHECK(dynshm_detach(seg) == 0);
+	CHILD_CHECK(dynshm_instance_close(inst) == 0);
 	return 0;
 }
 
@@ -1826,16 +1826,16 @@ static int kid_racer(void *arg)
 static int kid_holder(void *arg)
 {
 	const int *fds = arg; /* hold, wait; or -1 */
-	dsm_instance *inst = NULL;
-	dsm_segment *seg = NULL;
+	dynshm_instance *inst = NULL;
+	dynshm_segment *seg = NULL;
 
-	CHILD_CHECK(dsm_instance_open(fx.dir, fx.cfg, 0, &inst) == 0);
+	CHILD_CHECK(dynshm_instance_open(fx.dir, fx.cfg, 0, &inst) == 0);
 	hold_fd = fds[0];
 	wait_fd = fds[1];
 	arm("create:reserved");
-	dsm_create(inst, SEG_SIZE, 0, &seg);
-	dsm_test_hook = NULL;
-	dsm_instance_close(inst);
+	dynshm_create(inst, SEG_SIZE, 0, &seg);
+	dynshm_test_hook = NULL;
+	dynshm_instance_close(inst);
 	return SURVIVED;
 }
 
@@ -1867,8 +1867,8 @@ static void race_for_dead_lock(bool blocked)
 	struct racer r[2];
 	int ready[2], barrier[2], hold[2], go[2], holder_fds[2] = { -1, -1 };
 	pid_t racer[2], holder;
-	dsm_segment *p = NULL;
-	dsm_instance_info before, info;
+	dynshm_segment *p = NULL;
+	dynshm_instance_info before, info;
 	unsigned reaped = 0;
 	char c;
 
@@ -1882,7 +1882,7 @@ static void race_for_dead_lock(bool blocked)
 		r[i].ready_fd = ready[1];
 		r[i].barrier_fd = barrier[0];
 		r[i].create = i == 0;
-		r[i].p = dsm_segment_handle(p);
+		r[i].p = dynshm_segment_handle(p);
 		racer[i] = start_kid(kid_racer, &r[i]);
 	}
 	close(ready[1]);
@@ -1934,7 +1934,7 @@ static void race_for_dead_lock(bool blocked)
 	 */
 	assert_int_equal(info.processes, 1);
 	assert_int_equal(info.segments, 1);
-	assert_int_equal(dsm_reap(fx.inst, &reaped), 0);
+	assert_int_equal(dynshm_reap(fx.inst, &reaped), 0);
 	assert_int_equal(reaped, 0);
 	info = get_info(fx.inst);
 	assert_int_equal(info.lock_repairs, before.lock_repairs + 1);
@@ -1942,7 +1942,7 @@ static void race_for_dead_lock(bool blocked)
 	assert_int_equal(info.segments, 1);
 	assert_all_backed();
 	assert_true(seg_stamped(p));
-	assert_int_equal(dsm_detach(p), 0);
+	assert_int_equal(dynshm_detach(p), 0);
 	assert_int_equal(get_info(fx.inst).segments, 0);
 	assert_objects(0);
 }
@@ -2034,7 +2034,7 @@ int main(int argc, char **argv)
 {
 	int rc;
 
-	dsm_test_instance_tag = TEST_TAG;
+	dynshm_test_instance_tag = TEST_TAG;
 	rc = test_child_main(argc, argv, children);
 	if (rc >= 0)
 		return rc;

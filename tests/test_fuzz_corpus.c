@@ -8,7 +8,7 @@
  * a few hundred variants of each: random bit flips and truncations.
  *   - files named valid-* must be accepted (0), every other seed refused;
  *   - a variant may be accepted or refused, but a refusal says why
- *     (dsm_last_error) with -EUCLEAN (control) or -EINVAL (config), and
+ *     (dynshm_last_error) with -EUCLEAN (control) or -EINVAL (config), and
  *     nothing may crash - under ASan/UBSan (make asan) nothing may touch
  *     memory it should not.
  * The seed of the variants is printed; set FUZZ_CORPUS_SEED to repeat one.
@@ -102,13 +102,13 @@ static void replay(const char *sub, entry_fn fn, int refusal)
 		orig = slurp(path, &size);
 		rc = fn(orig, size);
 		if (strncmp(de->d_name, "valid-", 6) == 0 ? rc != 0 : rc == 0)
-			fail_msg("%s: %d (%s)", path, rc, dsm_last_error());
+			fail_msg("%s: %d (%s)", path, rc, dynshm_last_error());
 		buf = malloc(size ? size : 1);
 		assert_non_null(buf);
 		for (int i = 0; i < VARIANTS; i++) {
 			size_t n = mutate(buf, orig, size);
 
-			dsm_clear_error();
+			dynshm_clear_error();
 			rc = fn(buf, n);
 			if (rc == 0) {
 				accepted++;
@@ -116,8 +116,8 @@ static void replay(const char *sub, entry_fn fn, int refusal)
 			}
 			if (rc != -refusal && !(n == 0 && rc == -EINVAL))
 				fail_msg("%s variant %d: %d (%s)", path, i, rc,
-					 dsm_last_error());
-			if (n > 0 && dsm_last_error()[0] == '\0')
+					 dynshm_last_error());
+			if (n > 0 && dynshm_last_error()[0] == '\0')
 				fail_msg("%s variant %d refused without a "
 					 "message",
 					 path, i);
@@ -172,7 +172,7 @@ static int write_corpus(const char *dir)
 	if (!img)
 		return 1;
 	memset(img, 0, size);
-	if (ctl_format(img, 0x1234567890abcdefull, DSM_IMPL_POSIX, 8, 3, 0, 0) ||
+	if (ctl_format(img, 0x1234567890abcdefull, DYNSHM_IMPL_POSIX, 8, 3, 0, 0) ||
 	    ctl_validate(img, size, 0x1234567890abcdefull, "seed", &c))
 		return 1;
 	bad |= write_image(dir, "valid-empty", 0, img, size);
@@ -180,7 +180,7 @@ static int write_corpus(const char *dir)
 	c.slots[1].state = SLOT_ACTIVE;
 	c.slots[1].handle = 0x1111110000000001ull;
 	c.slots[1].size = 4096;
-	c.slots[1].backend = DSM_IMPL_POSIX;
+	c.slots[1].backend = DYNSHM_IMPL_POSIX;
 	c.slots[2].state = SLOT_CREATING;
 	c.slots[2].owner = 0;
 	c.slots[2].handle = 0x2222220000000002ull;

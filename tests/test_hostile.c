@@ -59,18 +59,18 @@
 
 #include <cmocka.h>
 
-extern int dsm_test_instance_tag;
-extern void (*dsm_test_hook)(const char *point);
+extern int dynshm_test_instance_tag;
+extern void (*dynshm_test_hook)(const char *point);
 
 struct backend {
 	const char *name;
-	dsm_impl_type type;
+	dynshm_impl_type type;
 };
 
 static const struct backend backends[] = {
-	{ "posix", DSM_IMPL_POSIX },
-	{ "sysv", DSM_IMPL_SYSV },
-	{ "mmap", DSM_IMPL_MMAP },
+	{ "posix", DYNSHM_IMPL_POSIX },
+	{ "sysv", DYNSHM_IMPL_SYSV },
+	{ "mmap", DYNSHM_IMPL_MMAP },
 };
 
 #define N_BACKENDS (sizeof(backends) / sizeof(backends[0]))
@@ -83,51 +83,51 @@ static char planted[256];     /* the object nobody put into /dev/shm */
 
 /* ---- helpers ---------------------------------------------------------- */
 
-static dsm_config *config(void)
+static dynshm_config *config(void)
 {
-	dsm_config *cfg = NULL;
+	dynshm_config *cfg = NULL;
 
-	assert_int_equal(dsm_config_new(&cfg), 0);
-	assert_int_equal(dsm_config_set(cfg, "dynamic_shared_memory_type",
+	assert_int_equal(dynshm_config_new(&cfg), 0);
+	assert_int_equal(dynshm_config_set(cfg, "dynamic_shared_memory_type",
 					be->name),
 			 0);
-	assert_int_equal(dsm_config_set(cfg, "max_segments", "16"), 0);
-	assert_int_equal(dsm_config_set(cfg, "max_processes", "8"), 0);
+	assert_int_equal(dynshm_config_set(cfg, "max_segments", "16"), 0);
+	assert_int_equal(dynshm_config_set(cfg, "max_processes", "8"), 0);
 	return cfg;
 }
 
-static int open_at(const char *where, unsigned flags, dsm_instance **out)
+static int open_at(const char *where, unsigned flags, dynshm_instance **out)
 {
-	dsm_config *cfg = config();
-	int rc = dsm_instance_open(where, cfg, flags, out);
+	dynshm_config *cfg = config();
+	int rc = dynshm_instance_open(where, cfg, flags, out);
 
-	dsm_config_free(cfg);
+	dynshm_config_free(cfg);
 	return rc;
 }
 
-static dsm_instance *xopen(void)
+static dynshm_instance *xopen(void)
 {
-	dsm_instance *inst = NULL;
+	dynshm_instance *inst = NULL;
 	int rc = open_at(inst_dir, 0, &inst);
 
 	if (rc != 0)
-		fail_msg("open %s: %d %s", inst_dir, rc, dsm_last_error());
+		fail_msg("open %s: %d %s", inst_dir, rc, dynshm_last_error());
 	return inst;
 }
 
-static uint64_t id_of(dsm_instance *inst)
+static uint64_t id_of(dynshm_instance *inst)
 {
-	static dsm_instance_info info;
+	static dynshm_instance_info info;
 
-	assert_int_equal(dsm_instance_info_get(inst, &info), 0);
+	assert_int_equal(dynshm_instance_info_get(inst, &info), 0);
 	return info.instance_id;
 }
 
-static uint32_t nsegments(dsm_instance *inst)
+static uint32_t nsegments(dynshm_instance *inst)
 {
-	static dsm_instance_info info;
+	static dynshm_instance_info info;
 
-	assert_int_equal(dsm_instance_info_get(inst, &info), 0);
+	assert_int_equal(dynshm_instance_info_get(inst, &info), 0);
 	return info.segments;
 }
 
@@ -147,7 +147,7 @@ static int our_mappings(void)
 }
 
 /* Objects of the backend with this instance's prefix, read by the library. */
-static int count_cb(dsm_handle h, const char *name, void *arg)
+static int count_cb(dynshm_handle h, const char *name, void *arg)
 {
 	(void)h, (void)name;
 	++*(int *)arg;
@@ -156,20 +156,20 @@ static int count_cb(dsm_handle h, const char *name, void *arg)
 
 static int objects_of(uint64_t id)
 {
-	dsm_impl_space *space = NULL;
-	int n = 0, rc = dsm_impl_space_open(be->type, id, inst_dir, &space);
+	dynshm_impl_space *space = NULL;
+	int n = 0, rc = dynshm_impl_space_open(be->type, id, inst_dir, &space);
 
-	if (rc == -ENOENT && be->type == DSM_IMPL_MMAP)
+	if (rc == -ENOENT && be->type == DYNSHM_IMPL_MMAP)
 		return 0; /* the instance directory went with the instance */
 	assert_int_equal(rc, 0);
-	assert_int_equal(dsm_impl_list(space, count_cb, &n), 0);
-	dsm_impl_space_close(space);
+	assert_int_equal(dynshm_impl_list(space, count_cb, &n), 0);
+	dynshm_impl_space_close(space);
 	return n;
 }
 
 static void assert_message_has(const char *what)
 {
-	const char *msg = dsm_last_error();
+	const char *msg = dynshm_last_error();
 
 	if (!strstr(msg, what))
 		fail_msg("message \"%s\" does not mention \"%s\"", msg, what);
@@ -189,11 +189,11 @@ static void reap_spawned(void);
 
 static void remove_instance(const char *where)
 {
-	dsm_instance *inst = NULL;
+	dynshm_instance *inst = NULL;
 
 	if (access(where, F_OK) == 0 &&
-	    open_at(where, DSM_OPEN_RESET, &inst) == 0)
-		dsm_instance_destroy(inst);
+	    open_at(where, DYNSHM_OPEN_RESET, &inst) == 0)
+		dynshm_instance_destroy(inst);
 }
 
 static int teardown(void **state)
@@ -225,44 +225,44 @@ static int teardown(void **state)
 
 /* ---- handles ------------------------------------------------------------ */
 
-static void assert_refused(dsm_instance *inst, dsm_handle h)
+static void assert_refused(dynshm_instance *inst, dynshm_handle h)
 {
-	dsm_segment *seg = NULL;
-	dsm_segment_info info;
+	dynshm_segment *seg = NULL;
+	dynshm_segment_info info;
 	int maps = our_mappings();
 
-	assert_int_equal(dsm_attach(inst, h, &seg), -ENOENT);
+	assert_int_equal(dynshm_attach(inst, h, &seg), -ENOENT);
 	assert_null(seg);
 	assert_message_has("not found");
-	assert_int_equal(dsm_stat(inst, h, &info), -ENOENT);
-	assert_int_equal(dsm_unpin_segment(inst, h), -ENOENT);
-	assert_int_equal(dsm_destroy(inst, h), -ENOENT);
+	assert_int_equal(dynshm_stat(inst, h, &info), -ENOENT);
+	assert_int_equal(dynshm_unpin_segment(inst, h), -ENOENT);
+	assert_int_equal(dynshm_destroy(inst, h), -ENOENT);
 	assert_int_equal(our_mappings(), maps);
 }
 
 static void test_handles(void **state)
 {
-	dsm_instance *inst = xopen(), *other = NULL;
-	dsm_segment *a = NULL, *b = NULL, *o = NULL;
-	dsm_handle stale, reused_slot;
+	dynshm_instance *inst = xopen(), *other = NULL;
+	dynshm_segment *a = NULL, *b = NULL, *o = NULL;
+	dynshm_handle stale, reused_slot;
 	char other_path[4300];
 
 	(void)state;
 	/* random handles, and the shapes that might confuse a lookup */
 	for (int i = 0; i < 200; i++)
 		assert_refused(inst, test_random_handle());
-	assert_refused(inst, DSM_HANDLE_INVALID);
+	assert_refused(inst, DYNSHM_HANDLE_INVALID);
 	assert_refused(inst, UINT64_MAX);
 	assert_refused(inst, CTL_HANDLE);
 	assert_refused(inst, HANDLE_SLOT_MASK);
 
 	/* stale: destroyed, and the slot then reused by a new segment */
-	assert_int_equal(dsm_create(inst, 4096, 0, &a), 0);
-	stale = dsm_segment_handle(a);
-	assert_int_equal(dsm_detach(a), 0);
+	assert_int_equal(dynshm_create(inst, 4096, 0, &a), 0);
+	stale = dynshm_segment_handle(a);
+	assert_int_equal(dynshm_detach(a), 0);
 	assert_refused(inst, stale);
-	assert_int_equal(dsm_create(inst, 4096, 0, &b), 0);
-	reused_slot = dsm_segment_handle(b);
+	assert_int_equal(dynshm_create(inst, 4096, 0, &b), 0);
+	reused_slot = dynshm_segment_handle(b);
 	assert_int_equal(reused_slot & HANDLE_SLOT_MASK,
 			 stale & HANDLE_SLOT_MASK);
 	assert_refused(inst, stale);
@@ -273,28 +273,28 @@ static void test_handles(void **state)
 	/* another instance's live handle */
 	snprintf(other_path, sizeof(other_path), "%s/other", dir);
 	assert_int_equal(open_at(other_path, 0, &other), 0);
-	assert_int_equal(dsm_create(other, 4096, 0, &o), 0);
-	assert_refused(inst, dsm_segment_handle(o));
-	assert_int_equal(dsm_instance_destroy(other), 0);
+	assert_int_equal(dynshm_create(other, 4096, 0, &o), 0);
+	assert_refused(inst, dynshm_segment_handle(o));
+	assert_int_equal(dynshm_instance_destroy(other), 0);
 
-	assert_int_equal(dsm_detach(b), 0);
+	assert_int_equal(dynshm_detach(b), 0);
 	assert_int_equal(nsegments(inst), 0);
-	assert_int_equal(dsm_instance_destroy(inst), 0);
+	assert_int_equal(dynshm_instance_destroy(inst), 0);
 }
 
 /* ---- sizes -------------------------------------------------------------- */
 
-static void assert_create_fails(dsm_instance *inst, size_t size, int err,
+static void assert_create_fails(dynshm_instance *inst, size_t size, int err,
 				const char *says)
 {
 	uint64_t id = id_of(inst);
 	int before = objects_of(id), maps = our_mappings();
-	dsm_segment *seg = NULL;
-	int rc = dsm_create(inst, size, 0, &seg);
+	dynshm_segment *seg = NULL;
+	int rc = dynshm_create(inst, size, 0, &seg);
 
 	if (rc != -err)
 		fail_msg("create of %zu bytes: %d, expected %d (%s)", size, rc,
-			 -err, dsm_last_error());
+			 -err, dynshm_last_error());
 	assert_null(seg);
 	assert_message_has(says);
 	assert_int_equal(nsegments(inst), 0);
@@ -304,7 +304,7 @@ static void assert_create_fails(dsm_instance *inst, size_t size, int err,
 
 static void test_sizes(void **state)
 {
-	dsm_instance *inst = xopen();
+	dynshm_instance *inst = xopen();
 	long page = sysconf(_SC_PAGESIZE);
 	size_t odd[] = { 1, 2, (size_t)page - 1, (size_t)page + 1, 3 * 4096 + 7 };
 	struct statvfs vfs;
@@ -312,35 +312,35 @@ static void test_sizes(void **state)
 	(void)state;
 	assert_create_fails(inst, 0, EINVAL, "sizes: 1 to");
 	assert_create_fails(inst, SIZE_MAX, EINVAL, "sizes: 1 to");
-	assert_create_fails(inst, DSM_IMPL_MAX_SIZE + 1, EINVAL, "sizes");
+	assert_create_fails(inst, DYNSHM_IMPL_MAX_SIZE + 1, EINVAL, "sizes");
 	for (size_t i = 0; i < sizeof(odd) / sizeof(odd[0]); i++) {
-		dsm_segment *seg = NULL;
+		dynshm_segment *seg = NULL;
 		unsigned char *p;
 
-		assert_int_equal(dsm_create(inst, odd[i], 0, &seg), 0);
-		assert_true(dsm_segment_size(seg) >= odd[i]);
-		p = dsm_segment_address(seg);
+		assert_int_equal(dynshm_create(inst, odd[i], 0, &seg), 0);
+		assert_true(dynshm_segment_size(seg) >= odd[i]);
+		p = dynshm_segment_address(seg);
 		p[0] = 1;
 		p[odd[i] - 1] = 2; /* the last byte asked for is there */
-		assert_int_equal(dsm_detach(seg), 0);
+		assert_int_equal(dynshm_detach(seg), 0);
 	}
 	/* larger than all of /dev/shm: refused at once, never a SIGBUS later */
-	if (be->type == DSM_IMPL_POSIX && statvfs("/dev/shm", &vfs) == 0) {
+	if (be->type == DYNSHM_IMPL_POSIX && statvfs("/dev/shm", &vfs) == 0) {
 		size_t total = (size_t)vfs.f_blocks * vfs.f_frsize;
 
-		if (total < DSM_IMPL_MAX_SIZE / 2)
+		if (total < DYNSHM_IMPL_MAX_SIZE / 2)
 			assert_create_fails(inst, total + (size_t)page, ENOSPC,
 					    "cannot allocate");
 	}
 	assert_int_equal(nsegments(inst), 0);
-	assert_int_equal(dsm_instance_destroy(inst), 0);
+	assert_int_equal(dynshm_instance_destroy(inst), 0);
 }
 
 /* In a private IPC namespace, lower shmmax and exceed it. */
 static int shmmax_child(void *arg)
 {
-	dsm_instance *inst = NULL;
-	dsm_segment *seg = NULL;
+	dynshm_instance *inst = NULL;
+	dynshm_segment *seg = NULL;
 	const char *where = arg;
 	int fd, rc;
 
@@ -351,15 +351,15 @@ static int shmmax_child(void *arg)
 		return TEST_SKIP;
 	close(fd);
 	CHILD_CHECK(open_at(where, 0, &inst) == 0);
-	rc = dsm_create(inst, 2 << 20, 0, &seg);
+	rc = dynshm_create(inst, 2 << 20, 0, &seg);
 	fprintf(stderr, "create of 2 MiB with shmmax 1 MiB: %d (%s)\n", rc,
-		dsm_last_error());
+		dynshm_last_error());
 	CHILD_CHECK(rc == -EINVAL);
-	CHILD_CHECK(strstr(dsm_last_error(), "shmmax") != NULL);
+	CHILD_CHECK(strstr(dynshm_last_error(), "shmmax") != NULL);
 	CHILD_CHECK(nsegments(inst) == 0);
-	CHILD_CHECK(dsm_create(inst, 1 << 20, 0, &seg) == 0);
-	CHILD_CHECK(dsm_detach(seg) == 0);
-	CHILD_CHECK(dsm_instance_destroy(inst) == 0);
+	CHILD_CHECK(dynshm_create(inst, 1 << 20, 0, &seg) == 0);
+	CHILD_CHECK(dynshm_detach(seg) == 0);
+	CHILD_CHECK(dynshm_instance_destroy(inst) == 0);
 	return 0;
 }
 
@@ -368,7 +368,7 @@ static void test_sysv_shmmax(void **state)
 	int rc;
 
 	(void)state;
-	if (be->type != DSM_IMPL_SYSV)
+	if (be->type != DYNSHM_IMPL_SYSV)
 		skip();
 	if (!test_is_root())
 		skip();
@@ -409,33 +409,33 @@ static bool filled(const unsigned char *p, size_t n, unsigned char v)
 
 static int full_child(void *arg)
 {
-	dsm_instance *inst = NULL;
-	dsm_segment *small = NULL, *big = NULL, *more = NULL;
+	dynshm_instance *inst = NULL;
+	dynshm_segment *small = NULL, *big = NULL, *more = NULL;
 	const char *where = arg;
 	int rc;
 
 	(void)arg;
-	rc = be->type == DSM_IMPL_POSIX ? private_tmpfs("/dev/shm", "1777")
+	rc = be->type == DYNSHM_IMPL_POSIX ? private_tmpfs("/dev/shm", "1777")
 					: private_tmpfs(dir, "0700");
 	if (rc != 0)
 		return rc;
 	CHILD_CHECK(open_at(where, 0, &inst) == 0);
-	CHILD_CHECK(dsm_create(inst, 256 << 10, 0, &small) == 0);
-	fill(dsm_segment_address(small), 256 << 10, 0x5a);
-	rc = dsm_create(inst, 2 << 20, 0, &big);
+	CHILD_CHECK(dynshm_create(inst, 256 << 10, 0, &small) == 0);
+	fill(dynshm_segment_address(small), 256 << 10, 0x5a);
+	rc = dynshm_create(inst, 2 << 20, 0, &big);
 	fprintf(stderr, "%s: create of 2 MiB in a 1 MiB fs: %d (%s)\n",
-		be->name, rc, dsm_last_error());
+		be->name, rc, dynshm_last_error());
 	CHILD_CHECK(rc == -ENOSPC);
 	CHILD_CHECK(big == NULL);
 	CHILD_CHECK(nsegments(inst) == 1);
-	CHILD_CHECK(filled(dsm_segment_address(small), 256 << 10, 0x5a));
+	CHILD_CHECK(filled(dynshm_segment_address(small), 256 << 10, 0x5a));
 	/* what does get created is backed: touching all of it is no SIGBUS */
-	CHILD_CHECK(dsm_create(inst, 512 << 10, 0, &more) == 0);
-	fill(dsm_segment_address(more), 512 << 10, 0xa5);
-	CHILD_CHECK(filled(dsm_segment_address(small), 256 << 10, 0x5a));
-	CHILD_CHECK(dsm_detach(more) == 0);
-	CHILD_CHECK(dsm_detach(small) == 0);
-	CHILD_CHECK(dsm_instance_destroy(inst) == 0);
+	CHILD_CHECK(dynshm_create(inst, 512 << 10, 0, &more) == 0);
+	fill(dynshm_segment_address(more), 512 << 10, 0xa5);
+	CHILD_CHECK(filled(dynshm_segment_address(small), 256 << 10, 0x5a));
+	CHILD_CHECK(dynshm_detach(more) == 0);
+	CHILD_CHECK(dynshm_detach(small) == 0);
+	CHILD_CHECK(dynshm_instance_destroy(inst) == 0);
 	return 0;
 }
 
@@ -445,7 +445,7 @@ static void test_full_fs(void **state)
 	int rc;
 
 	(void)state;
-	if (be->type == DSM_IMPL_SYSV || !test_is_root())
+	if (be->type == DYNSHM_IMPL_SYSV || !test_is_root())
 		skip(); /* sysv memory is not file-system backed */
 	/* the instance lives on the small tmpfs mounted over dir */
 	snprintf(where, sizeof(where), "%s/inst", dir);
@@ -465,7 +465,7 @@ static void on_tick(int sig)
 	ticks++;
 }
 
-static int print_left(const dsm_segment_info *info, void *arg)
+static int print_left(const dynshm_segment_info *info, void *arg)
 {
 	(void)arg;
 	print_message("left: segment %016" PRIx64 " state %d refs %u pinned "
@@ -480,7 +480,7 @@ static void test_eintr_storm(void **state)
 	struct sigaction sa;
 	struct itimerval it = { { 0, 20 }, { 0, 20 } }, stop = { { 0, 0 },
 								{ 0, 0 } };
-	dsm_instance *inst = NULL;
+	dynshm_instance *inst = NULL;
 	int fds = test_count_fds(), ok = 0, failed = 0;
 	uint64_t id;
 
@@ -500,17 +500,17 @@ static void test_eintr_storm(void **state)
 	assert_int_equal(setitimer(ITIMER_REAL, &it, NULL), 0);
 	assert_int_equal(open_at(inst_dir, 0, &inst), 0);
 	for (int i = 0; i < 300; i++) {
-		dsm_segment *seg = NULL;
-		int rc = dsm_create(inst, 4096 + (size_t)i * 512, 0, &seg);
+		dynshm_segment *seg = NULL;
+		int rc = dynshm_create(inst, 4096 + (size_t)i * 512, 0, &seg);
 
 		if (rc == 0) {
 			ok++;
-			memset(dsm_segment_address(seg), 1, 4096);
-			assert_int_equal(dsm_detach(seg), 0);
+			memset(dynshm_segment_address(seg), 1, 4096);
+			assert_int_equal(dynshm_detach(seg), 0);
 		} else {
 			failed++;
 			assert_null(seg);
-			assert_true(dsm_last_error()[0] != '\0');
+			assert_true(dynshm_last_error()[0] != '\0');
 		}
 	}
 	assert_int_equal(setitimer(ITIMER_REAL, &stop, NULL), 0);
@@ -521,21 +521,21 @@ static void test_eintr_storm(void **state)
 	print_message("%s: %d creates succeeded, %d failed, %d signals\n",
 		      be->name, ok, failed, (int)ticks);
 	assert_true(ticks > 0);
-	if (be->type == DSM_IMPL_MMAP) {
+	if (be->type == DYNSHM_IMPL_MMAP) {
 		/* the unlink of the last detach itself interrupted, once */
-		dsm_segment *seg = NULL;
+		dynshm_segment *seg = NULL;
 
-		assert_int_equal(dsm_create(inst, 4096, 0, &seg), 0);
+		assert_int_equal(dynshm_create(inst, 4096, 0, &seg), 0);
 		inject_fail("unlinkat", 1, EINTR);
-		assert_int_equal(dsm_detach(seg), 0);
+		assert_int_equal(dynshm_detach(seg), 0);
 		assert_int_equal(inject_calls("unlinkat"), 2);
 		inject_reset();
 	}
-	assert_int_equal(dsm_foreach_segment(inst, print_left, NULL), 0);
+	assert_int_equal(dynshm_foreach_segment(inst, print_left, NULL), 0);
 	assert_int_equal(nsegments(inst), 0);
 	id = id_of(inst);
 	assert_int_equal(objects_of(id), 1); /* the control segment */
-	assert_int_equal(dsm_instance_destroy(inst), 0);
+	assert_int_equal(dynshm_instance_destroy(inst), 0);
 	assert_int_equal(objects_of(id), 0);
 	assert_int_equal(test_count_fds(), fds);
 }
@@ -545,13 +545,13 @@ static void test_eintr_storm(void **state)
 /* A process that takes the control lock and holds it until told to go. */
 struct holder {
 	pid_t pid;
-	dsm_instance *inst;
+	dynshm_instance *inst;
 	int tell[2];	/* holder -> test: 'h' holding, 'd' released */
 	int go[2];	/* test -> holder: release */
 };
 
 static struct holder *holding; /* in the holder process */
-static dsm_handle pinned_handle;
+static dynshm_handle pinned_handle;
 
 static void hold_hook(const char *point)
 {
@@ -566,12 +566,12 @@ static void hold_hook(const char *point)
 
 static int holder_child(void *arg)
 {
-	dsm_segment *seg = NULL;
+	dynshm_segment *seg = NULL;
 	char c = 'd';
 
 	holding = arg;
-	dsm_test_hook = hold_hook;
-	if (dsm_attach(holding->inst, pinned_handle, &seg) != 0 ||
+	dynshm_test_hook = hold_hook;
+	if (dynshm_attach(holding->inst, pinned_handle, &seg) != 0 ||
 	    write(holding->tell[1], &c, 1) != 1)
 		return 1;
 	for (;;)
@@ -580,9 +580,9 @@ static int holder_child(void *arg)
 
 static int locker_child(void *arg)
 {
-	static dsm_instance_info info;
+	static dynshm_instance_info info;
 
-	return dsm_instance_info_get(arg, &info) == 0 ? 0 : 1;
+	return dynshm_instance_info_get(arg, &info) == 0 ? 0 : 1;
 }
 
 /* Run on CPU 0 only; at SCHED_IDLE if idle. */
@@ -645,7 +645,7 @@ static void reap_spawned(void)
 	nspawned = 0;
 }
 
-static void start_holder(struct holder *h, dsm_instance *inst)
+static void start_holder(struct holder *h, dynshm_instance *inst)
 {
 	h->inst = inst;
 	assert_int_equal(pipe(h->tell), 0);
@@ -760,7 +760,7 @@ static int settle_bounded(struct holder *d, pid_t c)
  * src/control.c).  B waits for its CPU behind a busy process at
  * SCHED_IDLE, so that it is killed while woken but not yet running.
  */
-static int handover_round(dsm_instance *inst)
+static int handover_round(dynshm_instance *inst)
 {
 	struct holder a, d;
 	pid_t b, c, hog;
@@ -793,26 +793,26 @@ static int handover_round(dsm_instance *inst)
 
 static void test_lock_handover(void **state)
 {
-	dsm_instance *inst = xopen();
-	dsm_segment *seg = NULL;
+	dynshm_instance *inst = xopen();
+	dynshm_segment *seg = NULL;
 	int hung = 0;
 
 	(void)state;
 	if (sysconf(_SC_NPROCESSORS_ONLN) < 2) {
-		assert_int_equal(dsm_instance_destroy(inst), 0);
+		assert_int_equal(dynshm_instance_destroy(inst), 0);
 		skip(); /* the hog would starve the test itself */
 	}
-	assert_int_equal(dsm_create(inst, 4096, 0, &seg), 0);
-	assert_int_equal(dsm_pin_segment(seg), 0);
-	pinned_handle = dsm_segment_handle(seg);
-	assert_int_equal(dsm_detach(seg), 0);
+	assert_int_equal(dynshm_create(inst, 4096, 0, &seg), 0);
+	assert_int_equal(dynshm_pin_segment(seg), 0);
+	pinned_handle = dynshm_segment_handle(seg);
+	assert_int_equal(dynshm_detach(seg), 0);
 	for (int round = 0; round < 20 && !hung; round++)
 		hung = handover_round(inst) != 0;
 	assert_false(hung);
-	assert_int_equal(dsm_unpin_segment(inst, pinned_handle), 0);
-	assert_int_equal(dsm_reap(inst, NULL), 0);
+	assert_int_equal(dynshm_unpin_segment(inst, pinned_handle), 0);
+	assert_int_equal(dynshm_reap(inst, NULL), 0);
 	assert_int_equal(nsegments(inst), 0);
-	assert_int_equal(dsm_instance_destroy(inst), 0);
+	assert_int_equal(dynshm_instance_destroy(inst), 0);
 }
 
 /* ---- modes and symbolic links ----------------------------------------------- */
@@ -820,12 +820,12 @@ static void test_lock_handover(void **state)
 /* Opening must fail with -EACCES and a message naming path and reason. */
 static void assert_open_refused(const char *path, const char *why)
 {
-	dsm_instance *inst = NULL;
+	dynshm_instance *inst = NULL;
 	int rc = open_at(inst_dir, 0, &inst);
 
 	if (rc != -EACCES)
 		fail_msg("open with %s: %d, expected -EACCES (%s)", path, rc,
-			 rc == 0 ? "opened" : dsm_last_error());
+			 rc == 0 ? "opened" : dynshm_last_error());
 	assert_message_has(path);
 	assert_message_has(why);
 }
@@ -837,12 +837,12 @@ static void path_in(char *buf, size_t len, const char *file)
 
 static void test_file_modes(void **state)
 {
-	dsm_instance *inst = xopen();
+	dynshm_instance *inst = xopen();
 	char path[4400];
 	struct stat st;
 
 	(void)state;
-	assert_int_equal(dsm_instance_close(inst), 0);
+	assert_int_equal(dynshm_instance_close(inst), 0);
 	/* what open creates is private */
 	assert_int_equal(stat(inst_dir, &st), 0);
 	assert_int_equal(st.st_mode & 07777, 0700);
@@ -866,7 +866,7 @@ static void test_file_modes(void **state)
 	assert_open_refused(path, "mode 0660");
 	assert_int_equal(chmod(path, 0600), 0);
 	inst = xopen();
-	assert_int_equal(dsm_instance_destroy(inst), 0);
+	assert_int_equal(dynshm_instance_destroy(inst), 0);
 }
 
 /* Move path aside and put a symbolic link to the original in its place. */
@@ -884,18 +884,18 @@ static void unplant_link(const char *path, const char *aside)
 }
 
 /* A file-backed object (posix or mmap) of handle h: its path. */
-static bool object_path(uint64_t id, dsm_handle h, char *buf, size_t len)
+static bool object_path(uint64_t id, dynshm_handle h, char *buf, size_t len)
 {
-	dsm_impl_space *space = NULL;
-	char name[DSM_IMPL_NAME_MAX];
+	dynshm_impl_space *space = NULL;
+	char name[DYNSHM_IMPL_NAME_MAX];
 
-	assert_int_equal(dsm_impl_space_open(be->type, id, inst_dir, &space),
+	assert_int_equal(dynshm_impl_space_open(be->type, id, inst_dir, &space),
 			 0);
-	assert_int_equal(dsm_impl_object_name(space, h, name, sizeof(name)), 0);
-	dsm_impl_space_close(space);
-	if (be->type == DSM_IMPL_POSIX)
+	assert_int_equal(dynshm_impl_object_name(space, h, name, sizeof(name)), 0);
+	dynshm_impl_space_close(space);
+	if (be->type == DYNSHM_IMPL_POSIX)
 		snprintf(buf, len, "/dev/shm%s", name);
-	else if (be->type == DSM_IMPL_MMAP)
+	else if (be->type == DYNSHM_IMPL_MMAP)
 		snprintf(buf, len, "%s", name);
 	else
 		return false;
@@ -904,25 +904,25 @@ static bool object_path(uint64_t id, dsm_handle h, char *buf, size_t len)
 
 static void test_object_modes(void **state)
 {
-	dsm_instance *inst = xopen(), *second = NULL;
-	dsm_segment *seg = NULL, *again = NULL;
-	char path[DSM_IMPL_NAME_MAX + 16];
+	dynshm_instance *inst = xopen(), *second = NULL;
+	dynshm_segment *seg = NULL, *again = NULL;
+	char path[DYNSHM_IMPL_NAME_MAX + 16];
 	uint64_t id = id_of(inst);
-	dsm_handle h;
+	dynshm_handle h;
 
 	(void)state;
-	if (be->type == DSM_IMPL_SYSV) {
-		assert_int_equal(dsm_instance_destroy(inst), 0);
+	if (be->type == DYNSHM_IMPL_SYSV) {
+		assert_int_equal(dynshm_instance_destroy(inst), 0);
 		skip(); /* covered by test_impl: IPC_SET mode */
 	}
-	assert_int_equal(dsm_create(inst, 4096, 0, &seg), 0);
-	assert_int_equal(dsm_pin_segment(seg), 0);
-	h = dsm_segment_handle(seg);
-	assert_int_equal(dsm_detach(seg), 0);
+	assert_int_equal(dynshm_create(inst, 4096, 0, &seg), 0);
+	assert_int_equal(dynshm_pin_segment(seg), 0);
+	h = dynshm_segment_handle(seg);
+	assert_int_equal(dynshm_detach(seg), 0);
 	assert_true(object_path(id, h, path, sizeof(path)));
 	/* a segment another user could read */
 	assert_int_equal(chmod(path, 0644), 0);
-	assert_int_equal(dsm_attach(inst, h, &again), -EACCES);
+	assert_int_equal(dynshm_attach(inst, h, &again), -EACCES);
 	assert_message_has("mode 0644");
 	assert_int_equal(chmod(path, 0600), 0);
 	/* a control segment another user could write */
@@ -934,27 +934,27 @@ static void test_object_modes(void **state)
 	/* a symbolic link planted where the segment was */
 	assert_true(object_path(id, h, path, sizeof(path)));
 	{
-		char aside[DSM_IMPL_NAME_MAX + 32];
+		char aside[DYNSHM_IMPL_NAME_MAX + 32];
 
 		plant_link(path, aside, sizeof(aside));
-		assert_int_equal(dsm_attach(inst, h, &again), -EACCES);
+		assert_int_equal(dynshm_attach(inst, h, &again), -EACCES);
 		assert_message_has("symbolic link");
 		unplant_link(path, aside);
 	}
-	assert_int_equal(dsm_attach(inst, h, &again), 0);
-	assert_int_equal(dsm_unpin_segment(inst, h), 0);
-	assert_int_equal(dsm_detach(again), 0);
-	assert_int_equal(dsm_instance_destroy(inst), 0);
+	assert_int_equal(dynshm_attach(inst, h, &again), 0);
+	assert_int_equal(dynshm_unpin_segment(inst, h), 0);
+	assert_int_equal(dynshm_detach(again), 0);
+	assert_int_equal(dynshm_instance_destroy(inst), 0);
 }
 
 static void test_symlinks(void **state)
 {
-	dsm_instance *inst = xopen();
+	dynshm_instance *inst = xopen();
 	char path[4400], aside[4500];
 	const char *files[] = { "state", "lock" };
 
 	(void)state;
-	assert_int_equal(dsm_instance_close(inst), 0);
+	assert_int_equal(dynshm_instance_close(inst), 0);
 	for (size_t i = 0; i < 2; i++) {
 		path_in(path, sizeof(path), files[i]);
 		plant_link(path, aside, sizeof(aside));
@@ -965,41 +965,41 @@ static void test_symlinks(void **state)
 	assert_open_refused(inst_dir, "symbolic link");
 	unplant_link(inst_dir, aside);
 	inst = xopen();
-	assert_int_equal(dsm_instance_destroy(inst), 0);
+	assert_int_equal(dynshm_instance_destroy(inst), 0);
 }
 
 /* The mmap backend's directory: no symlink, not open to others. */
 static void test_mmap_directory(void **state)
 {
-	dsm_impl_space *space = NULL;
+	dynshm_impl_space *space = NULL;
 	char seg_dir[4300], link[4300];
 
 	(void)state;
-	if (be->type != DSM_IMPL_MMAP)
+	if (be->type != DYNSHM_IMPL_MMAP)
 		skip();
 	snprintf(seg_dir, sizeof(seg_dir), "%s/segs", dir);
 	snprintf(link, sizeof(link), "%s/link", dir);
 	assert_int_equal(mkdir(seg_dir, 0700), 0);
 	assert_int_equal(symlink(seg_dir, link), 0);
-	assert_int_equal(dsm_impl_space_open(DSM_IMPL_MMAP, test_instance_id(),
+	assert_int_equal(dynshm_impl_space_open(DYNSHM_IMPL_MMAP, test_instance_id(),
 					     link, &space),
 			 -EACCES);
 	assert_message_has("symbolic link");
 	assert_int_equal(chmod(seg_dir, 0777), 0);
-	assert_int_equal(dsm_impl_space_open(DSM_IMPL_MMAP, test_instance_id(),
+	assert_int_equal(dynshm_impl_space_open(DYNSHM_IMPL_MMAP, test_instance_id(),
 					     seg_dir, &space),
 			 -EACCES);
 	assert_message_has("writable by others");
 	assert_int_equal(chmod(seg_dir, 01777), 0); /* sticky: like /tmp */
-	assert_int_equal(dsm_impl_space_open(DSM_IMPL_MMAP, test_instance_id(),
+	assert_int_equal(dynshm_impl_space_open(DYNSHM_IMPL_MMAP, test_instance_id(),
 					     seg_dir, &space),
 			 0);
-	dsm_impl_space_close(space);
+	dynshm_impl_space_close(space);
 	if (test_is_root()) {
 		assert_int_equal(chmod(seg_dir, 0700), 0);
 		assert_int_equal(chown(seg_dir, TEST_OTHER_UID, TEST_OTHER_UID),
 				 0);
-		assert_int_equal(dsm_impl_space_open(DSM_IMPL_MMAP,
+		assert_int_equal(dynshm_impl_space_open(DYNSHM_IMPL_MMAP,
 						     test_instance_id(),
 						     seg_dir, &space),
 				 -EACCES);
@@ -1010,14 +1010,14 @@ static void test_mmap_directory(void **state)
 /* As root: the instance directory or state file handed to another owner. */
 static void test_foreign_owner(void **state)
 {
-	dsm_instance *inst = NULL;
+	dynshm_instance *inst = NULL;
 	char path[4400];
 
 	(void)state;
 	if (!test_is_root())
 		skip();
 	inst = xopen();
-	assert_int_equal(dsm_instance_close(inst), 0);
+	assert_int_equal(dynshm_instance_close(inst), 0);
 	path_in(path, sizeof(path), "state");
 	assert_int_equal(chown(path, TEST_OTHER_UID, TEST_OTHER_UID), 0);
 	assert_open_refused(path, "uid 65534");
@@ -1026,14 +1026,14 @@ static void test_foreign_owner(void **state)
 	assert_open_refused(inst_dir, "belongs to uid 65534");
 	assert_int_equal(chown(inst_dir, 0, 0), 0);
 	inst = xopen();
-	assert_int_equal(dsm_instance_destroy(inst), 0);
+	assert_int_equal(dynshm_instance_destroy(inst), 0);
 }
 
 /* ---- other users ----------------------------------------------------------- */
 
 struct victim {
 	uint64_t id;		/* the owner's instance */
-	dsm_handle h;		/* a live segment of it */
+	dynshm_handle h;		/* a live segment of it */
 	char own_dir[4300];	/* a directory the other user owns */
 };
 
@@ -1050,37 +1050,37 @@ static int drop_to_nobody(void)
 	do {                                                                   \
 		int rc_ = (call);                                              \
 		fprintf(stderr, "as nobody: %s: %d (%s)\n", #call, rc_,        \
-			dsm_last_error());                                     \
+			dynshm_last_error());                                     \
 		CHILD_CHECK(rc_ == -EACCES);                                   \
-		CHILD_CHECK(dsm_last_error()[0] != '\0');                      \
+		CHILD_CHECK(dynshm_last_error()[0] != '\0');                      \
 	} while (0)
 
 /* As nobody: reach for the owner's instance every way the API offers. */
 static int nobody_child(void *arg)
 {
 	const struct victim *v = arg;
-	dsm_instance *inst = NULL;
-	dsm_impl_space *space = NULL;
-	dsm_impl_map *map = NULL;
+	dynshm_instance *inst = NULL;
+	dynshm_impl_space *space = NULL;
+	dynshm_impl_map *map = NULL;
 	char garbage[4400];
 	int listed = 0, fd;
 
 	CHILD_CHECK(drop_to_nobody() == 0);
 	REFUSED(open_at(inst_dir, 0, &inst));
-	REFUSED(open_at(inst_dir, DSM_OPEN_RESET, &inst));
-	REFUSED(open_at(inst_dir, DSM_OPEN_EXISTING, &inst));
-	if (be->type == DSM_IMPL_MMAP) {
-		REFUSED(dsm_impl_space_open(be->type, v->id, inst_dir, &space));
+	REFUSED(open_at(inst_dir, DYNSHM_OPEN_RESET, &inst));
+	REFUSED(open_at(inst_dir, DYNSHM_OPEN_EXISTING, &inst));
+	if (be->type == DYNSHM_IMPL_MMAP) {
+		REFUSED(dynshm_impl_space_open(be->type, v->id, inst_dir, &space));
 	} else {
-		CHILD_CHECK(dsm_impl_space_open(be->type, v->id, inst_dir,
+		CHILD_CHECK(dynshm_impl_space_open(be->type, v->id, inst_dir,
 						&space) == 0);
-		REFUSED(dsm_impl_attach(space, v->h, &map));
-		REFUSED(dsm_impl_attach(space, CTL_HANDLE, &map));
-		REFUSED(dsm_impl_destroy(space, v->h));
-		REFUSED(dsm_impl_destroy(space, CTL_HANDLE));
-		CHILD_CHECK(dsm_impl_list(space, count_cb, &listed) == 0);
+		REFUSED(dynshm_impl_attach(space, v->h, &map));
+		REFUSED(dynshm_impl_attach(space, CTL_HANDLE, &map));
+		REFUSED(dynshm_impl_destroy(space, v->h));
+		REFUSED(dynshm_impl_destroy(space, CTL_HANDLE));
+		CHILD_CHECK(dynshm_impl_list(space, count_cb, &listed) == 0);
 		CHILD_CHECK(listed == 0);
-		dsm_impl_space_close(space);
+		dynshm_impl_space_close(space);
 	}
 	/* garbage where nobody can write: its own directory, /dev/shm */
 	snprintf(garbage, sizeof(garbage), "%s/state", v->own_dir);
@@ -1101,8 +1101,8 @@ static int nobody_child(void *arg)
 
 static void test_other_user(void **state)
 {
-	dsm_instance *inst = NULL, *foreign = NULL;
-	dsm_segment *seg = NULL;
+	dynshm_instance *inst = NULL, *foreign = NULL;
+	dynshm_segment *seg = NULL;
 	struct victim *v = calloc(1, sizeof(*v));
 	char *own = other_dir = test_make_dir();
 	int out[2], rc, listed;
@@ -1116,10 +1116,10 @@ static void test_other_user(void **state)
 		skip();
 	}
 	inst = xopen();
-	assert_int_equal(dsm_create(inst, 4096, 0, &seg), 0);
-	memcpy(dsm_segment_address(seg), "secret", 7);
+	assert_int_equal(dynshm_create(inst, 4096, 0, &seg), 0);
+	memcpy(dynshm_segment_address(seg), "secret", 7);
 	v->id = id_of(inst);
-	v->h = dsm_segment_handle(seg);
+	v->h = dynshm_segment_handle(seg);
 	snprintf(v->own_dir, sizeof(v->own_dir), "%s", own);
 	assert_int_equal(chown(own, TEST_OTHER_UID, TEST_OTHER_UID), 0);
 	/* let nobody's output (the name it planted) back to us */
@@ -1139,14 +1139,14 @@ static void test_other_user(void **state)
 	assert_int_equal(wait(&rc) > 0 && WIFEXITED(rc) ? WEXITSTATUS(rc) : -1,
 			 0);
 	/* the owner is unharmed and does not trust nobody's things */
-	assert_memory_equal(dsm_segment_address(seg), "secret", 7);
+	assert_memory_equal(dynshm_segment_address(seg), "secret", 7);
 	assert_int_equal(open_at(own, 0, &foreign), -EACCES);
 	assert_message_has("belongs to uid 65534");
 	listed = objects_of(v->id);
 	assert_int_equal(listed, 2); /* control segment and seg */
-	assert_int_equal(dsm_reap(inst, NULL), 0);
-	assert_int_equal(dsm_detach(seg), 0);
-	assert_int_equal(dsm_instance_destroy(inst), 0);
+	assert_int_equal(dynshm_reap(inst, NULL), 0);
+	assert_int_equal(dynshm_detach(seg), 0);
+	assert_int_equal(dynshm_instance_destroy(inst), 0);
 	/* nobody's object is nobody's: the owner's sweep left it alone */
 	if (planted[0]) {
 		assert_int_equal(shm_unlink(planted), 0);
@@ -1181,7 +1181,7 @@ int main(void)
 	};
 	int failed = 0;
 
-	dsm_test_instance_tag = TEST_TAG;
+	dynshm_test_instance_tag = TEST_TAG;
 	for (size_t b = 0; b < N_BACKENDS; b++) {
 		char name[32];
 

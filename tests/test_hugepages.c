@@ -41,7 +41,7 @@
 
 #include <cmocka.h>
 
-extern int dsm_test_instance_tag;
+extern int dynshm_test_instance_tag;
 
 #define NR_PATH "/proc/sys/vm/nr_hugepages"
 #define THP_PATH "/sys/kernel/mm/transparent_hugepage/shmem_enabled"
@@ -153,14 +153,14 @@ static int setup(void **state)
 static int teardown(void **state)
 {
 	char report[4096];
-	dsm_instance *inst;
+	dynshm_instance *inst;
 	int n;
 
 	(void)state;
 	restore();
 	/* a failed test's instance */
-	if (dsm_instance_open(inst_path, NULL, DSM_OPEN_EXISTING, &inst) == 0)
-		dsm_instance_destroy(inst);
+	if (dynshm_instance_open(inst_path, NULL, DYNSHM_OPEN_EXISTING, &inst) == 0)
+		dynshm_instance_destroy(inst);
 	test_remove_dir(dir);
 	n = test_count_leftovers(report, sizeof(report));
 	if (n != 0)
@@ -168,79 +168,79 @@ static int teardown(void **state)
 	return n == 0 ? 0 : -1;
 }
 
-static int open_huge(const char *mode, const char *size, dsm_instance **inst)
+static int open_huge(const char *mode, const char *size, dynshm_instance **inst)
 {
-	dsm_config *cfg = NULL;
+	dynshm_config *cfg = NULL;
 	int rc;
 
-	assert_int_equal(dsm_config_new(&cfg), 0);
-	assert_int_equal(dsm_config_set(cfg, "min_dynamic_shared_memory", size),
+	assert_int_equal(dynshm_config_new(&cfg), 0);
+	assert_int_equal(dynshm_config_set(cfg, "min_dynamic_shared_memory", size),
 			 0);
-	assert_int_equal(dsm_config_set(cfg, "huge_pages", mode), 0);
-	rc = dsm_instance_open(inst_path, cfg, 0, inst);
-	dsm_config_free(cfg);
+	assert_int_equal(dynshm_config_set(cfg, "huge_pages", mode), 0);
+	rc = dynshm_instance_open(inst_path, cfg, 0, inst);
+	dynshm_config_free(cfg);
 	return rc;
 }
 
 static void test_on_without_pages(void **state)
 {
-	dsm_instance *inst = NULL;
+	dynshm_instance *inst = NULL;
 
 	(void)state;
 	assert_int_equal(set_pages(0), 0);
 	assert_int_equal(open_huge("on", "4MB", &inst), -ENOMEM);
-	assert_non_null(strstr(dsm_last_error(), "huge_pages = on"));
-	assert_non_null(strstr(dsm_last_error(), "vm.nr_hugepages"));
+	assert_non_null(strstr(dynshm_last_error(), "huge_pages = on"));
+	assert_non_null(strstr(dynshm_last_error(), "vm.nr_hugepages"));
 	/* and no instance is left: a plain open finds none */
-	assert_int_equal(dsm_instance_open(inst_path, NULL, DSM_OPEN_EXISTING,
+	assert_int_equal(dynshm_instance_open(inst_path, NULL, DYNSHM_OPEN_EXISTING,
 					   &inst),
 			 -ENOENT);
 }
 
 static void test_try_without_pages(void **state)
 {
-	dsm_instance *inst = NULL;
-	dsm_instance_info info;
+	dynshm_instance *inst = NULL;
+	dynshm_instance_info info;
 	char mode[32];
 
 	(void)state;
 	assert_int_equal(set_pages(0), 0);
 	thp_mode(mode, sizeof(mode));
 	assert_int_equal(open_huge("try", "4MB", &inst), 0);
-	assert_int_equal(dsm_instance_info_get(inst, &info), 0);
+	assert_int_equal(dynshm_instance_info_get(inst, &info), 0);
 	assert_string_not_equal(info.region_pages, "hugetlb");
-	assert_int_equal(info.huge_pages, DSM_HUGE_PAGES_TRY);
+	assert_int_equal(info.huge_pages, DYNSHM_HUGE_PAGES_TRY);
 	assert_non_null(strstr(info.region_note, "no huge pages reserved"));
 	assert_non_null(strstr(info.region_note, "shmem_enabled"));
 	if (strcmp(mode, "never") == 0 || strcmp(mode, "deny") == 0)
 		assert_string_equal(info.region_pages, "4k");
-	assert_int_equal(dsm_instance_destroy(inst), 0);
+	assert_int_equal(dynshm_instance_destroy(inst), 0);
 }
 
 static int child_reads(void *arg)
 {
-	dsm_instance *inst = NULL;
-	dsm_segment *seg = NULL;
-	dsm_instance_info info;
+	dynshm_instance *inst = NULL;
+	dynshm_segment *seg = NULL;
+	dynshm_instance_info info;
 
-	CHILD_CHECK(dsm_instance_open(inst_path, NULL, DSM_OPEN_EXISTING,
+	CHILD_CHECK(dynshm_instance_open(inst_path, NULL, DYNSHM_OPEN_EXISTING,
 				      &inst) == 0);
-	CHILD_CHECK(dsm_instance_info_get(inst, &info) == 0);
+	CHILD_CHECK(dynshm_instance_info_get(inst, &info) == 0);
 	CHILD_CHECK(smaps_field(info.region_address, "KernelPageSize:") ==
 		    (long long)(info.region_page_size >> 10));
-	CHILD_CHECK(dsm_attach(inst, *(dsm_handle *)arg, &seg) == 0);
-	CHILD_CHECK(strcmp(dsm_segment_address(seg), "huge") == 0);
-	CHILD_CHECK(dsm_instance_close(inst) == 0);
+	CHILD_CHECK(dynshm_attach(inst, *(dynshm_handle *)arg, &seg) == 0);
+	CHILD_CHECK(strcmp(dynshm_segment_address(seg), "huge") == 0);
+	CHILD_CHECK(dynshm_instance_close(inst) == 0);
 	return 0;
 }
 
 static void test_hugetlb(void **state)
 {
 	long long page_kb = test_meminfo("Hugepagesize:"), free_before;
-	dsm_instance *inst = NULL;
-	dsm_instance_info info;
-	dsm_segment *seg = NULL;
-	dsm_handle h;
+	dynshm_instance *inst = NULL;
+	dynshm_instance_info info;
+	dynshm_segment *seg = NULL;
+	dynshm_handle h;
 
 	(void)state;
 	if (page_kb <= 0 || set_pages(8) < 4) {
@@ -248,7 +248,7 @@ static void test_hugetlb(void **state)
 		return;
 	}
 	assert_int_equal(open_huge("on", "4MB", &inst), 0);
-	assert_int_equal(dsm_instance_info_get(inst, &info), 0);
+	assert_int_equal(dynshm_instance_info_get(inst, &info), 0);
 	assert_string_equal(info.region_pages, "hugetlb");
 	assert_int_equal(info.region_page_size, (uint64_t)page_kb << 10);
 	assert_int_equal(info.region_size % ((uint64_t)page_kb << 10), 0);
@@ -256,16 +256,16 @@ static void test_hugetlb(void **state)
 	assert_int_equal(smaps_field(info.region_address, "KernelPageSize:"),
 			 page_kb);
 	free_before = test_meminfo("HugePages_Free:");
-	assert_int_equal(dsm_create(inst, info.region_size, DSM_CREATE_REGION,
+	assert_int_equal(dynshm_create(inst, info.region_size, DYNSHM_CREATE_REGION,
 				    &seg),
 			 0); /* zeroing touches every page */
 	assert_true(test_meminfo("HugePages_Free:") <=
 		    free_before - (long long)(info.region_size /
 					      ((uint64_t)page_kb << 10)));
-	strcpy(dsm_segment_address(seg), "huge");
-	h = dsm_segment_handle(seg);
+	strcpy(dynshm_segment_address(seg), "huge");
+	h = dynshm_segment_handle(seg);
 	assert_int_equal(test_fork(child_reads, &h), 0);
-	assert_int_equal(dsm_instance_destroy(inst), 0);
+	assert_int_equal(dynshm_instance_destroy(inst), 0);
 	/* the pages went back with the region */
 	assert_int_equal(test_meminfo("HugePages_Free:"),
 			 test_meminfo("HugePages_Total:"));
@@ -274,54 +274,54 @@ static void test_hugetlb(void **state)
 /*
  * Ordinary segments of the sysv backend: a whole number of huge pages goes
  * on hugetlb when pages are reserved, falls back to 4 KiB pages when not;
- * other sizes never try.  dsm_stat says which.
+ * other sizes never try.  dynshm_stat says which.
  */
 static void test_sysv_segments(void **state)
 {
 	long long page_kb = test_meminfo("Hugepagesize:");
 	size_t hsize = (size_t)page_kb << 10;
-	dsm_config *cfg = NULL;
-	dsm_instance *inst = NULL;
-	dsm_segment *big = NULL, *odd = NULL, *small = NULL;
-	dsm_segment_info si;
+	dynshm_config *cfg = NULL;
+	dynshm_instance *inst = NULL;
+	dynshm_segment *big = NULL, *odd = NULL, *small = NULL;
+	dynshm_segment_info si;
 
 	(void)state;
 	if (page_kb <= 0 || set_pages(2) < 2) {
 		skip();
 		return;
 	}
-	assert_int_equal(dsm_config_new(&cfg), 0);
-	assert_int_equal(dsm_config_set(cfg, "dynamic_shared_memory_type",
+	assert_int_equal(dynshm_config_new(&cfg), 0);
+	assert_int_equal(dynshm_config_set(cfg, "dynamic_shared_memory_type",
 					"sysv"),
 			 0);
-	assert_int_equal(dsm_instance_open(inst_path, cfg, 0, &inst), 0);
-	dsm_config_free(cfg);
-	assert_int_equal(dsm_create(inst, 2 * hsize, 0, &big), 0);
-	assert_int_equal(dsm_stat(inst, dsm_segment_handle(big), &si), 0);
+	assert_int_equal(dynshm_instance_open(inst_path, cfg, 0, &inst), 0);
+	dynshm_config_free(cfg);
+	assert_int_equal(dynshm_create(inst, 2 * hsize, 0, &big), 0);
+	assert_int_equal(dynshm_stat(inst, dynshm_segment_handle(big), &si), 0);
 	assert_true(si.huge_pages);
 	assert_false(si.in_region);
-	assert_int_equal(smaps_field(dsm_segment_address(big),
+	assert_int_equal(smaps_field(dynshm_segment_address(big),
 				     "KernelPageSize:"),
 			 page_kb);
 	/* not a multiple: never tried */
-	assert_int_equal(dsm_create(inst, hsize + 4096, 0, &odd), 0);
-	assert_int_equal(dsm_stat(inst, dsm_segment_handle(odd), &si), 0);
+	assert_int_equal(dynshm_create(inst, hsize + 4096, 0, &odd), 0);
+	assert_int_equal(dynshm_stat(inst, dynshm_segment_handle(odd), &si), 0);
 	assert_false(si.huge_pages);
 	/* the two pages are taken: falls back to 4 KiB pages */
-	assert_int_equal(dsm_create(inst, hsize, 0, &small), 0);
-	assert_int_equal(dsm_stat(inst, dsm_segment_handle(small), &si), 0);
+	assert_int_equal(dynshm_create(inst, hsize, 0, &small), 0);
+	assert_int_equal(dynshm_stat(inst, dynshm_segment_handle(small), &si), 0);
 	assert_false(si.huge_pages);
-	assert_int_equal(smaps_field(dsm_segment_address(small),
+	assert_int_equal(smaps_field(dynshm_segment_address(small),
 				     "KernelPageSize:"),
 			 4);
-	assert_int_equal(dsm_instance_destroy(inst), 0);
+	assert_int_equal(dynshm_instance_destroy(inst), 0);
 }
 
 static void test_thp(void **state)
 {
-	dsm_instance *inst = NULL;
-	dsm_instance_info info;
-	dsm_segment *seg = NULL;
+	dynshm_instance *inst = NULL;
+	dynshm_instance_info info;
+	dynshm_segment *seg = NULL;
 
 	(void)state;
 	if (!old_thp[0] || write_text(THP_PATH, "advise") < 0) {
@@ -330,15 +330,15 @@ static void test_thp(void **state)
 	}
 	assert_int_equal(set_pages(0), 0);
 	assert_int_equal(open_huge("try", "4MB", &inst), 0);
-	assert_int_equal(dsm_instance_info_get(inst, &info), 0);
+	assert_int_equal(dynshm_instance_info_get(inst, &info), 0);
 	assert_string_equal(info.region_pages, "shmem-thp");
 	assert_non_null(strstr(info.region_note, "shmem_enabled = advise"));
-	assert_int_equal(dsm_create(inst, info.region_size, DSM_CREATE_REGION,
+	assert_int_equal(dynshm_create(inst, info.region_size, DYNSHM_CREATE_REGION,
 				    &seg),
 			 0);
 	/* PMD-mapped shmem: the transparent huge pages are in use */
 	assert_true(smaps_field(info.region_address, "ShmemPmdMapped:") > 0);
-	assert_int_equal(dsm_instance_destroy(inst), 0);
+	assert_int_equal(dynshm_instance_destroy(inst), 0);
 }
 
 int main(void)
@@ -365,7 +365,7 @@ int main(void)
 		printf("skipped: the kernel has no hugetlb support\n");
 		return TEST_SKIP;
 	}
-	dsm_test_instance_tag = TEST_TAG;
+	dynshm_test_instance_tag = TEST_TAG;
 	read_text(NR_PATH, old_nr, sizeof(old_nr));
 	thp_mode(mode, sizeof(mode));
 	if (mode[0])

@@ -11,7 +11,7 @@
  *   an open reads /proc for one of them (and itself), and   test_open_is_bounded
  *     probes at most JOIN_CHECKS more
  *   one dead (and collected) among many is released within  test_dead_found_round_robin
- *     a few opens, with its references; dsm_reap at once
+ *     a few opens, with its references; dynshm_reap at once
  *   a zombie (not collected) is released within JOINED + 1  test_zombie_found
  *     opens: the /proc check rotates too
  *   all killed: the next open releases every one            test_all_killed
@@ -43,7 +43,7 @@
 #include <cmocka.h>
 
 /* Hidden test hook of the library (src/wrapper.h). */
-extern int dsm_test_instance_tag;
+extern int dynshm_test_instance_tag;
 
 #define JOINED 20     /* helper processes: more than an open checks */
 #define JOIN_CHECKS 8 /* src/instance.c */
@@ -51,8 +51,8 @@ extern int dsm_test_instance_tag;
 struct fixture {
 	char *dir;	   /* a test directory ... */
 	char path[4096]; /* ... and the instance directory in it */
-	dsm_config *cfg;
-	dsm_instance *inst; /* the test's own entry, kept open throughout */
+	dynshm_config *cfg;
+	dynshm_instance *inst; /* the test's own entry, kept open throughout */
 	pid_t kids[JOINED];
 	int go[2]; /* kids wait for EOF on go[0] */
 };
@@ -73,9 +73,9 @@ static int counting_open(const char *path, int flags, mode_t mode)
 
 static void count_proc_reads(void)
 {
-	real_open = dsm_sys.open;
+	real_open = dynshm_sys.open;
 	atomic_store(&proc_opens, 0);
-	dsm_sys.open = counting_open;
+	dynshm_sys.open = counting_open;
 }
 
 /* ---- helpers ------------------------------------------------------------ */
@@ -84,28 +84,28 @@ static void count_proc_reads(void)
 	do {                                                                   \
 		int rc_ = (expr);                                              \
 		if (rc_ != 0)                                                  \
-			fail_msg("%s: %d (%s)", #expr, rc_, dsm_last_error()); \
+			fail_msg("%s: %d (%s)", #expr, rc_, dynshm_last_error()); \
 	} while (0)
 
-static dsm_instance_info info_of(dsm_instance *inst)
+static dynshm_instance_info info_of(dynshm_instance *inst)
 {
-	static dsm_instance_info info;
+	static dynshm_instance_info info;
 
-	ASSERT_OK(dsm_instance_info_get(inst, &info));
+	ASSERT_OK(dynshm_instance_info_get(inst, &info));
 	return info;
 }
 
 /* A helper: join, report, hold a reference on h (if any), wait for EOF. */
-static void kid_main(int ready, dsm_handle h)
+static void kid_main(int ready, dynshm_handle h)
 {
-	dsm_instance *inst = NULL;
-	dsm_segment *seg = NULL;
+	dynshm_instance *inst = NULL;
+	dynshm_segment *seg = NULL;
 	char c = 'j';
 
 	close(fx.go[1]);
-	if (dsm_instance_open(fx.path, fx.cfg, 0, &inst) != 0)
+	if (dynshm_instance_open(fx.path, fx.cfg, 0, &inst) != 0)
 		c = 'o';
-	else if (h && dsm_attach(inst, h, &seg) != 0)
+	else if (h && dynshm_attach(inst, h, &seg) != 0)
 		c = 'a';
 	if (write(ready, &c, 1) != 1)
 		_exit(2);
@@ -115,7 +115,7 @@ static void kid_main(int ready, dsm_handle h)
 }
 
 /* Start JOINED helpers; the last also attaches h when h is not 0. */
-static void start_kids(dsm_handle h)
+static void start_kids(dynshm_handle h)
 {
 	int ready[2];
 
@@ -150,10 +150,10 @@ static void kill_kid(int i)
 /* One more open and close by this process: what an open reaps. */
 static void open_close(void)
 {
-	dsm_instance *inst = NULL;
+	dynshm_instance *inst = NULL;
 
-	ASSERT_OK(dsm_instance_open(fx.path, fx.cfg, 0, &inst));
-	ASSERT_OK(dsm_instance_close(inst));
+	ASSERT_OK(dynshm_instance_open(fx.path, fx.cfg, 0, &inst));
+	ASSERT_OK(dynshm_instance_close(inst));
 }
 
 /* ---- fixture ------------------------------------------------------------ */
@@ -167,12 +167,12 @@ static int setup(void **state)
 	if (!fx.dir)
 		return -1;
 	snprintf(fx.path, sizeof(fx.path), "%s/inst", fx.dir);
-	if (dsm_config_new(&fx.cfg) != 0 ||
-	    dsm_config_set(fx.cfg, "dynamic_shared_memory_type", "posix") !=
+	if (dynshm_config_new(&fx.cfg) != 0 ||
+	    dynshm_config_set(fx.cfg, "dynamic_shared_memory_type", "posix") !=
 		    0 ||
-	    dsm_config_set(fx.cfg, "max_processes", "64") != 0)
+	    dynshm_config_set(fx.cfg, "max_processes", "64") != 0)
 		return -1;
-	return dsm_instance_open(fx.path, fx.cfg, 0, &fx.inst) == 0 ? 0 : -1;
+	return dynshm_instance_open(fx.path, fx.cfg, 0, &fx.inst) == 0 ? 0 : -1;
 }
 
 static int teardown(void **state)
@@ -181,15 +181,15 @@ static int teardown(void **state)
 	int bad = 0;
 
 	(void)state;
-	dsm_sys_reset();
+	dynshm_sys_reset();
 	if (fx.go[1] >= 0)
 		close(fx.go[1]); /* EOF: the helpers leave */
 	for (int i = 0; i < JOINED; i++)
 		if (fx.kids[i] > 0 && test_wait(fx.kids[i]) != 0)
 			bad++;
-	if (fx.inst && dsm_instance_destroy(fx.inst) != 0)
+	if (fx.inst && dynshm_instance_destroy(fx.inst) != 0)
 		bad++;
-	dsm_config_free(fx.cfg);
+	dynshm_config_free(fx.cfg);
 	if (test_remove_dir(fx.dir) < 0)
 		bad++;
 	if (test_count_leftovers(report, sizeof(report)) != 0) {
@@ -225,16 +225,16 @@ static void test_open_is_bounded(void **state)
 
 static void test_dead_found_round_robin(void **state)
 {
-	dsm_segment *seg = NULL;
-	dsm_segment_info si;
-	dsm_handle h;
+	dynshm_segment *seg = NULL;
+	dynshm_segment_info si;
+	dynshm_handle h;
 	int opens = 0;
 
 	(void)state;
-	ASSERT_OK(dsm_create(fx.inst, 4096, 0, &seg));
-	h = dsm_segment_handle(seg);
+	ASSERT_OK(dynshm_create(fx.inst, 4096, 0, &seg));
+	h = dynshm_segment_handle(seg);
 	start_kids(h);
-	ASSERT_OK(dsm_stat(fx.inst, h, &si));
+	ASSERT_OK(dynshm_stat(fx.inst, h, &si));
 	assert_int_equal(si.references, 2);
 	/* the helper joined last (farthest from entry 0) holds one and dies */
 	kill_kid(JOINED - 1);
@@ -245,19 +245,19 @@ static void test_dead_found_round_robin(void **state)
 	}
 	assert_int_equal(info_of(fx.inst).processes, JOINED);
 	assert_int_equal(info_of(fx.inst).processes_reaped, 1);
-	ASSERT_OK(dsm_stat(fx.inst, h, &si));
+	ASSERT_OK(dynshm_stat(fx.inst, h, &si));
 	assert_int_equal(si.references, 1);
 
-	/* dsm_reap still finds one at once, wherever it is */
+	/* dynshm_reap still finds one at once, wherever it is */
 	kill_kid(0);
 	{
 		unsigned n = 0;
 
-		ASSERT_OK(dsm_reap(fx.inst, &n));
+		ASSERT_OK(dynshm_reap(fx.inst, &n));
 		assert_int_equal(n, 1);
 	}
 	assert_int_equal(info_of(fx.inst).processes, JOINED - 1);
-	ASSERT_OK(dsm_detach(seg));
+	ASSERT_OK(dynshm_detach(seg));
 }
 
 static void test_zombie_found(void **state)
@@ -297,34 +297,34 @@ static void test_all_killed(void **state)
 	assert_int_equal(info_of(fx.inst).processes_reaped, JOINED);
 }
 
-/* DSM_OPEN_NOREAP: opens leave the dead to dsm_reap, which counts them. */
+/* DYNSHM_OPEN_NOREAP: opens leave the dead to dynshm_reap, which counts them. */
 static void test_noreap(void **state)
 {
-	dsm_segment *seg = NULL;
-	dsm_segment_info si;
-	dsm_instance *inst = NULL;
+	dynshm_segment *seg = NULL;
+	dynshm_segment_info si;
+	dynshm_instance *inst = NULL;
 	unsigned n = 0;
 
 	(void)state;
-	ASSERT_OK(dsm_create(fx.inst, 4096, 0, &seg));
-	start_kids(dsm_segment_handle(seg));
+	ASSERT_OK(dynshm_create(fx.inst, 4096, 0, &seg));
+	start_kids(dynshm_segment_handle(seg));
 	kill_kid(JOINED - 1); /* holds a reference */
 	kill_kid(0);
 	/* more opens than it takes without the flag to check every entry */
 	for (int i = 0; i < JOINED + 1; i++) {
-		ASSERT_OK(dsm_instance_open(fx.path, fx.cfg, DSM_OPEN_NOREAP,
+		ASSERT_OK(dynshm_instance_open(fx.path, fx.cfg, DYNSHM_OPEN_NOREAP,
 					    &inst));
-		ASSERT_OK(dsm_instance_close(inst));
+		ASSERT_OK(dynshm_instance_close(inst));
 	}
 	assert_int_equal(info_of(fx.inst).processes, JOINED + 1);
 	assert_int_equal(info_of(fx.inst).processes_reaped, 0);
-	ASSERT_OK(dsm_stat(fx.inst, dsm_segment_handle(seg), &si));
+	ASSERT_OK(dynshm_stat(fx.inst, dynshm_segment_handle(seg), &si));
 	assert_int_equal(si.references, 2);
-	ASSERT_OK(dsm_reap(fx.inst, &n));
+	ASSERT_OK(dynshm_reap(fx.inst, &n));
 	assert_int_equal(n, 2);
-	ASSERT_OK(dsm_stat(fx.inst, dsm_segment_handle(seg), &si));
+	ASSERT_OK(dynshm_stat(fx.inst, dynshm_segment_handle(seg), &si));
 	assert_int_equal(si.references, 1);
-	ASSERT_OK(dsm_detach(seg));
+	ASSERT_OK(dynshm_detach(seg));
 }
 
 int main(void)
@@ -341,6 +341,6 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_noreap, setup, teardown),
 	};
 
-	dsm_test_instance_tag = TEST_TAG; /* the leftover checks know it */
+	dynshm_test_instance_tag = TEST_TAG; /* the leftover checks know it */
 	return cmocka_run_group_tests_name("join", tests, NULL, NULL);
 }

@@ -47,15 +47,15 @@
 
 #include <cmocka.h>
 
-extern int dsm_test_instance_tag;
-extern void (*dsm_test_hook)(const char *point);
+extern int dynshm_test_instance_tag;
+extern void (*dynshm_test_hook)(const char *point);
 
 #define ASSERT_OK(expr)                                                        \
 	do {                                                                   \
 		int rc_ = (expr);                                              \
 		if (rc_ != 0)                                                  \
 			fail_msg("%s = %d (%s)", #expr, rc_,                   \
-				 dsm_last_error());                            \
+				 dynshm_last_error());                            \
 	} while (0)
 
 #define ALIGN (2u << 20) /* the fake's mshare_info */
@@ -95,8 +95,8 @@ static struct {
 	int fd_region[1024]; /* region index + 1 */
 } fake;
 
-#if DSM_HAVE_MSHARE
-static struct dsm_sys real;
+#if DYNSHM_HAVE_MSHARE
+static struct dynshm_sys real;
 
 static struct fregion *region_of(int fd)
 {
@@ -381,15 +381,15 @@ static void fake_install(int abi)
 	fake.magic = MSHARE_MAGIC;
 	fake.fail_step = STEP_NONE;
 	fake.owner_gone = false;
-	real = dsm_sys;
-	dsm_sys.statfs = fake_statfs;
-	dsm_sys.open = fake_open;
-	dsm_sys.ftruncate = fake_ftruncate;
-	dsm_sys.fstat = fake_fstat;
-	dsm_sys.mmap = fake_mmap;
-	dsm_sys.munmap = fake_munmap;
-	dsm_sys.ioctl = fake_ioctl;
-	dsm_sys.close = fake_close;
+	real = dynshm_sys;
+	dynshm_sys.statfs = fake_statfs;
+	dynshm_sys.open = fake_open;
+	dynshm_sys.ftruncate = fake_ftruncate;
+	dynshm_sys.fstat = fake_fstat;
+	dynshm_sys.mmap = fake_mmap;
+	dynshm_sys.munmap = fake_munmap;
+	dynshm_sys.ioctl = fake_ioctl;
+	dynshm_sys.close = fake_close;
 }
 
 static int fake_mappings(void)
@@ -416,7 +416,7 @@ static int region_files(void)
 	closedir(d);
 	return n;
 }
-#endif /* DSM_HAVE_MSHARE */
+#endif /* DYNSHM_HAVE_MSHARE */
 
 /* ---- fixture ---------------------------------------------------------------- */
 
@@ -471,41 +471,41 @@ static int teardown(void **state)
 	return 0;
 }
 
-static dsm_config *config(const char *mode, const char *mount)
+static dynshm_config *config(const char *mode, const char *mount)
 {
-	dsm_config *cfg = NULL;
+	dynshm_config *cfg = NULL;
 
-	assert_int_equal(dsm_config_new(&cfg), 0);
-	ASSERT_OK(dsm_config_set(cfg, "max_segments", "8"));
-	ASSERT_OK(dsm_config_set(cfg, "max_processes", "4"));
-	ASSERT_OK(dsm_config_set(cfg, "mshare", mode));
+	assert_int_equal(dynshm_config_new(&cfg), 0);
+	ASSERT_OK(dynshm_config_set(cfg, "max_segments", "8"));
+	ASSERT_OK(dynshm_config_set(cfg, "max_processes", "4"));
+	ASSERT_OK(dynshm_config_set(cfg, "mshare", mode));
 	if (mount)
-		ASSERT_OK(dsm_config_set(cfg, "mshare_path", mount));
+		ASSERT_OK(dynshm_config_set(cfg, "mshare_path", mount));
 	return cfg;
 }
 
-static dsm_instance *open_inst(const struct fixture *f, const char *mode,
-			       unsigned flags, dsm_instance_info *info)
+static dynshm_instance *open_inst(const struct fixture *f, const char *mode,
+			       unsigned flags, dynshm_instance_info *info)
 {
-	dsm_config *cfg = config(mode, fake.mount);
-	dsm_instance *inst = NULL;
+	dynshm_config *cfg = config(mode, fake.mount);
+	dynshm_instance *inst = NULL;
 
-	ASSERT_OK(dsm_instance_open(f->inst, cfg, flags, &inst));
-	dsm_config_free(cfg);
-	ASSERT_OK(dsm_instance_info_get(inst, info));
+	ASSERT_OK(dynshm_instance_open(f->inst, cfg, flags, &inst));
+	dynshm_config_free(cfg);
+	ASSERT_OK(dynshm_instance_info_get(inst, info));
 	return inst;
 }
 
 /* Remove the instance with the real table, whatever the test did. */
 static void destroy_inst(const struct fixture *f)
 {
-	dsm_config *cfg = config("off", NULL);
-	dsm_instance *inst = NULL;
+	dynshm_config *cfg = config("off", NULL);
+	dynshm_instance *inst = NULL;
 
 	inject_reset();
-	ASSERT_OK(dsm_instance_open(f->inst, cfg, 0, &inst));
-	dsm_config_free(cfg);
-	ASSERT_OK(dsm_instance_destroy(inst));
+	ASSERT_OK(dynshm_instance_open(f->inst, cfg, 0, &inst));
+	dynshm_config_free(cfg);
+	ASSERT_OK(dynshm_instance_destroy(inst));
 }
 
 #define ASSERT_STATUS(info, text)                                              \
@@ -515,19 +515,19 @@ static void destroy_inst(const struct fixture *f)
 				 (info)->mshare_status, (text));               \
 	} while (0)
 
-#if DSM_HAVE_MSHARE
+#if DYNSHM_HAVE_MSHARE
 /* With the fake installed: try falls back, giving text as the reason. */
 static void expect_fallback(struct fixture *f, unsigned flags,
 			    const char *text)
 {
-	dsm_instance_info info;
-	dsm_instance *inst;
+	dynshm_instance_info info;
+	dynshm_instance *inst;
 
 	inst = open_inst(f, "try", flags, &info);
 	assert_int_equal(info.mshare_active, 0);
 	assert_int_equal(info.mshare_region_size, 0);
 	ASSERT_STATUS(&info, text);
-	ASSERT_OK(dsm_instance_close(inst));
+	ASSERT_OK(dynshm_instance_close(inst));
 	assert_int_equal(fake_mappings(), 0);
 	assert_int_equal(region_files(), 0);
 	assert_int_equal(test_count_fds(), f->fds);
@@ -537,18 +537,18 @@ static void expect_fallback(struct fixture *f, unsigned flags,
 static void expect_refusal(struct fixture *f, unsigned flags, int err,
 			   const char *text)
 {
-	dsm_instance *inst;
-	dsm_config *cfg;
+	dynshm_instance *inst;
+	dynshm_config *cfg;
 	int rc;
 
 	expect_fallback(f, flags, text);
 	cfg = config("on", fake.mount);
-	rc = dsm_instance_open(f->inst, cfg, flags | DSM_OPEN_RESET, &inst);
-	dsm_config_free(cfg);
+	rc = dynshm_instance_open(f->inst, cfg, flags | DYNSHM_OPEN_RESET, &inst);
+	dynshm_config_free(cfg);
 	assert_int_equal(rc, -err);
-	if (!strstr(dsm_last_error(), "mshare = on") ||
-	    !strstr(dsm_last_error(), text))
-		fail_msg("message '%s'", dsm_last_error());
+	if (!strstr(dynshm_last_error(), "mshare = on") ||
+	    !strstr(dynshm_last_error(), text))
+		fail_msg("message '%s'", dynshm_last_error());
 	assert_int_equal(fake_mappings(), 0);
 	assert_int_equal(region_files(), 0);
 	assert_int_equal(test_count_fds(), f->fds);
@@ -562,96 +562,96 @@ static void expect_refusal(struct fixture *f, unsigned flags, int err,
 static void test_real_kernel_fallback(void **state)
 {
 	struct fixture *f = *state;
-	dsm_instance_info info;
-	dsm_instance *inst = NULL;
-	dsm_config *cfg;
+	dynshm_instance_info info;
+	dynshm_instance *inst = NULL;
+	dynshm_config *cfg;
 	struct statfs st;
 	int rc;
 
 	if (statfs(MSHARE_DEFAULT_PATH, &st) == 0 && st.f_type == MSHARE_MAGIC)
 		skip(); /* a kernel with msharefs: nothing to fall back from */
 	cfg = config("try", NULL);
-	ASSERT_OK(dsm_instance_open(f->inst, cfg, DSM_OPEN_SUPERVISOR, &inst));
-	ASSERT_OK(dsm_instance_info_get(inst, &info));
+	ASSERT_OK(dynshm_instance_open(f->inst, cfg, DYNSHM_OPEN_SUPERVISOR, &inst));
+	ASSERT_OK(dynshm_instance_info_get(inst, &info));
 	assert_int_equal(info.mshare_active, 0);
 	assert_int_equal(info.mshare_region_size, 0);
-#if DSM_HAVE_MSHARE
+#if DYNSHM_HAVE_MSHARE
 	ASSERT_STATUS(&info, "msharefs not mounted at /sys/fs/mshare");
 #else
 	ASSERT_STATUS(&info, "built without mshare support");
 #endif
 	{ /* and segments work as ever */
-		dsm_segment *seg = NULL;
+		dynshm_segment *seg = NULL;
 
-		ASSERT_OK(dsm_create(inst, 4096, 0, &seg));
-		memset(dsm_segment_address(seg), 1, 4096);
-		ASSERT_OK(dsm_detach(seg));
+		ASSERT_OK(dynshm_create(inst, 4096, 0, &seg));
+		memset(dynshm_segment_address(seg), 1, 4096);
+		ASSERT_OK(dynshm_detach(seg));
 	}
-	ASSERT_OK(dsm_instance_close(inst));
-	dsm_config_free(cfg);
+	ASSERT_OK(dynshm_instance_close(inst));
+	dynshm_config_free(cfg);
 
 	cfg = config("on", NULL);
-	rc = dsm_instance_open(f->inst, cfg, DSM_OPEN_SUPERVISOR | DSM_OPEN_RESET,
+	rc = dynshm_instance_open(f->inst, cfg, DYNSHM_OPEN_SUPERVISOR | DYNSHM_OPEN_RESET,
 			       &inst);
-	dsm_config_free(cfg);
+	dynshm_config_free(cfg);
 	assert_true(rc < 0);
-	if (!strstr(dsm_last_error(), "mshare = on, but"))
-		fail_msg("message '%s'", dsm_last_error());
+	if (!strstr(dynshm_last_error(), "mshare = on, but"))
+		fail_msg("message '%s'", dynshm_last_error());
 	assert_int_equal(test_count_fds(), f->fds);
 	destroy_inst(f);
 }
 
 static void test_config_keys(void **state)
 {
-	dsm_config *cfg = NULL;
+	dynshm_config *cfg = NULL;
 	char buf[PATH_MAX];
 
 	(void)state;
-	ASSERT_OK(dsm_config_new(&cfg));
-	ASSERT_OK(dsm_config_get(cfg, "mshare", buf, sizeof(buf)));
+	ASSERT_OK(dynshm_config_new(&cfg));
+	ASSERT_OK(dynshm_config_get(cfg, "mshare", buf, sizeof(buf)));
 	assert_string_equal(buf, "try");
-	ASSERT_OK(dsm_config_get(cfg, "mshare_path", buf, sizeof(buf)));
+	ASSERT_OK(dynshm_config_get(cfg, "mshare_path", buf, sizeof(buf)));
 	assert_string_equal(buf, "/sys/fs/mshare");
-	assert_int_equal(dsm_config_set(cfg, "mshare", "maybe"), -EINVAL);
-	assert_non_null(strstr(dsm_last_error(), "off, try, on"));
-	assert_int_equal(dsm_config_set(cfg, "mshare_path", "rel/ative"),
+	assert_int_equal(dynshm_config_set(cfg, "mshare", "maybe"), -EINVAL);
+	assert_non_null(strstr(dynshm_last_error(), "off, try, on"));
+	assert_int_equal(dynshm_config_set(cfg, "mshare_path", "rel/ative"),
 			 -EINVAL);
-	assert_non_null(strstr(dsm_last_error(), "mshare_path"));
-	ASSERT_OK(dsm_config_set(cfg, "mshare", "on"));
-	ASSERT_OK(dsm_config_get(cfg, "mshare", buf, sizeof(buf)));
+	assert_non_null(strstr(dynshm_last_error(), "mshare_path"));
+	ASSERT_OK(dynshm_config_set(cfg, "mshare", "on"));
+	ASSERT_OK(dynshm_config_get(cfg, "mshare", buf, sizeof(buf)));
 	assert_string_equal(buf, "on");
-	dsm_config_free(cfg);
+	dynshm_config_free(cfg);
 }
 
 /* mshare = off asks the system nothing. */
 static void test_off(void **state)
 {
 	struct fixture *f = *state;
-	dsm_instance_info info;
-	dsm_instance *inst;
+	dynshm_instance_info info;
+	dynshm_instance *inst;
 
 	inject_fail("statfs", 0, 0); /* count only */
-	inst = open_inst(f, "off", DSM_OPEN_SUPERVISOR, &info);
+	inst = open_inst(f, "off", DYNSHM_OPEN_SUPERVISOR, &info);
 	assert_int_equal(inject_calls("statfs"), 0);
 	assert_int_equal(info.mshare_active, 0);
 	ASSERT_STATUS(&info, "mshare = off");
-	ASSERT_OK(dsm_instance_destroy(inst));
+	ASSERT_OK(dynshm_instance_destroy(inst));
 }
 
-#if DSM_HAVE_MSHARE
+#if DYNSHM_HAVE_MSHARE
 
 /* The whole v3 sequence: create, place, attach elsewhere, remove. */
 static void test_v3_sequence(void **state)
 {
 	struct fixture *f = *state;
-	dsm_instance_info info, info2;
-	dsm_instance *a, *b;
-	dsm_segment *seg = NULL, *seg2 = NULL;
+	dynshm_instance_info info, info2;
+	dynshm_instance *a, *b;
+	dynshm_segment *seg = NULL, *seg2 = NULL;
 	uint64_t slot;
 	char *addr;
 
 	fake_install(3);
-	a = open_inst(f, "on", DSM_OPEN_SUPERVISOR, &info);
+	a = open_inst(f, "on", DYNSHM_OPEN_SUPERVISOR, &info);
 	assert_int_equal(info.mshare_active, 1);
 	assert_int_equal(info.mshare_same_address, 1);
 	assert_int_equal(info.mshare_window, 1ull << 30);
@@ -663,11 +663,11 @@ static void test_v3_sequence(void **state)
 	assert_int_equal(fake.creates, 1);
 	assert_int_equal(fake.unmaps, 1);
 
-	ASSERT_OK(dsm_create(a, 10000, 0, &seg));
+	ASSERT_OK(dynshm_create(a, 10000, 0, &seg));
 	assert_int_equal(fake.creates, 2);
-	addr = dsm_segment_address(seg);
-	slot = dsm_segment_handle(seg) & 0xffffff;
-	assert_int_equal(dsm_segment_size(seg), 10000);
+	addr = dynshm_segment_address(seg);
+	slot = dynshm_segment_handle(seg) & 0xffffff;
+	assert_int_equal(dynshm_segment_size(seg), 10000);
 	memcpy(addr, "placed", 7);
 
 	/* A second view (as another process would): no mapping made. */
@@ -678,25 +678,25 @@ static void test_v3_sequence(void **state)
 	ASSERT_STATUS(&info2, "not at the creator's");
 	inject_fail("mmap", 0, 0);
 	inject_fail("shm_open", 0, 0);
-	ASSERT_OK(dsm_attach(b, dsm_segment_handle(seg), &seg2));
+	ASSERT_OK(dynshm_attach(b, dynshm_segment_handle(seg), &seg2));
 	assert_int_equal(inject_calls("mmap"), 0);
 	assert_int_equal(inject_calls("shm_open"), 0);
 	inject_reset();
 	fake_install(3);
-	assert_string_equal(dsm_segment_address(seg2), "placed");
-	assert_int_equal((char *)dsm_segment_address(seg2) -
-				 (char *)dsm_segment_address(seg),
+	assert_string_equal(dynshm_segment_address(seg2), "placed");
+	assert_int_equal((char *)dynshm_segment_address(seg2) -
+				 (char *)dynshm_segment_address(seg),
 			 (char *)fake.r[0].maps[1] - (char *)fake.r[0].maps[0]);
-	assert_int_equal(((char *)dsm_segment_address(seg2) -
+	assert_int_equal(((char *)dynshm_segment_address(seg2) -
 			  (char *)fake.r[0].maps[1]),
 			 slot << 30);
-	ASSERT_OK(dsm_detach(seg2));
-	ASSERT_OK(dsm_instance_close(b));
+	ASSERT_OK(dynshm_detach(seg2));
+	ASSERT_OK(dynshm_instance_close(b));
 
 	/* the last detach destroys it: UNMAP of its window */
-	ASSERT_OK(dsm_detach(seg));
+	ASSERT_OK(dynshm_detach(seg));
 	assert_int_equal(fake.unmaps, 2);
-	ASSERT_OK(dsm_instance_destroy(a));
+	ASSERT_OK(dynshm_instance_destroy(a));
 	assert_int_equal(fake_mappings(), 0);
 	assert_int_equal(region_files(), 0);
 }
@@ -705,7 +705,7 @@ static void test_v3_sequence(void **state)
 static void test_old_abi_v1(void **state)
 {
 	fake_install(1);
-	expect_refusal(*state, DSM_OPEN_SUPERVISOR, EPROTO,
+	expect_refusal(*state, DYNSHM_OPEN_SUPERVISOR, EPROTO,
 		       "not the v3 ABI");
 	assert_int_equal(fake.v1_set_size, 0);
 }
@@ -713,7 +713,7 @@ static void test_old_abi_v1(void **state)
 static void test_v2_no_fd_objects(void **state)
 {
 	fake_install(2);
-	expect_refusal(*state, DSM_OPEN_SUPERVISOR, EPROTO,
+	expect_refusal(*state, DYNSHM_OPEN_SUPERVISOR, EPROTO,
 		       "anonymous memory only");
 }
 
@@ -723,7 +723,7 @@ static void test_not_msharefs(void **state)
 
 	fake_install(3);
 	fake.magic = 0x01021994; /* tmpfs */
-	expect_refusal(f, DSM_OPEN_SUPERVISOR, ENODEV,
+	expect_refusal(f, DYNSHM_OPEN_SUPERVISOR, ENODEV,
 		       "msharefs not mounted at");
 }
 
@@ -739,30 +739,30 @@ static void test_bad_mshare_info(void **state)
 	fputs("3000\n", info); /* not a power of two */
 	fclose(info);
 	fake_install(3);
-	expect_refusal(f, DSM_OPEN_SUPERVISOR, EPROTO, "not an alignment");
+	expect_refusal(f, DYNSHM_OPEN_SUPERVISOR, EPROTO, "not an alignment");
 }
 
 static void test_no_supervisor(void **state)
 {
 	fake_install(3);
-	expect_refusal(*state, 0, EINVAL, "DSM_OPEN_SUPERVISOR");
+	expect_refusal(*state, 0, EINVAL, "DYNSHM_OPEN_SUPERVISOR");
 }
 
 static void test_sysv_has_no_fd(void **state)
 {
 	struct fixture *f = *state;
-	dsm_config *cfg = config("try", fake.mount);
-	dsm_instance_info info;
-	dsm_instance *inst = NULL;
+	dynshm_config *cfg = config("try", fake.mount);
+	dynshm_instance_info info;
+	dynshm_instance *inst = NULL;
 
 	fake_install(3);
-	ASSERT_OK(dsm_config_set(cfg, "dynamic_shared_memory_type", "sysv"));
-	ASSERT_OK(dsm_instance_open(f->inst, cfg, DSM_OPEN_SUPERVISOR, &inst));
-	dsm_config_free(cfg);
-	ASSERT_OK(dsm_instance_info_get(inst, &info));
+	ASSERT_OK(dynshm_config_set(cfg, "dynamic_shared_memory_type", "sysv"));
+	ASSERT_OK(dynshm_instance_open(f->inst, cfg, DYNSHM_OPEN_SUPERVISOR, &inst));
+	dynshm_config_free(cfg);
+	ASSERT_OK(dynshm_instance_info_get(inst, &info));
 	assert_int_equal(info.mshare_active, 0);
 	ASSERT_STATUS(&info, "no file descriptor");
-	ASSERT_OK(dsm_instance_destroy(inst));
+	ASSERT_OK(dynshm_instance_destroy(inst));
 	assert_int_equal(region_files(), 0);
 }
 
@@ -770,26 +770,26 @@ static void test_sysv_has_no_fd(void **state)
 static void test_supervisor_late(void **state)
 {
 	struct fixture *f = *state;
-	dsm_instance_info info;
-	dsm_instance *a, *b;
+	dynshm_instance_info info;
+	dynshm_instance *a, *b;
 
 	fake_install(3);
 	a = open_inst(f, "off", 0, &info);
-	b = open_inst(f, "try", DSM_OPEN_SUPERVISOR, &info);
+	b = open_inst(f, "try", DYNSHM_OPEN_SUPERVISOR, &info);
 	assert_int_equal(info.mshare_active, 0);
 	ASSERT_STATUS(&info, "already has other processes or segments");
-	ASSERT_OK(dsm_instance_close(b));
-	ASSERT_OK(dsm_instance_destroy(a));
+	ASSERT_OK(dynshm_instance_close(b));
+	ASSERT_OK(dynshm_instance_destroy(a));
 	assert_int_equal(region_files(), 0);
 }
 
 static int open_and_die(void *arg)
 {
 	const struct fixture *f = arg;
-	dsm_config *cfg = config("off", NULL);
-	dsm_instance *inst = NULL;
+	dynshm_config *cfg = config("off", NULL);
+	dynshm_instance *inst = NULL;
 
-	if (dsm_instance_open(f->inst, cfg, 0, &inst) != 0)
+	if (dynshm_instance_open(f->inst, cfg, 0, &inst) != 0)
 		return 1;
 	raise(SIGKILL);
 	return 1;
@@ -799,15 +799,15 @@ static int open_and_die(void *arg)
 static void test_supervisor_after_the_dead(void **state)
 {
 	struct fixture *f = *state;
-	dsm_instance_info info;
-	dsm_instance *inst;
+	dynshm_instance_info info;
+	dynshm_instance *inst;
 
 	assert_int_equal(test_fork(open_and_die, f), 128 + SIGKILL);
 	fake_install(3);
-	inst = open_inst(f, "on", DSM_OPEN_SUPERVISOR, &info);
+	inst = open_inst(f, "on", DYNSHM_OPEN_SUPERVISOR, &info);
 	assert_int_equal(info.mshare_active, 1);
 	assert_int_equal(info.processes, 1);
-	ASSERT_OK(dsm_instance_destroy(inst));
+	ASSERT_OK(dynshm_instance_destroy(inst));
 	assert_int_equal(region_files(), 0);
 }
 
@@ -831,18 +831,18 @@ static void test_failures_back_out(void **state)
 		fake_install(3);
 		fake.fail_step = steps[i].step;
 		fake.fail_err = steps[i].err;
-		expect_refusal(f, DSM_OPEN_SUPERVISOR, steps[i].err,
+		expect_refusal(f, DYNSHM_OPEN_SUPERVISOR, steps[i].err,
 			       steps[i].text);
 	}
 	/* The probe object (the 2nd shm_open, after the control segment's). */
 	fake_install(3);
 	inject_fail("shm_open", 2, EMFILE);
-	expect_fallback(f, DSM_OPEN_SUPERVISOR, "probe object");
+	expect_fallback(f, DYNSHM_OPEN_SUPERVISOR, "probe object");
 	destroy_inst(f);
 	/* The record (the 2nd rename, after the state file's). */
 	fake_install(3);
 	inject_fail("renameat", 2, EIO);
-	expect_fallback(f, DSM_OPEN_SUPERVISOR, "/mshare'");
+	expect_fallback(f, DYNSHM_OPEN_SUPERVISOR, "/mshare'");
 	destroy_inst(f);
 }
 
@@ -870,7 +870,7 @@ static void test_place_arguments(void **state)
 			 -EINVAL);
 	assert_int_equal(mshare_place(&r, 100, fd, 4096), -EINVAL);
 	assert_int_equal(mshare_place(&r, 0, 1000, 4096), -EBADF);
-	assert_non_null(strstr(dsm_last_error(), "cannot place"));
+	assert_non_null(strstr(dynshm_last_error(), "cannot place"));
 	ASSERT_OK(mshare_place(&r, ALIGN, fd, 5000)); /* rounded to pages */
 	assert_int_equal(r.fd >= 0, 1);
 	memcpy((char *)r.base + ALIGN, "x", 2);
@@ -884,7 +884,7 @@ static void test_place_arguments(void **state)
 	assert_int_equal(mshare_unplace(&r, 3 * ALIGN, 4096), -EINVAL);
 	ASSERT_OK(mshare_unplace(&r, ALIGN, ALIGN));
 	/* a second size is refused (set once) */
-	assert_int_equal(dsm_sys.ftruncate(r.fd, 4 * ALIGN), -1);
+	assert_int_equal(dynshm_sys.ftruncate(r.fd, 4 * ALIGN), -1);
 	close(fd);
 	mshare_region_close(&r);
 	ASSERT_OK(mshare_region_unlink(r.path));
@@ -896,15 +896,15 @@ static void test_place_arguments(void **state)
 static int supervisor_child(void *arg)
 {
 	const struct fixture *f = arg;
-	dsm_config *cfg = config("on", fake.mount);
-	dsm_instance *inst = NULL;
-	dsm_instance_info info;
+	dynshm_config *cfg = config("on", fake.mount);
+	dynshm_instance *inst = NULL;
+	dynshm_instance_info info;
 
 	fake_install(3);
-	if (dsm_instance_open(f->inst, cfg, DSM_OPEN_SUPERVISOR, &inst) != 0 ||
-	    dsm_instance_info_get(inst, &info) != 0 || !info.mshare_active)
+	if (dynshm_instance_open(f->inst, cfg, DYNSHM_OPEN_SUPERVISOR, &inst) != 0 ||
+	    dynshm_instance_info_get(inst, &info) != 0 || !info.mshare_active)
 		return 1;
-	dsm_config_free(cfg);
+	dynshm_config_free(cfg);
 	return 0; /* exits: the region dies with it */
 }
 
@@ -912,9 +912,9 @@ static int supervisor_child(void *arg)
 static void test_owner_gone(void **state)
 {
 	struct fixture *f = *state;
-	dsm_instance_info info;
-	dsm_instance *inst;
-	dsm_config *cfg;
+	dynshm_instance_info info;
+	dynshm_instance *inst;
+	dynshm_config *cfg;
 
 	assert_int_equal(test_fork(supervisor_child, f), 0);
 	assert_int_equal(region_files(), 1);
@@ -924,20 +924,20 @@ static void test_owner_gone(void **state)
 	assert_int_equal(info.mshare_active, 0);
 	ASSERT_STATUS(&info, "died with its owner");
 	{ /* a segment that belongs in the region is refused clearly */
-		dsm_segment *seg = NULL;
+		dynshm_segment *seg = NULL;
 
-		assert_int_equal(dsm_create(inst, 4096, 0, &seg), -ESRCH);
-		assert_non_null(strstr(dsm_last_error(), "msharefs region"));
+		assert_int_equal(dynshm_create(inst, 4096, 0, &seg), -ESRCH);
+		assert_non_null(strstr(dynshm_last_error(), "msharefs region"));
 	}
-	ASSERT_OK(dsm_instance_close(inst));
+	ASSERT_OK(dynshm_instance_close(inst));
 	cfg = config("on", fake.mount);
-	assert_int_equal(dsm_instance_open(f->inst, cfg, 0, &inst), -ESRCH);
-	dsm_config_free(cfg);
+	assert_int_equal(dynshm_instance_open(f->inst, cfg, 0, &inst), -ESRCH);
+	dynshm_config_free(cfg);
 	/* a supervisor resetting it gets a fresh region */
 	fake.owner_gone = false;
-	inst = open_inst(f, "on", DSM_OPEN_SUPERVISOR | DSM_OPEN_RESET, &info);
+	inst = open_inst(f, "on", DYNSHM_OPEN_SUPERVISOR | DYNSHM_OPEN_RESET, &info);
 	assert_int_equal(info.mshare_active, 1);
-	ASSERT_OK(dsm_instance_destroy(inst));
+	ASSERT_OK(dynshm_instance_destroy(inst));
 	assert_int_equal(region_files(), 0);
 	assert_int_equal(fake_mappings(), 0);
 }
@@ -950,10 +950,10 @@ static void kill_at_referenced(const char *point)
 
 static int create_and_die(void *arg)
 {
-	dsm_segment *seg = NULL;
+	dynshm_segment *seg = NULL;
 
-	dsm_test_hook = kill_at_referenced;
-	dsm_create(arg, 4096, 0, &seg); /* placed, then killed */
+	dynshm_test_hook = kill_at_referenced;
+	dynshm_create(arg, 4096, 0, &seg); /* placed, then killed */
 	return 1;
 }
 
@@ -961,28 +961,28 @@ static int create_and_die(void *arg)
 static void test_kill9_after_place(void **state)
 {
 	struct fixture *f = *state;
-	dsm_instance_info info;
-	dsm_instance *inst;
+	dynshm_instance_info info;
+	dynshm_instance *inst;
 	unsigned reaped = 0;
 
 	fake_install(3);
-	inst = open_inst(f, "on", DSM_OPEN_SUPERVISOR, &info);
+	inst = open_inst(f, "on", DYNSHM_OPEN_SUPERVISOR, &info);
 	assert_int_equal(fake.unmaps, 1); /* the probe's */
 	assert_int_equal(test_fork(create_and_die, inst), 128 + SIGKILL);
 	/* It died holding the control lock: the next locker repairs, reaps. */
-	ASSERT_OK(dsm_reap(inst, &reaped));
+	ASSERT_OK(dynshm_reap(inst, &reaped));
 	assert_int_equal(fake.unmaps, 2); /* its window */
-	ASSERT_OK(dsm_instance_info_get(inst, &info));
+	ASSERT_OK(dynshm_instance_info_get(inst, &info));
 	assert_int_equal(info.segments, 0);
-	ASSERT_OK(dsm_instance_destroy(inst));
+	ASSERT_OK(dynshm_instance_destroy(inst));
 	assert_int_equal(region_files(), 0);
 }
 
 static int create_then_die(void *arg)
 {
-	dsm_segment *seg = NULL;
+	dynshm_segment *seg = NULL;
 
-	if (dsm_create(arg, 4096, 0, &seg) != 0) /* placed */
+	if (dynshm_create(arg, 4096, 0, &seg) != 0) /* placed */
 		return 1;
 	raise(SIGKILL);
 	return 1;
@@ -995,25 +995,25 @@ static int create_then_die(void *arg)
 static void test_reaped_at_open(void **state)
 {
 	struct fixture *f = *state;
-	dsm_instance_info info;
-	dsm_instance *inst, *other;
+	dynshm_instance_info info;
+	dynshm_instance *inst, *other;
 
 	fake_install(3);
-	inst = open_inst(f, "on", DSM_OPEN_SUPERVISOR, &info);
+	inst = open_inst(f, "on", DYNSHM_OPEN_SUPERVISOR, &info);
 	assert_int_equal(fake.unmaps, 1); /* the probe's */
 	assert_int_equal(test_fork(create_then_die, inst), 128 + SIGKILL);
 	other = open_inst(f, "on", 0, &info);
 	assert_int_equal(info.segments, 0); /* the open reaped it */
 	assert_int_equal(fake.unmaps, 2);   /* and its window */
-	ASSERT_OK(dsm_instance_close(other));
-	ASSERT_OK(dsm_instance_destroy(inst));
+	ASSERT_OK(dynshm_instance_close(other));
+	ASSERT_OK(dynshm_instance_destroy(inst));
 	assert_int_equal(region_files(), 0);
 }
 
-static int placed_init_fails(dsm_segment *seg, void *arg)
+static int placed_init_fails(dynshm_segment *seg, void *arg)
 {
-	*(dsm_handle *)arg = dsm_segment_handle(seg);
-	strcpy(dsm_segment_address(seg), "half made");
+	*(dynshm_handle *)arg = dynshm_segment_handle(seg);
+	strcpy(dynshm_segment_address(seg), "half made");
 	return -EIO;
 }
 
@@ -1021,47 +1021,47 @@ static int placed_init_fails(dsm_segment *seg, void *arg)
 static void test_placed_init_fails(void **state)
 {
 	struct fixture *f = *state;
-	dsm_instance_info info;
-	dsm_instance *inst;
-	dsm_segment *seg = NULL;
-	dsm_handle h = 0;
+	dynshm_instance_info info;
+	dynshm_instance *inst;
+	dynshm_segment *seg = NULL;
+	dynshm_handle h = 0;
 
 	fake_install(3);
-	inst = open_inst(f, "on", DSM_OPEN_SUPERVISOR, &info);
-	assert_int_equal(dsm_get_named(inst, "placed", 4096, 0,
+	inst = open_inst(f, "on", DYNSHM_OPEN_SUPERVISOR, &info);
+	assert_int_equal(dynshm_get_named(inst, "placed", 4096, 0,
 				       placed_init_fails, &h, &seg, NULL),
 			 -EIO);
 	assert_int_equal(fake.creates, 2); /* the probe's and its own */
 	assert_int_equal(fake.unmaps, 2);
-	ASSERT_OK(dsm_instance_info_get(inst, &info));
+	ASSERT_OK(dynshm_instance_info_get(inst, &info));
 	assert_int_equal(info.segments, 0);
-	ASSERT_OK(dsm_get_named(inst, "placed", 4096, 0, NULL, NULL, &seg,
+	ASSERT_OK(dynshm_get_named(inst, "placed", 4096, 0, NULL, NULL, &seg,
 				NULL));
-	assert_int_equal(((char *)dsm_segment_address(seg))[0], 0);
-	ASSERT_OK(dsm_detach(seg));
-	ASSERT_OK(dsm_instance_destroy(inst));
+	assert_int_equal(((char *)dynshm_segment_address(seg))[0], 0);
+	ASSERT_OK(dynshm_detach(seg));
+	ASSERT_OK(dynshm_instance_destroy(inst));
 	assert_int_equal(fake_mappings(), 0);
 	assert_int_equal(region_files(), 0);
 }
 
-#else /* !DSM_HAVE_MSHARE */
+#else /* !DYNSHM_HAVE_MSHARE */
 
 static void test_built_without(void **state)
 {
 	struct fixture *f = *state;
-	dsm_instance_info info;
-	dsm_instance *inst;
-	dsm_config *cfg;
+	dynshm_instance_info info;
+	dynshm_instance *inst;
+	dynshm_config *cfg;
 
-	inst = open_inst(f, "try", DSM_OPEN_SUPERVISOR, &info);
+	inst = open_inst(f, "try", DYNSHM_OPEN_SUPERVISOR, &info);
 	ASSERT_STATUS(&info, "built without mshare support");
-	ASSERT_OK(dsm_instance_close(inst));
+	ASSERT_OK(dynshm_instance_close(inst));
 	cfg = config("on", fake.mount);
-	assert_int_equal(dsm_instance_open(f->inst, cfg,
-					   DSM_OPEN_SUPERVISOR | DSM_OPEN_RESET,
+	assert_int_equal(dynshm_instance_open(f->inst, cfg,
+					   DYNSHM_OPEN_SUPERVISOR | DYNSHM_OPEN_RESET,
 					   &inst),
 			 -ENOTSUP);
-	dsm_config_free(cfg);
+	dynshm_config_free(cfg);
 	destroy_inst(f);
 }
 
@@ -1075,7 +1075,7 @@ int main(void)
 		T(test_real_kernel_fallback),
 		T(test_config_keys),
 		T(test_off),
-#if DSM_HAVE_MSHARE
+#if DYNSHM_HAVE_MSHARE
 		T(test_v3_sequence),
 		T(test_old_abi_v1),
 		T(test_v2_no_fd_objects),
@@ -1096,6 +1096,6 @@ int main(void)
 #endif
 	};
 
-	dsm_test_instance_tag = TEST_TAG;
+	dynshm_test_instance_tag = TEST_TAG;
 	return cmocka_run_group_tests_name("mshare", tests, NULL, NULL);
 }

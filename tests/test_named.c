@@ -1,9 +1,9 @@
 /*
- * test_named.c - named segments: dsm_create_named, dsm_attach_named and
- * the get-or-create dsm_get_named, per backend, with real processes.
+ * test_named.c - named segments: dynshm_create_named, dynshm_attach_named and
+ * the get-or-create dynshm_get_named, per backend, with real processes.
  *
  * The promise worth testing is the one about races and deaths: however
- * many processes call dsm_get_named at once, the initialisation callback
+ * many processes call dynshm_get_named at once, the initialisation callback
  * runs to completion once and everybody sees the same segment; and when
  * the initialising process is killed inside the callback, a waiter
  * finishes the job on a fresh segment and nothing of the dead one remains.
@@ -41,8 +41,8 @@
 #include "inject.h"
 
 /* Hidden test hooks of the library (src/wrapper.h). */
-extern int dsm_test_instance_tag;
-extern void (*dsm_test_hook)(const char *point);
+extern int dynshm_test_instance_tag;
+extern void (*dynshm_test_hook)(const char *point);
 
 #define RACERS 8
 
@@ -50,7 +50,7 @@ struct fixture {
 	const char *backend;
 	bool region; /* segments carved from a region (named/region) */
 	char *dir;
-	dsm_instance *inst;
+	dynshm_instance *inst;
 	pid_t kids[RACERS + 2];
 	struct shared *sh; /* MAP_SHARED page seen by every child */
 };
@@ -59,7 +59,7 @@ struct fixture {
 struct shared {
 	int init_calls;		 /* every entry into an init callback */
 	int created[RACERS];
-	dsm_handle handle[RACERS];
+	dynshm_handle handle[RACERS];
 	int seen[RACERS];	 /* the count a racer read in the segment */
 };
 
@@ -82,13 +82,13 @@ static int test_setup(void **state)
 {
 	struct fixture *f = &the_fixture;
 	char path[PATH_MAX];
-	dsm_config *cfg = NULL;
+	dynshm_config *cfg = NULL;
 	int rc;
 
 	memset(f, 0, sizeof(*f));
 	f->backend = current_backend;
 	f->region = current_region;
-	dsm_test_hook = NULL;
+	dynshm_test_hook = NULL;
 	f->dir = test_make_dir();
 	f->sh = mmap(NULL, sizeof(struct shared), PROT_READ | PROT_WRITE,
 		     MAP_SHARED | MAP_ANONYMOUS, -1, 0);
@@ -98,20 +98,20 @@ static int test_setup(void **state)
 		return -1;
 	}
 	snprintf(path, sizeof(path), "%s/inst", f->dir);
-	rc = dsm_config_new(&cfg);
+	rc = dynshm_config_new(&cfg);
 	if (rc == 0)
-		rc = dsm_config_set(cfg, "dynamic_shared_memory_type",
+		rc = dynshm_config_set(cfg, "dynamic_shared_memory_type",
 				    f->backend);
 	if (rc == 0 && f->region)
-		rc = dsm_config_set(cfg, "min_dynamic_shared_memory", "1MB");
+		rc = dynshm_config_set(cfg, "min_dynamic_shared_memory", "1MB");
 	if (rc == 0 && f->region)
-		rc = dsm_config_set(cfg, "huge_pages", "off");
+		rc = dynshm_config_set(cfg, "huge_pages", "off");
 	if (rc == 0)
-		rc = dsm_instance_open(path, cfg, 0, &f->inst);
-	dsm_config_free(cfg);
+		rc = dynshm_instance_open(path, cfg, 0, &f->inst);
+	dynshm_config_free(cfg);
 	if (rc < 0) {
 		fprintf(stderr, "setup: open %s: %s\n", path,
-			dsm_last_error());
+			dynshm_last_error());
 		fixture_failures++;
 		return -1;
 	}
@@ -124,15 +124,15 @@ static int test_teardown(void **state)
 	struct fixture *f = *state;
 	int bad = 0;
 
-	dsm_test_hook = NULL;
+	dynshm_test_hook = NULL;
 	for (int i = 0; i < RACERS + 2; i++) {
 		if (f->kids[i] > 0) {
 			kill(f->kids[i], SIGKILL);
 			test_wait(f->kids[i]);
 		}
 	}
-	if (f->inst && dsm_instance_destroy(f->inst) < 0) {
-		fprintf(stderr, "teardown: %s\n", dsm_last_error());
+	if (f->inst && dynshm_instance_destroy(f->inst) < 0) {
+		fprintf(stderr, "teardown: %s\n", dynshm_last_error());
 		bad = 1;
 	}
 	if (f->sh && f->sh != MAP_FAILED)
@@ -144,11 +144,11 @@ static int test_teardown(void **state)
 	return bad ? -1 : 0;
 }
 
-static unsigned segments_in(dsm_instance *inst)
+static unsigned segments_in(dynshm_instance *inst)
 {
-	dsm_instance_info info;
+	dynshm_instance_info info;
 
-	ASSERT_OK(dsm_instance_info_get(inst, &info));
+	ASSERT_OK(dynshm_instance_info_get(inst, &info));
 	return info.segments;
 }
 
@@ -202,10 +202,10 @@ struct racer {
 };
 
 /* Counts itself, widens the window, then counts in the segment. */
-static int init_counter(dsm_segment *seg, void *arg)
+static int init_counter(dynshm_segment *seg, void *arg)
 {
 	struct shared *sh = arg;
-	int *count = dsm_segment_address(seg);
+	int *count = dynshm_segment_address(seg);
 
 	__atomic_add_fetch(&sh->init_calls, 1, __ATOMIC_SEQ_CST);
 	for (int i = 0; i < 200; i++)
@@ -218,21 +218,21 @@ static int racer_main(void *arg)
 {
 	struct racer *r = arg;
 	struct shared *sh = r->f->sh;
-	dsm_segment *seg = NULL;
+	dynshm_segment *seg = NULL;
 	char c;
 	int created = -1;
 
 	close(r->gun_fd);
 	while (read(r->start_fd, &c, 1) < 0 && errno == EINTR)
 		;
-	CHILD_OK(dsm_get_named(r->f->inst, "race.counter", 4096,
-			       DSM_CREATE_PIN, init_counter, sh, &seg,
+	CHILD_OK(dynshm_get_named(r->f->inst, "race.counter", 4096,
+			       DYNSHM_CREATE_PIN, init_counter, sh, &seg,
 			       &created));
 	sh->created[r->index] = created;
-	sh->handle[r->index] = dsm_segment_handle(seg);
-	sh->seen[r->index] = *(int *)dsm_segment_address(seg);
-	CHILD_OK(dsm_detach(seg));
-	CHILD_OK(dsm_instance_close(r->f->inst));
+	sh->handle[r->index] = dynshm_segment_handle(seg);
+	sh->seen[r->index] = *(int *)dynshm_segment_address(seg);
+	CHILD_OK(dynshm_detach(seg));
+	CHILD_OK(dynshm_instance_close(r->f->inst));
 	return 0;
 }
 
@@ -240,7 +240,7 @@ static void test_race_get_or_create(void **state)
 {
 	struct fixture *f = *state;
 	struct racer racers[RACERS];
-	dsm_segment *seg;
+	dynshm_segment *seg;
 	int start[2], creators = 0;
 
 	assert_int_equal(pipe(start), 0);
@@ -265,11 +265,11 @@ static void test_race_get_or_create(void **state)
 	assert_int_equal(creators, 1);
 
 	/* pinned: it outlived them all, and is found by name */
-	ASSERT_OK(dsm_attach_named(f->inst, "race.counter", &seg));
-	assert_int_equal(dsm_segment_handle(seg), f->sh->handle[0]);
-	assert_int_equal(*(int *)dsm_segment_address(seg), 1);
-	ASSERT_OK(dsm_destroy(f->inst, dsm_segment_handle(seg)));
-	ASSERT_OK(dsm_detach(seg));
+	ASSERT_OK(dynshm_attach_named(f->inst, "race.counter", &seg));
+	assert_int_equal(dynshm_segment_handle(seg), f->sh->handle[0]);
+	assert_int_equal(*(int *)dynshm_segment_address(seg), 1);
+	ASSERT_OK(dynshm_destroy(f->inst, dynshm_segment_handle(seg)));
+	ASSERT_OK(dynshm_detach(seg));
 	assert_int_equal(segments_in(f->inst), 0);
 }
 
@@ -284,14 +284,14 @@ struct victim {
 
 static struct victim *the_victim;
 
-static int init_and_hang(dsm_segment *seg, void *arg)
+static int init_and_hang(dynshm_segment *seg, void *arg)
 {
 	struct victim *v = arg;
-	dsm_handle h = dsm_segment_handle(seg);
+	dynshm_handle h = dynshm_segment_handle(seg);
 	char c;
 
 	__atomic_add_fetch(&v->f->sh->init_calls, 1, __ATOMIC_SEQ_CST);
-	*(int *)dsm_segment_address(seg) = 42; /* a half-made segment */
+	*(int *)dynshm_segment_address(seg) = 42; /* a half-made segment */
 	if (write(v->ready_fd, &h, sizeof(h)) != (ssize_t)sizeof(h))
 		return -EIO;
 	while (read(v->block_fd, &c, 1) != 0) /* until SIGKILL */
@@ -302,9 +302,9 @@ static int init_and_hang(dsm_segment *seg, void *arg)
 static int creator_main(void *arg)
 {
 	struct victim *v = arg;
-	dsm_segment *seg;
+	dynshm_segment *seg;
 
-	dsm_get_named(v->f->inst, "victim", 8192, 0, init_and_hang, v, &seg,
+	dynshm_get_named(v->f->inst, "victim", 8192, 0, init_and_hang, v, &seg,
 		      NULL);
 	return 3; /* never reached: killed inside init */
 }
@@ -320,10 +320,10 @@ static void tell_waiting(const char *point)
 	}
 }
 
-static int init_fresh(dsm_segment *seg, void *arg)
+static int init_fresh(dynshm_segment *seg, void *arg)
 {
 	struct shared *sh = arg;
-	int *p = dsm_segment_address(seg);
+	int *p = dynshm_segment_address(seg);
 
 	__atomic_add_fetch(&sh->init_calls, 1, __ATOMIC_SEQ_CST);
 	if (*p != 0)
@@ -335,38 +335,38 @@ static int init_fresh(dsm_segment *seg, void *arg)
 static int waiter_main(void *arg)
 {
 	struct victim *v = arg;
-	dsm_segment *seg = NULL;
+	dynshm_segment *seg = NULL;
 	int created = -1;
 
 	the_victim = v;
-	dsm_test_hook = tell_waiting;
-	CHILD_OK(dsm_get_named(v->f->inst, "victim", 8192, 0, init_fresh,
+	dynshm_test_hook = tell_waiting;
+	CHILD_OK(dynshm_get_named(v->f->inst, "victim", 8192, 0, init_fresh,
 			       v->f->sh, &seg, &created));
 	CHILD_CHECK(created == 1);
-	CHILD_CHECK(*(int *)dsm_segment_address(seg) == 1);
-	v->f->sh->handle[1] = dsm_segment_handle(seg);
-	CHILD_OK(dsm_instance_close(v->f->inst));
+	CHILD_CHECK(*(int *)dynshm_segment_address(seg) == 1);
+	v->f->sh->handle[1] = dynshm_segment_handle(seg);
+	CHILD_OK(dynshm_instance_close(v->f->inst));
 	return 0;
 }
 
 /* Does the OS object of handle still exist in inst? */
-static bool os_object_exists(dsm_instance *inst, dsm_handle handle)
+static bool os_object_exists(dynshm_instance *inst, dynshm_handle handle)
 {
-	dsm_instance_info info;
-	dsm_impl_space *space = NULL;
-	dsm_impl_map *map = NULL;
+	dynshm_instance_info info;
+	dynshm_impl_space *space = NULL;
+	dynshm_impl_map *map = NULL;
 	int rc;
 
-	ASSERT_OK(dsm_instance_info_get(inst, &info));
-	ASSERT_OK(dsm_impl_space_open(info.backend, info.instance_id,
+	ASSERT_OK(dynshm_instance_info_get(inst, &info));
+	ASSERT_OK(dynshm_impl_space_open(info.backend, info.instance_id,
 				      info.directory, &space));
-	rc = dsm_impl_attach(space, handle, &map);
+	rc = dynshm_impl_attach(space, handle, &map);
 	if (rc == 0)
-		dsm_impl_detach(map);
-	dsm_impl_space_close(space);
+		dynshm_impl_detach(map);
+	dynshm_impl_space_close(space);
 	if (rc != 0 && rc != -ENOENT)
 		fail_msg("cannot tell whether the object exists: %s",
-			 dsm_last_error());
+			 dynshm_last_error());
 	return rc == 0;
 }
 
@@ -374,27 +374,27 @@ static bool os_object_exists(dsm_instance *inst, dsm_handle handle)
  * What a segment's memory is: its own OS object, or (named/region) a block
  * of the instance's region, which has no object to look for.
  */
-static void assert_made(struct fixture *f, dsm_handle handle)
+static void assert_made(struct fixture *f, dynshm_handle handle)
 {
-	dsm_segment_info si;
+	dynshm_segment_info si;
 
 	if (!f->region) {
 		assert_true(os_object_exists(f->inst, handle));
 		return;
 	}
-	ASSERT_OK(dsm_stat(f->inst, handle, &si));
+	ASSERT_OK(dynshm_stat(f->inst, handle, &si));
 	assert_true(si.in_region);
 }
 
-static void assert_unmade(struct fixture *f, dsm_handle handle)
+static void assert_unmade(struct fixture *f, dynshm_handle handle)
 {
-	dsm_instance_info info;
+	dynshm_instance_info info;
 
 	if (!f->region) {
 		assert_false(os_object_exists(f->inst, handle));
 		return;
 	}
-	ASSERT_OK(dsm_instance_info_get(f->inst, &info));
+	ASSERT_OK(dynshm_instance_info_get(f->inst, &info));
 	assert_int_equal(info.region_used, 0);
 	assert_int_equal(info.region_segments, 0);
 }
@@ -404,7 +404,7 @@ static void test_creator_killed_in_init(void **state)
 	struct fixture *f = *state;
 	struct victim v = { f, -1, -1, -1 };
 	int ready[2], block[2], waiting[2];
-	dsm_handle dead_handle;
+	dynshm_handle dead_handle;
 	char c;
 
 	assert_int_equal(pipe(ready), 0);
@@ -430,7 +430,7 @@ static void test_creator_killed_in_init(void **state)
 	assert_int_equal(f->sh->init_calls, 2);
 	assert_true(f->sh->handle[1] != dead_handle);
 	/* the dead creator's segment is gone: slot and OS object */
-	ASSERT_RC(dsm_stat(f->inst, dead_handle, &(dsm_segment_info){ 0 }),
+	ASSERT_RC(dynshm_stat(f->inst, dead_handle, &(dynshm_segment_info){ 0 }),
 		  -ENOENT);
 	assert_unmade(f, dead_handle);
 	/* the waiter's (unpinned) went with its last detach */
@@ -442,11 +442,11 @@ static void test_creator_killed_in_init(void **state)
 
 struct finder {
 	const char *name;
-	dsm_handle found;
+	dynshm_handle found;
 	int count;
 };
 
-static int find_by_name(const dsm_segment_info *info, void *arg)
+static int find_by_name(const dynshm_segment_info *info, void *arg)
 {
 	struct finder *fi = arg;
 
@@ -460,56 +460,56 @@ static int find_by_name(const dsm_segment_info *info, void *arg)
 static int attach_in_child(void *arg)
 {
 	struct fixture *f = &the_fixture;
-	dsm_segment *seg;
+	dynshm_segment *seg;
 
-	CHILD_OK(dsm_attach_named(f->inst, "dup", &seg));
-	CHILD_CHECK(dsm_segment_handle(seg) == *(dsm_handle *)arg);
-	CHILD_CHECK(strcmp(dsm_segment_address(seg), "dup text") == 0);
-	CHILD_CHECK(dsm_create_named(f->inst, "dup", 64, 0, &seg) ==
+	CHILD_OK(dynshm_attach_named(f->inst, "dup", &seg));
+	CHILD_CHECK(dynshm_segment_handle(seg) == *(dynshm_handle *)arg);
+	CHILD_CHECK(strcmp(dynshm_segment_address(seg), "dup text") == 0);
+	CHILD_CHECK(dynshm_create_named(f->inst, "dup", 64, 0, &seg) ==
 		    -EEXIST);
-	CHILD_OK(dsm_instance_close(f->inst));
+	CHILD_OK(dynshm_instance_close(f->inst));
 	return 0;
 }
 
 static void test_duplicates(void **state)
 {
 	struct fixture *f = *state;
-	dsm_segment *seg, *again, *anon;
-	dsm_segment_info info;
+	dynshm_segment *seg, *again, *anon;
+	dynshm_segment_info info;
 	struct finder fi = { "dup", 0, 0 };
-	dsm_handle h;
+	dynshm_handle h;
 
-	ASSERT_OK(dsm_create_named(f->inst, "dup", 64, 0, &seg));
-	h = dsm_segment_handle(seg);
-	strcpy(dsm_segment_address(seg), "dup text");
-	ASSERT_RC(dsm_create_named(f->inst, "dup", 64, 0, &again), -EEXIST);
+	ASSERT_OK(dynshm_create_named(f->inst, "dup", 64, 0, &seg));
+	h = dynshm_segment_handle(seg);
+	strcpy(dynshm_segment_address(seg), "dup text");
+	ASSERT_RC(dynshm_create_named(f->inst, "dup", 64, 0, &again), -EEXIST);
 	ASSERT_MSG_HAS("'dup'");
 	ASSERT_MSG_HAS("already exists");
-	ASSERT_RC(dsm_create_named(f->inst, "dup", 128, DSM_CREATE_PIN,
+	ASSERT_RC(dynshm_create_named(f->inst, "dup", 128, DYNSHM_CREATE_PIN,
 				   &again),
 		  -EEXIST);
 	/* anonymous segments never conflict; names are case-sensitive */
-	ASSERT_OK(dsm_create(f->inst, 64, 0, &anon));
-	ASSERT_OK(dsm_create_named(f->inst, "DUP", 64, 0, &again));
+	ASSERT_OK(dynshm_create(f->inst, 64, 0, &anon));
+	ASSERT_OK(dynshm_create_named(f->inst, "DUP", 64, 0, &again));
 	assert_int_equal(test_fork(attach_in_child, &h), 0);
 
-	ASSERT_OK(dsm_stat(f->inst, h, &info));
+	ASSERT_OK(dynshm_stat(f->inst, h, &info));
 	assert_string_equal(info.name, "dup");
-	ASSERT_OK(dsm_stat(f->inst, dsm_segment_handle(anon), &info));
+	ASSERT_OK(dynshm_stat(f->inst, dynshm_segment_handle(anon), &info));
 	assert_string_equal(info.name, "");
-	ASSERT_OK(dsm_foreach_segment(f->inst, find_by_name, &fi));
+	ASSERT_OK(dynshm_foreach_segment(f->inst, find_by_name, &fi));
 	assert_int_equal(fi.count, 1);
 	assert_int_equal(fi.found, h);
 
 	/* attaching by name in the creating process: the same mapping */
-	ASSERT_OK(dsm_attach_named(f->inst, "dup", &again));
+	ASSERT_OK(dynshm_attach_named(f->inst, "dup", &again));
 	assert_ptr_equal(again, seg);
-	ASSERT_OK(dsm_detach(again));
-	ASSERT_OK(dsm_detach(seg));
-	ASSERT_OK(dsm_detach(anon));
-	ASSERT_OK(dsm_attach_named(f->inst, "DUP", &again));
-	ASSERT_OK(dsm_detach(again));
-	ASSERT_OK(dsm_detach(again));
+	ASSERT_OK(dynshm_detach(again));
+	ASSERT_OK(dynshm_detach(seg));
+	ASSERT_OK(dynshm_detach(anon));
+	ASSERT_OK(dynshm_attach_named(f->inst, "DUP", &again));
+	ASSERT_OK(dynshm_detach(again));
+	ASSERT_OK(dynshm_detach(again));
 	assert_int_equal(segments_in(f->inst), 0);
 }
 
@@ -520,46 +520,46 @@ static void test_bad_names(void **state)
 		"back\\slash", "caf\xc3\xa9", "new\nline",
 	};
 	struct fixture *f = *state;
-	char longest[DSM_SEGMENT_NAME_MAX + 2];
-	dsm_segment *seg = NULL;
+	char longest[DYNSHM_SEGMENT_NAME_MAX + 2];
+	dynshm_segment *seg = NULL;
 
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-		ASSERT_RC(dsm_create_named(f->inst, bad[i], 64, 0, &seg),
+		ASSERT_RC(dynshm_create_named(f->inst, bad[i], 64, 0, &seg),
 			  -EINVAL);
 		ASSERT_MSG_HAS("allowed: 1 to 63 bytes");
-		ASSERT_RC(dsm_attach_named(f->inst, bad[i], &seg), -EINVAL);
-		ASSERT_RC(dsm_get_named(f->inst, bad[i], 64, 0, NULL, NULL,
+		ASSERT_RC(dynshm_attach_named(f->inst, bad[i], &seg), -EINVAL);
+		ASSERT_RC(dynshm_get_named(f->inst, bad[i], 64, 0, NULL, NULL,
 					&seg, NULL),
 			  -EINVAL);
 	}
-	ASSERT_RC(dsm_create_named(f->inst, "semi;colon", 64, 0, &seg),
+	ASSERT_RC(dynshm_create_named(f->inst, "semi;colon", 64, 0, &seg),
 		  -EINVAL);
 	ASSERT_MSG_HAS("contains ';'");
-	ASSERT_RC(dsm_create_named(f->inst, "caf\xc3\xa9", 64, 0, &seg),
+	ASSERT_RC(dynshm_create_named(f->inst, "caf\xc3\xa9", 64, 0, &seg),
 		  -EINVAL);
 	ASSERT_MSG_HAS("byte 0xc3 at offset 3");
-	ASSERT_RC(dsm_create_named(f->inst, NULL, 64, 0, &seg), -EINVAL);
-	ASSERT_RC(dsm_create_named(f->inst, "ok", 64, 0, NULL), -EINVAL);
-	ASSERT_RC(dsm_create_named(f->inst, "ok", 0, 0, &seg), -EINVAL);
-	ASSERT_RC(dsm_create_named(f->inst, "ok", 64, 0x10, &seg), -EINVAL);
-	ASSERT_MSG_HAS("DSM_CREATE_PIN");
-	ASSERT_RC(dsm_create_named(NULL, "ok", 64, 0, &seg), -EINVAL);
+	ASSERT_RC(dynshm_create_named(f->inst, NULL, 64, 0, &seg), -EINVAL);
+	ASSERT_RC(dynshm_create_named(f->inst, "ok", 64, 0, NULL), -EINVAL);
+	ASSERT_RC(dynshm_create_named(f->inst, "ok", 0, 0, &seg), -EINVAL);
+	ASSERT_RC(dynshm_create_named(f->inst, "ok", 64, 0x10, &seg), -EINVAL);
+	ASSERT_MSG_HAS("DYNSHM_CREATE_PIN");
+	ASSERT_RC(dynshm_create_named(NULL, "ok", 64, 0, &seg), -EINVAL);
 
 	/* the longest allowed name works; one more byte does not */
 	memset(longest, 'n', sizeof(longest) - 1);
 	longest[sizeof(longest) - 1] = '\0';
-	ASSERT_RC(dsm_create_named(f->inst, longest, 64, 0, &seg), -EINVAL);
+	ASSERT_RC(dynshm_create_named(f->inst, longest, 64, 0, &seg), -EINVAL);
 	ASSERT_MSG_HAS("64 bytes long");
-	longest[DSM_SEGMENT_NAME_MAX] = '\0';
+	longest[DYNSHM_SEGMENT_NAME_MAX] = '\0';
 	assert_int_equal(segments_in(f->inst), 0); /* nothing was made */
-	ASSERT_OK(dsm_create_named(f->inst, longest, 64, 0, &seg));
-	ASSERT_OK(dsm_detach(seg));
-	ASSERT_OK(dsm_create_named(f->inst, "a-Z_0.9:x/y", 64, 0, &seg));
-	ASSERT_OK(dsm_detach(seg));
+	ASSERT_OK(dynshm_create_named(f->inst, longest, 64, 0, &seg));
+	ASSERT_OK(dynshm_detach(seg));
+	ASSERT_OK(dynshm_create_named(f->inst, "a-Z_0.9:x/y", 64, 0, &seg));
+	ASSERT_OK(dynshm_detach(seg));
 	assert_int_equal(segments_in(f->inst), 0);
 }
 
-static int count_calls(dsm_segment *seg, void *arg)
+static int count_calls(dynshm_segment *seg, void *arg)
 {
 	(void)seg;
 	(*(int *)arg)++;
@@ -569,35 +569,35 @@ static int count_calls(dsm_segment *seg, void *arg)
 static void test_size_mismatch(void **state)
 {
 	struct fixture *f = *state;
-	dsm_segment *seg, *other;
+	dynshm_segment *seg, *other;
 	int calls = 0, created = -1;
 
-	ASSERT_OK(dsm_get_named(f->inst, "sized", 4096, 0, count_calls,
+	ASSERT_OK(dynshm_get_named(f->inst, "sized", 4096, 0, count_calls,
 				&calls, &seg, &created));
 	assert_int_equal(created, 1);
-	ASSERT_RC(dsm_get_named(f->inst, "sized", 8192, 0, count_calls,
+	ASSERT_RC(dynshm_get_named(f->inst, "sized", 8192, 0, count_calls,
 				&calls, &other, &created),
 		  -EINVAL);
 	ASSERT_MSG_HAS("4096 bytes");
 	ASSERT_MSG_HAS("8192 bytes were asked for");
 	ASSERT_MSG_HAS("'sized'");
-	ASSERT_OK(dsm_get_named(f->inst, "sized", 4096, 0, count_calls,
+	ASSERT_OK(dynshm_get_named(f->inst, "sized", 4096, 0, count_calls,
 				&calls, &other, &created));
 	assert_int_equal(created, 0);
 	assert_ptr_equal(other, seg);
 	assert_int_equal(calls, 1);
-	ASSERT_OK(dsm_detach(other));
-	ASSERT_OK(dsm_detach(seg));
+	ASSERT_OK(dynshm_detach(other));
+	ASSERT_OK(dynshm_detach(seg));
 	/* unpinned: gone with its last detach, and the name with it */
-	ASSERT_OK(dsm_get_named(f->inst, "sized", 8192, 0, count_calls,
+	ASSERT_OK(dynshm_get_named(f->inst, "sized", 8192, 0, count_calls,
 				&calls, &seg, &created));
 	assert_int_equal(created, 1);
 	assert_int_equal(calls, 2);
-	assert_int_equal(dsm_segment_size(seg), 8192);
-	ASSERT_OK(dsm_detach(seg));
+	assert_int_equal(dynshm_segment_size(seg), 8192);
+	ASSERT_OK(dynshm_detach(seg));
 }
 
-static int fail_init(dsm_segment *seg, void *arg)
+static int fail_init(dynshm_segment *seg, void *arg)
 {
 	(void)seg, (void)arg;
 	return -EIO;
@@ -606,72 +606,72 @@ static int fail_init(dsm_segment *seg, void *arg)
 static void test_init_fails(void **state)
 {
 	struct fixture *f = *state;
-	dsm_segment *seg = NULL;
+	dynshm_segment *seg = NULL;
 	int calls = 0, created = -1;
 
-	ASSERT_RC(dsm_get_named(f->inst, "flaky", 4096, 0, fail_init, NULL,
+	ASSERT_RC(dynshm_get_named(f->inst, "flaky", 4096, 0, fail_init, NULL,
 				&seg, &created),
 		  -EIO);
 	ASSERT_MSG_HAS("initialisation callback of segment 'flaky'");
 	assert_int_equal(created, -1); /* untouched on failure */
 	assert_int_equal(segments_in(f->inst), 0);
-	ASSERT_RC(dsm_attach_named(f->inst, "flaky", &seg), -ENOENT);
-	ASSERT_OK(dsm_get_named(f->inst, "flaky", 4096, 0, count_calls,
+	ASSERT_RC(dynshm_attach_named(f->inst, "flaky", &seg), -ENOENT);
+	ASSERT_OK(dynshm_get_named(f->inst, "flaky", 4096, 0, count_calls,
 				&calls, &seg, &created));
 	assert_int_equal(created, 1);
 	assert_int_equal(calls, 1);
-	ASSERT_OK(dsm_detach(seg));
+	ASSERT_OK(dynshm_detach(seg));
 }
 
 static void test_destroy_then_recreate(void **state)
 {
 	struct fixture *f = *state;
-	dsm_segment *old, *fresh, *seg;
-	dsm_handle fresh_handle;
+	dynshm_segment *old, *fresh, *seg;
+	dynshm_handle fresh_handle;
 	char msg[512];
 
-	ASSERT_OK(dsm_create_named(f->inst, "phoenix", 64, DSM_CREATE_PIN,
+	ASSERT_OK(dynshm_create_named(f->inst, "phoenix", 64, DYNSHM_CREATE_PIN,
 				   &old));
-	strcpy(dsm_segment_address(old), "first");
-	ASSERT_OK(dsm_destroy(f->inst, dsm_segment_handle(old)));
+	strcpy(dynshm_segment_address(old), "first");
+	ASSERT_OK(dynshm_destroy(f->inst, dynshm_segment_handle(old)));
 	/* the name is free at once, though the old one is still mapped */
-	ASSERT_RC(dsm_attach_named(f->inst, "phoenix", &seg), -ENOENT);
+	ASSERT_RC(dynshm_attach_named(f->inst, "phoenix", &seg), -ENOENT);
 	snprintf(msg, sizeof(msg), "no segment named 'phoenix' in instance "
 				   "'%s/inst'",
 		 f->dir);
 	ASSERT_MSG_HAS(msg);
-	ASSERT_OK(dsm_create_named(f->inst, "phoenix", 64, DSM_CREATE_PIN,
+	ASSERT_OK(dynshm_create_named(f->inst, "phoenix", 64, DYNSHM_CREATE_PIN,
 				   &fresh));
-	assert_true(dsm_segment_handle(fresh) != dsm_segment_handle(old));
-	assert_string_equal(dsm_segment_address(old), "first");
-	assert_string_equal(dsm_segment_address(fresh), "");
-	fresh_handle = dsm_segment_handle(fresh);
-	ASSERT_OK(dsm_detach(old));
-	ASSERT_OK(dsm_detach(fresh));
+	assert_true(dynshm_segment_handle(fresh) != dynshm_segment_handle(old));
+	assert_string_equal(dynshm_segment_address(old), "first");
+	assert_string_equal(dynshm_segment_address(fresh), "");
+	fresh_handle = dynshm_segment_handle(fresh);
+	ASSERT_OK(dynshm_detach(old));
+	ASSERT_OK(dynshm_detach(fresh));
 	/* pinned: still there with nobody mapping it, found by name */
-	ASSERT_OK(dsm_attach_named(f->inst, "phoenix", &seg));
-	assert_int_equal(dsm_segment_handle(seg), fresh_handle);
-	ASSERT_OK(dsm_destroy(f->inst, dsm_segment_handle(seg)));
-	ASSERT_OK(dsm_detach(seg));
+	ASSERT_OK(dynshm_attach_named(f->inst, "phoenix", &seg));
+	assert_int_equal(dynshm_segment_handle(seg), fresh_handle);
+	ASSERT_OK(dynshm_destroy(f->inst, dynshm_segment_handle(seg)));
+	ASSERT_OK(dynshm_detach(seg));
 	assert_int_equal(segments_in(f->inst), 0);
-	ASSERT_RC(dsm_attach_named(f->inst, "never-made", &seg), -ENOENT);
+	ASSERT_RC(dynshm_attach_named(f->inst, "never-made", &seg), -ENOENT);
 	ASSERT_MSG_HAS("'never-made'");
 }
 
-static int get_named_again(dsm_segment *seg, void *arg)
+static int get_named_again(dynshm_segment *seg, void *arg)
 {
-	dsm_segment *inner;
+	dynshm_segment *inner;
 
 	(void)seg;
-	return dsm_get_named(arg, "self", 64, 0, NULL, NULL, &inner, NULL);
+	return dynshm_get_named(arg, "self", 64, 0, NULL, NULL, &inner, NULL);
 }
 
 static void test_init_calls_itself(void **state)
 {
 	struct fixture *f = *state;
-	dsm_segment *seg;
+	dynshm_segment *seg;
 
-	ASSERT_RC(dsm_get_named(f->inst, "self", 64, 0, get_named_again,
+	ASSERT_RC(dynshm_get_named(f->inst, "self", 64, 0, get_named_again,
 				f->inst, &seg, NULL),
 		  -EDEADLK);
 	assert_int_equal(segments_in(f->inst), 0);
@@ -679,40 +679,40 @@ static void test_init_calls_itself(void **state)
 
 /* ---- flags, pins and failures in every placement ------------------------ */
 
-/* DSM_CREATE_PIN on plain and named creates: kept until unpinned. */
+/* DYNSHM_CREATE_PIN on plain and named creates: kept until unpinned. */
 static void test_create_pinned(void **state)
 {
 	struct fixture *f = *state;
-	dsm_segment *seg, *named;
-	dsm_segment_info si;
-	dsm_handle h, hn;
+	dynshm_segment *seg, *named;
+	dynshm_segment_info si;
+	dynshm_handle h, hn;
 
-	ASSERT_OK(dsm_create(f->inst, 4096, DSM_CREATE_PIN, &seg));
-	ASSERT_OK(dsm_create_named(f->inst, "pinned", 4096, DSM_CREATE_PIN,
+	ASSERT_OK(dynshm_create(f->inst, 4096, DYNSHM_CREATE_PIN, &seg));
+	ASSERT_OK(dynshm_create_named(f->inst, "pinned", 4096, DYNSHM_CREATE_PIN,
 				   &named));
-	h = dsm_segment_handle(seg);
-	hn = dsm_segment_handle(named);
-	strcpy(dsm_segment_address(seg), "kept");
-	ASSERT_OK(dsm_stat(f->inst, h, &si));
+	h = dynshm_segment_handle(seg);
+	hn = dynshm_segment_handle(named);
+	strcpy(dynshm_segment_address(seg), "kept");
+	ASSERT_OK(dynshm_stat(f->inst, h, &si));
 	assert_true(si.pinned);
 	assert_int_equal(si.in_region, f->region);
-	ASSERT_OK(dsm_stat(f->inst, hn, &si));
+	ASSERT_OK(dynshm_stat(f->inst, hn, &si));
 	assert_true(si.pinned);
 	assert_string_equal(si.name, "pinned");
-	ASSERT_RC(dsm_pin_segment(seg), -EALREADY);
-	ASSERT_OK(dsm_detach(seg));
-	ASSERT_OK(dsm_detach(named));
+	ASSERT_RC(dynshm_pin_segment(seg), -EALREADY);
+	ASSERT_OK(dynshm_detach(seg));
+	ASSERT_OK(dynshm_detach(named));
 	/* nobody maps them: the pins keep them */
 	assert_int_equal(segments_in(f->inst), 2);
 	assert_made(f, h);
-	ASSERT_OK(dsm_attach(f->inst, h, &seg));
-	assert_string_equal(dsm_segment_address(seg), "kept");
-	ASSERT_OK(dsm_detach(seg));
+	ASSERT_OK(dynshm_attach(f->inst, h, &seg));
+	assert_string_equal(dynshm_segment_address(seg), "kept");
+	ASSERT_OK(dynshm_detach(seg));
 	/* unpinned with nobody attached: destroyed at once */
-	ASSERT_OK(dsm_unpin_segment(f->inst, h));
-	ASSERT_RC(dsm_stat(f->inst, h, &si), -ENOENT);
-	ASSERT_OK(dsm_unpin_segment(f->inst, hn));
-	ASSERT_RC(dsm_attach_named(f->inst, "pinned", &seg), -ENOENT);
+	ASSERT_OK(dynshm_unpin_segment(f->inst, h));
+	ASSERT_RC(dynshm_stat(f->inst, h, &si), -ENOENT);
+	ASSERT_OK(dynshm_unpin_segment(f->inst, hn));
+	ASSERT_RC(dynshm_attach_named(f->inst, "pinned", &seg), -ENOENT);
 	assert_int_equal(segments_in(f->inst), 0);
 	assert_unmade(f, h);
 }
@@ -721,70 +721,70 @@ static void test_create_pinned(void **state)
 static void test_named_flags(void **state)
 {
 	struct fixture *f = *state;
-	dsm_segment *seg, *fill, *again;
-	dsm_segment_info si;
+	dynshm_segment *seg, *fill, *again;
+	dynshm_segment_info si;
 
-	ASSERT_RC(dsm_create_named(f->inst, "f", 64,
-				   DSM_CREATE_REGION | DSM_CREATE_NO_REGION,
+	ASSERT_RC(dynshm_create_named(f->inst, "f", 64,
+				   DYNSHM_CREATE_REGION | DYNSHM_CREATE_NO_REGION,
 				   &seg),
 		  -EINVAL);
-	ASSERT_RC(dsm_get_named(f->inst, "f", 64, 0x100, NULL, NULL, &seg,
+	ASSERT_RC(dynshm_get_named(f->inst, "f", 64, 0x100, NULL, NULL, &seg,
 				NULL),
 		  -EINVAL);
 	if (!f->region) {
-		ASSERT_RC(dsm_create_named(f->inst, "f", 64,
-					   DSM_CREATE_REGION, &seg),
+		ASSERT_RC(dynshm_create_named(f->inst, "f", 64,
+					   DYNSHM_CREATE_REGION, &seg),
 			  -ENOTSUP);
-		ASSERT_OK(dsm_create_named(f->inst, "f", 64, 0, &seg));
-		ASSERT_OK(dsm_detach(seg));
+		ASSERT_OK(dynshm_create_named(f->inst, "f", 64, 0, &seg));
+		ASSERT_OK(dynshm_detach(seg));
 		assert_int_equal(segments_in(f->inst), 0);
 		return;
 	}
-	ASSERT_OK(dsm_create_named(f->inst, "in", 4096,
-				   DSM_CREATE_REGION | DSM_CREATE_PIN |
-					   DSM_CREATE_NO_ZERO,
+	ASSERT_OK(dynshm_create_named(f->inst, "in", 4096,
+				   DYNSHM_CREATE_REGION | DYNSHM_CREATE_PIN |
+					   DYNSHM_CREATE_NO_ZERO,
 				   &seg));
-	ASSERT_OK(dsm_stat(f->inst, dsm_segment_handle(seg), &si));
+	ASSERT_OK(dynshm_stat(f->inst, dynshm_segment_handle(seg), &si));
 	assert_true(si.in_region && si.pinned);
 	assert_string_equal(si.name, "in");
-	ASSERT_OK(dsm_destroy(f->inst, dsm_segment_handle(seg)));
-	ASSERT_OK(dsm_detach(seg));
-	ASSERT_OK(dsm_create_named(f->inst, "out", 4096, DSM_CREATE_NO_REGION,
+	ASSERT_OK(dynshm_destroy(f->inst, dynshm_segment_handle(seg)));
+	ASSERT_OK(dynshm_detach(seg));
+	ASSERT_OK(dynshm_create_named(f->inst, "out", 4096, DYNSHM_CREATE_NO_REGION,
 				   &seg));
-	ASSERT_OK(dsm_stat(f->inst, dsm_segment_handle(seg), &si));
+	ASSERT_OK(dynshm_stat(f->inst, dynshm_segment_handle(seg), &si));
 	assert_false(si.in_region);
 	assert_string_equal(si.name, "out");
-	ASSERT_OK(dsm_detach(seg));
+	ASSERT_OK(dynshm_detach(seg));
 	/* too big for the region: refused, and the name stays free */
-	ASSERT_RC(dsm_get_named(f->inst, "big", 2 << 20, DSM_CREATE_REGION,
+	ASSERT_RC(dynshm_get_named(f->inst, "big", 2 << 20, DYNSHM_CREATE_REGION,
 				NULL, NULL, &seg, NULL),
 		  -ENOSPC);
-	ASSERT_RC(dsm_attach_named(f->inst, "big", &seg), -ENOENT);
+	ASSERT_RC(dynshm_attach_named(f->inst, "big", &seg), -ENOENT);
 	/* a full region: the named create falls back, name and all */
-	ASSERT_OK(dsm_create(f->inst, 1 << 20, DSM_CREATE_REGION, &fill));
-	ASSERT_OK(dsm_create_named(f->inst, "spill", 4096, 0, &seg));
-	ASSERT_OK(dsm_stat(f->inst, dsm_segment_handle(seg), &si));
+	ASSERT_OK(dynshm_create(f->inst, 1 << 20, DYNSHM_CREATE_REGION, &fill));
+	ASSERT_OK(dynshm_create_named(f->inst, "spill", 4096, 0, &seg));
+	ASSERT_OK(dynshm_stat(f->inst, dynshm_segment_handle(seg), &si));
 	assert_false(si.in_region);
 	assert_string_equal(si.name, "spill");
-	ASSERT_OK(dsm_attach_named(f->inst, "spill", &again));
+	ASSERT_OK(dynshm_attach_named(f->inst, "spill", &again));
 	assert_ptr_equal(again, seg);
-	ASSERT_OK(dsm_detach(again));
-	ASSERT_OK(dsm_detach(seg));
-	ASSERT_OK(dsm_detach(fill));
+	ASSERT_OK(dynshm_detach(again));
+	ASSERT_OK(dynshm_detach(seg));
+	ASSERT_OK(dynshm_detach(fill));
 	assert_int_equal(segments_in(f->inst), 0);
 }
 
 struct failing_init {
-	dsm_handle handle;
+	dynshm_handle handle;
 	int rc;
 };
 
-static int fail_init_after_writing(dsm_segment *seg, void *arg)
+static int fail_init_after_writing(dynshm_segment *seg, void *arg)
 {
 	struct failing_init *fi = arg;
 
-	fi->handle = dsm_segment_handle(seg);
-	memset(dsm_segment_address(seg), 0x5a, dsm_segment_size(seg));
+	fi->handle = dynshm_segment_handle(seg);
+	memset(dynshm_segment_address(seg), 0x5a, dynshm_segment_size(seg));
 	return fi->rc;
 }
 
@@ -793,25 +793,25 @@ static void test_init_fails_leaves_nothing(void **state)
 {
 	struct fixture *f = *state;
 	struct failing_init fi = { 0, 7 }; /* not an errno: cancelled */
-	dsm_segment_info si;
-	dsm_segment *seg;
-	unsigned flags[] = { 0, DSM_CREATE_PIN, DSM_CREATE_NO_REGION };
+	dynshm_segment_info si;
+	dynshm_segment *seg;
+	unsigned flags[] = { 0, DYNSHM_CREATE_PIN, DYNSHM_CREATE_NO_REGION };
 
 	for (size_t i = 0; i < sizeof(flags) / sizeof(flags[0]); i++) {
-		ASSERT_RC(dsm_get_named(f->inst, "fails", 8192, flags[i],
+		ASSERT_RC(dynshm_get_named(f->inst, "fails", 8192, flags[i],
 					fail_init_after_writing, &fi, &seg,
 					NULL),
 			  -ECANCELED);
-		ASSERT_RC(dsm_stat(f->inst, fi.handle, &si), -ENOENT);
+		ASSERT_RC(dynshm_stat(f->inst, fi.handle, &si), -ENOENT);
 		assert_int_equal(segments_in(f->inst), 0);
 		assert_false(os_object_exists(f->inst, fi.handle));
 		assert_unmade(f, fi.handle);
 	}
 	/* the same memory again: zeroed, the failed init's bytes gone */
-	ASSERT_OK(dsm_get_named(f->inst, "fails", 8192, 0, NULL, NULL, &seg,
+	ASSERT_OK(dynshm_get_named(f->inst, "fails", 8192, 0, NULL, NULL, &seg,
 				NULL));
-	assert_int_equal(((unsigned char *)dsm_segment_address(seg))[0], 0);
-	ASSERT_OK(dsm_detach(seg));
+	assert_int_equal(((unsigned char *)dynshm_segment_address(seg))[0], 0);
+	ASSERT_OK(dynshm_detach(seg));
 	assert_int_equal(segments_in(f->inst), 0);
 }
 
@@ -827,11 +827,11 @@ static void die_hook(const char *point)
 
 static int create_named_and_die(void *arg)
 {
-	dsm_segment *seg;
+	dynshm_segment *seg;
 
 	die_at = arg;
-	dsm_test_hook = die_hook;
-	dsm_create_named(the_fixture.inst, "orphan", 4096, 0, &seg);
+	dynshm_test_hook = die_hook;
+	dynshm_create_named(the_fixture.inst, "orphan", 4096, 0, &seg);
 	return 3; /* the hook was not reached */
 }
 
@@ -857,7 +857,7 @@ static void test_dead_creator_frees_name(void **state)
 		"create:reserved", "create:after-os", "create:referenced",
 	};
 	struct fixture *f = *state;
-	dsm_segment *seg;
+	dynshm_segment *seg;
 
 	for (size_t i = 0; i < sizeof(points) / sizeof(points[0]); i++) {
 		for (int fail = 0; fail < (f->region ? 1 : 2); fail++) {
@@ -866,11 +866,11 @@ static void test_dead_creator_frees_name(void **state)
 			assert_int_equal(wait_child(f, 0), 128 + SIGKILL);
 			if (fail)
 				removal_fails(f);
-			ASSERT_OK(dsm_create_named(f->inst, "orphan", 4096, 0,
+			ASSERT_OK(dynshm_create_named(f->inst, "orphan", 4096, 0,
 						   &seg));
 			inject_reset();
-			ASSERT_OK(dsm_detach(seg));
-			ASSERT_OK(dsm_reap(f->inst, NULL)); /* the leftover */
+			ASSERT_OK(dynshm_detach(seg));
+			ASSERT_OK(dynshm_reap(f->inst, NULL)); /* the leftover */
 			assert_int_equal(segments_in(f->inst), 0);
 		}
 	}
@@ -880,14 +880,14 @@ static void test_dead_creator_frees_name(void **state)
 static void test_none_refuses(void **state)
 {
 	struct fixture *f = *state;
-	dsm_segment *seg;
+	dynshm_segment *seg;
 
-	ASSERT_RC(dsm_create_named(f->inst, "n", 64, 0, &seg), -ENOTSUP);
+	ASSERT_RC(dynshm_create_named(f->inst, "n", 64, 0, &seg), -ENOTSUP);
 	ASSERT_MSG_HAS("disabled");
-	ASSERT_RC(dsm_get_named(f->inst, "n", 64, 0, count_calls, NULL, &seg,
+	ASSERT_RC(dynshm_get_named(f->inst, "n", 64, 0, count_calls, NULL, &seg,
 				NULL),
 		  -ENOTSUP);
-	ASSERT_RC(dsm_attach_named(f->inst, "n", &seg), -ENOENT);
+	ASSERT_RC(dynshm_attach_named(f->inst, "n", &seg), -ENOENT);
 	assert_int_equal(segments_in(f->inst), 0);
 }
 
@@ -924,7 +924,7 @@ int main(void)
 	static const char *const backends[] = { "posix", "sysv", "mmap" };
 	int rc = 0;
 
-	dsm_test_instance_tag = TEST_TAG;
+	dynshm_test_instance_tag = TEST_TAG;
 	if (getenv("DYNSHM_TEST_FILTER"))
 		cmocka_set_test_filter(getenv("DYNSHM_TEST_FILTER"));
 	for (size_t i = 0; i < sizeof(backends) / sizeof(backends[0]); i++)

@@ -11,19 +11,19 @@
  *   basic         a segment is placed in the region (stat says so, its
  *                 address lies inside the region) and is seen by a forked
  *                 and by an exec'd process, at the same address
- *   no_syscall    attaching a region segment makes no call through dsm_sys
+ *   no_syscall    attaching a region segment makes no call through dynshm_sys
  *                 (every entry counted), while a posix attach makes some
  *   flags         exhaustion falls back to the backend, or fails with
- *                 DSM_CREATE_REGION; NO_REGION; bad combinations
+ *                 DYNSHM_CREATE_REGION; NO_REGION; bad combinations
  *   reuse         freed blocks merge back: after filling the region with
  *                 pages and freeing them in a scattered order, one segment
  *                 of the whole region fits again
- *   zero          region segments are zeroed unless DSM_CREATE_NO_ZERO
+ *   zero          region segments are zeroed unless DYNSHM_CREATE_NO_ZERO
  *   taken_address a process whose recorded address is occupied maps the
  *                 region elsewhere, says so, and still reads the data
  *   kill          kill -9 mid-allocation (in the lock, outside it, after
  *                 it) leaks no block: the whole region is allocatable after
- *   full_of_the_dead  a region held by a dead process: DSM_CREATE_REGION
+ *   full_of_the_dead  a region held by a dead process: DYNSHM_CREATE_REGION
  *                 reaps it and fits, a plain create uses the backend
  *   creator_dies  the creator killed before the region exists: the next
  *                 open wipes and recreates, nothing is left behind
@@ -58,8 +58,8 @@
 
 #include <cmocka.h>
 
-extern int dsm_test_instance_tag;
-extern void (*dsm_test_hook)(const char *point);
+extern int dynshm_test_instance_tag;
+extern void (*dynshm_test_hook)(const char *point);
 
 #define REGION_BYTES (1u << 20) /* 256 pages */
 #define KILLED (128 + SIGKILL)
@@ -71,7 +71,7 @@ static int setup(void **state)
 {
 	(void)state;
 	inject_reset();
-	dsm_test_hook = NULL;
+	dynshm_test_hook = NULL;
 	dir = test_make_dir();
 	if (!dir)
 		return -1;
@@ -82,14 +82,14 @@ static int setup(void **state)
 static int teardown(void **state)
 {
 	char report[4096];
-	dsm_instance *inst;
+	dynshm_instance *inst;
 	int n;
 
 	(void)state;
 	inject_reset();
-	dsm_test_hook = NULL;
-	if (dsm_instance_open(inst_path, NULL, DSM_OPEN_EXISTING, &inst) == 0)
-		dsm_instance_destroy(inst);
+	dynshm_test_hook = NULL;
+	if (dynshm_instance_open(inst_path, NULL, DYNSHM_OPEN_EXISTING, &inst) == 0)
+		dynshm_instance_destroy(inst);
 	test_remove_dir(dir);
 	n = test_count_leftovers(report, sizeof(report));
 	if (n != 0)
@@ -97,52 +97,52 @@ static int teardown(void **state)
 	return n == 0 ? 0 : -1;
 }
 
-static dsm_config *config(const char *backend, const char *region)
+static dynshm_config *config(const char *backend, const char *region)
 {
-	dsm_config *cfg = NULL;
+	dynshm_config *cfg = NULL;
 
-	assert_int_equal(dsm_config_new(&cfg), 0);
-	assert_int_equal(dsm_config_set(cfg, "dynamic_shared_memory_type",
+	assert_int_equal(dynshm_config_new(&cfg), 0);
+	assert_int_equal(dynshm_config_set(cfg, "dynamic_shared_memory_type",
 					backend),
 			 0);
-	assert_int_equal(dsm_config_set(cfg, "min_dynamic_shared_memory",
+	assert_int_equal(dynshm_config_set(cfg, "min_dynamic_shared_memory",
 					region),
 			 0);
-	assert_int_equal(dsm_config_set(cfg, "huge_pages", "off"), 0);
-	assert_int_equal(dsm_config_set(cfg, "max_segments", "512"), 0);
+	assert_int_equal(dynshm_config_set(cfg, "huge_pages", "off"), 0);
+	assert_int_equal(dynshm_config_set(cfg, "max_segments", "512"), 0);
 	return cfg;
 }
 
-static dsm_instance *open_region(const char *region)
+static dynshm_instance *open_region(const char *region)
 {
-	dsm_config *cfg = config("posix", region);
-	dsm_instance *inst = NULL;
-	int rc = dsm_instance_open(inst_path, cfg, 0, &inst);
+	dynshm_config *cfg = config("posix", region);
+	dynshm_instance *inst = NULL;
+	int rc = dynshm_instance_open(inst_path, cfg, 0, &inst);
 
-	dsm_config_free(cfg);
+	dynshm_config_free(cfg);
 	if (rc != 0)
-		fail_msg("open: %d %s", rc, dsm_last_error());
+		fail_msg("open: %d %s", rc, dynshm_last_error());
 	return inst;
 }
 
-static dsm_instance_info info_of(dsm_instance *inst)
+static dynshm_instance_info info_of(dynshm_instance *inst)
 {
-	dsm_instance_info info;
+	dynshm_instance_info info;
 
-	assert_int_equal(dsm_instance_info_get(inst, &info), 0);
+	assert_int_equal(dynshm_instance_info_get(inst, &info), 0);
 	return info;
 }
 
-static bool in_region(dsm_instance *inst, dsm_segment *seg)
+static bool in_region(dynshm_instance *inst, dynshm_segment *seg)
 {
-	dsm_instance_info info = info_of(inst);
-	dsm_segment_info si;
-	char *a = dsm_segment_address(seg), *base = info.region_address;
+	dynshm_instance_info info = info_of(inst);
+	dynshm_segment_info si;
+	char *a = dynshm_segment_address(seg), *base = info.region_address;
 
-	assert_int_equal(dsm_stat(inst, dsm_segment_handle(seg), &si), 0);
+	assert_int_equal(dynshm_stat(inst, dynshm_segment_handle(seg), &si), 0);
 	if (!si.in_region)
 		return false;
-	assert_true(a >= base && a + dsm_segment_size(seg) <= base +
+	assert_true(a >= base && a + dynshm_segment_size(seg) <= base +
 							     info.region_size);
 	assert_ptr_equal(a, base + si.region_offset);
 	return true;
@@ -159,40 +159,40 @@ static void test_config(void **state)
 		     { "64GB", "64GB" } };
 	static const char *const bad[] = { "-1", "1XB", "1mb", "65GB",
 					   "1TB",	 "",    "MB",  "0x10" };
-	dsm_config *cfg = NULL;
+	dynshm_config *cfg = NULL;
 	char buf[64];
 
 	(void)state;
-	assert_int_equal(dsm_config_new(&cfg), 0);
-	assert_int_equal(dsm_config_get(cfg, "huge_pages", buf, sizeof(buf)),
+	assert_int_equal(dynshm_config_new(&cfg), 0);
+	assert_int_equal(dynshm_config_get(cfg, "huge_pages", buf, sizeof(buf)),
 			 0);
 	assert_string_equal(buf, "try");
 	for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
-		assert_int_equal(dsm_config_set(cfg,
+		assert_int_equal(dynshm_config_set(cfg,
 						"min_dynamic_shared_memory",
 						good[i].in),
 				 0);
-		assert_int_equal(dsm_config_get(cfg,
+		assert_int_equal(dynshm_config_get(cfg,
 						"min_dynamic_shared_memory",
 						buf, sizeof(buf)),
 				 0);
 		assert_string_equal(buf, good[i].out);
 	}
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-		assert_int_equal(dsm_config_set(cfg,
+		assert_int_equal(dynshm_config_set(cfg,
 						"min_dynamic_shared_memory",
 						bad[i]),
 				 -EINVAL);
-		assert_non_null(strstr(dsm_last_error(),
+		assert_non_null(strstr(dynshm_last_error(),
 				       "min_dynamic_shared_memory"));
 	}
-	assert_int_equal(dsm_config_set(cfg, "huge_pages", "maybe"), -EINVAL);
-	assert_non_null(strstr(dsm_last_error(), "off, try, on"));
-	assert_int_equal(dsm_config_set(cfg, "huge_pages", "on"), 0);
-	assert_int_equal(dsm_config_get(cfg, "huge_pages", buf, sizeof(buf)),
+	assert_int_equal(dynshm_config_set(cfg, "huge_pages", "maybe"), -EINVAL);
+	assert_non_null(strstr(dynshm_last_error(), "off, try, on"));
+	assert_int_equal(dynshm_config_set(cfg, "huge_pages", "on"), 0);
+	assert_int_equal(dynshm_config_get(cfg, "huge_pages", buf, sizeof(buf)),
 			 0);
 	assert_string_equal(buf, "on");
-	dsm_config_free(cfg);
+	dynshm_config_free(cfg);
 }
 
 /* ---- the allocator alone, against a model ------------------------------------ */
@@ -227,7 +227,7 @@ static void test_allocator(void **state)
 
 	(void)state;
 	assert_non_null(base);
-	assert_int_equal(ctl_format(base, 1, DSM_IMPL_POSIX, MODEL_SLOTS, 4,
+	assert_int_equal(ctl_format(base, 1, DYNSHM_IMPL_POSIX, MODEL_SLOTS, 4,
 				    (uint64_t)MODEL_PAGES * REGION_PAGE, 0),
 			 0);
 	assert_int_equal(ctl_validate(base, total, 1, "model", &c), 0);
@@ -309,34 +309,34 @@ static void test_allocator(void **state)
 /* ---- across processes ------------------------------------------------------- */
 
 struct shared_check {
-	dsm_handle handle;
+	dynshm_handle handle;
 	void *address;
 };
 
 static int child_reads(void *arg)
 {
 	struct shared_check *sc = arg;
-	dsm_instance *inst = NULL;
-	dsm_segment *seg = NULL;
+	dynshm_instance *inst = NULL;
+	dynshm_segment *seg = NULL;
 
-	/* a forked child: its own dsm_instance_open, its own mapping */
-	CHILD_CHECK(dsm_instance_open(inst_path, NULL, DSM_OPEN_EXISTING,
+	/* a forked child: its own dynshm_instance_open, its own mapping */
+	CHILD_CHECK(dynshm_instance_open(inst_path, NULL, DYNSHM_OPEN_EXISTING,
 				      &inst) == 0);
-	CHILD_CHECK(dsm_attach(inst, sc->handle, &seg) == 0);
-	CHILD_CHECK(strcmp(dsm_segment_address(seg), "from the parent") == 0);
-	strcpy(dsm_segment_address(seg), "from the child");
-	CHILD_CHECK(dsm_detach(seg) == 0);
-	CHILD_CHECK(dsm_instance_close(inst) == 0);
+	CHILD_CHECK(dynshm_attach(inst, sc->handle, &seg) == 0);
+	CHILD_CHECK(strcmp(dynshm_segment_address(seg), "from the parent") == 0);
+	strcpy(dynshm_segment_address(seg), "from the child");
+	CHILD_CHECK(dynshm_detach(seg) == 0);
+	CHILD_CHECK(dynshm_instance_close(inst) == 0);
 	return 0;
 }
 
 /* Exec'd: argv[1] handle, [2] recorded address, [3] same|block, [4] path. */
 static int spawned_reads(int argc, char **argv)
 {
-	dsm_handle h = strtoull(argv[1], NULL, 16);
-	dsm_instance *inst = NULL;
-	dsm_instance_info info;
-	dsm_segment *seg = NULL;
+	dynshm_handle h = strtoull(argv[1], NULL, 16);
+	dynshm_instance *inst = NULL;
+	dynshm_instance_info info;
+	dynshm_segment *seg = NULL;
 	void *want = (void *)(uintptr_t)strtoull(argv[2], NULL, 16);
 
 	CHILD_CHECK(argc == 5);
@@ -349,9 +349,9 @@ static int spawned_reads(int argc, char **argv)
 			       -1, 0);
 		CHILD_CHECK(p == want);
 	}
-	CHILD_CHECK(dsm_instance_open(inst_path, NULL, DSM_OPEN_EXISTING,
+	CHILD_CHECK(dynshm_instance_open(inst_path, NULL, DYNSHM_OPEN_EXISTING,
 				      &inst) == 0);
-	CHILD_CHECK(dsm_instance_info_get(inst, &info) == 0);
+	CHILD_CHECK(dynshm_instance_info_get(inst, &info) == 0);
 	CHILD_CHECK(info.region_recorded_address == want);
 	if (strcmp(argv[3], "block") == 0)
 		CHILD_CHECK(!info.region_same_address &&
@@ -359,18 +359,18 @@ static int spawned_reads(int argc, char **argv)
 	else
 		CHILD_CHECK(info.region_same_address &&
 			    info.region_address == want);
-	CHILD_CHECK(dsm_attach(inst, h, &seg) == 0);
-	CHILD_CHECK((char *)dsm_segment_address(seg) >=
+	CHILD_CHECK(dynshm_attach(inst, h, &seg) == 0);
+	CHILD_CHECK((char *)dynshm_segment_address(seg) >=
 			    (char *)info.region_address &&
-		    (char *)dsm_segment_address(seg) <
+		    (char *)dynshm_segment_address(seg) <
 			    (char *)info.region_address + info.region_size);
-	CHILD_CHECK(strcmp(dsm_segment_address(seg), "from the child") == 0);
-	CHILD_CHECK(dsm_detach(seg) == 0);
-	CHILD_CHECK(dsm_instance_close(inst) == 0);
+	CHILD_CHECK(strcmp(dynshm_segment_address(seg), "from the child") == 0);
+	CHILD_CHECK(dynshm_detach(seg) == 0);
+	CHILD_CHECK(dynshm_instance_close(inst) == 0);
 	return 0;
 }
 
-static void spawn_reader(dsm_handle h, void *addr, const char *mode)
+static void spawn_reader(dynshm_handle h, void *addr, const char *mode)
 {
 	char hs[32], as[32];
 	const char *args[] = { hs, as, mode, inst_path, NULL };
@@ -382,42 +382,42 @@ static void spawn_reader(dsm_handle h, void *addr, const char *mode)
 
 static void test_basic(void **state)
 {
-	dsm_instance *inst = open_region("1MB");
-	dsm_instance_info info = info_of(inst);
+	dynshm_instance *inst = open_region("1MB");
+	dynshm_instance_info info = info_of(inst);
 	struct shared_check sc;
-	dsm_segment *seg = NULL;
+	dynshm_segment *seg = NULL;
 
 	(void)state;
 	assert_int_equal(info.region_size, REGION_BYTES);
 	assert_string_equal(info.region_pages, "4k");
 	assert_int_equal(info.region_page_size, 4096);
-	assert_int_equal(info.huge_pages, DSM_HUGE_PAGES_OFF);
+	assert_int_equal(info.huge_pages, DYNSHM_HUGE_PAGES_OFF);
 	assert_true(info.region_same_address);
 	assert_ptr_equal(info.region_address, info.region_recorded_address);
 	assert_int_equal((uintptr_t)info.region_address % (1u << 30), 0);
 	assert_non_null(strstr(info.region_note, "huge_pages = off"));
 
-	assert_int_equal(dsm_create(inst, 5000, 0, &seg), 0);
+	assert_int_equal(dynshm_create(inst, 5000, 0, &seg), 0);
 	assert_true(in_region(inst, seg));
-	assert_int_equal(dsm_segment_size(seg), 5000);
+	assert_int_equal(dynshm_segment_size(seg), 5000);
 	info = info_of(inst);
 	assert_int_equal(info.region_segments, 1);
 	assert_int_equal(info.region_used, 8192); /* 2 pages: a buddy block */
-	strcpy(dsm_segment_address(seg), "from the parent");
-	sc.handle = dsm_segment_handle(seg);
-	sc.address = dsm_segment_address(seg);
+	strcpy(dynshm_segment_address(seg), "from the parent");
+	sc.handle = dynshm_segment_handle(seg);
+	sc.address = dynshm_segment_address(seg);
 	assert_int_equal(test_fork(child_reads, &sc), 0);
 	spawn_reader(sc.handle, info.region_recorded_address, "same");
 
-	assert_string_equal(dsm_segment_address(seg), "from the child");
-	assert_int_equal(dsm_detach(seg), 0);
+	assert_string_equal(dynshm_segment_address(seg), "from the child");
+	assert_int_equal(dynshm_detach(seg), 0);
 	info = info_of(inst);
 	assert_int_equal(info.region_segments, 0);
 	assert_int_equal(info.region_used, 0);
-	assert_int_equal(dsm_instance_destroy(inst), 0);
+	assert_int_equal(dynshm_instance_destroy(inst), 0);
 }
 
-static int count_in_region(const dsm_segment_info *si, void *arg)
+static int count_in_region(const dynshm_segment_info *si, void *arg)
 {
 	*(int *)arg += si->in_region;
 	return 0;
@@ -425,16 +425,16 @@ static int count_in_region(const dsm_segment_info *si, void *arg)
 
 static void test_foreach(void **state)
 {
-	dsm_instance *inst = open_region("1MB");
-	dsm_segment *a = NULL, *b = NULL;
+	dynshm_instance *inst = open_region("1MB");
+	dynshm_segment *a = NULL, *b = NULL;
 	int n = 0;
 
 	(void)state;
-	assert_int_equal(dsm_create(inst, 100, 0, &a), 0);
-	assert_int_equal(dsm_create(inst, 100, DSM_CREATE_NO_REGION, &b), 0);
-	assert_int_equal(dsm_foreach_segment(inst, count_in_region, &n), 0);
+	assert_int_equal(dynshm_create(inst, 100, 0, &a), 0);
+	assert_int_equal(dynshm_create(inst, 100, DYNSHM_CREATE_NO_REGION, &b), 0);
+	assert_int_equal(dynshm_foreach_segment(inst, count_in_region, &n), 0);
 	assert_int_equal(n, 1);
-	assert_int_equal(dsm_instance_destroy(inst), 0);
+	assert_int_equal(dynshm_instance_destroy(inst), 0);
 }
 
 /* ---- no system call at attach ----------------------------------------------- */
@@ -450,96 +450,96 @@ static const char *const sys_entries[] = {
 
 #define N_ENTRIES (sizeof(sys_entries) / sizeof(sys_entries[0]))
 
-static unsigned long calls_during_attach(dsm_instance *inst, dsm_handle h)
+static unsigned long calls_during_attach(dynshm_instance *inst, dynshm_handle h)
 {
 	unsigned long total = 0;
-	dsm_segment *seg = NULL;
+	dynshm_segment *seg = NULL;
 
 	for (size_t i = 0; i < N_ENTRIES; i++)
 		inject_fail(sys_entries[i], 0, 0); /* count only */
-	if (dsm_attach(inst, h, &seg) != 0)
+	if (dynshm_attach(inst, h, &seg) != 0)
 		return 9999;
 	for (size_t i = 0; i < N_ENTRIES; i++)
 		total += inject_calls(sys_entries[i]);
 	inject_reset();
-	dsm_detach(seg);
+	dynshm_detach(seg);
 	return total;
 }
 
 struct two_handles {
-	dsm_handle region, posix;
+	dynshm_handle region, posix;
 };
 
 static int child_counts(void *arg)
 {
 	struct two_handles *h = arg;
-	dsm_instance *inst = NULL;
+	dynshm_instance *inst = NULL;
 
-	CHILD_CHECK(dsm_instance_open(inst_path, NULL, DSM_OPEN_EXISTING,
+	CHILD_CHECK(dynshm_instance_open(inst_path, NULL, DYNSHM_OPEN_EXISTING,
 				      &inst) == 0);
 	CHILD_CHECK(calls_during_attach(inst, h->region) == 0);
 	/* the same count for an ordinary segment: the counting works */
 	CHILD_CHECK(calls_during_attach(inst, h->posix) >= 3);
-	CHILD_CHECK(dsm_instance_close(inst) == 0);
+	CHILD_CHECK(dynshm_instance_close(inst) == 0);
 	return 0;
 }
 
 static void test_no_syscall(void **state)
 {
-	dsm_instance *inst = open_region("1MB");
-	dsm_segment *r = NULL, *p = NULL;
+	dynshm_instance *inst = open_region("1MB");
+	dynshm_segment *r = NULL, *p = NULL;
 	struct two_handles h;
 
 	(void)state;
-	assert_int_equal(dsm_create(inst, 4096, DSM_CREATE_REGION, &r), 0);
-	assert_int_equal(dsm_create(inst, 4096, DSM_CREATE_NO_REGION, &p), 0);
+	assert_int_equal(dynshm_create(inst, 4096, DYNSHM_CREATE_REGION, &r), 0);
+	assert_int_equal(dynshm_create(inst, 4096, DYNSHM_CREATE_NO_REGION, &p), 0);
 	assert_false(in_region(inst, p));
-	h.region = dsm_segment_handle(r);
-	h.posix = dsm_segment_handle(p);
+	h.region = dynshm_segment_handle(r);
+	h.posix = dynshm_segment_handle(p);
 	assert_int_equal(test_fork(child_counts, &h), 0);
-	assert_int_equal(dsm_instance_destroy(inst), 0);
+	assert_int_equal(dynshm_instance_destroy(inst), 0);
 }
 
 /* ---- flags and exhaustion ---------------------------------------------------- */
 
 static void test_flags(void **state)
 {
-	dsm_instance *inst = open_region("1MB");
-	dsm_segment *whole = NULL, *seg = NULL;
+	dynshm_instance *inst = open_region("1MB");
+	dynshm_segment *whole = NULL, *seg = NULL;
 
 	(void)state;
-	assert_int_equal(dsm_create(inst, 1, DSM_CREATE_REGION |
-						     DSM_CREATE_NO_REGION,
+	assert_int_equal(dynshm_create(inst, 1, DYNSHM_CREATE_REGION |
+						     DYNSHM_CREATE_NO_REGION,
 				    &seg),
 			 -EINVAL);
-	assert_int_equal(dsm_create(inst, 1, 0x100, &seg), -EINVAL);
-	assert_int_equal(dsm_create(inst, REGION_BYTES + 1, DSM_CREATE_REGION,
+	assert_int_equal(dynshm_create(inst, 1, 0x100, &seg), -EINVAL);
+	assert_int_equal(dynshm_create(inst, REGION_BYTES + 1, DYNSHM_CREATE_REGION,
 				    &seg),
 			 -ENOSPC);
-	assert_int_equal(dsm_create(inst, REGION_BYTES, DSM_CREATE_REGION,
+	assert_int_equal(dynshm_create(inst, REGION_BYTES, DYNSHM_CREATE_REGION,
 				    &whole),
 			 0);
-	assert_int_equal(dsm_create(inst, 1, DSM_CREATE_REGION, &seg),
+	assert_int_equal(dynshm_create(inst, 1, DYNSHM_CREATE_REGION, &seg),
 			 -ENOSPC);
-	assert_non_null(strstr(dsm_last_error(), "no free block"));
+	assert_non_null(strstr(dynshm_last_error(), "no free block"));
 	/* no flag: falls back to the backend */
-	assert_int_equal(dsm_create(inst, 1, 0, &seg), 0);
+	assert_int_equal(dynshm_create(inst, 1, 0, &seg), 0);
 	assert_false(in_region(inst, seg));
-	assert_int_equal(dsm_detach(seg), 0);
-	assert_int_equal(dsm_detach(whole), 0);
-	assert_int_equal(dsm_create(inst, 1, DSM_CREATE_NO_REGION, &seg), 0);
+	assert_int_equal(dynshm_detach(seg), 0);
+	assert_int_equal(dynshm_detach(whole), 0);
+	assert_int_equal(dynshm_create(inst, 1, DYNSHM_CREATE_NO_REGION, &seg), 0);
 	assert_false(in_region(inst, seg));
-	assert_int_equal(dsm_detach(seg), 0);
-	assert_int_equal(dsm_instance_destroy(inst), 0);
+	assert_int_equal(dynshm_detach(seg), 0);
+	assert_int_equal(dynshm_instance_destroy(inst), 0);
 
 	/* no region at all */
 	inst = open_region("0");
 	assert_string_equal(info_of(inst).region_pages, "none");
-	assert_int_equal(dsm_create(inst, 1, DSM_CREATE_REGION, &seg),
+	assert_int_equal(dynshm_create(inst, 1, DYNSHM_CREATE_REGION, &seg),
 			 -ENOTSUP);
-	assert_non_null(strstr(dsm_last_error(), "min_dynamic_shared_memory"));
-	assert_int_equal(dsm_create(inst, 1, 0, &seg), 0);
-	assert_int_equal(dsm_instance_destroy(inst), 0);
+	assert_non_null(strstr(dynshm_last_error(), "min_dynamic_shared_memory"));
+	assert_int_equal(dynshm_create(inst, 1, 0, &seg), 0);
+	assert_int_equal(dynshm_instance_destroy(inst), 0);
 }
 
 /* ---- reuse --------------------------------------------------------------------- */
@@ -547,81 +547,81 @@ static void test_flags(void **state)
 static void test_reuse(void **state)
 {
 	enum { N = REGION_BYTES / 4096 };
-	static dsm_segment *segs[N];
-	dsm_instance *inst = open_region("1MB");
-	dsm_segment *seg = NULL;
+	static dynshm_segment *segs[N];
+	dynshm_instance *inst = open_region("1MB");
+	dynshm_segment *seg = NULL;
 
 	(void)state;
 	for (int round = 0; round < 3; round++) {
 		for (int i = 0; i < N; i++)
-			assert_int_equal(dsm_create(inst, 4096,
-						    DSM_CREATE_REGION,
+			assert_int_equal(dynshm_create(inst, 4096,
+						    DYNSHM_CREATE_REGION,
 						    &segs[i]),
 					 0);
-		assert_int_equal(dsm_create(inst, 1, DSM_CREATE_REGION, &seg),
+		assert_int_equal(dynshm_create(inst, 1, DYNSHM_CREATE_REGION, &seg),
 				 -ENOSPC);
 		/* free in a scattered order: odd ones, then even ones */
 		for (int i = 1; i < N; i += 2)
-			assert_int_equal(dsm_detach(segs[i]), 0);
+			assert_int_equal(dynshm_detach(segs[i]), 0);
 		/* half is free, but no two free pages are buddies */
 		assert_int_equal(info_of(inst).region_largest_free, 4096);
-		assert_int_equal(dsm_create(inst, 8192, DSM_CREATE_REGION,
+		assert_int_equal(dynshm_create(inst, 8192, DYNSHM_CREATE_REGION,
 					    &seg),
 				 -ENOSPC);
 		for (int i = 0; i < N; i += 2)
-			assert_int_equal(dsm_detach(segs[i]), 0);
+			assert_int_equal(dynshm_detach(segs[i]), 0);
 		assert_int_equal(info_of(inst).region_used, 0);
-		assert_int_equal(dsm_create(inst, REGION_BYTES,
-					    DSM_CREATE_REGION, &seg),
+		assert_int_equal(dynshm_create(inst, REGION_BYTES,
+					    DYNSHM_CREATE_REGION, &seg),
 				 0);
-		assert_int_equal(dsm_detach(seg), 0);
+		assert_int_equal(dynshm_detach(seg), 0);
 	}
-	assert_int_equal(dsm_instance_destroy(inst), 0);
+	assert_int_equal(dynshm_instance_destroy(inst), 0);
 }
 
 /* ---- zeroing ------------------------------------------------------------------ */
 
 static void test_zero(void **state)
 {
-	dsm_instance *inst = open_region("1MB");
-	dsm_segment *seg = NULL;
+	dynshm_instance *inst = open_region("1MB");
+	dynshm_segment *seg = NULL;
 	char *p;
 
 	(void)state;
-	assert_int_equal(dsm_create(inst, 8192, DSM_CREATE_REGION, &seg), 0);
-	memset(dsm_segment_address(seg), 0x5a, 8192);
-	assert_int_equal(dsm_detach(seg), 0);
+	assert_int_equal(dynshm_create(inst, 8192, DYNSHM_CREATE_REGION, &seg), 0);
+	memset(dynshm_segment_address(seg), 0x5a, 8192);
+	assert_int_equal(dynshm_detach(seg), 0);
 	/* the same block again (the allocator is deterministic) */
-	assert_int_equal(dsm_create(inst, 8192, DSM_CREATE_REGION |
-							DSM_CREATE_NO_ZERO,
+	assert_int_equal(dynshm_create(inst, 8192, DYNSHM_CREATE_REGION |
+							DYNSHM_CREATE_NO_ZERO,
 				    &seg),
 			 0);
-	p = dsm_segment_address(seg);
+	p = dynshm_segment_address(seg);
 	assert_int_equal(p[0], 0x5a); /* not zeroed: as asked */
 	assert_int_equal(p[8191], 0x5a);
-	assert_int_equal(dsm_detach(seg), 0);
-	assert_int_equal(dsm_create(inst, 8192, DSM_CREATE_REGION, &seg), 0);
-	p = dsm_segment_address(seg);
+	assert_int_equal(dynshm_detach(seg), 0);
+	assert_int_equal(dynshm_create(inst, 8192, DYNSHM_CREATE_REGION, &seg), 0);
+	p = dynshm_segment_address(seg);
 	for (int i = 0; i < 8192; i++)
 		if (p[i] != 0)
 			fail_msg("byte %d is 0x%02x, not zero", i, p[i]);
-	assert_int_equal(dsm_instance_destroy(inst), 0);
+	assert_int_equal(dynshm_instance_destroy(inst), 0);
 }
 
 /* ---- the recorded address taken --------------------------------------------- */
 
 static void test_taken_address(void **state)
 {
-	dsm_instance *inst = open_region("1MB");
-	dsm_instance_info info = info_of(inst);
-	dsm_segment *seg = NULL;
+	dynshm_instance *inst = open_region("1MB");
+	dynshm_instance_info info = info_of(inst);
+	dynshm_segment *seg = NULL;
 
 	(void)state;
-	assert_int_equal(dsm_create(inst, 100, DSM_CREATE_REGION, &seg), 0);
-	strcpy(dsm_segment_address(seg), "from the child");
-	spawn_reader(dsm_segment_handle(seg), info.region_recorded_address,
+	assert_int_equal(dynshm_create(inst, 100, DYNSHM_CREATE_REGION, &seg), 0);
+	strcpy(dynshm_segment_address(seg), "from the child");
+	spawn_reader(dynshm_segment_handle(seg), info.region_recorded_address,
 		     "block");
-	assert_int_equal(dsm_instance_destroy(inst), 0);
+	assert_int_equal(dynshm_instance_destroy(inst), 0);
 }
 
 /* ---- kill -9 mid-allocation -------------------------------------------------- */
@@ -636,16 +636,16 @@ static void die_hook(const char *point)
 
 static int child_dies_creating(void *arg)
 {
-	dsm_instance *inst = NULL;
-	dsm_segment *seg = NULL;
+	dynshm_instance *inst = NULL;
+	dynshm_segment *seg = NULL;
 
 	(void)arg;
-	CHILD_CHECK(dsm_instance_open(inst_path, NULL, DSM_OPEN_EXISTING,
+	CHILD_CHECK(dynshm_instance_open(inst_path, NULL, DYNSHM_OPEN_EXISTING,
 				      &inst) == 0);
 	/* hold one block for good, so the kill hits a split region */
-	CHILD_CHECK(dsm_create(inst, 4096, DSM_CREATE_REGION, &seg) == 0);
-	dsm_test_hook = die_hook;
-	dsm_create(inst, 3 * 4096, DSM_CREATE_REGION, &seg);
+	CHILD_CHECK(dynshm_create(inst, 4096, DYNSHM_CREATE_REGION, &seg) == 0);
+	dynshm_test_hook = die_hook;
+	dynshm_create(inst, 3 * 4096, DYNSHM_CREATE_REGION, &seg);
 	return 3; /* the hook was not reached */
 }
 
@@ -660,16 +660,16 @@ static void test_kill(void **state)
 
 	(void)state;
 	for (size_t i = 0; i < sizeof(points) / sizeof(points[0]); i++) {
-		dsm_instance *inst = open_region("1MB");
-		dsm_instance_info info;
-		dsm_segment *seg = NULL;
+		dynshm_instance *inst = open_region("1MB");
+		dynshm_instance_info info;
+		dynshm_segment *seg = NULL;
 		unsigned reaped = 0;
 
 		die_at = points[i];
 		assert_int_equal(test_fork(child_dies_creating, NULL), KILLED);
 		die_at = NULL;
 		/* a kill in the lock is reaped by the repair already */
-		assert_int_equal(dsm_reap(inst, &reaped), 0);
+		assert_int_equal(dynshm_reap(inst, &reaped), 0);
 		info = info_of(inst);
 		assert_int_equal(info.processes, 1);
 		if (info.region_used != 0 || info.region_segments != 0)
@@ -678,74 +678,74 @@ static void test_kill(void **state)
 				 points[i], info.region_used,
 				 info.region_segments);
 		assert_int_equal(info.segments, 0);
-		assert_int_equal(dsm_create(inst, REGION_BYTES,
-					    DSM_CREATE_REGION, &seg),
+		assert_int_equal(dynshm_create(inst, REGION_BYTES,
+					    DYNSHM_CREATE_REGION, &seg),
 				 0);
-		assert_int_equal(dsm_instance_destroy(inst), 0);
+		assert_int_equal(dynshm_instance_destroy(inst), 0);
 	}
 }
 
 /* A process that dies holding the whole region. */
 static int child_fills_and_dies(void *arg)
 {
-	dsm_instance *inst = NULL;
-	dsm_segment *seg = NULL;
+	dynshm_instance *inst = NULL;
+	dynshm_segment *seg = NULL;
 
 	(void)arg;
-	CHILD_CHECK(dsm_instance_open(inst_path, NULL, DSM_OPEN_EXISTING,
+	CHILD_CHECK(dynshm_instance_open(inst_path, NULL, DYNSHM_OPEN_EXISTING,
 				      &inst) == 0);
-	CHILD_CHECK(dsm_create(inst, REGION_BYTES, DSM_CREATE_REGION, &seg) ==
+	CHILD_CHECK(dynshm_create(inst, REGION_BYTES, DYNSHM_CREATE_REGION, &seg) ==
 		    0);
 	raise(SIGKILL);
 	return 3;
 }
 
 /*
- * DSM_CREATE_REGION on a region full of a dead process's segments reaps
+ * DYNSHM_CREATE_REGION on a region full of a dead process's segments reaps
  * first; without the flag the backend serves at once.
  */
 static void test_full_of_the_dead(void **state)
 {
-	dsm_instance *inst = open_region("1MB");
-	dsm_segment *seg = NULL;
+	dynshm_instance *inst = open_region("1MB");
+	dynshm_segment *seg = NULL;
 
 	(void)state;
 	assert_int_equal(test_fork(child_fills_and_dies, NULL), KILLED);
 	assert_int_equal(info_of(inst).region_used, REGION_BYTES);
-	assert_int_equal(dsm_create(inst, 4096, 0, &seg), 0);
+	assert_int_equal(dynshm_create(inst, 4096, 0, &seg), 0);
 	assert_false(in_region(inst, seg)); /* no reap on this path */
-	assert_int_equal(dsm_create(inst, REGION_BYTES, DSM_CREATE_REGION,
+	assert_int_equal(dynshm_create(inst, REGION_BYTES, DYNSHM_CREATE_REGION,
 				    &seg),
 			 0);
 	assert_true(in_region(inst, seg));
-	assert_int_equal(dsm_instance_destroy(inst), 0);
+	assert_int_equal(dynshm_instance_destroy(inst), 0);
 }
 
 /* The creator killed after the state file, before the region exists. */
 static int child_dies_opening(void *arg)
 {
-	dsm_config *cfg = arg;
-	dsm_instance *inst = NULL;
+	dynshm_config *cfg = arg;
+	dynshm_instance *inst = NULL;
 
 	die_at = "region:before-create";
-	dsm_test_hook = die_hook;
-	dsm_instance_open(inst_path, cfg, 0, &inst);
+	dynshm_test_hook = die_hook;
+	dynshm_instance_open(inst_path, cfg, 0, &inst);
 	return 3;
 }
 
 static void test_creator_dies(void **state)
 {
-	dsm_config *cfg = config("posix", "1MB");
-	dsm_instance *inst = NULL;
-	dsm_segment *seg = NULL;
+	dynshm_config *cfg = config("posix", "1MB");
+	dynshm_instance *inst = NULL;
+	dynshm_segment *seg = NULL;
 
 	(void)state;
 	assert_int_equal(test_fork(child_dies_opening, cfg), KILLED);
-	assert_int_equal(dsm_instance_open(inst_path, cfg, 0, &inst), 0);
+	assert_int_equal(dynshm_instance_open(inst_path, cfg, 0, &inst), 0);
 	assert_int_equal(info_of(inst).region_size, REGION_BYTES);
-	assert_int_equal(dsm_create(inst, 4096, DSM_CREATE_REGION, &seg), 0);
-	assert_int_equal(dsm_instance_destroy(inst), 0);
-	dsm_config_free(cfg);
+	assert_int_equal(dynshm_create(inst, 4096, DYNSHM_CREATE_REGION, &seg), 0);
+	assert_int_equal(dynshm_instance_destroy(inst), 0);
+	dynshm_config_free(cfg);
 }
 
 /*
@@ -755,17 +755,17 @@ static void test_creator_dies(void **state)
  */
 static void test_reset_corrupt(void **state)
 {
-	dsm_instance *inst = open_region("1MB");
-	dsm_instance_info info = info_of(inst);
-	dsm_segment *seg = NULL;
-	dsm_config *cfg;
+	dynshm_instance *inst = open_region("1MB");
+	dynshm_instance_info info = info_of(inst);
+	dynshm_segment *seg = NULL;
+	dynshm_config *cfg;
 	char name[64];
 	int fd;
 
 	(void)state;
-	assert_int_equal(dsm_create(inst, 4096, DSM_CREATE_REGION, &seg), 0);
-	assert_int_equal(dsm_pin_segment(seg), 0);
-	assert_int_equal(dsm_instance_close(inst), 0);
+	assert_int_equal(dynshm_create(inst, 4096, DYNSHM_CREATE_REGION, &seg), 0);
+	assert_int_equal(dynshm_pin_segment(seg), 0);
+	assert_int_equal(dynshm_instance_close(inst), 0);
 	snprintf(name, sizeof(name), "/dynshm.%016" PRIx64 ".00c0ffee00ffffff",
 		 info.instance_id);
 	fd = shm_open(name, O_RDWR, 0);
@@ -773,32 +773,32 @@ static void test_reset_corrupt(void **state)
 	assert_int_equal(pwrite(fd, "garbage!", 8, 0), 8);
 	close(fd);
 	inst = NULL;
-	assert_int_equal(dsm_instance_open(inst_path, NULL, DSM_OPEN_EXISTING,
+	assert_int_equal(dynshm_instance_open(inst_path, NULL, DYNSHM_OPEN_EXISTING,
 					   &inst),
 			 -EUCLEAN);
 	cfg = config("posix", "1MB");
-	assert_int_equal(dsm_instance_open(inst_path, cfg, DSM_OPEN_RESET,
+	assert_int_equal(dynshm_instance_open(inst_path, cfg, DYNSHM_OPEN_RESET,
 					   &inst),
 			 0);
-	dsm_config_free(cfg);
+	dynshm_config_free(cfg);
 	assert_int_not_equal(info_of(inst).instance_id, info.instance_id);
 	assert_int_equal(info_of(inst).region_used, 0);
-	assert_int_equal(dsm_instance_destroy(inst), 0);
+	assert_int_equal(dynshm_instance_destroy(inst), 0);
 	/* the teardown's leak check: the old region went with the reset */
 }
 
 /* A joiner asking for a different region is told so. */
 static void test_conflict(void **state)
 {
-	dsm_instance *inst = open_region("1MB"), *other = NULL;
-	dsm_config *cfg = config("posix", "2MB");
+	dynshm_instance *inst = open_region("1MB"), *other = NULL;
+	dynshm_config *cfg = config("posix", "2MB");
 
 	(void)state;
-	assert_int_equal(dsm_instance_open(inst_path, cfg, 0, &other),
+	assert_int_equal(dynshm_instance_open(inst_path, cfg, 0, &other),
 			 -EINVAL);
-	assert_non_null(strstr(dsm_last_error(), "min_dynamic_shared_memory"));
-	dsm_config_free(cfg);
-	assert_int_equal(dsm_instance_destroy(inst), 0);
+	assert_non_null(strstr(dynshm_last_error(), "min_dynamic_shared_memory"));
+	dynshm_config_free(cfg);
+	assert_int_equal(dynshm_instance_destroy(inst), 0);
 }
 
 /* Every backend: the region is the same SysV object whatever it is. */
@@ -808,22 +808,22 @@ static void test_backends(void **state)
 
 	(void)state;
 	for (size_t i = 0; i < 3; i++) {
-		dsm_config *cfg = config(names[i], "256kB");
-		dsm_instance *inst = NULL;
-		dsm_segment *seg = NULL;
+		dynshm_config *cfg = config(names[i], "256kB");
+		dynshm_instance *inst = NULL;
+		dynshm_segment *seg = NULL;
 		struct shared_check sc;
 
-		assert_int_equal(dsm_instance_open(inst_path, cfg, 0, &inst),
+		assert_int_equal(dynshm_instance_open(inst_path, cfg, 0, &inst),
 				 0);
-		dsm_config_free(cfg);
-		assert_int_equal(dsm_create(inst, 64, 0, &seg), 0);
+		dynshm_config_free(cfg);
+		assert_int_equal(dynshm_create(inst, 64, 0, &seg), 0);
 		assert_true(in_region(inst, seg));
-		strcpy(dsm_segment_address(seg), "from the parent");
-		sc.handle = dsm_segment_handle(seg);
+		strcpy(dynshm_segment_address(seg), "from the parent");
+		sc.handle = dynshm_segment_handle(seg);
 		assert_int_equal(test_fork(child_reads, &sc), 0);
-		assert_string_equal(dsm_segment_address(seg),
+		assert_string_equal(dynshm_segment_address(seg),
 				    "from the child");
-		assert_int_equal(dsm_instance_destroy(inst), 0);
+		assert_int_equal(dynshm_instance_destroy(inst), 0);
 	}
 }
 
@@ -834,9 +834,9 @@ static void test_backends(void **state)
  */
 static void test_huge_backoff(void **state)
 {
-	dsm_config *cfg = config("sysv", "0");
-	dsm_instance *inst = NULL;
-	dsm_segment *a = NULL, *b = NULL;
+	dynshm_config *cfg = config("sysv", "0");
+	dynshm_instance *inst = NULL;
+	dynshm_segment *a = NULL, *b = NULL;
 	unsigned long first, second;
 	const size_t two_mb = 2u << 20;
 
@@ -848,23 +848,23 @@ static void test_huge_backoff(void **state)
 	if (test_meminfo("HugePages_Free:") != 0 ||
 	    test_meminfo("Hugepagesize:") != 2048 ||
 	    test_under_valgrind()) {
-		dsm_config_free(cfg);
+		dynshm_config_free(cfg);
 		skip();
 	}
-	assert_int_equal(dsm_config_set(cfg, "huge_pages", "try"), 0);
-	assert_int_equal(dsm_instance_open(inst_path, cfg, 0, &inst), 0);
-	dsm_config_free(cfg);
+	assert_int_equal(dynshm_config_set(cfg, "huge_pages", "try"), 0);
+	assert_int_equal(dynshm_instance_open(inst_path, cfg, 0, &inst), 0);
+	dynshm_config_free(cfg);
 	inject_fail("shmget", 0, 0); /* count only */
-	assert_int_equal(dsm_create(inst, two_mb, 0, &a), 0);
+	assert_int_equal(dynshm_create(inst, two_mb, 0, &a), 0);
 	first = inject_calls("shmget");
-	assert_int_equal(dsm_create(inst, two_mb, 0, &b), 0);
+	assert_int_equal(dynshm_create(inst, two_mb, 0, &b), 0);
 	second = inject_calls("shmget") - first;
 	inject_reset();
 	assert_int_equal(first, 2);  /* SHM_HUGETLB refused, then 4 KiB */
 	assert_int_equal(second, 1); /* straight to 4 KiB */
-	assert_int_equal(dsm_detach(a), 0);
-	assert_int_equal(dsm_detach(b), 0);
-	assert_int_equal(dsm_instance_destroy(inst), 0);
+	assert_int_equal(dynshm_detach(a), 0);
+	assert_int_equal(dynshm_detach(b), 0);
+	assert_int_equal(dynshm_instance_destroy(inst), 0);
 }
 
 static const struct test_child children[] = {
@@ -895,7 +895,7 @@ int main(int argc, char **argv)
 	};
 	int rc;
 
-	dsm_test_instance_tag = TEST_TAG;
+	dynshm_test_instance_tag = TEST_TAG;
 	rc = test_child_main(argc, argv, children);
 	if (rc >= 0)
 		return rc;

@@ -97,7 +97,7 @@ static int check_fill(const unsigned char *p, size_t size)
 	return 1;
 }
 
-static int count_listed(dsm_handle handle, const char *os_name, void *arg)
+static int count_listed(dynshm_handle handle, const char *os_name, void *arg)
 {
 	(void)handle, (void)os_name;
 	++*(int *)arg;
@@ -108,84 +108,84 @@ static int count_listed(dsm_handle handle, const char *os_name, void *arg)
  * In the child: fill a 1 MiB file system (which holds the objects of space,
  * and is the directory fs_dir) and check what the contract promises.
  */
-static int fill_up(dsm_impl_space *space, const char *fs_dir)
+static int fill_up(dynshm_impl_space *space, const char *fs_dir)
 {
-	dsm_handle small = test_random_handle(), large = test_random_handle();
-	dsm_handle medium = test_random_handle();
-	dsm_impl_map *m = NULL, *big = NULL, *again = NULL;
-	char name[DSM_IMPL_NAME_MAX], found[256];
+	dynshm_handle small = test_random_handle(), large = test_random_handle();
+	dynshm_handle medium = test_random_handle();
+	dynshm_impl_map *m = NULL, *big = NULL, *again = NULL;
+	char name[DYNSHM_IMPL_NAME_MAX], found[256];
 	const char *base;
 	int rc, listed = 0;
 
-	CHILD_CHECK(dsm_impl_create(space, small, SMALL, 0, &m) == 0);
-	fill(dsm_impl_map_address(m), SMALL);
+	CHILD_CHECK(dynshm_impl_create(space, small, SMALL, 0, &m) == 0);
+	fill(dynshm_impl_map_address(m), SMALL);
 
-	rc = dsm_impl_create(space, large, LARGE, 0, &big);
+	rc = dynshm_impl_create(space, large, LARGE, 0, &big);
 	fprintf(stderr, "create of %d bytes in a 1 MiB fs: %d (%s)\n", LARGE,
-		rc, dsm_last_error());
+		rc, dynshm_last_error());
 	CHILD_CHECK(rc == -ENOSPC);
 	CHILD_CHECK(big == NULL);
-	CHILD_CHECK(dsm_last_error()[0] != '\0');
+	CHILD_CHECK(dynshm_last_error()[0] != '\0');
 
 	/* nothing of the failed create is left; the other one is intact */
 	CHILD_CHECK(entries(fs_dir, found, sizeof(found)) == 1);
-	CHILD_CHECK(dsm_impl_object_name(space, small, name, sizeof(name)) ==
+	CHILD_CHECK(dynshm_impl_object_name(space, small, name, sizeof(name)) ==
 		    0);
 	base = strrchr(name, '/') ? strrchr(name, '/') + 1 : name;
 	CHILD_CHECK(strcmp(found, base) == 0);
-	CHILD_CHECK(dsm_impl_list(space, count_listed, &listed) == 0);
+	CHILD_CHECK(dynshm_impl_list(space, count_listed, &listed) == 0);
 	CHILD_CHECK(listed == 1);
-	CHILD_CHECK(check_fill(dsm_impl_map_address(m), SMALL));
-	CHILD_CHECK(dsm_impl_attach(space, small, &again) == 0);
-	CHILD_CHECK(dsm_impl_map_size(again) == SMALL);
-	CHILD_CHECK(check_fill(dsm_impl_map_address(again), SMALL));
-	CHILD_CHECK(dsm_impl_detach(again) == 0);
+	CHILD_CHECK(check_fill(dynshm_impl_map_address(m), SMALL));
+	CHILD_CHECK(dynshm_impl_attach(space, small, &again) == 0);
+	CHILD_CHECK(dynshm_impl_map_size(again) == SMALL);
+	CHILD_CHECK(check_fill(dynshm_impl_map_address(again), SMALL));
+	CHILD_CHECK(dynshm_impl_detach(again) == 0);
 
 	/* the failed create gave its blocks back: 256 + 512 KiB still fit */
-	CHILD_CHECK(dsm_impl_create(space, medium, MEDIUM, 0, &again) == 0);
-	fill(dsm_impl_map_address(again), MEDIUM); /* no SIGBUS */
-	CHILD_CHECK(dsm_impl_detach(again) == 0);
-	CHILD_CHECK(dsm_impl_destroy(space, medium) == 0);
+	CHILD_CHECK(dynshm_impl_create(space, medium, MEDIUM, 0, &again) == 0);
+	fill(dynshm_impl_map_address(again), MEDIUM); /* no SIGBUS */
+	CHILD_CHECK(dynshm_impl_detach(again) == 0);
+	CHILD_CHECK(dynshm_impl_destroy(space, medium) == 0);
 
-	CHILD_CHECK(dsm_impl_detach(m) == 0);
-	CHILD_CHECK(dsm_impl_destroy(space, small) == 0);
+	CHILD_CHECK(dynshm_impl_detach(m) == 0);
+	CHILD_CHECK(dynshm_impl_destroy(space, small) == 0);
 	CHILD_CHECK(entries(fs_dir, found, sizeof(found)) == 0);
 	return 0;
 }
 
 static int posix_child(void *arg)
 {
-	dsm_impl_space *space = NULL;
+	dynshm_impl_space *space = NULL;
 	int rc;
 
 	(void)arg;
 	rc = private_tmpfs("/dev/shm", "1777");
 	if (rc != 0)
 		return rc;
-	CHILD_CHECK(dsm_impl_space_open(DSM_IMPL_POSIX, test_instance_id(),
+	CHILD_CHECK(dynshm_impl_space_open(DYNSHM_IMPL_POSIX, test_instance_id(),
 					NULL, &space) == 0);
 	rc = fill_up(space, "/dev/shm");
-	dsm_impl_space_close(space);
+	dynshm_impl_space_close(space);
 	return rc;
 }
 
 static int mmap_child(void *arg)
 {
 	const char *dir = arg;
-	dsm_impl_space *space = NULL;
+	dynshm_impl_space *space = NULL;
 	int rc;
 
 	rc = private_tmpfs(dir, "0700");
 	if (rc != 0)
 		return rc;
-	rc = dsm_impl_space_open(DSM_IMPL_MMAP, test_instance_id(), dir,
+	rc = dynshm_impl_space_open(DYNSHM_IMPL_MMAP, test_instance_id(), dir,
 				 &space);
 	if (rc != 0)
 		fprintf(stderr, "space on %s: %d (%s)\n", dir, rc,
-			dsm_last_error());
+			dynshm_last_error());
 	CHILD_CHECK(rc == 0);
 	rc = fill_up(space, dir);
-	dsm_impl_space_close(space);
+	dynshm_impl_space_close(space);
 	return rc;
 }
 

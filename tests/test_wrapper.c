@@ -32,8 +32,8 @@
  *
  * What is tested where:
  *   create in A, attach in B (forked / exec'd)   test_cross_process_*
- *   pins, unpin, dsm_destroy                      test_pin, test_destroy_segment
- *   kill -9 of a holder, dsm_reap                 test_kill9_reap
+ *   pins, unpin, dynshm_destroy                      test_pin, test_destroy_segment
+ *   kill -9 of a holder, dynshm_reap                 test_kill9_reap
  *   stale and forged handles, slot reuse          test_stale_handles
  *   two instances side by side                    test_two_instances
  *   attaching twice in one process                test_attach_twice
@@ -41,14 +41,14 @@
  *   scopes                                        test_scopes*
  *   fork: join, adopt, never release parent's     test_fork_*
  *   max_segments, max_processes                   test_limits
- *   dsm_stat, dsm_foreach_segment, info           test_inspection
+ *   dynshm_stat, dynshm_foreach_segment, info           test_inspection
  *   joining, conflicts, reset, restart            test_joining, test_reset,
  *                                                 test_open_after_all_killed
  *   threads; fork while another thread closes     test_threads,
  *                                                 test_fork_while_closing
  *   injected system-call failures                 test_injected_*
  *     (create, attach, removal of the OS object)
- *   none backend, configuration, dsm_strerror     test_none, test_config,
+ *   none backend, configuration, dynshm_strerror     test_none, test_config,
  *                                                 test_strerror
  */
 #include "inject.h"
@@ -86,8 +86,8 @@
 #include "dsm_assert.h"
 
 /* Hidden test hooks of the library (src/wrapper.h). */
-extern int dsm_test_instance_tag;
-extern void (*dsm_test_hook)(const char *point);
+extern int dynshm_test_instance_tag;
+extern void (*dynshm_test_hook)(const char *point);
 
 #define IO_TIMEOUT_MS 120000 /* a hang guard, not a timing assertion */
 #define SHARED_SIZE (64 * 1024)
@@ -96,21 +96,21 @@ extern void (*dsm_test_hook)(const char *point);
 
 /* ---- the table of backends ----------------------------------------------- */
 
-/* One step of dsm_create or dsm_attach that can be made to fail. */
+/* One step of dynshm_create or dynshm_attach that can be made to fail. */
 struct step {
-	const char *entry;  /* dsm_sys entry */
+	const char *entry;  /* dynshm_sys entry */
 	bool retries_eintr; /* EINTR is retried inside: the call succeeds */
 	bool first;	    /* the step that makes the name: EEXIST retries */
 };
 
 struct backend {
 	const char *name;
-	dsm_impl_type type;
+	dynshm_impl_type type;
 	const char *other; /* a different backend, for conflicts */
 	const struct step *create_steps; /* end with { NULL } */
 	const struct step *attach_steps;
 	const char *remove_entry; /* removing the OS object: this call ... */
-	int remove_nth;		  /* ... the nth of it in dsm_impl_destroy */
+	int remove_nth;		  /* ... the nth of it in dynshm_impl_destroy */
 	int (*run)(void);
 };
 
@@ -158,14 +158,14 @@ static int run_mmap(void);
 static int run_none(void);
 
 static const struct backend backends[] = {
-	{ "posix", DSM_IMPL_POSIX, "mmap", posix_create, posix_attach,
+	{ "posix", DYNSHM_IMPL_POSIX, "mmap", posix_create, posix_attach,
 	  "shm_unlink", 1, run_posix },
 	/* shmget, shmctl(IPC_STAT), shmctl(IPC_RMID) */
-	{ "sysv", DSM_IMPL_SYSV, "posix", sysv_create, sysv_attach, "shmctl", 2,
+	{ "sysv", DYNSHM_IMPL_SYSV, "posix", sysv_create, sysv_attach, "shmctl", 2,
 	  run_sysv },
-	{ "mmap", DSM_IMPL_MMAP, "posix", mmap_create, mmap_attach, "unlinkat",
+	{ "mmap", DYNSHM_IMPL_MMAP, "posix", mmap_create, mmap_attach, "unlinkat",
 	  1, run_mmap },
-	{ "none", DSM_IMPL_NONE, "posix", NULL, NULL, NULL, 0, run_none },
+	{ "none", DYNSHM_IMPL_NONE, "posix", NULL, NULL, NULL, 0, run_none },
 };
 
 #define N_BACKENDS (sizeof(backends) / sizeof(backends[0]))
@@ -179,7 +179,7 @@ static const struct backend backends[] = {
 struct fixture {
 	const struct backend *be;
 	char *dir; /* this test's private directory */
-	dsm_instance *insts[MAX_INSTS];
+	dynshm_instance *insts[MAX_INSTS];
 	pid_t kids[MAX_KIDS];
 	int fds[MAX_FDS];
 };
@@ -218,8 +218,8 @@ static int test_setup(void **state)
 	struct fixture *f = *state;
 
 	inject_reset();
-	dsm_test_hook = NULL;
-	dsm_clear_error();
+	dynshm_test_hook = NULL;
+	dynshm_clear_error();
 	for (int i = 0; i < MAX_FDS; i++)
 		f->fds[i] = -1;
 	f->dir = test_make_dir();
@@ -246,7 +246,7 @@ static int sweep_instances(struct fixture *f)
 		return 0;
 	while ((de = readdir(d)) != NULL) {
 		char path[PATH_MAX], state_file[PATH_MAX + 8];
-		dsm_instance *inst = NULL;
+		dynshm_instance *inst = NULL;
 		struct stat st;
 
 		if (de->d_name[0] == '.')
@@ -257,12 +257,12 @@ static int sweep_instances(struct fixture *f)
 			continue;
 		fprintf(stderr, "teardown: instance %s was left\n", path);
 		n++;
-		if (dsm_instance_open(path, NULL, DSM_OPEN_EXISTING, &inst) ==
+		if (dynshm_instance_open(path, NULL, DYNSHM_OPEN_EXISTING, &inst) ==
 		    0)
-			dsm_instance_destroy(inst);
+			dynshm_instance_destroy(inst);
 		else
 			fprintf(stderr, "teardown: cannot open %s: %s\n", path,
-				dsm_last_error());
+				dynshm_last_error());
 	}
 	closedir(d);
 	return n;
@@ -274,7 +274,7 @@ static int test_teardown(void **state)
 	int bad = 0;
 
 	inject_reset();
-	dsm_test_hook = NULL;
+	dynshm_test_hook = NULL;
 	for (int i = 0; i < MAX_KIDS; i++) {
 		if (f->kids[i] > 0) {
 			kill(f->kids[i], SIGKILL);
@@ -289,11 +289,11 @@ static int test_teardown(void **state)
 	}
 	for (int i = 0; i < MAX_INSTS; i++) {
 		if (f->insts[i]) {
-			int rc = dsm_instance_destroy(f->insts[i]);
+			int rc = dynshm_instance_destroy(f->insts[i]);
 
 			if (rc != 0) {
 				fprintf(stderr, "teardown: destroy: %d (%s)\n",
-					rc, dsm_last_error());
+					rc, dynshm_last_error());
 				bad = 1;
 			}
 			f->insts[i] = NULL;
@@ -318,7 +318,7 @@ static int test_teardown(void **state)
 			fprintf(stderr,                                        \
 				"%s:%d: child: %s = %d, expected %d (%s)\n",   \
 				__FILE__, __LINE__, #expr, rc_, want_,         \
-				dsm_last_error());                             \
+				dynshm_last_error());                             \
 			return 1;                                              \
 		}                                                              \
 	} while (0)
@@ -387,7 +387,7 @@ static void hex(char *buf, size_t len, uint64_t v)
 
 /* ---- instances ------------------------------------------------------------- */
 
-static void track_inst(struct fixture *f, dsm_instance *inst)
+static void track_inst(struct fixture *f, dynshm_instance *inst)
 {
 	for (int i = 0; i < MAX_INSTS; i++) {
 		if (!f->insts[i]) {
@@ -398,7 +398,7 @@ static void track_inst(struct fixture *f, dsm_instance *inst)
 	fail_msg("more than %d instances open in one test", MAX_INSTS);
 }
 
-static void untrack_inst(struct fixture *f, dsm_instance *inst)
+static void untrack_inst(struct fixture *f, dynshm_instance *inst)
 {
 	for (int i = 0; i < MAX_INSTS; i++)
 		if (f->insts[i] == inst)
@@ -412,121 +412,121 @@ static void path_in(struct fixture *f, const char *sub, char *buf,
 }
 
 /* A configuration; max_* of 0 keep the defaults.  NULL backend: not set. */
-static dsm_config *make_cfg(const char *backend, unsigned max_segments,
+static dynshm_config *make_cfg(const char *backend, unsigned max_segments,
 			    unsigned max_processes)
 {
-	dsm_config *cfg = NULL;
+	dynshm_config *cfg = NULL;
 	char num[32];
 
-	ASSERT_OK(dsm_config_new(&cfg));
+	ASSERT_OK(dynshm_config_new(&cfg));
 	if (backend)
-		ASSERT_OK(dsm_config_set(cfg, "dynamic_shared_memory_type",
+		ASSERT_OK(dynshm_config_set(cfg, "dynamic_shared_memory_type",
 					 backend));
 	if (max_segments) {
 		snprintf(num, sizeof(num), "%u", max_segments);
-		ASSERT_OK(dsm_config_set(cfg, "max_segments", num));
+		ASSERT_OK(dynshm_config_set(cfg, "max_segments", num));
 	}
 	if (max_processes) {
 		snprintf(num, sizeof(num), "%u", max_processes);
-		ASSERT_OK(dsm_config_set(cfg, "max_processes", num));
+		ASSERT_OK(dynshm_config_set(cfg, "max_processes", num));
 	}
 	return cfg;
 }
 
 /* Open <dir>/<sub>; the result is destroyed by the teardown if left. */
 static int open_cfg(struct fixture *f, const char *sub, unsigned flags,
-		    const dsm_config *cfg, dsm_instance **out)
+		    const dynshm_config *cfg, dynshm_instance **out)
 {
 	char path[PATH_MAX];
 	int rc;
 
 	path_in(f, sub, path, sizeof(path));
 	*out = NULL;
-	rc = dsm_instance_open(path, cfg, flags, out);
+	rc = dynshm_instance_open(path, cfg, flags, out);
 	if (rc == 0)
 		track_inst(f, *out);
 	return rc;
 }
 
-static dsm_instance *xopen_limits(struct fixture *f, const char *sub,
+static dynshm_instance *xopen_limits(struct fixture *f, const char *sub,
 				  unsigned flags, unsigned max_segments,
 				  unsigned max_processes)
 {
-	dsm_config *cfg = make_cfg(f->be->name, max_segments, max_processes);
-	dsm_instance *inst = NULL;
+	dynshm_config *cfg = make_cfg(f->be->name, max_segments, max_processes);
+	dynshm_instance *inst = NULL;
 	int rc = open_cfg(f, sub, flags, cfg, &inst);
 
-	dsm_config_free(cfg);
+	dynshm_config_free(cfg);
 	if (rc != 0)
 		fail_msg("open %s/%s: %d (%s)", f->dir, sub, rc,
-			 dsm_last_error());
+			 dynshm_last_error());
 	return inst;
 }
 
-static dsm_instance *xopen(struct fixture *f, const char *sub)
+static dynshm_instance *xopen(struct fixture *f, const char *sub)
 {
 	return xopen_limits(f, sub, 0, 0, 0);
 }
 
-static void xdestroy(struct fixture *f, dsm_instance *inst)
+static void xdestroy(struct fixture *f, dynshm_instance *inst)
 {
 	untrack_inst(f, inst);
-	ASSERT_OK(dsm_instance_destroy(inst));
+	ASSERT_OK(dynshm_instance_destroy(inst));
 }
 
-static void xclose(struct fixture *f, dsm_instance *inst)
+static void xclose(struct fixture *f, dynshm_instance *inst)
 {
 	untrack_inst(f, inst);
-	ASSERT_OK(dsm_instance_close(inst));
+	ASSERT_OK(dynshm_instance_close(inst));
 }
 
-static dsm_instance_info info_of(dsm_instance *inst)
+static dynshm_instance_info info_of(dynshm_instance *inst)
 {
-	static dsm_instance_info info; /* 4 KiB: keep it off small stacks */
+	static dynshm_instance_info info; /* 4 KiB: keep it off small stacks */
 
-	ASSERT_OK(dsm_instance_info_get(inst, &info));
+	ASSERT_OK(dynshm_instance_info_get(inst, &info));
 	return info;
 }
 
-static dsm_segment_info stat_of(dsm_instance *inst, dsm_handle h)
+static dynshm_segment_info stat_of(dynshm_instance *inst, dynshm_handle h)
 {
-	dsm_segment_info si;
+	dynshm_segment_info si;
 
-	ASSERT_OK(dsm_stat(inst, h, &si));
+	ASSERT_OK(dynshm_stat(inst, h, &si));
 	return si;
 }
 
-static void assert_no_segment(dsm_instance *inst, dsm_handle h)
+static void assert_no_segment(dynshm_instance *inst, dynshm_handle h)
 {
-	dsm_segment_info si;
+	dynshm_segment_info si;
 
-	ASSERT_RC(dsm_stat(inst, h, &si), -ENOENT);
+	ASSERT_RC(dynshm_stat(inst, h, &si), -ENOENT);
 }
 
-static dsm_segment *xcreate(dsm_instance *inst, size_t size, uint64_t seed)
+static dynshm_segment *xcreate(dynshm_instance *inst, size_t size, uint64_t seed)
 {
-	dsm_segment *seg = NULL;
+	dynshm_segment *seg = NULL;
 
-	ASSERT_OK(dsm_create(inst, size, 0, &seg));
+	ASSERT_OK(dynshm_create(inst, size, 0, &seg));
 	assert_non_null(seg);
-	assert_int_equal(dsm_segment_size(seg), size);
-	assert_true(all_zero(dsm_segment_address(seg), size));
+	assert_int_equal(dynshm_segment_size(seg), size);
+	assert_true(all_zero(dynshm_segment_address(seg), size));
 	if (seed)
-		fill(dsm_segment_address(seg), size, seed);
+		fill(dynshm_segment_address(seg), size, seed);
 	return seg;
 }
 
 /* ---- where the OS objects of an instance are ------------------------------- */
 
 struct where {
-	dsm_impl_type type;
+	dynshm_impl_type type;
 	uint64_t id;
 	char dir[PATH_MAX];
 };
 
-static struct where where_of(dsm_instance *inst)
+static struct where where_of(dynshm_instance *inst)
 {
-	dsm_instance_info info = info_of(inst);
+	dynshm_instance_info info = info_of(inst);
 	struct where w;
 
 	w.type = info.backend;
@@ -536,32 +536,32 @@ static struct where where_of(dsm_instance *inst)
 }
 
 /* Does the OS object of (w, h) exist?  Asked of the OS itself. */
-static bool os_exists(const struct where *w, dsm_handle h)
+static bool os_exists(const struct where *w, dynshm_handle h)
 {
-	char name[DSM_IMPL_NAME_MAX], path[DSM_IMPL_NAME_MAX + 16];
-	dsm_impl_space *space = NULL;
+	char name[DYNSHM_IMPL_NAME_MAX], path[DYNSHM_IMPL_NAME_MAX + 16];
+	dynshm_impl_space *space = NULL;
 	struct stat st;
 	unsigned key;
 	int rc;
 
-	if (w->type == DSM_IMPL_NONE)
+	if (w->type == DYNSHM_IMPL_NONE)
 		return false;
-	rc = dsm_impl_space_open(w->type, w->id, w->dir, &space);
-	if (rc == -ENOENT && w->type == DSM_IMPL_MMAP)
+	rc = dynshm_impl_space_open(w->type, w->id, w->dir, &space);
+	if (rc == -ENOENT && w->type == DYNSHM_IMPL_MMAP)
 		return false; /* its directory is gone, so is the file */
 	if (rc != 0)
 		fail_msg("space of %016" PRIx64 ": %d (%s)", w->id, rc,
-			 dsm_last_error());
-	rc = dsm_impl_object_name(space, h, name, sizeof(name));
-	dsm_impl_space_close(space);
+			 dynshm_last_error());
+	rc = dynshm_impl_object_name(space, h, name, sizeof(name));
+	dynshm_impl_space_close(space);
 	assert_int_equal(rc, 0);
 	switch (w->type) {
-	case DSM_IMPL_POSIX:
+	case DYNSHM_IMPL_POSIX:
 		snprintf(path, sizeof(path), "/dev/shm%s", name);
 		return lstat(path, &st) == 0;
-	case DSM_IMPL_MMAP:
+	case DYNSHM_IMPL_MMAP:
 		return lstat(name, &st) == 0;
-	case DSM_IMPL_SYSV:
+	case DYNSHM_IMPL_SYSV:
 		assert_int_equal(sscanf(name, "sysv:0x%x", &key), 1);
 		return shmget((key_t)key, 0, 0) >= 0;
 	default:
@@ -569,7 +569,7 @@ static bool os_exists(const struct where *w, dsm_handle h)
 	}
 }
 
-static void assert_gone(const struct where *w, dsm_handle h, const char *ctx)
+static void assert_gone(const struct where *w, dynshm_handle h, const char *ctx)
 {
 	if (os_exists(w, h))
 		fail_msg("%s: the OS object of %016" PRIx64 " is still there",
@@ -577,11 +577,11 @@ static void assert_gone(const struct where *w, dsm_handle h, const char *ctx)
 }
 
 struct counting {
-	char ctl_name[DSM_IMPL_NAME_MAX];
+	char ctl_name[DYNSHM_IMPL_NAME_MAX];
 	int n;
 };
 
-static int count_one(dsm_handle handle, const char *os_name, void *arg)
+static int count_one(dynshm_handle handle, const char *os_name, void *arg)
 {
 	struct counting *c = arg;
 
@@ -598,15 +598,15 @@ static int count_one(dsm_handle handle, const char *os_name, void *arg)
  */
 static int os_count(const struct where *w)
 {
-	dsm_impl_space *space = NULL;
+	dynshm_impl_space *space = NULL;
 	struct counting c;
 
 	memset(&c, 0, sizeof(c));
-	ASSERT_OK(dsm_impl_space_open(w->type, w->id, w->dir, &space));
-	ASSERT_OK(dsm_impl_object_name(space, CTL_HANDLE, c.ctl_name,
+	ASSERT_OK(dynshm_impl_space_open(w->type, w->id, w->dir, &space));
+	ASSERT_OK(dynshm_impl_object_name(space, CTL_HANDLE, c.ctl_name,
 				       sizeof(c.ctl_name)));
-	ASSERT_OK(dsm_impl_list(space, count_one, &c));
-	dsm_impl_space_close(space);
+	ASSERT_OK(dynshm_impl_list(space, count_one, &c));
+	dynshm_impl_space_close(space);
 	return c.n;
 }
 
@@ -704,16 +704,16 @@ static void expect_byte(int fd, char want)
 		fail_msg("child sent '%c', expected '%c'", c, want);
 }
 
-static dsm_handle recv_handle(int fd)
+static dynshm_handle recv_handle(int fd)
 {
-	dsm_handle h = 0;
+	dynshm_handle h = 0;
 
 	if (read_full(fd, &h, sizeof(h)) < 0)
 		fail_msg("no handle from the child (it died or hung)");
 	return h;
 }
 
-static void send_handle(int fd, dsm_handle h)
+static void send_handle(int fd, dynshm_handle h)
 {
 	if (write_full(fd, &h, sizeof(h)) < 0)
 		fail_msg("cannot write to a child: %s", strerror(errno));
@@ -807,20 +807,20 @@ static int run_exec(struct fixture *f, const char *name,
 /* ---- exec'd children ----------------------------------------------------- */
 
 static int child_open(const char *dir, const char *backend, unsigned flags,
-		      dsm_instance **out)
+		      dynshm_instance **out)
 {
-	dsm_config *cfg = NULL;
+	dynshm_config *cfg = NULL;
 	int rc = 0;
 
 	if (backend) {
-		rc = dsm_config_new(&cfg);
+		rc = dynshm_config_new(&cfg);
 		if (rc == 0)
-			rc = dsm_config_set(cfg, "dynamic_shared_memory_type",
+			rc = dynshm_config_set(cfg, "dynamic_shared_memory_type",
 					    backend);
 	}
 	if (rc == 0)
-		rc = dsm_instance_open(dir, cfg, flags, out);
-	dsm_config_free(cfg);
+		rc = dynshm_instance_open(dir, cfg, flags, out);
+	dynshm_config_free(cfg);
 	return rc;
 }
 
@@ -828,17 +828,17 @@ static int child_open(const char *dir, const char *backend, unsigned flags,
  * B of the two-process round trip: attach h, check A's data, reply, tell A;
  * wait until A has detached, check again, detach last (which destroys).
  */
-static int peer_body(dsm_instance *inst, dsm_handle h, int rfd, int wfd)
+static int peer_body(dynshm_instance *inst, dynshm_handle h, int rfd, int wfd)
 {
-	dsm_segment *seg = NULL;
-	dsm_segment_info si;
+	dynshm_segment *seg = NULL;
+	dynshm_segment_info si;
 	char expect[64], c = 0;
 	char *p;
 
-	CHILD_OK(dsm_attach(inst, h, &seg));
-	CHILD_CHECK(dsm_segment_handle(seg) == h);
-	CHILD_CHECK(dsm_segment_size(seg) == SHARED_SIZE);
-	p = dsm_segment_address(seg);
+	CHILD_OK(dynshm_attach(inst, h, &seg));
+	CHILD_CHECK(dynshm_segment_handle(seg) == h);
+	CHILD_CHECK(dynshm_segment_size(seg) == SHARED_SIZE);
+	p = dynshm_segment_address(seg);
 	snprintf(expect, sizeof(expect), "hello from %016" PRIx64, h);
 	CHILD_CHECK(strcmp(p, expect) == 0);
 	CHILD_CHECK(check_fill(p + FILL_AT, SHARED_SIZE - FILL_AT, h));
@@ -846,27 +846,27 @@ static int peer_body(dsm_instance *inst, dsm_handle h, int rfd, int wfd)
 	CHILD_CHECK(write_full(wfd, "a", 1) == 0);
 	CHILD_CHECK(read_full(rfd, &c, 1) == 0 && c == 'd');
 	/* A has detached: we map it alone, and it is intact */
-	CHILD_OK(dsm_stat(inst, h, &si));
+	CHILD_OK(dynshm_stat(inst, h, &si));
 	CHILD_CHECK(si.references == 1);
 	CHILD_CHECK(strcmp(p, expect) == 0);
 	CHILD_CHECK(check_fill(p + FILL_AT, SHARED_SIZE - FILL_AT, h));
 	CHILD_CHECK(strncmp(p + REPLY_AT, "reply to ", 9) == 0);
-	CHILD_OK(dsm_detach(seg));
-	CHILD_RC(dsm_stat(inst, h, &si), -ENOENT);
+	CHILD_OK(dynshm_detach(seg));
+	CHILD_RC(dynshm_stat(inst, h, &si), -ENOENT);
 	return 0;
 }
 
 /* --child peer <dir> <backend> <handle> <read fd> <write fd> */
 static int child_peer(int argc, char **argv)
 {
-	dsm_instance *inst = NULL;
+	dynshm_instance *inst = NULL;
 	int rc;
 
 	CHILD_CHECK(argc == 6);
-	CHILD_OK(child_open(argv[1], argv[2], DSM_OPEN_EXISTING, &inst));
+	CHILD_OK(child_open(argv[1], argv[2], DYNSHM_OPEN_EXISTING, &inst));
 	rc = peer_body(inst, strtoull(argv[3], NULL, 16), atoi(argv[4]),
 		       atoi(argv[5]));
-	CHILD_OK(dsm_instance_close(inst));
+	CHILD_OK(dynshm_instance_close(inst));
 	return rc;
 }
 
@@ -877,9 +877,9 @@ static int child_peer(int argc, char **argv)
  */
 static int child_attach(int argc, char **argv)
 {
-	dsm_instance *inst = NULL;
-	dsm_segment *seg = (dsm_segment *)&inst; /* sentinel */
-	dsm_handle h;
+	dynshm_instance *inst = NULL;
+	dynshm_segment *seg = (dynshm_segment *)&inst; /* sentinel */
+	dynshm_handle h;
 	uint64_t seed;
 	int want;
 
@@ -887,17 +887,17 @@ static int child_attach(int argc, char **argv)
 	h = strtoull(argv[2], NULL, 16);
 	want = atoi(argv[3]);
 	seed = strtoull(argv[4], NULL, 16);
-	CHILD_OK(child_open(argv[1], NULL, DSM_OPEN_EXISTING, &inst));
-	CHILD_RC(dsm_attach(inst, h, &seg), want);
+	CHILD_OK(child_open(argv[1], NULL, DYNSHM_OPEN_EXISTING, &inst));
+	CHILD_RC(dynshm_attach(inst, h, &seg), want);
 	if (want == 0) {
 		if (seed)
-			CHILD_CHECK(check_fill(dsm_segment_address(seg),
-					       dsm_segment_size(seg), seed));
-		CHILD_OK(dsm_detach(seg));
+			CHILD_CHECK(check_fill(dynshm_segment_address(seg),
+					       dynshm_segment_size(seg), seed));
+		CHILD_OK(dynshm_detach(seg));
 	} else {
-		CHILD_CHECK(seg == (dsm_segment *)&inst); /* untouched */
+		CHILD_CHECK(seg == (dynshm_segment *)&inst); /* untouched */
 	}
-	CHILD_OK(dsm_instance_close(inst));
+	CHILD_OK(dynshm_instance_close(inst));
 	return 0;
 }
 
@@ -908,22 +908,22 @@ static int child_attach(int argc, char **argv)
  */
 static int child_killed(int argc, char **argv)
 {
-	dsm_instance *inst = NULL;
-	dsm_segment *s1 = NULL, *s2 = NULL, *s3 = NULL;
-	dsm_handle h3;
+	dynshm_instance *inst = NULL;
+	dynshm_segment *s1 = NULL, *s2 = NULL, *s3 = NULL;
+	dynshm_handle h3;
 	int wfd, rfd;
 	char c = 0;
 
 	CHILD_CHECK(argc == 6);
 	wfd = atoi(argv[4]);
 	rfd = atoi(argv[5]);
-	CHILD_OK(child_open(argv[1], NULL, DSM_OPEN_EXISTING, &inst));
-	CHILD_OK(dsm_attach(inst, strtoull(argv[2], NULL, 16), &s1));
-	CHILD_OK(dsm_attach(inst, strtoull(argv[3], NULL, 16), &s2));
-	CHILD_OK(dsm_create(inst, 8192, 0, &s3));
-	h3 = dsm_segment_handle(s3);
-	fill(dsm_segment_address(s3), 8192, h3);
-	strcpy(dsm_segment_address(s1), "the killed child was here");
+	CHILD_OK(child_open(argv[1], NULL, DYNSHM_OPEN_EXISTING, &inst));
+	CHILD_OK(dynshm_attach(inst, strtoull(argv[2], NULL, 16), &s1));
+	CHILD_OK(dynshm_attach(inst, strtoull(argv[3], NULL, 16), &s2));
+	CHILD_OK(dynshm_create(inst, 8192, 0, &s3));
+	h3 = dynshm_segment_handle(s3);
+	fill(dynshm_segment_address(s3), 8192, h3);
+	strcpy(dynshm_segment_address(s1), "the killed child was here");
 	CHILD_CHECK(write_full(wfd, &h3, sizeof(h3)) == 0);
 	CHILD_CHECK(read_full(rfd, &c, 1) == 0 && c == 'k');
 	raise(SIGKILL);
@@ -933,28 +933,28 @@ static int child_killed(int argc, char **argv)
 /*
  * --child join <dir> <instance id> <backend>
  * Join with no configuration: the same instance, its backend, two
- * processes (the test and us); DSM_OPEN_EXISTING joins it too.
+ * processes (the test and us); DYNSHM_OPEN_EXISTING joins it too.
  */
 static int child_join(int argc, char **argv)
 {
-	dsm_instance *inst = NULL, *again = NULL;
-	dsm_instance_info info;
-	dsm_impl_type type;
+	dynshm_instance *inst = NULL, *again = NULL;
+	dynshm_instance_info info;
+	dynshm_impl_type type;
 
 	CHILD_CHECK(argc == 4);
-	CHILD_OK(dsm_impl_type_from_name(argv[3], &type));
-	CHILD_OK(dsm_instance_open(argv[1], NULL, 0, &inst));
-	CHILD_OK(dsm_instance_info_get(inst, &info));
+	CHILD_OK(dynshm_impl_type_from_name(argv[3], &type));
+	CHILD_OK(dynshm_instance_open(argv[1], NULL, 0, &inst));
+	CHILD_OK(dynshm_instance_info_get(inst, &info));
 	CHILD_CHECK(info.instance_id == strtoull(argv[2], NULL, 16));
 	CHILD_CHECK(info.backend == type);
 	CHILD_CHECK(info.processes == 2);
 	CHILD_CHECK(info.creator_pid != getpid());
-	CHILD_OK(dsm_instance_open(argv[1], NULL, DSM_OPEN_EXISTING, &again));
-	CHILD_OK(dsm_instance_info_get(again, &info));
+	CHILD_OK(dynshm_instance_open(argv[1], NULL, DYNSHM_OPEN_EXISTING, &again));
+	CHILD_OK(dynshm_instance_info_get(again, &info));
 	CHILD_CHECK(info.instance_id == strtoull(argv[2], NULL, 16));
 	CHILD_CHECK(info.processes == 3);
-	CHILD_OK(dsm_instance_close(again));
-	CHILD_OK(dsm_instance_close(inst));
+	CHILD_OK(dynshm_instance_close(again));
+	CHILD_OK(dynshm_instance_close(inst));
 	return 0;
 }
 
@@ -967,11 +967,11 @@ static const struct test_child children[] = {
 };
 
 /* Run "attach" in an unrelated process; its status. */
-static int attach_elsewhere(struct fixture *f, dsm_instance *inst,
-			    dsm_handle h, int want, uint64_t seed)
+static int attach_elsewhere(struct fixture *f, dynshm_instance *inst,
+			    dynshm_handle h, int want, uint64_t seed)
 {
 	char hs[32], ws[16], ss[32];
-	dsm_instance_info info = info_of(inst);
+	dynshm_instance_info info = info_of(inst);
 	const char *args[] = { info.directory, hs, ws, ss, NULL };
 
 	hex(hs, sizeof(hs), h);
@@ -983,7 +983,7 @@ static int attach_elsewhere(struct fixture *f, dsm_instance *inst,
 /* ---- 1. two processes: create in A, attach in B --------------------------- */
 
 struct peer_arg {
-	dsm_instance *inst;
+	dynshm_instance *inst;
 	int rfd, wfd;
 };
 
@@ -991,12 +991,12 @@ struct peer_arg {
 static int fork_peer(void *arg)
 {
 	struct peer_arg *a = arg;
-	dsm_handle h = 0;
+	dynshm_handle h = 0;
 	int rc;
 
 	CHILD_CHECK(read_full(a->rfd, &h, sizeof(h)) == 0);
 	rc = peer_body(a->inst, h, a->rfd, a->wfd);
-	CHILD_OK(dsm_instance_close(a->inst));
+	CHILD_OK(dynshm_instance_close(a->inst));
 	return rc;
 }
 
@@ -1007,23 +1007,23 @@ static int fork_peer(void *arg)
  */
 static void cross_process(struct fixture *f, bool exec, bool by_name)
 {
-	dsm_instance *inst = NULL;
+	dynshm_instance *inst = NULL;
 	struct where w;
 	int to_child[2], to_parent[2];
 	struct peer_arg arg;
-	dsm_segment *seg;
-	dsm_handle h;
+	dynshm_segment *seg;
+	dynshm_handle h;
 	char expect[64];
 	pid_t pid = 0;
 	char *p;
 
 	if (by_name) {
-		dsm_config *cfg = make_cfg(f->be->name, 0, 0);
+		dynshm_config *cfg = make_cfg(f->be->name, 0, 0);
 
 		assert_int_equal(setenv("XDG_RUNTIME_DIR", f->dir, 1), 0);
-		ASSERT_OK(dsm_instance_open("joined-by-name", cfg, 0, &inst));
+		ASSERT_OK(dynshm_instance_open("joined-by-name", cfg, 0, &inst));
 		track_inst(f, inst);
-		dsm_config_free(cfg);
+		dynshm_config_free(cfg);
 		/* the instance lives where the name says, not elsewhere */
 		snprintf(expect, sizeof(expect), "%s", "/dynshm/joined-by-name");
 		assert_non_null(strstr(info_of(inst).directory, expect));
@@ -1040,8 +1040,8 @@ static void cross_process(struct fixture *f, bool exec, bool by_name)
 		pid = start_fork(f, fork_peer, &arg);
 
 	seg = xcreate(inst, SHARED_SIZE, 0);
-	h = dsm_segment_handle(seg);
-	p = dsm_segment_address(seg);
+	h = dynshm_segment_handle(seg);
+	p = dynshm_segment_address(seg);
 	snprintf(p, 64, "hello from %016" PRIx64, h);
 	fill(p + FILL_AT, SHARED_SIZE - FILL_AT, h);
 
@@ -1067,7 +1067,7 @@ static void cross_process(struct fixture *f, bool exec, bool by_name)
 	assert_int_equal(info_of(inst).processes, 2);
 
 	/* A lets go first; B still maps it, so it must survive */
-	ASSERT_OK(dsm_detach(seg));
+	ASSERT_OK(dynshm_detach(seg));
 	assert_int_equal(stat_of(inst, h).references, 1);
 	assert_true(os_exists(&w, h));
 	send_byte(to_child[1], 'd');
@@ -1102,7 +1102,7 @@ static void test_join_by_name(void **state)
 /* ---- 2. pins --------------------------------------------------------------- */
 
 struct pin_arg {
-	dsm_instance *inst;
+	dynshm_instance *inst;
 	int wfd;
 };
 
@@ -1110,19 +1110,19 @@ struct pin_arg {
 static int fork_pinner(void *arg)
 {
 	struct pin_arg *a = arg;
-	dsm_segment *seg = NULL;
-	dsm_segment_info si;
-	dsm_handle h;
+	dynshm_segment *seg = NULL;
+	dynshm_segment_info si;
+	dynshm_handle h;
 
-	CHILD_OK(dsm_create(a->inst, 20000, 0, &seg));
-	h = dsm_segment_handle(seg);
-	fill(dsm_segment_address(seg), 20000, h);
-	CHILD_OK(dsm_pin_segment(seg));
-	CHILD_RC(dsm_pin_segment(seg), -EALREADY);
-	CHILD_OK(dsm_detach(seg));
-	CHILD_OK(dsm_stat(a->inst, h, &si));
+	CHILD_OK(dynshm_create(a->inst, 20000, 0, &seg));
+	h = dynshm_segment_handle(seg);
+	fill(dynshm_segment_address(seg), 20000, h);
+	CHILD_OK(dynshm_pin_segment(seg));
+	CHILD_RC(dynshm_pin_segment(seg), -EALREADY);
+	CHILD_OK(dynshm_detach(seg));
+	CHILD_OK(dynshm_stat(a->inst, h, &si));
 	CHILD_CHECK(si.pinned && si.references == 0);
-	CHILD_OK(dsm_instance_close(a->inst));
+	CHILD_OK(dynshm_instance_close(a->inst));
 	CHILD_CHECK(write_full(a->wfd, &h, sizeof(h)) == 0);
 	return 0;
 }
@@ -1130,14 +1130,14 @@ static int fork_pinner(void *arg)
 static void test_pin(void **state)
 {
 	struct fixture *f = *state;
-	dsm_instance *inst = xopen(f, "inst");
+	dynshm_instance *inst = xopen(f, "inst");
 	struct where w = where_of(inst);
 	struct pin_arg arg;
-	dsm_segment_info si;
-	dsm_segment *seg;
+	dynshm_segment_info si;
+	dynshm_segment *seg;
 	int p[2];
 	pid_t pid;
-	dsm_handle h;
+	dynshm_handle h;
 
 	make_pipe(f, p);
 	arg.inst = inst;
@@ -1160,69 +1160,69 @@ static void test_pin(void **state)
 	si = stat_of(inst, h);
 	assert_true(si.pinned);
 	assert_int_equal(si.references, 0);
-	ASSERT_RC(dsm_pin_segment(NULL), -EINVAL);
+	ASSERT_RC(dynshm_pin_segment(NULL), -EINVAL);
 
 	/* unpin with nobody mapping destroys */
-	ASSERT_OK(dsm_unpin_segment(inst, h));
+	ASSERT_OK(dynshm_unpin_segment(inst, h));
 	assert_no_segment(inst, h);
 	assert_gone(&w, h, "after unpin with nobody mapping");
-	ASSERT_RC(dsm_unpin_segment(inst, h), -ENOENT);
+	ASSERT_RC(dynshm_unpin_segment(inst, h), -ENOENT);
 
 	/* an unpinned segment: unpin refused, pin twice refused */
 	seg = xcreate(inst, 4096, 5);
-	h = dsm_segment_handle(seg);
-	dsm_clear_error();
-	ASSERT_RC(dsm_unpin_segment(inst, h), -EINVAL);
-	assert_string_not_equal(dsm_last_error(), "");
-	ASSERT_OK(dsm_pin_segment(seg));
-	ASSERT_RC(dsm_pin_segment(seg), -EALREADY);
-	assert_string_not_equal(dsm_last_error(), "");
+	h = dynshm_segment_handle(seg);
+	dynshm_clear_error();
+	ASSERT_RC(dynshm_unpin_segment(inst, h), -EINVAL);
+	assert_string_not_equal(dynshm_last_error(), "");
+	ASSERT_OK(dynshm_pin_segment(seg));
+	ASSERT_RC(dynshm_pin_segment(seg), -EALREADY);
+	assert_string_not_equal(dynshm_last_error(), "");
 	assert_true(stat_of(inst, h).pinned);
 	/* unpinned while mapped: it stays until the last detach */
-	ASSERT_OK(dsm_unpin_segment(inst, h));
+	ASSERT_OK(dynshm_unpin_segment(inst, h));
 	si = stat_of(inst, h);
 	assert_false(si.pinned);
 	assert_int_equal(si.references, 1);
-	assert_true(check_fill(dsm_segment_address(seg), 4096, 5));
-	ASSERT_OK(dsm_detach(seg));
+	assert_true(check_fill(dynshm_segment_address(seg), 4096, 5));
+	ASSERT_OK(dynshm_detach(seg));
 	assert_no_segment(inst, h);
 	assert_gone(&w, h, "after the last detach of an unpinned segment");
 	assert_int_equal(info_of(inst).segments, 0);
 	xdestroy(f, inst);
 }
 
-/* dsm_destroy: unpin, refuse attaches, go at the last detach. */
+/* dynshm_destroy: unpin, refuse attaches, go at the last detach. */
 static void test_destroy_segment(void **state)
 {
 	struct fixture *f = *state;
-	dsm_instance *inst = xopen(f, "inst");
+	dynshm_instance *inst = xopen(f, "inst");
 	struct where w = where_of(inst);
-	dsm_segment *seg = xcreate(inst, 4096, 77);
-	dsm_handle h = dsm_segment_handle(seg);
-	dsm_segment_info si;
+	dynshm_segment *seg = xcreate(inst, 4096, 77);
+	dynshm_handle h = dynshm_segment_handle(seg);
+	dynshm_segment_info si;
 
-	ASSERT_OK(dsm_pin_segment(seg));
-	ASSERT_OK(dsm_destroy(inst, h));
+	ASSERT_OK(dynshm_pin_segment(seg));
+	ASSERT_OK(dynshm_destroy(inst, h));
 	si = stat_of(inst, h); /* still there: we map it */
 	assert_false(si.pinned);
 	assert_int_equal(si.references, 1);
 	assert_true(os_exists(&w, h));
 	/* nobody else may attach it any more */
 	assert_int_equal(attach_elsewhere(f, inst, h, -ENOENT, 0), 0);
-	ASSERT_RC(dsm_pin_segment(seg), -ENOENT);
-	ASSERT_RC(dsm_destroy(inst, h), -ENOENT);
-	assert_true(check_fill(dsm_segment_address(seg), 4096, 77));
-	ASSERT_OK(dsm_detach(seg));
+	ASSERT_RC(dynshm_pin_segment(seg), -ENOENT);
+	ASSERT_RC(dynshm_destroy(inst, h), -ENOENT);
+	assert_true(check_fill(dynshm_segment_address(seg), 4096, 77));
+	ASSERT_OK(dynshm_detach(seg));
 	assert_no_segment(inst, h);
 	assert_gone(&w, h, "after the last detach of a destroyed segment");
 
 	/* with nobody mapping it, at once */
 	seg = xcreate(inst, 4096, 78);
-	h = dsm_segment_handle(seg);
-	ASSERT_OK(dsm_pin_segment(seg));
-	ASSERT_OK(dsm_detach(seg));
+	h = dynshm_segment_handle(seg);
+	ASSERT_OK(dynshm_pin_segment(seg));
+	ASSERT_OK(dynshm_detach(seg));
 	assert_true(os_exists(&w, h));
-	ASSERT_OK(dsm_destroy(inst, h));
+	ASSERT_OK(dynshm_destroy(inst, h));
 	assert_no_segment(inst, h);
 	assert_gone(&w, h, "after destroying an unmapped segment");
 	xdestroy(f, inst);
@@ -1231,8 +1231,8 @@ static void test_destroy_segment(void **state)
 /* ---- 3. kill -9 of a process holding references ----------------------------- */
 
 struct attach_arg {
-	dsm_instance *inst;
-	dsm_handle h;
+	dynshm_instance *inst;
+	dynshm_handle h;
 	uint64_t seed;
 	size_t size;
 };
@@ -1240,27 +1240,27 @@ struct attach_arg {
 static int fork_attach_check(void *arg)
 {
 	struct attach_arg *a = arg;
-	dsm_segment *seg = NULL;
+	dynshm_segment *seg = NULL;
 
-	CHILD_OK(dsm_attach(a->inst, a->h, &seg));
-	CHILD_CHECK(dsm_segment_size(seg) == a->size);
-	CHILD_CHECK(check_fill(dsm_segment_address(seg), a->size, a->seed));
-	CHILD_OK(dsm_detach(seg));
-	CHILD_OK(dsm_instance_close(a->inst));
+	CHILD_OK(dynshm_attach(a->inst, a->h, &seg));
+	CHILD_CHECK(dynshm_segment_size(seg) == a->size);
+	CHILD_CHECK(check_fill(dynshm_segment_address(seg), a->size, a->seed));
+	CHILD_OK(dynshm_detach(seg));
+	CHILD_OK(dynshm_instance_close(a->inst));
 	return 0;
 }
 
 static void test_kill9_reap(void **state)
 {
 	struct fixture *f = *state;
-	dsm_instance *inst = xopen(f, "inst");
+	dynshm_instance *inst = xopen(f, "inst");
 	struct where w = where_of(inst);
-	dsm_segment *s1 = xcreate(inst, 8192, 0);
-	dsm_segment *s2 = xcreate(inst, 8192, 0);
-	dsm_segment *s4;
-	dsm_handle h1 = dsm_segment_handle(s1), h2 = dsm_segment_handle(s2);
-	dsm_handle h3, h4;
-	dsm_segment_info si;
+	dynshm_segment *s1 = xcreate(inst, 8192, 0);
+	dynshm_segment *s2 = xcreate(inst, 8192, 0);
+	dynshm_segment *s4;
+	dynshm_handle h1 = dynshm_segment_handle(s1), h2 = dynshm_segment_handle(s2);
+	dynshm_handle h3, h4;
+	dynshm_segment_info si;
 	struct attach_arg aa;
 	char hs1[32], hs2[32], ws[16], rs[16];
 	const char *args[] = { w.dir, hs1, hs2, ws, rs, NULL };
@@ -1286,7 +1286,7 @@ static void test_kill9_reap(void **state)
 	assert_int_equal(si.references, 1);
 	assert_int_equal(si.creator_pid, pid);
 	/* the parent lets go of s2: only the doomed child holds it */
-	ASSERT_OK(dsm_detach(s2));
+	ASSERT_OK(dynshm_detach(s2));
 	assert_int_equal(stat_of(inst, h2).references, 1);
 	reaped_before = info_of(inst).processes_reaped;
 
@@ -1301,17 +1301,17 @@ static void test_kill9_reap(void **state)
 	assert_true(os_exists(&w, h2));
 	assert_true(os_exists(&w, h3));
 
-	ASSERT_OK(dsm_reap(inst, &n));
+	ASSERT_OK(dynshm_reap(inst, &n));
 	assert_int_equal(n, 1);
 	assert_int_equal(info_of(inst).processes, 1);
 	assert_int_equal(info_of(inst).processes_reaped, reaped_before + 1);
 	/* what the parent still maps survives, and is usable */
 	si = stat_of(inst, h1);
 	assert_int_equal(si.references, 1);
-	assert_int_equal(si.state, DSM_SEGMENT_ACTIVE);
-	assert_string_equal(dsm_segment_address(s1),
+	assert_int_equal(si.state, DYNSHM_SEGMENT_ACTIVE);
+	assert_string_equal(dynshm_segment_address(s1),
 			    "the killed child was here");
-	strcpy(dsm_segment_address(s1), "still usable");
+	strcpy(dynshm_segment_address(s1), "still usable");
 	/* what only the dead one held is destroyed */
 	assert_no_segment(inst, h2);
 	assert_no_segment(inst, h3);
@@ -1319,12 +1319,12 @@ static void test_kill9_reap(void **state)
 	assert_gone(&w, h3, "s3 after the reap");
 	assert_int_equal(info_of(inst).segments, 1);
 	/* a second reap finds nobody */
-	ASSERT_OK(dsm_reap(inst, &n));
+	ASSERT_OK(dynshm_reap(inst, &n));
 	assert_int_equal(n, 0);
 
 	/* the instance goes on working: create, attach in another process */
 	s4 = xcreate(inst, 12288, 4);
-	h4 = dsm_segment_handle(s4);
+	h4 = dynshm_segment_handle(s4);
 	aa.inst = inst;
 	aa.h = h4;
 	aa.seed = 4;
@@ -1333,8 +1333,8 @@ static void test_kill9_reap(void **state)
 			 0);
 	assert_int_equal(attach_elsewhere(f, inst, h4, 0, 4), 0);
 	assert_int_equal(stat_of(inst, h4).references, 1);
-	ASSERT_OK(dsm_detach(s4));
-	ASSERT_OK(dsm_detach(s1));
+	ASSERT_OK(dynshm_detach(s4));
+	ASSERT_OK(dynshm_detach(s1));
 	assert_int_equal(info_of(inst).segments, 0);
 	assert_int_equal(os_count(&w), 0);
 	xdestroy(f, inst);
@@ -1342,37 +1342,37 @@ static void test_kill9_reap(void **state)
 
 /* ---- 4. stale and forged handles ------------------------------------------- */
 
-static void expect_unknown(dsm_instance *inst, const char *name,
-			   dsm_handle h, const char *what)
+static void expect_unknown(dynshm_instance *inst, const char *name,
+			   dynshm_handle h, const char *what)
 {
-	dsm_segment *seg = (dsm_segment *)&inst; /* sentinel */
-	dsm_segment_info si;
+	dynshm_segment *seg = (dynshm_segment *)&inst; /* sentinel */
+	dynshm_segment_info si;
 	char text[32];
 
 	snprintf(text, sizeof(text), "0x%016" PRIx64, h);
-	dsm_clear_error();
-	if (dsm_attach(inst, h, &seg) != -ENOENT)
+	dynshm_clear_error();
+	if (dynshm_attach(inst, h, &seg) != -ENOENT)
 		fail_msg("%s %s: attach did not fail with -ENOENT (%s)", what,
-			 text, dsm_last_error());
-	assert_ptr_equal(seg, (dsm_segment *)&inst);
-	if (!strstr(dsm_last_error(), text) ||
-	    !strstr(dsm_last_error(), name))
+			 text, dynshm_last_error());
+	assert_ptr_equal(seg, (dynshm_segment *)&inst);
+	if (!strstr(dynshm_last_error(), text) ||
+	    !strstr(dynshm_last_error(), name))
 		fail_msg("%s: message '%s' does not name %s and '%s'", what,
-			 dsm_last_error(), text, name);
-	ASSERT_RC(dsm_stat(inst, h, &si), -ENOENT);
-	ASSERT_RC(dsm_unpin_segment(inst, h), -ENOENT);
-	ASSERT_RC(dsm_destroy(inst, h), -ENOENT);
+			 dynshm_last_error(), text, name);
+	ASSERT_RC(dynshm_stat(inst, h, &si), -ENOENT);
+	ASSERT_RC(dynshm_unpin_segment(inst, h), -ENOENT);
+	ASSERT_RC(dynshm_destroy(inst, h), -ENOENT);
 }
 
 static void test_stale_handles(void **state)
 {
 	struct fixture *f = *state;
-	dsm_instance *inst = xopen(f, "inst");
+	dynshm_instance *inst = xopen(f, "inst");
 	struct where w = where_of(inst);
-	dsm_instance_info info = info_of(inst);
-	dsm_segment *others[64];
-	dsm_segment *a, *b = NULL;
-	dsm_handle ha, hb = 0;
+	dynshm_instance_info info = info_of(inst);
+	dynshm_segment *others[64];
+	dynshm_segment *a, *b = NULL;
+	dynshm_handle ha, hb = 0;
 	uint32_t slot, mask = HANDLE_SLOT_MASK;
 	int nothers = 0;
 	char name[PATH_MAX];
@@ -1381,23 +1381,23 @@ static void test_stale_handles(void **state)
 	assert_string_equal(name, w.dir); /* opened by directory */
 
 	a = xcreate(inst, 4096, 0xa);
-	ha = dsm_segment_handle(a);
+	ha = dynshm_segment_handle(a);
 	slot = (uint32_t)(ha & mask);
-	ASSERT_OK(dsm_detach(a));
+	ASSERT_OK(dynshm_detach(a));
 	assert_no_segment(inst, ha);
 
 	/* create until the same slot index comes round again */
 	for (int i = 0; i < 64 && !b; i++) {
-		dsm_segment *s = xcreate(inst, 4096, 0xb);
+		dynshm_segment *s = xcreate(inst, 4096, 0xb);
 
-		if ((dsm_segment_handle(s) & mask) == slot)
+		if ((dynshm_segment_handle(s) & mask) == slot)
 			b = s;
 		else
 			others[nothers++] = s;
 	}
 	if (!b)
 		fail_msg("slot %u was not reused in 64 creates", slot);
-	hb = dsm_segment_handle(b);
+	hb = dynshm_segment_handle(b);
 	assert_true(hb != ha);
 	assert_true((hb >> HANDLE_GEN_SHIFT & 0xffff) !=
 		    (ha >> HANDLE_GEN_SHIFT & 0xffff));
@@ -1405,19 +1405,19 @@ static void test_stale_handles(void **state)
 	/* the stale handle names nothing, and never the new segment */
 	expect_unknown(inst, name, ha, "stale handle");
 	assert_int_equal(stat_of(inst, hb).references, 1);
-	assert_true(check_fill(dsm_segment_address(b), 4096, 0xb));
+	assert_true(check_fill(dynshm_segment_address(b), 4096, 0xb));
 	assert_int_equal(attach_elsewhere(f, inst, ha, -ENOENT, 0), 0);
 	assert_int_equal(stat_of(inst, hb).references, 1);
 	assert_false(os_exists(&w, ha));
 
 	/* forged handles */
 	for (int i = 0; i < 200; i++) {
-		dsm_handle r = test_random_handle();
+		dynshm_handle r = test_random_handle();
 
 		if (r == hb)
 			continue;
 		for (int j = 0; j < nothers; j++)
-			if (r == dsm_segment_handle(others[j]))
+			if (r == dynshm_segment_handle(others[j]))
 				r = 0;
 		if (r)
 			expect_unknown(inst, name, r, "random handle");
@@ -1429,7 +1429,7 @@ static void test_stale_handles(void **state)
 	expect_unknown(inst, name, hb ^ (1ull << HANDLE_GEN_SHIFT),
 		       "wrong generation");
 	expect_unknown(inst, name, hb & mask, "slot only");
-	expect_unknown(inst, name, DSM_HANDLE_INVALID, "handle 0");
+	expect_unknown(inst, name, DYNSHM_HANDLE_INVALID, "handle 0");
 	expect_unknown(inst, name, (hb & ~(uint64_t)mask) | info.max_segments,
 		       "slot == max_segments");
 	expect_unknown(inst, name, (hb & ~(uint64_t)mask) | mask,
@@ -1439,10 +1439,10 @@ static void test_stale_handles(void **state)
 
 	/* and the live one is untouched by all of it */
 	assert_int_equal(stat_of(inst, hb).references, 1);
-	assert_true(check_fill(dsm_segment_address(b), 4096, 0xb));
-	ASSERT_OK(dsm_detach(b));
+	assert_true(check_fill(dynshm_segment_address(b), 4096, 0xb));
+	ASSERT_OK(dynshm_detach(b));
 	for (int j = 0; j < nothers; j++)
-		ASSERT_OK(dsm_detach(others[j]));
+		ASSERT_OK(dynshm_detach(others[j]));
 	assert_int_equal(info_of(inst).segments, 0);
 	xdestroy(f, inst);
 }
@@ -1450,11 +1450,11 @@ static void test_stale_handles(void **state)
 /* ---- 5. two instances side by side ------------------------------------------ */
 
 struct listed {
-	dsm_handle h[16];
+	dynshm_handle h[16];
 	int n;
 };
 
-static int collect(const dsm_segment_info *si, void *arg)
+static int collect(const dynshm_segment_info *si, void *arg)
 {
 	struct listed *l = arg;
 
@@ -1464,7 +1464,7 @@ static int collect(const dsm_segment_info *si, void *arg)
 	return 0;
 }
 
-static bool listed_has(const struct listed *l, dsm_handle h)
+static bool listed_has(const struct listed *l, dynshm_handle h)
 {
 	for (int i = 0; i < l->n && i < 16; i++)
 		if (l->h[i] == h)
@@ -1475,8 +1475,8 @@ static bool listed_has(const struct listed *l, dsm_handle h)
 static void test_two_instances(void **state)
 {
 	struct fixture *f = *state;
-	dsm_instance *a = xopen(f, "inst-a"), *b = xopen(f, "inst-b");
-	dsm_segment *sa[3], *sb[2];
+	dynshm_instance *a = xopen(f, "inst-a"), *b = xopen(f, "inst-b");
+	dynshm_segment *sa[3], *sb[2];
 	struct listed la, lb;
 	char name_a[PATH_MAX], name_b[PATH_MAX];
 
@@ -1489,21 +1489,21 @@ static void test_two_instances(void **state)
 		sb[i] = xcreate(b, 4096, 0x200 + (uint64_t)i);
 
 	for (int i = 0; i < 3; i++) {
-		dsm_handle h = dsm_segment_handle(sa[i]);
+		dynshm_handle h = dynshm_segment_handle(sa[i]);
 		bool clash = false;
 
 		for (int j = 0; j < 2; j++)
-			clash |= h == dsm_segment_handle(sb[j]);
+			clash |= h == dynshm_segment_handle(sb[j]);
 		if (clash) /* 24 random bits alike: 1 in 16 million */
 			continue;
 		expect_unknown(b, name_b, h, "a's handle in b");
 	}
 	for (int i = 0; i < 2; i++) {
-		dsm_handle h = dsm_segment_handle(sb[i]);
+		dynshm_handle h = dynshm_segment_handle(sb[i]);
 		bool clash = false;
 
 		for (int j = 0; j < 3; j++)
-			clash |= h == dsm_segment_handle(sa[j]);
+			clash |= h == dynshm_segment_handle(sa[j]);
 		if (!clash)
 			expect_unknown(a, name_a, h,
 				       "b's handle in a");
@@ -1511,25 +1511,25 @@ static void test_two_instances(void **state)
 
 	memset(&la, 0, sizeof(la));
 	memset(&lb, 0, sizeof(lb));
-	ASSERT_OK(dsm_foreach_segment(a, collect, &la));
-	ASSERT_OK(dsm_foreach_segment(b, collect, &lb));
+	ASSERT_OK(dynshm_foreach_segment(a, collect, &la));
+	ASSERT_OK(dynshm_foreach_segment(b, collect, &lb));
 	assert_int_equal(la.n, 3);
 	assert_int_equal(lb.n, 2);
 	for (int i = 0; i < 3; i++)
-		assert_true(listed_has(&la, dsm_segment_handle(sa[i])));
+		assert_true(listed_has(&la, dynshm_segment_handle(sa[i])));
 	for (int i = 0; i < 2; i++)
-		assert_true(listed_has(&lb, dsm_segment_handle(sb[i])));
+		assert_true(listed_has(&lb, dynshm_segment_handle(sb[i])));
 	for (int i = 0; i < 3; i++) {
-		assert_true(check_fill(dsm_segment_address(sa[i]), 4096,
+		assert_true(check_fill(dynshm_segment_address(sa[i]), 4096,
 				       0x100 + (uint64_t)i));
-		ASSERT_OK(dsm_detach(sa[i]));
+		ASSERT_OK(dynshm_detach(sa[i]));
 	}
 	/* b does not notice a's segments going */
 	assert_int_equal(info_of(b).segments, 2);
 	for (int i = 0; i < 2; i++) {
-		assert_true(check_fill(dsm_segment_address(sb[i]), 4096,
+		assert_true(check_fill(dynshm_segment_address(sb[i]), 4096,
 				       0x200 + (uint64_t)i));
-		ASSERT_OK(dsm_detach(sb[i]));
+		ASSERT_OK(dynshm_detach(sb[i]));
 	}
 	xdestroy(f, a);
 	xdestroy(f, b);
@@ -1540,11 +1540,11 @@ static void test_two_instances(void **state)
 static void test_attach_twice(void **state)
 {
 	struct fixture *f = *state;
-	dsm_instance *inst = xopen(f, "inst");
+	dynshm_instance *inst = xopen(f, "inst");
 	struct where w = where_of(inst);
 	struct pin_arg arg;
-	dsm_segment *a1 = NULL, *a2 = NULL, *c, *c2 = NULL;
-	dsm_handle h, hc;
+	dynshm_segment *a1 = NULL, *a2 = NULL, *c, *c2 = NULL;
+	dynshm_handle h, hc;
 	void *addr;
 	int p[2];
 	pid_t pid;
@@ -1558,35 +1558,35 @@ static void test_attach_twice(void **state)
 	h = recv_handle(p[0]);
 	assert_int_equal(finish_kid(f, pid), 0);
 
-	ASSERT_OK(dsm_attach(inst, h, &a1));
-	ASSERT_OK(dsm_attach(inst, h, &a2));
+	ASSERT_OK(dynshm_attach(inst, h, &a1));
+	ASSERT_OK(dynshm_attach(inst, h, &a2));
 	assert_ptr_equal(a1, a2);
 	assert_int_equal(stat_of(inst, h).references, 1);
-	ASSERT_OK(dsm_unpin_segment(inst, h)); /* the last detach destroys */
-	addr = dsm_segment_address(a1);
+	ASSERT_OK(dynshm_unpin_segment(inst, h)); /* the last detach destroys */
+	addr = dynshm_segment_address(a1);
 	assert_true(is_mapped(addr));
 
-	ASSERT_OK(dsm_detach(a1));
+	ASSERT_OK(dynshm_detach(a1));
 	assert_true(is_mapped(addr));
 	assert_true(check_fill(addr, 20000, h));
 	assert_int_equal(stat_of(inst, h).references, 1);
 	assert_true(os_exists(&w, h));
 
-	ASSERT_OK(dsm_detach(a2));
+	ASSERT_OK(dynshm_detach(a2));
 	assert_false(is_mapped(addr));
 	assert_no_segment(inst, h);
 	assert_gone(&w, h, "after the second detach");
 
 	/* the creator attaching its own segment gets the same object too */
 	c = xcreate(inst, 4096, 6);
-	hc = dsm_segment_handle(c);
-	ASSERT_OK(dsm_attach(inst, hc, &c2));
+	hc = dynshm_segment_handle(c);
+	ASSERT_OK(dynshm_attach(inst, hc, &c2));
 	assert_ptr_equal(c, c2);
-	addr = dsm_segment_address(c);
-	ASSERT_OK(dsm_detach(c2));
+	addr = dynshm_segment_address(c);
+	ASSERT_OK(dynshm_detach(c2));
 	assert_true(is_mapped(addr));
 	assert_int_equal(stat_of(inst, hc).references, 1);
-	ASSERT_OK(dsm_detach(c));
+	ASSERT_OK(dynshm_detach(c));
 	assert_false(is_mapped(addr));
 	assert_no_segment(inst, hc);
 	assert_gone(&w, hc, "after the creator's second detach");
@@ -1603,7 +1603,7 @@ static struct {
 	int first_byte; /* what a callback read from the segment */
 } cblog;
 
-static void cb_record(dsm_segment *seg, void *arg)
+static void cb_record(dynshm_segment *seg, void *arg)
 {
 	(void)seg;
 	if (cblog.n < 32)
@@ -1611,16 +1611,16 @@ static void cb_record(dsm_segment *seg, void *arg)
 	cblog.n++;
 }
 
-static void cb_self_cancel(dsm_segment *seg, void *arg)
+static void cb_self_cancel(dynshm_segment *seg, void *arg)
 {
-	cblog.self_cancel_rc = dsm_cancel_on_detach(seg, cb_self_cancel, arg);
-	cblog.first_byte = *(unsigned char *)dsm_segment_address(seg);
+	cblog.self_cancel_rc = dynshm_cancel_on_detach(seg, cb_self_cancel, arg);
+	cblog.first_byte = *(unsigned char *)dynshm_segment_address(seg);
 	cb_record(seg, (void *)100);
 }
 
-static void cb_cancel_other(dsm_segment *seg, void *arg)
+static void cb_cancel_other(dynshm_segment *seg, void *arg)
 {
-	cblog.cancel_other_rc = dsm_cancel_on_detach(seg, cb_record, arg);
+	cblog.cancel_other_rc = dynshm_cancel_on_detach(seg, cb_record, arg);
 	cb_record(seg, (void *)200);
 }
 
@@ -1639,30 +1639,30 @@ static void test_on_detach(void **state)
 	static const int only_canceller[] = { 200 };
 	static const int at_close[] = { 8, 7 };
 	struct fixture *f = *state;
-	dsm_instance *inst = xopen(f, "inst"), *other;
-	dsm_segment *seg = xcreate(inst, 4096, 0), *again = NULL;
-	dsm_handle h = dsm_segment_handle(seg);
+	dynshm_instance *inst = xopen(f, "inst"), *other;
+	dynshm_segment *seg = xcreate(inst, 4096, 0), *again = NULL;
+	dynshm_handle h = dynshm_segment_handle(seg);
 
 	memset(&cblog, 0, sizeof(cblog));
 	cblog.self_cancel_rc = 1;
-	*(unsigned char *)dsm_segment_address(seg) = 0x5a;
-	ASSERT_OK(dsm_attach(inst, h, &again));
-	ASSERT_OK(dsm_on_detach(seg, cb_record, (void *)1));
-	ASSERT_OK(dsm_on_detach(seg, cb_record, (void *)2));
-	ASSERT_OK(dsm_on_detach(seg, cb_record, (void *)3));
-	ASSERT_OK(dsm_on_detach(seg, cb_record, (void *)2));
-	ASSERT_OK(dsm_on_detach(seg, cb_self_cancel, (void *)9));
-	ASSERT_OK(dsm_on_detach(seg, cb_record, (void *)4));
-	ASSERT_RC(dsm_on_detach(seg, NULL, NULL), -EINVAL);
+	*(unsigned char *)dynshm_segment_address(seg) = 0x5a;
+	ASSERT_OK(dynshm_attach(inst, h, &again));
+	ASSERT_OK(dynshm_on_detach(seg, cb_record, (void *)1));
+	ASSERT_OK(dynshm_on_detach(seg, cb_record, (void *)2));
+	ASSERT_OK(dynshm_on_detach(seg, cb_record, (void *)3));
+	ASSERT_OK(dynshm_on_detach(seg, cb_record, (void *)2));
+	ASSERT_OK(dynshm_on_detach(seg, cb_self_cancel, (void *)9));
+	ASSERT_OK(dynshm_on_detach(seg, cb_record, (void *)4));
+	ASSERT_RC(dynshm_on_detach(seg, NULL, NULL), -EINVAL);
 	/* the most recent (cb_record, 2) goes: 1 2 3 self 4 remain */
-	ASSERT_OK(dsm_cancel_on_detach(seg, cb_record, (void *)2));
-	ASSERT_RC(dsm_cancel_on_detach(seg, cb_record, (void *)77), -ENOENT);
-	ASSERT_RC(dsm_cancel_on_detach(seg, cb_self_cancel, (void *)8),
+	ASSERT_OK(dynshm_cancel_on_detach(seg, cb_record, (void *)2));
+	ASSERT_RC(dynshm_cancel_on_detach(seg, cb_record, (void *)77), -ENOENT);
+	ASSERT_RC(dynshm_cancel_on_detach(seg, cb_self_cancel, (void *)8),
 		  -ENOENT);
 
-	ASSERT_OK(dsm_detach(again)); /* not the last: nothing runs */
+	ASSERT_OK(dynshm_detach(again)); /* not the last: nothing runs */
 	assert_int_equal(cblog.n, 0);
-	ASSERT_OK(dsm_detach(seg));
+	ASSERT_OK(dynshm_detach(seg));
 	assert_order(lifo, 5);
 	assert_int_equal(cblog.self_cancel_rc, -ENOENT);
 	assert_int_equal(cblog.first_byte, 0x5a); /* still mapped in it */
@@ -1672,19 +1672,19 @@ static void test_on_detach(void **state)
 	memset(&cblog, 0, sizeof(cblog));
 	cblog.cancel_other_rc = 1;
 	seg = xcreate(inst, 4096, 0);
-	ASSERT_OK(dsm_on_detach(seg, cb_record, (void *)5));
-	ASSERT_OK(dsm_on_detach(seg, cb_cancel_other, (void *)5));
-	ASSERT_OK(dsm_detach(seg));
+	ASSERT_OK(dynshm_on_detach(seg, cb_record, (void *)5));
+	ASSERT_OK(dynshm_on_detach(seg, cb_cancel_other, (void *)5));
+	ASSERT_OK(dynshm_detach(seg));
 	assert_int_equal(cblog.cancel_other_rc, 0);
 	assert_order(only_canceller, 1);
 
-	/* callbacks run at dsm_instance_close too */
+	/* callbacks run at dynshm_instance_close too */
 	memset(&cblog, 0, sizeof(cblog));
 	other = xopen(f, "other");
 	seg = xcreate(other, 4096, 0);
-	h = dsm_segment_handle(seg);
-	ASSERT_OK(dsm_on_detach(seg, cb_record, (void *)7));
-	ASSERT_OK(dsm_on_detach(seg, cb_record, (void *)8));
+	h = dynshm_segment_handle(seg);
+	ASSERT_OK(dynshm_on_detach(seg, cb_record, (void *)7));
+	ASSERT_OK(dynshm_on_detach(seg, cb_record, (void *)8));
 	xclose(f, other);
 	assert_order(at_close, 2);
 	other = xopen(f, "other");
@@ -1695,11 +1695,11 @@ static void test_on_detach(void **state)
 }
 
 struct exit_arg {
-	dsm_instance *inst;
+	dynshm_instance *inst;
 	int wfd;
 };
 
-static void cb_pipe(dsm_segment *seg, void *arg)
+static void cb_pipe(dynshm_segment *seg, void *arg)
 {
 	(void)seg;
 	write_full((int)(intptr_t)arg, "X", 1);
@@ -1709,12 +1709,12 @@ static void cb_pipe(dsm_segment *seg, void *arg)
 static int fork_exit_with_callback(void *arg)
 {
 	struct exit_arg *a = arg;
-	dsm_segment *seg = NULL;
-	dsm_handle h;
+	dynshm_segment *seg = NULL;
+	dynshm_handle h;
 
-	CHILD_OK(dsm_create(a->inst, 4096, 0, &seg));
-	h = dsm_segment_handle(seg);
-	CHILD_OK(dsm_on_detach(seg, cb_pipe, (void *)(intptr_t)a->wfd));
+	CHILD_OK(dynshm_create(a->inst, 4096, 0, &seg));
+	h = dynshm_segment_handle(seg);
+	CHILD_OK(dynshm_on_detach(seg, cb_pipe, (void *)(intptr_t)a->wfd));
 	CHILD_CHECK(write_full(a->wfd, &h, sizeof(h)) == 0);
 	fflush(NULL);
 	exit(0);
@@ -1723,10 +1723,10 @@ static int fork_exit_with_callback(void *arg)
 static void test_on_detach_at_exit(void **state)
 {
 	struct fixture *f = *state;
-	dsm_instance *inst = xopen(f, "inst");
+	dynshm_instance *inst = xopen(f, "inst");
 	struct where w = where_of(inst);
 	struct exit_arg arg;
-	dsm_handle h;
+	dynshm_handle h;
 	int p[2];
 	pid_t pid;
 
@@ -1749,66 +1749,66 @@ static void test_on_detach_at_exit(void **state)
 /* ---- 8. scopes ------------------------------------------------------------- */
 
 struct thread_create {
-	dsm_instance *inst;
-	dsm_segment *seg;
+	dynshm_instance *inst;
+	dynshm_segment *seg;
 	int rc;
 	bool own_scope; /* create inside a scope of this thread, then end it */
-	dsm_handle h;
+	dynshm_handle h;
 };
 
 static void *create_in_thread(void *arg)
 {
 	struct thread_create *t = arg;
-	dsm_scope *scope = NULL;
+	dynshm_scope *scope = NULL;
 
-	if (t->own_scope && (t->rc = dsm_scope_begin(t->inst, &scope)) != 0)
+	if (t->own_scope && (t->rc = dynshm_scope_begin(t->inst, &scope)) != 0)
 		return NULL;
-	t->rc = dsm_create(t->inst, 4096, 0, &t->seg);
+	t->rc = dynshm_create(t->inst, 4096, 0, &t->seg);
 	if (t->rc == 0)
-		t->h = dsm_segment_handle(t->seg);
+		t->h = dynshm_segment_handle(t->seg);
 	if (t->own_scope && t->rc == 0)
-		t->rc = dsm_scope_end(scope);
+		t->rc = dynshm_scope_end(scope);
 	return NULL;
 }
 
 static void test_scopes(void **state)
 {
 	struct fixture *f = *state;
-	dsm_instance *inst = xopen(f, "inst");
+	dynshm_instance *inst = xopen(f, "inst");
 	struct where w = where_of(inst);
-	dsm_scope *outer = NULL, *inner = NULL, *s = NULL;
-	dsm_segment *a, *b, *pinned, *c, *again = NULL, *d, *gone;
-	dsm_handle ha, hb, hp, hc, hd;
+	dynshm_scope *outer = NULL, *inner = NULL, *s = NULL;
+	dynshm_segment *a, *b, *pinned, *c, *again = NULL, *d, *gone;
+	dynshm_handle ha, hb, hp, hc, hd;
 	void *addr_a, *addr_c, *addr_p;
 
-	ASSERT_OK(dsm_scope_begin(inst, &outer));
+	ASSERT_OK(dynshm_scope_begin(inst, &outer));
 	a = xcreate(inst, 4096, 0xa);
 	b = xcreate(inst, 4096, 0xb);
 	pinned = xcreate(inst, 4096, 0xc);
 	gone = xcreate(inst, 4096, 0);
-	ha = dsm_segment_handle(a);
-	hb = dsm_segment_handle(b);
-	hp = dsm_segment_handle(pinned);
-	addr_a = dsm_segment_address(a);
-	addr_p = dsm_segment_address(pinned);
-	ASSERT_OK(dsm_pin_mapping(b));	    /* moved out of the scope */
-	ASSERT_OK(dsm_pin_segment(pinned)); /* the segment outlives us */
-	ASSERT_OK(dsm_detach(gone));	    /* detached early: no matter */
+	ha = dynshm_segment_handle(a);
+	hb = dynshm_segment_handle(b);
+	hp = dynshm_segment_handle(pinned);
+	addr_a = dynshm_segment_address(a);
+	addr_p = dynshm_segment_address(pinned);
+	ASSERT_OK(dynshm_pin_mapping(b));	    /* moved out of the scope */
+	ASSERT_OK(dynshm_pin_segment(pinned)); /* the segment outlives us */
+	ASSERT_OK(dynshm_detach(gone));	    /* detached early: no matter */
 
-	ASSERT_OK(dsm_scope_begin(inst, &inner));
+	ASSERT_OK(dynshm_scope_begin(inst, &inner));
 	c = xcreate(inst, 4096, 0xd);
-	hc = dsm_segment_handle(c);
-	addr_c = dsm_segment_address(c);
+	hc = dynshm_segment_handle(c);
+	addr_c = dynshm_segment_address(c);
 	/* an attach of what the outer scope maps stays in the outer one */
-	ASSERT_OK(dsm_attach(inst, ha, &again));
+	ASSERT_OK(dynshm_attach(inst, ha, &again));
 	assert_ptr_equal(again, a);
 
-	dsm_clear_error();
-	ASSERT_RC(dsm_scope_end(outer), -EINVAL);
-	assert_string_not_equal(dsm_last_error(), "");
-	ASSERT_RC(dsm_scope_end(NULL), -EINVAL);
+	dynshm_clear_error();
+	ASSERT_RC(dynshm_scope_end(outer), -EINVAL);
+	assert_string_not_equal(dynshm_last_error(), "");
+	ASSERT_RC(dynshm_scope_end(NULL), -EINVAL);
 
-	ASSERT_OK(dsm_scope_end(inner));
+	ASSERT_OK(dynshm_scope_end(inner));
 	assert_no_segment(inst, hc);
 	assert_gone(&w, hc, "a segment of the inner scope");
 	assert_false(is_mapped(addr_c));
@@ -1816,17 +1816,17 @@ static void test_scopes(void **state)
 	assert_true(check_fill(addr_a, 4096, 0xa));
 
 	/* nested again inside the outer one, empty */
-	ASSERT_OK(dsm_scope_begin(inst, &s));
-	ASSERT_OK(dsm_scope_end(s));
+	ASSERT_OK(dynshm_scope_begin(inst, &s));
+	ASSERT_OK(dynshm_scope_end(s));
 
 	/* the outer scope ends: a fully detached though attached twice */
-	ASSERT_OK(dsm_scope_end(outer));
+	ASSERT_OK(dynshm_scope_end(outer));
 	assert_no_segment(inst, ha);
 	assert_gone(&w, ha, "a segment of the outer scope");
 	assert_false(is_mapped(addr_a));
 	/* b was moved out: still mapped and held */
 	assert_int_equal(stat_of(inst, hb).references, 1);
-	assert_true(check_fill(dsm_segment_address(b), 4096, 0xb));
+	assert_true(check_fill(dynshm_segment_address(b), 4096, 0xb));
 	/* the pinned segment is unmapped but kept */
 	assert_false(is_mapped(addr_p));
 	assert_int_equal(stat_of(inst, hp).references, 0);
@@ -1835,12 +1835,12 @@ static void test_scopes(void **state)
 
 	/* outside any scope a create lives until detached */
 	d = xcreate(inst, 4096, 0);
-	hd = dsm_segment_handle(d);
+	hd = dynshm_segment_handle(d);
 	assert_int_equal(stat_of(inst, hd).references, 1);
 
-	ASSERT_OK(dsm_detach(d));
-	ASSERT_OK(dsm_detach(b));
-	ASSERT_OK(dsm_unpin_segment(inst, hp));
+	ASSERT_OK(dynshm_detach(d));
+	ASSERT_OK(dynshm_detach(b));
+	ASSERT_OK(dynshm_unpin_segment(inst, hp));
 	assert_gone(&w, hp, "the pinned one after unpin");
 	assert_int_equal(info_of(inst).segments, 0);
 	xdestroy(f, inst);
@@ -1853,17 +1853,17 @@ static void test_scopes(void **state)
  */
 static int fork_scope_threads(void *arg)
 {
-	dsm_instance *inst = arg;
+	dynshm_instance *inst = arg;
 	struct thread_create plain, scoped;
-	dsm_scope *scope = NULL;
-	dsm_segment *mine = NULL;
-	dsm_segment_info si;
-	dsm_handle hm;
+	dynshm_scope *scope = NULL;
+	dynshm_segment *mine = NULL;
+	dynshm_segment_info si;
+	dynshm_handle hm;
 	pthread_t thread;
 
-	CHILD_OK(dsm_scope_begin(inst, &scope));
-	CHILD_OK(dsm_create(inst, 4096, 0, &mine));
-	hm = dsm_segment_handle(mine);
+	CHILD_OK(dynshm_scope_begin(inst, &scope));
+	CHILD_OK(dynshm_create(inst, 4096, 0, &mine));
+	hm = dynshm_segment_handle(mine);
 	memset(&plain, 0, sizeof(plain));
 	memset(&scoped, 0, sizeof(scoped));
 	plain.inst = scoped.inst = inst;
@@ -1877,23 +1877,23 @@ static int fork_scope_threads(void *arg)
 	CHILD_CHECK(pthread_join(thread, NULL) == 0);
 	CHILD_OK(scoped.rc);
 	/* the other thread's scope ended: its segment went, ours stayed */
-	CHILD_RC(dsm_stat(inst, scoped.h, &si), -ENOENT);
-	CHILD_OK(dsm_stat(inst, hm, &si));
+	CHILD_RC(dynshm_stat(inst, scoped.h, &si), -ENOENT);
+	CHILD_OK(dynshm_stat(inst, hm, &si));
 	CHILD_CHECK(si.references == 1);
-	CHILD_OK(dsm_scope_end(scope));
+	CHILD_OK(dynshm_scope_end(scope));
 	/* ours went with our scope; the plain create of the thread stayed */
-	CHILD_RC(dsm_stat(inst, hm, &si), -ENOENT);
-	CHILD_OK(dsm_stat(inst, plain.h, &si));
+	CHILD_RC(dynshm_stat(inst, hm, &si), -ENOENT);
+	CHILD_OK(dynshm_stat(inst, plain.h, &si));
 	CHILD_CHECK(si.references == 1);
-	CHILD_OK(dsm_detach(plain.seg));
-	CHILD_OK(dsm_instance_close(inst));
+	CHILD_OK(dynshm_detach(plain.seg));
+	CHILD_OK(dynshm_instance_close(inst));
 	return 0;
 }
 
 static void test_scopes_per_thread(void **state)
 {
 	struct fixture *f = *state;
-	dsm_instance *inst = xopen(f, "inst");
+	dynshm_instance *inst = xopen(f, "inst");
 	struct where w = where_of(inst);
 
 	assert_int_equal(finish_kid(f, start_fork(f, fork_scope_threads, inst)),
@@ -1907,54 +1907,54 @@ static void test_scopes_per_thread(void **state)
 /* ---- 9. fork semantics ------------------------------------------------------ */
 
 struct fork_arg {
-	dsm_instance *inst;
-	dsm_segment *seg; /* inherited mapping, or NULL */
-	dsm_handle h, h2;
+	dynshm_instance *inst;
+	dynshm_segment *seg; /* inherited mapping, or NULL */
+	dynshm_handle h, h2;
 	int rfd, wfd;
 	int how;
 };
 
 /*
- * (a) A child that calls dsm_attach and dsm_create on the inherited
+ * (a) A child that calls dynshm_attach and dynshm_create on the inherited
  * instance joins as a process of its own.
  */
 static int fork_worker(void *arg)
 {
 	struct fork_arg *a = arg;
-	dsm_segment *p = NULL, *q = NULL;
-	dsm_instance_info info;
-	dsm_handle hq;
+	dynshm_segment *p = NULL, *q = NULL;
+	dynshm_instance_info info;
+	dynshm_handle hq;
 	char c = 0;
 
-	CHILD_OK(dsm_attach(a->inst, a->h, &p));
-	CHILD_CHECK(check_fill(dsm_segment_address(p), 4096, 0x91));
-	CHILD_OK(dsm_create(a->inst, 8192, 0, &q));
-	hq = dsm_segment_handle(q);
-	fill(dsm_segment_address(q), 8192, hq);
-	CHILD_OK(dsm_instance_info_get(a->inst, &info));
+	CHILD_OK(dynshm_attach(a->inst, a->h, &p));
+	CHILD_CHECK(check_fill(dynshm_segment_address(p), 4096, 0x91));
+	CHILD_OK(dynshm_create(a->inst, 8192, 0, &q));
+	hq = dynshm_segment_handle(q);
+	fill(dynshm_segment_address(q), 8192, hq);
+	CHILD_OK(dynshm_instance_info_get(a->inst, &info));
 	CHILD_CHECK(info.processes == 2);
 	CHILD_CHECK(write_full(a->wfd, &hq, sizeof(hq)) == 0);
 	CHILD_CHECK(read_full(a->rfd, &c, 1) == 0 && c == 'g');
-	CHILD_OK(dsm_detach(p));
-	CHILD_OK(dsm_detach(q));
-	CHILD_OK(dsm_instance_close(a->inst));
+	CHILD_OK(dynshm_detach(p));
+	CHILD_OK(dynshm_detach(q));
+	CHILD_OK(dynshm_instance_close(a->inst));
 	return 0;
 }
 
 static void test_fork_child_joins(void **state)
 {
 	struct fixture *f = *state;
-	dsm_instance *inst = xopen(f, "inst");
+	dynshm_instance *inst = xopen(f, "inst");
 	struct where w = where_of(inst);
-	dsm_segment *pseg = xcreate(inst, 4096, 0x91), *q = NULL;
-	dsm_handle hp = dsm_segment_handle(pseg), hq;
+	dynshm_segment *pseg = xcreate(inst, 4096, 0x91), *q = NULL;
+	dynshm_handle hp = dynshm_segment_handle(pseg), hq;
 	struct fork_arg arg;
-	dsm_segment_info si;
+	dynshm_segment_info si;
 	int to_child[2], to_parent[2];
 	pid_t pid;
 
-	ASSERT_OK(dsm_pin_segment(pseg));
-	ASSERT_OK(dsm_detach(pseg)); /* nothing mapped at the fork */
+	ASSERT_OK(dynshm_pin_segment(pseg));
+	ASSERT_OK(dynshm_detach(pseg)); /* nothing mapped at the fork */
 	assert_int_equal(info_of(inst).processes, 1);
 	make_pipe(f, to_child);
 	make_pipe(f, to_parent);
@@ -1973,17 +1973,17 @@ static void test_fork_child_joins(void **state)
 	si = stat_of(inst, hq);
 	assert_int_equal(si.references, 1);
 	assert_int_equal(si.creator_pid, pid);
-	ASSERT_OK(dsm_attach(inst, hq, &q));
-	assert_true(check_fill(dsm_segment_address(q), 8192, hq));
+	ASSERT_OK(dynshm_attach(inst, hq, &q));
+	assert_true(check_fill(dynshm_segment_address(q), 8192, hq));
 	send_byte(to_child[1], 'g');
 	assert_int_equal(finish_kid(f, pid), 0);
 
 	assert_int_equal(info_of(inst).processes, 1);
 	assert_int_equal(stat_of(inst, hp).references, 0);
 	assert_int_equal(stat_of(inst, hq).references, 1); /* ours */
-	ASSERT_OK(dsm_detach(q));
+	ASSERT_OK(dynshm_detach(q));
 	assert_gone(&w, hq, "the child's segment after our detach");
-	ASSERT_OK(dsm_unpin_segment(inst, hp));
+	ASSERT_OK(dynshm_unpin_segment(inst, hp));
 	assert_gone(&w, hp, "the pinned one after unpin");
 	assert_int_equal(info_of(inst).segments, 0);
 	xdestroy(f, inst);
@@ -1997,35 +1997,35 @@ static void test_fork_child_joins(void **state)
 static int fork_adopter(void *arg)
 {
 	struct fork_arg *a = arg;
-	dsm_instance_info info;
-	dsm_segment_info si;
+	dynshm_instance_info info;
+	dynshm_segment_info si;
 	char c = 0;
 
 	/* the first call: join, adopting the inherited mapping */
-	CHILD_OK(dsm_instance_info_get(a->inst, &info));
+	CHILD_OK(dynshm_instance_info_get(a->inst, &info));
 	CHILD_CHECK(info.processes == 2);
 	CHILD_CHECK(write_full(a->wfd, "j", 1) == 0);
 	CHILD_CHECK(read_full(a->rfd, &c, 1) == 0 && c == 'd');
 	/* the parent let go; we hold it alone */
-	CHILD_OK(dsm_stat(a->inst, a->h, &si));
+	CHILD_OK(dynshm_stat(a->inst, a->h, &si));
 	CHILD_CHECK(si.references == 1);
-	CHILD_CHECK(check_fill(dsm_segment_address(a->seg), 8192, 0x92));
-	strcpy(dsm_segment_address(a->seg), "adopted and alive");
+	CHILD_CHECK(check_fill(dynshm_segment_address(a->seg), 8192, 0x92));
+	strcpy(dynshm_segment_address(a->seg), "adopted and alive");
 	CHILD_CHECK(write_full(a->wfd, "r", 1) == 0);
 	CHILD_CHECK(read_full(a->rfd, &c, 1) == 0 && c == 'x');
-	CHILD_OK(dsm_detach(a->seg));
-	CHILD_RC(dsm_stat(a->inst, a->h, &si), -ENOENT);
-	CHILD_OK(dsm_instance_close(a->inst));
+	CHILD_OK(dynshm_detach(a->seg));
+	CHILD_RC(dynshm_stat(a->inst, a->h, &si), -ENOENT);
+	CHILD_OK(dynshm_instance_close(a->inst));
 	return 0;
 }
 
 static void test_fork_child_adopts(void **state)
 {
 	struct fixture *f = *state;
-	dsm_instance *inst = xopen(f, "inst");
+	dynshm_instance *inst = xopen(f, "inst");
 	struct where w = where_of(inst);
-	dsm_segment *seg = xcreate(inst, 8192, 0x92), *again = NULL;
-	dsm_handle h = dsm_segment_handle(seg);
+	dynshm_segment *seg = xcreate(inst, 8192, 0x92), *again = NULL;
+	dynshm_handle h = dynshm_segment_handle(seg);
 	struct fork_arg arg;
 	int to_child[2], to_parent[2];
 	pid_t pid;
@@ -2044,16 +2044,16 @@ static void test_fork_child_adopts(void **state)
 
 	expect_byte(to_parent[0], 'j');
 	assert_int_equal(stat_of(inst, h).references, 2);
-	ASSERT_OK(dsm_detach(seg));
+	ASSERT_OK(dynshm_detach(seg));
 	assert_int_equal(stat_of(inst, h).references, 1);
 	assert_true(os_exists(&w, h));
 	send_byte(to_child[1], 'd');
 	expect_byte(to_parent[0], 'r');
 	/* a fresh attach here sees the child's write */
-	ASSERT_OK(dsm_attach(inst, h, &again));
-	assert_string_equal(dsm_segment_address(again), "adopted and alive");
+	ASSERT_OK(dynshm_attach(inst, h, &again));
+	assert_string_equal(dynshm_segment_address(again), "adopted and alive");
 	assert_int_equal(stat_of(inst, h).references, 2);
-	ASSERT_OK(dsm_detach(again));
+	ASSERT_OK(dynshm_detach(again));
 	send_byte(to_child[1], 'x');
 	assert_int_equal(finish_kid(f, pid), 0);
 	assert_no_segment(inst, h);
@@ -2071,29 +2071,29 @@ static void test_fork_child_adopts(void **state)
 static int fork_leaver(void *arg)
 {
 	struct fork_arg *a = arg;
-	dsm_instance_info info;
-	dsm_segment_info si;
+	dynshm_instance_info info;
+	dynshm_segment_info si;
 
 	switch (a->how) {
 	case 0:
 		fflush(NULL);
 		exit(0);
 	case 1:
-		CHILD_OK(dsm_detach(a->seg));
-		CHILD_OK(dsm_stat(a->inst, a->h, &si));
+		CHILD_OK(dynshm_detach(a->seg));
+		CHILD_OK(dynshm_stat(a->inst, a->h, &si));
 		CHILD_CHECK(si.references == 1); /* the parent's */
-		CHILD_OK(dsm_instance_close(a->inst));
+		CHILD_OK(dynshm_instance_close(a->inst));
 		return 0;
 	case 2:
-		CHILD_OK(dsm_instance_close(a->inst));
+		CHILD_OK(dynshm_instance_close(a->inst));
 		return 0;
 	case 3:
-		CHILD_OK(dsm_instance_info_get(a->inst, &info));
+		CHILD_OK(dynshm_instance_info_get(a->inst, &info));
 		CHILD_CHECK(info.processes == 2);
 		fflush(NULL);
 		exit(0);
 	default:
-		CHILD_OK(dsm_stat(a->inst, a->h, &si));
+		CHILD_OK(dynshm_stat(a->inst, a->h, &si));
 		CHILD_CHECK(si.references == 2);
 		return 0; /* _exit: no atexit handler */
 	}
@@ -2102,10 +2102,10 @@ static int fork_leaver(void *arg)
 static void test_fork_child_never_releases_parent(void **state)
 {
 	struct fixture *f = *state;
-	dsm_instance *inst = xopen(f, "inst");
+	dynshm_instance *inst = xopen(f, "inst");
 	struct where w = where_of(inst);
-	dsm_segment *seg = xcreate(inst, 8192, 0x93);
-	dsm_handle h = dsm_segment_handle(seg);
+	dynshm_segment *seg = xcreate(inst, 8192, 0x93);
+	dynshm_handle h = dynshm_segment_handle(seg);
 	struct fork_arg arg;
 	unsigned n = 0;
 	int p[2];
@@ -2114,7 +2114,7 @@ static void test_fork_child_never_releases_parent(void **state)
 	/* a child that made no call holds nothing: none of our callbacks run */
 	make_pipe(f, p);
 	assert_int_equal(fcntl(p[0], F_SETFL, O_NONBLOCK), 0);
-	ASSERT_OK(dsm_on_detach(seg, cb_pipe, (void *)(intptr_t)p[1]));
+	ASSERT_OK(dynshm_on_detach(seg, cb_pipe, (void *)(intptr_t)p[1]));
 	memset(&arg, 0, sizeof(arg));
 	arg.inst = inst;
 	arg.seg = seg;
@@ -2127,21 +2127,21 @@ static void test_fork_child_never_releases_parent(void **state)
 			if (read(p[0], &c, 1) != -1 || errno != EAGAIN)
 				fail_msg("a child that made no call ran our "
 					 "on-detach callback at its exit");
-			ASSERT_OK(dsm_cancel_on_detach(seg, cb_pipe,
+			ASSERT_OK(dynshm_cancel_on_detach(seg, cb_pipe,
 						       (void *)(intptr_t)p[1]));
 		}
 		if (how == 4) {
-			ASSERT_OK(dsm_reap(inst, &n));
+			ASSERT_OK(dynshm_reap(inst, &n));
 			assert_int_equal(n, 1);
 		}
 		if (stat_of(inst, h).references != 1)
 			fail_msg("after a child left by way %d: %u references",
 				 how, stat_of(inst, h).references);
 		assert_int_equal(info_of(inst).processes, 1);
-		assert_true(check_fill(dsm_segment_address(seg), 8192, 0x93));
+		assert_true(check_fill(dynshm_segment_address(seg), 8192, 0x93));
 		assert_true(os_exists(&w, h));
 	}
-	ASSERT_OK(dsm_detach(seg));
+	ASSERT_OK(dynshm_detach(seg));
 	assert_no_segment(inst, h);
 	assert_gone(&w, h, "after the parent's detach");
 	xdestroy(f, inst);
@@ -2155,39 +2155,39 @@ static void test_fork_child_never_releases_parent(void **state)
 static int fork_late_joiner(void *arg)
 {
 	struct fork_arg *a = arg;
-	dsm_segment *fresh = NULL;
-	dsm_segment_info si;
+	dynshm_segment *fresh = NULL;
+	dynshm_segment_info si;
 	char c = 0;
 
 	CHILD_CHECK(read_full(a->rfd, &c, 1) == 0 && c == 'd');
 	CHILD_CHECK(read_full(a->rfd, &a->h2, sizeof(a->h2)) == 0);
 	/* no call made yet: the inherited memory is still valid */
-	CHILD_CHECK(check_fill(dsm_segment_address(a->seg), 8192, 0x94));
+	CHILD_CHECK(check_fill(dynshm_segment_address(a->seg), 8192, 0x94));
 	/* the first call joins; the destroyed segment is not adopted */
-	CHILD_RC(dsm_stat(a->inst, a->h, &si), -ENOENT);
-	CHILD_OK(dsm_stat(a->inst, a->h2, &si));
+	CHILD_RC(dynshm_stat(a->inst, a->h, &si), -ENOENT);
+	CHILD_OK(dynshm_stat(a->inst, a->h2, &si));
 	CHILD_CHECK(si.references == 1); /* the slot's new tenant: not ours */
-	CHILD_CHECK(check_fill(dsm_segment_address(a->seg), 8192, 0x94));
-	CHILD_OK(dsm_attach(a->inst, a->h2, &fresh));
+	CHILD_CHECK(check_fill(dynshm_segment_address(a->seg), 8192, 0x94));
+	CHILD_OK(dynshm_attach(a->inst, a->h2, &fresh));
 	CHILD_CHECK(fresh != a->seg);
-	CHILD_CHECK(check_fill(dsm_segment_address(fresh), 4096, 0x95));
-	CHILD_OK(dsm_stat(a->inst, a->h2, &si));
+	CHILD_CHECK(check_fill(dynshm_segment_address(fresh), 4096, 0x95));
+	CHILD_OK(dynshm_stat(a->inst, a->h2, &si));
 	CHILD_CHECK(si.references == 2);
-	CHILD_OK(dsm_detach(fresh));
-	CHILD_OK(dsm_detach(a->seg)); /* the orphan: unmapped, nothing else */
-	CHILD_OK(dsm_stat(a->inst, a->h2, &si));
+	CHILD_OK(dynshm_detach(fresh));
+	CHILD_OK(dynshm_detach(a->seg)); /* the orphan: unmapped, nothing else */
+	CHILD_OK(dynshm_stat(a->inst, a->h2, &si));
 	CHILD_CHECK(si.references == 1);
-	CHILD_OK(dsm_instance_close(a->inst));
+	CHILD_OK(dynshm_instance_close(a->inst));
 	return 0;
 }
 
 static void test_fork_destroyed_before_first_call(void **state)
 {
 	struct fixture *f = *state;
-	dsm_instance *inst = xopen(f, "inst");
+	dynshm_instance *inst = xopen(f, "inst");
 	struct where w = where_of(inst);
-	dsm_segment *seg = xcreate(inst, 8192, 0x94), *next;
-	dsm_handle h = dsm_segment_handle(seg), h2;
+	dynshm_segment *seg = xcreate(inst, 8192, 0x94), *next;
+	dynshm_handle h = dynshm_segment_handle(seg), h2;
 	struct fork_arg arg;
 	int to_child[2];
 	pid_t pid;
@@ -2202,18 +2202,18 @@ static void test_fork_destroyed_before_first_call(void **state)
 	close_fd(f, to_child[0]);
 
 	/* the child has made no call: our detach is the last reference */
-	ASSERT_OK(dsm_detach(seg));
+	ASSERT_OK(dynshm_detach(seg));
 	assert_no_segment(inst, h);
 	assert_gone(&w, h, "after the parent's detach");
 	next = xcreate(inst, 4096, 0x95);
-	h2 = dsm_segment_handle(next);
+	h2 = dynshm_segment_handle(next);
 	assert_int_equal(h2 & HANDLE_SLOT_MASK, h & HANDLE_SLOT_MASK);
 	send_byte(to_child[1], 'd');
 	send_handle(to_child[1], h2);
 	assert_int_equal(finish_kid(f, pid), 0);
 	assert_int_equal(stat_of(inst, h2).references, 1);
 	assert_int_equal(info_of(inst).processes, 1);
-	ASSERT_OK(dsm_detach(next));
+	ASSERT_OK(dynshm_detach(next));
 	assert_int_equal(info_of(inst).segments, 0);
 	xdestroy(f, inst);
 }
@@ -2231,13 +2231,13 @@ struct open_arg {
 static int fork_opener(void *arg)
 {
 	struct open_arg *a = arg;
-	dsm_instance *inst = NULL;
+	dynshm_instance *inst = NULL;
 	char c = 0;
 
-	dsm_clear_error();
-	CHILD_RC(dsm_instance_open(a->dir, NULL, 0, &inst), a->want);
+	dynshm_clear_error();
+	CHILD_RC(dynshm_instance_open(a->dir, NULL, 0, &inst), a->want);
 	if (a->want != 0) {
-		CHILD_CHECK(strstr(dsm_last_error(), "max_processes") != NULL);
+		CHILD_CHECK(strstr(dynshm_last_error(), "max_processes") != NULL);
 		return 0;
 	}
 	if (a->die)
@@ -2246,16 +2246,16 @@ static int fork_opener(void *arg)
 		CHILD_CHECK(write_full(a->wfd, "j", 1) == 0);
 		CHILD_CHECK(read_full(a->rfd, &c, 1) == 0 && c == 'x');
 	}
-	CHILD_OK(dsm_instance_close(inst));
+	CHILD_OK(dynshm_instance_close(inst));
 	return 0;
 }
 
 static void test_limits(void **state)
 {
 	struct fixture *f = *state;
-	dsm_instance *inst = xopen_limits(f, "inst", 0, 4, 2);
-	dsm_instance_info info = info_of(inst);
-	dsm_segment *segs[4], *fifth = (dsm_segment *)&inst;
+	dynshm_instance *inst = xopen_limits(f, "inst", 0, 4, 2);
+	dynshm_instance_info info = info_of(inst);
+	dynshm_segment *segs[4], *fifth = (dynshm_segment *)&inst;
 	struct open_arg oa;
 	int to_child[2], to_parent[2];
 	pid_t holder;
@@ -2264,15 +2264,15 @@ static void test_limits(void **state)
 	assert_int_equal(info.max_processes, 2);
 	for (int i = 0; i < 4; i++)
 		segs[i] = xcreate(inst, 4096, 0);
-	dsm_clear_error();
-	ASSERT_RC(dsm_create(inst, 4096, 0, &fifth), -ENOSPC);
+	dynshm_clear_error();
+	ASSERT_RC(dynshm_create(inst, 4096, 0, &fifth), -ENOSPC);
 	ASSERT_MSG_HAS("max_segments");
-	assert_ptr_equal(fifth, (dsm_segment *)&inst);
+	assert_ptr_equal(fifth, (dynshm_segment *)&inst);
 	assert_int_equal(info_of(inst).segments, 4);
-	ASSERT_OK(dsm_detach(segs[3]));
+	ASSERT_OK(dynshm_detach(segs[3]));
 	segs[3] = xcreate(inst, 4096, 0); /* a freed slot is usable again */
 	for (int i = 0; i < 4; i++)
-		ASSERT_OK(dsm_detach(segs[i]));
+		ASSERT_OK(dynshm_detach(segs[i]));
 	assert_int_equal(info_of(inst).segments, 0);
 
 	/* max_processes = 2: us and one holder; a third is refused */
@@ -2315,7 +2315,7 @@ struct stop_arg {
 	int calls;
 };
 
-static int stop_at_first(const dsm_segment_info *si, void *arg)
+static int stop_at_first(const dynshm_segment_info *si, void *arg)
 {
 	(void)si;
 	((struct stop_arg *)arg)->calls++;
@@ -2323,11 +2323,11 @@ static int stop_at_first(const dsm_segment_info *si, void *arg)
 }
 
 struct found {
-	dsm_segment_info info[4];
+	dynshm_segment_info info[4];
 	int n;
 };
 
-static int keep_info(const dsm_segment_info *si, void *arg)
+static int keep_info(const dynshm_segment_info *si, void *arg)
 {
 	struct found *fd = arg;
 
@@ -2337,8 +2337,8 @@ static int keep_info(const dsm_segment_info *si, void *arg)
 	return 0;
 }
 
-static void assert_same_info(const dsm_segment_info *a,
-			     const dsm_segment_info *b)
+static void assert_same_info(const dynshm_segment_info *a,
+			     const dynshm_segment_info *b)
 {
 	assert_int_equal(a->handle, b->handle);
 	assert_int_equal(a->size, b->size);
@@ -2353,15 +2353,15 @@ static void assert_same_info(const dsm_segment_info *a,
 static void test_inspection(void **state)
 {
 	struct fixture *f = *state;
-	dsm_instance *inst = xopen_limits(f, "inst", 0, 16, 8);
-	dsm_instance_info info = info_of(inst);
+	dynshm_instance *inst = xopen_limits(f, "inst", 0, 16, 8);
+	dynshm_instance_info info = info_of(inst);
 	char path[PATH_MAX];
 	struct pin_arg arg;
 	struct stop_arg stop = { 0 };
 	struct found found;
-	dsm_segment_info s1, s2;
-	dsm_segment *seg;
-	dsm_handle h1, h2;
+	dynshm_segment_info s1, s2;
+	dynshm_segment *seg;
+	dynshm_handle h1, h2;
 	uint64_t before, after, fork_before;
 	int p[2];
 	pid_t pid;
@@ -2379,12 +2379,12 @@ static void test_inspection(void **state)
 	assert_true(info.control_size > 0);
 	assert_int_equal(info.creator_pid, getpid());
 	assert_int_equal(info.lock_repairs, 0);
-	ASSERT_RC(dsm_instance_info_get(inst, NULL), -EINVAL);
+	ASSERT_RC(dynshm_instance_info_get(inst, NULL), -EINVAL);
 
 	before = now_ns();
 	seg = xcreate(inst, 10000, 1);
 	after = now_ns();
-	h1 = dsm_segment_handle(seg);
+	h1 = dynshm_segment_handle(seg);
 
 	make_pipe(f, p);
 	arg.inst = inst;
@@ -2399,7 +2399,7 @@ static void test_inspection(void **state)
 	assert_int_equal(s1.handle, h1);
 	assert_int_equal(s1.size, 10000);
 	assert_int_equal(s1.backend, f->be->type);
-	assert_int_equal(s1.state, DSM_SEGMENT_ACTIVE);
+	assert_int_equal(s1.state, DYNSHM_SEGMENT_ACTIVE);
 	assert_int_equal(s1.references, 1);
 	assert_false(s1.pinned);
 	assert_int_equal(s1.creator_pid, getpid());
@@ -2409,37 +2409,37 @@ static void test_inspection(void **state)
 	assert_int_equal(s2.handle, h2);
 	assert_int_equal(s2.size, 20000);
 	assert_int_equal(s2.backend, f->be->type);
-	assert_int_equal(s2.state, DSM_SEGMENT_ACTIVE);
+	assert_int_equal(s2.state, DYNSHM_SEGMENT_ACTIVE);
 	assert_int_equal(s2.references, 0);
 	assert_true(s2.pinned);
 	assert_int_equal(s2.creator_pid, pid);
 	assert_true(s2.created_ns >= fork_before && s2.created_ns <= now_ns());
 
 	memset(&found, 0, sizeof(found));
-	ASSERT_OK(dsm_foreach_segment(inst, keep_info, &found));
+	ASSERT_OK(dynshm_foreach_segment(inst, keep_info, &found));
 	assert_int_equal(found.n, 2);
 	for (int i = 0; i < 2; i++)
 		assert_same_info(&found.info[i],
 				 found.info[i].handle == h1 ? &s1 : &s2);
 	assert_true(found.info[0].handle != found.info[1].handle);
-	assert_int_equal(dsm_foreach_segment(inst, stop_at_first, &stop), 42);
+	assert_int_equal(dynshm_foreach_segment(inst, stop_at_first, &stop), 42);
 	assert_int_equal(stop.calls, 1);
-	ASSERT_RC(dsm_foreach_segment(inst, NULL, NULL), -EINVAL);
-	ASSERT_RC(dsm_stat(inst, h1, NULL), -EINVAL);
+	ASSERT_RC(dynshm_foreach_segment(inst, NULL, NULL), -EINVAL);
+	ASSERT_RC(dynshm_stat(inst, h1, NULL), -EINVAL);
 
 	info = info_of(inst);
 	assert_int_equal(info.segments, 2);
 	assert_int_equal(info.processes, 1);
 
-	assert_null(dsm_segment_address(NULL));
-	assert_int_equal(dsm_segment_size(NULL), 0);
-	assert_int_equal(dsm_segment_handle(NULL), DSM_HANDLE_INVALID);
+	assert_null(dynshm_segment_address(NULL));
+	assert_int_equal(dynshm_segment_size(NULL), 0);
+	assert_int_equal(dynshm_segment_handle(NULL), DYNSHM_HANDLE_INVALID);
 
-	ASSERT_OK(dsm_unpin_segment(inst, h2));
-	ASSERT_OK(dsm_detach(seg));
+	ASSERT_OK(dynshm_unpin_segment(inst, h2));
+	ASSERT_OK(dynshm_detach(seg));
 	assert_int_equal(info_of(inst).segments, 0);
 	memset(&found, 0, sizeof(found));
-	ASSERT_OK(dsm_foreach_segment(inst, keep_info, &found));
+	ASSERT_OK(dynshm_foreach_segment(inst, keep_info, &found));
 	assert_int_equal(found.n, 0);
 	xdestroy(f, inst);
 }
@@ -2449,10 +2449,10 @@ static void test_inspection(void **state)
 static void test_joining(void **state)
 {
 	struct fixture *f = *state;
-	dsm_instance *inst = xopen_limits(f, "inst", 0, 32, 0);
-	dsm_instance_info info = info_of(inst);
-	dsm_instance *other = NULL;
-	dsm_config *cfg;
+	dynshm_instance *inst = xopen_limits(f, "inst", 0, 32, 0);
+	dynshm_instance_info info = info_of(inst);
+	dynshm_instance *other = NULL;
+	dynshm_config *cfg;
 	char ids[32], missing[PATH_MAX];
 	const char *args[] = { info.directory, ids, f->be->name, NULL };
 	struct stat st;
@@ -2462,36 +2462,36 @@ static void test_joining(void **state)
 	assert_int_equal(run_exec(f, "join", args), 0);
 	assert_int_equal(info_of(inst).processes, 1);
 
-	/* DSM_OPEN_EXISTING on a directory that is not there */
+	/* DYNSHM_OPEN_EXISTING on a directory that is not there */
 	path_in(f, "missing", missing, sizeof(missing));
-	dsm_clear_error();
-	ASSERT_RC(dsm_instance_open(missing, NULL, DSM_OPEN_EXISTING, &other),
+	dynshm_clear_error();
+	ASSERT_RC(dynshm_instance_open(missing, NULL, DYNSHM_OPEN_EXISTING, &other),
 		  -ENOENT);
-	assert_string_not_equal(dsm_last_error(), "");
+	assert_string_not_equal(dynshm_last_error(), "");
 	assert_int_equal(lstat(missing, &st), -1); /* and it made none */
 
 	/* an explicit backend that disagrees is refused */
 	cfg = make_cfg(f->be->other, 0, 0);
-	dsm_clear_error();
+	dynshm_clear_error();
 	ASSERT_RC(open_cfg(f, "inst", 0, cfg, &other), -EINVAL);
-	dsm_config_free(cfg);
+	dynshm_config_free(cfg);
 	ASSERT_MSG_HAS("dynamic_shared_memory_type");
 	cfg = make_cfg("none", 0, 0);
 	ASSERT_RC(open_cfg(f, "inst", 0, cfg, &other), -EINVAL);
-	dsm_config_free(cfg);
+	dynshm_config_free(cfg);
 	/* and so does an explicit segment directory other than its own */
 	cfg = make_cfg(NULL, 0, 0);
-	ASSERT_OK(dsm_config_set(cfg, "dsm_directory", f->dir));
-	dsm_clear_error();
+	ASSERT_OK(dynshm_config_set(cfg, "dynshm_directory", f->dir));
+	dynshm_clear_error();
 	ASSERT_RC(open_cfg(f, "inst", 0, cfg, &other), -EINVAL);
-	dsm_config_free(cfg);
-	ASSERT_MSG_HAS("dsm_directory");
+	dynshm_config_free(cfg);
+	ASSERT_MSG_HAS("dynshm_directory");
 	assert_int_equal(info_of(inst).processes, 1);
 
 	/* settings not made explicitly do not conflict; limits are kept */
 	cfg = make_cfg(NULL, 0, 0);
 	ASSERT_OK(open_cfg(f, "inst", 0, cfg, &other));
-	dsm_config_free(cfg);
+	dynshm_config_free(cfg);
 	assert_int_equal(info_of(other).instance_id, info.instance_id);
 	assert_int_equal(info_of(other).max_segments, 32);
 	assert_int_equal(info_of(inst).processes, 2);
@@ -2503,19 +2503,19 @@ static void test_joining(void **state)
 static void test_reset(void **state)
 {
 	struct fixture *f = *state;
-	dsm_instance *old = xopen(f, "inst"), *fresh;
+	dynshm_instance *old = xopen(f, "inst"), *fresh;
 	struct where w_old = where_of(old);
-	dsm_segment *p = xcreate(old, 8192, 0x71), *q = xcreate(old, 8192, 0x72);
-	dsm_segment *r, *nothing = NULL;
-	dsm_handle hp = dsm_segment_handle(p), hq = dsm_segment_handle(q);
+	dynshm_segment *p = xcreate(old, 8192, 0x71), *q = xcreate(old, 8192, 0x72);
+	dynshm_segment *r, *nothing = NULL;
+	dynshm_handle hp = dynshm_segment_handle(p), hq = dynshm_segment_handle(q);
 
-	ASSERT_OK(dsm_pin_segment(p));
-	ASSERT_OK(dsm_detach(p));
+	ASSERT_OK(dynshm_pin_segment(p));
+	ASSERT_OK(dynshm_detach(p));
 	assert_true(os_exists(&w_old, hp));
 	assert_true(os_exists(&w_old, hq));
 
 	/* a supervisor restarts: everything of the earlier incarnation goes */
-	fresh = xopen_limits(f, "inst", DSM_OPEN_RESET, 0, 0);
+	fresh = xopen_limits(f, "inst", DYNSHM_OPEN_RESET, 0, 0);
 	assert_true(info_of(fresh).instance_id != w_old.id);
 	assert_int_equal(info_of(fresh).segments, 0);
 	assert_int_equal(info_of(fresh).processes, 1);
@@ -2526,26 +2526,26 @@ static void test_reset(void **state)
 	assert_no_segment(fresh, hq);
 
 	/* the old handle has lost its instance; its mapping stays valid */
-	ASSERT_RC(dsm_create(old, 4096, 0, &nothing), -ENOENT);
-	ASSERT_RC(dsm_attach(old, hp, &nothing), -ENOENT);
-	assert_true(check_fill(dsm_segment_address(q), 8192, 0x72));
+	ASSERT_RC(dynshm_create(old, 4096, 0, &nothing), -ENOENT);
+	ASSERT_RC(dynshm_attach(old, hp, &nothing), -ENOENT);
+	assert_true(check_fill(dynshm_segment_address(q), 8192, 0x72));
 	/* letting go always works (docs/design.md, "A destroyed instance") */
-	ASSERT_OK(dsm_detach(q));
+	ASSERT_OK(dynshm_detach(q));
 	untrack_inst(f, old);
-	ASSERT_OK(dsm_instance_close(old));
+	ASSERT_OK(dynshm_instance_close(old));
 
 	r = xcreate(fresh, 4096, 0x73);
-	assert_int_equal(attach_elsewhere(f, fresh, dsm_segment_handle(r), 0,
+	assert_int_equal(attach_elsewhere(f, fresh, dynshm_segment_handle(r), 0,
 					  0x73),
 			 0);
-	ASSERT_OK(dsm_detach(r));
+	ASSERT_OK(dynshm_detach(r));
 	assert_int_equal(info_of(fresh).segments, 0);
 	xdestroy(f, fresh);
 }
 
 struct victim_arg {
 	const char *dir;
-	dsm_handle pinned; /* 0: create and pin it; else attach it */
+	dynshm_handle pinned; /* 0: create and pin it; else attach it */
 	int rfd, wfd;
 };
 
@@ -2553,22 +2553,22 @@ struct victim_arg {
 static int fork_victim(void *arg)
 {
 	struct victim_arg *a = arg;
-	dsm_instance *inst = NULL;
-	dsm_segment *p = NULL, *u = NULL;
-	dsm_handle hs[2];
+	dynshm_instance *inst = NULL;
+	dynshm_segment *p = NULL, *u = NULL;
+	dynshm_handle hs[2];
 	char c = 0;
 
-	CHILD_OK(dsm_instance_open(a->dir, NULL, 0, &inst));
+	CHILD_OK(dynshm_instance_open(a->dir, NULL, 0, &inst));
 	if (a->pinned == 0) {
-		CHILD_OK(dsm_create(inst, 16384, 0, &p));
-		fill(dsm_segment_address(p), 16384, 0x81);
-		CHILD_OK(dsm_pin_segment(p));
+		CHILD_OK(dynshm_create(inst, 16384, 0, &p));
+		fill(dynshm_segment_address(p), 16384, 0x81);
+		CHILD_OK(dynshm_pin_segment(p));
 	} else {
-		CHILD_OK(dsm_attach(inst, a->pinned, &p));
+		CHILD_OK(dynshm_attach(inst, a->pinned, &p));
 	}
-	CHILD_OK(dsm_create(inst, 4096, 0, &u));
-	hs[0] = dsm_segment_handle(p);
-	hs[1] = dsm_segment_handle(u);
+	CHILD_OK(dynshm_create(inst, 4096, 0, &u));
+	hs[0] = dynshm_segment_handle(p);
+	hs[1] = dynshm_segment_handle(u);
 	CHILD_CHECK(write_full(a->wfd, hs, sizeof(hs)) == 0);
 	CHILD_CHECK(read_full(a->rfd, &c, 1) == 0 && c == 'k');
 	raise(SIGKILL);
@@ -2578,13 +2578,13 @@ static int fork_victim(void *arg)
 static void test_open_after_all_killed(void **state)
 {
 	struct fixture *f = *state;
-	dsm_instance *inst = xopen(f, "inst");
+	dynshm_instance *inst = xopen(f, "inst");
 	struct where w = where_of(inst);
 	struct victim_arg va[2];
 	int to_child[2][2], to_parent[2][2];
-	dsm_handle hs[2][2];
-	dsm_segment_info si;
-	dsm_segment *p = NULL;
+	dynshm_handle hs[2][2];
+	dynshm_segment_info si;
+	dynshm_segment *p = NULL;
 	pid_t pids[2];
 
 	xclose(f, inst); /* nobody is joined any more */
@@ -2624,10 +2624,10 @@ static void test_open_after_all_killed(void **state)
 		assert_no_segment(inst, hs[i][1]);
 		assert_gone(&w, hs[i][1], "an unpinned segment of the dead");
 	}
-	ASSERT_OK(dsm_attach(inst, hs[0][0], &p));
-	assert_true(check_fill(dsm_segment_address(p), 16384, 0x81));
-	ASSERT_OK(dsm_unpin_segment(inst, hs[0][0]));
-	ASSERT_OK(dsm_detach(p));
+	ASSERT_OK(dynshm_attach(inst, hs[0][0], &p));
+	assert_true(check_fill(dynshm_segment_address(p), 16384, 0x81));
+	ASSERT_OK(dynshm_unpin_segment(inst, hs[0][0]));
+	ASSERT_OK(dynshm_detach(p));
 	assert_gone(&w, hs[0][0], "the pinned one after unpin and detach");
 	assert_int_equal(info_of(inst).segments, 0);
 	xdestroy(f, inst);
@@ -2639,7 +2639,7 @@ static void test_open_after_all_killed(void **state)
 #define ITERATIONS 200
 
 struct thread_board {
-	dsm_instance *inst;
+	dynshm_instance *inst;
 	_Atomic uint64_t handles[NTHREADS];
 	atomic_int errors;
 	atomic_int peer_attaches;
@@ -2657,7 +2657,7 @@ static void thread_error(struct thread_board *b, const char *what, int rc)
 	pthread_mutex_lock(&b->msg_lock);
 	if (!b->msg[0])
 		snprintf(b->msg, sizeof(b->msg), "%s: %d (%s)", what, rc,
-			 dsm_last_error());
+			 dynshm_last_error());
 	pthread_mutex_unlock(&b->msg_lock);
 	atomic_fetch_add(&b->errors, 1);
 }
@@ -2670,39 +2670,39 @@ static void *thread_main(void *arg)
 
 	for (int i = 0; i < ITERATIONS; i++) {
 		size_t size = 4096 * (size_t)(1 + i % 3);
-		dsm_segment *seg = NULL, *again = NULL, *peer = NULL;
-		dsm_handle h, ph;
+		dynshm_segment *seg = NULL, *again = NULL, *peer = NULL;
+		dynshm_handle h, ph;
 		uint64_t *words;
 		int rc;
 
-		rc = dsm_create(b->inst, size, 0, &seg);
+		rc = dynshm_create(b->inst, size, 0, &seg);
 		if (rc != 0) {
 			thread_error(b, "create", rc);
 			break;
 		}
-		h = dsm_segment_handle(seg);
-		words = dsm_segment_address(seg);
+		h = dynshm_segment_handle(seg);
+		words = dynshm_segment_address(seg);
 		words[0] = h;
 		words[1] = (uint64_t)t->index;
 		fill(words + 2, size - 16, h);
 		atomic_store(&b->handles[t->index], h);
 
-		rc = dsm_attach(b->inst, h, &again);
+		rc = dynshm_attach(b->inst, h, &again);
 		if (rc != 0 || again != seg)
 			thread_error(b, "attach own", rc);
 
 		ph = atomic_load(&b->handles[(t->index + 1 + i) % NTHREADS]);
 		if (ph && ph != h) {
-			rc = dsm_attach(b->inst, ph, &peer);
+			rc = dynshm_attach(b->inst, ph, &peer);
 			if (rc == 0) {
-				const uint64_t *pw = dsm_segment_address(peer);
+				const uint64_t *pw = dynshm_segment_address(peer);
 
 				if (pw[0] != ph ||
 				    !check_fill(pw + 2,
-						dsm_segment_size(peer) - 16, ph))
+						dynshm_segment_size(peer) - 16, ph))
 					thread_error(b, "peer contents", 0);
 				atomic_fetch_add(&b->peer_attaches, 1);
-				rc = dsm_detach(peer);
+				rc = dynshm_detach(peer);
 				if (rc != 0)
 					thread_error(b, "detach peer", rc);
 			} else if (rc != -ENOENT) {
@@ -2712,9 +2712,9 @@ static void *thread_main(void *arg)
 		if (words[0] != h || !check_fill(words + 2, size - 16, h))
 			thread_error(b, "own contents", 0);
 		atomic_store(&b->handles[t->index], 0);
-		if (again && (rc = dsm_detach(again)) != 0)
+		if (again && (rc = dynshm_detach(again)) != 0)
 			thread_error(b, "detach own attach", rc);
-		rc = dsm_detach(seg);
+		rc = dynshm_detach(seg);
 		if (rc != 0)
 			thread_error(b, "detach", rc);
 	}
@@ -2731,7 +2731,7 @@ static int fork_threads(void *arg)
 	struct thread_board *b = arg;
 	struct thread_arg args[NTHREADS];
 	pthread_t threads[NTHREADS];
-	dsm_instance_info info;
+	dynshm_instance_info info;
 
 	pthread_mutex_init(&b->msg_lock, NULL);
 	for (int i = 0; i < NTHREADS; i++) {
@@ -2749,9 +2749,9 @@ static int fork_threads(void *arg)
 	CHILD_CHECK(atomic_load(&b->errors) == 0);
 	printf("%d attaches of other threads' segments\n",
 	       atomic_load(&b->peer_attaches));
-	CHILD_OK(dsm_instance_info_get(b->inst, &info));
+	CHILD_OK(dynshm_instance_info_get(b->inst, &info));
 	CHILD_CHECK(info.segments == 0);
-	CHILD_OK(dsm_instance_close(b->inst));
+	CHILD_OK(dynshm_instance_close(b->inst));
 	return 0;
 }
 
@@ -2793,20 +2793,20 @@ static void *churn_thread(void *arg)
 	struct churn *c = arg;
 
 	for (int i = 0; i < CHURN_ROUNDS && !atomic_load(&c->errors); i++) {
-		dsm_instance *inst = NULL;
-		dsm_segment *seg = NULL;
+		dynshm_instance *inst = NULL;
+		dynshm_segment *seg = NULL;
 		int rc = child_open(c->dir, c->backend, 0, &inst);
 
 		/* close with mappings held: it works longer under the lock */
 		for (int k = 0; rc == 0 && k < 6; k++)
-			rc = dsm_create(inst, 4096, 0, &seg);
+			rc = dynshm_create(inst, 4096, 0, &seg);
 		if (rc == 0)
-			rc = dsm_detach(seg);
+			rc = dynshm_detach(seg);
 		if (rc == 0)
-			rc = dsm_instance_close(inst);
+			rc = dynshm_instance_close(inst);
 		if (rc != 0) {
 			snprintf(c->msg, sizeof(c->msg), "round %d: %d (%s)",
-				 i, rc, dsm_last_error());
+				 i, rc, dynshm_last_error());
 			atomic_fetch_add(&c->errors, 1);
 		}
 	}
@@ -2849,7 +2849,7 @@ static void test_fork_while_closing(void **state)
 {
 	struct fixture *f = *state;
 	static struct churn churn;
-	dsm_instance *inst;
+	dynshm_instance *inst;
 	int p[2];
 	pid_t pid;
 	char c = 0;
@@ -2875,16 +2875,16 @@ static void test_fork_while_closing(void **state)
 
 /* The handles of slots in CREATING when the OS object is about to be made. */
 static struct {
-	dsm_instance *inst;
-	dsm_handle h[32];
+	dynshm_instance *inst;
+	dynshm_handle h[32];
 	int n;
 	pid_t bad_creator;
 } capture;
 
-static int keep_creating(const dsm_segment_info *si, void *arg)
+static int keep_creating(const dynshm_segment_info *si, void *arg)
 {
 	(void)arg;
-	if (si->state != DSM_SEGMENT_CREATING)
+	if (si->state != DYNSHM_SEGMENT_CREATING)
 		return 0;
 	if (si->creator_pid != getpid())
 		capture.bad_creator = si->creator_pid;
@@ -2897,19 +2897,19 @@ static int keep_creating(const dsm_segment_info *si, void *arg)
 static void capture_hook(const char *point)
 {
 	if (capture.inst && strcmp(point, "create:before-os") == 0)
-		dsm_foreach_segment(capture.inst, keep_creating, NULL);
+		dynshm_foreach_segment(capture.inst, keep_creating, NULL);
 }
 
-static void start_capture(dsm_instance *inst)
+static void start_capture(dynshm_instance *inst)
 {
 	memset(&capture, 0, sizeof(capture));
 	capture.inst = inst;
-	dsm_test_hook = capture_hook;
+	dynshm_test_hook = capture_hook;
 }
 
 static void stop_capture(void)
 {
-	dsm_test_hook = NULL;
+	dynshm_test_hook = NULL;
 	capture.inst = NULL;
 	assert_int_equal(capture.bad_creator, 0);
 }
@@ -2919,7 +2919,7 @@ static const int create_errors[] = { ENOSPC, EACCES, ENOMEM, EINTR };
 static void test_injected_create(void **state)
 {
 	struct fixture *f = *state;
-	dsm_instance *inst = xopen(f, "inst");
+	dynshm_instance *inst = xopen(f, "inst");
 	struct where w = where_of(inst);
 	const size_t size = 3 * 4096 + 5;
 
@@ -2927,17 +2927,17 @@ static void test_injected_create(void **state)
 		for (size_t e = 0; e < sizeof(create_errors) / sizeof(int);
 		     e++) {
 			int err = create_errors[e];
-			dsm_segment *seg = (dsm_segment *)&inst;
+			dynshm_segment *seg = (dynshm_segment *)&inst;
 			unsigned long calls;
 			char ctx[128];
 			int rc;
 
 			snprintf(ctx, sizeof(ctx), "%s: create, %s fails %s",
 				 f->be->name, s->entry, strerror(err));
-			dsm_clear_error();
+			dynshm_clear_error();
 			start_capture(inst);
 			inject_fail(s->entry, 1, err);
-			rc = dsm_create(inst, size, 0, &seg);
+			rc = dynshm_create(inst, size, 0, &seg);
 			calls = inject_calls(s->entry);
 			inject_reset();
 			stop_capture();
@@ -2948,19 +2948,19 @@ static void test_injected_create(void **state)
 			if (err == EINTR && s->retries_eintr) {
 				if (rc != 0)
 					fail_msg("%s: not retried: %d (%s)",
-						 ctx, rc, dsm_last_error());
+						 ctx, rc, dynshm_last_error());
 				assert_int_equal(capture.n, 1);
-				assert_int_equal(dsm_segment_handle(seg),
+				assert_int_equal(dynshm_segment_handle(seg),
 						 capture.h[0]);
-				assert_true(all_zero(dsm_segment_address(seg),
+				assert_true(all_zero(dynshm_segment_address(seg),
 						     size));
-				ASSERT_OK(dsm_detach(seg));
+				ASSERT_OK(dynshm_detach(seg));
 			} else {
 				if (rc != -err)
 					fail_msg("%s: returned %d (%s)", ctx,
-						 rc, dsm_last_error());
-				assert_ptr_equal(seg, (dsm_segment *)&inst);
-				if (!dsm_last_error()[0])
+						 rc, dynshm_last_error());
+				assert_ptr_equal(seg, (dynshm_segment *)&inst);
+				if (!dynshm_last_error()[0])
 					fail_msg("%s: no message", ctx);
 				assert_int_equal(capture.n, 1);
 			}
@@ -2977,38 +2977,38 @@ static void test_injected_create(void **state)
 					 os_count(&w));
 		}
 		if (s->first) {
-			dsm_segment *seg = NULL;
+			dynshm_segment *seg = NULL;
 			int rc;
 
 			/* one collision: retried with a new handle */
 			start_capture(inst);
 			inject_fail(s->entry, 1, EEXIST);
-			rc = dsm_create(inst, size, 0, &seg);
+			rc = dynshm_create(inst, size, 0, &seg);
 			assert_int_equal(inject_calls(s->entry), 2);
 			inject_reset();
 			stop_capture();
 			ASSERT_RC(rc, 0);
 			assert_int_equal(capture.n, 2);
 			assert_true(capture.h[0] != capture.h[1]);
-			assert_int_equal(dsm_segment_handle(seg), capture.h[1]);
+			assert_int_equal(dynshm_segment_handle(seg), capture.h[1]);
 			assert_no_segment(inst, capture.h[0]);
 			assert_gone(&w, capture.h[0], "the collided handle");
 			assert_int_equal(stat_of(inst, capture.h[1]).references,
 					 1);
 			assert_int_equal(info_of(inst).segments, 1);
-			ASSERT_OK(dsm_detach(seg));
+			ASSERT_OK(dynshm_detach(seg));
 
 			/* collisions without end: given up, nothing kept */
-			seg = (dsm_segment *)&inst;
+			seg = (dynshm_segment *)&inst;
 			start_capture(inst);
 			inject_fail_from(s->entry, 1, EEXIST);
-			dsm_clear_error();
-			rc = dsm_create(inst, size, 0, &seg);
+			dynshm_clear_error();
+			rc = dynshm_create(inst, size, 0, &seg);
 			inject_reset();
 			stop_capture();
 			ASSERT_RC(rc, -EEXIST);
-			assert_ptr_equal(seg, (dsm_segment *)&inst);
-			assert_string_not_equal(dsm_last_error(), "");
+			assert_ptr_equal(seg, (dynshm_segment *)&inst);
+			assert_string_not_equal(dynshm_last_error(), "");
 			assert_true(capture.n > 1);
 			for (int i = 0; i < capture.n && i < 32; i++)
 				assert_no_segment(inst, capture.h[i]);
@@ -3024,51 +3024,51 @@ static const int attach_errors[] = { EACCES, ENOMEM, EMFILE };
 static void test_injected_attach(void **state)
 {
 	struct fixture *f = *state;
-	dsm_instance *inst = xopen(f, "inst");
+	dynshm_instance *inst = xopen(f, "inst");
 	struct where w = where_of(inst);
-	dsm_segment *seg = xcreate(inst, 20000, 0x66);
-	dsm_handle h = dsm_segment_handle(seg);
+	dynshm_segment *seg = xcreate(inst, 20000, 0x66);
+	dynshm_handle h = dynshm_segment_handle(seg);
 
 	/* pinned with nobody mapping it: our attach is a real one */
-	ASSERT_OK(dsm_pin_segment(seg));
-	ASSERT_OK(dsm_detach(seg));
+	ASSERT_OK(dynshm_pin_segment(seg));
+	ASSERT_OK(dynshm_detach(seg));
 	for (const struct step *s = f->be->attach_steps; s->entry; s++) {
 		for (size_t e = 0; e < sizeof(attach_errors) / sizeof(int);
 		     e++) {
 			int err = attach_errors[e];
-			dsm_segment_info si;
+			dynshm_segment_info si;
 			char ctx[128];
 			int rc;
 
 			snprintf(ctx, sizeof(ctx), "%s: attach, %s fails %s",
 				 f->be->name, s->entry, strerror(err));
-			seg = (dsm_segment *)&inst;
-			dsm_clear_error();
+			seg = (dynshm_segment *)&inst;
+			dynshm_clear_error();
 			inject_fail(s->entry, 1, err);
-			rc = dsm_attach(inst, h, &seg);
+			rc = dynshm_attach(inst, h, &seg);
 			if (inject_calls(s->entry) < 1)
 				fail_msg("%s: the step was never reached", ctx);
 			inject_reset();
 			if (rc != -err)
 				fail_msg("%s: returned %d (%s)", ctx, rc,
-					 dsm_last_error());
-			assert_ptr_equal(seg, (dsm_segment *)&inst);
-			if (!dsm_last_error()[0])
+					 dynshm_last_error());
+			assert_ptr_equal(seg, (dynshm_segment *)&inst);
+			if (!dynshm_last_error()[0])
 				fail_msg("%s: no message", ctx);
 			/* our reference was dropped again; all else as was */
 			si = stat_of(inst, h);
 			assert_int_equal(si.references, 0);
 			assert_true(si.pinned);
-			assert_int_equal(si.state, DSM_SEGMENT_ACTIVE);
+			assert_int_equal(si.state, DYNSHM_SEGMENT_ACTIVE);
 			assert_true(os_exists(&w, h));
 			assert_int_equal(info_of(inst).segments, 1);
 			assert_int_equal(os_count(&w), 1);
 			/* and the next attach works */
-			ASSERT_OK(dsm_attach(inst, h, &seg));
-			assert_true(check_fill(dsm_segment_address(seg), 20000,
+			ASSERT_OK(dynshm_attach(inst, h, &seg));
+			assert_true(check_fill(dynshm_segment_address(seg), 20000,
 					       0x66));
 			assert_int_equal(stat_of(inst, h).references, 1);
-			ASSERT_OK(dsm_detach(seg));
+			ASSERT_OK(dynshm_detach(seg));
 		}
 	}
 
@@ -3085,28 +3085,28 @@ static void test_injected_attach(void **state)
 		arg.h = h;
 		arg.rfd = to_child[0];
 		arg.wfd = to_parent[1];
-		ASSERT_OK(dsm_unpin_segment(inst, h));
+		ASSERT_OK(dynshm_unpin_segment(inst, h));
 		/* unpinned with nobody mapping it: it went */
 		assert_no_segment(inst, h);
 		seg = xcreate(inst, 4096, 0x67);
-		h = dsm_segment_handle(seg);
+		h = dynshm_segment_handle(seg);
 		arg.h = h;
 		arg.seg = seg;
 		pid = start_fork(f, fork_adopter, &arg); /* adopts seg */
 		close_fd(f, to_child[0]);
 		close_fd(f, to_parent[1]);
 		expect_byte(to_parent[0], 'j');
-		ASSERT_OK(dsm_detach(seg));
+		ASSERT_OK(dynshm_detach(seg));
 		assert_int_equal(stat_of(inst, h).references, 1);
-		seg = (dsm_segment *)&inst;
+		seg = (dynshm_segment *)&inst;
 		inject_fail(f->be->attach_steps[0].entry, 1, EACCES);
-		ASSERT_RC(dsm_attach(inst, h, &seg), -EACCES);
+		ASSERT_RC(dynshm_attach(inst, h, &seg), -EACCES);
 		inject_reset();
 		assert_int_equal(stat_of(inst, h).references, 1);
 		assert_true(os_exists(&w, h));
 		kill(pid, SIGKILL);
 		assert_int_equal(finish_kid(f, pid), 128 + SIGKILL);
-		ASSERT_OK(dsm_reap(inst, NULL));
+		ASSERT_OK(dynshm_reap(inst, NULL));
 		assert_no_segment(inst, h);
 		assert_gone(&w, h, "after the holder was reaped");
 	}
@@ -3133,27 +3133,27 @@ static int count_entries(const char *dir)
 static void test_mmap_directory(void **state)
 {
 	struct fixture *f = *state;
-	dsm_config *cfg = make_cfg("mmap", 0, 0);
-	dsm_instance *inst = NULL, *again = NULL;
-	dsm_segment *seg;
+	dynshm_config *cfg = make_cfg("mmap", 0, 0);
+	dynshm_instance *inst = NULL, *again = NULL;
+	dynshm_segment *seg;
 	struct where w;
 	char segs[PATH_MAX], inst_dir[PATH_MAX];
-	dsm_handle h;
+	dynshm_handle h;
 
 	path_in(f, "segs", segs, sizeof(segs));
 	path_in(f, "inst", inst_dir, sizeof(inst_dir));
 	assert_int_equal(mkdir(segs, 0700), 0);
-	ASSERT_OK(dsm_config_set(cfg, "dsm_directory", segs));
+	ASSERT_OK(dynshm_config_set(cfg, "dynshm_directory", segs));
 	ASSERT_OK(open_cfg(f, "inst", 0, cfg, &inst));
 	/* the same directory given again is no conflict */
 	ASSERT_OK(open_cfg(f, "inst", 0, cfg, &again));
 	assert_int_equal(info_of(again).instance_id, info_of(inst).instance_id);
 	xclose(f, again);
-	dsm_config_free(cfg);
+	dynshm_config_free(cfg);
 	w = where_of(inst);
 	snprintf(w.dir, sizeof(w.dir), "%s", segs);
 	seg = xcreate(inst, 8192, 9);
-	h = dsm_segment_handle(seg);
+	h = dynshm_segment_handle(seg);
 	assert_true(os_exists(&w, h));
 	assert_int_equal(os_count(&w), 1);
 	/* the instance directory holds no segment file */
@@ -3161,8 +3161,8 @@ static void test_mmap_directory(void **state)
 	assert_false(os_exists(&w, h));
 	snprintf(w.dir, sizeof(w.dir), "%s", segs);
 	assert_int_equal(attach_elsewhere(f, inst, h, 0, 9), 0);
-	ASSERT_OK(dsm_pin_segment(seg));
-	ASSERT_OK(dsm_detach(seg));
+	ASSERT_OK(dynshm_pin_segment(seg));
+	ASSERT_OK(dynshm_detach(seg));
 	xdestroy(f, inst); /* takes the pinned one and the control file */
 	assert_false(os_exists(&w, h));
 	assert_int_equal(count_entries(segs), 0);
@@ -3173,41 +3173,41 @@ static void test_mmap_directory(void **state)
 static void test_bad_arguments(void **state)
 {
 	struct fixture *f = *state;
-	dsm_instance *inst = xopen(f, "inst"), *none = NULL;
+	dynshm_instance *inst = xopen(f, "inst"), *none = NULL;
 	struct where w = where_of(inst);
-	dsm_segment *seg = (dsm_segment *)&inst, *real;
-	dsm_scope *scope = NULL;
+	dynshm_segment *seg = (dynshm_segment *)&inst, *real;
+	dynshm_scope *scope = NULL;
 
-	ASSERT_RC(dsm_create(inst, 0, 0, &seg), -EINVAL);
-	ASSERT_RC(dsm_create(inst, DSM_IMPL_MAX_SIZE + 1, 0, &seg), -EINVAL);
-	ASSERT_RC(dsm_create(inst, SIZE_MAX, 0, &seg), -EINVAL);
-	ASSERT_RC(dsm_create(inst, 4096, 0x80, &seg), -EINVAL);
-	ASSERT_RC(dsm_create(inst, 4096, 0, NULL), -EINVAL);
-	ASSERT_RC(dsm_create(NULL, 4096, 0, &seg), -EINVAL);
-	assert_ptr_equal(seg, (dsm_segment *)&inst);
+	ASSERT_RC(dynshm_create(inst, 0, 0, &seg), -EINVAL);
+	ASSERT_RC(dynshm_create(inst, DYNSHM_IMPL_MAX_SIZE + 1, 0, &seg), -EINVAL);
+	ASSERT_RC(dynshm_create(inst, SIZE_MAX, 0, &seg), -EINVAL);
+	ASSERT_RC(dynshm_create(inst, 4096, 0x80, &seg), -EINVAL);
+	ASSERT_RC(dynshm_create(inst, 4096, 0, NULL), -EINVAL);
+	ASSERT_RC(dynshm_create(NULL, 4096, 0, &seg), -EINVAL);
+	assert_ptr_equal(seg, (dynshm_segment *)&inst);
 	real = xcreate(inst, 4096, 0);
-	ASSERT_RC(dsm_attach(inst, dsm_segment_handle(real), NULL), -EINVAL);
-	ASSERT_RC(dsm_attach(NULL, dsm_segment_handle(real), &seg), -EINVAL);
-	ASSERT_RC(dsm_detach(NULL), -EINVAL);
-	ASSERT_RC(dsm_on_detach(NULL, cb_record, NULL), -EINVAL);
-	ASSERT_RC(dsm_cancel_on_detach(NULL, cb_record, NULL), -EINVAL);
-	ASSERT_RC(dsm_pin_mapping(NULL), -EINVAL);
-	ASSERT_RC(dsm_scope_begin(NULL, &scope), -EINVAL);
-	ASSERT_RC(dsm_scope_begin(inst, NULL), -EINVAL);
-	ASSERT_RC(dsm_instance_info_get(NULL, &(dsm_instance_info){ 0 }),
+	ASSERT_RC(dynshm_attach(inst, dynshm_segment_handle(real), NULL), -EINVAL);
+	ASSERT_RC(dynshm_attach(NULL, dynshm_segment_handle(real), &seg), -EINVAL);
+	ASSERT_RC(dynshm_detach(NULL), -EINVAL);
+	ASSERT_RC(dynshm_on_detach(NULL, cb_record, NULL), -EINVAL);
+	ASSERT_RC(dynshm_cancel_on_detach(NULL, cb_record, NULL), -EINVAL);
+	ASSERT_RC(dynshm_pin_mapping(NULL), -EINVAL);
+	ASSERT_RC(dynshm_scope_begin(NULL, &scope), -EINVAL);
+	ASSERT_RC(dynshm_scope_begin(inst, NULL), -EINVAL);
+	ASSERT_RC(dynshm_instance_info_get(NULL, &(dynshm_instance_info){ 0 }),
 		  -EINVAL);
-	ASSERT_RC(dsm_reap(NULL, NULL), -EINVAL);
-	ASSERT_RC(dsm_instance_open(w.dir, NULL, 0x80, &none), -EINVAL);
-	ASSERT_RC(dsm_instance_open(w.dir, NULL, 0, NULL), -EINVAL);
-	dsm_clear_error();
-	ASSERT_RC(dsm_instance_open("relative/inst", NULL, 0, &none), -EINVAL);
+	ASSERT_RC(dynshm_reap(NULL, NULL), -EINVAL);
+	ASSERT_RC(dynshm_instance_open(w.dir, NULL, 0x80, &none), -EINVAL);
+	ASSERT_RC(dynshm_instance_open(w.dir, NULL, 0, NULL), -EINVAL);
+	dynshm_clear_error();
+	ASSERT_RC(dynshm_instance_open("relative/inst", NULL, 0, &none), -EINVAL);
 	ASSERT_MSG_HAS("relative/inst");
 	assert_null(none);
 	/* nothing of the refused calls is left; the good one is intact */
 	assert_int_equal(info_of(inst).segments, 1);
 	assert_int_equal(info_of(inst).processes, 1);
 	assert_int_equal(os_count(&w), 1);
-	ASSERT_OK(dsm_detach(real));
+	ASSERT_OK(dynshm_detach(real));
 	xdestroy(f, inst);
 }
 
@@ -3218,18 +3218,18 @@ static void test_bad_arguments(void **state)
  * regardless, leaving a SysV segment that nothing could find again.)
  */
 struct killed_creator {
-	dsm_instance *inst;
+	dynshm_instance *inst;
 	int wfd;
 };
 
 static int fork_create_and_die(void *arg)
 {
 	struct killed_creator *k = arg;
-	dsm_segment *seg = NULL;
-	dsm_handle h;
+	dynshm_segment *seg = NULL;
+	dynshm_handle h;
 
-	CHILD_OK(dsm_create(k->inst, 4096, 0, &seg));
-	h = dsm_segment_handle(seg);
+	CHILD_OK(dynshm_create(k->inst, 4096, 0, &seg));
+	h = dynshm_segment_handle(seg);
 	CHILD_CHECK(write_full(k->wfd, &h, sizeof(h)) == 0);
 	raise(SIGKILL);
 	return 1;
@@ -3238,32 +3238,32 @@ static int fork_create_and_die(void *arg)
 static void test_injected_remove(void **state)
 {
 	struct fixture *f = *state;
-	dsm_instance *inst = xopen(f, "inst");
+	dynshm_instance *inst = xopen(f, "inst");
 	struct where w = where_of(inst);
 	struct killed_creator kc;
-	dsm_segment *seg = xcreate(inst, 4096, 0);
-	dsm_handle h = dsm_segment_handle(seg);
-	dsm_segment_info si;
+	dynshm_segment *seg = xcreate(inst, 4096, 0);
+	dynshm_handle h = dynshm_segment_handle(seg);
+	dynshm_segment_info si;
 	unsigned n = 0;
 	int p[2];
 	pid_t pid;
 
 	/* at the last detach */
 	inject_fail(f->be->remove_entry, f->be->remove_nth, EACCES);
-	ASSERT_OK(dsm_detach(seg));
+	ASSERT_OK(dynshm_detach(seg));
 	assert_true(inject_calls(f->be->remove_entry) >=
 		    (unsigned long)f->be->remove_nth);
 	inject_reset();
 	assert_true(os_exists(&w, h));
 	si = stat_of(inst, h);
-	assert_int_equal(si.state, DSM_SEGMENT_MORIBUND);
+	assert_int_equal(si.state, DYNSHM_SEGMENT_MORIBUND);
 	assert_int_equal(si.references, 0);
 	assert_int_equal(info_of(inst).segments, 1);
-	seg = (dsm_segment *)&inst;
-	ASSERT_RC(dsm_attach(inst, h, &seg), -ENOENT);
+	seg = (dynshm_segment *)&inst;
+	ASSERT_RC(dynshm_attach(inst, h, &seg), -ENOENT);
 	assert_int_equal(attach_elsewhere(f, inst, h, -ENOENT, 0), 0);
 	/* the next reap finishes it, also while we are still here */
-	ASSERT_OK(dsm_reap(inst, NULL));
+	ASSERT_OK(dynshm_reap(inst, NULL));
 	assert_no_segment(inst, h);
 	assert_gone(&w, h, "a failed removal, after the reap");
 	assert_int_equal(info_of(inst).segments, 0);
@@ -3277,21 +3277,21 @@ static void test_injected_remove(void **state)
 	h = recv_handle(p[0]);
 	assert_int_equal(finish_kid(f, pid), 128 + SIGKILL);
 	inject_fail(f->be->remove_entry, f->be->remove_nth, EACCES);
-	ASSERT_RC(dsm_reap(inst, &n), -EACCES);
+	ASSERT_RC(dynshm_reap(inst, &n), -EACCES);
 	inject_reset();
 	assert_int_equal(n, 1);
 	assert_true(os_exists(&w, h));
 	assert_int_equal(info_of(inst).segments, 1);
-	ASSERT_OK(dsm_reap(inst, &n));
+	ASSERT_OK(dynshm_reap(inst, &n));
 	assert_int_equal(n, 0);
 	assert_no_segment(inst, h);
 	assert_gone(&w, h, "a failed removal in the reaper, reaped again");
 
 	/* and the instance's destroy takes one still MORIBUND */
 	seg = xcreate(inst, 4096, 0);
-	h = dsm_segment_handle(seg);
+	h = dynshm_segment_handle(seg);
 	inject_fail(f->be->remove_entry, f->be->remove_nth, EACCES);
-	ASSERT_OK(dsm_detach(seg));
+	ASSERT_OK(dynshm_detach(seg));
 	inject_reset();
 	assert_true(os_exists(&w, h));
 	xdestroy(f, inst);
@@ -3303,23 +3303,23 @@ static void test_injected_remove(void **state)
 static void test_none(void **state)
 {
 	struct fixture *f = *state;
-	dsm_instance *inst = xopen(f, "inst");
-	dsm_instance_info info = info_of(inst);
-	dsm_segment *seg = (dsm_segment *)&inst;
+	dynshm_instance *inst = xopen(f, "inst");
+	dynshm_instance_info info = info_of(inst);
+	dynshm_segment *seg = (dynshm_segment *)&inst;
 	struct listed l;
 
-	assert_int_equal(info.backend, DSM_IMPL_NONE);
+	assert_int_equal(info.backend, DYNSHM_IMPL_NONE);
 	assert_int_equal(info.processes, 1);
-	dsm_clear_error();
-	ASSERT_RC(dsm_create(inst, 4096, 0, &seg), -ENOTSUP);
+	dynshm_clear_error();
+	ASSERT_RC(dynshm_create(inst, 4096, 0, &seg), -ENOTSUP);
 	ASSERT_MSG_HAS("disabled by configuration");
-	assert_ptr_equal(seg, (dsm_segment *)&inst);
+	assert_ptr_equal(seg, (dynshm_segment *)&inst);
 	assert_int_equal(info_of(inst).segments, 0);
-	ASSERT_RC(dsm_attach(inst, test_random_handle(), &seg), -ENOENT);
+	ASSERT_RC(dynshm_attach(inst, test_random_handle(), &seg), -ENOENT);
 	memset(&l, 0, sizeof(l));
-	ASSERT_OK(dsm_foreach_segment(inst, collect, &l));
+	ASSERT_OK(dynshm_foreach_segment(inst, collect, &l));
 	assert_int_equal(l.n, 0);
-	ASSERT_OK(dsm_reap(inst, NULL));
+	ASSERT_OK(dynshm_reap(inst, NULL));
 	xdestroy(f, inst);
 }
 
@@ -3332,9 +3332,9 @@ static void test_failed_open_leaves_nothing(void **state)
 {
 	struct fixture *f = *state;
 	const struct step *last = f->be->create_steps;
-	dsm_config *cfg = make_cfg(f->be->name, 0, 0);
+	dynshm_config *cfg = make_cfg(f->be->name, 0, 0);
 	char path[PATH_MAX];
-	dsm_instance *inst = NULL;
+	dynshm_instance *inst = NULL;
 	struct stat st;
 	int rc;
 
@@ -3361,26 +3361,26 @@ static void test_failed_open_leaves_nothing(void **state)
 	/* and the next open of the same place works */
 	inst = xopen(f, "made-by-open");
 	xdestroy(f, inst);
-	dsm_config_free(cfg);
+	dynshm_config_free(cfg);
 }
 
-/* ---- 14. configuration, 17. dsm_strerror ---------------------------------- */
+/* ---- 14. configuration, 17. dynshm_strerror ---------------------------------- */
 
-static void expect_refused(dsm_config *cfg, const char *key,
+static void expect_refused(dynshm_config *cfg, const char *key,
 			   const char *value, const char *kept)
 {
 	char buf[PATH_MAX];
 
-	dsm_clear_error();
-	if (dsm_config_set(cfg, key, value) != -EINVAL)
+	dynshm_clear_error();
+	if (dynshm_config_set(cfg, key, value) != -EINVAL)
 		fail_msg("%s = '%s' was not refused", key, value);
-	if (!strstr(dsm_last_error(), key))
+	if (!strstr(dynshm_last_error(), key))
 		fail_msg("message '%s' does not name the key %s",
-			 dsm_last_error(), key);
-	if (value[0] && !strstr(dsm_last_error(), value))
+			 dynshm_last_error(), key);
+	if (value[0] && !strstr(dynshm_last_error(), value))
 		fail_msg("message '%s' does not name the value '%s'",
-			 dsm_last_error(), value);
-	ASSERT_OK(dsm_config_get(cfg, key, buf, sizeof(buf)));
+			 dynshm_last_error(), value);
+	ASSERT_OK(dynshm_config_get(cfg, key, buf, sizeof(buf)));
 	assert_string_equal(buf, kept);
 }
 
@@ -3391,65 +3391,65 @@ static void test_config(void **state)
 		"-3", "0", "abc", "", "12abc", " 5", "1.5", "0x10",
 		"99999999999999999999999",
 	};
-	dsm_config *cfg = NULL;
+	dynshm_config *cfg = NULL;
 	char buf[PATH_MAX];
 
 	(void)state;
-	ASSERT_OK(dsm_config_new(&cfg));
+	ASSERT_OK(dynshm_config_new(&cfg));
 
 	/* the backend: every name round-trips, a typo is refused */
 	for (size_t i = 0; i < N_BACKENDS; i++) {
-		ASSERT_OK(dsm_config_set(cfg, "dynamic_shared_memory_type",
+		ASSERT_OK(dynshm_config_set(cfg, "dynamic_shared_memory_type",
 					 backends[i].name));
-		ASSERT_OK(dsm_config_get(cfg, "dynamic_shared_memory_type",
+		ASSERT_OK(dynshm_config_get(cfg, "dynamic_shared_memory_type",
 					 buf, sizeof(buf)));
 		assert_string_equal(buf, backends[i].name);
 	}
-	ASSERT_OK(dsm_config_set(cfg, "dynamic_shared_memory_type", "mmap"));
+	ASSERT_OK(dynshm_config_set(cfg, "dynamic_shared_memory_type", "mmap"));
 	expect_refused(cfg, "dynamic_shared_memory_type", "posx", "mmap");
 	expect_refused(cfg, "dynamic_shared_memory_type", "POSIX", "mmap");
 	ASSERT_MSG_HAS("posix"); /* what is allowed */
 
 	for (size_t k = 0; k < 2; k++) {
-		ASSERT_OK(dsm_config_set(cfg, counts[k], "17"));
-		ASSERT_OK(dsm_config_get(cfg, counts[k], buf, sizeof(buf)));
+		ASSERT_OK(dynshm_config_set(cfg, counts[k], "17"));
+		ASSERT_OK(dynshm_config_get(cfg, counts[k], buf, sizeof(buf)));
 		assert_string_equal(buf, "17");
 		for (size_t i = 0; i < sizeof(bad_counts) / sizeof(char *);
 		     i++)
 			expect_refused(cfg, counts[k], bad_counts[i], "17");
-		ASSERT_OK(dsm_config_set(cfg, counts[k], "1"));
-		ASSERT_OK(dsm_config_get(cfg, counts[k], buf, sizeof(buf)));
+		ASSERT_OK(dynshm_config_set(cfg, counts[k], "1"));
+		ASSERT_OK(dynshm_config_get(cfg, counts[k], buf, sizeof(buf)));
 		assert_string_equal(buf, "1");
 	}
 
-	ASSERT_OK(dsm_config_set(cfg, "dsm_directory", "/srv/dsm"));
-	ASSERT_OK(dsm_config_get(cfg, "dsm_directory", buf, sizeof(buf)));
+	ASSERT_OK(dynshm_config_set(cfg, "dynshm_directory", "/srv/dsm"));
+	ASSERT_OK(dynshm_config_get(cfg, "dynshm_directory", buf, sizeof(buf)));
 	assert_string_equal(buf, "/srv/dsm");
-	expect_refused(cfg, "dsm_directory", "relative/dir", "/srv/dsm");
-	expect_refused(cfg, "dsm_directory", "dsm", "/srv/dsm");
-	ASSERT_OK(dsm_config_set(cfg, "dsm_directory", ""));
-	ASSERT_OK(dsm_config_get(cfg, "dsm_directory", buf, sizeof(buf)));
+	expect_refused(cfg, "dynshm_directory", "relative/dir", "/srv/dsm");
+	expect_refused(cfg, "dynshm_directory", "dsm", "/srv/dsm");
+	ASSERT_OK(dynshm_config_set(cfg, "dynshm_directory", ""));
+	ASSERT_OK(dynshm_config_get(cfg, "dynshm_directory", buf, sizeof(buf)));
 	assert_string_equal(buf, "");
 
 	/* unknown keys: refused and named, and change nothing */
-	dsm_clear_error();
-	ASSERT_RC(dsm_config_set(cfg, "max_segment", "10"), -EINVAL);
+	dynshm_clear_error();
+	ASSERT_RC(dynshm_config_set(cfg, "max_segment", "10"), -EINVAL);
 	ASSERT_MSG_HAS("max_segment");
-	ASSERT_RC(dsm_config_set(cfg, "dynamic_shared_memory", "posix"),
+	ASSERT_RC(dynshm_config_set(cfg, "dynamic_shared_memory", "posix"),
 		  -EINVAL);
 	ASSERT_MSG_HAS("dynamic_shared_memory");
-	ASSERT_RC(dsm_config_get(cfg, "max_segment", buf, sizeof(buf)),
+	ASSERT_RC(dynshm_config_get(cfg, "max_segment", buf, sizeof(buf)),
 		  -EINVAL);
-	ASSERT_RC(dsm_config_set(cfg, NULL, "1"), -EINVAL);
-	ASSERT_RC(dsm_config_set(cfg, "max_segments", NULL), -EINVAL);
-	ASSERT_RC(dsm_config_set(NULL, "max_segments", "1"), -EINVAL);
-	ASSERT_OK(dsm_config_get(cfg, "dynamic_shared_memory_type", buf,
+	ASSERT_RC(dynshm_config_set(cfg, NULL, "1"), -EINVAL);
+	ASSERT_RC(dynshm_config_set(cfg, "max_segments", NULL), -EINVAL);
+	ASSERT_RC(dynshm_config_set(NULL, "max_segments", "1"), -EINVAL);
+	ASSERT_OK(dynshm_config_get(cfg, "dynamic_shared_memory_type", buf,
 				 sizeof(buf)));
 	assert_string_equal(buf, "mmap");
-	assert_true(dsm_config_get(cfg, "dynamic_shared_memory_type", buf,
+	assert_true(dynshm_config_get(cfg, "dynamic_shared_memory_type", buf,
 				   2) < 0);
-	dsm_config_free(cfg);
-	dsm_config_free(NULL);
+	dynshm_config_free(cfg);
+	dynshm_config_free(NULL);
 }
 
 static void test_strerror(void **state)
@@ -3460,13 +3460,13 @@ static void test_strerror(void **state)
 
 	(void)state;
 	for (size_t i = 0; i < sizeof(codes) / sizeof(int); i++) {
-		const char *s = dsm_strerror(codes[i]);
+		const char *s = dynshm_strerror(codes[i]);
 
 		if (!s || !s[0])
-			fail_msg("dsm_strerror(%d) is empty", codes[i]);
+			fail_msg("dynshm_strerror(%d) is empty", codes[i]);
 	}
-	assert_string_not_equal(dsm_strerror(-ENOENT), dsm_strerror(-ENOSPC));
-	assert_string_not_equal(dsm_strerror(0), dsm_strerror(-ENOENT));
+	assert_string_not_equal(dynshm_strerror(-ENOENT), dynshm_strerror(-ENOSPC));
+	assert_string_not_equal(dynshm_strerror(0), dynshm_strerror(-ENOENT));
 }
 
 /* ---- groups -------------------------------------------------------------- */
@@ -3546,7 +3546,7 @@ int main(int argc, char **argv)
 	};
 	int rc;
 
-	dsm_test_instance_tag = TEST_TAG; /* children too: they run main */
+	dynshm_test_instance_tag = TEST_TAG; /* children too: they run main */
 	rc = test_child_main(argc, argv, children);
 	if (rc >= 0)
 		return rc;

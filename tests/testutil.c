@@ -2,7 +2,7 @@
  * testutil.c - helpers shared by every test program (see testutil.h).
  *
  * Deliberately independent of the library: leftovers are found by reading
- * /dev/shm and /proc/sysvipc/shm directly, so a bug in dsm_impl_list cannot
+ * /dev/shm and /proc/sysvipc/shm directly, so a bug in dynshm_impl_list cannot
  * hide a leak from the leak check.
  */
 #include "testutil.h"
@@ -362,7 +362,7 @@ int test_fork(int (*fn)(void *arg), void *arg)
 	return test_wait(pid);
 }
 
-static int collect_listed(dsm_handle handle, const char *os_name, void *arg)
+static int collect_listed(dynshm_handle handle, const char *os_name, void *arg)
 {
 	struct test_listing *l = arg;
 
@@ -374,11 +374,11 @@ static int collect_listed(dsm_handle handle, const char *os_name, void *arg)
 	return 0;
 }
 
-struct test_listing *test_list_space(struct dsm_impl_space *space, int *rc)
+struct test_listing *test_list_space(struct dynshm_impl_space *space, int *rc)
 {
 	struct test_listing *l = calloc(1, sizeof(*l));
 
-	*rc = l ? dsm_impl_list(space, collect_listed, l) : -ENOMEM;
+	*rc = l ? dynshm_impl_list(space, collect_listed, l) : -ENOMEM;
 	if (*rc != 0) {
 		free(l);
 		return NULL;

@@ -32,7 +32,7 @@
 
 /* A random instance id with TEST_TAG in its low 12 bits. */
 uint64_t test_instance_id(void);
-/* A random handle, never DSM_HANDLE_INVALID. */
+/* A random handle, never DYNSHM_HANDLE_INVALID. */
 uint64_t test_random_handle(void);
 
 /* A new private (0700) directory $TMPDIR/dynshm-test.XXXXXX; NULL on error. */
@@ -49,7 +49,7 @@ int test_remove_dir(char *dir);
 int test_count_leftovers(char *report, size_t len);
 
 /*
- * What a backend space lists (dsm_impl_list): the first TEST_LISTED_MAX
+ * What a backend space lists (dynshm_impl_list): the first TEST_LISTED_MAX
  * objects are kept, n counts them all.  test_list_space() returns a calloc'd
  * listing (free it) or NULL with *rc set to the error.
  */
@@ -60,8 +60,8 @@ struct test_listing {
 	uint64_t handle[TEST_LISTED_MAX];
 	char name[TEST_LISTED_MAX][TEST_LISTED_NAME];
 };
-struct dsm_impl_space;
-struct test_listing *test_list_space(struct dsm_impl_space *space, int *rc);
+struct dynshm_impl_space;
+struct test_listing *test_list_space(struct dynshm_impl_space *space, int *rc);
 
 /* Entries in /proc/self/fd: compare before and after to catch fd leaks. */
 int test_count_fds(void);

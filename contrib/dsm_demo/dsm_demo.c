@@ -31,7 +31,7 @@
  * they show what dead processes still hold until gc (or another command
  * that joins) releases it.
  */
-#define LOOK_ONLY (DSM_OPEN_EXISTING | DSM_OPEN_NOREAP)
+#define LOOK_ONLY (DYNSHM_OPEN_EXISTING | DYNSHM_OPEN_NOREAP)
 
 struct options {
 	const char *instance;
@@ -81,36 +81,36 @@ __attribute__((format(printf, 1, 2))) static int usage_error(const char *fmt,
 
 static int fail(int rc, const char *what)
 {
-	const char *detail = dsm_last_error();
+	const char *detail = dynshm_last_error();
 
 	fprintf(stderr, "%s: %s: %s\n", prog, what,
-		*detail ? detail : dsm_strerror(rc));
+		*detail ? detail : dynshm_strerror(rc));
 	return EXIT_USER;
 }
 
 static int open_instance(const struct options *o, unsigned flags,
-			 dsm_instance **inst)
+			 dynshm_instance **inst)
 {
-	dsm_config *cfg;
-	int rc = dsm_config_new(&cfg);
+	dynshm_config *cfg;
+	int rc = dynshm_config_new(&cfg);
 
 	if (rc < 0)
 		return fail(rc, "configuration");
-	rc = dsm_config_load(cfg, o->config);
+	rc = dynshm_config_load(cfg, o->config);
 	if (rc == 0 && o->backend)
-		rc = dsm_config_set(cfg, "dynamic_shared_memory_type",
+		rc = dynshm_config_set(cfg, "dynamic_shared_memory_type",
 				    o->backend);
 	if (rc < 0) {
-		dsm_config_free(cfg);
+		dynshm_config_free(cfg);
 		return fail(rc, "configuration");
 	}
-	rc = dsm_instance_open(o->instance, cfg, flags, inst);
-	dsm_config_free(cfg);
+	rc = dynshm_instance_open(o->instance, cfg, flags, inst);
+	dynshm_config_free(cfg);
 	return rc < 0 ? fail(rc, "cannot open instance") : 0;
 }
 
 /* Hex digits as create prints them (an optional 0x is accepted). */
-static int parse_handle(const char *text, dsm_handle *out)
+static int parse_handle(const char *text, dynshm_handle *out)
 {
 	char *end;
 
@@ -127,21 +127,21 @@ static int parse_handle(const char *text, dsm_handle *out)
  * Map the segment an argument names: a handle if it reads as one, else (or
  * if no segment has that handle) a segment name.  Prints the error.
  */
-static int attach_arg(dsm_instance *inst, const char *what, const char *arg,
-		      dsm_segment **seg)
+static int attach_arg(dynshm_instance *inst, const char *what, const char *arg,
+		      dynshm_segment **seg)
 {
 	char by_handle[512] = "";
-	dsm_handle handle;
+	dynshm_handle handle;
 	int rc = -ENOENT;
 
 	if (parse_handle(arg, &handle) == 0) {
-		rc = dsm_attach(inst, handle, seg);
+		rc = dynshm_attach(inst, handle, seg);
 		if (rc != -ENOENT)
 			return rc < 0 ? fail(rc, what) : 0;
 		snprintf(by_handle, sizeof(by_handle), "%s",
-			 dsm_last_error());
+			 dynshm_last_error());
 	}
-	rc = dsm_attach_named(inst, arg, seg);
+	rc = dynshm_attach_named(inst, arg, seg);
 	if (rc == 0)
 		return 0;
 	if (by_handle[0] && rc == -ENOENT)
@@ -151,7 +151,7 @@ static int attach_arg(dsm_instance *inst, const char *what, const char *arg,
 		fprintf(stderr, "%s: %s: '%s' is neither a segment handle (hex "
 				"digits as printed by create) nor a segment "
 				"name: %s\n",
-			prog, what, arg, dsm_last_error());
+			prog, what, arg, dynshm_last_error());
 	else
 		fail(rc, what);
 	return EXIT_USER;
@@ -205,8 +205,8 @@ static int cmd_create(const struct options *o, int argc, char **argv)
 		{ NULL, 0, NULL, 0 },
 	};
 	const char *name = NULL;
-	dsm_instance *inst;
-	dsm_segment *seg;
+	dynshm_instance *inst;
+	dynshm_segment *seg;
 	sigset_t old;
 	int hold = 0, opt, rc;
 	size_t len;
@@ -240,27 +240,27 @@ static int cmd_create(const struct options *o, int argc, char **argv)
 		return rc;
 	len = strlen(argv[optind]) + 1;
 	if (name)
-		rc = dsm_create_named(inst, name, len, 0, &seg);
+		rc = dynshm_create_named(inst, name, len, 0, &seg);
 	else
-		rc = dsm_create(inst, len, 0, &seg);
+		rc = dynshm_create(inst, len, 0, &seg);
 	if (rc < 0) {
 		fail(rc, "cannot create segment");
-		dsm_instance_close(inst);
+		dynshm_instance_close(inst);
 		return EXIT_USER;
 	}
-	memcpy(dsm_segment_address(seg), argv[optind], len);
-	if (!hold && (rc = dsm_pin_segment(seg)) < 0) {
+	memcpy(dynshm_segment_address(seg), argv[optind], len);
+	if (!hold && (rc = dynshm_pin_segment(seg)) < 0) {
 		fail(rc, "cannot pin segment");
-		dsm_instance_close(inst); /* unpinned: it goes away with us */
+		dynshm_instance_close(inst); /* unpinned: it goes away with us */
 		return EXIT_USER;
 	}
 	if (hold)
 		catch_signals(&old);
-	printf("%016" PRIx64 "\n", dsm_segment_handle(seg));
+	printf("%016" PRIx64 "\n", dynshm_segment_handle(seg));
 	fflush(stdout);
 	if (hold)
 		wait_for_signal(&old);
-	dsm_instance_close(inst);
+	dynshm_instance_close(inst);
 	return 0;
 }
 
@@ -275,8 +275,8 @@ static int simple_help(int argc, char **argv, const char *text)
 
 static int cmd_read(const struct options *o, int argc, char **argv)
 {
-	dsm_instance *inst;
-	dsm_segment *seg;
+	dynshm_instance *inst;
+	dynshm_segment *seg;
 	int rc;
 
 	if (simple_help(argc, argv, "usage: dsm_demo read HANDLE|NAME\n"
@@ -287,23 +287,23 @@ static int cmd_read(const struct options *o, int argc, char **argv)
 		return 0;
 	if (argc != 2)
 		return usage_error("read takes exactly one HANDLE or NAME");
-	if ((rc = open_instance(o, DSM_OPEN_EXISTING, &inst)) != 0)
+	if ((rc = open_instance(o, DYNSHM_OPEN_EXISTING, &inst)) != 0)
 		return rc;
 	if ((rc = attach_arg(inst, "cannot read", argv[1], &seg)) != 0) {
-		dsm_instance_close(inst);
+		dynshm_instance_close(inst);
 		return rc;
 	}
-	fwrite(dsm_segment_address(seg), 1,
-	       strnlen(dsm_segment_address(seg), dsm_segment_size(seg)),
+	fwrite(dynshm_segment_address(seg), 1,
+	       strnlen(dynshm_segment_address(seg), dynshm_segment_size(seg)),
 	       stdout);
 	putchar('\n');
-	dsm_instance_close(inst);
+	dynshm_instance_close(inst);
 	return 0;
 }
 
 /* The snapshot list prints: collected first so the columns fit. */
 struct list_state {
-	dsm_segment_info *infos;
+	dynshm_segment_info *infos;
 	size_t n, cap;
 };
 
@@ -319,26 +319,26 @@ static void format_age(uint64_t ns, char *buf, size_t len)
 		snprintf(buf, len, "%" PRIu64 "h", s / 3600);
 }
 
-static const char *state_name(dsm_segment_state state)
+static const char *state_name(dynshm_segment_state state)
 {
 	switch (state) {
-	case DSM_SEGMENT_CREATING:
+	case DYNSHM_SEGMENT_CREATING:
 		return "creating";
-	case DSM_SEGMENT_ACTIVE:
+	case DYNSHM_SEGMENT_ACTIVE:
 		return "active";
-	case DSM_SEGMENT_MORIBUND:
+	case DYNSHM_SEGMENT_MORIBUND:
 		return "moribund";
 	}
 	return "?";
 }
 
-static int collect_segment(const dsm_segment_info *i, void *arg)
+static int collect_segment(const dynshm_segment_info *i, void *arg)
 {
 	struct list_state *st = arg;
 
 	if (st->n == st->cap) {
 		size_t cap = st->cap ? st->cap * 2 : 16;
-		dsm_segment_info *more =
+		dynshm_segment_info *more =
 			realloc(st->infos, cap * sizeof(*more));
 
 		if (!more)
@@ -362,12 +362,12 @@ static uint64_t realtime_ns(void)
  * What holds a segment's memory: its own backend object, or the region it
  * was carved from (whose object the library reports as the backend).
  */
-static const char *backend_of(const dsm_segment_info *i)
+static const char *backend_of(const dynshm_segment_info *i)
 {
-	return i->in_region ? "region" : dsm_impl_type_name(i->backend);
+	return i->in_region ? "region" : dynshm_impl_type_name(i->backend);
 }
 
-static uint64_t age_of(const dsm_segment_info *i, uint64_t now)
+static uint64_t age_of(const dynshm_segment_info *i, uint64_t now)
 {
 	return now > i->created_ns ? now - i->created_ns : 0;
 }
@@ -380,7 +380,7 @@ static void print_json(const struct list_state *st, uint64_t now)
 {
 	printf("[");
 	for (size_t k = 0; k < st->n; k++) {
-		const dsm_segment_info *i = &st->infos[k];
+		const dynshm_segment_info *i = &st->infos[k];
 
 		printf("%s\n  {\"handle\": \"%016" PRIx64 "\", \"name\": ",
 		       k ? "," : "", i->handle);
@@ -412,7 +412,7 @@ static void print_table(const struct list_state *st, uint64_t now)
 	       width, "NAME", "SIZE", "BACKEND", "STATE", "REFS", "PINNED",
 	       "CREATOR", "AGE");
 	for (size_t k = 0; k < st->n; k++) {
-		const dsm_segment_info *i = &st->infos[k];
+		const dynshm_segment_info *i = &st->infos[k];
 
 		format_age(age_of(i, now), agebuf, sizeof(agebuf));
 		printf("%016" PRIx64 "  %-*s  %12" PRIu64 "  %-7s %-8s %4u  "
@@ -427,7 +427,7 @@ static void print_table(const struct list_state *st, uint64_t now)
 static int cmd_list(const struct options *o, int argc, char **argv)
 {
 	struct list_state st = { NULL, 0, 0 };
-	dsm_instance *inst;
+	dynshm_instance *inst;
 	int json = 0, rc;
 
 	if (simple_help(argc, argv, "usage: dsm_demo list [--json]\n"
@@ -442,8 +442,8 @@ static int cmd_list(const struct options *o, int argc, char **argv)
 		return usage_error("list: unexpected argument '%s'", argv[1]);
 	if ((rc = open_instance(o, LOOK_ONLY, &inst)) != 0)
 		return rc;
-	rc = dsm_foreach_segment(inst, collect_segment, &st);
-	dsm_instance_close(inst);
+	rc = dynshm_foreach_segment(inst, collect_segment, &st);
+	dynshm_instance_close(inst);
 	if (rc == -ENOMEM)
 		fprintf(stderr, "%s: cannot list: out of memory\n", prog);
 	else if (rc < 0)
@@ -458,8 +458,8 @@ static int cmd_list(const struct options *o, int argc, char **argv)
 
 static int cmd_destroy(const struct options *o, int argc, char **argv)
 {
-	dsm_instance *inst;
-	dsm_segment *seg;
+	dynshm_instance *inst;
+	dynshm_segment *seg;
 	int rc;
 
 	if (simple_help(argc, argv,
@@ -471,23 +471,23 @@ static int cmd_destroy(const struct options *o, int argc, char **argv)
 		return 0;
 	if (argc != 2)
 		return usage_error("destroy takes exactly one HANDLE or NAME");
-	if ((rc = open_instance(o, DSM_OPEN_EXISTING, &inst)) != 0)
+	if ((rc = open_instance(o, DYNSHM_OPEN_EXISTING, &inst)) != 0)
 		return rc;
 	/* Attach to resolve a name the way every other process would. */
 	if ((rc = attach_arg(inst, "cannot destroy", argv[1], &seg)) != 0) {
-		dsm_instance_close(inst);
+		dynshm_instance_close(inst);
 		return rc;
 	}
-	rc = dsm_destroy(inst, dsm_segment_handle(seg));
+	rc = dynshm_destroy(inst, dynshm_segment_handle(seg));
 	if (rc < 0)
 		fail(rc, "cannot destroy");
-	dsm_instance_close(inst); /* our mapping was the last, maybe */
+	dynshm_instance_close(inst); /* our mapping was the last, maybe */
 	return rc < 0 ? EXIT_USER : 0;
 }
 
 static int cmd_gc(const struct options *o, int argc, char **argv)
 {
-	dsm_instance *inst;
+	dynshm_instance *inst;
 	unsigned reaped = 0;
 	int rc;
 
@@ -498,21 +498,21 @@ static int cmd_gc(const struct options *o, int argc, char **argv)
 	if (argc != 1)
 		return usage_error("gc: unexpected argument '%s'", argv[1]);
 	/* NOREAP: joining would release the dead and leave us none to count */
-	if ((rc = open_instance(o, DSM_OPEN_EXISTING | DSM_OPEN_NOREAP,
+	if ((rc = open_instance(o, DYNSHM_OPEN_EXISTING | DYNSHM_OPEN_NOREAP,
 				&inst)) != 0)
 		return rc;
-	rc = dsm_reap(inst, &reaped);
+	rc = dynshm_reap(inst, &reaped);
 	if (rc < 0)
 		fail(rc, "cannot reap");
 	else
 		printf("released %u dead process%s\n", reaped,
 		       reaped == 1 ? "" : "es");
-	dsm_instance_close(inst);
+	dynshm_instance_close(inst);
 	return rc < 0 ? EXIT_USER : 0;
 }
 
 /* The region and its pages: what is in use, why, and what would do better. */
-static void print_region(const dsm_instance_info *info)
+static void print_region(const dynshm_instance_info *info)
 {
 	static const char *const huge[] = { "off", "try", "on" };
 
@@ -541,8 +541,8 @@ static void print_region(const dsm_instance_info *info)
 
 static int cmd_info(const struct options *o, int argc, char **argv)
 {
-	dsm_instance_info info;
-	dsm_instance *inst;
+	dynshm_instance_info info;
+	dynshm_instance *inst;
 	int rc;
 
 	if (simple_help(argc, argv, "usage: dsm_demo info\n"
@@ -554,13 +554,13 @@ static int cmd_info(const struct options *o, int argc, char **argv)
 		return usage_error("info: unexpected argument '%s'", argv[1]);
 	if ((rc = open_instance(o, LOOK_ONLY, &inst)) != 0)
 		return rc;
-	rc = dsm_instance_info_get(inst, &info);
+	rc = dynshm_instance_info_get(inst, &info);
 	if (rc == 0) {
 		printf("instance:        %s\n", info.name);
 		printf("directory:       %s\n", info.directory);
 		printf("instance id:     %016" PRIx64 "\n", info.instance_id);
 		printf("backend:         %s\n",
-		       dsm_impl_type_name(info.backend));
+		       dynshm_impl_type_name(info.backend));
 		printf("segments:        %u of %u (max_segments)\n",
 		       info.segments, info.max_segments);
 		printf("processes:       %u of %u (max_processes), this one "
@@ -584,13 +584,13 @@ static int cmd_info(const struct options *o, int argc, char **argv)
 			printf("mshare:          off: %s\n", info.mshare_status);
 	} else
 		fail(rc, "cannot describe instance");
-	dsm_instance_close(inst);
+	dynshm_instance_close(inst);
 	return rc < 0 ? EXIT_USER : 0;
 }
 
 static int cmd_reset(const struct options *o, int argc, char **argv)
 {
-	dsm_instance *inst;
+	dynshm_instance *inst;
 	int rc;
 
 	if (simple_help(argc, argv,
@@ -600,9 +600,9 @@ static int cmd_reset(const struct options *o, int argc, char **argv)
 		return 0;
 	if (argc != 1)
 		return usage_error("reset: unexpected argument '%s'", argv[1]);
-	if ((rc = open_instance(o, DSM_OPEN_EXISTING, &inst)) != 0)
+	if ((rc = open_instance(o, DYNSHM_OPEN_EXISTING, &inst)) != 0)
 		return rc;
-	rc = dsm_instance_destroy(inst);
+	rc = dynshm_instance_destroy(inst);
 	if (rc < 0)
 		return fail(rc, "cannot destroy instance");
 	printf("instance %s destroyed\n", o->instance ? o->instance

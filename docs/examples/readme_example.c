@@ -6,27 +6,27 @@
 
 int main(int argc, char **argv)
 {
-	dsm_instance *inst;
-	dsm_segment *seg;
-	int rc = dsm_instance_open("example", NULL, 0, &inst);
+	dynshm_instance *inst;
+	dynshm_segment *seg;
+	int rc = dynshm_instance_open("example", NULL, 0, &inst);
 
 	if (rc == 0 && argc < 2) {		/* first process: create */
-		rc = dsm_create(inst, 4096, 0, &seg);
+		rc = dynshm_create(inst, 4096, 0, &seg);
 		if (rc == 0) {
-			strcpy(dsm_segment_address(seg), "hello from dynshm");
-			dsm_pin_segment(seg);	/* outlive this process */
+			strcpy(dynshm_segment_address(seg), "hello from dynshm");
+			dynshm_pin_segment(seg);	/* outlive this process */
 			printf("%llx\n",
-			       (unsigned long long)dsm_segment_handle(seg));
-			rc = dsm_instance_close(inst);
+			       (unsigned long long)dynshm_segment_handle(seg));
+			rc = dynshm_instance_close(inst);
 		}
 	} else if (rc == 0) {			/* second process: attach */
-		rc = dsm_attach(inst, strtoull(argv[1], NULL, 16), &seg);
+		rc = dynshm_attach(inst, strtoull(argv[1], NULL, 16), &seg);
 		if (rc == 0) {
-			printf("%s\n", (char *)dsm_segment_address(seg));
-			rc = dsm_instance_destroy(inst); /* remove it all */
+			printf("%s\n", (char *)dynshm_segment_address(seg));
+			rc = dynshm_instance_destroy(inst); /* remove it all */
 		}
 	}
 	if (rc < 0)
-		fprintf(stderr, "%s: %s\n", dsm_strerror(rc), dsm_last_error());
+		fprintf(stderr, "%s: %s\n", dynshm_strerror(rc), dynshm_last_error());
 	return rc < 0;
 }

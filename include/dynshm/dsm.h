@@ -11,9 +11,9 @@
  *
  * Rules that hold for every function here:
  *   - return 0 or a negative errno (pointer and value getters excepted);
- *     after a failure, dsm_last_error() holds a one-line message naming the
+ *     after a failure, dynshm_last_error() holds a one-line message naming the
  *     object and the step that failed (per thread; a success does not clear
- *     it, so read it only after a negative return), and dsm_strerror()
+ *     it, so read it only after a negative return), and dynshm_strerror()
  *     describes the code;
  *   - thread-safe: any thread of a process may call any function; objects
  *     returned to one thread may be used by another;
@@ -42,64 +42,64 @@
 extern "C" {
 #endif
 
-typedef struct dsm_config dsm_config;
-typedef struct dsm_instance dsm_instance;
-typedef struct dsm_segment dsm_segment;
-typedef struct dsm_scope dsm_scope;
+typedef struct dynshm_config dynshm_config;
+typedef struct dynshm_instance dynshm_instance;
+typedef struct dynshm_segment dynshm_segment;
+typedef struct dynshm_scope dynshm_scope;
 
 /* ---- configuration ------------------------------------------------------
- * Keys (see docs/configuration.md): dynamic_shared_memory_type, dsm_directory,
+ * Keys (see docs/configuration.md): dynamic_shared_memory_type, dynshm_directory,
  * max_segments, max_processes, min_dynamic_shared_memory, huge_pages,
  * mshare, mshare_path.  Values are strings as in a config file.
  * A bad key or value returns -EINVAL with a message naming both and what is
  * allowed.
  */
-int dsm_config_new(dsm_config **out);
-void dsm_config_free(dsm_config *cfg);
-int dsm_config_set(dsm_config *cfg, const char *key, const char *value);
+int dynshm_config_new(dynshm_config **out);
+void dynshm_config_free(dynshm_config *cfg);
+int dynshm_config_set(dynshm_config *cfg, const char *key, const char *value);
 /* The effective value of key as text, into buf. */
-int dsm_config_get(const dsm_config *cfg, const char *key, char *buf,
+int dynshm_config_get(const dynshm_config *cfg, const char *key, char *buf,
 		   size_t len);
 /*
  * Apply a file of "key = value" lines ('#' comments, '...' or "..." quotes).
  * All or nothing: on any error (message: file, line, key, value, what is
  * allowed) cfg is unchanged.
  */
-int dsm_config_load_file(dsm_config *cfg, const char *path);
+int dynshm_config_load_file(dynshm_config *cfg, const char *path);
 /*
  * Apply, in this order, the file path (or, when path is NULL, the file named
  * by $DYNSHM_CONFIG if set) and then the environment: DYNSHM_<KEY> for each
- * key, e.g. DYNSHM_DYNAMIC_SHARED_MEMORY_TYPE=sysv.  Later dsm_config_set
- * calls override both.  All or nothing, like dsm_config_load_file.
+ * key, e.g. DYNSHM_DYNAMIC_SHARED_MEMORY_TYPE=sysv.  Later dynshm_config_set
+ * calls override both.  All or nothing, like dynshm_config_load_file.
  */
-int dsm_config_load(dsm_config *cfg, const char *path);
+int dynshm_config_load(dynshm_config *cfg, const char *path);
 
 /* Values of the key huge_pages (for the region; see docs/configuration.md). */
-typedef enum dsm_huge_pages {
-	DSM_HUGE_PAGES_OFF = 0,
-	DSM_HUGE_PAGES_TRY = 1, /* the default: huge pages if reserved */
-	DSM_HUGE_PAGES_ON = 2	/* no huge pages: dsm_instance_open fails */
-} dsm_huge_pages;
+typedef enum dynshm_huge_pages {
+	DYNSHM_HUGE_PAGES_OFF = 0,
+	DYNSHM_HUGE_PAGES_TRY = 1, /* the default: huge pages if reserved */
+	DYNSHM_HUGE_PAGES_ON = 2	/* no huge pages: dynshm_instance_open fails */
+} dynshm_huge_pages;
 
 /* ---- instances ---------------------------------------------------------- */
 
 /* Destroy everything an earlier incarnation left, then start afresh. */
-#define DSM_OPEN_RESET 0x1u
+#define DYNSHM_OPEN_RESET 0x1u
 /* Join an existing instance only: -ENOENT instead of creating one. */
-#define DSM_OPEN_EXISTING 0x2u
+#define DYNSHM_OPEN_EXISTING 0x2u
 /*
  * This process stays for the instance's whole life (a postmaster).  Only
  * such a process, opening a fresh (or reset) instance, creates the msharefs
  * region (config key mshare): the kernel tears the region down when the
  * thread that created it exits, so open from the thread that lives longest.
  */
-#define DSM_OPEN_SUPERVISOR 0x4u
+#define DYNSHM_OPEN_SUPERVISOR 0x4u
 /*
- * Do not reap dead processes while joining, so that a following dsm_reap
+ * Do not reap dead processes while joining, so that a following dynshm_reap
  * can count them (dsm_demo gc).  Reaping still happens when the process
  * table is full and when a lock holder is found dead.
  */
-#define DSM_OPEN_NOREAP 0x8u
+#define DYNSHM_OPEN_NOREAP 0x8u
 
 /*
  * Join (creating if absent) the instance called name_or_dir: a name
@@ -107,24 +107,24 @@ typedef enum dsm_huge_pages {
  * $XDG_RUNTIME_DIR/dynshm/<name>, else /tmp/dynshm-<uid>/<name>; anything
  * containing '/' is the instance directory itself.  cfg may be NULL.
  * Joining checks a few other joined processes for death, round robin,
- * and reaps all (as dsm_reap) when one of them died.
+ * and reaps all (as dynshm_reap) when one of them died.
  */
-int dsm_instance_open(const char *name_or_dir, const dsm_config *cfg,
-		      unsigned flags, dsm_instance **out);
+int dynshm_instance_open(const char *name_or_dir, const dynshm_config *cfg,
+		      unsigned flags, dynshm_instance **out);
 /* Detach every mapping this process holds in it, leave, free inst. */
-int dsm_instance_close(dsm_instance *inst);
+int dynshm_instance_close(dynshm_instance *inst);
 /*
  * Destroy the instance: every segment (pinned or not, mapped or not), the
  * control segment and the instance directory.  Other processes still joined
  * keep their mappings but lose the instance.  inst is freed.
  */
-int dsm_instance_destroy(dsm_instance *inst);
+int dynshm_instance_destroy(dynshm_instance *inst);
 
-typedef struct dsm_instance_info {
+typedef struct dynshm_instance_info {
 	char name[80];		  /* as given, or "default" */
 	char directory[4096];	  /* the runtime directory */
 	uint64_t instance_id;	  /* random; part of every OS name */
-	dsm_impl_type backend;	  /* fixed when the instance was created */
+	dynshm_impl_type backend;	  /* fixed when the instance was created */
 	uint32_t max_segments;	  /* slots in the control segment */
 	uint32_t max_processes;	  /* entries in the process table */
 	uint32_t segments;	  /* slots in use now */
@@ -142,7 +142,7 @@ typedef struct dsm_instance_info {
 
 	/*
 	 * The region (min_dynamic_shared_memory): one mapping per process
-	 * from which dsm_create carves segments.  region_size 0: none.
+	 * from which dynshm_create carves segments.  region_size 0: none.
 	 */
 	uint64_t region_size;	   /* bytes, rounded up to its page size */
 	uint64_t region_used;	   /* bytes of blocks handed out now */
@@ -152,13 +152,13 @@ typedef struct dsm_instance_info {
 	void *region_address;	   /* where this process maps it */
 	void *region_recorded_address; /* where its creator mapped it */
 	uint64_t region_page_size; /* bytes: 4096, or the huge page size */
-	dsm_huge_pages huge_pages; /* the setting it was created with */
+	dynshm_huge_pages huge_pages; /* the setting it was created with */
 	char region_pages[16];	   /* "hugetlb", "shmem-thp", "4k" or "none" */
 	/* Why these pages, and which switch turns the next saving on. */
 	char region_note[384];
-} dsm_instance_info;
+} dynshm_instance_info;
 
-int dsm_instance_info_get(dsm_instance *inst, dsm_instance_info *info);
+int dynshm_instance_info_get(dynshm_instance *inst, dynshm_instance_info *info);
 
 /*
  * Release the references of processes that died and destroy what nobody
@@ -167,103 +167,103 @@ int dsm_instance_info_get(dsm_instance *inst, dsm_instance_info *info);
  * include a dead one, when tables are full, and when a lock holder is
  * found dead.
  */
-int dsm_reap(dsm_instance *inst, unsigned *reaped);
+int dynshm_reap(dynshm_instance *inst, unsigned *reaped);
 
 /* ---- segments ----------------------------------------------------------- */
 
-/* Flags of dsm_create. */
+/* Flags of dynshm_create. */
 /* Only from the region: -ENOSPC when it has no room, -ENOTSUP without one. */
-#define DSM_CREATE_REGION 0x1u
+#define DYNSHM_CREATE_REGION 0x1u
 /* Never from the region: an OS object of the instance's backend. */
-#define DSM_CREATE_NO_REGION 0x2u
+#define DYNSHM_CREATE_NO_REGION 0x2u
 /* A region segment keeps whatever its block held (backend ones are zero). */
-#define DSM_CREATE_NO_ZERO 0x4u
+#define DYNSHM_CREATE_NO_ZERO 0x4u
 
 /*
- * Create a segment of size bytes (zero-filled unless DSM_CREATE_NO_ZERO)
+ * Create a segment of size bytes (zero-filled unless DYNSHM_CREATE_NO_ZERO)
  * and map it.  With neither region flag, a segment comes from the region
  * when the instance has one with room, else from the backend.
  * -ENOSPC when every slot is in use (the message names max_segments) or the
  * OS is out of memory; -ENOTSUP when the instance's backend is none;
  * -EINVAL for unknown flags or both region flags.
  */
-int dsm_create(dsm_instance *inst, size_t size, unsigned flags,
-	       dsm_segment **out);
+int dynshm_create(dynshm_instance *inst, size_t size, unsigned flags,
+	       dynshm_segment **out);
 /*
  * Map the segment called handle.  -ENOENT for an unknown, stale, forged or
- * other instance's handle, and for a segment being destroyed (dsm_destroy
+ * other instance's handle, and for a segment being destroyed (dynshm_destroy
  * was called).  Attaching a segment this process already maps returns the
- * same dsm_segment and counts one more attach - even when it is being
+ * same dynshm_segment and counts one more attach - even when it is being
  * destroyed, since the mapping exists and holds a reference anyway.
  */
-int dsm_attach(dsm_instance *inst, dsm_handle handle, dsm_segment **out);
+int dynshm_attach(dynshm_instance *inst, dynshm_handle handle, dynshm_segment **out);
 /*
  * Undo one attach (or the create).  At the last one, run the on-detach
  * callbacks, unmap, and drop this process's reference; the process that
  * drops the last reference of an unpinned segment destroys it.
  */
-int dsm_detach(dsm_segment *seg);
+int dynshm_detach(dynshm_segment *seg);
 
-void *dsm_segment_address(const dsm_segment *seg);
-size_t dsm_segment_size(const dsm_segment *seg);
-dsm_handle dsm_segment_handle(const dsm_segment *seg);
+void *dynshm_segment_address(const dynshm_segment *seg);
+size_t dynshm_segment_size(const dynshm_segment *seg);
+dynshm_handle dynshm_segment_handle(const dynshm_segment *seg);
 
 /* Keep the segment alive with no mapping, until unpinned or destroyed. */
-int dsm_pin_segment(dsm_segment *seg);
+int dynshm_pin_segment(dynshm_segment *seg);
 /* Remove the pin; the segment goes when nobody maps it (now, if nobody). */
-int dsm_unpin_segment(dsm_instance *inst, dsm_handle handle);
+int dynshm_unpin_segment(dynshm_instance *inst, dynshm_handle handle);
 /*
  * Unpin and refuse further attaches; the OS object goes when the last
  * process that maps it detaches (at once if none does).
  */
-int dsm_destroy(dsm_instance *inst, dsm_handle handle);
+int dynshm_destroy(dynshm_instance *inst, dynshm_handle handle);
 
-typedef void (*dsm_on_detach_fn)(dsm_segment *seg, void *arg);
+typedef void (*dynshm_on_detach_fn)(dynshm_segment *seg, void *arg);
 /*
  * Call fn(seg, arg) when this process's last detach of seg happens
- * (including at dsm_instance_close and at normal process exit).
+ * (including at dynshm_instance_close and at normal process exit).
  * Callbacks run last registered first; each is removed before it runs.
  */
-int dsm_on_detach(dsm_segment *seg, dsm_on_detach_fn fn, void *arg);
+int dynshm_on_detach(dynshm_segment *seg, dynshm_on_detach_fn fn, void *arg);
 /* Remove the most recent registration of (fn, arg); -ENOENT if none. */
-int dsm_cancel_on_detach(dsm_segment *seg, dsm_on_detach_fn fn, void *arg);
+int dynshm_cancel_on_detach(dynshm_segment *seg, dynshm_on_detach_fn fn, void *arg);
 
 /* ---- named segments ------------------------------------------------------
  * A segment may carry a name, unique among the live segments of its
  * instance, so that processes can find it without passing a handle.
- * Names: 1 to DSM_SEGMENT_NAME_MAX bytes of letters, digits and '_' '.' '-'
- * ':' '/'.  A name is released when its segment is destroyed (dsm_destroy,
+ * Names: 1 to DYNSHM_SEGMENT_NAME_MAX bytes of letters, digits and '_' '.' '-'
+ * ':' '/'.  A name is released when its segment is destroyed (dynshm_destroy,
  * or its last detach), even while a process still maps the old one.
  * Finding a name scans the used slots under the control lock: O(segments).
  */
-#define DSM_SEGMENT_NAME_MAX 63
+#define DYNSHM_SEGMENT_NAME_MAX 63
 
 /*
- * Create flag (dsm_create, dsm_create_named, dsm_get_named): publish the
+ * Create flag (dynshm_create, dynshm_create_named, dynshm_get_named): publish the
  * segment already pinned, with no moment at which it exists unpinned.
  */
-#define DSM_CREATE_PIN 0x8u
+#define DYNSHM_CREATE_PIN 0x8u
 
 /*
- * Like dsm_create, with a name.  -EEXIST when a live segment has that name;
+ * Like dynshm_create, with a name.  -EEXIST when a live segment has that name;
  * -EINVAL for a bad name (the message says what is allowed).
  */
-int dsm_create_named(dsm_instance *inst, const char *name, size_t size,
-		     unsigned flags, dsm_segment **out);
+int dynshm_create_named(dynshm_instance *inst, const char *name, size_t size,
+		     unsigned flags, dynshm_segment **out);
 /*
- * Like dsm_attach, by name.  -ENOENT when no live segment has that name,
- * including one still being initialised by dsm_get_named (which waits).
+ * Like dynshm_attach, by name.  -ENOENT when no live segment has that name,
+ * including one still being initialised by dynshm_get_named (which waits).
  */
-int dsm_attach_named(dsm_instance *inst, const char *name, dsm_segment **out);
+int dynshm_attach_named(dynshm_instance *inst, const char *name, dynshm_segment **out);
 
 /*
  * Initialise a new named segment: seg is mapped and zero-filled, and no
  * other process can map it until this returns.  Return 0, or a negative
- * errno to give up: the segment is then destroyed and dsm_get_named returns
- * that value.  It may use dsm_segment_address/_size/_handle of seg, and
+ * errno to give up: the segment is then destroyed and dynshm_get_named returns
+ * that value.  It may use dynshm_segment_address/_size/_handle of seg, and
  * must not call other dynshm functions on its instance.
  */
-typedef int (*dsm_init_fn)(dsm_segment *seg, void *arg);
+typedef int (*dynshm_init_fn)(dynshm_segment *seg, void *arg);
 
 /*
  * Get or create: attach the live segment called name, or create it with
@@ -273,37 +273,37 @@ typedef int (*dsm_init_fn)(dsm_segment *seg, void *arg);
  * inside init, its segment is destroyed and one of the waiters creates a
  * fresh one and runs init itself.  *created (may be NULL) is set to 1 when
  * this call created the segment, else 0.  -EINVAL when the segment exists
- * with another size (the message has both); flags: as for dsm_create.
+ * with another size (the message has both); flags: as for dynshm_create.
  */
-int dsm_get_named(dsm_instance *inst, const char *name, size_t size,
-		  unsigned flags, dsm_init_fn init, void *arg,
-		  dsm_segment **out, int *created);
+int dynshm_get_named(dynshm_instance *inst, const char *name, size_t size,
+		  unsigned flags, dynshm_init_fn init, void *arg,
+		  dynshm_segment **out, int *created);
 
 /* ---- scopes --------------------------------------------------------------
- * Mappings made (dsm_create or first dsm_attach) by a thread while one of
+ * Mappings made (dynshm_create or first dynshm_attach) by a thread while one of
  * its scopes is current belong to that scope and are detached, fully, when
  * it ends; scopes nest per thread.  Mappings made outside any scope live
- * until detached or until dsm_instance_close.
+ * until detached or until dynshm_instance_close.
  */
-int dsm_scope_begin(dsm_instance *inst, dsm_scope **out);
+int dynshm_scope_begin(dynshm_instance *inst, dynshm_scope **out);
 /* End the thread's innermost scope (which must be scope); frees it. */
-int dsm_scope_end(dsm_scope *scope);
+int dynshm_scope_end(dynshm_scope *scope);
 /* Move seg out of its scope: it then lives until detached explicitly. */
-int dsm_pin_mapping(dsm_segment *seg);
+int dynshm_pin_mapping(dynshm_segment *seg);
 
 /* ---- inspection ---------------------------------------------------------- */
 
-typedef enum dsm_segment_state {
-	DSM_SEGMENT_CREATING = 1, /* slot reserved, OS object being made */
-	DSM_SEGMENT_ACTIVE = 2,
-	DSM_SEGMENT_MORIBUND = 3  /* being destroyed */
-} dsm_segment_state;
+typedef enum dynshm_segment_state {
+	DYNSHM_SEGMENT_CREATING = 1, /* slot reserved, OS object being made */
+	DYNSHM_SEGMENT_ACTIVE = 2,
+	DYNSHM_SEGMENT_MORIBUND = 3  /* being destroyed */
+} dynshm_segment_state;
 
-typedef struct dsm_segment_info {
-	dsm_handle handle;
+typedef struct dynshm_segment_info {
+	dynshm_handle handle;
 	uint64_t size;
-	dsm_impl_type backend;
-	dsm_segment_state state;
+	dynshm_impl_type backend;
+	dynshm_segment_state state;
 	uint32_t references; /* processes holding it */
 	int pinned;
 	pid_t creator_pid;
@@ -311,16 +311,16 @@ typedef struct dsm_segment_info {
 	int in_region;	     /* 1: carved from the region (no OS object) */
 	int huge_pages;	     /* 1: on hugetlb pages */
 	uint64_t region_offset; /* where in the region, when in_region */
-	char name[DSM_SEGMENT_NAME_MAX + 1]; /* "" when it has none */
-} dsm_segment_info;
+	char name[DYNSHM_SEGMENT_NAME_MAX + 1]; /* "" when it has none */
+} dynshm_segment_info;
 
 /* -ENOENT when handle names no segment of inst. */
-int dsm_stat(dsm_instance *inst, dsm_handle handle, dsm_segment_info *info);
+int dynshm_stat(dynshm_instance *inst, dynshm_handle handle, dynshm_segment_info *info);
 
 /* fn returns 0 to go on, anything else to stop (and that is returned). */
-typedef int (*dsm_segment_fn)(const dsm_segment_info *info, void *arg);
+typedef int (*dynshm_segment_fn)(const dynshm_segment_info *info, void *arg);
 /* Calls fn on a snapshot taken under the lock, outside the lock. */
-int dsm_foreach_segment(dsm_instance *inst, dsm_segment_fn fn, void *arg);
+int dynshm_foreach_segment(dynshm_instance *inst, dynshm_segment_fn fn, void *arg);
 
 #ifdef __cplusplus
 }

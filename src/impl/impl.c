@@ -25,30 +25,30 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-static const struct dsm_impl_ops *const backends[] = {
-	[DSM_IMPL_NONE] = &dsm_impl_none_ops,
-	[DSM_IMPL_POSIX] = &dsm_impl_posix_ops,
-	[DSM_IMPL_SYSV] = &dsm_impl_sysv_ops,
-	[DSM_IMPL_MMAP] = &dsm_impl_mmap_ops,
+static const struct dynshm_impl_ops *const backends[] = {
+	[DYNSHM_IMPL_NONE] = &dynshm_impl_none_ops,
+	[DYNSHM_IMPL_POSIX] = &dynshm_impl_posix_ops,
+	[DYNSHM_IMPL_SYSV] = &dynshm_impl_sysv_ops,
+	[DYNSHM_IMPL_MMAP] = &dynshm_impl_mmap_ops,
 };
 
 #define N_BACKENDS (sizeof(backends) / sizeof(backends[0]))
 
-static const struct dsm_impl_ops *ops_of(dsm_impl_type type)
+static const struct dynshm_impl_ops *ops_of(dynshm_impl_type type)
 {
 	if ((unsigned)type >= N_BACKENDS)
 		return NULL;
 	return backends[type];
 }
 
-DSM_EXPORT const char *dsm_impl_type_name(dsm_impl_type type)
+DYNSHM_EXPORT const char *dynshm_impl_type_name(dynshm_impl_type type)
 {
-	const struct dsm_impl_ops *ops = ops_of(type);
+	const struct dynshm_impl_ops *ops = ops_of(type);
 
 	return ops ? ops->name : NULL;
 }
 
-DSM_EXPORT int dsm_impl_type_from_name(const char *name, dsm_impl_type *type)
+DYNSHM_EXPORT int dynshm_impl_type_from_name(const char *name, dynshm_impl_type *type)
 {
 	for (unsigned i = 0; name && i < N_BACKENDS; i++) {
 		if (strcmp(name, backends[i]->name) == 0) {
@@ -56,18 +56,18 @@ DSM_EXPORT int dsm_impl_type_from_name(const char *name, dsm_impl_type *type)
 			return 0;
 		}
 	}
-	return dsm_fail(EINVAL,
+	return dynshm_fail(EINVAL,
 			"unknown dynamic shared memory type '%s' "
 			"(allowed: posix, sysv, mmap, none)",
 			name ? name : "(null)");
 }
 
-static int open_directory(dsm_impl_space *space, const char *directory)
+static int open_directory(dynshm_impl_space *space, const char *directory)
 {
 	struct stat st;
 	int fd;
 
-	fd = dsm_sys.open(directory, O_RDONLY | O_DIRECTORY | O_NOFOLLOW |
+	fd = dynshm_sys.open(directory, O_RDONLY | O_DIRECTORY | O_NOFOLLOW |
 					     O_CLOEXEC, 0);
 	if (fd < 0) {
 		int err = errno;
@@ -75,36 +75,36 @@ static int open_directory(dsm_impl_space *space, const char *directory)
 
 		/* with O_DIRECTORY, a symlink to a directory gives ENOTDIR */
 		if (err == ENOTDIR &&
-		    dsm_sys.fstatat(AT_FDCWD, directory, &st,
+		    dynshm_sys.fstatat(AT_FDCWD, directory, &st,
 				    AT_SYMLINK_NOFOLLOW) == 0 &&
 		    S_ISLNK(st.st_mode))
 			link = true;
 		if (link)
-			return dsm_fail(EACCES,
+			return dynshm_fail(EACCES,
 					"cannot open segment directory '%s': "
 					"it is a symbolic link",
 					directory);
-		return dsm_fail(err, "cannot open segment directory '%s': %s",
+		return dynshm_fail(err, "cannot open segment directory '%s': %s",
 				directory, strerror(err));
 	}
-	if (dsm_sys.fstat(fd, &st) < 0) {
+	if (dynshm_sys.fstat(fd, &st) < 0) {
 		int err = errno;
 
-		dsm_sys.close(fd);
-		return dsm_fail(err, "cannot stat segment directory '%s': %s",
+		dynshm_sys.close(fd);
+		return dynshm_fail(err, "cannot stat segment directory '%s': %s",
 				directory, strerror(err));
 	}
-	if (!dsm_uid_is_ours(st.st_uid)) {
-		dsm_sys.close(fd);
-		return dsm_fail(EACCES,
+	if (!dynshm_uid_is_ours(st.st_uid)) {
+		dynshm_sys.close(fd);
+		return dynshm_fail(EACCES,
 				"segment directory '%s' belongs to uid %u, "
 				"not to this process's uid %u",
 				directory, (unsigned)st.st_uid,
 				(unsigned)geteuid());
 	}
 	if ((st.st_mode & (S_IWGRP | S_IWOTH)) && !(st.st_mode & S_ISVTX)) {
-		dsm_sys.close(fd);
-		return dsm_fail(EACCES,
+		dynshm_sys.close(fd);
+		return dynshm_fail(EACCES,
 				"segment directory '%s' is writable by others "
 				"(mode %04o) without the sticky bit",
 				directory, (unsigned)(st.st_mode & 07777));
@@ -113,33 +113,33 @@ static int open_directory(dsm_impl_space *space, const char *directory)
 	return 0;
 }
 
-DSM_EXPORT int dsm_impl_space_open(dsm_impl_type type, uint64_t instance_id,
+DYNSHM_EXPORT int dynshm_impl_space_open(dynshm_impl_type type, uint64_t instance_id,
 				   const char *directory,
-				   dsm_impl_space **out)
+				   dynshm_impl_space **out)
 {
-	const struct dsm_impl_ops *ops = ops_of(type);
-	dsm_impl_space *space;
+	const struct dynshm_impl_ops *ops = ops_of(type);
+	dynshm_impl_space *space;
 	int rc;
 
 	if (!ops)
-		return dsm_fail(EINVAL, "unknown backend type %d", (int)type);
+		return dynshm_fail(EINVAL, "unknown backend type %d", (int)type);
 	if (instance_id == 0 || !out)
-		return dsm_fail(EINVAL, "instance id 0 or no result pointer");
-	if (type == DSM_IMPL_MMAP && (!directory || !*directory))
-		return dsm_fail(EINVAL, "the mmap backend needs a directory");
+		return dynshm_fail(EINVAL, "instance id 0 or no result pointer");
+	if (type == DYNSHM_IMPL_MMAP && (!directory || !*directory))
+		return dynshm_fail(EINVAL, "the mmap backend needs a directory");
 	space = calloc(1, sizeof(*space));
 	if (!space)
-		return dsm_fail(ENOMEM, "out of memory opening a backend");
+		return dynshm_fail(ENOMEM, "out of memory opening a backend");
 	space->ops = ops;
 	space->instance_id = instance_id;
 	space->dirfd = -1;
 	snprintf(space->prefix, sizeof(space->prefix), "dynshm.%016" PRIx64 ".",
 		 instance_id);
 	space->prefix_len = strlen(space->prefix);
-	if (type == DSM_IMPL_MMAP) {
+	if (type == DYNSHM_IMPL_MMAP) {
 		space->directory = strdup(directory);
 		if (!space->directory) {
-			rc = dsm_fail(ENOMEM, "out of memory opening a backend");
+			rc = dynshm_fail(ENOMEM, "out of memory opening a backend");
 			goto fail_free;
 		}
 		rc = open_directory(space, directory);
@@ -156,63 +156,63 @@ fail_free:
 	return rc;
 }
 
-DSM_EXPORT void dsm_impl_space_close(dsm_impl_space *space)
+DYNSHM_EXPORT void dynshm_impl_space_close(dynshm_impl_space *space)
 {
 	if (!space)
 		return;
 	if (space->dirfd >= 0)
-		dsm_sys.close(space->dirfd);
+		dynshm_sys.close(space->dirfd);
 	free(space->directory);
 	free(space);
 }
 
-DSM_EXPORT dsm_impl_type dsm_impl_space_type(const dsm_impl_space *space)
+DYNSHM_EXPORT dynshm_impl_type dynshm_impl_space_type(const dynshm_impl_space *space)
 {
 	return space->ops->type;
 }
 
-static int check_handle(const dsm_impl_space *space, dsm_handle handle)
+static int check_handle(const dynshm_impl_space *space, dynshm_handle handle)
 {
 	if (!space)
-		return dsm_fail(EINVAL, "no backend space given");
-	if (handle == DSM_HANDLE_INVALID)
-		return dsm_fail(EINVAL, "handle 0 is never a segment");
+		return dynshm_fail(EINVAL, "no backend space given");
+	if (handle == DYNSHM_HANDLE_INVALID)
+		return dynshm_fail(EINVAL, "handle 0 is never a segment");
 	return 0;
 }
 
-static int new_map(dsm_impl_space *space, dsm_handle handle,
-		   struct dsm_impl_map **out)
+static int new_map(dynshm_impl_space *space, dynshm_handle handle,
+		   struct dynshm_impl_map **out)
 {
-	struct dsm_impl_map *map = calloc(1, sizeof(*map));
+	struct dynshm_impl_map *map = calloc(1, sizeof(*map));
 
 	if (!map)
-		return dsm_fail(ENOMEM, "out of memory for a mapping");
+		return dynshm_fail(ENOMEM, "out of memory for a mapping");
 	map->ops = space->ops;
 	map->handle = handle;
 	*out = map;
 	return 0;
 }
 
-DSM_EXPORT int dsm_impl_create(dsm_impl_space *space, dsm_handle handle,
-			       size_t size, unsigned flags, dsm_impl_map **out)
+DYNSHM_EXPORT int dynshm_impl_create(dynshm_impl_space *space, dynshm_handle handle,
+			       size_t size, unsigned flags, dynshm_impl_map **out)
 {
-	struct dsm_impl_map *map = NULL;
+	struct dynshm_impl_map *map = NULL;
 	int rc = check_handle(space, handle);
 
 	if (rc < 0)
 		return rc;
-	if (flags & ~DSM_IMPL_CREATE_HUGETLB)
-		return dsm_fail(EINVAL, "unknown create flags 0x%x", flags);
-	if ((flags & DSM_IMPL_CREATE_HUGETLB) &&
-	    space->ops->type != DSM_IMPL_SYSV)
-		return dsm_fail(EINVAL, "huge pages for single segments need the "
+	if (flags & ~DYNSHM_IMPL_CREATE_HUGETLB)
+		return dynshm_fail(EINVAL, "unknown create flags 0x%x", flags);
+	if ((flags & DYNSHM_IMPL_CREATE_HUGETLB) &&
+	    space->ops->type != DYNSHM_IMPL_SYSV)
+		return dynshm_fail(EINVAL, "huge pages for single segments need the "
 					"sysv backend, not %s",
 				space->ops->name);
-	if (size == 0 || size > DSM_IMPL_MAX_SIZE)
-		return dsm_fail(EINVAL,
+	if (size == 0 || size > DYNSHM_IMPL_MAX_SIZE)
+		return dynshm_fail(EINVAL,
 				"cannot create a segment of %zu bytes "
 				"(allowed: 1 to %zu)",
-				size, DSM_IMPL_MAX_SIZE);
+				size, DYNSHM_IMPL_MAX_SIZE);
 	rc = new_map(space, handle, &map);
 	if (rc < 0)
 		return rc;
@@ -226,10 +226,10 @@ DSM_EXPORT int dsm_impl_create(dsm_impl_space *space, dsm_handle handle,
 	return 0;
 }
 
-DSM_EXPORT int dsm_impl_attach(dsm_impl_space *space, dsm_handle handle,
-			       dsm_impl_map **out)
+DYNSHM_EXPORT int dynshm_impl_attach(dynshm_impl_space *space, dynshm_handle handle,
+			       dynshm_impl_map **out)
 {
-	struct dsm_impl_map *map = NULL;
+	struct dynshm_impl_map *map = NULL;
 	int rc = check_handle(space, handle);
 
 	if (rc < 0)
@@ -246,52 +246,52 @@ DSM_EXPORT int dsm_impl_attach(dsm_impl_space *space, dsm_handle handle,
 	return 0;
 }
 
-DSM_EXPORT int dsm_impl_detach(dsm_impl_map *map)
+DYNSHM_EXPORT int dynshm_impl_detach(dynshm_impl_map *map)
 {
 	int rc;
 
 	if (!map)
-		return dsm_fail(EINVAL, "no mapping given");
+		return dynshm_fail(EINVAL, "no mapping given");
 	rc = map->ops->detach(map);
 	free(map);
 	return rc;
 }
 
-DSM_EXPORT int dsm_impl_destroy(dsm_impl_space *space, dsm_handle handle)
+DYNSHM_EXPORT int dynshm_impl_destroy(dynshm_impl_space *space, dynshm_handle handle)
 {
 	int rc = check_handle(space, handle);
 
 	return rc < 0 ? rc : space->ops->destroy(space, handle);
 }
 
-DSM_EXPORT int dsm_impl_destroy_name(dsm_impl_space *space,
+DYNSHM_EXPORT int dynshm_impl_destroy_name(dynshm_impl_space *space,
 				     const char *os_name)
 {
 	if (!space || !os_name)
-		return dsm_fail(EINVAL, "no backend space or name given");
+		return dynshm_fail(EINVAL, "no backend space or name given");
 	return space->ops->destroy_name(space, os_name);
 }
 
-DSM_EXPORT int dsm_impl_list(dsm_impl_space *space, dsm_impl_list_fn fn,
+DYNSHM_EXPORT int dynshm_impl_list(dynshm_impl_space *space, dynshm_impl_list_fn fn,
 			     void *arg)
 {
 	if (!space || !fn)
-		return dsm_fail(EINVAL, "no backend space or callback given");
+		return dynshm_fail(EINVAL, "no backend space or callback given");
 	return space->ops->list(space, fn, arg);
 }
 
-DSM_EXPORT int dsm_impl_object_name(const dsm_impl_space *space,
-				    dsm_handle handle, char *buf, size_t len)
+DYNSHM_EXPORT int dynshm_impl_object_name(const dynshm_impl_space *space,
+				    dynshm_handle handle, char *buf, size_t len)
 {
 	return space->ops->object_name(space, handle, buf, len);
 }
 
-DSM_EXPORT void *dsm_impl_map_address(const dsm_impl_map *map)
+DYNSHM_EXPORT void *dynshm_impl_map_address(const dynshm_impl_map *map)
 {
 	return map->address;
 }
 
-DSM_EXPORT size_t dsm_impl_map_size(const dsm_impl_map *map)
+DYNSHM_EXPORT size_t dynshm_impl_map_size(const dynshm_impl_map *map)
 {
 	return map->size;
 }
@@ -303,14 +303,14 @@ DSM_EXPORT size_t dsm_impl_map_size(const dsm_impl_map *map)
  * cost about 1,200 instructions here, more than the rest of the backend's
  * user-space work on attach together.
  */
-int dsm_impl_base_name(const dsm_impl_space *space, dsm_handle handle,
+int dynshm_impl_base_name(const dynshm_impl_space *space, dynshm_handle handle,
 		       char *buf, size_t len)
 {
 	static const char hex[] = "0123456789abcdef";
 	size_t plen = space->prefix_len;
 
 	if (len < plen + 17)
-		return dsm_fail(ENAMETOOLONG, "object name buffer too small");
+		return dynshm_fail(ENAMETOOLONG, "object name buffer too small");
 	memcpy(buf, space->prefix, plen);
 	for (int i = 15; i >= 0; i--, handle >>= 4)
 		buf[plen + (size_t)i] = hex[handle & 0xf];
@@ -318,7 +318,7 @@ int dsm_impl_base_name(const dsm_impl_space *space, dsm_handle handle,
 	return 0;
 }
 
-dsm_handle dsm_impl_parse_base_name(const dsm_impl_space *space,
+dynshm_handle dynshm_impl_parse_base_name(const dynshm_impl_space *space,
 				    const char *base)
 {
 	size_t plen = space->prefix_len;
@@ -326,10 +326,10 @@ dsm_handle dsm_impl_parse_base_name(const dsm_impl_space *space,
 	const char *p;
 
 	if (strncmp(base, space->prefix, plen) != 0)
-		return DSM_HANDLE_INVALID;
+		return DYNSHM_HANDLE_INVALID;
 	p = base + plen;
 	if (strlen(p) != 16)
-		return DSM_HANDLE_INVALID;
+		return DYNSHM_HANDLE_INVALID;
 	for (; *p; p++) {
 		int digit;
 
@@ -338,7 +338,7 @@ dsm_handle dsm_impl_parse_base_name(const dsm_impl_space *space,
 		else if (*p >= 'a' && *p <= 'f')
 			digit = *p - 'a' + 10;
 		else
-			return DSM_HANDLE_INVALID;
+			return DYNSHM_HANDLE_INVALID;
 		handle = handle << 4 | (uint64_t)digit;
 	}
 	return handle;
@@ -347,33 +347,33 @@ dsm_handle dsm_impl_parse_base_name(const dsm_impl_space *space,
 /* ---- helpers for file-descriptor backends ------------------------------- */
 
 /* Size the object and reserve every block, so a full fs fails now. */
-int dsm_impl_fd_size(int fd, size_t size, const char *what)
+int dynshm_impl_fd_size(int fd, size_t size, const char *what)
 {
 	int rc;
 
 	do
-		rc = dsm_sys.ftruncate(fd, (off_t)size);
+		rc = dynshm_sys.ftruncate(fd, (off_t)size);
 	while (rc < 0 && errno == EINTR);
 	if (rc < 0)
-		return dsm_fail(errno, "cannot size %s to %zu bytes: %s", what,
+		return dynshm_fail(errno, "cannot size %s to %zu bytes: %s", what,
 				size, strerror(errno));
 	do
-		rc = dsm_sys.posix_fallocate(fd, 0, (off_t)size);
+		rc = dynshm_sys.posix_fallocate(fd, 0, (off_t)size);
 	while (rc == EINTR);
 	if (rc != 0)
-		return dsm_fail(rc, "cannot allocate %zu bytes for %s: %s",
+		return dynshm_fail(rc, "cannot allocate %zu bytes for %s: %s",
 				size, what, strerror(rc));
 	return 0;
 }
 
-int dsm_impl_fd_map(int fd, size_t size, const char *what,
-		    struct dsm_impl_map *map)
+int dynshm_impl_fd_map(int fd, size_t size, const char *what,
+		    struct dynshm_impl_map *map)
 {
-	void *addr = dsm_sys.mmap(NULL, size, PROT_READ | PROT_WRITE,
+	void *addr = dynshm_sys.mmap(NULL, size, PROT_READ | PROT_WRITE,
 				  MAP_SHARED, fd, 0);
 
 	if (addr == MAP_FAILED)
-		return dsm_fail(errno, "cannot map %zu bytes of %s: %s", size,
+		return dynshm_fail(errno, "cannot map %zu bytes of %s: %s", size,
 				what, strerror(errno));
 	map->address = addr;
 	map->size = size;
@@ -381,26 +381,26 @@ int dsm_impl_fd_map(int fd, size_t size, const char *what,
 }
 
 /* Refuse anything that is not a plain, private object of ours. */
-int dsm_impl_fd_check_owner(int fd, const char *what, size_t *size)
+int dynshm_impl_fd_check_owner(int fd, const char *what, size_t *size)
 {
 	struct stat st;
 
-	if (dsm_sys.fstat(fd, &st) < 0)
-		return dsm_fail(errno, "cannot stat %s: %s", what,
+	if (dynshm_sys.fstat(fd, &st) < 0)
+		return dynshm_fail(errno, "cannot stat %s: %s", what,
 				strerror(errno));
 	if (!S_ISREG(st.st_mode))
-		return dsm_fail(EACCES, "%s is not a regular object", what);
-	if (!dsm_uid_is_ours(st.st_uid))
-		return dsm_fail(EACCES,
+		return dynshm_fail(EACCES, "%s is not a regular object", what);
+	if (!dynshm_uid_is_ours(st.st_uid))
+		return dynshm_fail(EACCES,
 				"%s belongs to uid %u, not to this process's "
 				"uid %u",
 				what, (unsigned)st.st_uid, (unsigned)geteuid());
 	if (st.st_mode & (S_IRWXG | S_IRWXO))
-		return dsm_fail(EACCES,
+		return dynshm_fail(EACCES,
 				"%s is accessible to other users (mode %04o)",
 				what, (unsigned)(st.st_mode & 07777));
 	if (st.st_size <= 0)
-		return dsm_fail(ENOENT, "%s is empty (creation unfinished)",
+		return dynshm_fail(ENOENT, "%s is empty (creation unfinished)",
 				what);
 	*size = (size_t)st.st_size;
 	return 0;
@@ -410,19 +410,19 @@ int dsm_impl_fd_check_owner(int fd, const char *what, size_t *size)
  * Listing feeds cleanup: an object another user planted under our prefix
  * (/dev/shm is writable by all) is not ours to report or to remove.
  */
-bool dsm_impl_is_ours(int dirfd, const char *name)
+bool dynshm_impl_is_ours(int dirfd, const char *name)
 {
 	struct stat st;
 
-	if (dsm_sys.fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+	if (dynshm_sys.fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
 		return false;
-	return S_ISREG(st.st_mode) && dsm_uid_is_ours(st.st_uid);
+	return S_ISREG(st.st_mode) && dynshm_uid_is_ours(st.st_uid);
 }
 
-int dsm_impl_munmap(struct dsm_impl_map *map)
+int dynshm_impl_munmap(struct dynshm_impl_map *map)
 {
-	if (dsm_sys.munmap(map->address, map->size) < 0)
-		return dsm_fail(errno, "cannot unmap %zu bytes at %p: %s",
+	if (dynshm_sys.munmap(map->address, map->size) < 0)
+		return dynshm_fail(errno, "cannot unmap %zu bytes at %p: %s",
 				map->size, map->address, strerror(errno));
 	return 0;
 }

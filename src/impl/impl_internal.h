@@ -1,7 +1,7 @@
 /*
  * impl_internal.h - what the backends share with the dispatch point.
  *
- * Each backend is one file exporting one `const struct dsm_impl_ops`.  The
+ * Each backend is one file exporting one `const struct dynshm_impl_ops`.  The
  * dispatch point (impl.c) checks arguments common to every backend, then
  * calls through the ops table; backends never call each other.  The ops
  * struct starts with a version so that slots can be added without breaking
@@ -15,20 +15,20 @@
 #include <stdbool.h>
 #include <sys/types.h>
 
-#define DSM_IMPL_OPS_VERSION 1
+#define DYNSHM_IMPL_OPS_VERSION 1
 
-/* Entries of a space's SysV shmid hint cache (see struct dsm_impl_space). */
-#define DSM_IMPL_SYSV_IDS 64
+/* Entries of a space's SysV shmid hint cache (see struct dynshm_impl_space). */
+#define DYNSHM_IMPL_SYSV_IDS 64
 
 /* "dynshm.<16 hex instance id>." - every OS name starts with this. */
-#define DSM_IMPL_PREFIX_MAX 32
+#define DYNSHM_IMPL_PREFIX_MAX 32
 
-struct dsm_impl_space {
-	const struct dsm_impl_ops *ops; /* never changes */
+struct dynshm_impl_space {
+	const struct dynshm_impl_ops *ops; /* never changes */
 	uint64_t instance_id;		/* never changes, not 0 */
 	int dirfd;			/* mmap: the directory, else -1 */
 	char *directory;		/* mmap: its path, else NULL */
-	char prefix[DSM_IMPL_PREFIX_MAX];
+	char prefix[DYNSHM_IMPL_PREFIX_MAX];
 	size_t prefix_len;		/* strlen(prefix), never changes */
 	/*
 	 * sysv: the shmids this process created or attached, as a hint for
@@ -37,56 +37,56 @@ struct dsm_impl_space {
 	 * written with atomic operations, no lock.  A wrong or stale entry
 	 * costs a fallback to the key lookup, never a wrong removal.
 	 */
-	uint64_t sysv_ids[DSM_IMPL_SYSV_IDS];
+	uint64_t sysv_ids[DYNSHM_IMPL_SYSV_IDS];
 };
 
-struct dsm_impl_map {
+struct dynshm_impl_map {
 	void *address;
 	size_t size;
-	const struct dsm_impl_ops *ops;
-	dsm_handle handle;
-	unsigned create_flags; /* dsm_impl_create's flags, for ops->create */
+	const struct dynshm_impl_ops *ops;
+	dynshm_handle handle;
+	unsigned create_flags; /* dynshm_impl_create's flags, for ops->create */
 };
 
-struct dsm_impl_ops {
+struct dynshm_impl_ops {
 	unsigned version;
-	dsm_impl_type type;
+	dynshm_impl_type type;
 	const char *name;
 	/* Called with validated arguments and a zeroed *map to fill in. */
-	int (*create)(dsm_impl_space *space, dsm_handle handle, size_t size,
-		      struct dsm_impl_map *map);
-	int (*attach)(dsm_impl_space *space, dsm_handle handle,
-		      struct dsm_impl_map *map);
-	int (*detach)(struct dsm_impl_map *map);
-	int (*destroy)(dsm_impl_space *space, dsm_handle handle);
-	int (*destroy_name)(dsm_impl_space *space, const char *os_name);
-	int (*list)(dsm_impl_space *space, dsm_impl_list_fn fn, void *arg);
-	int (*object_name)(const dsm_impl_space *space, dsm_handle handle,
+	int (*create)(dynshm_impl_space *space, dynshm_handle handle, size_t size,
+		      struct dynshm_impl_map *map);
+	int (*attach)(dynshm_impl_space *space, dynshm_handle handle,
+		      struct dynshm_impl_map *map);
+	int (*detach)(struct dynshm_impl_map *map);
+	int (*destroy)(dynshm_impl_space *space, dynshm_handle handle);
+	int (*destroy_name)(dynshm_impl_space *space, const char *os_name);
+	int (*list)(dynshm_impl_space *space, dynshm_impl_list_fn fn, void *arg);
+	int (*object_name)(const dynshm_impl_space *space, dynshm_handle handle,
 			   char *buf, size_t len);
 };
 
-extern const struct dsm_impl_ops dsm_impl_posix_ops;
-extern const struct dsm_impl_ops dsm_impl_sysv_ops;
-extern const struct dsm_impl_ops dsm_impl_mmap_ops;
-extern const struct dsm_impl_ops dsm_impl_none_ops;
+extern const struct dynshm_impl_ops dynshm_impl_posix_ops;
+extern const struct dynshm_impl_ops dynshm_impl_sysv_ops;
+extern const struct dynshm_impl_ops dynshm_impl_mmap_ops;
+extern const struct dynshm_impl_ops dynshm_impl_none_ops;
 
 /* Helpers shared by the file-descriptor backends (posix, mmap). */
-int dsm_impl_fd_size(int fd, size_t size, const char *what);
-int dsm_impl_fd_map(int fd, size_t size, const char *what,
-		    struct dsm_impl_map *map);
-int dsm_impl_fd_check_owner(int fd, const char *what, size_t *size);
-int dsm_impl_munmap(struct dsm_impl_map *map);
+int dynshm_impl_fd_size(int fd, size_t size, const char *what);
+int dynshm_impl_fd_map(int fd, size_t size, const char *what,
+		    struct dynshm_impl_map *map);
+int dynshm_impl_fd_check_owner(int fd, const char *what, size_t *size);
+int dynshm_impl_munmap(struct dynshm_impl_map *map);
 /* Is name in dirfd a regular file of ours (not planted by another user)? */
-bool dsm_impl_is_ours(int dirfd, const char *name);
+bool dynshm_impl_is_ours(int dirfd, const char *name);
 
 /* The SysV key of handle in space (the wrapper's region is made by hand). */
-key_t dsm_impl_sysv_key(const dsm_impl_space *space, dsm_handle handle);
+key_t dynshm_impl_sysv_key(const dynshm_impl_space *space, dynshm_handle handle);
 
 /* Base name "dynshm.<id>.<handle>" (no leading slash or directory). */
-int dsm_impl_base_name(const dsm_impl_space *space, dsm_handle handle,
+int dynshm_impl_base_name(const dynshm_impl_space *space, dynshm_handle handle,
 		       char *buf, size_t len);
-/* The handle encoded in a base name of this space, or DSM_HANDLE_INVALID. */
-dsm_handle dsm_impl_parse_base_name(const dsm_impl_space *space,
+/* The handle encoded in a base name of this space, or DYNSHM_HANDLE_INVALID. */
+dynshm_handle dynshm_impl_parse_base_name(const dynshm_impl_space *space,
 				    const char *base);
 
 #endif

@@ -25,37 +25,37 @@
 #include <string.h>
 #include <unistd.h>
 
-#define NAME_LEN (DSM_IMPL_PREFIX_MAX + 24)
+#define NAME_LEN (DYNSHM_IMPL_PREFIX_MAX + 24)
 
-static int mmap_name(const dsm_impl_space *space, dsm_handle handle,
+static int mmap_name(const dynshm_impl_space *space, dynshm_handle handle,
 		     char *buf, size_t len)
 {
 	char base[NAME_LEN];
-	int rc = dsm_impl_base_name(space, handle, base, sizeof(base));
+	int rc = dynshm_impl_base_name(space, handle, base, sizeof(base));
 	int n;
 
 	if (rc < 0)
 		return rc;
 	n = snprintf(buf, len, "%s/%s", space->directory, base);
 	if (n < 0 || (size_t)n >= len)
-		return dsm_fail(ENAMETOOLONG, "object name buffer too small");
+		return dynshm_fail(ENAMETOOLONG, "object name buffer too small");
 	return 0;
 }
 
 /* Something is already at base: a collision, or something planted? */
-static int explain_existing(dsm_impl_space *space, const char *base)
+static int explain_existing(dynshm_impl_space *space, const char *base)
 {
 	struct stat st;
 
-	if (dsm_sys.fstatat(space->dirfd, base, &st, AT_SYMLINK_NOFOLLOW) < 0)
+	if (dynshm_sys.fstatat(space->dirfd, base, &st, AT_SYMLINK_NOFOLLOW) < 0)
 		return -EEXIST; /* gone again: let the caller retry */
 	if (S_ISLNK(st.st_mode))
-		return dsm_fail(EACCES,
+		return dynshm_fail(EACCES,
 				"refusing to create '%s/%s': a symbolic link "
 				"was planted there",
 				space->directory, base);
-	if (!S_ISREG(st.st_mode) || !dsm_uid_is_ours(st.st_uid))
-		return dsm_fail(EACCES,
+	if (!S_ISREG(st.st_mode) || !dynshm_uid_is_ours(st.st_uid))
+		return dynshm_fail(EACCES,
 				"refusing to create '%s/%s': a foreign object "
 				"(uid %u, mode %04o) is in the way",
 				space->directory, base, (unsigned)st.st_uid,
@@ -63,68 +63,68 @@ static int explain_existing(dsm_impl_space *space, const char *base)
 	return -EEXIST; /* quiet: ours, a genuine name collision */
 }
 
-static int mmap_create(dsm_impl_space *space, dsm_handle handle, size_t size,
-		       struct dsm_impl_map *map)
+static int mmap_create(dynshm_impl_space *space, dynshm_handle handle, size_t size,
+		       struct dynshm_impl_map *map)
 {
 	char base[NAME_LEN];
 	int fd, rc;
 
-	rc = dsm_impl_base_name(space, handle, base, sizeof(base));
+	rc = dynshm_impl_base_name(space, handle, base, sizeof(base));
 	if (rc < 0)
 		return rc;
-	fd = dsm_sys.openat(space->dirfd, base,
+	fd = dynshm_sys.openat(space->dirfd, base,
 			    O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
 			    0600);
 	if (fd < 0) {
 		if (errno == EEXIST)
 			return explain_existing(space, base);
-		return dsm_fail(errno, "cannot create segment file '%s/%s': %s",
+		return dynshm_fail(errno, "cannot create segment file '%s/%s': %s",
 				space->directory, base, strerror(errno));
 	}
-	rc = dsm_impl_fd_size(fd, size, base);
+	rc = dynshm_impl_fd_size(fd, size, base);
 	if (rc < 0)
 		goto fail_unlink;
-	rc = dsm_impl_fd_map(fd, size, base, map);
+	rc = dynshm_impl_fd_map(fd, size, base, map);
 	if (rc < 0)
 		goto fail_unlink;
-	dsm_sys.close(fd);
+	dynshm_sys.close(fd);
 	return 0;
 
 fail_unlink:
-	dsm_sys.close(fd);
-	dsm_sys.unlinkat(space->dirfd, base, 0);
+	dynshm_sys.close(fd);
+	dynshm_sys.unlinkat(space->dirfd, base, 0);
 	return rc;
 }
 
-static int mmap_attach(dsm_impl_space *space, dsm_handle handle,
-		       struct dsm_impl_map *map)
+static int mmap_attach(dynshm_impl_space *space, dynshm_handle handle,
+		       struct dynshm_impl_map *map)
 {
 	char base[NAME_LEN];
 	size_t size;
 	int fd, rc;
 
-	rc = dsm_impl_base_name(space, handle, base, sizeof(base));
+	rc = dynshm_impl_base_name(space, handle, base, sizeof(base));
 	if (rc < 0)
 		return rc;
-	fd = dsm_sys.openat(space->dirfd, base,
+	fd = dynshm_sys.openat(space->dirfd, base,
 			    O_RDWR | O_NOFOLLOW | O_CLOEXEC, 0);
 	if (fd < 0) {
 		int err = errno == ELOOP ? EACCES : errno;
 
-		return dsm_fail(err, "cannot open segment file '%s/%s': %s",
+		return dynshm_fail(err, "cannot open segment file '%s/%s': %s",
 				space->directory, base,
 				errno == ELOOP ? "it is a symbolic link"
 					       : strerror(errno));
 	}
-	rc = dsm_impl_fd_check_owner(fd, base, &size);
+	rc = dynshm_impl_fd_check_owner(fd, base, &size);
 	if (rc == 0)
-		rc = dsm_impl_fd_map(fd, size, base, map);
-	dsm_sys.close(fd);
+		rc = dynshm_impl_fd_map(fd, size, base, map);
+	dynshm_sys.close(fd);
 	return rc;
 }
 
 /* os_name is a full path; only names inside our directory are accepted. */
-static int mmap_destroy_name(dsm_impl_space *space, const char *os_name)
+static int mmap_destroy_name(dynshm_impl_space *space, const char *os_name)
 {
 	size_t dlen = strlen(space->directory);
 	const char *base = os_name;
@@ -133,8 +133,8 @@ static int mmap_destroy_name(dsm_impl_space *space, const char *os_name)
 	if (strncmp(os_name, space->directory, dlen) == 0 &&
 	    os_name[dlen] == '/')
 		base = os_name + dlen + 1;
-	if (dsm_impl_parse_base_name(space, base) == DSM_HANDLE_INVALID)
-		return dsm_fail(EINVAL, "'%s' is not a segment file of this "
+	if (dynshm_impl_parse_base_name(space, base) == DYNSHM_HANDLE_INVALID)
+		return dynshm_fail(EINVAL, "'%s' is not a segment file of this "
 					"instance",
 				os_name);
 	/*
@@ -143,47 +143,47 @@ static int mmap_destroy_name(dsm_impl_space *space, const char *os_name)
 	 * segment for the next sweep when trying again costs nothing.
 	 */
 	do
-		rc = dsm_sys.unlinkat(space->dirfd, base, 0);
+		rc = dynshm_sys.unlinkat(space->dirfd, base, 0);
 	while (rc < 0 && errno == EINTR);
 	if (rc < 0)
-		return dsm_fail(errno, "cannot remove segment file '%s/%s': %s",
+		return dynshm_fail(errno, "cannot remove segment file '%s/%s': %s",
 				space->directory, base, strerror(errno));
 	return 0;
 }
 
-static int mmap_destroy(dsm_impl_space *space, dsm_handle handle)
+static int mmap_destroy(dynshm_impl_space *space, dynshm_handle handle)
 {
 	char base[NAME_LEN];
-	int rc = dsm_impl_base_name(space, handle, base, sizeof(base));
+	int rc = dynshm_impl_base_name(space, handle, base, sizeof(base));
 
 	return rc < 0 ? rc : mmap_destroy_name(space, base);
 }
 
-static int mmap_list(dsm_impl_space *space, dsm_impl_list_fn fn, void *arg)
+static int mmap_list(dynshm_impl_space *space, dynshm_impl_list_fn fn, void *arg)
 {
 	struct dirent *de;
 	DIR *dir;
 	int fd, rc = 0;
 
-	fd = dsm_sys.openat(space->dirfd, ".",
+	fd = dynshm_sys.openat(space->dirfd, ".",
 			    O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0);
 	if (fd < 0)
-		return dsm_fail(errno, "cannot list '%s': %s",
+		return dynshm_fail(errno, "cannot list '%s': %s",
 				space->directory, strerror(errno));
 	dir = fdopendir(fd);
 	if (!dir) {
 		int err = errno;
 
-		dsm_sys.close(fd);
-		return dsm_fail(err, "cannot list '%s': %s", space->directory,
+		dynshm_sys.close(fd);
+		return dynshm_fail(err, "cannot list '%s': %s", space->directory,
 				strerror(err));
 	}
 	while (rc == 0 && (de = readdir(dir)) != NULL) {
-		dsm_handle h = dsm_impl_parse_base_name(space, de->d_name);
-		char name[DSM_IMPL_NAME_MAX];
+		dynshm_handle h = dynshm_impl_parse_base_name(space, de->d_name);
+		char name[DYNSHM_IMPL_NAME_MAX];
 
-		if (h == DSM_HANDLE_INVALID ||
-		    !dsm_impl_is_ours(space->dirfd, de->d_name))
+		if (h == DYNSHM_HANDLE_INVALID ||
+		    !dynshm_impl_is_ours(space->dirfd, de->d_name))
 			continue;
 		snprintf(name, sizeof(name), "%s/%s", space->directory,
 			 de->d_name);
@@ -193,13 +193,13 @@ static int mmap_list(dsm_impl_space *space, dsm_impl_list_fn fn, void *arg)
 	return rc;
 }
 
-const struct dsm_impl_ops dsm_impl_mmap_ops = {
-	.version = DSM_IMPL_OPS_VERSION,
-	.type = DSM_IMPL_MMAP,
+const struct dynshm_impl_ops dynshm_impl_mmap_ops = {
+	.version = DYNSHM_IMPL_OPS_VERSION,
+	.type = DYNSHM_IMPL_MMAP,
 	.name = "mmap",
 	.create = mmap_create,
 	.attach = mmap_attach,
-	.detach = dsm_impl_munmap,
+	.detach = dynshm_impl_munmap,
 	.destroy = mmap_destroy,
 	.destroy_name = mmap_destroy_name,
 	.list = mmap_list,

@@ -11,62 +11,62 @@
 
 #include "../error.h"
 
-static int none_create(dsm_impl_space *space, dsm_handle handle, size_t size,
-		       struct dsm_impl_map *map)
+static int none_create(dynshm_impl_space *space, dynshm_handle handle, size_t size,
+		       struct dynshm_impl_map *map)
 {
 	(void)space, (void)handle, (void)size, (void)map;
-	return dsm_fail(ENOTSUP,
+	return dynshm_fail(ENOTSUP,
 			"dynamic shared memory is disabled by configuration "
 			"(dynamic_shared_memory_type = none)");
 }
 
-static int none_attach(dsm_impl_space *space, dsm_handle handle,
-		       struct dsm_impl_map *map)
+static int none_attach(dynshm_impl_space *space, dynshm_handle handle,
+		       struct dynshm_impl_map *map)
 {
 	(void)space, (void)map;
-	return dsm_fail(ENOENT,
+	return dynshm_fail(ENOENT,
 			"segment 0x%016llx does not exist: dynamic shared "
 			"memory is disabled by configuration",
 			(unsigned long long)handle);
 }
 
-static int none_detach(struct dsm_impl_map *map)
+static int none_detach(struct dynshm_impl_map *map)
 {
 	(void)map;
-	return dsm_fail(EINVAL, "the none backend has no mappings");
+	return dynshm_fail(EINVAL, "the none backend has no mappings");
 }
 
-static int none_destroy(dsm_impl_space *space, dsm_handle handle)
+static int none_destroy(dynshm_impl_space *space, dynshm_handle handle)
 {
 	(void)space;
-	return dsm_fail(ENOENT, "segment 0x%016llx does not exist: dynamic "
+	return dynshm_fail(ENOENT, "segment 0x%016llx does not exist: dynamic "
 				"shared memory is disabled by configuration",
 			(unsigned long long)handle);
 }
 
-static int none_destroy_name(dsm_impl_space *space, const char *os_name)
+static int none_destroy_name(dynshm_impl_space *space, const char *os_name)
 {
 	(void)space;
-	return dsm_fail(ENOENT, "'%s' does not exist: dynamic shared memory "
+	return dynshm_fail(ENOENT, "'%s' does not exist: dynamic shared memory "
 				"is disabled by configuration",
 			os_name);
 }
 
-static int none_list(dsm_impl_space *space, dsm_impl_list_fn fn, void *arg)
+static int none_list(dynshm_impl_space *space, dynshm_impl_list_fn fn, void *arg)
 {
 	(void)space, (void)fn, (void)arg;
 	return 0;
 }
 
-static int none_name(const dsm_impl_space *space, dsm_handle handle,
+static int none_name(const dynshm_impl_space *space, dynshm_handle handle,
 		     char *buf, size_t len)
 {
-	return dsm_impl_base_name(space, handle, buf, len);
+	return dynshm_impl_base_name(space, handle, buf, len);
 }
 
-const struct dsm_impl_ops dsm_impl_none_ops = {
-	.version = DSM_IMPL_OPS_VERSION,
-	.type = DSM_IMPL_NONE,
+const struct dynshm_impl_ops dynshm_impl_none_ops = {
+	.version = DYNSHM_IMPL_OPS_VERSION,
+	.type = DYNSHM_IMPL_NONE,
 	.name = "none",
 	.create = none_create,
 	.attach = none_attach,

@@ -22,95 +22,95 @@
 
 #define SHM_DIR "/dev/shm"
 
-static int posix_name(const dsm_impl_space *space, dsm_handle handle,
+static int posix_name(const dynshm_impl_space *space, dynshm_handle handle,
 		      char *buf, size_t len)
 {
 	if (len < 2)
-		return dsm_fail(ENAMETOOLONG, "object name buffer too small");
+		return dynshm_fail(ENAMETOOLONG, "object name buffer too small");
 	buf[0] = '/';
-	return dsm_impl_base_name(space, handle, buf + 1, len - 1);
+	return dynshm_impl_base_name(space, handle, buf + 1, len - 1);
 }
 
-static int posix_create(dsm_impl_space *space, dsm_handle handle, size_t size,
-			struct dsm_impl_map *map)
+static int posix_create(dynshm_impl_space *space, dynshm_handle handle, size_t size,
+			struct dynshm_impl_map *map)
 {
-	char name[DSM_IMPL_PREFIX_MAX + 24];
+	char name[DYNSHM_IMPL_PREFIX_MAX + 24];
 	int fd, rc;
 
 	rc = posix_name(space, handle, name, sizeof(name));
 	if (rc < 0)
 		return rc;
-	fd = dsm_sys.shm_open(name, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC,
+	fd = dynshm_sys.shm_open(name, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC,
 			      0600);
 	if (fd < 0) {
 		if (errno == EEXIST)
 			return -EEXIST; /* quiet: the caller retries */
-		return dsm_fail(errno, "cannot create POSIX shared memory "
+		return dynshm_fail(errno, "cannot create POSIX shared memory "
 				       "object '%s': %s",
 				name, strerror(errno));
 	}
-	rc = dsm_impl_fd_size(fd, size, name);
+	rc = dynshm_impl_fd_size(fd, size, name);
 	if (rc < 0)
 		goto fail_unlink;
-	rc = dsm_impl_fd_map(fd, size, name, map);
+	rc = dynshm_impl_fd_map(fd, size, name, map);
 	if (rc < 0)
 		goto fail_unlink;
-	dsm_sys.close(fd);
+	dynshm_sys.close(fd);
 	return 0;
 
 fail_unlink:
 	/* back out: the object must not outlive a failed create */
-	dsm_sys.close(fd);
-	dsm_sys.shm_unlink(name);
+	dynshm_sys.close(fd);
+	dynshm_sys.shm_unlink(name);
 	return rc;
 }
 
-static int posix_attach(dsm_impl_space *space, dsm_handle handle,
-			struct dsm_impl_map *map)
+static int posix_attach(dynshm_impl_space *space, dynshm_handle handle,
+			struct dynshm_impl_map *map)
 {
-	char name[DSM_IMPL_PREFIX_MAX + 24];
+	char name[DYNSHM_IMPL_PREFIX_MAX + 24];
 	size_t size;
 	int fd, rc;
 
 	rc = posix_name(space, handle, name, sizeof(name));
 	if (rc < 0)
 		return rc;
-	fd = dsm_sys.shm_open(name, O_RDWR | O_CLOEXEC, 0);
+	fd = dynshm_sys.shm_open(name, O_RDWR | O_CLOEXEC, 0);
 	if (fd < 0) {
 		/* shm_open adds O_NOFOLLOW: ELOOP is a planted symlink */
 		int err = errno == ELOOP ? EACCES : errno;
 
-		return dsm_fail(err, "cannot open POSIX shared memory "
+		return dynshm_fail(err, "cannot open POSIX shared memory "
 				     "object '%s': %s",
 				name,
 				errno == ELOOP ? "it is a symbolic link"
 					       : strerror(errno));
 	}
-	rc = dsm_impl_fd_check_owner(fd, name, &size);
+	rc = dynshm_impl_fd_check_owner(fd, name, &size);
 	if (rc == 0)
-		rc = dsm_impl_fd_map(fd, size, name, map);
-	dsm_sys.close(fd);
+		rc = dynshm_impl_fd_map(fd, size, name, map);
+	dynshm_sys.close(fd);
 	return rc;
 }
 
-static int posix_destroy_name(dsm_impl_space *space, const char *name)
+static int posix_destroy_name(dynshm_impl_space *space, const char *name)
 {
 	/* only names of this instance: never another program's object */
 	if (name[0] != '/' ||
-	    dsm_impl_parse_base_name(space, name + 1) == DSM_HANDLE_INVALID)
-		return dsm_fail(EINVAL, "'%s' is not a POSIX shared memory "
+	    dynshm_impl_parse_base_name(space, name + 1) == DYNSHM_HANDLE_INVALID)
+		return dynshm_fail(EINVAL, "'%s' is not a POSIX shared memory "
 					"object of this instance",
 				name);
-	if (dsm_sys.shm_unlink(name) < 0)
-		return dsm_fail(errno, "cannot remove POSIX shared memory "
+	if (dynshm_sys.shm_unlink(name) < 0)
+		return dynshm_fail(errno, "cannot remove POSIX shared memory "
 				       "object '%s': %s",
 				name, strerror(errno));
 	return 0;
 }
 
-static int posix_destroy(dsm_impl_space *space, dsm_handle handle)
+static int posix_destroy(dynshm_impl_space *space, dynshm_handle handle)
 {
-	char name[DSM_IMPL_PREFIX_MAX + 24];
+	char name[DYNSHM_IMPL_PREFIX_MAX + 24];
 	int rc = posix_name(space, handle, name, sizeof(name));
 
 	return rc < 0 ? rc : posix_destroy_name(space, name);
@@ -120,7 +120,7 @@ static int posix_destroy(dsm_impl_space *space, dsm_handle handle)
  * /dev/shm is where glibc's shm_open puts objects on Linux; listing it is the
  * only portable-enough way to enumerate them.
  */
-static int posix_list(dsm_impl_space *space, dsm_impl_list_fn fn, void *arg)
+static int posix_list(dynshm_impl_space *space, dynshm_impl_list_fn fn, void *arg)
 {
 	struct dirent *de;
 	DIR *dir;
@@ -128,14 +128,14 @@ static int posix_list(dsm_impl_space *space, dsm_impl_list_fn fn, void *arg)
 
 	dir = opendir(SHM_DIR);
 	if (!dir)
-		return dsm_fail(errno, "cannot list " SHM_DIR ": %s",
+		return dynshm_fail(errno, "cannot list " SHM_DIR ": %s",
 				strerror(errno));
 	while (rc == 0 && (de = readdir(dir)) != NULL) {
-		dsm_handle h = dsm_impl_parse_base_name(space, de->d_name);
+		dynshm_handle h = dynshm_impl_parse_base_name(space, de->d_name);
 		char name[sizeof(de->d_name) + 1];
 
-		if (h == DSM_HANDLE_INVALID ||
-		    !dsm_impl_is_ours(dirfd(dir), de->d_name))
+		if (h == DYNSHM_HANDLE_INVALID ||
+		    !dynshm_impl_is_ours(dirfd(dir), de->d_name))
 			continue;
 		snprintf(name, sizeof(name), "/%s", de->d_name);
 		rc = fn(h, name, arg);
@@ -144,13 +144,13 @@ static int posix_list(dsm_impl_space *space, dsm_impl_list_fn fn, void *arg)
 	return rc;
 }
 
-const struct dsm_impl_ops dsm_impl_posix_ops = {
-	.version = DSM_IMPL_OPS_VERSION,
-	.type = DSM_IMPL_POSIX,
+const struct dynshm_impl_ops dynshm_impl_posix_ops = {
+	.version = DYNSHM_IMPL_OPS_VERSION,
+	.type = DYNSHM_IMPL_POSIX,
 	.name = "posix",
 	.create = posix_create,
 	.attach = posix_attach,
-	.detach = dsm_impl_munmap,
+	.detach = dynshm_impl_munmap,
 	.destroy = posix_destroy,
 	.destroy_name = posix_destroy_name,
 	.list = posix_list,

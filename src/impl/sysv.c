@@ -12,8 +12,8 @@
  *     picks another handle - the same rule as any name collision.  Bit 30
  *     keeps keys positive and never IPC_PRIVATE.
  *   - Listing.  A key cannot be turned back into a handle, and two instances
- *     share a 12-bit tag with probability 1/4096.  dsm_impl_list therefore
- *     reports sysv objects with DSM_HANDLE_INVALID and the name
+ *     share a 12-bit tag with probability 1/4096.  dynshm_impl_list therefore
+ *     reports sysv objects with DYNSHM_HANDLE_INVALID and the name
  *     "sysv:0x<key>", and the wrapper destroys sysv segments only through the
  *     handles its control segment recorded, never by prefix alone.
  *
@@ -49,12 +49,12 @@ static uint64_t mix64(uint64_t x)
 }
 
 /* The low 12 bits of the (random) instance id; tests pick ids by it. */
-static unsigned instance_tag(const dsm_impl_space *space)
+static unsigned instance_tag(const dynshm_impl_space *space)
 {
 	return (unsigned)(space->instance_id & TAG_MASK);
 }
 
-static key_t sysv_key(const dsm_impl_space *space, dsm_handle handle)
+static key_t sysv_key(const dynshm_impl_space *space, dynshm_handle handle)
 {
 	uint32_t hash = (uint32_t)(mix64(space->instance_id ^ mix64(handle)) &
 				   HASH_MASK);
@@ -62,19 +62,19 @@ static key_t sysv_key(const dsm_impl_space *space, dsm_handle handle)
 	return (key_t)(KEY_MARK | instance_tag(space) << TAG_SHIFT | hash);
 }
 
-key_t dsm_impl_sysv_key(const dsm_impl_space *space, dsm_handle handle)
+key_t dynshm_impl_sysv_key(const dynshm_impl_space *space, dynshm_handle handle)
 {
 	return sysv_key(space, handle);
 }
 
-static int sysv_name(const dsm_impl_space *space, dsm_handle handle,
+static int sysv_name(const dynshm_impl_space *space, dynshm_handle handle,
 		     char *buf, size_t len)
 {
 	int n = snprintf(buf, len, "sysv:0x%08x",
 			 (unsigned)sysv_key(space, handle));
 
 	if (n < 0 || (size_t)n >= len)
-		return dsm_fail(ENAMETOOLONG, "object name buffer too small");
+		return dynshm_fail(ENAMETOOLONG, "object name buffer too small");
 	return 0;
 }
 
@@ -87,24 +87,24 @@ static int sysv_name(const dsm_impl_space *space, dsm_handle handle,
  * of this key (ids are reused) and that the segment is still privately
  * ours - the same checks a lookup by key makes.
  */
-static uint32_t id_tag(dsm_handle handle)
+static uint32_t id_tag(dynshm_handle handle)
 {
 	return (uint32_t)(handle >> 32) ^ (uint32_t)handle;
 }
 
-static void ids_put(dsm_impl_space *space, dsm_handle handle, int id)
+static void ids_put(dynshm_impl_space *space, dynshm_handle handle, int id)
 {
 	uint64_t e = (uint64_t)id_tag(handle) << 32 | (uint32_t)(id + 1);
 
-	__atomic_store_n(&space->sysv_ids[handle % DSM_IMPL_SYSV_IDS], e,
+	__atomic_store_n(&space->sysv_ids[handle % DYNSHM_IMPL_SYSV_IDS], e,
 			 __ATOMIC_RELAXED);
 }
 
 /* The remembered shmid of handle, or -1. */
-static int ids_get(const dsm_impl_space *space, dsm_handle handle)
+static int ids_get(const dynshm_impl_space *space, dynshm_handle handle)
 {
 	uint64_t e = __atomic_load_n(
-		&space->sysv_ids[handle % DSM_IMPL_SYSV_IDS], __ATOMIC_RELAXED);
+		&space->sysv_ids[handle % DYNSHM_IMPL_SYSV_IDS], __ATOMIC_RELAXED);
 
 	if ((uint32_t)e == 0 || (uint32_t)(e >> 32) != id_tag(handle))
 		return -1;
@@ -112,12 +112,12 @@ static int ids_get(const dsm_impl_space *space, dsm_handle handle)
 }
 
 /* Forget handle's shmid (if that entry still holds it). */
-static void ids_forget(dsm_impl_space *space, dsm_handle handle, int id)
+static void ids_forget(dynshm_impl_space *space, dynshm_handle handle, int id)
 {
 	uint64_t e = (uint64_t)id_tag(handle) << 32 | (uint32_t)(id + 1);
 
 	__atomic_compare_exchange_n(
-		&space->sysv_ids[handle % DSM_IMPL_SYSV_IDS], &e, 0, false,
+		&space->sysv_ids[handle % DYNSHM_IMPL_SYSV_IDS], &e, 0, false,
 		__ATOMIC_RELAXED, __ATOMIC_RELAXED);
 }
 
@@ -125,41 +125,41 @@ static int shmget_error(int err, key_t key, size_t size)
 {
 	switch (err) {
 	case EINVAL:
-		return dsm_fail(EINVAL,
+		return dynshm_fail(EINVAL,
 				"cannot create SysV segment with key 0x%08x of "
 				"%zu bytes: larger than kernel.shmmax or "
 				"smaller than kernel.shmmin",
 				(unsigned)key, size);
 	case ENOSPC:
-		return dsm_fail(ENOSPC,
+		return dynshm_fail(ENOSPC,
 				"cannot create SysV segment with key 0x%08x of "
 				"%zu bytes: kernel.shmmni or kernel.shmall "
 				"reached",
 				(unsigned)key, size);
 	default:
-		return dsm_fail(err,
+		return dynshm_fail(err,
 				"cannot create SysV segment with key 0x%08x of "
 				"%zu bytes: %s",
 				(unsigned)key, size, strerror(err));
 	}
 }
 
-static int sysv_create(dsm_impl_space *space, dsm_handle handle, size_t size,
-		       struct dsm_impl_map *map)
+static int sysv_create(dynshm_impl_space *space, dynshm_handle handle, size_t size,
+		       struct dynshm_impl_map *map)
 {
 	key_t key = sysv_key(space, handle);
 	void *addr;
 	int id;
 
-	bool huge = map->create_flags & DSM_IMPL_CREATE_HUGETLB;
+	bool huge = map->create_flags & DYNSHM_IMPL_CREATE_HUGETLB;
 
-	id = dsm_sys.shmget(key, size,
+	id = dynshm_sys.shmget(key, size,
 			    IPC_CREAT | IPC_EXCL | 0600 | (huge ? SHM_HUGETLB : 0));
 	if (id < 0) {
 		if (errno == EEXIST)
 			return -EEXIST; /* quiet: the caller retries */
 		if (huge && (errno == ENOMEM || errno == EPERM))
-			return dsm_fail(errno,
+			return dynshm_fail(errno,
 					"cannot create SysV segment with key "
 					"0x%08x of %zu bytes on huge pages: %s",
 					(unsigned)key, size,
@@ -169,12 +169,12 @@ static int sysv_create(dsm_impl_space *space, dsm_handle handle, size_t size,
 							  "(vm.hugetlb_shm_group)");
 		return shmget_error(errno, key, size);
 	}
-	addr = dsm_sys.shmat(id, NULL, 0);
+	addr = dynshm_sys.shmat(id, NULL, 0);
 	if (addr == (void *)-1) {
 		int err = errno;
 
-		dsm_sys.shmctl(id, IPC_RMID, NULL); /* back out */
-		return dsm_fail(err, "cannot attach SysV segment 0x%08x: %s",
+		dynshm_sys.shmctl(id, IPC_RMID, NULL); /* back out */
+		return dynshm_fail(err, "cannot attach SysV segment 0x%08x: %s",
 				(unsigned)key, strerror(err));
 	}
 	ids_put(space, handle, id);
@@ -186,8 +186,8 @@ static int sysv_create(dsm_impl_space *space, dsm_handle handle, size_t size,
 /* A segment with this shm_perm, found under key, must be private to us. */
 static int check_ours(key_t key, const struct shmid_ds *ds)
 {
-	if (!dsm_uid_is_ours(ds->shm_perm.uid) || (ds->shm_perm.mode & 077))
-		return dsm_fail(EACCES,
+	if (!dynshm_uid_is_ours(ds->shm_perm.uid) || (ds->shm_perm.mode & 077))
+		return dynshm_fail(EACCES,
 				"SysV segment 0x%08x belongs to uid %u with "
 				"mode %04o, not privately to uid %u",
 				(unsigned)key, (unsigned)ds->shm_perm.uid,
@@ -202,12 +202,12 @@ static int sysv_lookup(key_t key, size_t *size)
 	struct shmid_ds ds;
 	int id, rc;
 
-	id = dsm_sys.shmget(key, 0, 0);
+	id = dynshm_sys.shmget(key, 0, 0);
 	if (id < 0)
-		return dsm_fail(errno, "cannot find SysV segment 0x%08x: %s",
+		return dynshm_fail(errno, "cannot find SysV segment 0x%08x: %s",
 				(unsigned)key, strerror(errno));
-	if (dsm_sys.shmctl(id, IPC_STAT, &ds) < 0)
-		return dsm_fail(errno, "cannot stat SysV segment 0x%08x: %s",
+	if (dynshm_sys.shmctl(id, IPC_STAT, &ds) < 0)
+		return dynshm_fail(errno, "cannot stat SysV segment 0x%08x: %s",
 				(unsigned)key, strerror(errno));
 	rc = check_ours(key, &ds);
 	if (rc < 0)
@@ -217,8 +217,8 @@ static int sysv_lookup(key_t key, size_t *size)
 	return id;
 }
 
-static int sysv_attach(dsm_impl_space *space, dsm_handle handle,
-		       struct dsm_impl_map *map)
+static int sysv_attach(dynshm_impl_space *space, dynshm_handle handle,
+		       struct dynshm_impl_map *map)
 {
 	key_t key = sysv_key(space, handle);
 	size_t size;
@@ -228,9 +228,9 @@ static int sysv_attach(dsm_impl_space *space, dsm_handle handle,
 	id = sysv_lookup(key, &size);
 	if (id < 0)
 		return id;
-	addr = dsm_sys.shmat(id, NULL, 0);
+	addr = dynshm_sys.shmat(id, NULL, 0);
 	if (addr == (void *)-1)
-		return dsm_fail(errno, "cannot attach SysV segment 0x%08x: %s",
+		return dynshm_fail(errno, "cannot attach SysV segment 0x%08x: %s",
 				(unsigned)key, strerror(errno));
 	ids_put(space, handle, id);
 	map->address = addr;
@@ -238,10 +238,10 @@ static int sysv_attach(dsm_impl_space *space, dsm_handle handle,
 	return 0;
 }
 
-static int sysv_detach(struct dsm_impl_map *map)
+static int sysv_detach(struct dynshm_impl_map *map)
 {
-	if (dsm_sys.shmdt(map->address) < 0)
-		return dsm_fail(errno, "cannot detach SysV segment at %p: %s",
+	if (dynshm_sys.shmdt(map->address) < 0)
+		return dynshm_fail(errno, "cannot detach SysV segment at %p: %s",
 				map->address, strerror(errno));
 	return 0;
 }
@@ -252,8 +252,8 @@ static int remove_key(key_t key)
 
 	if (id < 0)
 		return id;
-	if (dsm_sys.shmctl(id, IPC_RMID, NULL) < 0)
-		return dsm_fail(errno, "cannot remove SysV segment 0x%08x: %s",
+	if (dynshm_sys.shmctl(id, IPC_RMID, NULL) < 0)
+		return dynshm_fail(errno, "cannot remove SysV segment 0x%08x: %s",
 				(unsigned)key, strerror(errno));
 	return 0;
 }
@@ -269,10 +269,10 @@ static int remove_by_id(key_t key, int id)
 	struct shmid_ds ds;
 	int rc;
 
-	if (dsm_sys.shmctl(id, IPC_STAT, &ds) < 0) {
+	if (dynshm_sys.shmctl(id, IPC_STAT, &ds) < 0) {
 		if (errno == EINVAL || errno == EIDRM)
 			return 1; /* removed since: ask by key */
-		return dsm_fail(errno, "cannot stat SysV segment 0x%08x: %s",
+		return dynshm_fail(errno, "cannot stat SysV segment 0x%08x: %s",
 				(unsigned)key, strerror(errno));
 	}
 	if (ds.shm_perm.__key != key)
@@ -280,15 +280,15 @@ static int remove_by_id(key_t key, int id)
 	rc = check_ours(key, &ds);
 	if (rc < 0)
 		return rc;
-	if (dsm_sys.shmctl(id, IPC_RMID, NULL) == 0)
+	if (dynshm_sys.shmctl(id, IPC_RMID, NULL) == 0)
 		return 0;
 	if (errno == EINVAL || errno == EIDRM)
 		return 1;
-	return dsm_fail(errno, "cannot remove SysV segment 0x%08x: %s",
+	return dynshm_fail(errno, "cannot remove SysV segment 0x%08x: %s",
 			(unsigned)key, strerror(errno));
 }
 
-static int sysv_destroy(dsm_impl_space *space, dsm_handle handle)
+static int sysv_destroy(dynshm_impl_space *space, dynshm_handle handle)
 {
 	key_t key = sysv_key(space, handle);
 	int id = ids_get(space, handle);
@@ -299,14 +299,14 @@ static int sysv_destroy(dsm_impl_space *space, dsm_handle handle)
 	return rc == 1 ? remove_key(key) : rc;
 }
 
-static int sysv_destroy_name(dsm_impl_space *space, const char *os_name)
+static int sysv_destroy_name(dynshm_impl_space *space, const char *os_name)
 {
 	unsigned key;
 	char tail;
 
 	if (sscanf(os_name, "sysv:0x%x%c", &key, &tail) != 1 ||
 	    key >> TAG_SHIFT != (KEY_MARK >> TAG_SHIFT | instance_tag(space)))
-		return dsm_fail(EINVAL, "'%s' is not a SysV segment name of "
+		return dynshm_fail(EINVAL, "'%s' is not a SysV segment name of "
 					"this instance",
 				os_name);
 	return remove_key((key_t)key);
@@ -320,13 +320,13 @@ static int read_sysvipc(char **out)
 	int fd;
 
 	if (!buf)
-		return dsm_fail(ENOMEM, "out of memory listing SysV segments");
-	fd = dsm_sys.open("/proc/sysvipc/shm", O_RDONLY | O_CLOEXEC, 0);
+		return dynshm_fail(ENOMEM, "out of memory listing SysV segments");
+	fd = dynshm_sys.open("/proc/sysvipc/shm", O_RDONLY | O_CLOEXEC, 0);
 	if (fd < 0) {
 		int err = errno;
 
 		free(buf);
-		return dsm_fail(err, "cannot open /proc/sysvipc/shm: %s",
+		return dynshm_fail(err, "cannot open /proc/sysvipc/shm: %s",
 				strerror(err));
 	}
 	for (;;) {
@@ -336,24 +336,24 @@ static int read_sysvipc(char **out)
 			char *bigger = realloc(buf, cap * 2);
 
 			if (!bigger) {
-				dsm_sys.close(fd);
+				dynshm_sys.close(fd);
 				free(buf);
-				return dsm_fail(ENOMEM, "out of memory listing "
+				return dynshm_fail(ENOMEM, "out of memory listing "
 							"SysV segments");
 			}
 			buf = bigger;
 			cap *= 2;
 		}
-		n = dsm_sys.read(fd, buf + len, cap - len - 1);
+		n = dynshm_sys.read(fd, buf + len, cap - len - 1);
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n <= 0) {
 			int err = n < 0 ? errno : 0;
 
-			dsm_sys.close(fd);
+			dynshm_sys.close(fd);
 			if (err) {
 				free(buf);
-				return dsm_fail(err, "cannot read "
+				return dynshm_fail(err, "cannot read "
 						     "/proc/sysvipc/shm: %s",
 						strerror(err));
 			}
@@ -366,7 +366,7 @@ static int read_sysvipc(char **out)
 	return 0;
 }
 
-static int sysv_list(dsm_impl_space *space, dsm_impl_list_fn fn, void *arg)
+static int sysv_list(dynshm_impl_space *space, dynshm_impl_list_fn fn, void *arg)
 {
 	unsigned want = KEY_MARK >> TAG_SHIFT | instance_tag(space);
 	char *text = NULL, *line, *save = NULL;
@@ -386,18 +386,18 @@ static int sysv_list(dsm_impl_space *space, dsm_impl_list_fn fn, void *arg)
 		if (sscanf(line, "%d %d %o %llu %d %d %lu %u", &key, &id,
 			   &perms, &size, &cpid, &lpid, &nattch, &uid) != 8)
 			continue;
-		if ((unsigned)key >> TAG_SHIFT != want || !dsm_uid_is_ours((uid_t)uid))
+		if ((unsigned)key >> TAG_SHIFT != want || !dynshm_uid_is_ours((uid_t)uid))
 			continue;
 		snprintf(name, sizeof(name), "sysv:0x%08x", (unsigned)key);
-		rc = fn(DSM_HANDLE_INVALID, name, arg);
+		rc = fn(DYNSHM_HANDLE_INVALID, name, arg);
 	}
 	free(text);
 	return rc;
 }
 
-const struct dsm_impl_ops dsm_impl_sysv_ops = {
-	.version = DSM_IMPL_OPS_VERSION,
-	.type = DSM_IMPL_SYSV,
+const struct dynshm_impl_ops dynshm_impl_sysv_ops = {
+	.version = DYNSHM_IMPL_OPS_VERSION,
+	.type = DYNSHM_IMPL_SYSV,
 	.name = "sysv",
 	.create = sysv_create,
 	.attach = sysv_attach,

@@ -79,7 +79,7 @@ int fuzz_control(const uint8_t *data, size_t size)
 int fuzz_config(const uint8_t *data, size_t size)
 {
 	char path[64];
-	dsm_config *cfg = NULL;
+	dynshm_config *cfg = NULL;
 	int fd, rc;
 
 	fd = memfd_create("dynshm-fuzz-config", MFD_CLOEXEC);
@@ -90,10 +90,10 @@ int fuzz_config(const uint8_t *data, size_t size)
 		return -EIO;
 	}
 	snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
-	rc = dsm_config_new(&cfg);
+	rc = dynshm_config_new(&cfg);
 	if (rc == 0)
-		rc = dsm_config_load_file(cfg, path);
-	dsm_config_free(cfg);
+		rc = dynshm_config_load_file(cfg, path);
+	dynshm_config_free(cfg);
 	close(fd);
 	return rc;
 }

@@ -9,7 +9,7 @@
  *   control segment image.  Returns ctl_validate's result; when that
  *   accepts, the image has also been recomputed, walked and re-validated.
  * fuzz_config: data is the text of a configuration file, fed through
- *   dsm_config_load_file.  Returns its result.
+ *   dynshm_config_load_file.  Returns its result.
  * Neither may crash, leak or touch memory outside the input, whatever the
  * bytes; that is what the sanitizers check.
  */
