@@ -62,7 +62,8 @@ char *test_make_dir(void)
 {
 	char *path;
 
-	if (asprintf(&path, "%s/dynshm-test.XXXXXX", tmp_dir()) < 0)
+	if (asprintf(&path, "%s/dynshm-test.%03x.XXXXXX", tmp_dir(),
+		     (unsigned)TEST_TAG) < 0)
 		return NULL;
 	if (!mkdtemp(path) || chmod(path, 0700) < 0) {
 		int err = errno;
@@ -200,7 +201,8 @@ static int count_dirs_in(const char *base, char *report, size_t len)
 	char *pattern;
 	int n = 0, rc;
 
-	if (asprintf(&pattern, "%s/dynshm-test.*", base) < 0)
+	if (asprintf(&pattern, "%s/dynshm-test.%03x.*", base,
+		     (unsigned)TEST_TAG) < 0)
 		return -ENOMEM;
 	rc = glob(pattern, GLOB_NOSORT | GLOB_ONLYDIR, NULL, &g);
 	free(pattern);

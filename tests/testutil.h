@@ -23,8 +23,15 @@
 #include <stdio.h>
 #include <sys/types.h>
 
-/* Low 12 bits of every test instance id (and so the SysV key tag). */
+/*
+ * Low 12 bits of every test instance id (and so the SysV key tag).  The
+ * build may choose another (meson -Dtest_tag=N) so that two checkouts can
+ * run their suites on one machine at once without counting each other's
+ * objects as leftovers.
+ */
+#ifndef TEST_TAG
 #define TEST_TAG 0xd5fu
+#endif
 /* Exit status that meson (and automake) read as "skipped". */
 #define TEST_SKIP 77
 /* A uid that is not ours (nobody), for ownership tests run as root. */
