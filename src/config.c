@@ -10,6 +10,12 @@
  * Precedence is the order of application, later wins: compiled defaults
  * (dynshm_config_new) < config file < environment < dynshm_config_set.
  * dynshm_config_load() applies the file and the environment in that order.
+ *
+ * Spelling follows PostgreSQL's GUCs: key names and the names a key takes
+ * are case-insensitive, on/off keys take every boolean spelling
+ * (on/off/true/false/yes/no/1/0), sizes take B, kB, MB, GB and TB.  What
+ * PostgreSQL would refuse loudly is refused here too: an unknown key in a
+ * file, and a DYNSHM_* variable in the environment that names no key.
  */
 #include "config.h"
 
@@ -27,6 +33,8 @@
 #include "sys.h"
 
 #include <fcntl.h>
+#include <strings.h>
+#include <sys/stat.h>
 
 #define DEFAULT_MAX_SEGMENTS 4096u
 #define DEFAULT_MAX_PROCESSES 256u
@@ -43,7 +51,15 @@ struct key_desc {
 static int set_backend(struct dynshm_config *cfg, const struct key_desc *d,
 		       const char *value)
 {
-	if (dynshm_impl_type_from_name(value, &cfg->backend) < 0)
+	char lower[16];
+	size_t i;
+
+	/* The backend layer's names are lower case; the key is not fussy. */
+	for (i = 0; value[i] && i + 1 < sizeof(lower); i++)
+		lower[i] = (char)tolower((unsigned char)value[i]);
+	lower[i] = '\0';
+	if (value[i] != '\0' ||
+	    dynshm_impl_type_from_name(lower, &cfg->backend) < 0)
 		return dynshm_fail(EINVAL, "invalid value '%s' for %s "
 					"(allowed: posix, sysv, mmap, none)",
 				value, d->name);
@@ -144,17 +160,36 @@ static int get_max_processes(const struct dynshm_config *cfg, char *buf,
 
 static const char *const mshare_modes[] = { "off", "try", "on" };
 
+/*
+ * An off/try/on key (mshare, huge_pages): "try", or any of PostgreSQL's
+ * boolean spellings, in any case.  0 off, 1 try, 2 on; -1 for anything else.
+ */
+static int parse_off_try_on(const char *value)
+{
+	static const char *const off[] = { "off", "false", "no", "0" };
+	static const char *const on[] = { "on", "true", "yes", "1" };
+
+	for (size_t i = 0; i < sizeof(off) / sizeof(off[0]); i++) {
+		if (strcasecmp(value, off[i]) == 0)
+			return 0;
+		if (strcasecmp(value, on[i]) == 0)
+			return 2;
+	}
+	return strcasecmp(value, "try") == 0 ? 1 : -1;
+}
+
 static int set_mshare(struct dynshm_config *cfg, const struct key_desc *d,
 		      const char *value)
 {
-	for (int m = MSHARE_OFF; m <= MSHARE_ON; m++) {
-		if (strcmp(value, mshare_modes[m]) == 0) {
-			cfg->mshare = m;
-			return 0;
-		}
+	int m = parse_off_try_on(value);
+
+	if (m >= 0) {
+		cfg->mshare = m; /* MSHARE_OFF, _TRY, _ON are 0, 1, 2 */
+		return 0;
 	}
 	return dynshm_fail(EINVAL, "invalid value '%s' for %s (allowed: off, "
-				"try, on)",
+				"try, on, or a boolean: true, false, yes, no, "
+				"1, 0)",
 			value, d->name);
 }
 
@@ -184,9 +219,9 @@ static int get_mshare_path(const struct dynshm_config *cfg, char *buf,
 /* ---- region carve-outs and huge pages (region.c) ------------------------ */
 
 /*
- * A size: digits, then optionally kB, MB, GB or TB (powers of 1024, spelled
- * as PostgreSQL spells them); a bare number is megabytes, as for
- * PostgreSQL's min_dynamic_shared_memory.
+ * A size: digits, then optionally B, kB, MB, GB or TB (powers of 1024,
+ * spelled - case included - as PostgreSQL spells its memory units); a bare
+ * number is megabytes, as for PostgreSQL's min_dynamic_shared_memory.
  */
 static int set_min_dsm(struct dynshm_config *cfg, const struct key_desc *d,
 		       const char *value)
@@ -194,8 +229,8 @@ static int set_min_dsm(struct dynshm_config *cfg, const struct key_desc *d,
 	static const struct {
 		const char *unit;
 		unsigned shift;
-	} units[] = { { "", 20 },   { "kB", 10 }, { "MB", 20 },
-		      { "GB", 30 }, { "TB", 40 } };
+	} units[] = { { "", 20 },   { "B", 0 },	  { "kB", 10 },
+		      { "MB", 20 }, { "GB", 30 }, { "TB", 40 } };
 	unsigned long long v;
 	char *end;
 
@@ -214,7 +249,8 @@ static int set_min_dsm(struct dynshm_config *cfg, const struct key_desc *d,
 bad:
 	return dynshm_fail(EINVAL,
 			"invalid value '%s' for %s (allowed: 0, or a size up "
-			"to 64GB with unit kB, MB, GB or TB; no unit means MB)",
+			"to 64GB with unit B, kB, MB, GB or TB; no unit means "
+			"MB)",
 			value, d->name);
 }
 
@@ -228,7 +264,10 @@ static int get_min_dsm(const struct dynshm_config *cfg, char *buf, size_t len)
 	if (v % (1ull << 20) == 0)
 		return snprintf(buf, len, "%lluMB",
 				(unsigned long long)(v >> 20));
-	return snprintf(buf, len, "%llukB", (unsigned long long)(v >> 10));
+	if (v % (1ull << 10) == 0)
+		return snprintf(buf, len, "%llukB",
+				(unsigned long long)(v >> 10));
+	return snprintf(buf, len, "%lluB", (unsigned long long)v);
 }
 
 static const char *const huge_names[] = {
@@ -240,14 +279,14 @@ static const char *const huge_names[] = {
 static int set_huge_pages(struct dynshm_config *cfg, const struct key_desc *d,
 			  const char *value)
 {
-	for (int i = 0; i < 3; i++) {
-		if (strcmp(value, huge_names[i]) == 0) {
-			cfg->huge_pages = i;
-			return 0;
-		}
+	int i = parse_off_try_on(value);
+
+	if (i >= 0) {
+		cfg->huge_pages = i; /* DYNSHM_HUGE_PAGES_OFF, _TRY, _ON */
+		return 0;
 	}
 	return dynshm_fail(EINVAL, "invalid value '%s' for %s (allowed: off, try, "
-				"on)",
+				"on, or a boolean: true, false, yes, no, 1, 0)",
 			value, d->name);
 }
 
@@ -279,20 +318,28 @@ static const struct key_desc keys[] = {
 static const struct key_desc *find_key(const char *name)
 {
 	for (size_t i = 0; name && i < NKEYS; i++)
-		if (strcmp(keys[i].name, name) == 0)
+		if (strcasecmp(keys[i].name, name) == 0)
 			return &keys[i];
 	return NULL;
+}
+
+/* Every key's name, comma-separated, for messages (all eight fit). */
+static void known_keys(char *known, size_t len)
+{
+	size_t used = 0;
+
+	known[0] = '\0';
+	for (size_t i = 0; i < NKEYS && used < len; i++)
+		used += (size_t)snprintf(known + used, len - used, "%s%s",
+					 i ? ", " : "", keys[i].name);
 }
 
 /* value: what was to be set, or NULL when only reading the key. */
 static int unknown_key(const char *name, const char *value)
 {
-	char known[512] = "";
-	size_t used = 0;
+	char known[256];
 
-	for (size_t i = 0; i < NKEYS && used < sizeof(known); i++)
-		used += (size_t)snprintf(known + used, sizeof(known) - used,
-					 "%s%s", i ? ", " : "", keys[i].name);
+	known_keys(known, sizeof(known));
 	if (value)
 		return dynshm_fail(EINVAL,
 				"unknown configuration key '%s' (value '%s'; "
@@ -443,7 +490,47 @@ static int parse_line(struct dynshm_config *cfg, const char *path, int lineno,
 	return 0;
 }
 
-static int read_file(const char *path, char **out)
+static const char *file_kind(mode_t mode)
+{
+	switch (mode & S_IFMT) {
+	case S_IFIFO:
+		return "a FIFO";
+	case S_IFCHR:
+		return "a character device";
+	case S_IFBLK:
+		return "a block device";
+	case S_IFSOCK:
+		return "a socket";
+	case S_IFDIR:
+		return "a directory";
+	default:
+		return "not a regular file";
+	}
+}
+
+/* 0 for a regular file; else the failure is recorded (EINVAL). */
+static int check_regular(int fd, const char *path)
+{
+	struct stat st;
+
+	if (dynshm_sys.fstat(fd, &st) < 0) {
+		int err = errno;
+
+		return dynshm_fail(err, "cannot stat configuration file '%s': %s",
+				path, strerror(err));
+	}
+	if (!S_ISREG(st.st_mode))
+		return dynshm_fail(EINVAL, "configuration file '%s' is %s "
+				       "(allowed: a regular file)",
+				path, file_kind(st.st_mode));
+	return 0;
+}
+
+/*
+ * The whole file into *out, NUL-terminated; *len_out its length, which a
+ * NUL byte inside the text would make differ from strlen (refused later).
+ */
+static int read_file(const char *path, char **out, size_t *len_out)
 {
 	size_t len = 0, cap = 4096;
 	char *text = malloc(cap);
@@ -451,13 +538,23 @@ static int read_file(const char *path, char **out)
 
 	if (!text)
 		return dynshm_fail(ENOMEM, "out of memory reading '%s'", path);
-	fd = dynshm_sys.open(path, O_RDONLY | O_CLOEXEC, 0);
+	/*
+	 * O_NONBLOCK: opening a FIFO with no writer would wait for one
+	 * forever.  Only a regular file is read (after fstat, so a device or
+	 * a FIFO is refused before any read could block on it).
+	 */
+	fd = dynshm_sys.open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK, 0);
 	if (fd < 0) {
 		int err = errno;
 
 		free(text);
 		return dynshm_fail(err, "cannot open configuration file '%s': %s",
 				path, strerror(err));
+	}
+	if (check_regular(fd, path) < 0) {
+		DYNSHM_SAVE_ERRNO(dynshm_sys.close(fd));
+		free(text);
+		return -EINVAL;
 	}
 	for (;;) {
 		ssize_t n;
@@ -494,22 +591,47 @@ static int read_file(const char *path, char **out)
 	dynshm_sys.close(fd);
 	text[len] = '\0';
 	*out = text;
+	*len_out = len;
 	return 0;
+}
+
+/*
+ * A NUL byte would end the text early and the lines after it would be
+ * skipped in silence: refuse it, naming the line.  0 when there is none.
+ */
+static int refuse_nul(const char *path, const char *text, size_t len)
+{
+	const char *nul = memchr(text, '\0', len);
+	int lineno = 1;
+
+	if (!nul)
+		return 0;
+	for (const char *p = text; p < nul; p++)
+		lineno += *p == '\n';
+	return dynshm_fail(EINVAL, "%s:%d: a NUL byte at offset %zu (allowed: "
+			       "text; is the file binary, or UTF-16?)",
+			path, lineno, (size_t)(nul - text));
 }
 
 DYNSHM_EXPORT int dynshm_config_load_file(dynshm_config *cfg, const char *path)
 {
 	struct dynshm_config copy;
 	char *text = NULL, *line, *next;
+	size_t len = 0;
 	int lineno = 0, rc;
 
 	if (!cfg || !path)
 		return dynshm_fail(EINVAL, "no configuration or path given");
-	rc = read_file(path, &text);
+	rc = read_file(path, &text, &len);
 	if (rc < 0)
 		return rc;
+	rc = refuse_nul(path, text, len);
 	copy = *cfg; /* all or nothing: a refused file changes nothing */
-	for (line = text; rc == 0 && line; line = next) {
+	line = text;
+	/* A UTF-8 byte-order mark (some Windows editors write one) is no key. */
+	if (strncmp(line, "\xEF\xBB\xBF", 3) == 0)
+		line += 3;
+	for (; rc == 0 && line; line = next) {
 		next = strchr(line, '\n');
 		if (next)
 			*next++ = '\0';
@@ -519,6 +641,55 @@ DYNSHM_EXPORT int dynshm_config_load_file(dynshm_config *cfg, const char *path)
 	if (rc == 0)
 		*cfg = copy;
 	return rc;
+}
+
+extern char **environ;
+
+/*
+ * A DYNSHM_* variable that names no key is refused, as an unknown key in a
+ * file is: DYNSHM_MAX_SEGMENT=100 ignored in silence would leave an
+ * operator believing it counted.  Not configuration, so not refused:
+ * DYNSHM_CONFIG (the file) and DYNSHM_TEST_* (the test programs' own).
+ */
+static int refuse_unknown_variables(void)
+{
+	static const char prefix[] = "DYNSHM_";
+	const size_t plen = sizeof(prefix) - 1;
+
+	for (char **e = environ; e && *e; e++) {
+		const char *name = *e + plen, *eq = strchr(*e, '=');
+		size_t nlen;
+		bool known = false;
+
+		if (strncmp(*e, prefix, plen) != 0 || !eq)
+			continue;
+		nlen = (size_t)(eq - name);
+		if ((nlen == 6 && strncmp(name, "CONFIG", 6) == 0) ||
+		    strncmp(name, "TEST_", 5) == 0)
+			continue;
+		for (size_t i = 0; !known && i < NKEYS; i++) {
+			const char *k = keys[i].name;
+			size_t j = 0;
+
+			/* upper case, as dynshm_config_load reads them */
+			while (j < nlen && k[j] &&
+			       name[j] == toupper((unsigned char)k[j]))
+				j++;
+			known = j == nlen && k[j] == '\0';
+		}
+		if (!known) {
+			char known_list[256];
+
+			known_keys(known_list, sizeof(known_list));
+			return dynshm_fail(EINVAL,
+					"environment %.*s names no configuration "
+					"key (DYNSHM_ and a key in upper case; "
+					"keys: %s); unset it or correct its "
+					"name",
+					(int)(eq - *e), *e, known_list);
+		}
+	}
+	return 0;
 }
 
 DYNSHM_EXPORT int dynshm_config_load(dynshm_config *cfg, const char *path)
@@ -532,6 +703,8 @@ DYNSHM_EXPORT int dynshm_config_load(dynshm_config *cfg, const char *path)
 	copy = *cfg;
 	if (file && *file)
 		rc = dynshm_config_load_file(&copy, file);
+	if (rc == 0)
+		rc = refuse_unknown_variables();
 	for (size_t i = 0; rc == 0 && i < NKEYS; i++) {
 		char var[64];
 		const char *value;
@@ -567,7 +740,8 @@ DYNSHM_EXPORT int dynshm_config_get(const dynshm_config *cfg, const char *key,
 		return unknown_key(key, NULL);
 	n = d->get(cfg, buf, len);
 	if (n < 0 || (size_t)n >= len)
-		return dynshm_fail(ENAMETOOLONG, "buffer too small for %s",
-				d->name);
+		return dynshm_fail(ERANGE, "the value of %s needs a buffer of %d "
+				       "bytes (%d and its NUL); %zu given",
+				d->name, n + 1, n, len);
 	return 0;
 }

@@ -9,7 +9,11 @@
  * and a process joining an instance with a conflicting explicit backend must
  * be told so.  Instances are opened by directory in a private test
  * directory, and the leftovers check runs after every test that makes one.
- * (Size units arrive with the first size key; none of these keys has one.)
+ * Spellings are PostgreSQL's: keys and the names a key takes in any case,
+ * every boolean spelling for an off/try/on key, memory units B to TB.
+ * Hostile files (a NUL byte, a FIFO, a device, a byte-order mark) and a
+ * DYNSHM_* variable naming no key are refused with a message, never read
+ * half or waited on.
  */
 #include "testutil.h"
 
@@ -25,6 +29,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -355,6 +361,186 @@ static void test_join_conflict(void **state)
 	ASSERT_OK(dynshm_instance_destroy(creator));
 }
 
+/* ---- spellings (issue 11, section 5) ---------------------------------- */
+
+static void test_spellings(void **state)
+{
+	static const struct {
+		const char *key, *value, *want;
+	} cases[] = {
+		/* key names in any case */
+		{ "MAX_SEGMENTS", "12", "12" },
+		{ "Max_Processes", "7", "7" },
+		/* enum values in any case */
+		{ "dynamic_shared_memory_type", "SysV", "sysv" },
+		{ "DYNAMIC_SHARED_MEMORY_TYPE", "POSIX", "posix" },
+		{ "huge_pages", "TRY", "try" },
+		{ "mshare", "Off", "off" },
+		/* booleans for off/try/on keys */
+		{ "huge_pages", "true", "on" },
+		{ "huge_pages", "no", "off" },
+		{ "huge_pages", "YES", "on" },
+		{ "huge_pages", "0", "off" },
+		{ "mshare", "1", "on" },
+		{ "mshare", "false", "off" },
+		/* PostgreSQL's memory units, B included */
+		{ "min_dynamic_shared_memory", "1048576B", "1MB" },
+		{ "min_dynamic_shared_memory", "1000 B", "1000B" },
+		{ "min_dynamic_shared_memory", "8kB", "8kB" },
+		{ "min_dynamic_shared_memory", "0TB", "0MB" },
+	};
+	static const struct {
+		const char *key, *value, *allowed;
+	} refused[] = {
+		{ "huge_pages", "maybe", "true, false, yes, no, 1, 0" },
+		{ "mshare", "2", "off, try, on" },
+		/* units keep PostgreSQL's case */
+		{ "min_dynamic_shared_memory", "1mb", "B, kB, MB, GB or TB" },
+		{ "min_dynamic_shared_memory", "1b", "B, kB, MB, GB or TB" },
+		{ "dynamic_shared_memory_type", "posixx", "posix, sysv" },
+	};
+	char buf[64], path[PATH_MAX];
+	dynshm_config *cfg;
+
+	(void)state;
+	ASSERT_OK(dynshm_config_new(&cfg));
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		if (dynshm_config_set(cfg, cases[i].key, cases[i].value) != 0)
+			fail_msg("%s = '%s' refused: %s", cases[i].key,
+				 cases[i].value, dynshm_last_error());
+		ASSERT_OK(dynshm_config_get(cfg, cases[i].key, buf,
+					    sizeof(buf)));
+		if (strcmp(buf, cases[i].want) != 0)
+			fail_msg("%s = '%s' reads back '%s', expected '%s'",
+				 cases[i].key, cases[i].value, buf,
+				 cases[i].want);
+	}
+	for (size_t i = 0; i < sizeof(refused) / sizeof(refused[0]); i++) {
+		ASSERT_RC(dynshm_config_set(cfg, refused[i].key,
+					    refused[i].value),
+			  -EINVAL);
+		expect_message(refused[i].value, refused[i].allowed,
+			       (char *)NULL);
+	}
+	/* a file says it the same way */
+	write_file("case.conf", "Huge_Pages = Off\nMSHARE = yes\n", path,
+		   sizeof(path));
+	ASSERT_OK(dynshm_config_load_file(cfg, path));
+	expect_setting(cfg, "huge_pages", "off");
+	expect_setting(cfg, "mshare", "on");
+	dynshm_config_free(cfg);
+}
+
+/* A buffer too small: -ERANGE, and the message says how many bytes. */
+static void test_get_buffer(void **state)
+{
+	char buf[8];
+	dynshm_config *cfg;
+
+	(void)state;
+	ASSERT_OK(dynshm_config_new(&cfg));
+	ASSERT_OK(dynshm_config_set(cfg, "dynamic_shared_memory_type", "mmap"));
+	ASSERT_RC(dynshm_config_get(cfg, "dynamic_shared_memory_type", buf, 4),
+		  -ERANGE);
+	expect_message("dynamic_shared_memory_type", "needs a buffer of 5 bytes",
+		       "4 given", (char *)NULL);
+	ASSERT_OK(dynshm_config_get(cfg, "dynamic_shared_memory_type", buf, 5));
+	assert_string_equal(buf, "mmap");
+	dynshm_config_free(cfg);
+}
+
+/* ---- hostile files (issue 13, item 5) ----------------------------------- */
+
+/* Write len bytes (NULs allowed) to <dir>/name. */
+static void write_bytes(const char *name, const char *bytes, size_t len,
+			char *path, size_t plen)
+{
+	FILE *f;
+
+	snprintf(path, plen, "%s/%s", dir, name);
+	f = fopen(path, "w");
+	assert_non_null(f);
+	assert_int_equal(fwrite(bytes, 1, len, f), len);
+	assert_int_equal(fclose(f), 0);
+}
+
+static void test_hostile_files(void **state)
+{
+	static const char nul1[] = "\0max_segments = 5\nbogus\n";
+	static const char nul3[] = "max_segments = 5\n# fine\nmax_pro\0cesses = 3\n";
+	static const char bom[] = "\xEF\xBB\xBFmax_segments = 5\n";
+	char path[PATH_MAX];
+	dynshm_config *cfg;
+
+	(void)state;
+	ASSERT_OK(dynshm_config_new(&cfg));
+	ASSERT_OK(dynshm_config_set(cfg, "max_segments", "99"));
+
+	/* a NUL byte: refused with file:line, nothing applied */
+	write_bytes("nul1.conf", nul1, sizeof(nul1) - 1, path, sizeof(path));
+	ASSERT_RC(dynshm_config_load_file(cfg, path), -EINVAL);
+	expect_message(path, ":1: ", "NUL byte", (char *)NULL);
+	write_bytes("nul3.conf", nul3, sizeof(nul3) - 1, path, sizeof(path));
+	ASSERT_RC(dynshm_config_load_file(cfg, path), -EINVAL);
+	expect_message(path, ":3: ", "NUL byte", (char *)NULL);
+	expect_setting(cfg, "max_segments", "99");
+
+	/* a UTF-8 byte-order mark is accepted */
+	write_bytes("bom.conf", bom, sizeof(bom) - 1, path, sizeof(path));
+	if (dynshm_config_load_file(cfg, path) != 0)
+		fail_msg("a file with a byte-order mark was refused: %s",
+			 dynshm_last_error());
+	expect_setting(cfg, "max_segments", "5");
+
+	/*
+	 * A FIFO with no writer: refused at once, never waited on.  The
+	 * alarm turns a hang into a failure (SIGALRM ends the test).
+	 */
+	snprintf(path, sizeof(path), "%s/fifo.conf", dir);
+	assert_int_equal(mkfifo(path, 0600), 0);
+	alarm(20);
+	ASSERT_RC(dynshm_config_load_file(cfg, path), -EINVAL);
+	alarm(0);
+	expect_message(path, "a FIFO", "allowed: a regular file", (char *)NULL);
+	ASSERT_RC(dynshm_config_load(cfg, path), -EINVAL);
+
+	/* a device and a directory: refused the same way */
+	ASSERT_RC(dynshm_config_load_file(cfg, "/dev/null"), -EINVAL);
+	expect_message("/dev/null", "a character device", (char *)NULL);
+	ASSERT_RC(dynshm_config_load_file(cfg, dir), -EINVAL);
+	expect_message(dir, "a directory", (char *)NULL);
+	expect_setting(cfg, "max_segments", "5");
+	dynshm_config_free(cfg);
+}
+
+/* ---- a DYNSHM_* variable that names no key (issue 11, section 5) ------- */
+
+static void test_unknown_variable(void **state)
+{
+	dynshm_config *cfg;
+
+	(void)state;
+	ASSERT_OK(dynshm_config_new(&cfg));
+	setenv("DYNSHM_MAX_SEGMENTS", "40", 1);
+	setenv("DYNSHM_MAX_SEGMENT", "50", 1); /* a typo */
+	ASSERT_RC(dynshm_config_load(cfg, NULL), -EINVAL);
+	expect_message("environment DYNSHM_MAX_SEGMENT names no configuration "
+		       "key",
+		       "max_segments", "mshare_path", (char *)NULL);
+	expect_setting(cfg, "max_segments", "4096"); /* all or nothing */
+	unsetenv("DYNSHM_MAX_SEGMENT");
+
+	/* the test programs' own variables and the file's are not keys */
+	setenv("DYNSHM_TEST_SOMETHING", "x", 1);
+	setenv("DYNSHM_CONFIG", "", 1);
+	ASSERT_OK(dynshm_config_load(cfg, NULL));
+	expect_setting(cfg, "max_segments", "40");
+	unsetenv("DYNSHM_TEST_SOMETHING");
+	unsetenv("DYNSHM_CONFIG");
+	unsetenv("DYNSHM_MAX_SEGMENTS");
+	dynshm_config_free(cfg);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -367,6 +553,14 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_round_trip, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_join_conflict, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_spellings, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_get_buffer, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_hostile_files, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_unknown_variable, setup,
 						teardown),
 	};
 	int rc;

@@ -3407,7 +3407,7 @@ static void test_config(void **state)
 	}
 	ASSERT_OK(dynshm_config_set(cfg, "dynamic_shared_memory_type", "mmap"));
 	expect_refused(cfg, "dynamic_shared_memory_type", "posx", "mmap");
-	expect_refused(cfg, "dynamic_shared_memory_type", "POSIX", "mmap");
+	expect_refused(cfg, "dynamic_shared_memory_type", "posix2", "mmap");
 	ASSERT_MSG_HAS("posix"); /* what is allowed */
 
 	for (size_t k = 0; k < 2; k++) {
