@@ -7,6 +7,12 @@
  * one-line message in a thread-local buffer, read with dynshm_last_error().
  * Keeping the message out of the return value keeps the API small and the
  * fast paths free of allocation.
+ *
+ * dynshm_strerror() describes a code without knowing what failed, so its
+ * words must hold for every function that returns it: -ENOENT comes from a
+ * missing configuration file as well as from a stale handle.
+ * dynshm_strerrorname() gives the symbol ("ENOENT"), for logs and scripts
+ * that match on it.
  */
 #include "error.h"
 
@@ -48,15 +54,16 @@ DYNSHM_EXPORT const char *dynshm_strerror(int code)
 		code = -code;
 	switch (-code) {
 	case ENOENT:
-		return "no such dynamic shared memory segment or instance";
+		return "not found (no such file, instance or segment)";
 	case ENOTSUP:
 		return "not supported (backend disabled or feature unavailable)";
 	case ENOSPC:
-		return "out of space (shared memory, slots or processes)";
+		return "out of space (memory, segment slots or process entries)";
 	case EEXIST:
 		return "already exists";
 	case EACCES:
-		return "permission denied (owned by another user or unsafe)";
+		return "permission denied (owned by another user, or unsafe "
+		       "permissions)";
 	case EUCLEAN:
 		return "control segment is corrupt or foreign";
 	case EINVAL:
@@ -65,4 +72,59 @@ DYNSHM_EXPORT const char *dynshm_strerror(int code)
 		/* strerror_r (GNU) may return a static string or use buf. */
 		return strerror_r(-code, buf, sizeof(buf));
 	}
+}
+
+/*
+ * Linux's errno symbols, one per value: where two names share a value
+ * (EWOULDBLOCK, EDEADLOCK, EOPNOTSUPP) the one the library documents
+ * comes first and wins.
+ */
+#define E(name) { name, #name }
+static const struct {
+	int code;
+	const char *name;
+} errno_names[] = {
+	E(EPERM), E(ENOENT), E(ESRCH), E(EINTR), E(EIO), E(ENXIO), E(E2BIG),
+	E(ENOEXEC), E(EBADF), E(ECHILD), E(EAGAIN), E(ENOMEM), E(EACCES),
+	E(EFAULT), E(ENOTBLK), E(EBUSY), E(EEXIST), E(EXDEV), E(ENODEV),
+	E(ENOTDIR), E(EISDIR), E(EINVAL), E(ENFILE), E(EMFILE), E(ENOTTY),
+	E(ETXTBSY), E(EFBIG), E(ENOSPC), E(ESPIPE), E(EROFS), E(EMLINK),
+	E(EPIPE), E(EDOM), E(ERANGE), E(EDEADLK), E(ENAMETOOLONG), E(ENOLCK),
+	E(ENOSYS), E(ENOTEMPTY), E(ELOOP), E(ENOMSG), E(EIDRM), E(ECHRNG),
+	E(EL2NSYNC), E(EL3HLT), E(EL3RST), E(ELNRNG), E(EUNATCH), E(ENOCSI),
+	E(EL2HLT), E(EBADE), E(EBADR), E(EXFULL), E(ENOANO), E(EBADRQC),
+	E(EBADSLT), E(EBFONT), E(ENOSTR), E(ENODATA), E(ETIME), E(ENOSR),
+	E(ENONET), E(ENOPKG), E(EREMOTE), E(ENOLINK), E(EADV), E(ESRMNT),
+	E(ECOMM), E(EPROTO), E(EMULTIHOP), E(EDOTDOT), E(EBADMSG),
+	E(EOVERFLOW), E(ENOTUNIQ), E(EBADFD), E(EREMCHG), E(ELIBACC),
+	E(ELIBBAD), E(ELIBSCN), E(ELIBMAX), E(ELIBEXEC), E(EILSEQ),
+	E(ERESTART), E(ESTRPIPE), E(EUSERS), E(ENOTSOCK), E(EDESTADDRREQ),
+	E(EMSGSIZE), E(EPROTOTYPE), E(ENOPROTOOPT), E(EPROTONOSUPPORT),
+	E(ESOCKTNOSUPPORT), E(ENOTSUP), E(EPFNOSUPPORT), E(EAFNOSUPPORT),
+	E(EADDRINUSE), E(EADDRNOTAVAIL), E(ENETDOWN), E(ENETUNREACH),
+	E(ENETRESET), E(ECONNABORTED), E(ECONNRESET), E(ENOBUFS), E(EISCONN),
+	E(ENOTCONN), E(ESHUTDOWN), E(ETOOMANYREFS), E(ETIMEDOUT),
+	E(ECONNREFUSED), E(EHOSTDOWN), E(EHOSTUNREACH), E(EALREADY),
+	E(EINPROGRESS), E(ESTALE), E(EUCLEAN), E(ENOTNAM), E(ENAVAIL),
+	E(EISNAM), E(EREMOTEIO), E(EDQUOT), E(ENOMEDIUM), E(EMEDIUMTYPE),
+	E(ECANCELED), E(ENOKEY), E(EKEYEXPIRED), E(EKEYREVOKED),
+	E(EKEYREJECTED), E(EOWNERDEAD), E(ENOTRECOVERABLE), E(ERFKILL),
+#ifdef EHWPOISON
+	E(EHWPOISON),
+#endif
+	E(EWOULDBLOCK), E(EDEADLOCK), E(EOPNOTSUPP),
+};
+#undef E
+
+DYNSHM_EXPORT const char *dynshm_strerrorname(int code)
+{
+	if (code == 0)
+		return "0";
+	if (code < 0)
+		code = -code;
+	for (size_t i = 0; i < sizeof(errno_names) / sizeof(errno_names[0]);
+	     i++)
+		if (errno_names[i].code == code)
+			return errno_names[i].name;
+	return NULL;
 }

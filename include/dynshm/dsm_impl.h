@@ -139,6 +139,11 @@ size_t dynshm_impl_map_size(const dynshm_impl_map *map);
  */
 const char *dynshm_strerror(int code);
 const char *dynshm_last_error(void);
+/*
+ * The symbol of an errno value, negative or positive: "ENOENT" for -ENOENT,
+ * "0" for 0, NULL for a value that has none.  Constant strings.
+ */
+const char *dynshm_strerrorname(int code);
 
 #ifdef __cplusplus
 }

@@ -1,0 +1,91 @@
+/*
+ * test_errors.c - what a caller reads about a failure code.
+ *
+ * dynshm_strerrorname() must name every errno value the C library knows,
+ * by the symbol the library's documentation uses where two share a value,
+ * and say NULL (not crash, not invent) for the rest.  dynshm_strerror()'s
+ * own wordings must hold for every function that returns the code: a
+ * missing configuration file is -ENOENT too, and is not a "segment".
+ * No instance is made, so this runs alongside anything.
+ */
+#include <dynshm/dsm.h>
+
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+static void test_names(void **state)
+{
+	static const struct {
+		int code;
+		const char *name;
+	} cases[] = {
+		{ -ENOENT, "ENOENT" },	  { ENOENT, "ENOENT" },
+		{ -EINVAL, "EINVAL" },	  { -EUCLEAN, "EUCLEAN" },
+		{ -ERANGE, "ERANGE" },	  { -ENOSPC, "ENOSPC" },
+		{ -EWOULDBLOCK, "EAGAIN" }, { -EOPNOTSUPP, "ENOTSUP" },
+		{ -EDEADLOCK, "EDEADLK" }, { 0, "0" },
+	};
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		const char *name = dynshm_strerrorname(cases[i].code);
+
+		if (!name || strcmp(name, cases[i].name) != 0)
+			fail_msg("dynshm_strerrorname(%d) = %s, expected %s",
+				 cases[i].code, name ? name : "NULL",
+				 cases[i].name);
+	}
+	assert_null(dynshm_strerrorname(-99999));
+	assert_null(dynshm_strerrorname(4095));
+}
+
+/* Every value with a C library text below 134 has a name, "E..." */
+static void test_every_known_code(void **state)
+{
+	(void)state;
+	for (int code = 1; code < 134; code++) {
+		const char *name = dynshm_strerrorname(-code);
+		char unknown[64];
+
+		snprintf(unknown, sizeof(unknown), "Unknown error %d", code);
+		if (strcmp(strerror(code), unknown) == 0)
+			continue;
+		if (!name || name[0] != 'E')
+			fail_msg("errno %d (%s) has no name: %s", code,
+				 strerror(code), name ? name : "NULL");
+	}
+}
+
+/* Wordings that fit every source of the code. */
+static void test_wording(void **state)
+{
+	const char *s = dynshm_strerror(-ENOENT);
+
+	(void)state;
+	if (strstr(s, "segment or instance") || !strstr(s, "file"))
+		fail_msg("-ENOENT reads '%s': a missing configuration file "
+			 "is no segment",
+			 s);
+	assert_string_equal(dynshm_strerror(ENOENT), s);
+	assert_non_null(strstr(dynshm_strerror(-ENOSPC), "memory"));
+	assert_string_equal(dynshm_strerror(0), "success");
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_names),
+		cmocka_unit_test(test_every_known_code),
+		cmocka_unit_test(test_wording),
+	};
+
+	return cmocka_run_group_tests_name("errors", tests, NULL, NULL);
+}
