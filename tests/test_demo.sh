@@ -88,9 +88,17 @@ check_gone() {
 }
 
 json_check() { # json_check PYTHON-EXPRESSION-ON-l WHAT
+	# list --json is a versioned object; l is its list of segments
 	printf '%s' "$out" | python3 -c "import json, sys
-l = json.load(sys.stdin)
-sys.exit(0 if ($1) else 1)" || fail "$2: list --json gave $out"
+d = json.load(sys.stdin)
+l = d['segments']
+sys.exit(0 if d['version'] == 1 and ($1) else 1)" || fail "$2: list --json gave $out"
+}
+
+info_json_check() { # info_json_check PYTHON-EXPRESSION-ON-d WHAT
+	printf '%s' "$out" | python3 -c "import json, sys
+d = json.load(sys.stdin)
+sys.exit(0 if d['version'] == 1 and ($1) else 1)" || fail "$2: info --json gave $out"
 }
 
 for backend in posix sysv mmap; do
@@ -117,6 +125,23 @@ for backend in posix sysv mmap; do
 	run 0 "${D[@]}" list --json
 	json_check "len(l) == 2 and {(s['handle'], s['name']) for s in l} == {('$named', 'greeting'), ('$anon', None)} and all(s['backend'] == '$backend' and s['pinned'] and s['state'] == 'active' and s['references'] == 0 for s in l)" "json after create"
 	json_check "[s['size'] for s in l if s['name'] == 'greeting'] == [len('hello, $backend') + 1]" "json size"
+
+	# lsipc's --noheadings and -o: the columns asked for, in that order
+	run 0 "${D[@]}" list --noheadings -o name,SIZE,Backend
+	want=$(printf 'greeting  %12d  %s\n%-8s  %12d  %s\n' \
+		$(( ${#backend} + 8 )) "$backend" - 8 "$backend" | sort)
+	[ "$(printf '%s\n' "$out" | sort)" = "$want" ] ||
+		fail "list --noheadings -o name,SIZE,Backend gave: $out (expected $want)"
+	run 0 "${D[@]}" list -o HANDLE
+	[ "$(printf '%s\n' "$out" | sed -n 1p)" = "HANDLE" ] &&
+		[ "$(printf '%s\n' "$out" | grep -c -e "^$named\$" -e "^$anon\$")" = 2 ] ||
+		fail "list -o HANDLE gave: $out"
+	run 2 "${D[@]}" list -o handle,colour
+	has "$err" "unknown column 'colour'" "list -o with a bad column"
+
+	# info --json: the same facts as info, for scripts
+	run 0 "${D[@]}" info --json
+	info_json_check "d['backend'] == '$backend' and d['segments'] == 2 and d['directory'] == '$inst' and len(d['instance_id']) == 16 and 'note' in d['region'] and 'status' in d['mshare']" "info --json"
 
 	# user errors: exit 1, one line on stderr that names the culprit
 	run 1 "${D[@]}" create --name greeting "again"
@@ -226,9 +251,14 @@ done
 
 # --help: the whole tool and each command, exit 0, on stdout
 run 0 --help && has "$out" "commands:" "--help"
+run 0 -h && has "$out" "commands:" "-h"
 for cmd in create read list destroy gc info reset; do
 	run 0 "$cmd" --help && has "$out" "usage: dsm_demo $cmd" "$cmd --help"
+	run 0 "$cmd" -h && has "$out" "usage: dsm_demo $cmd" "$cmd -h"
 done
+# --version: the project's version, exit 0
+run 0 --version && [[ "$out" =~ ^dsm_demo\ \(dynshm\)\ [0-9]+\.[0-9]+\.[0-9]+$ ]] ||
+	fail "--version printed '$out'"
 
 if [ "$failures" -ne 0 ]; then
 	echo "$failures failure(s)" >&2

@@ -13,6 +13,7 @@
  */
 #include <dynshm/dsm.h>
 
+#include <ctype.h>
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
@@ -41,6 +42,11 @@ struct options {
 
 static const char *prog = "dsm_demo";
 
+/* Given by contrib/dsm_demo/meson.build: the project's version. */
+#ifndef DSM_DEMO_VERSION
+#define DSM_DEMO_VERSION "unknown"
+#endif
+
 static const char usage_text[] =
 	"usage: dsm_demo [--instance NAME|DIR] [--config FILE] "
 	"[--backend TYPE] COMMAND [ARGS]\n"
@@ -50,11 +56,12 @@ static const char usage_text[] =
 	"                         create a segment holding TEXT, print its "
 	"handle\n"
 	"  read HANDLE|NAME       print the text a segment holds\n"
-	"  list [--json]          list the segments of the instance\n"
+	"  list [--json] [--noheadings] [-o COLUMNS]\n"
+	"                         list the segments of the instance\n"
 	"  destroy HANDLE|NAME    destroy a segment (when its last user "
 	"detaches)\n"
 	"  gc                     release what dead processes held\n"
-	"  info                   describe the instance\n"
+	"  info [--json]          describe the instance\n"
 	"  reset                  destroy the instance and everything in it\n"
 	"\n"
 	"options:\n"
@@ -64,7 +71,8 @@ static const char usage_text[] =
 	"$DYNSHM_CONFIG)\n"
 	"  --backend TYPE         posix, sysv, mmap or none (for a new "
 	"instance)\n"
-	"  --help                 this text; COMMAND --help for a command\n";
+	"  -h, --help             this text; COMMAND --help for a command\n"
+	"  -V, --version          print the version and exit\n";
 
 __attribute__((format(printf, 1, 2))) static int usage_error(const char *fmt,
 								...)
@@ -211,7 +219,7 @@ static int cmd_create(const struct options *o, int argc, char **argv)
 	int hold = 0, opt, rc;
 	size_t len;
 
-	while ((opt = getopt_long(argc, argv, "+", longopts, NULL)) != -1) {
+	while ((opt = getopt_long(argc, argv, "+h", longopts, NULL)) != -1) {
 		if (opt == 'H')
 			hold = 1;
 		else if (opt == 'n')
@@ -266,7 +274,8 @@ static int cmd_create(const struct options *o, int argc, char **argv)
 
 static int simple_help(int argc, char **argv, const char *text)
 {
-	if (argc >= 2 && strcmp(argv[1], "--help") == 0) {
+	if (argc >= 2 &&
+	    (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)) {
 		fputs(text, stdout);
 		return 1;
 	}
@@ -372,20 +381,38 @@ static uint64_t age_of(const dynshm_segment_info *i, uint64_t now)
 	return now > i->created_ns ? now - i->created_ns : 0;
 }
 
-/*
- * Names need no JSON escaping: the library allows only letters, digits
- * and _ . - : / in them.
+/* ---- JSON ------------------------------------------------------------------
+ * `list --json` and `info --json` print one object whose "version" says how
+ * to read it: it grows when a field is removed or changes meaning; fields
+ * may be added in any version, so readers ignore keys they do not know.
  */
+#define JSON_VERSION 1
+
+/* A JSON string: quotes, backslashes and control characters escaped. */
+static void json_string(const char *text)
+{
+	putchar('"');
+	for (const unsigned char *p = (const unsigned char *)text; *p; p++) {
+		if (*p == '"' || *p == '\\')
+			printf("\\%c", *p);
+		else if (*p < 0x20)
+			printf("\\u%04x", *p);
+		else
+			putchar(*p);
+	}
+	putchar('"');
+}
+
 static void print_json(const struct list_state *st, uint64_t now)
 {
-	printf("[");
+	printf("{\"version\": %d, \"segments\": [", JSON_VERSION);
 	for (size_t k = 0; k < st->n; k++) {
 		const dynshm_segment_info *i = &st->infos[k];
 
 		printf("%s\n  {\"handle\": \"%016" PRIx64 "\", \"name\": ",
 		       k ? "," : "", i->handle);
 		if (i->name[0])
-			printf("\"%s\"", i->name);
+			json_string(i->name);
 		else
 			printf("null");
 		printf(", \"size\": %" PRIu64 ", \"backend\": \"%s\", "
@@ -397,49 +424,206 @@ static void print_json(const struct list_state *st, uint64_t now)
 		       i->pinned ? "true" : "false", (int)i->creator_pid,
 		       age_of(i, now) / 1000000000u);
 	}
-	printf("%s]\n", st->n ? "\n" : "");
+	printf("%s]}\n", st->n ? "\n" : "");
 }
 
-static void print_table(const struct list_state *st, uint64_t now)
+/* ---- the table: columns chosen with -o, as lsipc(1) does ----------------- */
+
+enum column {
+	COL_HANDLE,
+	COL_NAME,
+	COL_SIZE,
+	COL_BACKEND,
+	COL_STATE,
+	COL_REFS,
+	COL_PINNED,
+	COL_CREATOR,
+	COL_AGE,
+	NCOLUMNS
+};
+
+/*
+ * gap: the spaces before the column (the default table's spacing);
+ * width 0: as wide as its widest cell (NAME).  A column that is last on a
+ * line is not padded, so no line ends in spaces.
+ */
+static const struct column_desc {
+	const char *name;
+	const char *gap;
+	int width;
+	int right; /* right-aligned: numbers */
+} columns[NCOLUMNS] = {
+	[COL_HANDLE] = { "HANDLE", "", 16, 0 },
+	[COL_NAME] = { "NAME", "  ", 0, 0 },
+	[COL_SIZE] = { "SIZE", "  ", 12, 1 },
+	[COL_BACKEND] = { "BACKEND", "  ", 7, 0 },
+	[COL_STATE] = { "STATE", " ", 8, 0 },
+	[COL_REFS] = { "REFS", " ", 4, 1 },
+	[COL_PINNED] = { "PINNED", "  ", 6, 0 },
+	[COL_CREATOR] = { "CREATOR", " ", 8, 1 },
+	[COL_AGE] = { "AGE", "  ", 0, 0 },
+};
+
+struct table_options {
+	enum column cols[NCOLUMNS * 4]; /* as given; repeats allowed */
+	size_t ncols;
+	int headings;
+};
+
+/* "name,SIZE,age": column names in any case.  -1 (usage error printed). */
+static int parse_columns(const char *list, struct table_options *t)
 {
-	int width = 4; /* "NAME" */
-	char agebuf[32];
+	const char *p = list;
 
-	for (size_t k = 0; k < st->n; k++)
-		if ((int)strlen(st->infos[k].name) > width)
-			width = (int)strlen(st->infos[k].name);
-	printf("%-16s  %-*s  %12s  %-7s %-8s %4s  %-6s %8s  %s\n", "HANDLE",
-	       width, "NAME", "SIZE", "BACKEND", "STATE", "REFS", "PINNED",
-	       "CREATOR", "AGE");
-	for (size_t k = 0; k < st->n; k++) {
-		const dynshm_segment_info *i = &st->infos[k];
+	t->ncols = 0;
+	for (;;) {
+		size_t len = strcspn(p, ",");
+		int found = -1;
 
-		format_age(age_of(i, now), agebuf, sizeof(agebuf));
-		printf("%016" PRIx64 "  %-*s  %12" PRIu64 "  %-7s %-8s %4u  "
-		       "%-6s %8d  %s\n",
-		       i->handle, width, i->name[0] ? i->name : "-", i->size,
-		       backend_of(i), state_name(i->state),
-		       i->references, i->pinned ? "yes" : "no",
-		       (int)i->creator_pid, agebuf);
+		for (int c = 0; c < NCOLUMNS; c++)
+			if (len == strlen(columns[c].name) &&
+			    strncasecmp(p, columns[c].name, len) == 0)
+				found = c;
+		if (found < 0 || t->ncols == sizeof(t->cols) / sizeof(t->cols[0])) {
+			usage_error("list: unknown column '%.*s' (allowed: "
+				    "HANDLE, NAME, SIZE, BACKEND, STATE, REFS, "
+				    "PINNED, CREATOR, AGE)",
+				    (int)len, p);
+			return -1;
+		}
+		t->cols[t->ncols++] = (enum column)found;
+		if (p[len] == '\0')
+			return 0;
+		p += len + 1;
 	}
 }
 
+static void cell(const dynshm_segment_info *i, enum column c, uint64_t now,
+		 char *buf, size_t len)
+{
+	switch (c) {
+	case COL_HANDLE:
+		snprintf(buf, len, "%016" PRIx64, i->handle);
+		break;
+	case COL_NAME:
+		snprintf(buf, len, "%s", i->name[0] ? i->name : "-");
+		break;
+	case COL_SIZE:
+		snprintf(buf, len, "%" PRIu64, i->size);
+		break;
+	case COL_BACKEND:
+		snprintf(buf, len, "%s", backend_of(i));
+		break;
+	case COL_STATE:
+		snprintf(buf, len, "%s", state_name(i->state));
+		break;
+	case COL_REFS:
+		snprintf(buf, len, "%u", i->references);
+		break;
+	case COL_PINNED:
+		snprintf(buf, len, "%s", i->pinned ? "yes" : "no");
+		break;
+	case COL_CREATOR:
+		snprintf(buf, len, "%d", (int)i->creator_pid);
+		break;
+	case COL_AGE:
+	case NCOLUMNS:
+		format_age(age_of(i, now), buf, len);
+		break;
+	}
+}
+
+static void print_row(const struct table_options *t, const int *width,
+		      char (*cells)[DYNSHM_SEGMENT_NAME_MAX + 1])
+{
+	for (size_t k = 0; k < t->ncols; k++) {
+		const struct column_desc *d = &columns[t->cols[k]];
+		int last = k + 1 == t->ncols;
+
+		printf("%s", k ? d->gap : "");
+		if (d->right)
+			printf("%*s", width[k], cells[k]);
+		else
+			printf("%-*s", last ? 0 : width[k], cells[k]);
+	}
+	putchar('\n');
+}
+
+static void print_table(const struct list_state *st, uint64_t now,
+			const struct table_options *t)
+{
+	char cells[NCOLUMNS * 4][DYNSHM_SEGMENT_NAME_MAX + 1];
+	int width[NCOLUMNS * 4];
+
+	for (size_t k = 0; k < t->ncols; k++) {
+		const struct column_desc *d = &columns[t->cols[k]];
+
+		width[k] = d->width ? d->width : (int)strlen(d->name);
+		for (size_t r = 0; !d->width && r < st->n; r++) {
+			cell(&st->infos[r], t->cols[k], now, cells[k],
+			     sizeof(cells[k]));
+			if ((int)strlen(cells[k]) > width[k])
+				width[k] = (int)strlen(cells[k]);
+		}
+		snprintf(cells[k], sizeof(cells[k]), "%s", d->name);
+	}
+	if (t->headings)
+		print_row(t, width, cells);
+	for (size_t r = 0; r < st->n; r++) {
+		for (size_t k = 0; k < t->ncols; k++)
+			cell(&st->infos[r], t->cols[k], now, cells[k],
+			     sizeof(cells[k]));
+		print_row(t, width, cells);
+	}
+}
+
+static const char list_help[] =
+	"usage: dsm_demo list [--json] [-n|--noheadings] [-o|--output "
+	"COLUMNS]\n"
+	"List the segments of the instance.  --json prints a JSON object for "
+	"scripts:\n"
+	"{\"version\": 1, \"segments\": [...]} (name is null for a segment "
+	"without one).\n"
+	"-o picks the table's columns, comma-separated, in any case: HANDLE, "
+	"NAME, SIZE,\n"
+	"BACKEND, STATE, REFS, PINNED, CREATOR, AGE.  --noheadings leaves out "
+	"the header line.\n";
+
 static int cmd_list(const struct options *o, int argc, char **argv)
 {
+	static const struct option longopts[] = {
+		{ "json", no_argument, NULL, 'J' },
+		{ "noheadings", no_argument, NULL, 'n' },
+		{ "output", required_argument, NULL, 'o' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	struct table_options table = { .ncols = NCOLUMNS, .headings = 1 };
 	struct list_state st = { NULL, 0, 0 };
 	dynshm_instance *inst;
-	int json = 0, rc;
+	int json = 0, opt, rc;
 
-	if (simple_help(argc, argv, "usage: dsm_demo list [--json]\n"
-				    "List the segments of the instance; --json "
-				    "prints a JSON array for scripts\n"
-				    "(name is null for a segment without "
-				    "one).\n"))
-		return 0;
-	if (argc == 2 && strcmp(argv[1], "--json") == 0)
-		json = 1;
-	else if (argc != 1)
-		return usage_error("list: unexpected argument '%s'", argv[1]);
+	for (int c = 0; c < NCOLUMNS; c++)
+		table.cols[c] = (enum column)c;
+	while ((opt = getopt_long(argc, argv, "+Jno:h", longopts, NULL)) != -1) {
+		if (opt == 'J')
+			json = 1;
+		else if (opt == 'n')
+			table.headings = 0;
+		else if (opt == 'o') {
+			if (parse_columns(optarg, &table) < 0)
+				return EXIT_USAGE;
+		} else if (opt == 'h') {
+			fputs(list_help, stdout);
+			return 0;
+		} else
+			return usage_error("list: unknown option or missing "
+					   "value '%s'",
+					   argv[optind - 1]);
+	}
+	if (optind < argc)
+		return usage_error("list: unexpected argument '%s'",
+				   argv[optind]);
 	if ((rc = open_instance(o, LOOK_ONLY, &inst)) != 0)
 		return rc;
 	rc = dynshm_foreach_segment(inst, collect_segment, &st);
@@ -451,7 +635,7 @@ static int cmd_list(const struct options *o, int argc, char **argv)
 	else if (json)
 		print_json(&st, realtime_ns());
 	else
-		print_table(&st, realtime_ns());
+		print_table(&st, realtime_ns(), &table);
 	free(st.infos);
 	return rc < 0 ? EXIT_USER : 0;
 }
@@ -539,23 +723,71 @@ static void print_region(const dynshm_instance_info *info)
 	printf("  why:           %s\n", info->region_note);
 }
 
+/* info --json: the fields of dynshm_instance_info, named as there. */
+static void print_info_json(const dynshm_instance_info *info)
+{
+	static const char *const huge[] = { "off", "try", "on" };
+
+	printf("{\"version\": %d,\n \"name\": ", JSON_VERSION);
+	json_string(info->name);
+	printf(",\n \"directory\": ");
+	json_string(info->directory);
+	printf(",\n \"instance_id\": \"%016" PRIx64 "\",\n"
+	       " \"backend\": \"%s\",\n"
+	       " \"segments\": %u, \"max_segments\": %u,\n"
+	       " \"processes\": %u, \"max_processes\": %u,\n"
+	       " \"control_size\": %" PRIu64 ", \"creator_pid\": %d,\n"
+	       " \"lock_repairs\": %" PRIu64 ", \"processes_reaped\": %" PRIu64
+	       ",\n",
+	       info->instance_id, dynshm_impl_type_name(info->backend),
+	       info->segments, info->max_segments, info->processes,
+	       info->max_processes, info->control_size, (int)info->creator_pid,
+	       info->lock_repairs, info->processes_reaped);
+	printf(" \"region\": {\"size\": %" PRIu64 ", \"used\": %" PRIu64
+	       ", \"largest_free\": %" PRIu64 ", \"segments\": %u, "
+	       "\"same_address\": %s, \"pages\": ",
+	       info->region_size, info->region_used, info->region_largest_free,
+	       info->region_segments,
+	       info->region_same_address ? "true" : "false");
+	json_string(info->region_pages);
+	printf(", \"page_size\": %" PRIu64 ", \"huge_pages\": \"%s\", "
+	       "\"note\": ",
+	       info->region_page_size,
+	       (unsigned)info->huge_pages < 3 ? huge[info->huge_pages] : "?");
+	json_string(info->region_note);
+	printf("},\n \"mshare\": {\"active\": %s, \"same_address\": %s, "
+	       "\"region_size\": %" PRIu64 ", \"window\": %" PRIu64
+	       ", \"status\": ",
+	       info->mshare_active ? "true" : "false",
+	       info->mshare_same_address ? "true" : "false",
+	       info->mshare_region_size, info->mshare_window);
+	json_string(info->mshare_status);
+	printf("}}\n");
+}
+
 static int cmd_info(const struct options *o, int argc, char **argv)
 {
 	dynshm_instance_info info;
 	dynshm_instance *inst;
-	int rc;
+	int json = 0, rc;
 
-	if (simple_help(argc, argv, "usage: dsm_demo info\n"
+	if (simple_help(argc, argv, "usage: dsm_demo info [--json]\n"
 				    "Describe the instance: where it lives, "
 				    "its backend, limits and use, and its "
-				    "region: which pages it is on and why.\n"))
+				    "region: which pages it is on and why.\n"
+				    "--json prints the same as a JSON object "
+				    "for scripts ({\"version\": 1, ...}).\n"))
 		return 0;
-	if (argc != 1)
+	if (argc == 2 && strcmp(argv[1], "--json") == 0)
+		json = 1;
+	else if (argc != 1)
 		return usage_error("info: unexpected argument '%s'", argv[1]);
 	if ((rc = open_instance(o, LOOK_ONLY, &inst)) != 0)
 		return rc;
 	rc = dynshm_instance_info_get(inst, &info);
-	if (rc == 0) {
+	if (rc == 0 && json)
+		print_info_json(&info);
+	else if (rc == 0) {
 		printf("instance:        %s\n", info.name);
 		printf("directory:       %s\n", info.directory);
 		printf("instance id:     %016" PRIx64 "\n", info.instance_id);
@@ -627,13 +859,14 @@ int main(int argc, char **argv)
 		{ "config", required_argument, NULL, 'c' },
 		{ "backend", required_argument, NULL, 'b' },
 		{ "help", no_argument, NULL, 'h' },
+		{ "version", no_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 },
 	};
 	struct options o = { NULL, NULL, NULL };
 	int opt;
 
 	opterr = 0;
-	while ((opt = getopt_long(argc, argv, "+", longopts, NULL)) != -1) {
+	while ((opt = getopt_long(argc, argv, "+hV", longopts, NULL)) != -1) {
 		switch (opt) {
 		case 'i':
 			o.instance = optarg;
@@ -646,6 +879,9 @@ int main(int argc, char **argv)
 			break;
 		case 'h':
 			fputs(usage_text, stdout);
+			return 0;
+		case 'V':
+			printf("dsm_demo (dynshm) %s\n", DSM_DEMO_VERSION);
 			return 0;
 		default:
 			return usage_error("unknown or incomplete option '%s'",
