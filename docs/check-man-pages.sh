@@ -4,7 +4,8 @@
 # The version script lists every public symbol; docs/meson.build lists every
 # page.  A function added to one but not the other is a user without
 # documentation (or a page for nothing), so the docs suite fails on either.
-# An alias page ('.so man3/x.3') must name a page that is in the list.
+# An alias page is a symbolic link to a page in the list: a '.so man3/x.3'
+# page cannot be read with man -l from the source tree, so it is refused.
 #
 # usage: check-man-pages.sh <libdynshm.map> <page>...
 set -u
@@ -27,9 +28,16 @@ done > "$tmp/files"
 sed -n 's/\.3$//p' "$tmp/files" | sort -u > "$tmp/pages"
 status=0
 for page in "$@"; do
-	target=$(sed -n 's/^\.so man[37]\///p' "$page")
-	if [ -n "$target" ] && ! grep -qxF "$target" "$tmp/files"; then
-		echo "${page##*/}: .so names $target, which is not listed"
+	if grep -q '^\.so ' "$page"; then
+		echo "${page##*/}: a .so page, which man -l cannot read from the" \
+			"tree; make it a symbolic link: ln -sf TARGET.3 ${page##*/}"
+		status=1
+	fi
+	[ -L "$page" ] || continue
+	target=$(readlink "$page")
+	if [ "${target##*/}" != "$target" ] || ! grep -qxF "$target" "$tmp/files"; then
+		echo "${page##*/}: links to $target, which is not a listed page" \
+			"in the same directory"
 		status=1
 	fi
 done
