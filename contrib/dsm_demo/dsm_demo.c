@@ -585,9 +585,9 @@ static const char list_help[] =
 	"{\"version\": 1, \"segments\": [...]} (name is null for a segment "
 	"without one).\n"
 	"-o picks the table's columns, comma-separated, in any case: HANDLE, "
-	"NAME, SIZE,\n"
-	"BACKEND, STATE, REFS, PINNED, CREATOR, AGE.  --noheadings leaves out "
-	"the header line.\n";
+	"NAME,\n"
+	"SIZE, BACKEND, STATE, REFS, PINNED, CREATOR, AGE.  -n leaves out the "
+	"header line.\n";
 
 static int cmd_list(const struct options *o, int argc, char **argv)
 {
