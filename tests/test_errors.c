@@ -6,7 +6,8 @@
  * and say NULL (not crash, not invent) for the rest.  dynshm_strerror()'s
  * own wordings must hold for every function that returns the code: a
  * missing configuration file is -ENOENT too, and is not a "segment".
- * No instance is made, so this runs alongside anything.
+ * A caller's buffer that is too short is -ERANGE with the length needed.
+ * No instance or object is made, so this runs alongside anything.
  */
 #include <dynshm/dsm.h>
 
@@ -79,12 +80,37 @@ static void test_wording(void **state)
 	assert_string_equal(dynshm_strerror(0), "success");
 }
 
+/* dynshm_impl_object_name into a short buffer: -ERANGE, length named. */
+static void test_short_name_buffer(void **state)
+{
+	dynshm_impl_space *space;
+	char name[DYNSHM_IMPL_NAME_MAX], small[8], want[64];
+
+	(void)state;
+	assert_int_equal(dynshm_impl_space_open(DYNSHM_IMPL_POSIX,
+						0x1234567890abcdefull, NULL,
+						&space),
+			 0);
+	assert_int_equal(dynshm_impl_object_name(space, 0x42, name,
+						 sizeof(name)),
+			 0);
+	assert_int_equal(dynshm_impl_object_name(space, 0x42, small,
+						 sizeof(small)),
+			 -ERANGE);
+	snprintf(want, sizeof(want), "needs a buffer of %zu bytes; 8 given",
+		 strlen(name) + 1);
+	if (!strstr(dynshm_last_error(), want))
+		fail_msg("message '%s' lacks '%s'", dynshm_last_error(), want);
+	dynshm_impl_space_close(space);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_names),
 		cmocka_unit_test(test_every_known_code),
 		cmocka_unit_test(test_wording),
+		cmocka_unit_test(test_short_name_buffer),
 	};
 
 	return cmocka_run_group_tests_name("errors", tests, NULL, NULL);

@@ -280,10 +280,23 @@ DYNSHM_EXPORT int dynshm_impl_list(dynshm_impl_space *space, dynshm_impl_list_fn
 	return space->ops->list(space, fn, arg);
 }
 
+/*
+ * A buffer too small is -ERANGE with the length needed (as
+ * dynshm_config_get does), measured with a buffer that always fits; the
+ * backends' own -ENAMETOOLONG stays internal.
+ */
 DYNSHM_EXPORT int dynshm_impl_object_name(const dynshm_impl_space *space,
 				    dynshm_handle handle, char *buf, size_t len)
 {
-	return space->ops->object_name(space, handle, buf, len);
+	char full[DYNSHM_IMPL_NAME_MAX];
+	int rc = space->ops->object_name(space, handle, buf, len);
+
+	if (rc != -ENAMETOOLONG ||
+	    space->ops->object_name(space, handle, full, sizeof(full)) < 0)
+		return rc;
+	return dynshm_fail(ERANGE, "the object name '%s' needs a buffer of %zu "
+			       "bytes; %zu given",
+			full, strlen(full) + 1, len);
 }
 
 DYNSHM_EXPORT void *dynshm_impl_map_address(const dynshm_impl_map *map)
