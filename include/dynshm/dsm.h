@@ -52,12 +52,14 @@ typedef struct dynshm_scope dynshm_scope;
  * max_segments, max_processes, min_dynamic_shared_memory, huge_pages,
  * mshare, mshare_path.  Values are strings as in a config file.
  * A bad key or value returns -EINVAL with a message naming both and what is
- * allowed.
+ * allowed.  Keys and the names a key takes are case-insensitive; off/try/on
+ * keys also take booleans (true/false, yes/no, 1/0); sizes take B, kB, MB,
+ * GB, TB.
  */
 int dynshm_config_new(dynshm_config **out);
 void dynshm_config_free(dynshm_config *cfg);
 int dynshm_config_set(dynshm_config *cfg, const char *key, const char *value);
-/* The effective value of key as text, into buf. */
+/* The effective value of key as text, into buf; -ERANGE if len is short. */
 int dynshm_config_get(const dynshm_config *cfg, const char *key, char *buf,
 		   size_t len);
 /*
@@ -71,6 +73,7 @@ int dynshm_config_load_file(dynshm_config *cfg, const char *path);
  * by $DYNSHM_CONFIG if set) and then the environment: DYNSHM_<KEY> for each
  * key, e.g. DYNSHM_DYNAMIC_SHARED_MEMORY_TYPE=sysv.  Later dynshm_config_set
  * calls override both.  All or nothing, like dynshm_config_load_file.
+ * Another DYNSHM_* variable (but DYNSHM_CONFIG, DYNSHM_TEST_*) is refused.
  */
 int dynshm_config_load(dynshm_config *cfg, const char *path);
 
