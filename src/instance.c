@@ -29,8 +29,10 @@
 #include <time.h>
 #include <unistd.h>
 
+#ifdef DYNSHM_TEST_HOOKS
 void (*dynshm_test_hook)(const char *point);
 int dynshm_test_instance_tag = -1;
+#endif
 unsigned dynshm_fork_generation;
 
 /* ---- registry of open instances: fork and exit handling ---------------- */
@@ -513,9 +515,11 @@ static uint64_t new_instance_id(dynshm_instance *inst)
 
 	do {
 		id = inst_random(inst);
+#ifdef DYNSHM_TEST_HOOKS
 		if (dynshm_test_instance_tag >= 0)
 			id = (id & ~(uint64_t)0xfff) |
 			     (uint64_t)(dynshm_test_instance_tag & 0xfff);
+#endif
 	} while (id == 0);
 	return id;
 }

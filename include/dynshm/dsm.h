@@ -33,6 +33,7 @@
 #define DYNSHM_DSM_H
 
 #include <dynshm/dsm_impl.h>
+#include <dynshm/version.h>
 
 #include <stddef.h>
 #include <stdint.h>
@@ -290,6 +291,14 @@ int dynshm_scope_begin(dynshm_instance *inst, dynshm_scope **out);
 int dynshm_scope_end(dynshm_scope *scope);
 /* Move seg out of its scope: it then lives until detached explicitly. */
 int dynshm_pin_mapping(dynshm_segment *seg);
+
+/* ---- version ------------------------------------------------------------- */
+
+/*
+ * The library's version, "MAJOR.MINOR.PATCH"; DYNSHM_VERSION_STRING is the
+ * version of the headers the program was built with (dynshm/version.h).
+ */
+const char *dynshm_version(void);
 
 /* ---- inspection ---------------------------------------------------------- */
 
