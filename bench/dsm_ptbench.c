@@ -248,7 +248,7 @@ static int run(const struct mode *m, unsigned nprocs, unsigned size_mb,
 	}
 	if (hf)
 		fclose(hf);
-	dynshm_instance_info_get(inst, &info);
+	dynshm_instance_info_get(inst, &info, sizeof(info));
 	if (rc || pipe(report) < 0 || pipe(go) < 0)
 		goto out;
 	sleep(1); /* let earlier runs' page-table frees settle */

@@ -17,6 +17,7 @@
  * then is the lock marked consistent.
  */
 #include "wrapper.h"
+#include "abi.h"
 
 #include "error.h"
 #include "region.h"
@@ -930,19 +931,17 @@ DYNSHM_EXPORT int dynshm_instance_destroy(dynshm_instance *inst)
 	return rc < 0 ? rc : 0;
 }
 
-DYNSHM_EXPORT int dynshm_instance_info_get(dynshm_instance *inst,
-				     dynshm_instance_info *info)
+static int info_fill(dynshm_instance *inst, dynshm_instance_info *info)
 {
 	struct ctl_header *h;
 	int rc;
 
-	if (!info)
-		return dynshm_fail(EINVAL, "no info buffer given");
 	rc = inst_enter(inst);
 	if (rc < 0)
 		return rc;
 	h = inst->c.hdr;
 	memset(info, 0, sizeof(*info));
+	info->struct_size = sizeof(*info);
 	snprintf(info->name, sizeof(info->name), "%s", inst->name);
 	snprintf(info->directory, sizeof(info->directory), "%s", inst->dir);
 	info->instance_id = inst->id;
@@ -962,6 +961,25 @@ DYNSHM_EXPORT int dynshm_instance_info_get(dynshm_instance *inst,
 	}
 	placement_info(inst, info);
 	inst_leave(inst);
+	return rc;
+}
+
+/* Filled in full here, then copied out at the caller's size (abi.h). */
+DYNSHM_EXPORT int dynshm_instance_info_get(dynshm_instance *inst,
+					   dynshm_instance_info *info,
+					   size_t info_size)
+{
+	dynshm_instance_info full;
+	int rc;
+
+	if (!info)
+		return dynshm_fail(EINVAL, "no info buffer given");
+	rc = abi_check_size(info_size, "dynshm_instance_info");
+	if (rc < 0)
+		return rc;
+	rc = info_fill(inst, &full);
+	if (rc == 0)
+		abi_copy_out(info, info_size, &full, sizeof(full));
 	return rc;
 }
 

@@ -554,7 +554,7 @@ static int cmd_info(const struct options *o, int argc, char **argv)
 		return usage_error("info: unexpected argument '%s'", argv[1]);
 	if ((rc = open_instance(o, LOOK_ONLY, &inst)) != 0)
 		return rc;
-	rc = dynshm_instance_info_get(inst, &info);
+	rc = dynshm_instance_info_get(inst, &info, sizeof(info));
 	if (rc == 0) {
 		printf("instance:        %s\n", info.name);
 		printf("directory:       %s\n", info.directory);
