@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * dsm_bench.c - what dynshm costs, measured against the system calls it
  * wraps, in the same run.

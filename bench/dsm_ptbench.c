@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * dsm_ptbench.c - what N processes mapping the same shared memory pay in
  * page tables, by placement: plain segments, the region, the region on

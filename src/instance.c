@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * instance.c - joining and leaving an instance, the control lock, reaping.
  *

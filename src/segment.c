@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * segment.c - creating, attaching and detaching segments; pins, on-detach
  * callbacks, scopes and inspection.

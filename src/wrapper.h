@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * wrapper.h - process-local state of the wrapper layer, shared by
  * instance.c (join, leave, reap, fork), state.c (the instance directory)

@@ -25,6 +25,7 @@ nm=${NM:-nm}
 
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/dynshm-test.XXXXXX") || die "mktemp failed"
 trap 'rm -rf "$tmp"' EXIT
+trap 'exit 1' HUP INT TERM PIPE
 
 # The internal names: defined globals of the internal library that are not
 # public (not in the map's global: list).

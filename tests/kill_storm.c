@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * kill_storm.c - many processes, random operations, random kill -9s, and
  * after every round a check that the control segment still tells the truth.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test_crash.c - kill -9 at every step of the wrapper layer, and corrupt
  * what it reads; then check that nothing leaked and nothing was lost.

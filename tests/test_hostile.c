@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test_hostile.c - what a careless or malicious caller, a full file system
  * and a storm of signals can throw at the wrapper layer.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test_hugepages.c - the region on huge pages (huge_pages = off|try|on).
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test_join.c - what an open does about dead processes when many are joined.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test_mshare.c - msharefs placement (src/mshare.c, src/placement.c)
  * against a fake msharefs, and the real fallback on this kernel.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test_named.c - named segments: dynshm_create_named, dynshm_attach_named and
  * the get-or-create dynshm_get_named, per backend, with real processes.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test_region.c - region carve-outs (min_dynamic_shared_memory): segments
  * cut from one mapping per process, across processes, with a buddy

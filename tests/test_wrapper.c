@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test_wrapper.c - behaviour of the wrapper layer (dsm.h), with real
  * processes.

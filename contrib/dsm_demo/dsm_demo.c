@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * dsm_demo - create, read, list and destroy dynamic shared memory segments
  * from a shell.

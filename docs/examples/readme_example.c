@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* One process creates a segment; another, given its handle, reads it. */
 #include <dynshm/dsm.h>
 #include <stdio.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * dynshm/dsm.h - dynamic shared memory for multiprocess servers.
  *

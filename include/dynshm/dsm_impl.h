@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * dynshm/dsm_impl.h - the backend layer: raw shared memory objects.
  *
