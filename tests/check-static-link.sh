@@ -28,12 +28,14 @@ trap 'rm -rf "$tmp"' EXIT
 trap 'exit 1' HUP INT TERM PIPE
 
 # The internal names: defined globals of the internal library that are not
-# public (not in the map's global: list).
+# public (not in the map's global: list); C identifiers only (sanitizers
+# add names such as __odr_asan.x).
 grep -E '^[[:space:]]*dynshm_[a-z0-9_]+;' "$map" | tr -d ' \t;' |
 	sort -u > "$tmp/public"
 "$nm" --defined-only -g "$internal" |
 	awk 'NF == 3 && $2 ~ /^[A-TV-Z]$/ { print $3 }' | sort -u |
-	comm -23 - "$tmp/public" > "$tmp/internal"
+	comm -23 - "$tmp/public" |
+	grep -E '^[A-Za-z][A-Za-z0-9_]*$' > "$tmp/internal"
 n=$(wc -l < "$tmp/internal")
 [ "$n" -gt 0 ] || die "no internal names found in $internal"
 grep -qx region_create "$tmp/internal" ||
@@ -101,8 +103,11 @@ link_and_run() {
 }
 
 link_and_run "against the archive" "$@"
-# Fully static when the C library has a static libc.a.
-if printf 'int main(void) { return 0; }\n' |
+# Fully static when the C library has a static libc.a (not with sanitizers:
+# NO_STATIC=1).
+if [ -n "${NO_STATIC:-}" ]; then
+	echo "note: sanitized build; -static link not tried"
+elif printf 'int main(void) { return 0; }\n' |
 	"$@" -static -x c - -o "$tmp/probe" 2>/dev/null; then
 	link_and_run "with -static" "$@" -static
 else
