@@ -8,12 +8,15 @@
  * without a dynshm wording (-EBUSY), and printing that crashed.  Then one
  * create / attach / destroy round trip, parent and forked child.
  *
- * usage: smoke_portable <instance directory>   (exit 0 when all is well)
+ * usage: smoke_portable [<instance directory>]   (exit 0 when all is well)
+ * Without one it uses a fresh directory under $TMPDIR (or /tmp), removed
+ * at the end.
  */
 #include <dynshm/dsm.h>
 
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -37,12 +40,26 @@ int main(int argc, char **argv)
 	dynshm_instance *inst;
 	dynshm_segment *seg;
 	dynshm_handle h;
+	char tmp[4096] = "", path[4200];
+	const char *dir;
 	pid_t pid;
 	int status;
 
-	if (argc != 2) {
-		fprintf(stderr, "usage: %s <instance directory>\n", argv[0]);
+	if (argc > 2) {
+		fprintf(stderr, "usage: %s [<instance directory>]\n", argv[0]);
 		return 2;
+	}
+	if (argc == 2) {
+		dir = argv[1];
+	} else {
+		snprintf(tmp, sizeof(tmp), "%s/dynshm-test.XXXXXX",
+			 getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
+		if (!mkdtemp(tmp)) {
+			perror("mkdtemp");
+			return 2;
+		}
+		snprintf(path, sizeof(path), "%s/inst", tmp);
+		dir = path;
 	}
 	for (size_t i = 0; i < sizeof(codes) / sizeof(codes[0]); i++) {
 		const char *text = dynshm_strerror(-codes[i]);
@@ -56,8 +73,10 @@ int main(int argc, char **argv)
 	check(strcmp(dynshm_version(), DYNSHM_VERSION_STRING) == 0,
 	      "dynshm_version matches the headers");
 
-	if (dynshm_instance_open(argv[1], NULL, 0, &inst) != 0) {
+	if (dynshm_instance_open(dir, NULL, 0, &inst) != 0) {
 		check(0, "dynshm_instance_open");
+		if (tmp[0])
+			rmdir(tmp);
 		return 1;
 	}
 	check(dynshm_create(inst, 4096, 0, &seg) == 0, "dynshm_create");
@@ -68,7 +87,7 @@ int main(int argc, char **argv)
 		if (pid == 0) {
 			dynshm_instance *child;
 			dynshm_segment *s;
-			int ok = dynshm_instance_open(argv[1], NULL,
+			int ok = dynshm_instance_open(dir, NULL,
 						      DYNSHM_OPEN_EXISTING,
 						      &child) == 0 &&
 				 dynshm_attach(child, h, &s) == 0 &&
@@ -83,6 +102,10 @@ int main(int argc, char **argv)
 		check(dynshm_detach(seg) == 0, "dynshm_detach");
 	}
 	check(dynshm_instance_destroy(inst) == 0, "dynshm_instance_destroy");
+	if (tmp[0] && rmdir(tmp) != 0) {
+		perror(tmp);
+		failures++;
+	}
 	if (failures == 0)
 		printf("smoke: ok (%s)\n", dynshm_version());
 	return failures != 0;
