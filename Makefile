@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 # Makefile - the newcomer's path, nothing more.
 #
 # The README promises two commands, `make demo` and `make check`, that work on

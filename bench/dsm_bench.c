@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * dsm_bench.c - what dynshm costs, measured against the system calls it
  * wraps, in the same run.
@@ -602,7 +603,7 @@ static int inst_open(dynshm_impl_type backend, uint32_t max_segments,
 		rc = dynshm_instance_open(b->dir, cfg, 0, &b->inst);
 	dynshm_config_free(cfg);
 	if (rc == 0)
-		rc = dynshm_instance_info_get(b->inst, &info);
+		rc = dynshm_instance_info_get(b->inst, &info, sizeof(info));
 	if (rc < 0) {
 		if (b->inst) {
 			dynshm_instance_destroy(b->inst);
@@ -1489,7 +1490,7 @@ static int contention_run(struct bench_inst *b, dynshm_handle shared, long np,
 			close(ready[0]);
 			close(go[1]);
 			/* the first call joins this child as a process */
-			crc = dynshm_stat(b->inst, shared, &info);
+			crc = dynshm_stat(b->inst, shared, &info, sizeof(info));
 			if (write(ready[1], "r", 1) < 0)
 				crc = -errno;
 			while (crc == 0 && read(go[0], &c, 1) < 0 &&
@@ -2054,7 +2055,8 @@ static int join_backend(struct bench_inst *b, double *child_ns)
 		while (rc == 0 && 1 + h.n < want && !stop)
 			rc = helper_spawn(&h, b->dir);
 		if (rc == 0)
-			rc = dynshm_instance_info_get(b->inst, &info);
+			rc = dynshm_instance_info_get(b->inst, &info,
+						      sizeof(info));
 		if (rc < 0 || stop)
 			break;
 		for (int k = 0; k < opt.repeats && rc == 0; k++) {

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * dsm_ptbench.c - what N processes mapping the same shared memory pay in
  * page tables, by placement: plain segments, the region, the region on
@@ -248,7 +249,7 @@ static int run(const struct mode *m, unsigned nprocs, unsigned size_mb,
 	}
 	if (hf)
 		fclose(hf);
-	dynshm_instance_info_get(inst, &info);
+	dynshm_instance_info_get(inst, &info, sizeof(info));
 	if (rc || pipe(report) < 0 || pipe(go) < 0)
 		goto out;
 	sleep(1); /* let earlier runs' page-table frees settle */

@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: MIT
 # check-man-pages.sh - every exported function has a manual page.
 #
 # The version script lists every public symbol; docs/meson.build lists every

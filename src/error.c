@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * error.c - return codes and the per-thread error message.
  *
@@ -15,6 +16,7 @@
  * that match on it.
  */
 #include "error.h"
+#include "strerror_xsi.h"
 
 #include <dynshm/dsm_impl.h>
 
@@ -69,8 +71,8 @@ DYNSHM_EXPORT const char *dynshm_strerror(int code)
 	case EINVAL:
 		return "invalid argument";
 	default:
-		/* strerror_r (GNU) may return a static string or use buf. */
-		return strerror_r(-code, buf, sizeof(buf));
+		/* Not GNU strerror_r: musl has only the XSI form. */
+		return dynshm_errno_text(-code, buf, sizeof(buf));
 	}
 }
 

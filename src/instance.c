@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * instance.c - joining and leaving an instance, the control lock, reaping.
  *
@@ -17,6 +18,7 @@
  * then is the lock marked consistent.
  */
 #include "wrapper.h"
+#include "abi.h"
 
 #include "error.h"
 #include "region.h"
@@ -29,8 +31,10 @@
 #include <time.h>
 #include <unistd.h>
 
+#ifdef DYNSHM_TEST_HOOKS
 void (*dynshm_test_hook)(const char *point);
 int dynshm_test_instance_tag = -1;
+#endif
 unsigned dynshm_fork_generation;
 
 /* ---- registry of open instances: fork and exit handling ---------------- */
@@ -513,9 +517,11 @@ static uint64_t new_instance_id(dynshm_instance *inst)
 
 	do {
 		id = inst_random(inst);
+#ifdef DYNSHM_TEST_HOOKS
 		if (dynshm_test_instance_tag >= 0)
 			id = (id & ~(uint64_t)0xfff) |
 			     (uint64_t)(dynshm_test_instance_tag & 0xfff);
+#endif
 	} while (id == 0);
 	return id;
 }
@@ -926,19 +932,17 @@ DYNSHM_EXPORT int dynshm_instance_destroy(dynshm_instance *inst)
 	return rc < 0 ? rc : 0;
 }
 
-DYNSHM_EXPORT int dynshm_instance_info_get(dynshm_instance *inst,
-				     dynshm_instance_info *info)
+static int info_fill(dynshm_instance *inst, dynshm_instance_info *info)
 {
 	struct ctl_header *h;
 	int rc;
 
-	if (!info)
-		return dynshm_fail(EINVAL, "no info buffer given");
 	rc = inst_enter(inst);
 	if (rc < 0)
 		return rc;
 	h = inst->c.hdr;
 	memset(info, 0, sizeof(*info));
+	info->struct_size = sizeof(*info);
 	snprintf(info->name, sizeof(info->name), "%s", inst->name);
 	snprintf(info->directory, sizeof(info->directory), "%s", inst->dir);
 	info->instance_id = inst->id;
@@ -958,6 +962,25 @@ DYNSHM_EXPORT int dynshm_instance_info_get(dynshm_instance *inst,
 	}
 	placement_info(inst, info);
 	inst_leave(inst);
+	return rc;
+}
+
+/* Filled in full here, then copied out at the caller's size (abi.h). */
+DYNSHM_EXPORT int dynshm_instance_info_get(dynshm_instance *inst,
+					   dynshm_instance_info *info,
+					   size_t info_size)
+{
+	dynshm_instance_info full;
+	int rc;
+
+	if (!info)
+		return dynshm_fail(EINVAL, "no info buffer given");
+	rc = abi_check_size(info_size, "dynshm_instance_info");
+	if (rc < 0)
+		return rc;
+	rc = info_fill(inst, &full);
+	if (rc == 0)
+		abi_copy_out(info, info_size, &full, sizeof(full));
 	return rc;
 }
 

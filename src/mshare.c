@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * mshare.c - the msharefs v3 ABI, and nothing else (see mshare.h for why
  * it is isolated, docs/mshare.md for where each fact comes from).

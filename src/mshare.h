@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * mshare.h - msharefs regions: one address range whose page tables every
  * process that maps it shares (experimental kernel ABI, patch series v3,

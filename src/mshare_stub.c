@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * mshare_stub.c - stands in for mshare.c when the library is built with
  * -Dmshare=disabled, so that 'mshare = try' falls back and 'mshare = on'

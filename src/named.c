@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * named.c - segments found by name, and get-or-create with an
  * initialisation callback that runs exactly once.

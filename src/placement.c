@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * placement.c - msharefs placement of segments: the instance-level policy
  * around mshare.c (which knows only the kernel ABI).

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * placement.h - where a segment's memory is mapped: the instance's
  * msharefs region (one set of page tables for every process) or an

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * region.h - the region: one shared mapping per process from which small
  * segments are carved (PostgreSQL's min_dynamic_shared_memory), optionally

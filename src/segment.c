@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * segment.c - creating, attaching and detaching segments; pins, on-detach
  * callbacks, scopes and inspection.
@@ -27,6 +28,7 @@
  * between making the OS object and publishing ACTIVE.
  */
 #include "wrapper.h"
+#include "abi.h"
 
 #include "error.h"
 #include "region.h"
@@ -885,11 +887,86 @@ DYNSHM_EXPORT int dynshm_pin_mapping(dynshm_segment *seg)
 	return 0;
 }
 
+/* ---- issue 11: unpin_mapping and find_mapping ---------------------------- */
+
+/*
+ * Undo dynshm_pin_mapping (or a mapping made outside any scope): seg joins
+ * the calling thread's innermost scope of its instance, which detaches it
+ * fully when it ends.  Refused when seg already belongs to a scope, or when
+ * the thread has no scope on that instance (nothing would detach it).
+ */
+DYNSHM_EXPORT int dynshm_unpin_mapping(dynshm_segment *seg)
+{
+	struct dynshm_scope *scope;
+	int rc;
+
+	if (!seg)
+		return dynshm_fail(EINVAL, "no segment given");
+	rc = inst_enter(seg->inst);
+	if (rc < 0)
+		return rc;
+	scope = scope_of(seg->inst);
+	if (seg->scope)
+		rc = dynshm_fail(EINVAL, "segment " HANDLE_FMT " already "
+					 "belongs to a scope: only a pinned "
+					 "mapping can be unpinned",
+				 HANDLE_ARG(seg->handle));
+	else if (!scope)
+		rc = dynshm_fail(EINVAL, "no scope of instance '%s' is current "
+					 "in this thread: call "
+					 "dynshm_scope_begin first",
+				 seg->inst->name);
+	else
+		seg->scope = scope;
+	inst_leave(seg->inst);
+	return rc;
+}
+
+/*
+ * This process's mapping of handle, without attaching again: O(1) through
+ * the slot's local entry, else (a segment destroyed while mapped here, no
+ * longer in a slot) a walk of the process's mappings.
+ */
+DYNSHM_EXPORT int dynshm_find_mapping(dynshm_instance *inst,
+				      dynshm_handle handle,
+				      dynshm_segment **out)
+{
+	uint32_t s = (uint32_t)(handle & HANDLE_SLOT_MASK);
+	struct dynshm_segment *seg = NULL;
+	int rc;
+
+	if (!out)
+		return dynshm_fail(EINVAL, "no result pointer given");
+	*out = NULL;
+	rc = inst_enter(inst);
+	if (rc < 0)
+		return rc;
+	if (handle != DYNSHM_HANDLE_INVALID) {
+		if (s < inst->c.hdr->max_segments && inst->local[s] &&
+		    inst->local[s]->handle == handle)
+			seg = inst->local[s];
+		for (struct dynshm_segment *m = inst->segs; !seg && m;
+		     m = m->next)
+			if (m->handle == handle)
+				seg = m;
+	}
+	if (seg)
+		*out = seg;
+	else
+		rc = dynshm_fail(ENOENT, "dynamic shared memory segment "
+					 HANDLE_FMT " is not mapped by this "
+					 "process in instance '%s'",
+				 HANDLE_ARG(handle), inst->name);
+	inst_leave(inst);
+	return rc;
+}
+
 /* ---- inspection ----------------------------------------------------------- */
 
 static void fill_info(const struct ctl_slot *slot, dynshm_segment_info *info)
 {
 	memset(info, 0, sizeof(*info));
+	info->struct_size = sizeof(*info);
 	info->handle = slot->handle;
 	info->size = slot->size;
 	info->backend = (dynshm_impl_type)slot->backend;
@@ -908,14 +985,19 @@ static void fill_info(const struct ctl_slot *slot, dynshm_segment_info *info)
 	info->name[sizeof(info->name) - 1] = '\0';
 }
 
+/* Filled in full, then copied out at the caller's size (abi.h). */
 DYNSHM_EXPORT int dynshm_stat(dynshm_instance *inst, dynshm_handle handle,
-			dynshm_segment_info *info)
+			      dynshm_segment_info *out, size_t info_size)
 {
+	dynshm_segment_info full, *info = &full;
 	uint32_t s;
 	int rc;
 
-	if (!info)
+	if (!out)
 		return dynshm_fail(EINVAL, "no info buffer given");
+	rc = abi_check_size(info_size, "dynshm_segment_info");
+	if (rc < 0)
+		return rc;
 	rc = inst_enter(inst);
 	if (rc < 0)
 		return rc;
@@ -929,6 +1011,8 @@ DYNSHM_EXPORT int dynshm_stat(dynshm_instance *inst, dynshm_handle handle,
 		ctl_unlock(inst);
 	}
 	inst_leave(inst);
+	if (rc == 0)
+		abi_copy_out(out, info_size, info, sizeof(*info));
 	return rc;
 }
 

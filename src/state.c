@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * state.c - the instance directory: where an instance is, and how a
  * process finds its control segment.

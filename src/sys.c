@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * sys.c - the real entries of the system-call table (see sys.h for why it
  * exists).  A few entries need a thin adapter because the libc prototype is

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * wrapper.h - process-local state of the wrapper layer, shared by
  * instance.c (join, leave, reap, fork), state.c (the instance directory)
@@ -140,8 +141,11 @@ int state_remove(dynshm_instance *inst);
 
 /*
  * Test hook: called at named points inside critical sections so a test can
- * kill the process exactly there.  NULL in production.
+ * kill the process exactly there.  Compiled only into the internal library
+ * the tests link (-DDYNSHM_TEST_HOOKS, src/meson.build): the installed
+ * library has neither the hook nor the instance-tag override.
  */
+#ifdef DYNSHM_TEST_HOOKS
 extern void (*dynshm_test_hook)(const char *point);
 extern int dynshm_test_instance_tag;
 
@@ -150,5 +154,8 @@ extern int dynshm_test_instance_tag;
 		if (dynshm_test_hook)                                             \
 			dynshm_test_hook(point);                                  \
 	} while (0)
+#else
+#define HOOK(point) ((void)0)
+#endif
 
 #endif

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * dsm_assert.h - CMocka assertions that print dynshm's own message.
  *

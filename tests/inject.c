@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * inject.c - failure injection over dynshm_sys (see inject.h for why).
  *

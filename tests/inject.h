@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * inject.h - make chosen system calls fail, for tests.
  *

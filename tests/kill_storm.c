@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * kill_storm.c - many processes, random operations, random kill -9s, and
  * after every round a check that the control segment still tells the truth.
@@ -967,7 +968,7 @@ static int checker_main(struct storm *st)
 	}
 	check_objects(&ck, st);
 	ctl_unlock(ck.inst);
-	if (dynshm_instance_info_get(ck.inst, &info) == 0) {
+	if (dynshm_instance_info_get(ck.inst, &info, sizeof(info)) == 0) {
 		st->sh->repairs = info.lock_repairs;
 		st->sh->reaped = info.processes_reaped;
 	}
@@ -1205,7 +1206,7 @@ static int create_instance(struct storm *st)
 	int rc = dynshm_instance_open(st->dir, st->cfg, 0, &inst);
 
 	if (rc == 0)
-		rc = dynshm_instance_info_get(inst, &info);
+		rc = dynshm_instance_info_get(inst, &info, sizeof(info));
 	if (rc != 0) {
 		fprintf(stderr, "kill_storm: cannot create a %s instance: %s\n",
 			st->label, dynshm_last_error());
@@ -1223,7 +1224,7 @@ static int reset_and_destroy(struct storm *st)
 	dynshm_instance_info info;
 
 	if (dynshm_instance_open(st->dir, st->cfg, DYNSHM_OPEN_RESET, &inst) != 0 ||
-	    dynshm_instance_info_get(inst, &info) != 0) {
+	    dynshm_instance_info_get(inst, &info, sizeof(info)) != 0) {
 		fprintf(stderr, "kill_storm: reset: %s\n", dynshm_last_error());
 		return 1;
 	}

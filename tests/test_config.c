@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test_config.c - the configuration parser and the order of its sources.
  *
@@ -267,7 +268,7 @@ static void test_precedence(void **state)
 	expect_setting(cfg, "max_segments", "300");
 	snprintf(inst_path, sizeof(inst_path), "%s/inst", dir);
 	ASSERT_OK(dynshm_instance_open(inst_path, cfg, 0, &inst));
-	ASSERT_OK(dynshm_instance_info_get(inst, &info));
+	ASSERT_OK(dynshm_instance_info_get(inst, &info, sizeof(info)));
 	assert_int_equal(info.max_segments, 300);
 	assert_int_equal(info.max_processes, 10);
 	assert_int_equal(info.backend, DYNSHM_IMPL_MMAP);
@@ -354,7 +355,7 @@ static void test_join_conflict(void **state)
 	ASSERT_OK(dynshm_instance_close(joiner));
 	dynshm_config_free(cfg);
 	ASSERT_OK(dynshm_instance_open(path, NULL, 0, &joiner));
-	ASSERT_OK(dynshm_instance_info_get(joiner, &info));
+	ASSERT_OK(dynshm_instance_info_get(joiner, &info, sizeof(info)));
 	assert_string_equal(dynshm_impl_type_name(info.backend),
 			    DYNSHM_DEFAULT_BACKEND);
 	ASSERT_OK(dynshm_instance_close(joiner));

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test_crash.c - kill -9 at every step of the wrapper layer, and corrupt
  * what it reads; then check that nothing leaked and nothing was lost.
@@ -313,7 +314,7 @@ static int create_stamped(dynshm_instance *inst, dynshm_segment **out)
 static dynshm_instance_info get_info(dynshm_instance *inst)
 {
 	static dynshm_instance_info info; /* 4 KiB of directory: not on stack */
-	int rc = dynshm_instance_info_get(inst, &info);
+	int rc = dynshm_instance_info_get(inst, &info, sizeof(info));
 
 	if (rc != 0)
 		fail_msg("dynshm_instance_info_get: %d (%s)", rc,
@@ -731,7 +732,7 @@ static int kid_verify(void *arg)
 
 	CHILD_CHECK(info != NULL);
 	CHILD_CHECK(dynshm_instance_open(fx.dir, fx.cfg, 0, &inst) == 0);
-	CHILD_CHECK(dynshm_instance_info_get(inst, info) == 0);
+	CHILD_CHECK(dynshm_instance_info_get(inst, info, sizeof(*info)) == 0);
 	if (v->repairs != UINT64_MAX)
 		CHILD_CHECK(info->lock_repairs == v->repairs);
 	free(info);
@@ -913,7 +914,7 @@ static void repair_by(enum repair_by by, const struct baseline *b,
 		break;
 	case BY_STAT:
 		assert_int_equal(dynshm_stat(fx.inst, dynshm_segment_handle(b->p),
-					  &si),
+					  &si, sizeof(si)),
 				 0);
 		assert_int_equal(si.state, DYNSHM_SEGMENT_ACTIVE);
 		break;
@@ -1050,9 +1051,10 @@ static void test_kill_with_torn_derived(void **state)
 	assert_int_equal(get_info(fx.inst).lock_repairs, 1);
 	assert_int_equal(get_info(fx.inst).segments, 3);
 	assert_int_equal(get_info(fx.inst).processes, 1);
-	assert_int_equal(dynshm_stat(fx.inst, dynshm_segment_handle(b.p), &si), 0);
+	assert_int_equal(dynshm_stat(fx.inst, dynshm_segment_handle(b.p), &si,
+				     sizeof(si)), 0);
 	assert_int_equal(si.references, 1);
-	assert_int_equal(dynshm_stat(fx.inst, b.q, &si), 0);
+	assert_int_equal(dynshm_stat(fx.inst, b.q, &si, sizeof(si)), 0);
 	assert_int_equal(si.references, 0);
 	assert_true(si.pinned);
 	for (int i = 0; i < 8; i++) {
@@ -1137,7 +1139,7 @@ static void test_kill_outside_lock(void **state)
 	assert_int_equal(info.processes, 1);
 	assert_int_equal(info.lock_repairs, before.lock_repairs); /* none */
 	assert_false(object_exists(fx.space, h));
-	assert_int_equal(dynshm_stat(fx.inst, h, &si), -ENOENT);
+	assert_int_equal(dynshm_stat(fx.inst, h, &si, sizeof(si)), -ENOENT);
 	assert_objects(b.count);
 
 	assert_all_backed();
@@ -1338,7 +1340,7 @@ static int child_reopen(int argc, char **argv)
 
 	CHILD_CHECK(info != NULL && argc >= 4);
 	CHILD_CHECK(dynshm_instance_open(argv[1], NULL, 0, &inst) == 0);
-	CHILD_CHECK(dynshm_instance_info_get(inst, info) == 0);
+	CHILD_CHECK(dynshm_instance_info_get(inst, info, sizeof(*info)) == 0);
 	CHILD_CHECK(info->processes == 1);
 	CHILD_CHECK(info->processes_reaped == strtoull(argv[2], NULL, 10));
 	CHILD_CHECK(info->lock_repairs == strtoull(argv[3], NULL, 10));

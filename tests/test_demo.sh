@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # test_demo.sh - dsm_demo driven as a user drives it: separate processes
 # from a shell, exit codes, stdout and stderr read as text.
 #

@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: MIT
 """test_docs.py - the command samples in docs/*.md are what dsm_demo prints.
 
 A sample is checked when it sits in a fenced block whose info string is

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test_fuzz_corpus.c - the fuzzers' inputs, replayed in every build.
  *

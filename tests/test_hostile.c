@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test_hostile.c - what a careless or malicious caller, a full file system
  * and a storm of signals can throw at the wrapper layer.
@@ -119,7 +120,8 @@ static uint64_t id_of(dynshm_instance *inst)
 {
 	static dynshm_instance_info info;
 
-	assert_int_equal(dynshm_instance_info_get(inst, &info), 0);
+	assert_int_equal(dynshm_instance_info_get(inst, &info, sizeof(info)),
+			 0);
 	return info.instance_id;
 }
 
@@ -127,7 +129,8 @@ static uint32_t nsegments(dynshm_instance *inst)
 {
 	static dynshm_instance_info info;
 
-	assert_int_equal(dynshm_instance_info_get(inst, &info), 0);
+	assert_int_equal(dynshm_instance_info_get(inst, &info, sizeof(info)),
+			 0);
 	return info.segments;
 }
 
@@ -234,7 +237,7 @@ static void assert_refused(dynshm_instance *inst, dynshm_handle h)
 	assert_int_equal(dynshm_attach(inst, h, &seg), -ENOENT);
 	assert_null(seg);
 	assert_message_has("not found");
-	assert_int_equal(dynshm_stat(inst, h, &info), -ENOENT);
+	assert_int_equal(dynshm_stat(inst, h, &info, sizeof(info)), -ENOENT);
 	assert_int_equal(dynshm_unpin_segment(inst, h), -ENOENT);
 	assert_int_equal(dynshm_destroy(inst, h), -ENOENT);
 	assert_int_equal(our_mappings(), maps);
@@ -582,7 +585,7 @@ static int locker_child(void *arg)
 {
 	static dynshm_instance_info info;
 
-	return dynshm_instance_info_get(arg, &info) == 0 ? 0 : 1;
+	return dynshm_instance_info_get(arg, &info, sizeof(info)) == 0 ? 0 : 1;
 }
 
 /* Run on CPU 0 only; at SCHED_IDLE if idle. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test_hugepages.c - the region on huge pages (huge_pages = off|try|on).
  *
@@ -207,7 +208,8 @@ static void test_try_without_pages(void **state)
 	assert_int_equal(set_pages(0), 0);
 	thp_mode(mode, sizeof(mode));
 	assert_int_equal(open_huge("try", "4MB", &inst), 0);
-	assert_int_equal(dynshm_instance_info_get(inst, &info), 0);
+	assert_int_equal(dynshm_instance_info_get(inst, &info, sizeof(info)),
+			 0);
 	assert_string_not_equal(info.region_pages, "hugetlb");
 	assert_int_equal(info.huge_pages, DYNSHM_HUGE_PAGES_TRY);
 	assert_non_null(strstr(info.region_note, "no huge pages reserved"));
@@ -225,7 +227,7 @@ static int child_reads(void *arg)
 
 	CHILD_CHECK(dynshm_instance_open(inst_path, NULL, DYNSHM_OPEN_EXISTING,
 				      &inst) == 0);
-	CHILD_CHECK(dynshm_instance_info_get(inst, &info) == 0);
+	CHILD_CHECK(dynshm_instance_info_get(inst, &info, sizeof(info)) == 0);
 	CHILD_CHECK(smaps_field(info.region_address, "KernelPageSize:") ==
 		    (long long)(info.region_page_size >> 10));
 	CHILD_CHECK(dynshm_attach(inst, *(dynshm_handle *)arg, &seg) == 0);
@@ -248,7 +250,8 @@ static void test_hugetlb(void **state)
 		return;
 	}
 	assert_int_equal(open_huge("on", "4MB", &inst), 0);
-	assert_int_equal(dynshm_instance_info_get(inst, &info), 0);
+	assert_int_equal(dynshm_instance_info_get(inst, &info, sizeof(info)),
+			 0);
 	assert_string_equal(info.region_pages, "hugetlb");
 	assert_int_equal(info.region_page_size, (uint64_t)page_kb << 10);
 	assert_int_equal(info.region_size % ((uint64_t)page_kb << 10), 0);
@@ -297,7 +300,8 @@ static void test_sysv_segments(void **state)
 	assert_int_equal(dynshm_instance_open(inst_path, cfg, 0, &inst), 0);
 	dynshm_config_free(cfg);
 	assert_int_equal(dynshm_create(inst, 2 * hsize, 0, &big), 0);
-	assert_int_equal(dynshm_stat(inst, dynshm_segment_handle(big), &si), 0);
+	assert_int_equal(dynshm_stat(inst, dynshm_segment_handle(big), &si,
+				     sizeof(si)), 0);
 	assert_true(si.huge_pages);
 	assert_false(si.in_region);
 	assert_int_equal(smaps_field(dynshm_segment_address(big),
@@ -305,11 +309,13 @@ static void test_sysv_segments(void **state)
 			 page_kb);
 	/* not a multiple: never tried */
 	assert_int_equal(dynshm_create(inst, hsize + 4096, 0, &odd), 0);
-	assert_int_equal(dynshm_stat(inst, dynshm_segment_handle(odd), &si), 0);
+	assert_int_equal(dynshm_stat(inst, dynshm_segment_handle(odd), &si,
+				     sizeof(si)), 0);
 	assert_false(si.huge_pages);
 	/* the two pages are taken: falls back to 4 KiB pages */
 	assert_int_equal(dynshm_create(inst, hsize, 0, &small), 0);
-	assert_int_equal(dynshm_stat(inst, dynshm_segment_handle(small), &si), 0);
+	assert_int_equal(dynshm_stat(inst, dynshm_segment_handle(small), &si,
+				     sizeof(si)), 0);
 	assert_false(si.huge_pages);
 	assert_int_equal(smaps_field(dynshm_segment_address(small),
 				     "KernelPageSize:"),
@@ -330,7 +336,8 @@ static void test_thp(void **state)
 	}
 	assert_int_equal(set_pages(0), 0);
 	assert_int_equal(open_huge("try", "4MB", &inst), 0);
-	assert_int_equal(dynshm_instance_info_get(inst, &info), 0);
+	assert_int_equal(dynshm_instance_info_get(inst, &info, sizeof(info)),
+			 0);
 	assert_string_equal(info.region_pages, "shmem-thp");
 	assert_non_null(strstr(info.region_note, "shmem_enabled = advise"));
 	assert_int_equal(dynshm_create(inst, info.region_size, DYNSHM_CREATE_REGION,

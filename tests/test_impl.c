@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test_impl.c - the backend layer (dsm_impl.h), against the real OS.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test_join.c - what an open does about dead processes when many are joined.
  *
@@ -91,7 +92,7 @@ static dynshm_instance_info info_of(dynshm_instance *inst)
 {
 	static dynshm_instance_info info;
 
-	ASSERT_OK(dynshm_instance_info_get(inst, &info));
+	ASSERT_OK(dynshm_instance_info_get(inst, &info, sizeof(info)));
 	return info;
 }
 
@@ -234,7 +235,7 @@ static void test_dead_found_round_robin(void **state)
 	ASSERT_OK(dynshm_create(fx.inst, 4096, 0, &seg));
 	h = dynshm_segment_handle(seg);
 	start_kids(h);
-	ASSERT_OK(dynshm_stat(fx.inst, h, &si));
+	ASSERT_OK(dynshm_stat(fx.inst, h, &si, sizeof(si)));
 	assert_int_equal(si.references, 2);
 	/* the helper joined last (farthest from entry 0) holds one and dies */
 	kill_kid(JOINED - 1);
@@ -245,7 +246,7 @@ static void test_dead_found_round_robin(void **state)
 	}
 	assert_int_equal(info_of(fx.inst).processes, JOINED);
 	assert_int_equal(info_of(fx.inst).processes_reaped, 1);
-	ASSERT_OK(dynshm_stat(fx.inst, h, &si));
+	ASSERT_OK(dynshm_stat(fx.inst, h, &si, sizeof(si)));
 	assert_int_equal(si.references, 1);
 
 	/* dynshm_reap still finds one at once, wherever it is */
@@ -318,11 +319,13 @@ static void test_noreap(void **state)
 	}
 	assert_int_equal(info_of(fx.inst).processes, JOINED + 1);
 	assert_int_equal(info_of(fx.inst).processes_reaped, 0);
-	ASSERT_OK(dynshm_stat(fx.inst, dynshm_segment_handle(seg), &si));
+	ASSERT_OK(dynshm_stat(fx.inst, dynshm_segment_handle(seg), &si,
+			      sizeof(si)));
 	assert_int_equal(si.references, 2);
 	ASSERT_OK(dynshm_reap(fx.inst, &n));
 	assert_int_equal(n, 2);
-	ASSERT_OK(dynshm_stat(fx.inst, dynshm_segment_handle(seg), &si));
+	ASSERT_OK(dynshm_stat(fx.inst, dynshm_segment_handle(seg), &si,
+			      sizeof(si)));
 	assert_int_equal(si.references, 1);
 	ASSERT_OK(dynshm_detach(seg));
 }

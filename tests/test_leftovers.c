@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test_leftovers.c - runs after every other test and fails if any of them
  * left something behind.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test_mshare.c - msharefs placement (src/mshare.c, src/placement.c)
  * against a fake msharefs, and the real fallback on this kernel.
@@ -492,7 +493,7 @@ static dynshm_instance *open_inst(const struct fixture *f, const char *mode,
 
 	ASSERT_OK(dynshm_instance_open(f->inst, cfg, flags, &inst));
 	dynshm_config_free(cfg);
-	ASSERT_OK(dynshm_instance_info_get(inst, info));
+	ASSERT_OK(dynshm_instance_info_get(inst, info, sizeof(*info)));
 	return inst;
 }
 
@@ -572,7 +573,7 @@ static void test_real_kernel_fallback(void **state)
 		skip(); /* a kernel with msharefs: nothing to fall back from */
 	cfg = config("try", NULL);
 	ASSERT_OK(dynshm_instance_open(f->inst, cfg, DYNSHM_OPEN_SUPERVISOR, &inst));
-	ASSERT_OK(dynshm_instance_info_get(inst, &info));
+	ASSERT_OK(dynshm_instance_info_get(inst, &info, sizeof(info)));
 	assert_int_equal(info.mshare_active, 0);
 	assert_int_equal(info.mshare_region_size, 0);
 #if DYNSHM_HAVE_MSHARE
@@ -759,7 +760,7 @@ static void test_sysv_has_no_fd(void **state)
 	ASSERT_OK(dynshm_config_set(cfg, "dynamic_shared_memory_type", "sysv"));
 	ASSERT_OK(dynshm_instance_open(f->inst, cfg, DYNSHM_OPEN_SUPERVISOR, &inst));
 	dynshm_config_free(cfg);
-	ASSERT_OK(dynshm_instance_info_get(inst, &info));
+	ASSERT_OK(dynshm_instance_info_get(inst, &info, sizeof(info)));
 	assert_int_equal(info.mshare_active, 0);
 	ASSERT_STATUS(&info, "no file descriptor");
 	ASSERT_OK(dynshm_instance_destroy(inst));
@@ -902,7 +903,8 @@ static int supervisor_child(void *arg)
 
 	fake_install(3);
 	if (dynshm_instance_open(f->inst, cfg, DYNSHM_OPEN_SUPERVISOR, &inst) != 0 ||
-	    dynshm_instance_info_get(inst, &info) != 0 || !info.mshare_active)
+	    dynshm_instance_info_get(inst, &info,
+				     sizeof(info)) != 0 || !info.mshare_active)
 		return 1;
 	dynshm_config_free(cfg);
 	return 0; /* exits: the region dies with it */
@@ -972,7 +974,7 @@ static void test_kill9_after_place(void **state)
 	/* It died holding the control lock: the next locker repairs, reaps. */
 	ASSERT_OK(dynshm_reap(inst, &reaped));
 	assert_int_equal(fake.unmaps, 2); /* its window */
-	ASSERT_OK(dynshm_instance_info_get(inst, &info));
+	ASSERT_OK(dynshm_instance_info_get(inst, &info, sizeof(info)));
 	assert_int_equal(info.segments, 0);
 	ASSERT_OK(dynshm_instance_destroy(inst));
 	assert_int_equal(region_files(), 0);
@@ -1033,7 +1035,7 @@ static void test_placed_init_fails(void **state)
 			 -EIO);
 	assert_int_equal(fake.creates, 2); /* the probe's and its own */
 	assert_int_equal(fake.unmaps, 2);
-	ASSERT_OK(dynshm_instance_info_get(inst, &info));
+	ASSERT_OK(dynshm_instance_info_get(inst, &info, sizeof(info)));
 	assert_int_equal(info.segments, 0);
 	ASSERT_OK(dynshm_get_named(inst, "placed", 4096, 0, NULL, NULL, &seg,
 				NULL));

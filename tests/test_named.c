@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test_named.c - named segments: dynshm_create_named, dynshm_attach_named and
  * the get-or-create dynshm_get_named, per backend, with real processes.
@@ -148,7 +149,7 @@ static unsigned segments_in(dynshm_instance *inst)
 {
 	dynshm_instance_info info;
 
-	ASSERT_OK(dynshm_instance_info_get(inst, &info));
+	ASSERT_OK(dynshm_instance_info_get(inst, &info, sizeof(info)));
 	return info.segments;
 }
 
@@ -357,7 +358,7 @@ static bool os_object_exists(dynshm_instance *inst, dynshm_handle handle)
 	dynshm_impl_map *map = NULL;
 	int rc;
 
-	ASSERT_OK(dynshm_instance_info_get(inst, &info));
+	ASSERT_OK(dynshm_instance_info_get(inst, &info, sizeof(info)));
 	ASSERT_OK(dynshm_impl_space_open(info.backend, info.instance_id,
 				      info.directory, &space));
 	rc = dynshm_impl_attach(space, handle, &map);
@@ -382,7 +383,7 @@ static void assert_made(struct fixture *f, dynshm_handle handle)
 		assert_true(os_object_exists(f->inst, handle));
 		return;
 	}
-	ASSERT_OK(dynshm_stat(f->inst, handle, &si));
+	ASSERT_OK(dynshm_stat(f->inst, handle, &si, sizeof(si)));
 	assert_true(si.in_region);
 }
 
@@ -394,7 +395,7 @@ static void assert_unmade(struct fixture *f, dynshm_handle handle)
 		assert_false(os_object_exists(f->inst, handle));
 		return;
 	}
-	ASSERT_OK(dynshm_instance_info_get(f->inst, &info));
+	ASSERT_OK(dynshm_instance_info_get(f->inst, &info, sizeof(info)));
 	assert_int_equal(info.region_used, 0);
 	assert_int_equal(info.region_segments, 0);
 }
@@ -430,7 +431,8 @@ static void test_creator_killed_in_init(void **state)
 	assert_int_equal(f->sh->init_calls, 2);
 	assert_true(f->sh->handle[1] != dead_handle);
 	/* the dead creator's segment is gone: slot and OS object */
-	ASSERT_RC(dynshm_stat(f->inst, dead_handle, &(dynshm_segment_info){ 0 }),
+	ASSERT_RC(dynshm_stat(f->inst, dead_handle, &(dynshm_segment_info){ 0 },
+			      sizeof(dynshm_segment_info)),
 		  -ENOENT);
 	assert_unmade(f, dead_handle);
 	/* the waiter's (unpinned) went with its last detach */
@@ -493,9 +495,10 @@ static void test_duplicates(void **state)
 	ASSERT_OK(dynshm_create_named(f->inst, "DUP", 64, 0, &again));
 	assert_int_equal(test_fork(attach_in_child, &h), 0);
 
-	ASSERT_OK(dynshm_stat(f->inst, h, &info));
+	ASSERT_OK(dynshm_stat(f->inst, h, &info, sizeof(info)));
 	assert_string_equal(info.name, "dup");
-	ASSERT_OK(dynshm_stat(f->inst, dynshm_segment_handle(anon), &info));
+	ASSERT_OK(dynshm_stat(f->inst, dynshm_segment_handle(anon), &info,
+			      sizeof(info)));
 	assert_string_equal(info.name, "");
 	ASSERT_OK(dynshm_foreach_segment(f->inst, find_by_name, &fi));
 	assert_int_equal(fi.count, 1);
@@ -693,10 +696,10 @@ static void test_create_pinned(void **state)
 	h = dynshm_segment_handle(seg);
 	hn = dynshm_segment_handle(named);
 	strcpy(dynshm_segment_address(seg), "kept");
-	ASSERT_OK(dynshm_stat(f->inst, h, &si));
+	ASSERT_OK(dynshm_stat(f->inst, h, &si, sizeof(si)));
 	assert_true(si.pinned);
 	assert_int_equal(si.in_region, f->region);
-	ASSERT_OK(dynshm_stat(f->inst, hn, &si));
+	ASSERT_OK(dynshm_stat(f->inst, hn, &si, sizeof(si)));
 	assert_true(si.pinned);
 	assert_string_equal(si.name, "pinned");
 	ASSERT_RC(dynshm_pin_segment(seg), -EALREADY);
@@ -710,7 +713,7 @@ static void test_create_pinned(void **state)
 	ASSERT_OK(dynshm_detach(seg));
 	/* unpinned with nobody attached: destroyed at once */
 	ASSERT_OK(dynshm_unpin_segment(f->inst, h));
-	ASSERT_RC(dynshm_stat(f->inst, h, &si), -ENOENT);
+	ASSERT_RC(dynshm_stat(f->inst, h, &si, sizeof(si)), -ENOENT);
 	ASSERT_OK(dynshm_unpin_segment(f->inst, hn));
 	ASSERT_RC(dynshm_attach_named(f->inst, "pinned", &seg), -ENOENT);
 	assert_int_equal(segments_in(f->inst), 0);
@@ -744,14 +747,16 @@ static void test_named_flags(void **state)
 				   DYNSHM_CREATE_REGION | DYNSHM_CREATE_PIN |
 					   DYNSHM_CREATE_NO_ZERO,
 				   &seg));
-	ASSERT_OK(dynshm_stat(f->inst, dynshm_segment_handle(seg), &si));
+	ASSERT_OK(dynshm_stat(f->inst, dynshm_segment_handle(seg), &si,
+			      sizeof(si)));
 	assert_true(si.in_region && si.pinned);
 	assert_string_equal(si.name, "in");
 	ASSERT_OK(dynshm_destroy(f->inst, dynshm_segment_handle(seg)));
 	ASSERT_OK(dynshm_detach(seg));
 	ASSERT_OK(dynshm_create_named(f->inst, "out", 4096, DYNSHM_CREATE_NO_REGION,
 				   &seg));
-	ASSERT_OK(dynshm_stat(f->inst, dynshm_segment_handle(seg), &si));
+	ASSERT_OK(dynshm_stat(f->inst, dynshm_segment_handle(seg), &si,
+			      sizeof(si)));
 	assert_false(si.in_region);
 	assert_string_equal(si.name, "out");
 	ASSERT_OK(dynshm_detach(seg));
@@ -763,7 +768,8 @@ static void test_named_flags(void **state)
 	/* a full region: the named create falls back, name and all */
 	ASSERT_OK(dynshm_create(f->inst, 1 << 20, DYNSHM_CREATE_REGION, &fill));
 	ASSERT_OK(dynshm_create_named(f->inst, "spill", 4096, 0, &seg));
-	ASSERT_OK(dynshm_stat(f->inst, dynshm_segment_handle(seg), &si));
+	ASSERT_OK(dynshm_stat(f->inst, dynshm_segment_handle(seg), &si,
+			      sizeof(si)));
 	assert_false(si.in_region);
 	assert_string_equal(si.name, "spill");
 	ASSERT_OK(dynshm_attach_named(f->inst, "spill", &again));
@@ -802,7 +808,8 @@ static void test_init_fails_leaves_nothing(void **state)
 					fail_init_after_writing, &fi, &seg,
 					NULL),
 			  -ECANCELED);
-		ASSERT_RC(dynshm_stat(f->inst, fi.handle, &si), -ENOENT);
+		ASSERT_RC(dynshm_stat(f->inst, fi.handle, &si, sizeof(si)),
+			  -ENOENT);
 		assert_int_equal(segments_in(f->inst), 0);
 		assert_false(os_object_exists(f->inst, fi.handle));
 		assert_unmade(f, fi.handle);

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test_region.c - region carve-outs (min_dynamic_shared_memory): segments
  * cut from one mapping per process, across processes, with a buddy
@@ -129,7 +130,8 @@ static dynshm_instance_info info_of(dynshm_instance *inst)
 {
 	dynshm_instance_info info;
 
-	assert_int_equal(dynshm_instance_info_get(inst, &info), 0);
+	assert_int_equal(dynshm_instance_info_get(inst, &info, sizeof(info)),
+			 0);
 	return info;
 }
 
@@ -139,7 +141,8 @@ static bool in_region(dynshm_instance *inst, dynshm_segment *seg)
 	dynshm_segment_info si;
 	char *a = dynshm_segment_address(seg), *base = info.region_address;
 
-	assert_int_equal(dynshm_stat(inst, dynshm_segment_handle(seg), &si), 0);
+	assert_int_equal(dynshm_stat(inst, dynshm_segment_handle(seg), &si,
+				     sizeof(si)), 0);
 	if (!si.in_region)
 		return false;
 	assert_true(a >= base && a + dynshm_segment_size(seg) <= base +
@@ -351,7 +354,7 @@ static int spawned_reads(int argc, char **argv)
 	}
 	CHILD_CHECK(dynshm_instance_open(inst_path, NULL, DYNSHM_OPEN_EXISTING,
 				      &inst) == 0);
-	CHILD_CHECK(dynshm_instance_info_get(inst, &info) == 0);
+	CHILD_CHECK(dynshm_instance_info_get(inst, &info, sizeof(info)) == 0);
 	CHILD_CHECK(info.region_recorded_address == want);
 	if (strcmp(argv[3], "block") == 0)
 		CHILD_CHECK(!info.region_same_address &&

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test_shm_full.c - a really full /dev/shm (and mmap directory).
  *

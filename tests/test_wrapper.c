@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test_wrapper.c - behaviour of the wrapper layer (dsm.h), with real
  * processes.
@@ -484,7 +485,7 @@ static dynshm_instance_info info_of(dynshm_instance *inst)
 {
 	static dynshm_instance_info info; /* 4 KiB: keep it off small stacks */
 
-	ASSERT_OK(dynshm_instance_info_get(inst, &info));
+	ASSERT_OK(dynshm_instance_info_get(inst, &info, sizeof(info)));
 	return info;
 }
 
@@ -492,7 +493,7 @@ static dynshm_segment_info stat_of(dynshm_instance *inst, dynshm_handle h)
 {
 	dynshm_segment_info si;
 
-	ASSERT_OK(dynshm_stat(inst, h, &si));
+	ASSERT_OK(dynshm_stat(inst, h, &si, sizeof(si)));
 	return si;
 }
 
@@ -500,7 +501,7 @@ static void assert_no_segment(dynshm_instance *inst, dynshm_handle h)
 {
 	dynshm_segment_info si;
 
-	ASSERT_RC(dynshm_stat(inst, h, &si), -ENOENT);
+	ASSERT_RC(dynshm_stat(inst, h, &si, sizeof(si)), -ENOENT);
 }
 
 static dynshm_segment *xcreate(dynshm_instance *inst, size_t size, uint64_t seed)
@@ -846,13 +847,13 @@ static int peer_body(dynshm_instance *inst, dynshm_handle h, int rfd, int wfd)
 	CHILD_CHECK(write_full(wfd, "a", 1) == 0);
 	CHILD_CHECK(read_full(rfd, &c, 1) == 0 && c == 'd');
 	/* A has detached: we map it alone, and it is intact */
-	CHILD_OK(dynshm_stat(inst, h, &si));
+	CHILD_OK(dynshm_stat(inst, h, &si, sizeof(si)));
 	CHILD_CHECK(si.references == 1);
 	CHILD_CHECK(strcmp(p, expect) == 0);
 	CHILD_CHECK(check_fill(p + FILL_AT, SHARED_SIZE - FILL_AT, h));
 	CHILD_CHECK(strncmp(p + REPLY_AT, "reply to ", 9) == 0);
 	CHILD_OK(dynshm_detach(seg));
-	CHILD_RC(dynshm_stat(inst, h, &si), -ENOENT);
+	CHILD_RC(dynshm_stat(inst, h, &si, sizeof(si)), -ENOENT);
 	return 0;
 }
 
@@ -944,13 +945,13 @@ static int child_join(int argc, char **argv)
 	CHILD_CHECK(argc == 4);
 	CHILD_OK(dynshm_impl_type_from_name(argv[3], &type));
 	CHILD_OK(dynshm_instance_open(argv[1], NULL, 0, &inst));
-	CHILD_OK(dynshm_instance_info_get(inst, &info));
+	CHILD_OK(dynshm_instance_info_get(inst, &info, sizeof(info)));
 	CHILD_CHECK(info.instance_id == strtoull(argv[2], NULL, 16));
 	CHILD_CHECK(info.backend == type);
 	CHILD_CHECK(info.processes == 2);
 	CHILD_CHECK(info.creator_pid != getpid());
 	CHILD_OK(dynshm_instance_open(argv[1], NULL, DYNSHM_OPEN_EXISTING, &again));
-	CHILD_OK(dynshm_instance_info_get(again, &info));
+	CHILD_OK(dynshm_instance_info_get(again, &info, sizeof(info)));
 	CHILD_CHECK(info.instance_id == strtoull(argv[2], NULL, 16));
 	CHILD_CHECK(info.processes == 3);
 	CHILD_OK(dynshm_instance_close(again));
@@ -1120,7 +1121,7 @@ static int fork_pinner(void *arg)
 	CHILD_OK(dynshm_pin_segment(seg));
 	CHILD_RC(dynshm_pin_segment(seg), -EALREADY);
 	CHILD_OK(dynshm_detach(seg));
-	CHILD_OK(dynshm_stat(a->inst, h, &si));
+	CHILD_OK(dynshm_stat(a->inst, h, &si, sizeof(si)));
 	CHILD_CHECK(si.pinned && si.references == 0);
 	CHILD_OK(dynshm_instance_close(a->inst));
 	CHILD_CHECK(write_full(a->wfd, &h, sizeof(h)) == 0);
@@ -1359,7 +1360,7 @@ static void expect_unknown(dynshm_instance *inst, const char *name,
 	    !strstr(dynshm_last_error(), name))
 		fail_msg("%s: message '%s' does not name %s and '%s'", what,
 			 dynshm_last_error(), text, name);
-	ASSERT_RC(dynshm_stat(inst, h, &si), -ENOENT);
+	ASSERT_RC(dynshm_stat(inst, h, &si, sizeof(si)), -ENOENT);
 	ASSERT_RC(dynshm_unpin_segment(inst, h), -ENOENT);
 	ASSERT_RC(dynshm_destroy(inst, h), -ENOENT);
 }
@@ -1877,13 +1878,13 @@ static int fork_scope_threads(void *arg)
 	CHILD_CHECK(pthread_join(thread, NULL) == 0);
 	CHILD_OK(scoped.rc);
 	/* the other thread's scope ended: its segment went, ours stayed */
-	CHILD_RC(dynshm_stat(inst, scoped.h, &si), -ENOENT);
-	CHILD_OK(dynshm_stat(inst, hm, &si));
+	CHILD_RC(dynshm_stat(inst, scoped.h, &si, sizeof(si)), -ENOENT);
+	CHILD_OK(dynshm_stat(inst, hm, &si, sizeof(si)));
 	CHILD_CHECK(si.references == 1);
 	CHILD_OK(dynshm_scope_end(scope));
 	/* ours went with our scope; the plain create of the thread stayed */
-	CHILD_RC(dynshm_stat(inst, hm, &si), -ENOENT);
-	CHILD_OK(dynshm_stat(inst, plain.h, &si));
+	CHILD_RC(dynshm_stat(inst, hm, &si, sizeof(si)), -ENOENT);
+	CHILD_OK(dynshm_stat(inst, plain.h, &si, sizeof(si)));
 	CHILD_CHECK(si.references == 1);
 	CHILD_OK(dynshm_detach(plain.seg));
 	CHILD_OK(dynshm_instance_close(inst));
@@ -1931,7 +1932,7 @@ static int fork_worker(void *arg)
 	CHILD_OK(dynshm_create(a->inst, 8192, 0, &q));
 	hq = dynshm_segment_handle(q);
 	fill(dynshm_segment_address(q), 8192, hq);
-	CHILD_OK(dynshm_instance_info_get(a->inst, &info));
+	CHILD_OK(dynshm_instance_info_get(a->inst, &info, sizeof(info)));
 	CHILD_CHECK(info.processes == 2);
 	CHILD_CHECK(write_full(a->wfd, &hq, sizeof(hq)) == 0);
 	CHILD_CHECK(read_full(a->rfd, &c, 1) == 0 && c == 'g');
@@ -2002,19 +2003,19 @@ static int fork_adopter(void *arg)
 	char c = 0;
 
 	/* the first call: join, adopting the inherited mapping */
-	CHILD_OK(dynshm_instance_info_get(a->inst, &info));
+	CHILD_OK(dynshm_instance_info_get(a->inst, &info, sizeof(info)));
 	CHILD_CHECK(info.processes == 2);
 	CHILD_CHECK(write_full(a->wfd, "j", 1) == 0);
 	CHILD_CHECK(read_full(a->rfd, &c, 1) == 0 && c == 'd');
 	/* the parent let go; we hold it alone */
-	CHILD_OK(dynshm_stat(a->inst, a->h, &si));
+	CHILD_OK(dynshm_stat(a->inst, a->h, &si, sizeof(si)));
 	CHILD_CHECK(si.references == 1);
 	CHILD_CHECK(check_fill(dynshm_segment_address(a->seg), 8192, 0x92));
 	strcpy(dynshm_segment_address(a->seg), "adopted and alive");
 	CHILD_CHECK(write_full(a->wfd, "r", 1) == 0);
 	CHILD_CHECK(read_full(a->rfd, &c, 1) == 0 && c == 'x');
 	CHILD_OK(dynshm_detach(a->seg));
-	CHILD_RC(dynshm_stat(a->inst, a->h, &si), -ENOENT);
+	CHILD_RC(dynshm_stat(a->inst, a->h, &si, sizeof(si)), -ENOENT);
 	CHILD_OK(dynshm_instance_close(a->inst));
 	return 0;
 }
@@ -2080,7 +2081,7 @@ static int fork_leaver(void *arg)
 		exit(0);
 	case 1:
 		CHILD_OK(dynshm_detach(a->seg));
-		CHILD_OK(dynshm_stat(a->inst, a->h, &si));
+		CHILD_OK(dynshm_stat(a->inst, a->h, &si, sizeof(si)));
 		CHILD_CHECK(si.references == 1); /* the parent's */
 		CHILD_OK(dynshm_instance_close(a->inst));
 		return 0;
@@ -2088,12 +2089,13 @@ static int fork_leaver(void *arg)
 		CHILD_OK(dynshm_instance_close(a->inst));
 		return 0;
 	case 3:
-		CHILD_OK(dynshm_instance_info_get(a->inst, &info));
+		CHILD_OK(dynshm_instance_info_get(a->inst, &info,
+						  sizeof(info)));
 		CHILD_CHECK(info.processes == 2);
 		fflush(NULL);
 		exit(0);
 	default:
-		CHILD_OK(dynshm_stat(a->inst, a->h, &si));
+		CHILD_OK(dynshm_stat(a->inst, a->h, &si, sizeof(si)));
 		CHILD_CHECK(si.references == 2);
 		return 0; /* _exit: no atexit handler */
 	}
@@ -2164,18 +2166,18 @@ static int fork_late_joiner(void *arg)
 	/* no call made yet: the inherited memory is still valid */
 	CHILD_CHECK(check_fill(dynshm_segment_address(a->seg), 8192, 0x94));
 	/* the first call joins; the destroyed segment is not adopted */
-	CHILD_RC(dynshm_stat(a->inst, a->h, &si), -ENOENT);
-	CHILD_OK(dynshm_stat(a->inst, a->h2, &si));
+	CHILD_RC(dynshm_stat(a->inst, a->h, &si, sizeof(si)), -ENOENT);
+	CHILD_OK(dynshm_stat(a->inst, a->h2, &si, sizeof(si)));
 	CHILD_CHECK(si.references == 1); /* the slot's new tenant: not ours */
 	CHILD_CHECK(check_fill(dynshm_segment_address(a->seg), 8192, 0x94));
 	CHILD_OK(dynshm_attach(a->inst, a->h2, &fresh));
 	CHILD_CHECK(fresh != a->seg);
 	CHILD_CHECK(check_fill(dynshm_segment_address(fresh), 4096, 0x95));
-	CHILD_OK(dynshm_stat(a->inst, a->h2, &si));
+	CHILD_OK(dynshm_stat(a->inst, a->h2, &si, sizeof(si)));
 	CHILD_CHECK(si.references == 2);
 	CHILD_OK(dynshm_detach(fresh));
 	CHILD_OK(dynshm_detach(a->seg)); /* the orphan: unmapped, nothing else */
-	CHILD_OK(dynshm_stat(a->inst, a->h2, &si));
+	CHILD_OK(dynshm_stat(a->inst, a->h2, &si, sizeof(si)));
 	CHILD_CHECK(si.references == 1);
 	CHILD_OK(dynshm_instance_close(a->inst));
 	return 0;
@@ -2379,7 +2381,7 @@ static void test_inspection(void **state)
 	assert_true(info.control_size > 0);
 	assert_int_equal(info.creator_pid, getpid());
 	assert_int_equal(info.lock_repairs, 0);
-	ASSERT_RC(dynshm_instance_info_get(inst, NULL), -EINVAL);
+	ASSERT_RC(dynshm_instance_info_get(inst, NULL, 0), -EINVAL);
 
 	before = now_ns();
 	seg = xcreate(inst, 10000, 1);
@@ -2425,7 +2427,7 @@ static void test_inspection(void **state)
 	assert_int_equal(dynshm_foreach_segment(inst, stop_at_first, &stop), 42);
 	assert_int_equal(stop.calls, 1);
 	ASSERT_RC(dynshm_foreach_segment(inst, NULL, NULL), -EINVAL);
-	ASSERT_RC(dynshm_stat(inst, h1, NULL), -EINVAL);
+	ASSERT_RC(dynshm_stat(inst, h1, NULL, 0), -EINVAL);
 
 	info = info_of(inst);
 	assert_int_equal(info.segments, 2);
@@ -2749,7 +2751,7 @@ static int fork_threads(void *arg)
 	CHILD_CHECK(atomic_load(&b->errors) == 0);
 	printf("%d attaches of other threads' segments\n",
 	       atomic_load(&b->peer_attaches));
-	CHILD_OK(dynshm_instance_info_get(b->inst, &info));
+	CHILD_OK(dynshm_instance_info_get(b->inst, &info, sizeof(info)));
 	CHILD_CHECK(info.segments == 0);
 	CHILD_OK(dynshm_instance_close(b->inst));
 	return 0;
@@ -3194,7 +3196,8 @@ static void test_bad_arguments(void **state)
 	ASSERT_RC(dynshm_pin_mapping(NULL), -EINVAL);
 	ASSERT_RC(dynshm_scope_begin(NULL, &scope), -EINVAL);
 	ASSERT_RC(dynshm_scope_begin(inst, NULL), -EINVAL);
-	ASSERT_RC(dynshm_instance_info_get(NULL, &(dynshm_instance_info){ 0 }),
+	ASSERT_RC(dynshm_instance_info_get(NULL, &(dynshm_instance_info){ 0 },
+					   sizeof(dynshm_instance_info)),
 		  -EINVAL);
 	ASSERT_RC(dynshm_reap(NULL, NULL), -EINVAL);
 	ASSERT_RC(dynshm_instance_open(w.dir, NULL, 0x80, &none), -EINVAL);

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * testutil.c - helpers shared by every test program (see testutil.h).
  *

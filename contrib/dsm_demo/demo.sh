@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # demo.sh - what `make demo` shows: a segment created by one process and
 # read by another, listed, then destroyed.  Each step is a separate process,
 # exactly as two shells would do it.  Uses a private instance directory so

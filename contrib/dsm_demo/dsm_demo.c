@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * dsm_demo - create, read, list and destroy dynamic shared memory segments
  * from a shell.
@@ -784,7 +785,7 @@ static int cmd_info(const struct options *o, int argc, char **argv)
 		return usage_error("info: unexpected argument '%s'", argv[1]);
 	if ((rc = open_instance(o, LOOK_ONLY, &inst)) != 0)
 		return rc;
-	rc = dynshm_instance_info_get(inst, &info);
+	rc = dynshm_instance_info_get(inst, &info, sizeof(info));
 	if (rc == 0 && json)
 		print_info_json(&info);
 	else if (rc == 0) {

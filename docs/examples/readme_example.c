@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* One process creates a segment; another, given its handle, reads it. */
 #include <dynshm/dsm.h>
 #include <stdio.h>
@@ -13,7 +14,8 @@ int main(int argc, char **argv)
 	if (rc == 0 && argc < 2) {		/* first process: create */
 		rc = dynshm_create(inst, 4096, 0, &seg);
 		if (rc == 0) {
-			strcpy(dynshm_segment_address(seg), "hello from dynshm");
+			strcpy((char *)dynshm_segment_address(seg),
+			       "hello from dynshm");
 			dynshm_pin_segment(seg);	/* outlive this process */
 			printf("%llx\n",
 			       (unsigned long long)dynshm_segment_handle(seg));

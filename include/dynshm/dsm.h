@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * dynshm/dsm.h - dynamic shared memory for multiprocess servers.
  *
@@ -33,6 +34,7 @@
 #define DYNSHM_DSM_H
 
 #include <dynshm/dsm_impl.h>
+#include <dynshm/version.h>
 
 #include <stddef.h>
 #include <stdint.h>
@@ -123,7 +125,21 @@ int dynshm_instance_close(dynshm_instance *inst);
  */
 int dynshm_instance_destroy(dynshm_instance *inst);
 
+/*
+ * The two info structures can grow: fields are only appended.  The caller
+ * passes sizeof its structure; the library fills min(that, its own size)
+ * bytes, zeroes the rest and sets struct_size to the bytes it filled.  A
+ * program built against newer headers than the library it runs with tests
+ * a field with DYNSHM_INFO_HAS before reading it; fields of 0.2 are always
+ * there.  A dynshm_foreach_segment callback gets the library's structure:
+ * test fields added after 0.2 the same way.
+ */
+#define DYNSHM_INFO_HAS(info, field)                                           \
+	((size_t)((const char *)&(info)->field - (const char *)(info)) +       \
+		 sizeof((info)->field) <= (info)->struct_size)
+
 typedef struct dynshm_instance_info {
+	size_t struct_size;	  /* set by the library: bytes filled in */
 	char name[80];		  /* as given, or "default" */
 	char directory[4096];	  /* the runtime directory */
 	uint64_t instance_id;	  /* random; part of every OS name */
@@ -161,7 +177,9 @@ typedef struct dynshm_instance_info {
 	char region_note[384];
 } dynshm_instance_info;
 
-int dynshm_instance_info_get(dynshm_instance *inst, dynshm_instance_info *info);
+/* info_size: sizeof(*info); -EINVAL when smaller than a size_t. */
+int dynshm_instance_info_get(dynshm_instance *inst, dynshm_instance_info *info,
+			     size_t info_size);
 
 /*
  * Release the references of processes that died and destroy what nobody
@@ -293,6 +311,27 @@ int dynshm_scope_begin(dynshm_instance *inst, dynshm_scope **out);
 int dynshm_scope_end(dynshm_scope *scope);
 /* Move seg out of its scope: it then lives until detached explicitly. */
 int dynshm_pin_mapping(dynshm_segment *seg);
+/*
+ * Undo dynshm_pin_mapping: seg (which belongs to no scope) joins the calling
+ * thread's innermost scope of its instance.  -EINVAL when seg already
+ * belongs to a scope or the thread has no scope on that instance.
+ */
+int dynshm_unpin_mapping(dynshm_segment *seg);
+/*
+ * This process's existing mapping of handle, without attaching again (the
+ * attach count is unchanged: do not detach it on this account).  -ENOENT,
+ * and *out = NULL, when this process does not map it.
+ */
+int dynshm_find_mapping(dynshm_instance *inst, dynshm_handle handle,
+			dynshm_segment **out);
+
+/* ---- version ------------------------------------------------------------- */
+
+/*
+ * The library's version, "MAJOR.MINOR.PATCH"; DYNSHM_VERSION_STRING is the
+ * version of the headers the program was built with (dynshm/version.h).
+ */
+const char *dynshm_version(void);
 
 /* ---- inspection ---------------------------------------------------------- */
 
@@ -303,6 +342,7 @@ typedef enum dynshm_segment_state {
 } dynshm_segment_state;
 
 typedef struct dynshm_segment_info {
+	size_t struct_size;  /* set by the library: bytes filled in */
 	dynshm_handle handle;
 	uint64_t size;
 	dynshm_impl_type backend;
@@ -317,8 +357,12 @@ typedef struct dynshm_segment_info {
 	char name[DYNSHM_SEGMENT_NAME_MAX + 1]; /* "" when it has none */
 } dynshm_segment_info;
 
-/* -ENOENT when handle names no segment of inst. */
-int dynshm_stat(dynshm_instance *inst, dynshm_handle handle, dynshm_segment_info *info);
+/*
+ * -ENOENT when handle names no segment of inst.  info_size: sizeof(*info),
+ * as for dynshm_instance_info_get.
+ */
+int dynshm_stat(dynshm_instance *inst, dynshm_handle handle,
+		dynshm_segment_info *info, size_t info_size);
 
 /* fn returns 0 to go on, anything else to stop (and that is returned). */
 typedef int (*dynshm_segment_fn)(const dynshm_segment_info *info, void *arg);

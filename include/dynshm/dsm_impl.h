@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * dynshm/dsm_impl.h - the backend layer: raw shared memory objects.
  *
@@ -70,6 +71,15 @@
 
 #include <stddef.h>
 #include <stdint.h>
+
+/*
+ * 64-bit targets only (meson.build refuses to configure for others): sizes
+ * up to DYNSHM_IMPL_MAX_SIZE and offsets in shared memory need a 64-bit
+ * size_t, and a 32-bit build would truncate them silently.
+ */
+#if defined(SIZE_MAX) && SIZE_MAX < 0xffffffffffffffffu
+#error "dynshm supports 64-bit targets only (size_t must be 64-bit)"
+#endif
 
 #ifdef __cplusplus
 extern "C" {

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * impl.c - the dispatch point of the backend layer.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * impl_internal.h - what the backends share with the dispatch point.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * mmap.c - segments as files in a directory, mapped MAP_SHARED.
  *

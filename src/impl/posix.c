@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * posix.c - POSIX shared memory (shm_open), the default backend.
  *

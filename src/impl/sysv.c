@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * sysv.c - System V shared memory (shmget/shmat).
  *

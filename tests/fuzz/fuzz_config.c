@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* fuzz_config.c - libFuzzer target for the config parser (fuzz_entry.h). */
 #include "fuzz_entry.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* fuzz_control.c - libFuzzer target for ctl_validate (see fuzz_entry.h). */
 #include "fuzz_entry.h"
 

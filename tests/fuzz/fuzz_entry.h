@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * fuzz_entry.h - the entry points that both fuzzers and the corpus replay
  * test (tests/test_fuzz_corpus.c) drive, so a crash found by one is a
