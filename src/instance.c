@@ -19,6 +19,7 @@
 #include "wrapper.h"
 
 #include "error.h"
+#include "impl/impl_internal.h"
 #include "region.h"
 #include "sys.h"
 
@@ -169,18 +170,53 @@ int space_for(dynshm_instance *inst, dynshm_impl_type type, dynshm_impl_space **
 	return 0;
 }
 
-/* Remove a segment's OS object with the backend that made it. */
+void slot_ident(const struct ctl_slot *slot, struct dynshm_impl_ident *out)
+{
+	int32_t id = __atomic_load_n(&slot->os_id, __ATOMIC_ACQUIRE);
+
+	out->size = slot->size;
+	if (id > 0) {
+		out->shmid = id - 1;
+		out->cpid = slot->os_cpid;
+		out->ctime = slot->os_ctime;
+	} else { /* what the creator's proof needs (control.h) */
+		out->shmid = -1;
+		out->cpid = slot->creator_pid;
+		out->ctime = (int64_t)(slot->created_ns / 1000000000u);
+	}
+}
+
+/* The creator, while the slot is CREATING and its own. */
+void slot_record_ident(struct ctl_slot *slot, const dynshm_impl_map *map)
+{
+	if (map->ident.shmid < 0)
+		return; /* not sysv, or unknown: proved by its creator */
+	slot->os_cpid = map->ident.cpid;
+	slot->os_ctime = map->ident.ctime;
+	HOOK("create:before-ident");
+	__atomic_store_n(&slot->os_id, map->ident.shmid + 1, __ATOMIC_RELEASE);
+}
+
+/*
+ * Remove a segment's OS object with the backend that made it.  handle is
+ * the current handle of its slot, whose identity (control.h) says which
+ * object that is: a SysV object that does not match it is left alone.
+ */
 int os_destroy(dynshm_instance *inst, uint32_t backend, dynshm_handle handle)
 {
+	struct dynshm_impl_ident ident = { -1, 0, 0, 0 };
+	uint32_t s = (uint32_t)(handle & HANDLE_SLOT_MASK);
 	dynshm_impl_space *space = NULL;
 	int rc;
 
 	if (backend == CTL_BACKEND_REGION)
 		return 0; /* carved from the region: no object of its own */
+	if (s < inst->c.hdr->max_segments && inst->c.slots[s].handle == handle)
+		slot_ident(&inst->c.slots[s], &ident);
 	rc = space_for(inst, (dynshm_impl_type)backend, &space);
 	if (rc == 0) {
 		placement_release(inst, backend, handle); /* mshare: first */
-		rc = dynshm_impl_destroy(space, handle);
+		rc = dynshm_impl_destroy_ident(space, handle, &ident);
 	}
 	return rc == -ENOENT ? 0 : rc;
 }

@@ -29,6 +29,7 @@
 #include "wrapper.h"
 
 #include "error.h"
+#include "impl/impl_internal.h"
 #include "region.h"
 #include "sys.h"
 
@@ -259,6 +260,7 @@ static int reserve_slot(dynshm_instance *inst, size_t size, int region,
 	slot->created_ns = now_ns();
 	slot->pinned = 0;
 	slot->doomed = 0;
+	slot->os_id = 0; /* no object yet: identity unknown (control.h) */
 	snprintf(slot->name, sizeof(slot->name), "%s", name ? name : "");
 	ctl_publish(&slot->state, SLOT_CREATING);
 	HOOK("create:reserved");
@@ -331,6 +333,7 @@ static int create_os_object(dynshm_instance *inst, size_t size,
 		}
 		if (rc == 0) {
 			inst->c.slots[seg->slot].huge = huge != 0; /* ours */
+			slot_record_ident(&inst->c.slots[seg->slot], seg->map);
 			break;
 		}
 		unreserve_slot(inst, seg->slot, seg->handle);
@@ -526,7 +529,8 @@ static int lock_live_slot(dynshm_instance *inst, dynshm_handle handle, uint32_t 
  */
 static int reference_handle(dynshm_instance *inst, dynshm_handle handle,
 			    uint32_t *out_slot, uint32_t *backend,
-			    uint64_t *size, struct dynshm_segment *seg)
+			    uint64_t *size, struct dynshm_segment *seg,
+			    struct dynshm_impl_ident *ident)
 {
 	struct ctl *c = &inst->c;
 	uint32_t s = CTL_NONE;
@@ -538,6 +542,7 @@ static int reference_handle(dynshm_instance *inst, dynshm_handle handle,
 	HOOK("attach:referenced");
 	*backend = c->slots[s].backend;
 	*size = c->slots[s].size;
+	slot_ident(&c->slots[s], ident);
 	if (*backend == CTL_BACKEND_REGION) {
 		seg->region_addr =
 			(char *)inst->region.base + c->slots[s].region_offset;
@@ -552,6 +557,7 @@ static int attach_new(dynshm_instance *inst, dynshm_handle handle,
 		      dynshm_segment **out)
 {
 	struct dynshm_segment *seg = alloc_segment(inst);
+	struct dynshm_impl_ident ident;
 	dynshm_impl_space *space = NULL;
 	uint32_t backend = 0;
 	uint64_t size = 0;
@@ -559,7 +565,8 @@ static int attach_new(dynshm_instance *inst, dynshm_handle handle,
 
 	if (!seg)
 		return dynshm_fail(ENOMEM, "out of memory attaching a segment");
-	rc = reference_handle(inst, handle, &seg->slot, &backend, &size, seg);
+	rc = reference_handle(inst, handle, &seg->slot, &backend, &size, seg,
+			      &ident);
 	if (rc < 0)
 		goto fail_free;
 	seg->handle = handle;
@@ -570,7 +577,8 @@ static int attach_new(dynshm_instance *inst, dynshm_handle handle,
 	else {
 		rc = space_for(inst, (dynshm_impl_type)backend, &space);
 		if (rc == 0)
-			rc = dynshm_impl_attach(space, handle, &seg->map);
+			rc = dynshm_impl_attach_ident(space, handle, &ident,
+						      &seg->map);
 	}
 	if (rc < 0)
 		goto fail_release;

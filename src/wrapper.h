@@ -109,6 +109,11 @@ int reap_locked(dynshm_instance *inst, bool sweep, unsigned *reaped);
 void reap_dead(dynshm_instance *inst);
 void slot_free_locked(dynshm_instance *inst, uint32_t s);
 int os_destroy(dynshm_instance *inst, uint32_t backend, dynshm_handle handle);
+/* >>> object identity (control.h): what the backend is told of slot */
+struct dynshm_impl_ident;
+void slot_ident(const struct ctl_slot *slot, struct dynshm_impl_ident *out);
+void slot_record_ident(struct ctl_slot *slot, const dynshm_impl_map *map);
+/* <<< object identity */
 
 /* segment.c */
 void segment_detach_all(dynshm_instance *inst);

@@ -1,0 +1,450 @@
+/*
+ * test_ident.c - the library maps and removes only what it made (issue 13).
+ *
+ * Each case is a fault or a hostile neighbour that once made the library
+ * map or remove memory that was not the segment a handle names, or leak an
+ * object nothing could find:
+ *   sysv identity  a SysV key is not unique per handle.  A creator killed
+ *                  before its shmget succeeded, while another program's
+ *                  segment holds the key: the reaper must leave that
+ *                  segment alone.  A segment removed behind the library's
+ *                  back whose key another segment then takes: its handle
+ *                  must not map the newcomer, nor destroy remove it.  A
+ *                  creator killed after its shmget: the reaper removes its
+ *                  object (proved by creator pid, time and size);
+ *   group mode     an object whose mode lets its group read or write it
+ *                  (0640, 0660, 0620) is refused like one open to all;
+ *   map count      a mapping refused with ENOMEM names vm.max_map_count
+ *                  and the region;
+ *   first open     kill -9 at each step of the first open of an instance
+ *                  (object made, allocated, formatted, state written):
+ *                  after a reset nothing of any incarnation remains;
+ *   vanished       another program unlinks a segment's object: attach says
+ *                  it vanished, list shows it, destroy and gc retire it;
+ *   planted        after a reboot emptied /dev/shm, something else sits at
+ *                  the control object's name: commands refuse it clearly,
+ *                  a reset recovers with a new id.
+ * One group per backend where the backend matters.  Children are forked
+ * and use CHILD_CHECK, never CMocka's asserts.  Runs alone (is_parallel:
+ * false): sysv objects share the test tag.
+ */
+#include "inject.h"
+#include "testutil.h"
+
+#include "src/control.h"
+#include "src/sys.h"
+
+#include <dynshm/dsm.h>
+#include <dynshm/dsm_impl.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ipc.h>
+#include <sys/shm.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+extern int dynshm_test_instance_tag;
+extern void (*dynshm_test_hook)(const char *point);
+
+#define SEG_SIZE 8192
+#define KILLED (128 + SIGKILL)
+
+struct backend {
+	const char *name;
+	dynshm_impl_type type;
+};
+
+static const struct backend backends[] = {
+	{ "posix", DYNSHM_IMPL_POSIX },
+	{ "sysv", DYNSHM_IMPL_SYSV },
+	{ "mmap", DYNSHM_IMPL_MMAP },
+};
+
+#define N_BACKENDS (sizeof(backends) / sizeof(backends[0]))
+
+static const struct backend *be;
+static char *tdir;		/* the test's directory (test_make_dir) */
+static char dir[4200];		/* tdir/inst: the instance directory */
+static dynshm_config *cfg;	/* be's backend, small limits */
+
+/* ---- fixture and helpers ------------------------------------------------- */
+
+static int setup(void **state)
+{
+	(void)state;
+	tdir = test_make_dir();
+	if (!tdir)
+		return -1;
+	snprintf(dir, sizeof(dir), "%s/inst", tdir);
+	if (dynshm_config_new(&cfg) != 0 ||
+	    dynshm_config_set(cfg, "dynamic_shared_memory_type", be->name) != 0 ||
+	    dynshm_config_set(cfg, "max_segments", "64") != 0 ||
+	    dynshm_config_set(cfg, "max_processes", "16") != 0)
+		return -1;
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	(void)state;
+	dynshm_test_hook = NULL;
+	inject_reset();
+	dynshm_config_free(cfg);
+	cfg = NULL;
+	test_remove_dir(tdir);
+	tdir = NULL;
+	return test_check_leftovers(be ? be->name : "teardown");
+}
+
+static dynshm_instance *xopen(unsigned flags)
+{
+	dynshm_instance *inst = NULL;
+	int rc = dynshm_instance_open(dir, cfg, flags, &inst);
+
+	if (rc != 0)
+		fail_msg("dynshm_instance_open(%s): %d (%s)", dir, rc,
+			 dynshm_last_error());
+	return inst;
+}
+
+static uint64_t id_of(dynshm_instance *inst)
+{
+	static dynshm_instance_info info;
+
+	assert_int_equal(dynshm_instance_info_get(inst, &info), 0);
+	return info.instance_id;
+}
+
+static unsigned segments_of(dynshm_instance *inst)
+{
+	static dynshm_instance_info info;
+
+	assert_int_equal(dynshm_instance_info_get(inst, &info), 0);
+	return info.segments;
+}
+
+static void assert_message_has(const char *what)
+{
+	const char *msg = dynshm_last_error();
+
+	if (!strstr(msg, what))
+		fail_msg("message \"%s\" does not mention \"%s\"", msg, what);
+}
+
+static dynshm_impl_space *space_of(uint64_t id)
+{
+	dynshm_impl_space *space = NULL;
+
+	if (dynshm_impl_space_open(be->type, id, dir, &space) != 0)
+		fail_msg("space_open: %s", dynshm_last_error());
+	return space;
+}
+
+/* The SysV key of (id, handle), as the backend names it. */
+static key_t sysv_key_of(uint64_t id, dynshm_handle h)
+{
+	dynshm_impl_space *space = space_of(id);
+	char name[64];
+	unsigned key = 0;
+
+	assert_int_equal(dynshm_impl_object_name(space, h, name, sizeof(name)),
+			 0);
+	dynshm_impl_space_close(space);
+	assert_int_equal(sscanf(name, "sysv:0x%x", &key), 1);
+	return (key_t)key;
+}
+
+/* The path of (id, handle)'s object for posix and mmap. */
+static void object_path(uint64_t id, dynshm_handle h, char *buf, size_t len)
+{
+	dynshm_impl_space *space = space_of(id);
+	char name[DYNSHM_IMPL_NAME_MAX];
+
+	assert_int_equal(dynshm_impl_object_name(space, h, name, sizeof(name)),
+			 0);
+	dynshm_impl_space_close(space);
+	if (be->type == DYNSHM_IMPL_POSIX)
+		snprintf(buf, len, "/dev/shm%s", name);
+	else
+		snprintf(buf, len, "%s", name);
+}
+
+/*
+ * A SysV segment of ours (0600) at key, made by another process (so its
+ * creator pid is not ours), holding text.  Its shmid, or -1.
+ */
+static int plant_sysv(key_t key, size_t size, const char *text)
+{
+	int fds[2], id = -1;
+	pid_t pid;
+
+	if (pipe(fds) < 0)
+		return -1;
+	fflush(NULL);
+	pid = fork();
+	if (pid == 0) {
+		int got = shmget(key, size, IPC_CREAT | IPC_EXCL | 0600);
+		char *p = got >= 0 ? shmat(got, NULL, 0) : (void *)-1;
+
+		if (p != (void *)-1) {
+			snprintf(p, size, "%s", text);
+			shmdt(p);
+		}
+		if (write(fds[1], &got, sizeof(got)) != sizeof(got))
+			_exit(1);
+		_exit(0);
+	}
+	close(fds[1]);
+	if (pid < 0 || read(fds[0], &id, sizeof(id)) != sizeof(id))
+		id = -1;
+	close(fds[0]);
+	if (pid > 0)
+		test_wait(pid);
+	return id;
+}
+
+/* Is shmid still the segment under key? */
+static bool sysv_alive(int id, key_t key)
+{
+	struct shmid_ds ds;
+
+	return shmctl(id, IPC_STAT, &ds) == 0 && ds.shm_perm.__key == key;
+}
+
+/* ---- sysv identity (issue 13, item 1) ------------------------------------ */
+
+/*
+ * The creator's shmget, replaced: before it runs, another process takes the
+ * key (a "foreign" segment of the same uid, mode and size), then the
+ * creator dies - killed after reserving its slot, before its own object
+ * existed.  The foreign shmid goes to the parent through collide_fd.
+ */
+static int collide_fd = -1;
+static bool collide_after; /* die after the real shmget instead */
+
+static int colliding_shmget(key_t key, size_t size, int flags)
+{
+	int id;
+
+	if (!(flags & IPC_CREAT))
+		return shmget(key, size, flags);
+	if (collide_after) {
+		id = shmget(key, size, flags);
+		if (write(collide_fd, &key, sizeof(key)) != sizeof(key))
+			_exit(1);
+		raise(SIGKILL);
+	}
+	id = plant_sysv(key, size, "foreign");
+	if (write(collide_fd, &id, sizeof(id)) != sizeof(id) ||
+	    write(collide_fd, &key, sizeof(key)) != sizeof(key))
+		_exit(1);
+	raise(SIGKILL);
+	return -1;
+}
+
+static int child_create_colliding(void *arg)
+{
+	dynshm_instance *inst = NULL;
+	dynshm_segment *seg = NULL;
+
+	(void)arg;
+	dynshm_test_instance_tag = TEST_TAG;
+	CHILD_CHECK(dynshm_instance_open(dir, cfg, 0, &inst) == 0);
+	dynshm_sys.shmget = colliding_shmget;
+	dynshm_create(inst, SEG_SIZE, 0, &seg);
+	return 3; /* not reached: the shmget dies */
+}
+
+/* A child creates and dies in its shmget; what it reports, read. */
+static void run_colliding(bool after, int *id, key_t *key)
+{
+	int fds[2];
+
+	assert_int_equal(pipe(fds), 0);
+	collide_fd = fds[1];
+	collide_after = after;
+	assert_int_equal(test_fork(child_create_colliding, NULL), KILLED);
+	close(fds[1]);
+	if (!after)
+		assert_int_equal(read(fds[0], id, sizeof(*id)), sizeof(*id));
+	assert_int_equal(read(fds[0], key, sizeof(*key)), sizeof(*key));
+	close(fds[0]);
+}
+
+static void test_sysv_reaper_spares_foreign(void **state)
+{
+	dynshm_instance *inst;
+	int id = -1;
+	key_t key = 0;
+
+	(void)state;
+	if (be->type != DYNSHM_IMPL_SYSV)
+		skip();
+	inst = xopen(0);
+	run_colliding(false, &id, &key);
+	assert_true(id >= 0);
+	assert_int_equal(segments_of(inst), 1); /* the dead creator's slot */
+	assert_int_equal(dynshm_reap(inst, NULL), 0);
+	/* the slot is gone, the segment that held the key is not */
+	assert_int_equal(segments_of(inst), 0);
+	assert_true(sysv_alive(id, key));
+	assert_int_equal(shmctl(id, IPC_RMID, NULL), 0);
+	assert_int_equal(dynshm_instance_destroy(inst), 0);
+}
+
+static void test_sysv_killed_after_shmget(void **state)
+{
+	dynshm_instance *inst;
+	int id = -1;
+	key_t key = 0;
+
+	(void)state;
+	if (be->type != DYNSHM_IMPL_SYSV)
+		skip();
+	inst = xopen(0);
+	run_colliding(true, &id, &key);
+	assert_true(shmget(key, 0, 0) >= 0); /* made, recorded nowhere */
+	assert_int_equal(dynshm_reap(inst, NULL), 0);
+	/* proved the creator's by pid, time and size: removed */
+	assert_int_equal(segments_of(inst), 0);
+	assert_true(shmget(key, 0, 0) < 0 && errno == ENOENT);
+	assert_int_equal(dynshm_instance_destroy(inst), 0);
+}
+
+/*
+ * A segment removed behind the library's back, and another segment (same
+ * uid, mode and size) made at its key: the old handle must reach neither
+ * its memory nor its removal.
+ */
+static void test_sysv_stale_key(void **state)
+{
+	dynshm_instance *inst;
+	dynshm_segment *seg = NULL;
+	dynshm_handle h;
+	key_t key;
+	int id, rc;
+
+	(void)state;
+	if (be->type != DYNSHM_IMPL_SYSV)
+		skip();
+	inst = xopen(0);
+	assert_int_equal(dynshm_create(inst, SEG_SIZE, DYNSHM_CREATE_PIN |
+							     DYNSHM_CREATE_NO_REGION,
+				     &seg),
+			 0);
+	h = dynshm_segment_handle(seg);
+	snprintf(dynshm_segment_address(seg), 64, "ours");
+	assert_int_equal(dynshm_detach(seg), 0);
+	key = sysv_key_of(id_of(inst), h);
+	id = shmget(key, 0, 0);
+	assert_true(id >= 0);
+	assert_int_equal(shmctl(id, IPC_RMID, NULL), 0);
+	id = plant_sysv(key, SEG_SIZE, "foreign");
+	assert_true(id >= 0);
+	rc = dynshm_attach(inst, h, &seg);
+	if (rc == 0)
+		fail_msg("the stale handle mapped another segment, holding "
+			 "\"%s\"", (char *)dynshm_segment_address(seg));
+	assert_message_has("vanished");
+	assert_int_equal(dynshm_destroy(inst, h), 0); /* retires the slot */
+	assert_int_equal(segments_of(inst), 0);
+	assert_true(sysv_alive(id, key));
+	assert_int_equal(shmctl(id, IPC_RMID, NULL), 0);
+	assert_int_equal(dynshm_instance_destroy(inst), 0);
+}
+
+/* ---- group mode (issue 13, item 12) --------------------------------------- */
+
+static void set_mode(uint64_t id, dynshm_handle h, mode_t mode)
+{
+	if (be->type == DYNSHM_IMPL_SYSV) {
+		struct shmid_ds ds;
+		int shmid = shmget(sysv_key_of(id, h), 0, 0);
+
+		assert_true(shmid >= 0);
+		assert_int_equal(shmctl(shmid, IPC_STAT, &ds), 0);
+		ds.shm_perm.mode = mode;
+		assert_int_equal(shmctl(shmid, IPC_SET, &ds), 0);
+	} else {
+		char path[DYNSHM_IMPL_NAME_MAX + 16];
+
+		object_path(id, h, path, sizeof(path));
+		assert_int_equal(chmod(path, mode), 0);
+	}
+}
+
+static void test_group_mode(void **state)
+{
+	static const mode_t modes[] = { 0640, 0660, 0620, 0610 };
+	dynshm_instance *inst = xopen(0);
+	dynshm_segment *seg = NULL;
+	uint64_t id = id_of(inst);
+	dynshm_handle h;
+	dynshm_impl_space *space = space_of(id);
+	dynshm_impl_map *map = NULL;
+
+	(void)state;
+	assert_int_equal(dynshm_create(inst, SEG_SIZE, DYNSHM_CREATE_PIN |
+							     DYNSHM_CREATE_NO_REGION,
+				     &seg),
+			 0);
+	h = dynshm_segment_handle(seg);
+	assert_int_equal(dynshm_detach(seg), 0);
+	for (size_t i = 0; i < sizeof(modes) / sizeof(modes[0]); i++) {
+		char want[16];
+
+		set_mode(id, h, modes[i]);
+		snprintf(want, sizeof(want), "mode %04o", (unsigned)modes[i]);
+		assert_int_equal(dynshm_attach(inst, h, &seg), -EACCES);
+		assert_message_has(want);
+		assert_int_equal(dynshm_impl_attach(space, h, &map), -EACCES);
+		assert_message_has(want);
+	}
+	set_mode(id, h, 0600);
+	assert_int_equal(dynshm_attach(inst, h, &seg), 0);
+	assert_int_equal(dynshm_detach(seg), 0);
+	dynshm_impl_space_close(space);
+	assert_int_equal(dynshm_unpin_segment(inst, h), 0);
+	assert_int_equal(segments_of(inst), 0);
+	assert_int_equal(dynshm_instance_destroy(inst), 0);
+}
+
+/* ---- main ------------------------------------------------------------------- */
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_sysv_reaper_spares_foreign,
+						setup, teardown),
+		cmocka_unit_test_setup_teardown(test_sysv_killed_after_shmget,
+						setup, teardown),
+		cmocka_unit_test_setup_teardown(test_sysv_stale_key, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_group_mode, setup,
+						teardown),
+	};
+	int failed = 0;
+
+	dynshm_test_instance_tag = TEST_TAG;
+	for (size_t b = 0; b < N_BACKENDS; b++) {
+		char name[32];
+
+		be = &backends[b];
+		snprintf(name, sizeof(name), "ident-%s", be->name);
+		failed += cmocka_run_group_tests_name(name, tests, NULL, NULL);
+	}
+	return failed ? 1 : 0;
+}
