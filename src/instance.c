@@ -613,31 +613,42 @@ static int create_control(dynshm_instance *inst, const struct dynshm_config *cfg
 	for (int attempt = 0; rc == -EEXIST && attempt < 8; attempt++) {
 		close_spaces(inst);
 		inst->id = st.id = new_instance_id(inst);
-		rc = space_for(inst, st.ctl_backend, &space);
+		/* recorded before it exists: see state_write_pending */
+		rc = state_write_pending(inst, &st, (int32_t)getpid(),
+					 (int64_t)(now_ns() / 1000000000u));
+		if (rc == 0)
+			rc = space_for(inst, st.ctl_backend, &space);
 		if (rc == 0)
 			rc = dynshm_impl_create(space, CTL_HANDLE, size, 0,
 					     &inst->ctl_map);
 	}
-	if (rc < 0)
+	if (rc < 0) {
+		state_remove_pending(inst); /* nothing was made */
 		return rc == -EEXIST ? dynshm_fail(EEXIST, "cannot find a free "
 						"instance id") : rc;
+	}
+	HOOK("open:created");
 	inst->backend = st.backend;
 	inst->ctl_backend = st.ctl_backend;
 	rc = ctl_format(dynshm_impl_map_address(inst->ctl_map), inst->id,
 			st.backend, cfg->max_segments, cfg->max_processes,
 			region_size, (uint32_t)cfg->huge_pages);
+	HOOK("open:formatted");
 	if (rc == 0)
 		rc = ctl_validate(dynshm_impl_map_address(inst->ctl_map), size,
 				  inst->id, inst->name, &inst->c);
 	if (rc == 0)
 		rc = state_write(inst, &st);
 	if (rc < 0) {
-		/* back out: unmap, then remove the object */
+		/* back out: unmap, remove the object, then its record */
 		dynshm_impl_detach(inst->ctl_map);
 		inst->ctl_map = NULL;
 		dynshm_impl_destroy(space, CTL_HANDLE);
+		state_remove_pending(inst);
 		return rc;
 	}
+	HOOK("open:state-written");
+	state_remove_pending(inst); /* the state file names it now */
 	/* After the state file, so that a crash here is wiped by key. */
 	rc = region_create(inst, cfg);
 	if (rc < 0) {
@@ -744,11 +755,49 @@ static int check_conflicts(dynshm_instance *inst, const struct dynshm_config *cf
 	return 0;
 }
 
+/*
+ * A first open killed before its state file named its control object left
+ * "pending" (state.c): remove the object it names, unless the state file
+ * names the same id (killed after writing it).  Under the flock.  A SysV
+ * object is removed only if its creator's pid, time and size prove it
+ * (sysv.c); a pending file that cannot be read is left for the operator,
+ * with the message.
+ */
+static void sweep_pending(dynshm_instance *inst)
+{
+	struct dynshm_impl_ident ident = { -1, 0, 0, 0 };
+	struct inst_state pending, st;
+	dynshm_impl_space *space = NULL;
+
+	if (state_read_pending(inst, &pending, &ident.cpid, &ident.ctime) < 0) {
+		dynshm_clear_error();
+		return;
+	}
+	if (state_read(inst, &st) == 0 && st.id == pending.id) {
+		state_remove_pending(inst);
+		return;
+	}
+	dynshm_clear_error();
+	ident.size = pending.ctl_size;
+	if (dynshm_impl_space_open(pending.ctl_backend, pending.id,
+				pending.seg_dir, &space) == 0) {
+		int rc = dynshm_impl_destroy_ident(space, CTL_HANDLE, &ident);
+
+		if (rc == 0 || rc == -ENOENT) /* removed, or none of ours */
+			state_remove_pending(inst);
+		dynshm_impl_space_close(space);
+	}
+	dynshm_clear_error();
+}
+
 static int find_or_create(dynshm_instance *inst, const struct dynshm_config *cfg,
 			  unsigned flags)
 {
 	struct inst_state st;
-	int rc = state_read(inst, &st);
+	int rc;
+
+	sweep_pending(inst); /* a killed first open's object */
+	rc = state_read(inst, &st);
 
 	if (rc < 0 && rc != -ENOENT && !(flags & DYNSHM_OPEN_RESET))
 		return rc;

@@ -142,6 +142,13 @@ int state_read_file(dynshm_instance *inst, const char *file, char *text,
 int state_write_file(dynshm_instance *inst, const char *file, const char *text,
 		     size_t len);
 int state_remove(dynshm_instance *inst);
+/* >>> the first open's window (state.c) */
+int state_write_pending(dynshm_instance *inst, const struct inst_state *st,
+			int32_t pid, int64_t since);
+int state_read_pending(dynshm_instance *inst, struct inst_state *st,
+		       int32_t *pid, int64_t *since);
+void state_remove_pending(dynshm_instance *inst);
+/* <<< the first open's window */
 
 /*
  * Test hook: called at named points inside critical sections so a test can

@@ -422,6 +422,99 @@ static void test_group_mode(void **state)
 	assert_int_equal(dynshm_instance_destroy(inst), 0);
 }
 
+/* ---- the first open's window (issue 13, item 2) -------------------------- */
+
+/*
+ * Where a first open dies: a hook point, or the nth call of a system-call
+ * entry (posix_fallocate: allocating the control object; fsync 1: the
+ * pending record, 2: the state file).
+ */
+struct open_kill {
+	const char *hook;
+	const char *entry;
+	int nth;
+};
+
+static const struct open_kill open_kills[] = {
+	{ NULL, "fsync", 1 },
+	{ NULL, "posix_fallocate", 1 },
+	{ "open:created", NULL, 0 },
+	{ "open:formatted", NULL, 0 },
+	{ NULL, "fsync", 2 },
+	{ "open:state-written", NULL, 0 },
+};
+
+static const struct open_kill *open_kill;
+static int kill_calls;
+
+static void die_at_hook(const char *point)
+{
+	if (open_kill->hook && strcmp(point, open_kill->hook) == 0)
+		raise(SIGKILL);
+}
+
+static int killing_fsync(int fd)
+{
+	if (++kill_calls == open_kill->nth)
+		raise(SIGKILL);
+	return fsync(fd);
+}
+
+static int killing_fallocate(int fd, off_t off, off_t len)
+{
+	if (++kill_calls == open_kill->nth)
+		raise(SIGKILL);
+	return posix_fallocate(fd, off, len);
+}
+
+static int child_first_open(void *arg)
+{
+	dynshm_instance *inst = NULL;
+
+	(void)arg;
+	dynshm_test_instance_tag = TEST_TAG;
+	kill_calls = 0;
+	dynshm_test_hook = die_at_hook;
+	if (open_kill->entry && strcmp(open_kill->entry, "fsync") == 0)
+		dynshm_sys.fsync = killing_fsync;
+	if (open_kill->entry && strcmp(open_kill->entry, "posix_fallocate") == 0)
+		dynshm_sys.posix_fallocate = killing_fallocate;
+	CHILD_CHECK(dynshm_instance_open(dir, cfg, 0, &inst) == 0);
+	return 3; /* the kill point was not reached */
+}
+
+static void test_first_open_killed(void **state)
+{
+	(void)state;
+	for (size_t k = 0; k < sizeof(open_kills) / sizeof(open_kills[0]);
+	     k++) {
+		char report[2048], what[64];
+		dynshm_instance *inst;
+		struct stat st;
+		int status, n;
+
+		open_kill = &open_kills[k];
+		snprintf(what, sizeof(what), "%s %d",
+			 open_kill->hook ? open_kill->hook : open_kill->entry,
+			 open_kill->nth);
+		status = test_fork(child_first_open, NULL);
+		if (status == 3 && open_kill->entry &&
+		    strcmp(open_kill->entry, "posix_fallocate") == 0 &&
+		    be->type == DYNSHM_IMPL_SYSV)
+			status = KILLED; /* sysv allocates nothing: opened */
+		if (status != KILLED)
+			fail_msg("%s: child status %d", what, status);
+		/* a reset (and the destroy after it) finds every incarnation */
+		inst = xopen(DYNSHM_OPEN_RESET);
+		assert_int_equal(dynshm_instance_destroy(inst), 0);
+		assert_true(stat(dir, &st) < 0 && errno == ENOENT);
+		n = test_count_leftovers(report, sizeof(report));
+		if (n != 1 || !strstr(report, tdir))
+			fail_msg("%s: killed first open of %s left %d: %s", what,
+				 be->name, n - 1, report);
+	}
+}
+
 /* ---- main ------------------------------------------------------------------- */
 
 int main(void)
@@ -434,6 +527,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_sysv_stale_key, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_group_mode, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_first_open_killed, setup,
 						teardown),
 	};
 	int failed = 0;
