@@ -49,6 +49,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ipc.h>
+#include <sys/mman.h>
 #include <sys/shm.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -422,6 +423,74 @@ static void test_group_mode(void **state)
 	assert_int_equal(dynshm_instance_destroy(inst), 0);
 }
 
+/* ---- vm.max_map_count (issue 13, item 11) -------------------------------- */
+
+static long read_max_map_count(void)
+{
+	FILE *f = fopen("/proc/sys/vm/max_map_count", "r");
+	long n = -1;
+
+	if (f) {
+		if (fscanf(f, "%ld", &n) != 1)
+			n = -1;
+		fclose(f);
+	}
+	return n;
+}
+
+/*
+ * Use up this process's mappings: single pages of alternating protection,
+ * so that neighbours cannot merge, until mmap refuses.  Then give back
+ * none: the library's own mapping is the one that fails.
+ */
+static void exhaust_mappings(void)
+{
+	long page = sysconf(_SC_PAGESIZE);
+
+	for (unsigned long i = 0;; i++) {
+		void *p = mmap(NULL, (size_t)page, i % 2 ? PROT_READ : PROT_NONE,
+			       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
+		if (p == MAP_FAILED)
+			break;
+	}
+}
+
+static int child_map_limit(void *arg)
+{
+	dynshm_instance *inst = NULL;
+	dynshm_segment *seg = NULL;
+	const char *msg;
+	int rc;
+
+	(void)arg;
+	dynshm_test_instance_tag = TEST_TAG;
+	CHILD_CHECK(dynshm_instance_open(dir, cfg, 0, &inst) == 0);
+	exhaust_mappings();
+	rc = dynshm_create(inst, SEG_SIZE, DYNSHM_CREATE_NO_REGION, &seg);
+	msg = dynshm_last_error();
+	fprintf(stderr, "%s: %s\n", be->name, msg);
+	CHILD_CHECK(rc == -ENOMEM);
+	CHILD_CHECK(strstr(msg, "vm.max_map_count") != NULL);
+	CHILD_CHECK(strstr(msg, "min_dynamic_shared_memory") != NULL);
+	_exit(0); /* without unmapping 65,000 pages one by one */
+}
+
+static void test_map_limit(void **state)
+{
+	dynshm_instance *inst;
+	long limit = read_max_map_count();
+
+	(void)state;
+	if (limit < 0 || limit > 1000000)
+		skip(); /* unknown, or too many mappings to exhaust quickly */
+	inst = xopen(0);
+	assert_int_equal(test_fork(child_map_limit, NULL), 0);
+	assert_int_equal(dynshm_reap(inst, NULL), 0);
+	assert_int_equal(segments_of(inst), 0);
+	assert_int_equal(dynshm_instance_destroy(inst), 0);
+}
+
 /* ---- the first open's window (issue 13, item 2) -------------------------- */
 
 /*
@@ -529,6 +598,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_group_mode, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_first_open_killed, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_map_limit, setup,
 						teardown),
 	};
 	int failed = 0;
