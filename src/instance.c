@@ -1054,7 +1054,10 @@ DYNSHM_EXPORT int dynshm_reap(dynshm_instance *inst, unsigned *reaped)
 		return rc;
 	rc = ctl_lock(inst);
 	if (rc == 0) {
+		unsigned gone = 0;
+
 		rc = reap_locked(inst, true, reaped);
+		segment_retire_vanished_locked(inst, &gone); /* issue 13.6 */
 		ctl_unlock(inst);
 	}
 	inst_leave(inst);

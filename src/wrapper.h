@@ -122,6 +122,9 @@ int segment_create(dynshm_instance *inst, size_t size, const char *name,
 		   dynshm_segment **out);
 int segment_attach(dynshm_instance *inst, dynshm_handle handle, dynshm_segment **out);
 int segment_check_flags(const dynshm_instance *inst, unsigned flags);
+/* >>> vanished objects: dynshm_reap's part (segment.c) */
+void segment_retire_vanished_locked(dynshm_instance *inst, unsigned *n);
+/* <<< vanished objects */
 
 /* named.c */
 /* Under the lock: -EEXIST if a live segment is called name (see control.h). */

@@ -173,6 +173,37 @@ for backend in posix sysv mmap; do
 	run 0 "${D[@]}" gc
 	[ "$out" = "released 0 dead processes" ] || fail "second gc said '$out'"
 
+	# >>> vanished (issue 13.6): another program removes a segment's object
+	# (posix: Python's multiprocessing.shared_memory, as its resource
+	# tracker would); read says so, list shows it, gc and destroy retire it
+	for how in gc destroy; do
+		run 0 "${D[@]}" create --name "gone-$how" "vanishing"
+		gone=$out
+		run 0 "${D[@]}" info
+		gid=$(printf '%s\n' "$out" | awk '/^instance id:/ { print $3 }')
+		case $backend in
+		posix) python3 -c "from multiprocessing import shared_memory as m
+m.SharedMemory(name='dynshm.$gid.$gone').unlink()" || fail "python could not unlink" ;;
+		mmap) rm "$inst/dynshm.$gid.$gone" ;;
+		sysv) shmid=$(awk -v want=$(( 0x1000 | ((16#${gid:12:4}) & 0xfff) )) \
+			'NR > 1 && int($1 / 262144) == want && $4 == 10 { print $2 }' /proc/sysvipc/shm)
+			ipcrm -m "$shmid" || fail "ipcrm -m '$shmid'" ;;
+		esac
+		run 1 "${D[@]}" read "gone-$how"
+		has "$err" "vanished" "read of a vanished segment"
+		run 0 "${D[@]}" list --json
+		json_check "[s['state'] for s in l if s['handle'] == '$gone'] == ['vanished']" "json of a vanished segment"
+		if [ $how = gc ]; then
+			run 0 "${D[@]}" gc
+		else
+			run 0 "${D[@]}" destroy "gone-$how"
+		fi
+		has "$out" "segment $gone ('gone-$how'): its $backend object had vanished" "$how of a vanished segment"
+		run 0 "${D[@]}" list --json
+		json_check "[s['name'] for s in l] == ['greeting']" "json after $how of a vanished segment"
+	done
+	# <<< vanished
+
 	# reset: everything goes, and nothing is left anywhere
 	run 0 "${D[@]}" info
 	id=$(printf '%s\n' "$out" | awk '/^instance id:/ { print $3 }')

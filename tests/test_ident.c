@@ -584,6 +584,100 @@ static void test_first_open_killed(void **state)
 	}
 }
 
+/* ---- vanished objects (issue 13, item 6) --------------------------------- */
+
+/* Another program removes the OS object of (id, h) behind our back. */
+static void remove_behind(uint64_t id, dynshm_handle h)
+{
+	if (be->type == DYNSHM_IMPL_SYSV) {
+		int shmid = shmget(sysv_key_of(id, h), 0, 0);
+
+		assert_true(shmid >= 0);
+		assert_int_equal(shmctl(shmid, IPC_RMID, NULL), 0);
+	} else {
+		char path[DYNSHM_IMPL_NAME_MAX + 16];
+
+		object_path(id, h, path, sizeof(path));
+		assert_int_equal(unlink(path), 0);
+	}
+}
+
+static int state_of_fn(const dynshm_segment_info *info, void *arg)
+{
+	dynshm_segment_info *want = arg;
+
+	if (info->handle == want->handle)
+		*want = *info;
+	return 0;
+}
+
+static dynshm_segment_state listed_state(dynshm_instance *inst,
+					 dynshm_handle h)
+{
+	dynshm_segment_info info;
+
+	memset(&info, 0, sizeof(info));
+	info.handle = h;
+	assert_int_equal(dynshm_foreach_segment(inst, state_of_fn, &info), 0);
+	return info.state;
+}
+
+static dynshm_handle create_named_pinned(dynshm_instance *inst,
+					 const char *name)
+{
+	dynshm_segment *seg = NULL;
+	dynshm_handle h;
+
+	assert_int_equal(dynshm_create_named(inst, name, SEG_SIZE,
+					    DYNSHM_CREATE_PIN |
+						    DYNSHM_CREATE_NO_REGION,
+					    &seg),
+			 0);
+	h = dynshm_segment_handle(seg);
+	assert_int_equal(dynshm_detach(seg), 0);
+	return h;
+}
+
+static void test_vanished(void **state)
+{
+	dynshm_instance *inst = xopen(0);
+	dynshm_segment *seg = NULL, *held = NULL;
+	uint64_t id = id_of(inst);
+	dynshm_handle h, h2;
+
+	(void)state;
+	/* pinned, nobody maps it: attach says vanished, gc retires it */
+	h = create_named_pinned(inst, "v");
+	assert_int_equal(listed_state(inst, h), DYNSHM_SEGMENT_ACTIVE);
+	remove_behind(id, h);
+	assert_int_equal(dynshm_attach(inst, h, &seg), -EIDRM);
+	assert_message_has("vanished");
+	assert_int_equal(dynshm_attach_named(inst, "v", &seg), -EIDRM);
+	assert_message_has("vanished");
+	assert_int_equal(listed_state(inst, h), DYNSHM_SEGMENT_VANISHED);
+	assert_int_equal(dynshm_reap(inst, NULL), 0);
+	assert_int_equal(segments_of(inst), 0);
+	/* the name is free again */
+	h = create_named_pinned(inst, "v");
+	/* destroy retires one too */
+	remove_behind(id, h);
+	assert_int_equal(dynshm_destroy(inst, h), 0);
+	assert_int_equal(segments_of(inst), 0);
+	/* still mapped here: gc dooms it, the last detach retires it */
+	assert_int_equal(dynshm_create(inst, SEG_SIZE, DYNSHM_CREATE_PIN |
+						DYNSHM_CREATE_NO_REGION,
+				     &held),
+			 0);
+	h2 = dynshm_segment_handle(held);
+	remove_behind(id, h2);
+	assert_int_equal(dynshm_reap(inst, NULL), 0);
+	assert_int_equal(segments_of(inst), 1);
+	snprintf(dynshm_segment_address(held), 16, "still mapped");
+	assert_int_equal(dynshm_detach(held), 0);
+	assert_int_equal(segments_of(inst), 0);
+	assert_int_equal(dynshm_instance_destroy(inst), 0);
+}
+
 /* ---- main ------------------------------------------------------------------- */
 
 int main(void)
@@ -601,6 +695,7 @@ int main(void)
 						teardown),
 		cmocka_unit_test_setup_teardown(test_map_limit, setup,
 						teardown),
+		cmocka_unit_test_setup_teardown(test_vanished, setup, teardown),
 	};
 	int failed = 0;
 
