@@ -564,6 +564,25 @@ static void close_spaces(dynshm_instance *inst)
 	}
 }
 
+/*
+ * Something not made by us sits at the control segment's name: a symbolic
+ * link, another user's object or SysV segment (after a reboot emptied
+ * /dev/shm anyone may create that name).  It is never used, and never
+ * removed (wipe); a reset starts over under a new id.
+ */
+static int planted_control(dynshm_instance *inst, int rc)
+{
+	char why[512];
+
+	snprintf(why, sizeof(why), "%s", dynshm_last_error());
+	return dynshm_fail(-rc,
+			"the control segment of instance '%s' cannot be used: "
+			"%s; it was not made by dynshm (planted?) and is left "
+			"alone: a reset (dsm_demo reset, DYNSHM_OPEN_RESET) "
+			"starts the instance over under a new id",
+			inst->name, why);
+}
+
 static int attach_control(dynshm_instance *inst, const struct inst_state *st)
 {
 	dynshm_impl_space *space = NULL;
@@ -577,6 +596,8 @@ static int attach_control(dynshm_instance *inst, const struct inst_state *st)
 	if (rc < 0)
 		return rc;
 	rc = dynshm_impl_attach(space, CTL_HANDLE, &inst->ctl_map);
+	if (rc == -EACCES) /* planted: say what to do (issue 13, item 9) */
+		return planted_control(inst, rc);
 	if (rc < 0)
 		return rc;
 	rc = ctl_validate(dynshm_impl_map_address(inst->ctl_map),
@@ -690,6 +711,7 @@ static void wipe(dynshm_instance *inst)
 {
 	struct ctl *c = &inst->c;
 	dynshm_impl_space *space = NULL;
+	bool mapped = inst->ctl_map != NULL;
 
 	if (!inst->ctl_map || c->hdr->region_size)
 		region_remove(inst);
@@ -710,7 +732,14 @@ static void wipe(dynshm_instance *inst)
 		inst->ctl_map = NULL;
 	}
 	placement_destroy(inst); /* the msharefs region and its record */
-	if (space_for(inst, inst->ctl_backend, &space) == 0)
+	/*
+	 * Not mapped: the control object may be gone, or be something
+	 * planted at its name.  posix and mmap objects are then removed only
+	 * by the prefix sweep, which takes only regular files of ours; a
+	 * SysV segment by key only if it is privately ours (sysv.c).
+	 */
+	if ((mapped || inst->ctl_backend == DYNSHM_IMPL_SYSV) &&
+	    space_for(inst, inst->ctl_backend, &space) == 0)
 		dynshm_impl_destroy(space, CTL_HANDLE);
 	sweep_prefix(inst);
 	dynshm_sys.unlinkat(inst->dirfd, "state", 0);

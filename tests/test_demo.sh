@@ -229,6 +229,28 @@ m.SharedMemory(name='dynshm.$gid.$gone').unlink()" || fail "python could not unl
 	check_gone "$id"
 done
 
+# >>> planted (issue 13.9): a reboot emptied /dev/shm and a symbolic link
+# now sits at the control segment's name.  Commands refuse it clearly;
+# reset says what it found, recovers, and leaves the link alone.
+pinst="$dir/planted"
+run 0 --instance "$pinst" --backend posix create "before the reboot"
+run 0 --instance "$pinst" info
+pid=$(printf '%s\n' "$out" | awk '/^instance id:/ { print $3 }')
+rm -f /dev/shm/dynshm."$pid".*
+ln -s /etc/hostname "/dev/shm/dynshm.$pid.00c0ffee00ffffff"
+run 1 --instance "$pinst" list
+has "$err" "not made by dynshm" "list of a planted instance"
+one_line "list of a planted instance"
+run 0 --instance "$pinst" reset
+has "$out" "found: " "reset of a planted instance"
+has "$out" "symbolic link" "reset of a planted instance"
+has "$out" "destroyed" "reset of a planted instance"
+[ -L "/dev/shm/dynshm.$pid.00c0ffee00ffffff" ] || fail "reset removed the planted link"
+rm -f "/dev/shm/dynshm.$pid.00c0ffee00ffffff"
+[ -e "$pinst" ] && fail "reset left $pinst"
+check_gone "$pid"
+# <<< planted
+
 # A refused configuration: exit 1, file:line, key, value, what is allowed;
 # and nothing is created.
 printf '# test\nmax_segments = 16\ndynamic_shared_memory_type = posx\n' >"$dir/bad.conf"

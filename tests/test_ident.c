@@ -678,6 +678,76 @@ static void test_vanished(void **state)
 	assert_int_equal(dynshm_instance_destroy(inst), 0);
 }
 
+/* ---- planted at the control object's name (issue 13, item 9) ------------- */
+
+/*
+ * After a reboot emptied /dev/shm (the instance directory survived), the
+ * control object is gone and something else sits at its name: a symbolic
+ * link (posix, mmap) or another user's SysV segment (sysv, root only).
+ * Its shmid in *shmid for sysv.
+ */
+static void plant_control(uint64_t id, char *path, size_t len, int *shmid)
+{
+	if (be->type == DYNSHM_IMPL_SYSV) {
+		key_t key = sysv_key_of(id, CTL_HANDLE);
+		struct shmid_ds ds;
+
+		assert_int_equal(shmctl(shmget(key, 0, 0), IPC_RMID, NULL), 0);
+		*shmid = shmget(key, 4096, IPC_CREAT | IPC_EXCL | 0600);
+		assert_true(*shmid >= 0);
+		assert_int_equal(shmctl(*shmid, IPC_STAT, &ds), 0);
+		ds.shm_perm.uid = TEST_OTHER_UID;
+		assert_int_equal(shmctl(*shmid, IPC_SET, &ds), 0);
+		return;
+	}
+	object_path(id, CTL_HANDLE, path, len);
+	assert_int_equal(unlink(path), 0);
+	assert_int_equal(symlink("/etc/hostname", path), 0);
+}
+
+static void test_planted_control(void **state)
+{
+	char path[DYNSHM_IMPL_NAME_MAX + 16];
+	dynshm_instance *inst = NULL;
+	uint64_t old_id;
+	struct stat st;
+	int shmid = -1;
+
+	(void)state;
+	if (be->type == DYNSHM_IMPL_SYSV && !test_is_root())
+		skip(); /* a segment of another user needs IPC_SET as root */
+	inst = xopen(0);
+	old_id = id_of(inst);
+	assert_int_equal(dynshm_instance_close(inst), 0);
+	plant_control(old_id, path, sizeof(path), &shmid);
+	/* every open refuses it, saying what it is and what to do */
+	assert_int_equal(dynshm_instance_open(dir, cfg, 0, &inst), -EACCES);
+	assert_message_has("not made by dynshm");
+	assert_message_has("reset");
+	assert_int_equal(dynshm_instance_open(dir, cfg, DYNSHM_OPEN_EXISTING,
+					   &inst),
+			 -EACCES);
+	/* a reset starts over under a new id and leaves the thing alone */
+	inst = xopen(DYNSHM_OPEN_RESET);
+	assert_true(id_of(inst) != old_id);
+	if (be->type == DYNSHM_IMPL_SYSV) {
+		struct shmid_ds ds;
+
+		assert_int_equal(shmctl(shmid, IPC_STAT, &ds), 0);
+		assert_int_equal(shmctl(shmid, IPC_RMID, NULL), 0);
+	} else {
+		assert_int_equal(lstat(path, &st), 0);
+		assert_true(S_ISLNK(st.st_mode));
+	}
+	/* the destroy leaves it too; mmap: so the directory stays (-EBUSY) */
+	assert_int_equal(dynshm_instance_destroy(inst),
+			 be->type == DYNSHM_IMPL_MMAP ? -EBUSY : 0);
+	if (be->type != DYNSHM_IMPL_SYSV) {
+		assert_int_equal(lstat(path, &st), 0);
+		assert_int_equal(unlink(path), 0);
+	}
+}
+
 /* ---- main ------------------------------------------------------------------- */
 
 int main(void)
@@ -696,6 +766,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_map_limit, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_vanished, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_planted_control, setup,
+						teardown),
 	};
 	int failed = 0;
 

@@ -88,8 +88,12 @@ static int fail(int rc, const char *what)
 	return EXIT_USER;
 }
 
-static int open_instance(const struct options *o, unsigned flags,
-			 dynshm_instance **inst)
+/*
+ * 0, an exit status (a configuration error, printed), or the negative
+ * error of dynshm_instance_open, not printed: the caller decides.
+ */
+static int open_instance_rc(const struct options *o, unsigned flags,
+			    dynshm_instance **inst)
 {
 	dynshm_config *cfg;
 	int rc = dynshm_config_new(&cfg);
@@ -106,7 +110,15 @@ static int open_instance(const struct options *o, unsigned flags,
 	}
 	rc = dynshm_instance_open(o->instance, cfg, flags, inst);
 	dynshm_config_free(cfg);
-	return rc < 0 ? fail(rc, "cannot open instance") : 0;
+	return rc;
+}
+
+static int open_instance(const struct options *o, unsigned flags,
+			 dynshm_instance **inst)
+{
+	int rc = open_instance_rc(o, flags, inst);
+
+	return rc < 0 ? fail(rc, "cannot open instance") : rc;
 }
 
 /* Hex digits as create prints them (an optional 0x is accepted). */
@@ -667,7 +679,20 @@ static int cmd_reset(const struct options *o, int argc, char **argv)
 		return 0;
 	if (argc != 1)
 		return usage_error("reset: unexpected argument '%s'", argv[1]);
-	if ((rc = open_instance(o, DYNSHM_OPEN_EXISTING, &inst)) != 0)
+	rc = open_instance_rc(o, DYNSHM_OPEN_EXISTING, &inst);
+	if (rc == -EACCES || rc == -EUCLEAN) {
+		/*
+		 * Its control segment cannot be used: something else sits at
+		 * its name (planted after a reboot emptied /dev/shm), or it is
+		 * corrupt.  Say what was found; a reset open leaves it alone
+		 * and starts over under a new id, which the destroy removes.
+		 */
+		printf("found: %s\n", dynshm_last_error());
+		rc = open_instance_rc(o, DYNSHM_OPEN_RESET, &inst);
+	}
+	if (rc < 0)
+		return fail(rc, "cannot open instance");
+	if (rc > 0)
 		return rc;
 	rc = dynshm_instance_destroy(inst);
 	if (rc < 0)
