@@ -439,7 +439,8 @@ int state_write_pending(dynshm_instance *inst, const struct inst_state *st,
 		     st->id, dynshm_impl_type_name(st->ctl_backend),
 		     st->ctl_size, (int)pid, since, st->seg_dir);
 	if (n < 0 || (size_t)n >= sizeof(text))
-		return dynshm_fail(ENAMETOOLONG, "pending file contents too long");
+		return dynshm_fail(ENAMETOOLONG,
+				"pending file contents too long");
 	return state_write_file(inst, "pending", text, (size_t)n);
 }
 
@@ -463,7 +464,8 @@ static int parse_pending(char *text, struct inst_state *st, int32_t *pid,
 		    sscanf(val, "%" SCNx64, &st->id) == 1 && st->id != 0)
 			seen |= 1;
 		else if (strcmp(line, "control_backend") == 0 &&
-			 dynshm_impl_type_from_name(val, &st->ctl_backend) == 0 &&
+			 dynshm_impl_type_from_name(val, &st->ctl_backend) ==
+				 0 &&
 			 st->ctl_backend != DYNSHM_IMPL_NONE)
 			seen |= 2;
 		else if (strcmp(line, "control_size") == 0 &&
@@ -495,9 +497,10 @@ int state_read_pending(dynshm_instance *inst, struct inst_state *st,
 		return rc;
 	rc = parse_pending(text, st, pid, since);
 	if (rc < 0)
-		return dynshm_fail(EUCLEAN, "'%s/pending' is corrupt; remove it "
-					 "(it names a control segment a "
-					 "killed first open may have left)",
+		return dynshm_fail(EUCLEAN,
+				"'%s/pending' is corrupt; remove it (it names "
+				"a control segment a killed first open may "
+				"have left)",
 				inst->dir);
 	return 0;
 }

@@ -61,6 +61,8 @@ extern int dynshm_test_instance_tag;
 extern void (*dynshm_test_hook)(const char *point);
 
 #define SEG_SIZE 8192
+/* A segment with an OS object of its own that outlives its mapping. */
+#define PINNED_OWN (DYNSHM_CREATE_PIN | DYNSHM_CREATE_NO_REGION)
 #define KILLED (128 + SIGKILL)
 
 struct backend {
@@ -91,7 +93,7 @@ static int setup(void **state)
 		return -1;
 	snprintf(dir, sizeof(dir), "%s/inst", tdir);
 	if (dynshm_config_new(&cfg) != 0 ||
-	    dynshm_config_set(cfg, "dynamic_shared_memory_type", be->name) != 0 ||
+	    dynshm_config_set(cfg, "dynamic_shared_memory_type", be->name) ||
 	    dynshm_config_set(cfg, "max_segments", "64") != 0 ||
 	    dynshm_config_set(cfg, "max_processes", "16") != 0)
 		return -1;
@@ -342,10 +344,7 @@ static void test_sysv_stale_key(void **state)
 	if (be->type != DYNSHM_IMPL_SYSV)
 		skip();
 	inst = xopen(0);
-	assert_int_equal(dynshm_create(inst, SEG_SIZE, DYNSHM_CREATE_PIN |
-							     DYNSHM_CREATE_NO_REGION,
-				     &seg),
-			 0);
+	assert_int_equal(dynshm_create(inst, SEG_SIZE, PINNED_OWN, &seg), 0);
 	h = dynshm_segment_handle(seg);
 	snprintf(dynshm_segment_address(seg), 64, "ours");
 	assert_int_equal(dynshm_detach(seg), 0);
@@ -367,7 +366,7 @@ static void test_sysv_stale_key(void **state)
 	assert_int_equal(dynshm_instance_destroy(inst), 0);
 }
 
-/* ---- group mode (issue 13, item 12) --------------------------------------- */
+/* ---- group mode (issue 13, item 12) -------------------------------------- */
 
 static void set_mode(uint64_t id, dynshm_handle h, mode_t mode)
 {
@@ -398,10 +397,7 @@ static void test_group_mode(void **state)
 	dynshm_impl_map *map = NULL;
 
 	(void)state;
-	assert_int_equal(dynshm_create(inst, SEG_SIZE, DYNSHM_CREATE_PIN |
-							     DYNSHM_CREATE_NO_REGION,
-				     &seg),
-			 0);
+	assert_int_equal(dynshm_create(inst, SEG_SIZE, PINNED_OWN, &seg), 0);
 	h = dynshm_segment_handle(seg);
 	assert_int_equal(dynshm_detach(seg), 0);
 	for (size_t i = 0; i < sizeof(modes) / sizeof(modes[0]); i++) {
@@ -448,7 +444,8 @@ static void exhaust_mappings(void)
 	long page = sysconf(_SC_PAGESIZE);
 
 	for (unsigned long i = 0;; i++) {
-		void *p = mmap(NULL, (size_t)page, i % 2 ? PROT_READ : PROT_NONE,
+		int prot = i % 2 ? PROT_READ : PROT_NONE;
+		void *p = mmap(NULL, (size_t)page, prot,
 			       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 
 		if (p == MAP_FAILED)
@@ -546,7 +543,8 @@ static int child_first_open(void *arg)
 	dynshm_test_hook = die_at_hook;
 	if (open_kill->entry && strcmp(open_kill->entry, "fsync") == 0)
 		dynshm_sys.fsync = killing_fsync;
-	if (open_kill->entry && strcmp(open_kill->entry, "posix_fallocate") == 0)
+	if (open_kill->entry &&
+	    strcmp(open_kill->entry, "posix_fallocate") == 0)
 		dynshm_sys.posix_fallocate = killing_fallocate;
 	CHILD_CHECK(dynshm_instance_open(dir, cfg, 0, &inst) == 0);
 	return 3; /* the kill point was not reached */
@@ -579,8 +577,8 @@ static void test_first_open_killed(void **state)
 		assert_true(stat(dir, &st) < 0 && errno == ENOENT);
 		n = test_count_leftovers(report, sizeof(report));
 		if (n != 1 || !strstr(report, tdir))
-			fail_msg("%s: killed first open of %s left %d: %s", what,
-				 be->name, n - 1, report);
+			fail_msg("%s: killed first open of %s left %d: %s",
+				 what, be->name, n - 1, report);
 	}
 }
 
@@ -628,9 +626,7 @@ static dynshm_handle create_named_pinned(dynshm_instance *inst,
 	dynshm_segment *seg = NULL;
 	dynshm_handle h;
 
-	assert_int_equal(dynshm_create_named(inst, name, SEG_SIZE,
-					    DYNSHM_CREATE_PIN |
-						    DYNSHM_CREATE_NO_REGION,
+	assert_int_equal(dynshm_create_named(inst, name, SEG_SIZE, PINNED_OWN,
 					    &seg),
 			 0);
 	h = dynshm_segment_handle(seg);
@@ -664,10 +660,7 @@ static void test_vanished(void **state)
 	assert_int_equal(dynshm_destroy(inst, h), 0);
 	assert_int_equal(segments_of(inst), 0);
 	/* still mapped here: gc dooms it, the last detach retires it */
-	assert_int_equal(dynshm_create(inst, SEG_SIZE, DYNSHM_CREATE_PIN |
-						DYNSHM_CREATE_NO_REGION,
-				     &held),
-			 0);
+	assert_int_equal(dynshm_create(inst, SEG_SIZE, PINNED_OWN, &held), 0);
 	h2 = dynshm_segment_handle(held);
 	remove_behind(id, h2);
 	assert_int_equal(dynshm_reap(inst, NULL), 0);
@@ -748,7 +741,7 @@ static void test_planted_control(void **state)
 	}
 }
 
-/* ---- main ------------------------------------------------------------------- */
+/* ---- main ---------------------------------------------------------------- */
 
 int main(void)
 {

@@ -170,7 +170,8 @@ static int mmap_probe(dynshm_impl_space *space, dynshm_handle handle,
 	(void)ident; /* names are unique per handle */
 	if (rc < 0)
 		return rc;
-	if (dynshm_sys.fstatat(space->dirfd, base, &st, AT_SYMLINK_NOFOLLOW) == 0)
+	if (dynshm_sys.fstatat(space->dirfd, base, &st,
+			       AT_SYMLINK_NOFOLLOW) == 0)
 		return 0;
 	if (errno == ENOENT)
 		return dynshm_fail(ENOENT, "segment file '%s/%s' vanished: "

@@ -397,9 +397,9 @@ static int find_ident(dynshm_impl_space *space, dynshm_handle handle,
 					(unsigned)ds.shm_perm.__key,
 					(size_t)ds.shm_segsz);
 		return dynshm_fail(ENOENT,
-				"SysV segment 0x%08x (shmid %d, %zu bytes, made "
-				"by pid %d) is not the one pid %d would have "
-				"made: left alone",
+				"SysV segment 0x%08x (shmid %d, %zu bytes, "
+				"made by pid %d) is not the one pid %d would "
+				"have made: left alone",
 				(unsigned)key, id, (size_t)ds.shm_segsz,
 				(int)ds.shm_cpid, (int)ident->cpid);
 	}
