@@ -603,6 +603,10 @@ static int attach_control(dynshm_instance *inst, const struct inst_state *st)
 	rc = ctl_validate(dynshm_impl_map_address(inst->ctl_map),
 			  dynshm_impl_map_size(inst->ctl_map), st->id, inst->name,
 			  &inst->c);
+	/* a key is not unique: a segment of another size is someone else's */
+	if (rc < 0 && st->ctl_backend == DYNSHM_IMPL_SYSV &&
+	    dynshm_impl_map_size(inst->ctl_map) != st->ctl_size)
+		inst->ctl_not_ours = true;
 	if (rc == 0)
 		rc = region_check(inst);
 	if (rc < 0) {
@@ -736,9 +740,11 @@ static void wipe(dynshm_instance *inst)
 	 * Not mapped: the control object may be gone, or be something
 	 * planted at its name.  posix and mmap objects are then removed only
 	 * by the prefix sweep, which takes only regular files of ours; a
-	 * SysV segment by key only if it is privately ours (sysv.c).
+	 * SysV segment by key only if it is privately ours (sysv.c) and not
+	 * of another size than ours (attach_control).
 	 */
-	if ((mapped || inst->ctl_backend == DYNSHM_IMPL_SYSV) &&
+	if ((mapped || (inst->ctl_backend == DYNSHM_IMPL_SYSV &&
+			!inst->ctl_not_ours)) &&
 	    space_for(inst, inst->ctl_backend, &space) == 0)
 		dynshm_impl_destroy(space, CTL_HANDLE);
 	sweep_prefix(inst);

@@ -86,6 +86,13 @@ struct dynshm_instance {
 	 * mu.  (region_segment_flags, create_os_object.)
 	 */
 	unsigned huge_backoff;
+	/*
+	 * >>> attach_control found, at a SysV control key, a segment of
+	 * another size than the state file records: not ours, so wipe never
+	 * removes it (issue 13, item 9).
+	 */
+	bool ctl_not_ours;
+	/* <<< */
 };
 
 /* State file contents (state.c). */

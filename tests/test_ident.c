@@ -741,6 +741,37 @@ static void test_planted_control(void **state)
 	}
 }
 
+/*
+ * The same with a SysV segment of our own uid (another program's, after a
+ * reboot) at the control key: it is not a control segment of ours (magic,
+ * size), so opens refuse it and a reset leaves it.
+ */
+static void test_planted_control_same_uid(void **state)
+{
+	dynshm_instance *inst = NULL;
+	uint64_t old_id;
+	key_t key;
+	int shmid, rc;
+
+	(void)state;
+	if (be->type != DYNSHM_IMPL_SYSV)
+		skip();
+	inst = xopen(0);
+	old_id = id_of(inst);
+	assert_int_equal(dynshm_instance_close(inst), 0);
+	key = sysv_key_of(old_id, CTL_HANDLE);
+	assert_int_equal(shmctl(shmget(key, 0, 0), IPC_RMID, NULL), 0);
+	shmid = plant_sysv(key, 4096, "another program's data");
+	assert_true(shmid >= 0);
+	rc = dynshm_instance_open(dir, cfg, 0, &inst);
+	assert_true(rc < 0);
+	inst = xopen(DYNSHM_OPEN_RESET);
+	assert_true(id_of(inst) != old_id);
+	assert_int_equal(dynshm_instance_destroy(inst), 0);
+	assert_true(sysv_alive(shmid, key));
+	assert_int_equal(shmctl(shmid, IPC_RMID, NULL), 0);
+}
+
 /* ---- main ---------------------------------------------------------------- */
 
 int main(void)
@@ -761,6 +792,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_vanished, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_planted_control, setup,
 						teardown),
+		cmocka_unit_test_setup_teardown(test_planted_control_same_uid,
+						setup, teardown),
 	};
 	int failed = 0;
 
