@@ -49,7 +49,7 @@
 #include <sys/types.h>
 
 #define CTL_MAGIC 0x54436d68736e7964ull /* "dynshmCT" little-endian */
-#define CTL_VERSION 3u /* 2: region fields, 3: slot names */
+#define CTL_VERSION 4u /* 2: region fields, 3: slot names, 4: os ident */
 
 #define CTL_MAX_SEGMENTS (1u << 20)
 #define CTL_MAX_PROCESSES (1u << 16)
@@ -127,6 +127,21 @@ struct ctl_slot {
 	 * dynshm_get_named: others wait until it turns ACTIVE or is freed.
 	 */
 	char name[CTL_NAME_LEN];
+	/*
+	 * >>> object identity (primary).  A SysV key is not unique per
+	 * handle (src/impl/sysv.c), so once the object exists its creator
+	 * records what IPC_STAT says of it, and attach and destroy act only
+	 * on the object these describe (struct dynshm_impl_ident).  Written
+	 * by the creator while CREATING: os_cpid and os_ctime first, os_id
+	 * (shmid + 1) last with a release store.  0 from the reservation
+	 * until then: a slot without one removes an object only if IPC_STAT
+	 * proves that creator_pid made it after created_ns, of this size.
+	 * Unused (0) by the other backends, whose names are unique.
+	 */
+	int32_t os_id;
+	int32_t os_cpid;
+	int64_t os_ctime;
+	/* <<< object identity */
 };
 
 struct ctl_proc {

@@ -21,6 +21,7 @@
 #include "abi.h"
 
 #include "error.h"
+#include "impl/impl_internal.h"
 #include "region.h"
 #include "sys.h"
 
@@ -173,18 +174,53 @@ int space_for(dynshm_instance *inst, dynshm_impl_type type, dynshm_impl_space **
 	return 0;
 }
 
-/* Remove a segment's OS object with the backend that made it. */
+void slot_ident(const struct ctl_slot *slot, struct dynshm_impl_ident *out)
+{
+	int32_t id = __atomic_load_n(&slot->os_id, __ATOMIC_ACQUIRE);
+
+	out->size = slot->size;
+	if (id > 0) {
+		out->shmid = id - 1;
+		out->cpid = slot->os_cpid;
+		out->ctime = slot->os_ctime;
+	} else { /* what the creator's proof needs (control.h) */
+		out->shmid = -1;
+		out->cpid = slot->creator_pid;
+		out->ctime = (int64_t)(slot->created_ns / 1000000000u);
+	}
+}
+
+/* The creator, while the slot is CREATING and its own. */
+void slot_record_ident(struct ctl_slot *slot, const dynshm_impl_map *map)
+{
+	if (map->ident.shmid < 0)
+		return; /* not sysv, or unknown: proved by its creator */
+	slot->os_cpid = map->ident.cpid;
+	slot->os_ctime = map->ident.ctime;
+	HOOK("create:before-ident");
+	__atomic_store_n(&slot->os_id, map->ident.shmid + 1, __ATOMIC_RELEASE);
+}
+
+/*
+ * Remove a segment's OS object with the backend that made it.  handle is
+ * the current handle of its slot, whose identity (control.h) says which
+ * object that is: a SysV object that does not match it is left alone.
+ */
 int os_destroy(dynshm_instance *inst, uint32_t backend, dynshm_handle handle)
 {
+	struct dynshm_impl_ident ident = { -1, 0, 0, 0 };
+	uint32_t s = (uint32_t)(handle & HANDLE_SLOT_MASK);
 	dynshm_impl_space *space = NULL;
 	int rc;
 
 	if (backend == CTL_BACKEND_REGION)
 		return 0; /* carved from the region: no object of its own */
+	if (s < inst->c.hdr->max_segments && inst->c.slots[s].handle == handle)
+		slot_ident(&inst->c.slots[s], &ident);
 	rc = space_for(inst, (dynshm_impl_type)backend, &space);
 	if (rc == 0) {
 		placement_release(inst, backend, handle); /* mshare: first */
-		rc = dynshm_impl_destroy(space, handle);
+		rc = dynshm_impl_destroy_ident(space, handle, &ident);
 	}
 	return rc == -ENOENT ? 0 : rc;
 }
@@ -534,6 +570,25 @@ static void close_spaces(dynshm_instance *inst)
 	}
 }
 
+/*
+ * Something not made by us sits at the control segment's name: a symbolic
+ * link, another user's object or SysV segment (after a reboot emptied
+ * /dev/shm anyone may create that name).  It is never used, and never
+ * removed (wipe); a reset starts over under a new id.
+ */
+static int planted_control(dynshm_instance *inst, int rc)
+{
+	char why[512];
+
+	snprintf(why, sizeof(why), "%s", dynshm_last_error());
+	return dynshm_fail(-rc,
+			"the control segment of instance '%s' cannot be used: "
+			"%s; it was not made by dynshm (planted?) and is left "
+			"alone: a reset (dsm_demo reset, DYNSHM_OPEN_RESET) "
+			"starts the instance over under a new id",
+			inst->name, why);
+}
+
 static int attach_control(dynshm_instance *inst, const struct inst_state *st)
 {
 	dynshm_impl_space *space = NULL;
@@ -547,11 +602,17 @@ static int attach_control(dynshm_instance *inst, const struct inst_state *st)
 	if (rc < 0)
 		return rc;
 	rc = dynshm_impl_attach(space, CTL_HANDLE, &inst->ctl_map);
+	if (rc == -EACCES) /* planted: say what to do (issue 13, item 9) */
+		return planted_control(inst, rc);
 	if (rc < 0)
 		return rc;
 	rc = ctl_validate(dynshm_impl_map_address(inst->ctl_map),
 			  dynshm_impl_map_size(inst->ctl_map), st->id, inst->name,
 			  &inst->c);
+	/* a key is not unique: a segment of another size is someone else's */
+	if (rc < 0 && st->ctl_backend == DYNSHM_IMPL_SYSV &&
+	    dynshm_impl_map_size(inst->ctl_map) != st->ctl_size)
+		inst->ctl_not_ours = true;
 	if (rc == 0)
 		rc = region_check(inst);
 	if (rc < 0) {
@@ -583,31 +644,42 @@ static int create_control(dynshm_instance *inst, const struct dynshm_config *cfg
 	for (int attempt = 0; rc == -EEXIST && attempt < 8; attempt++) {
 		close_spaces(inst);
 		inst->id = st.id = new_instance_id(inst);
-		rc = space_for(inst, st.ctl_backend, &space);
+		/* recorded before it exists: see state_write_pending */
+		rc = state_write_pending(inst, &st, (int32_t)getpid(),
+					 (int64_t)(now_ns() / 1000000000u));
+		if (rc == 0)
+			rc = space_for(inst, st.ctl_backend, &space);
 		if (rc == 0)
 			rc = dynshm_impl_create(space, CTL_HANDLE, size, 0,
 					     &inst->ctl_map);
 	}
-	if (rc < 0)
+	if (rc < 0) {
+		state_remove_pending(inst); /* nothing was made */
 		return rc == -EEXIST ? dynshm_fail(EEXIST, "cannot find a free "
 						"instance id") : rc;
+	}
+	HOOK("open:created");
 	inst->backend = st.backend;
 	inst->ctl_backend = st.ctl_backend;
 	rc = ctl_format(dynshm_impl_map_address(inst->ctl_map), inst->id,
 			st.backend, cfg->max_segments, cfg->max_processes,
 			region_size, (uint32_t)cfg->huge_pages);
+	HOOK("open:formatted");
 	if (rc == 0)
 		rc = ctl_validate(dynshm_impl_map_address(inst->ctl_map), size,
 				  inst->id, inst->name, &inst->c);
 	if (rc == 0)
 		rc = state_write(inst, &st);
 	if (rc < 0) {
-		/* back out: unmap, then remove the object */
+		/* back out: unmap, remove the object, then its record */
 		dynshm_impl_detach(inst->ctl_map);
 		inst->ctl_map = NULL;
 		dynshm_impl_destroy(space, CTL_HANDLE);
+		state_remove_pending(inst);
 		return rc;
 	}
+	HOOK("open:state-written");
+	state_remove_pending(inst); /* the state file names it now */
 	/* After the state file, so that a crash here is wiped by key. */
 	rc = region_create(inst, cfg);
 	if (rc < 0) {
@@ -649,6 +721,7 @@ static void wipe(dynshm_instance *inst)
 {
 	struct ctl *c = &inst->c;
 	dynshm_impl_space *space = NULL;
+	bool mapped = inst->ctl_map != NULL;
 
 	if (!inst->ctl_map || c->hdr->region_size)
 		region_remove(inst);
@@ -669,7 +742,16 @@ static void wipe(dynshm_instance *inst)
 		inst->ctl_map = NULL;
 	}
 	placement_destroy(inst); /* the msharefs region and its record */
-	if (space_for(inst, inst->ctl_backend, &space) == 0)
+	/*
+	 * Not mapped: the control object may be gone, or be something
+	 * planted at its name.  posix and mmap objects are then removed only
+	 * by the prefix sweep, which takes only regular files of ours; a
+	 * SysV segment by key only if it is privately ours (sysv.c) and not
+	 * of another size than ours (attach_control).
+	 */
+	if ((mapped || (inst->ctl_backend == DYNSHM_IMPL_SYSV &&
+			!inst->ctl_not_ours)) &&
+	    space_for(inst, inst->ctl_backend, &space) == 0)
 		dynshm_impl_destroy(space, CTL_HANDLE);
 	sweep_prefix(inst);
 	dynshm_sys.unlinkat(inst->dirfd, "state", 0);
@@ -714,11 +796,49 @@ static int check_conflicts(dynshm_instance *inst, const struct dynshm_config *cf
 	return 0;
 }
 
+/*
+ * A first open killed before its state file named its control object left
+ * "pending" (state.c): remove the object it names, unless the state file
+ * names the same id (killed after writing it).  Under the flock.  A SysV
+ * object is removed only if its creator's pid, time and size prove it
+ * (sysv.c); a pending file that cannot be read is left for the operator,
+ * with the message.
+ */
+static void sweep_pending(dynshm_instance *inst)
+{
+	struct dynshm_impl_ident ident = { -1, 0, 0, 0 };
+	struct inst_state pending, st;
+	dynshm_impl_space *space = NULL;
+
+	if (state_read_pending(inst, &pending, &ident.cpid, &ident.ctime) < 0) {
+		dynshm_clear_error();
+		return;
+	}
+	if (state_read(inst, &st) == 0 && st.id == pending.id) {
+		state_remove_pending(inst);
+		return;
+	}
+	dynshm_clear_error();
+	ident.size = pending.ctl_size;
+	if (dynshm_impl_space_open(pending.ctl_backend, pending.id,
+				pending.seg_dir, &space) == 0) {
+		int rc = dynshm_impl_destroy_ident(space, CTL_HANDLE, &ident);
+
+		if (rc == 0 || rc == -ENOENT) /* removed, or none of ours */
+			state_remove_pending(inst);
+		dynshm_impl_space_close(space);
+	}
+	dynshm_clear_error();
+}
+
 static int find_or_create(dynshm_instance *inst, const struct dynshm_config *cfg,
 			  unsigned flags)
 {
 	struct inst_state st;
-	int rc = state_read(inst, &st);
+	int rc;
+
+	sweep_pending(inst); /* a killed first open's object */
+	rc = state_read(inst, &st);
 
 	if (rc < 0 && rc != -ENOENT && !(flags & DYNSHM_OPEN_RESET))
 		return rc;
@@ -992,7 +1112,10 @@ DYNSHM_EXPORT int dynshm_reap(dynshm_instance *inst, unsigned *reaped)
 		return rc;
 	rc = ctl_lock(inst);
 	if (rc == 0) {
+		unsigned gone = 0;
+
 		rc = reap_locked(inst, true, reaped);
+		segment_retire_vanished_locked(inst, &gone); /* issue 13.6 */
 		ctl_unlock(inst);
 	}
 	inst_leave(inst);

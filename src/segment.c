@@ -31,6 +31,7 @@
 #include "abi.h"
 
 #include "error.h"
+#include "impl/impl_internal.h"
 #include "region.h"
 #include "sys.h"
 
@@ -261,6 +262,7 @@ static int reserve_slot(dynshm_instance *inst, size_t size, int region,
 	slot->created_ns = now_ns();
 	slot->pinned = 0;
 	slot->doomed = 0;
+	slot->os_id = 0; /* no object yet: identity unknown (control.h) */
 	snprintf(slot->name, sizeof(slot->name), "%s", name ? name : "");
 	ctl_publish(&slot->state, SLOT_CREATING);
 	HOOK("create:reserved");
@@ -333,6 +335,7 @@ static int create_os_object(dynshm_instance *inst, size_t size,
 		}
 		if (rc == 0) {
 			inst->c.slots[seg->slot].huge = huge != 0; /* ours */
+			slot_record_ident(&inst->c.slots[seg->slot], seg->map);
 			break;
 		}
 		unreserve_slot(inst, seg->slot, seg->handle);
@@ -528,7 +531,8 @@ static int lock_live_slot(dynshm_instance *inst, dynshm_handle handle, uint32_t 
  */
 static int reference_handle(dynshm_instance *inst, dynshm_handle handle,
 			    uint32_t *out_slot, uint32_t *backend,
-			    uint64_t *size, struct dynshm_segment *seg)
+			    uint64_t *size, struct dynshm_segment *seg,
+			    struct dynshm_impl_ident *ident)
 {
 	struct ctl *c = &inst->c;
 	uint32_t s = CTL_NONE;
@@ -540,6 +544,7 @@ static int reference_handle(dynshm_instance *inst, dynshm_handle handle,
 	HOOK("attach:referenced");
 	*backend = c->slots[s].backend;
 	*size = c->slots[s].size;
+	slot_ident(&c->slots[s], ident);
 	if (*backend == CTL_BACKEND_REGION) {
 		seg->region_addr =
 			(char *)inst->region.base + c->slots[s].region_offset;
@@ -550,10 +555,80 @@ static int reference_handle(dynshm_instance *inst, dynshm_handle handle,
 	return 0;
 }
 
+/*
+ * >>> vanished objects (issue 13, item 6).  Another program may remove a
+ * segment's OS object: Python's multiprocessing resource tracker unlinks
+ * every shared_memory block an interpreter attached when it exits, an
+ * operator runs ipcrm or rm.  The slot stays ACTIVE (it is held or pinned)
+ * but nothing can map it again.  An attach says so (-EIDRM, not -ENOENT,
+ * which means "no such segment"), dynshm_foreach_segment reports the state
+ * DYNSHM_SEGMENT_VANISHED, and dynshm_reap and dynshm_destroy retire the
+ * slot: there is nothing left to keep, so a pin no longer holds it.
+ */
+static int vanished(dynshm_instance *inst, dynshm_handle handle)
+{
+	char why[384];
+
+	snprintf(why, sizeof(why), "%s", dynshm_last_error());
+	return dynshm_fail(EIDRM,
+			"segment " HANDLE_FMT " of instance '%s' vanished: "
+			"another program removed its object (%s); destroy it "
+			"or reap (dsm_demo destroy, gc) to retire its slot",
+			HANDLE_ARG(handle), inst->name, why);
+}
+
+/* Does slot's object still exist?  (Probed with the backend that made it.) */
+static bool object_vanished(dynshm_instance *inst, uint32_t backend,
+			    dynshm_handle handle,
+			    const struct dynshm_impl_ident *ident)
+{
+	dynshm_impl_space *space = NULL;
+	int rc;
+
+	if (backend == CTL_BACKEND_REGION)
+		return false; /* no object of its own */
+	rc = space_for(inst, (dynshm_impl_type)backend, &space);
+	if (rc == 0)
+		rc = dynshm_impl_probe(space, handle, ident);
+	dynshm_clear_error();
+	return rc == -ENOENT; /* any other failure is doubt: still there */
+}
+
+/*
+ * Under the lock (dynshm_reap): unpin and doom every ACTIVE slot whose
+ * object vanished; free the ones nobody holds now (the others go with
+ * their last detach).  The count of slots retired or doomed in *n.
+ */
+void segment_retire_vanished_locked(dynshm_instance *inst, unsigned *n)
+{
+	struct ctl *c = &inst->c;
+
+	*n = 0;
+	for (uint32_t s = 0; s < c->hdr->max_segments; s++) {
+		struct ctl_slot *slot = &c->slots[s];
+		struct dynshm_impl_ident ident;
+
+		if (slot->state != SLOT_ACTIVE)
+			continue;
+		slot_ident(slot, &ident);
+		if (!object_vanished(inst, slot->backend, slot->handle, &ident))
+			continue;
+		slot->pinned = 0;
+		slot->doomed = 1;
+		(*n)++;
+		if (slot->refcount == 0 &&
+		    os_destroy(inst, slot->backend, slot->handle) == 0)
+			slot_free_locked(inst, s);
+	}
+	dynshm_clear_error();
+}
+/* <<< vanished objects */
+
 static int attach_new(dynshm_instance *inst, dynshm_handle handle,
 		      dynshm_segment **out)
 {
 	struct dynshm_segment *seg = alloc_segment(inst);
+	struct dynshm_impl_ident ident;
 	dynshm_impl_space *space = NULL;
 	uint32_t backend = 0;
 	uint64_t size = 0;
@@ -561,7 +636,8 @@ static int attach_new(dynshm_instance *inst, dynshm_handle handle,
 
 	if (!seg)
 		return dynshm_fail(ENOMEM, "out of memory attaching a segment");
-	rc = reference_handle(inst, handle, &seg->slot, &backend, &size, seg);
+	rc = reference_handle(inst, handle, &seg->slot, &backend, &size, seg,
+			      &ident);
 	if (rc < 0)
 		goto fail_free;
 	seg->handle = handle;
@@ -572,7 +648,10 @@ static int attach_new(dynshm_instance *inst, dynshm_handle handle,
 	else {
 		rc = space_for(inst, (dynshm_impl_type)backend, &space);
 		if (rc == 0)
-			rc = dynshm_impl_attach(space, handle, &seg->map);
+			rc = dynshm_impl_attach_ident(space, handle, &ident,
+						      &seg->map);
+		if (rc == -ENOENT)
+			rc = vanished(inst, handle);
 	}
 	if (rc < 0)
 		goto fail_release;
@@ -1020,21 +1099,40 @@ static int snapshot(dynshm_instance *inst, dynshm_segment_info **out, size_t *n)
 {
 	struct ctl *c = &inst->c;
 	dynshm_segment_info *infos;
+	struct dynshm_impl_ident *idents;
+	uint32_t *backends;
 	size_t count = 0;
 	int rc = ctl_lock(inst);
 
 	if (rc < 0)
 		return rc;
 	infos = malloc((c->hdr->nsegments + 1) * sizeof(*infos));
-	if (!infos) {
+	idents = malloc((c->hdr->nsegments + 1) * sizeof(*idents));
+	backends = malloc((c->hdr->nsegments + 1) * sizeof(*backends));
+	if (!infos || !idents || !backends) {
 		ctl_unlock(inst);
+		free(infos);
+		free(idents);
+		free(backends);
 		return dynshm_fail(ENOMEM, "out of memory listing segments");
 	}
 	for (uint32_t s = 0; s < c->hdr->max_segments &&
-			     count < c->hdr->nsegments; s++)
-		if (c->slots[s].state != SLOT_FREE)
-			fill_info(&c->slots[s], &infos[count++]);
+			     count < c->hdr->nsegments; s++) {
+		if (c->slots[s].state == SLOT_FREE)
+			continue;
+		slot_ident(&c->slots[s], &idents[count]);
+		backends[count] = c->slots[s].backend;
+		fill_info(&c->slots[s], &infos[count++]);
+	}
 	ctl_unlock(inst);
+	/* outside the lock: is each ACTIVE segment's object still there? */
+	for (size_t i = 0; i < count; i++)
+		if (infos[i].state == DYNSHM_SEGMENT_ACTIVE &&
+		    object_vanished(inst, backends[i], infos[i].handle,
+				    &idents[i]))
+			infos[i].state = DYNSHM_SEGMENT_VANISHED;
+	free(idents);
+	free(backends);
 	*out = infos;
 	*n = count;
 	return 0;

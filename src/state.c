@@ -414,11 +414,111 @@ int state_write(dynshm_instance *inst, const struct inst_state *st)
 	return state_write_file(inst, "state", text, (size_t)n);
 }
 
+/*
+ * >>> the first open's window (issue 13, item 2).  A first open creates the
+ * control object under a new id and only then writes the state file that
+ * names it; an open killed in between (allocating, formatting, fsyncing)
+ * left an object under an id recorded nowhere.  So the id is written to
+ * "pending" before anything is created, and removed once the state file
+ * names the same id.  Whoever next holds the flock (an open, a reset)
+ * finds it and removes what it names.  The creator's pid and the second
+ * it started let a SysV control object be proved its own (sysv.c).
+ */
+#define PENDING_MAGIC "dynshm-pending 1"
+
+int state_write_pending(dynshm_instance *inst, const struct inst_state *st,
+			int32_t pid, int64_t since)
+{
+	char text[2 * PATH_MAX];
+	int n;
+
+	n = snprintf(text, sizeof(text),
+		     PENDING_MAGIC "\ninstance_id %016" PRIx64
+				   "\ncontrol_backend %s\ncontrol_size %" PRIu64
+				   "\ncreator_pid %d\ncreated %" PRId64
+				   "\nmmap_directory %s\n",
+		     st->id, dynshm_impl_type_name(st->ctl_backend),
+		     st->ctl_size, (int)pid, since, st->seg_dir);
+	if (n < 0 || (size_t)n >= sizeof(text))
+		return dynshm_fail(ENAMETOOLONG,
+				"pending file contents too long");
+	return state_write_file(inst, "pending", text, (size_t)n);
+}
+
+static int parse_pending(char *text, struct inst_state *st, int32_t *pid,
+			 int64_t *since)
+{
+	char *line, *save = NULL;
+	unsigned seen = 0;
+
+	line = strtok_r(text, "\n", &save);
+	if (!line || strcmp(line, PENDING_MAGIC) != 0)
+		return -EUCLEAN;
+	memset(st, 0, sizeof(*st));
+	while ((line = strtok_r(NULL, "\n", &save)) != NULL) {
+		char *val = strchr(line, ' ');
+
+		if (!val)
+			return -EUCLEAN;
+		*val++ = '\0';
+		if (strcmp(line, "instance_id") == 0 &&
+		    sscanf(val, "%" SCNx64, &st->id) == 1 && st->id != 0)
+			seen |= 1;
+		else if (strcmp(line, "control_backend") == 0 &&
+			 dynshm_impl_type_from_name(val, &st->ctl_backend) ==
+				 0 &&
+			 st->ctl_backend != DYNSHM_IMPL_NONE)
+			seen |= 2;
+		else if (strcmp(line, "control_size") == 0 &&
+			 sscanf(val, "%" SCNu64, &st->ctl_size) == 1)
+			seen |= 4;
+		else if (strcmp(line, "creator_pid") == 0 &&
+			 sscanf(val, "%" SCNd32, pid) == 1)
+			seen |= 8;
+		else if (strcmp(line, "created") == 0 &&
+			 sscanf(val, "%" SCNd64, since) == 1)
+			seen |= 16;
+		else if (strcmp(line, "mmap_directory") == 0 && val[0] == '/' &&
+			 strlen(val) < sizeof(st->seg_dir))
+			strcpy(st->seg_dir, val), seen |= 32;
+		else
+			return -EUCLEAN;
+	}
+	return seen == 63 ? 0 : -EUCLEAN;
+}
+
+/* 0 and what a pending file names, -ENOENT when there is none. */
+int state_read_pending(dynshm_instance *inst, struct inst_state *st,
+		       int32_t *pid, int64_t *since)
+{
+	char text[2 * PATH_MAX];
+	int rc = state_read_file(inst, "pending", text, sizeof(text));
+
+	if (rc < 0)
+		return rc;
+	rc = parse_pending(text, st, pid, since);
+	if (rc < 0)
+		return dynshm_fail(EUCLEAN,
+				"'%s/pending' is corrupt; remove it (it names "
+				"a control segment a killed first open may "
+				"have left)",
+				inst->dir);
+	return 0;
+}
+
+void state_remove_pending(dynshm_instance *inst)
+{
+	dynshm_sys.unlinkat(inst->dirfd, "pending", 0);
+	dynshm_sys.unlinkat(inst->dirfd, "pending.tmp", 0);
+}
+/* <<< the first open's window */
+
 /* Remove state, lock and the directory itself (if nothing else is in it). */
 int state_remove(dynshm_instance *inst)
 {
 	dynshm_sys.unlinkat(inst->dirfd, "state", 0);
 	dynshm_sys.unlinkat(inst->dirfd, "state.tmp", 0);
+	state_remove_pending(inst);
 	dynshm_sys.unlinkat(inst->dirfd, "lock", 0);
 	if (dynshm_sys.rmdir(inst->dir) < 0 && errno != ENOENT)
 		return dynshm_fail(errno, "cannot remove instance directory '%s': "

@@ -87,6 +87,13 @@ struct dynshm_instance {
 	 * mu.  (region_segment_flags, create_os_object.)
 	 */
 	unsigned huge_backoff;
+	/*
+	 * >>> attach_control found, at a SysV control key, a segment of
+	 * another size than the state file records: not ours, so wipe never
+	 * removes it (issue 13, item 9).
+	 */
+	bool ctl_not_ours;
+	/* <<< */
 };
 
 /* State file contents (state.c). */
@@ -110,6 +117,11 @@ int reap_locked(dynshm_instance *inst, bool sweep, unsigned *reaped);
 void reap_dead(dynshm_instance *inst);
 void slot_free_locked(dynshm_instance *inst, uint32_t s);
 int os_destroy(dynshm_instance *inst, uint32_t backend, dynshm_handle handle);
+/* >>> object identity (control.h): what the backend is told of slot */
+struct dynshm_impl_ident;
+void slot_ident(const struct ctl_slot *slot, struct dynshm_impl_ident *out);
+void slot_record_ident(struct ctl_slot *slot, const dynshm_impl_map *map);
+/* <<< object identity */
 
 /* segment.c */
 void segment_detach_all(dynshm_instance *inst);
@@ -118,6 +130,9 @@ int segment_create(dynshm_instance *inst, size_t size, const char *name,
 		   dynshm_segment **out);
 int segment_attach(dynshm_instance *inst, dynshm_handle handle, dynshm_segment **out);
 int segment_check_flags(const dynshm_instance *inst, unsigned flags);
+/* >>> vanished objects: dynshm_reap's part (segment.c) */
+void segment_retire_vanished_locked(dynshm_instance *inst, unsigned *n);
+/* <<< vanished objects */
 
 /* named.c */
 /* Under the lock: -EEXIST if a live segment is called name (see control.h). */
@@ -138,6 +153,13 @@ int state_read_file(dynshm_instance *inst, const char *file, char *text,
 int state_write_file(dynshm_instance *inst, const char *file, const char *text,
 		     size_t len);
 int state_remove(dynshm_instance *inst);
+/* >>> the first open's window (state.c) */
+int state_write_pending(dynshm_instance *inst, const struct inst_state *st,
+			int32_t pid, int64_t since);
+int state_read_pending(dynshm_instance *inst, struct inst_state *st,
+		       int32_t *pid, int64_t *since);
+void state_remove_pending(dynshm_instance *inst);
+/* <<< the first open's window */
 
 /*
  * Test hook: called at named points inside critical sections so a test can

@@ -199,6 +199,37 @@ for backend in posix sysv mmap; do
 	run 0 "${D[@]}" gc
 	[ "$out" = "released 0 dead processes" ] || fail "second gc said '$out'"
 
+	# >>> vanished (issue 13.6): another program removes a segment's object
+	# (posix: Python's multiprocessing.shared_memory, as its resource
+	# tracker would); read says so, list shows it, gc and destroy retire it
+	for how in gc destroy; do
+		run 0 "${D[@]}" create --name "gone-$how" "vanishing"
+		gone=$out
+		run 0 "${D[@]}" info
+		gid=$(printf '%s\n' "$out" | awk '/^instance id:/ { print $3 }')
+		case $backend in
+		posix) python3 -c "from multiprocessing import shared_memory as m
+m.SharedMemory(name='dynshm.$gid.$gone').unlink()" || fail "python could not unlink" ;;
+		mmap) rm "$inst/dynshm.$gid.$gone" ;;
+		sysv) shmid=$(awk -v want=$(( 0x1000 | ((16#${gid:12:4}) & 0xfff) )) \
+			'NR > 1 && int($1 / 262144) == want && $4 == 10 { print $2 }' /proc/sysvipc/shm)
+			ipcrm -m "$shmid" || fail "ipcrm -m '$shmid'" ;;
+		esac
+		run 1 "${D[@]}" read "gone-$how"
+		has "$err" "vanished" "read of a vanished segment"
+		run 0 "${D[@]}" list --json
+		json_check "[s['state'] for s in l if s['handle'] == '$gone'] == ['vanished']" "json of a vanished segment"
+		if [ $how = gc ]; then
+			run 0 "${D[@]}" gc
+		else
+			run 0 "${D[@]}" destroy "gone-$how"
+		fi
+		has "$out" "segment $gone ('gone-$how'): its $backend object had vanished" "$how of a vanished segment"
+		run 0 "${D[@]}" list --json
+		json_check "[s['name'] for s in l] == ['greeting']" "json after $how of a vanished segment"
+	done
+	# <<< vanished
+
 	# reset: everything goes, and nothing is left anywhere
 	run 0 "${D[@]}" info
 	id=$(printf '%s\n' "$out" | awk '/^instance id:/ { print $3 }')
@@ -223,6 +254,28 @@ for backend in posix sysv mmap; do
 	run 0 "${R[@]}" reset
 	check_gone "$id"
 done
+
+# >>> planted (issue 13.9): a reboot emptied /dev/shm and a symbolic link
+# now sits at the control segment's name.  Commands refuse it clearly;
+# reset says what it found, recovers, and leaves the link alone.
+pinst="$dir/planted"
+run 0 --instance "$pinst" --backend posix create "before the reboot"
+run 0 --instance "$pinst" info
+pid=$(printf '%s\n' "$out" | awk '/^instance id:/ { print $3 }')
+rm -f /dev/shm/dynshm."$pid".*
+ln -s /etc/hostname "/dev/shm/dynshm.$pid.00c0ffee00ffffff"
+run 1 --instance "$pinst" list
+has "$err" "not made by dynshm" "list of a planted instance"
+one_line "list of a planted instance"
+run 0 --instance "$pinst" reset
+has "$out" "found: " "reset of a planted instance"
+has "$out" "symbolic link" "reset of a planted instance"
+has "$out" "destroyed" "reset of a planted instance"
+[ -L "/dev/shm/dynshm.$pid.00c0ffee00ffffff" ] || fail "reset removed the planted link"
+rm -f "/dev/shm/dynshm.$pid.00c0ffee00ffffff"
+[ -e "$pinst" ] && fail "reset left $pinst"
+check_gone "$pid"
+# <<< planted
 
 # A refused configuration: exit 1, file:line, key, value, what is allowed;
 # and nothing is created.

@@ -840,9 +840,9 @@ static void test_failures_back_out(void **state)
 	inject_fail("shm_open", 2, EMFILE);
 	expect_fallback(f, DYNSHM_OPEN_SUPERVISOR, "probe object");
 	destroy_inst(f);
-	/* The record (the 2nd rename, after the state file's). */
+	/* The record (the 3rd rename, after the pending and state files'). */
 	fake_install(3);
-	inject_fail("renameat", 2, EIO);
+	inject_fail("renameat", 3, EIO);
 	expect_fallback(f, DYNSHM_OPEN_SUPERVISOR, "/mshare'");
 	destroy_inst(f);
 }

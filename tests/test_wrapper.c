@@ -133,8 +133,8 @@ static const struct step sysv_create[] = {
 	{ "shmat", false, false },
 	{ NULL, false, false },
 };
+/* by the shmid its slot recorded: no shmget (issue 13, item 1) */
 static const struct step sysv_attach[] = {
-	{ "shmget", false, false },
 	{ "shmctl", false, false },
 	{ "shmat", false, false },
 	{ NULL, false, false },

@@ -97,8 +97,12 @@ static int fail(int rc, const char *what)
 	return EXIT_USER;
 }
 
-static int open_instance(const struct options *o, unsigned flags,
-			 dynshm_instance **inst)
+/*
+ * 0, an exit status (a configuration error, printed), or the negative
+ * error of dynshm_instance_open, not printed: the caller decides.
+ */
+static int open_instance_rc(const struct options *o, unsigned flags,
+			    dynshm_instance **inst)
 {
 	dynshm_config *cfg;
 	int rc = dynshm_config_new(&cfg);
@@ -115,7 +119,15 @@ static int open_instance(const struct options *o, unsigned flags,
 	}
 	rc = dynshm_instance_open(o->instance, cfg, flags, inst);
 	dynshm_config_free(cfg);
-	return rc < 0 ? fail(rc, "cannot open instance") : 0;
+	return rc;
+}
+
+static int open_instance(const struct options *o, unsigned flags,
+			 dynshm_instance **inst)
+{
+	int rc = open_instance_rc(o, flags, inst);
+
+	return rc < 0 ? fail(rc, "cannot open instance") : rc;
 }
 
 /* Hex digits as create prints them (an optional 0x is accepted). */
@@ -338,6 +350,8 @@ static const char *state_name(dynshm_segment_state state)
 		return "active";
 	case DYNSHM_SEGMENT_MORIBUND:
 		return "moribund";
+	case DYNSHM_SEGMENT_VANISHED:
+		return "vanished";
 	}
 	return "?";
 }
@@ -641,6 +655,58 @@ static int cmd_list(const struct options *o, int argc, char **argv)
 	return rc < 0 ? EXIT_USER : 0;
 }
 
+/*
+ * >>> vanished segments (issue 13, item 6): another program removed their
+ * object (Python's resource tracker, ipcrm, rm).  They cannot be attached,
+ * so destroy finds them through the list, and gc says what it retired.
+ */
+struct vanished_list {
+	const char *want; /* destroy: the argument; NULL: collect all */
+	dynshm_handle want_handle;
+	dynshm_segment_info found[64];
+	size_t n;
+};
+
+static int collect_vanished(const dynshm_segment_info *i, void *arg)
+{
+	struct vanished_list *v = arg;
+
+	if (i->state != DYNSHM_SEGMENT_VANISHED ||
+	    v->n == sizeof(v->found) / sizeof(v->found[0]))
+		return 0;
+	if (v->want && i->handle != v->want_handle &&
+	    strcmp(i->name, v->want) != 0)
+		return 0;
+	v->found[v->n++] = *i;
+	return 0;
+}
+
+static void say_vanished(const char *what, const dynshm_segment_info *i)
+{
+	printf("%s segment %016" PRIx64 "%s%s%s: its %s object had vanished "
+	       "(another program removed it)\n",
+	       what, i->handle, i->name[0] ? " ('" : "", i->name,
+	       i->name[0] ? "')" : "", backend_of(i));
+}
+
+/* destroy of a vanished segment: 1 when it was one (done), else 0. */
+static int destroy_vanished(dynshm_instance *inst, const char *arg, int *rc)
+{
+	struct vanished_list v;
+
+	memset(&v, 0, sizeof(v));
+	v.want = arg;
+	if (parse_handle(arg, &v.want_handle) < 0)
+		v.want_handle = 0;
+	if (dynshm_foreach_segment(inst, collect_vanished, &v) < 0 || v.n == 0)
+		return 0;
+	*rc = dynshm_destroy(inst, v.found[0].handle);
+	if (*rc == 0)
+		say_vanished("destroyed", &v.found[0]);
+	return 1;
+}
+/* <<< vanished segments */
+
 static int cmd_destroy(const struct options *o, int argc, char **argv)
 {
 	dynshm_instance *inst;
@@ -658,6 +724,12 @@ static int cmd_destroy(const struct options *o, int argc, char **argv)
 		return usage_error("destroy takes exactly one HANDLE or NAME");
 	if ((rc = open_instance(o, DYNSHM_OPEN_EXISTING, &inst)) != 0)
 		return rc;
+	if (destroy_vanished(inst, argv[1], &rc)) {
+		if (rc < 0)
+			fail(rc, "cannot destroy");
+		dynshm_instance_close(inst);
+		return rc < 0 ? EXIT_USER : 0;
+	}
 	/* Attach to resolve a name the way every other process would. */
 	if ((rc = attach_arg(inst, "cannot destroy", argv[1], &seg)) != 0) {
 		dynshm_instance_close(inst);
@@ -672,13 +744,16 @@ static int cmd_destroy(const struct options *o, int argc, char **argv)
 
 static int cmd_gc(const struct options *o, int argc, char **argv)
 {
+	struct vanished_list gone;
 	dynshm_instance *inst;
 	unsigned reaped = 0;
 	int rc;
 
 	if (simple_help(argc, argv, "usage: dsm_demo gc\n"
 				    "Release the references of processes that "
-				    "died and destroy what nobody holds.\n"))
+				    "died and destroy what nobody holds;\n"
+				    "retire segments whose object another "
+				    "program removed.\n"))
 		return 0;
 	if (argc != 1)
 		return usage_error("gc: unexpected argument '%s'", argv[1]);
@@ -686,12 +761,16 @@ static int cmd_gc(const struct options *o, int argc, char **argv)
 	if ((rc = open_instance(o, DYNSHM_OPEN_EXISTING | DYNSHM_OPEN_NOREAP,
 				&inst)) != 0)
 		return rc;
+	memset(&gone, 0, sizeof(gone));
+	dynshm_foreach_segment(inst, collect_vanished, &gone);
 	rc = dynshm_reap(inst, &reaped);
 	if (rc < 0)
 		fail(rc, "cannot reap");
 	else
 		printf("released %u dead process%s\n", reaped,
 		       reaped == 1 ? "" : "es");
+	for (size_t k = 0; rc == 0 && k < gone.n; k++)
+		say_vanished("retired", &gone.found[k]);
 	dynshm_instance_close(inst);
 	return rc < 0 ? EXIT_USER : 0;
 }
@@ -833,7 +912,20 @@ static int cmd_reset(const struct options *o, int argc, char **argv)
 		return 0;
 	if (argc != 1)
 		return usage_error("reset: unexpected argument '%s'", argv[1]);
-	if ((rc = open_instance(o, DYNSHM_OPEN_EXISTING, &inst)) != 0)
+	rc = open_instance_rc(o, DYNSHM_OPEN_EXISTING, &inst);
+	if (rc == -EACCES || rc == -EUCLEAN) {
+		/*
+		 * Its control segment cannot be used: something else sits at
+		 * its name (planted after a reboot emptied /dev/shm), or it is
+		 * corrupt.  Say what was found; a reset open leaves it alone
+		 * and starts over under a new id, which the destroy removes.
+		 */
+		printf("found: %s\n", dynshm_last_error());
+		rc = open_instance_rc(o, DYNSHM_OPEN_RESET, &inst);
+	}
+	if (rc < 0)
+		return fail(rc, "cannot open instance");
+	if (rc > 0)
 		return rc;
 	rc = dynshm_instance_destroy(inst);
 	if (rc < 0)

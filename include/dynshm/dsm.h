@@ -338,7 +338,13 @@ const char *dynshm_version(void);
 typedef enum dynshm_segment_state {
 	DYNSHM_SEGMENT_CREATING = 1, /* slot reserved, OS object being made */
 	DYNSHM_SEGMENT_ACTIVE = 2,
-	DYNSHM_SEGMENT_MORIBUND = 3  /* being destroyed */
+	DYNSHM_SEGMENT_MORIBUND = 3, /* being destroyed */
+	/*
+	 * ACTIVE, but another program removed its OS object
+	 * (dynshm_foreach_segment only): dynshm_destroy or dynshm_reap
+	 * retires the slot.
+	 */
+	DYNSHM_SEGMENT_VANISHED = 4
 } dynshm_segment_state;
 
 typedef struct dynshm_segment_info {

@@ -190,6 +190,7 @@ static int new_map(dynshm_impl_space *space, dynshm_handle handle,
 		return dynshm_fail(ENOMEM, "out of memory for a mapping");
 	map->ops = space->ops;
 	map->handle = handle;
+	map->ident.shmid = -1; /* none recorded (sysv fills it in) */
 	*out = map;
 	return 0;
 }
@@ -245,6 +246,53 @@ DYNSHM_EXPORT int dynshm_impl_attach(dynshm_impl_space *space, dynshm_handle han
 	}
 	*out = map;
 	return 0;
+}
+
+/* ---- by identity (the wrapper's entry points, impl_internal.h) --------- */
+
+int dynshm_impl_attach_ident(dynshm_impl_space *space, dynshm_handle handle,
+			     const struct dynshm_impl_ident *ident,
+			     dynshm_impl_map **out)
+{
+	struct dynshm_impl_map *map = NULL;
+	int rc = check_handle(space, handle);
+
+	if (rc < 0)
+		return rc;
+	if (!space->ops->attach_ident)
+		return dynshm_impl_attach(space, handle, out);
+	rc = new_map(space, handle, &map);
+	if (rc < 0)
+		return rc;
+	rc = space->ops->attach_ident(space, handle, ident, map);
+	if (rc < 0) {
+		free(map);
+		return rc;
+	}
+	*out = map;
+	return 0;
+}
+
+int dynshm_impl_destroy_ident(dynshm_impl_space *space, dynshm_handle handle,
+			      const struct dynshm_impl_ident *ident)
+{
+	int rc = check_handle(space, handle);
+
+	if (rc < 0)
+		return rc;
+	if (!space->ops->destroy_ident)
+		return space->ops->destroy(space, handle);
+	return space->ops->destroy_ident(space, handle, ident);
+}
+
+int dynshm_impl_probe(dynshm_impl_space *space, dynshm_handle handle,
+		      const struct dynshm_impl_ident *ident)
+{
+	int rc = check_handle(space, handle);
+
+	if (rc < 0 || !space->ops->probe)
+		return rc; /* none: no objects to lose */
+	return space->ops->probe(space, handle, ident);
 }
 
 DYNSHM_EXPORT int dynshm_impl_detach(dynshm_impl_map *map)
@@ -387,11 +435,71 @@ int dynshm_impl_fd_map(int fd, size_t size, const char *what,
 				  MAP_SHARED, fd, 0);
 
 	if (addr == MAP_FAILED)
-		return dynshm_fail(errno, "cannot map %zu bytes of %s: %s", size,
-				what, strerror(errno));
+		return dynshm_impl_map_failed(errno, size, what);
 	map->address = addr;
 	map->size = size;
 	return 0;
+}
+
+/* A number read from a /proc file, or -1. */
+static long proc_number(const char *path)
+{
+	char buf[32];
+	ssize_t n;
+	int fd = dynshm_sys.open(path, O_RDONLY | O_CLOEXEC, 0);
+
+	if (fd < 0)
+		return -1;
+	n = dynshm_sys.read(fd, buf, sizeof(buf) - 1);
+	dynshm_sys.close(fd);
+	if (n <= 0)
+		return -1;
+	buf[n] = '\0';
+	return strtol(buf, NULL, 10);
+}
+
+/* Lines of /proc/self/maps: the mappings this process has, or -1. */
+static long count_mappings(void)
+{
+	char buf[4096];
+	long lines = 0;
+	ssize_t n;
+	int fd = dynshm_sys.open("/proc/self/maps", O_RDONLY | O_CLOEXEC, 0);
+
+	if (fd < 0)
+		return -1;
+	while ((n = dynshm_sys.read(fd, buf, sizeof(buf))) > 0)
+		for (ssize_t i = 0; i < n; i++)
+			lines += buf[i] == '\n';
+	dynshm_sys.close(fd);
+	return n < 0 ? -1 : lines;
+}
+
+/*
+ * mmap and shmat fail with ENOMEM when the process already has
+ * vm.max_map_count mappings (65530 by default), and every segment mapped on
+ * its own is one: a server with many segments meets the limit long before
+ * it runs out of memory.  "Cannot allocate memory" alone sends the operator
+ * looking at RAM, so the message names the limit with both numbers and the
+ * way around it (the region: one mapping for every segment carved from it).
+ * Only on failure, so the two /proc reads cost nothing otherwise.
+ */
+int dynshm_impl_map_failed(int err, size_t size, const char *what)
+{
+	long limit, maps;
+
+	if (err != ENOMEM)
+		return dynshm_fail(err, "cannot map %zu bytes of %s: %s", size,
+				what, strerror(err));
+	limit = proc_number("/proc/sys/vm/max_map_count");
+	maps = count_mappings();
+	return dynshm_fail(ENOMEM,
+			"cannot map %zu bytes of %s: %s (this process has "
+			"%ld mappings, the limit vm.max_map_count is %ld: "
+			"raise it, or carve segments from the region with "
+			"min_dynamic_shared_memory, one mapping for all of "
+			"them)",
+			size, what, strerror(ENOMEM), maps, limit);
 }
 
 /* Refuse anything that is not a plain, private object of ours. */

@@ -14,6 +14,7 @@
 #include <dynshm/dsm_impl.h>
 
 #include <stdbool.h>
+#include <stdint.h>
 #include <sys/types.h>
 
 #define DYNSHM_IMPL_OPS_VERSION 1
@@ -41,12 +42,33 @@ struct dynshm_impl_space {
 	uint64_t sysv_ids[DYNSHM_IMPL_SYSV_IDS];
 };
 
+/*
+ * What identifies a SysV object beyond its key, which is not unique per
+ * handle (sysv.c).  The wrapper records it in the segment's slot once the
+ * object exists (control.h) and gives it back to attach, destroy and
+ * probe, which act only on an object that matches it:
+ *   shmid >= 0  recorded: the object is shmid, still under the handle's
+ *               key, of this size, created at ctime (IPC_STAT's shm_ctime);
+ *   shmid < 0   not recorded (its creator died first): whatever holds the
+ *               key counts as the handle's object only if IPC_STAT proves
+ *               that process cpid made it at ctime or later, of this size.
+ * An object that does not match is "not found" and is left alone.  Other
+ * backends' names are unique per handle; they ignore it.
+ */
+struct dynshm_impl_ident {
+	int32_t shmid;
+	int32_t cpid;
+	int64_t ctime;
+	uint64_t size;
+};
+
 struct dynshm_impl_map {
 	void *address;
 	size_t size;
 	const struct dynshm_impl_ops *ops;
 	dynshm_handle handle;
 	unsigned create_flags; /* dynshm_impl_create's flags, for ops->create */
+	struct dynshm_impl_ident ident; /* sysv: filled by create and attach */
 };
 
 struct dynshm_impl_ops {
@@ -64,6 +86,18 @@ struct dynshm_impl_ops {
 	int (*list)(dynshm_impl_space *space, dynshm_impl_list_fn fn, void *arg);
 	int (*object_name)(const dynshm_impl_space *space, dynshm_handle handle,
 			   char *buf, size_t len);
+	/*
+	 * By identity (struct dynshm_impl_ident); NULL: attach and destroy
+	 * by name.  probe: 0 while the object exists, -ENOENT once it is
+	 * gone (a message says it vanished), else -errno (doubt).
+	 */
+	int (*attach_ident)(dynshm_impl_space *space, dynshm_handle handle,
+			    const struct dynshm_impl_ident *ident,
+			    struct dynshm_impl_map *map);
+	int (*destroy_ident)(dynshm_impl_space *space, dynshm_handle handle,
+			     const struct dynshm_impl_ident *ident);
+	int (*probe)(dynshm_impl_space *space, dynshm_handle handle,
+		     const struct dynshm_impl_ident *ident);
 };
 
 extern const struct dynshm_impl_ops dynshm_impl_posix_ops;
@@ -79,6 +113,20 @@ int dynshm_impl_fd_check_owner(int fd, const char *what, size_t *size);
 int dynshm_impl_munmap(struct dynshm_impl_map *map);
 /* Is name in dirfd a regular file of ours (not planted by another user)? */
 bool dynshm_impl_is_ours(int dirfd, const char *name);
+
+/*
+ * The wrapper's entry points by identity (see struct dynshm_impl_ident).
+ * Not exported: the public backend layer names objects by handle alone.
+ */
+int dynshm_impl_attach_ident(dynshm_impl_space *space, dynshm_handle handle,
+			     const struct dynshm_impl_ident *ident,
+			     dynshm_impl_map **out);
+int dynshm_impl_destroy_ident(dynshm_impl_space *space, dynshm_handle handle,
+			      const struct dynshm_impl_ident *ident);
+int dynshm_impl_probe(dynshm_impl_space *space, dynshm_handle handle,
+		      const struct dynshm_impl_ident *ident);
+/* A mapping failed with err: the message, naming vm.max_map_count. */
+int dynshm_impl_map_failed(int err, size_t size, const char *what);
 
 /* The SysV key of handle in space (the wrapper's region is made by hand). */
 key_t dynshm_impl_sysv_key(const dynshm_impl_space *space, dynshm_handle handle);

@@ -160,6 +160,28 @@ static int mmap_destroy(dynshm_impl_space *space, dynshm_handle handle)
 	return rc < 0 ? rc : mmap_destroy_name(space, base);
 }
 
+/* Does the file still exist?  (Another program may have unlinked it.) */
+static int mmap_probe(dynshm_impl_space *space, dynshm_handle handle,
+		      const struct dynshm_impl_ident *ident)
+{
+	char base[NAME_LEN];
+	struct stat st;
+	int rc = dynshm_impl_base_name(space, handle, base, sizeof(base));
+
+	(void)ident; /* names are unique per handle */
+	if (rc < 0)
+		return rc;
+	if (dynshm_sys.fstatat(space->dirfd, base, &st,
+			       AT_SYMLINK_NOFOLLOW) == 0)
+		return 0;
+	if (errno == ENOENT)
+		return dynshm_fail(ENOENT, "segment file '%s/%s' vanished: "
+					"another program removed it",
+				space->directory, base);
+	return dynshm_fail(errno, "cannot stat segment file '%s/%s': %s",
+			space->directory, base, strerror(errno));
+}
+
 static int mmap_list(dynshm_impl_space *space, dynshm_impl_list_fn fn, void *arg)
 {
 	struct dirent *de;
@@ -205,4 +227,5 @@ const struct dynshm_impl_ops dynshm_impl_mmap_ops = {
 	.destroy_name = mmap_destroy_name,
 	.list = mmap_list,
 	.object_name = mmap_name,
+	.probe = mmap_probe,
 };

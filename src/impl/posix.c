@@ -117,6 +117,32 @@ static int posix_destroy(dynshm_impl_space *space, dynshm_handle handle)
 	return rc < 0 ? rc : posix_destroy_name(space, name);
 }
 
+/* Does the object still exist?  (Another program may have unlinked it.) */
+static int posix_probe(dynshm_impl_space *space, dynshm_handle handle,
+		       const struct dynshm_impl_ident *ident)
+{
+	char name[DYNSHM_IMPL_PREFIX_MAX + 24];
+	int fd, rc;
+
+	(void)ident; /* names are unique per handle */
+	rc = posix_name(space, handle, name, sizeof(name));
+	if (rc < 0)
+		return rc;
+	fd = dynshm_sys.shm_open(name, O_RDONLY | O_CLOEXEC, 0);
+	if (fd < 0) {
+		if (errno == ENOENT)
+			return dynshm_fail(ENOENT, "POSIX shared memory object "
+						"'%s' vanished: another "
+						"program removed it",
+					name);
+		return dynshm_fail(errno, "cannot open POSIX shared memory "
+				       "object '%s': %s",
+				name, strerror(errno));
+	}
+	dynshm_sys.close(fd);
+	return 0;
+}
+
 /*
  * /dev/shm is where glibc's shm_open puts objects on Linux; listing it is the
  * only portable-enough way to enumerate them.
@@ -156,4 +182,5 @@ const struct dynshm_impl_ops dynshm_impl_posix_ops = {
 	.destroy_name = posix_destroy_name,
 	.list = posix_list,
 	.object_name = posix_name,
+	.probe = posix_probe,
 };

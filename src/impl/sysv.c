@@ -145,6 +145,32 @@ static int shmget_error(int err, key_t key, size_t size)
 	}
 }
 
+static int attach_failed(int err, key_t key, size_t size)
+{
+	char what[48];
+
+	snprintf(what, sizeof(what), "SysV segment 0x%08x", (unsigned)key);
+	return dynshm_impl_map_failed(err, size, what);
+}
+
+/*
+ * The identity of the segment just made or found as id (see struct
+ * dynshm_impl_ident), for the wrapper to record.  When IPC_STAT fails
+ * nothing is recorded, and the object is proved by its creator instead.
+ */
+static void record_ident(int id, size_t size, struct dynshm_impl_map *map)
+{
+	struct shmid_ds ds;
+
+	map->ident.shmid = -1;
+	map->ident.size = size;
+	if (dynshm_sys.shmctl(id, IPC_STAT, &ds) < 0)
+		return;
+	map->ident.cpid = (int32_t)ds.shm_cpid;
+	map->ident.ctime = (int64_t)ds.shm_ctime;
+	map->ident.shmid = id;
+}
+
 static int sysv_create(dynshm_impl_space *space, dynshm_handle handle, size_t size,
 		       struct dynshm_impl_map *map)
 {
@@ -175,10 +201,10 @@ static int sysv_create(dynshm_impl_space *space, dynshm_handle handle, size_t si
 		int err = errno;
 
 		dynshm_sys.shmctl(id, IPC_RMID, NULL); /* back out */
-		return dynshm_fail(err, "cannot attach SysV segment 0x%08x: %s",
-				(unsigned)key, strerror(err));
+		return attach_failed(err, key, size);
 	}
 	ids_put(space, handle, id);
+	record_ident(id, size, map);
 	map->address = addr;
 	map->size = size;
 	return 0;
@@ -231,9 +257,9 @@ static int sysv_attach(dynshm_impl_space *space, dynshm_handle handle,
 		return id;
 	addr = dynshm_sys.shmat(id, NULL, 0);
 	if (addr == (void *)-1)
-		return dynshm_fail(errno, "cannot attach SysV segment 0x%08x: %s",
-				(unsigned)key, strerror(errno));
+		return attach_failed(errno, key, size);
 	ids_put(space, handle, id);
+	record_ident(id, size, map);
 	map->address = addr;
 	map->size = size;
 	return 0;
@@ -311,6 +337,122 @@ static int sysv_destroy_name(dynshm_impl_space *space, const char *os_name)
 					"this instance",
 				os_name);
 	return remove_key((key_t)key);
+}
+
+/* ---- by identity ---------------------------------------------------------
+ *
+ * A key is tag | hash18(handle): two handles, two instances sharing a tag,
+ * or another program's ftok key can all land on it.  So the wrapper never
+ * acts on "whatever holds the key": it records the object's identity in
+ * the slot (struct dynshm_impl_ident) and these functions act only on an
+ * object that IPC_STAT shows to be that one.  A recorded identity must
+ * match in id, key, size and shm_ctime (set at creation; a later IPC_SET
+ * moves it, and an object someone changed is not trusted); an unrecorded
+ * one, only in key and size and by being made by the slot's creator (its
+ * pid in shm_cpid) no earlier than the second it reserved the slot.  A
+ * segment removed with IPC_RMID while still attached loses its key
+ * (IPC_PRIVATE), so it reads as vanished too.
+ */
+static bool ident_matches(key_t key, const struct shmid_ds *ds,
+			  const struct dynshm_impl_ident *ident)
+{
+	if (ds->shm_perm.__key != key || ds->shm_segsz != ident->size)
+		return false;
+	if (ident->shmid >= 0)
+		return (int64_t)ds->shm_ctime == ident->ctime;
+	return ident->cpid > 0 && (int32_t)ds->shm_cpid == ident->cpid &&
+	       (int64_t)ds->shm_ctime >= ident->ctime;
+}
+
+/* The shmid of handle's object as ident names it, -ENOENT, or -errno. */
+static int find_ident(dynshm_impl_space *space, dynshm_handle handle,
+		      const struct dynshm_impl_ident *ident)
+{
+	key_t key = sysv_key(space, handle);
+	struct shmid_ds ds;
+	int id = ident->shmid, rc;
+
+	if (id < 0) {
+		id = dynshm_sys.shmget(key, 0, 0);
+		if (id < 0)
+			return dynshm_fail(errno, "cannot find SysV segment "
+						"0x%08x: %s",
+					(unsigned)key, strerror(errno));
+	}
+	if (dynshm_sys.shmctl(id, IPC_STAT, &ds) < 0) {
+		if (errno == EINVAL || errno == EIDRM)
+			return dynshm_fail(ENOENT, "SysV segment 0x%08x (shmid "
+						"%d) vanished: another "
+						"program removed it",
+					(unsigned)key, id);
+		return dynshm_fail(errno, "cannot stat SysV segment 0x%08x: %s",
+				(unsigned)key, strerror(errno));
+	}
+	if (!ident_matches(key, &ds, ident)) {
+		if (ident->shmid >= 0)
+			return dynshm_fail(ENOENT,
+					"SysV segment 0x%08x (shmid %d) "
+					"vanished: the id now names another "
+					"object (key 0x%08x, %zu bytes)",
+					(unsigned)key, id,
+					(unsigned)ds.shm_perm.__key,
+					(size_t)ds.shm_segsz);
+		return dynshm_fail(ENOENT,
+				"SysV segment 0x%08x (shmid %d, %zu bytes, "
+				"made by pid %d) is not the one pid %d would "
+				"have made: left alone",
+				(unsigned)key, id, (size_t)ds.shm_segsz,
+				(int)ds.shm_cpid, (int)ident->cpid);
+	}
+	rc = check_ours(key, &ds);
+	return rc < 0 ? rc : id;
+}
+
+static int sysv_attach_ident(dynshm_impl_space *space, dynshm_handle handle,
+			     const struct dynshm_impl_ident *ident,
+			     struct dynshm_impl_map *map)
+{
+	int id = find_ident(space, handle, ident);
+	void *addr;
+
+	if (id < 0)
+		return id;
+	addr = dynshm_sys.shmat(id, NULL, 0);
+	if (addr == (void *)-1)
+		return attach_failed(errno, sysv_key(space, handle),
+				     (size_t)ident->size);
+	ids_put(space, handle, id);
+	map->ident = *ident;
+	map->ident.shmid = id;
+	map->address = addr;
+	map->size = (size_t)ident->size;
+	return 0;
+}
+
+static int sysv_destroy_ident(dynshm_impl_space *space, dynshm_handle handle,
+			      const struct dynshm_impl_ident *ident)
+{
+	int id = find_ident(space, handle, ident);
+
+	if (id < 0)
+		return id;
+	ids_forget(space, handle, id);
+	if (dynshm_sys.shmctl(id, IPC_RMID, NULL) == 0)
+		return 0;
+	if (errno == EINVAL || errno == EIDRM)
+		return dynshm_fail(ENOENT, "SysV segment 0x%08x vanished while "
+					"being removed",
+				(unsigned)sysv_key(space, handle));
+	return dynshm_fail(errno, "cannot remove SysV segment 0x%08x: %s",
+			(unsigned)sysv_key(space, handle), strerror(errno));
+}
+
+static int sysv_probe(dynshm_impl_space *space, dynshm_handle handle,
+		      const struct dynshm_impl_ident *ident)
+{
+	int id = find_ident(space, handle, ident);
+
+	return id < 0 ? id : 0;
 }
 
 /* Read all of /proc/sysvipc/shm; the caller frees *out. */
@@ -407,4 +549,7 @@ const struct dynshm_impl_ops dynshm_impl_sysv_ops = {
 	.destroy_name = sysv_destroy_name,
 	.list = sysv_list,
 	.object_name = sysv_name,
+	.attach_ident = sysv_attach_ident,
+	.destroy_ident = sysv_destroy_ident,
+	.probe = sysv_probe,
 };
