@@ -12,6 +12,7 @@
 
 #include <fcntl.h>
 #include <inttypes.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,8 +21,19 @@
 #include <sys/statfs.h>
 #include <unistd.h>
 
-/* v3's uapi structs are u64/u32 fields: 40 bytes (4 of tail padding) and 16. */
-_Static_assert(sizeof(struct mshare_create_arg) == 40, "mshare_create");
+/*
+ * v3's uapi structs are plain __u64/__u32 fields, laid out by the C ABI of
+ * the target, as the kernel built for it lays them out: the fields end at
+ * byte 36 everywhere; sizeof is 40 where u64 is 8-aligned (x86-64, arm64)
+ * and 36 where it is 4-aligned (i386).  The ioctl number encodes sizeof, so
+ * the struct must not be packed or padded by hand: each target sends the
+ * number its own kernel expects.
+ */
+_Static_assert(offsetof(struct mshare_create_arg, fd) == 32, "mshare_create");
+_Static_assert(sizeof(struct mshare_create_arg) ==
+		       (36 + _Alignof(uint64_t) - 1) / _Alignof(uint64_t) *
+			       _Alignof(uint64_t),
+	       "mshare_create");
 _Static_assert(sizeof(struct mshare_unmap_arg) == 16, "mshare_unmap");
 /* The collision the probe order guards against. */
 _Static_assert(MSHAREFS_V1_SET_SIZE == MSHAREFS_UNMAP, "v1 SET_SIZE");
