@@ -17,6 +17,7 @@
  * Every test checks that what failed left nothing: descriptors (counted in
  * /proc/self/fd), region mappings, region files, /dev/shm objects.
  */
+#include "fake_mshare.h"
 #include "inject.h"
 #include "testutil.h"
 
@@ -60,352 +61,31 @@ extern void (*dynshm_test_hook)(const char *point);
 
 #define ALIGN (2u << 20) /* the fake's mshare_info */
 
-/* ---- the fake msharefs ---------------------------------------------------- */
+/* ---- the fake msharefs (tests/fake_mshare.c) ------------------------------ */
 
-enum fake_step { STEP_NONE, STEP_OPEN, STEP_FTRUNCATE, STEP_MMAP,
-		 STEP_CREATE, STEP_UNMAP };
-
-#define MAXR 4
-#define MAXMAP 4
-#define MAXPLACED 16
-
-struct placed {
-	uint64_t off, size, offset;
-	int prot, fd; /* a duplicate: the host mm's reference */
-};
-
-struct fregion {
-	bool used, sized;
-	char path[PATH_MAX];
-	uint64_t size;
-	void *maps[MAXMAP];
-	int nfds;
-	struct placed placed[MAXPLACED];
-};
-
-static struct {
-	char mount[PATH_MAX];
-	int abi;	/* 3, 2 or 1 */
-	uint32_t magic; /* what statfs reports for the mount */
-	bool owner_gone;
-	enum fake_step fail_step;
-	int fail_err;
-	unsigned creates, unmaps, v1_set_size;
-	struct fregion r[MAXR];
-	int fd_region[1024]; /* region index + 1 */
-} fake;
+static char fake_mount[PATH_MAX];
+#define fake (*fake_mshare)
 
 #if DYNSHM_HAVE_MSHARE
-static struct dynshm_sys real;
-
-static struct fregion *region_of(int fd)
-{
-	if (fd < 0 || fd >= 1024 || !fake.fd_region[fd])
-		return NULL;
-	return &fake.r[fake.fd_region[fd] - 1];
-}
-
-static bool failing(enum fake_step step)
-{
-	if (fake.fail_step != step)
-		return false;
-	errno = fake.fail_err;
-	return true;
-}
-
-static void drop_placed(struct placed *p)
-{
-	real.close(p->fd);
-	memset(p, 0, sizeof(*p));
-}
-
-static int map_placed(void *base, const struct placed *p)
-{
-	void *at = (char *)base + p->off;
-
-	return real.mmap(at, p->size, p->prot, MAP_SHARED | MAP_FIXED, p->fd,
-			 (off_t)p->offset) == at
-		       ? 0
-		       : -1;
-}
-
-static int fake_statfs(const char *path, struct statfs *st)
-{
-	if (strcmp(path, fake.mount) != 0)
-		return real.statfs(path, st);
-	memset(st, 0, sizeof(*st));
-	st->f_type = fake.magic;
-	return 0;
-}
-
-static int fake_open(const char *path, int flags, mode_t mode)
-{
-	size_t n = strlen(fake.mount);
-	struct fregion *r = NULL;
-	int fd;
-
-	if (strncmp(path, fake.mount, n) != 0 || path[n] != '/' ||
-	    strcmp(path + n + 1, "mshare_info") == 0)
-		return real.open(path, flags, mode);
-	if (failing(STEP_OPEN))
-		return -1;
-	fd = real.open(path, flags, mode);
-	if (fd < 0)
-		return fd;
-	for (int i = 0; i < MAXR && !r; i++)
-		if (fake.r[i].used && strcmp(fake.r[i].path, path) == 0)
-			r = &fake.r[i];
-	for (int i = 0; i < MAXR && !r; i++)
-		if (!fake.r[i].used) {
-			r = &fake.r[i];
-			memset(r, 0, sizeof(*r));
-			r->used = true;
-			snprintf(r->path, sizeof(r->path), "%s", path);
-		}
-	assert_non_null(r);
-	r->nfds++;
-	fake.fd_region[fd] = (int)(r - fake.r) + 1;
-	return fd;
-}
-
-static int fake_ftruncate(int fd, off_t len)
-{
-	struct fregion *r = region_of(fd);
-
-	if (!r)
-		return real.ftruncate(fd, len);
-	if (failing(STEP_FTRUNCATE))
-		return -1;
-	if (fake.abi == 1) /* a plain setattr: no region size set */
-		return 0;
-	/* v3 05/22: once, and a multiple of the alignment. */
-	if (r->sized || len <= 0 || (uint64_t)len % ALIGN) {
-		errno = EINVAL;
-		return -1;
-	}
-	r->size = (uint64_t)len;
-	r->sized = true;
-	return 0;
-}
-
-static int fake_fstat(int fd, struct stat *st)
-{
-	struct fregion *r = region_of(fd);
-	int rc = real.fstat(fd, st);
-
-	if (rc == 0 && r)
-		st->st_size = (off_t)r->size;
-	return rc;
-}
-
-static void *fake_mmap(void *addr, size_t len, int prot, int flags, int fd,
-		       off_t off)
-{
-	struct fregion *r = region_of(fd);
-	int fixed = flags & (MAP_FIXED | MAP_FIXED_NOREPLACE);
-	char *p;
-	int slot = -1;
-
-	if (!r)
-		return real.mmap(addr, len, prot, flags, fd, off);
-	if (failing(STEP_MMAP))
-		return MAP_FAILED;
-	/* v3 07/22 and 17/22: shared, whole, aligned, sized, owner alive. */
-	if (!r->sized || fake.owner_gone || (flags & MAP_TYPE) != MAP_SHARED ||
-	    len != r->size || off != 0 ||
-	    (fixed && (uintptr_t)addr % ALIGN)) {
-		errno = EINVAL;
-		return MAP_FAILED;
-	}
-	for (int i = 0; i < MAXMAP && slot < 0; i++)
-		if (!r->maps[i])
-			slot = i;
-	assert_true(slot >= 0);
-	if (fixed) {
-		p = real.mmap(addr, len, PROT_NONE,
-			      MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | fixed,
-			      -1, 0);
-		if (p == MAP_FAILED)
-			return MAP_FAILED;
-	} else {
-		char *raw = real.mmap(NULL, len + ALIGN, PROT_NONE,
-				      MAP_PRIVATE | MAP_ANONYMOUS |
-					      MAP_NORESERVE,
-				      -1, 0);
-		size_t lead;
-
-		if (raw == MAP_FAILED)
-			return MAP_FAILED;
-		lead = (ALIGN - (uintptr_t)raw % ALIGN) % ALIGN;
-		if (lead)
-			real.munmap(raw, lead);
-		real.munmap(raw + lead + len, ALIGN - lead);
-		p = raw + lead;
-	}
-	for (int i = 0; i < MAXPLACED; i++)
-		if (r->placed[i].size)
-			assert_int_equal(map_placed(p, &r->placed[i]), 0);
-	r->maps[slot] = p;
-	return p;
-}
-
-static int fake_munmap(void *addr, size_t len)
-{
-	for (int i = 0; i < MAXR; i++)
-		for (int m = 0; m < MAXMAP; m++)
-			if (fake.r[i].used && fake.r[i].maps[m] == addr)
-				fake.r[i].maps[m] = NULL;
-	return real.munmap(addr, len);
-}
-
-static int fake_create(struct fregion *r, const struct mshare_create_arg *c)
-{
-	uint64_t page = (uint64_t)sysconf(_SC_PAGESIZE);
-	struct placed *p = NULL;
-
-	if (failing(STEP_CREATE))
-		return -1;
-	/* v3 18/22 and 20/22, in their order. */
-	errno = EINVAL;
-	if (c->region_offset >= r->size)
-		return -1;
-	if ((c->flags & (MAP_SHARED | MAP_FIXED)) != (MAP_SHARED | MAP_FIXED))
-		return -1;
-	if (!(c->flags & MAP_ANONYMOUS)) {
-		if (fake.abi == 2) /* v2: fd must be -1 */
-			return -1;
-		if (fcntl((int)c->fd, F_GETFD) < 0) {
-			errno = EBADF;
-			return -1;
-		}
-	}
-	if (c->region_offset + c->size > r->size || c->size == 0 ||
-	    c->region_offset % page || c->offset % page)
-		return -1;
-	for (int i = 0; i < MAXPLACED && !p; i++)
-		if (!r->placed[i].size)
-			p = &r->placed[i];
-	assert_non_null(p);
-	p->off = c->region_offset;
-	p->size = c->size;
-	p->offset = c->offset;
-	p->prot = (int)c->prot;
-	p->fd = fcntl((int)c->fd, F_DUPFD_CLOEXEC, 0);
-	for (int m = 0; m < MAXMAP; m++)
-		if (r->maps[m])
-			assert_int_equal(map_placed(r->maps[m], p), 0);
-	fake.creates++;
-	return 0;
-}
-
-static int fake_unmap(struct fregion *r, const struct mshare_unmap_arg *u)
-{
-	if (failing(STEP_UNMAP))
-		return -1;
-	/* v3 19/22 */
-	if (u->size > r->size || u->region_offset >= r->size ||
-	    u->region_offset + u->size > r->size) {
-		errno = EINVAL;
-		return -1;
-	}
-	for (int i = 0; i < MAXPLACED; i++) {
-		struct placed *p = &r->placed[i];
-
-		if (p->size && p->off >= u->region_offset &&
-		    p->off + p->size <= u->region_offset + u->size)
-			drop_placed(p);
-	}
-	for (int m = 0; m < MAXMAP; m++)
-		if (r->maps[m])
-			real.mmap((char *)r->maps[m] + u->region_offset, u->size,
-				  PROT_NONE,
-				  MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE |
-					  MAP_FIXED,
-				  -1, 0);
-	fake.unmaps++;
-	return 0;
-}
-
-static int fake_ioctl(int fd, unsigned long req, void *arg)
-{
-	struct fregion *r = region_of(fd);
-
-	if (!r)
-		return real.ioctl(fd, req, arg);
-	if (fake.abi == 1) {
-		if (req == MSHAREFS_V1_SET_SIZE) { /* what UNMAP would do */
-			fake.v1_set_size++;
-			return 0;
-		}
-		errno = ENOTTY;
-		return -1;
-	}
-	if (!r->sized) { /* v3 18/22: before any command */
-		errno = EINVAL;
-		return -1;
-	}
-	if (req == MSHAREFS_CREATE_MAPPING)
-		return fake_create(r, arg);
-	if (req == MSHAREFS_UNMAP)
-		return fake_unmap(r, arg);
-	errno = ENOTTY;
-	return -1;
-}
-
-static int fake_close(int fd)
-{
-	struct fregion *r = region_of(fd);
-
-	if (r) {
-		fake.fd_region[fd] = 0;
-		if (--r->nfds == 0) {
-			bool mapped = false;
-
-			for (int m = 0; m < MAXMAP; m++)
-				mapped |= r->maps[m] != NULL;
-			/* Evicted: the host mm drops what it holds. */
-			if (!mapped)
-				for (int i = 0; i < MAXPLACED; i++)
-					if (r->placed[i].size)
-						drop_placed(&r->placed[i]);
-			if (!mapped)
-				r->used = false;
-		}
-	}
-	return real.close(fd);
-}
-
+/* Install it (once per test; again only puts the entries back). */
 static void fake_install(int abi)
 {
-	fake.abi = abi;
-	fake.magic = MSHARE_MAGIC;
-	fake.fail_step = STEP_NONE;
-	fake.owner_gone = false;
-	real = dynshm_sys;
-	dynshm_sys.statfs = fake_statfs;
-	dynshm_sys.open = fake_open;
-	dynshm_sys.ftruncate = fake_ftruncate;
-	dynshm_sys.fstat = fake_fstat;
-	dynshm_sys.mmap = fake_mmap;
-	dynshm_sys.munmap = fake_munmap;
-	dynshm_sys.ioctl = fake_ioctl;
-	dynshm_sys.close = fake_close;
+	int rc = fake_mshare_install(fake_mount, abi, ALIGN);
+
+	if (rc < 0)
+		fail_msg("fake_mshare_install: %s", strerror(-rc));
 }
 
+/* Region views in this process. */
 static int fake_mappings(void)
 {
-	int n = 0;
-
-	for (int i = 0; i < MAXR; i++)
-		for (int m = 0; fake.r[i].used && m < MAXMAP; m++)
-			n += fake.r[i].maps[m] != NULL;
-	return n;
+	return fake_mshare ? fake_mshare_views() : 0;
 }
 
-/* Region files in the fake mount (everything but mshare_info). */
+/* Region files in the fake mount (everything but mshare_info and ours). */
 static int region_files(void)
 {
-	DIR *d = opendir(fake.mount);
+	DIR *d = opendir(fake_mount);
 	struct dirent *e;
 	int n = 0;
 
@@ -433,15 +113,14 @@ static int setup(void **state)
 	char path[PATH_MAX + 32];
 	FILE *info;
 
-	memset(&fake, 0, sizeof(fake));
 	f.dir = test_make_dir();
 	if (!f.dir)
 		return -1;
 	snprintf(f.inst, sizeof(f.inst), "%s/inst", f.dir);
-	snprintf(fake.mount, sizeof(fake.mount), "%s/mshare", f.dir);
-	if (mkdir(fake.mount, 0700) < 0)
+	snprintf(fake_mount, sizeof(fake_mount), "%s/mshare", f.dir);
+	if (mkdir(fake_mount, 0700) < 0)
 		return -1;
-	snprintf(path, sizeof(path), "%s/mshare_info", fake.mount);
+	snprintf(path, sizeof(path), "%s/mshare_info", fake_mount);
 	info = fopen(path, "w");
 	if (!info)
 		return -1;
@@ -459,7 +138,16 @@ static int teardown(void **state)
 	char report[1024];
 	int n, fds;
 
-	inject_reset(); /* also takes the fake away */
+	if (fake_mshare && fake_mshare->errors) {
+		fprintf(stderr, "teardown: the fake msharefs saw %u error(s), "
+				"the first: %s\n",
+			fake_mshare->errors, fake_mshare->error);
+		fake_mshare_uninstall();
+		inject_reset();
+		return -1;
+	}
+	fake_mshare_uninstall();
+	inject_reset();
 	fds = test_count_fds();
 	test_remove_dir(f->dir);
 	n = test_count_leftovers(report, sizeof(report));
@@ -487,7 +175,7 @@ static dynshm_config *config(const char *mode, const char *mount)
 static dynshm_instance *open_inst(const struct fixture *f, const char *mode,
 			       unsigned flags, dynshm_instance_info *info)
 {
-	dynshm_config *cfg = config(mode, fake.mount);
+	dynshm_config *cfg = config(mode, fake_mount);
 	dynshm_instance *inst = NULL;
 
 	ASSERT_OK(dynshm_instance_open(f->inst, cfg, flags, &inst));
@@ -542,7 +230,7 @@ static void expect_refusal(struct fixture *f, unsigned flags, int err,
 	int rc;
 
 	expect_fallback(f, flags, text);
-	cfg = config("on", fake.mount);
+	cfg = config("on", fake_mount);
 	rc = dynshm_instance_open(f->inst, cfg, flags | DYNSHM_OPEN_RESET, &inst);
 	dynshm_config_free(cfg);
 	assert_int_equal(rc, -err);
@@ -686,9 +374,9 @@ static void test_v3_sequence(void **state)
 	assert_string_equal(dynshm_segment_address(seg2), "placed");
 	assert_int_equal((char *)dynshm_segment_address(seg2) -
 				 (char *)dynshm_segment_address(seg),
-			 (char *)fake.r[0].maps[1] - (char *)fake.r[0].maps[0]);
+			 (char *)fake_mshare_view(1) - (char *)fake_mshare_view(0));
 	assert_int_equal(((char *)dynshm_segment_address(seg2) -
-			  (char *)fake.r[0].maps[1]),
+			  (char *)fake_mshare_view(1)),
 			 slot << 30);
 	ASSERT_OK(dynshm_detach(seg2));
 	ASSERT_OK(dynshm_instance_close(b));
@@ -733,7 +421,7 @@ static void test_bad_mshare_info(void **state)
 	char path[PATH_MAX + 32];
 	FILE *info;
 
-	snprintf(path, sizeof(path), "%s/mshare_info", fake.mount);
+	snprintf(path, sizeof(path), "%s/mshare_info", fake_mount);
 	info = fopen(path, "w");
 	assert_non_null(info);
 	fputs("3000\n", info); /* not a power of two */
@@ -751,7 +439,7 @@ static void test_no_supervisor(void **state)
 static void test_sysv_has_no_fd(void **state)
 {
 	struct fixture *f = *state;
-	dynshm_config *cfg = config("try", fake.mount);
+	dynshm_config *cfg = config("try", fake_mount);
 	dynshm_instance_info info;
 	dynshm_instance *inst = NULL;
 
@@ -857,7 +545,7 @@ static void test_place_arguments(void **state)
 	fake_install(3);
 	snprintf(probe, sizeof(probe), "/dynshm.%016llx.mshare-probe",
 		 (unsigned long long)test_instance_id());
-	ASSERT_OK(mshare_region_create(fake.mount, "args", 3 * ALIGN - 1,
+	ASSERT_OK(mshare_region_create(fake_mount, "args", 3 * ALIGN - 1,
 				       probe, &r));
 	assert_int_equal(r.size, 3 * ALIGN);
 	assert_int_equal(r.align, ALIGN);
@@ -896,11 +584,10 @@ static void test_place_arguments(void **state)
 static int supervisor_child(void *arg)
 {
 	const struct fixture *f = arg;
-	dynshm_config *cfg = config("on", fake.mount);
+	dynshm_config *cfg = config("on", fake_mount);
 	dynshm_instance *inst = NULL;
 	dynshm_instance_info info;
 
-	fake_install(3);
 	if (dynshm_instance_open(f->inst, cfg, DYNSHM_OPEN_SUPERVISOR, &inst) != 0 ||
 	    dynshm_instance_info_get(inst, &info) != 0 || !info.mshare_active)
 		return 1;
@@ -916,10 +603,11 @@ static void test_owner_gone(void **state)
 	dynshm_instance *inst;
 	dynshm_config *cfg;
 
+	fake_install(3);
 	assert_int_equal(test_fork(supervisor_child, f), 0);
 	assert_int_equal(region_files(), 1);
-	fake_install(3);
-	fake.owner_gone = true;
+	/* the child's exit ended its thread: the helper tears it down */
+	assert_int_equal(fake_mshare_wait_teardown(1), 1);
 	inst = open_inst(f, "try", 0, &info);
 	assert_int_equal(info.mshare_active, 0);
 	ASSERT_STATUS(&info, "died with its owner");
@@ -930,11 +618,10 @@ static void test_owner_gone(void **state)
 		assert_non_null(strstr(dynshm_last_error(), "msharefs region"));
 	}
 	ASSERT_OK(dynshm_instance_close(inst));
-	cfg = config("on", fake.mount);
+	cfg = config("on", fake_mount);
 	assert_int_equal(dynshm_instance_open(f->inst, cfg, 0, &inst), -ESRCH);
 	dynshm_config_free(cfg);
 	/* a supervisor resetting it gets a fresh region */
-	fake.owner_gone = false;
 	inst = open_inst(f, "on", DYNSHM_OPEN_SUPERVISOR | DYNSHM_OPEN_RESET, &info);
 	assert_int_equal(info.mshare_active, 1);
 	ASSERT_OK(dynshm_instance_destroy(inst));
@@ -1056,7 +743,7 @@ static void test_built_without(void **state)
 	inst = open_inst(f, "try", DYNSHM_OPEN_SUPERVISOR, &info);
 	ASSERT_STATUS(&info, "built without mshare support");
 	ASSERT_OK(dynshm_instance_close(inst));
-	cfg = config("on", fake.mount);
+	cfg = config("on", fake_mount);
 	assert_int_equal(dynshm_instance_open(f->inst, cfg,
 					   DYNSHM_OPEN_SUPERVISOR | DYNSHM_OPEN_RESET,
 					   &inst),
