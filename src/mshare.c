@@ -198,11 +198,24 @@ int mshare_region_create(const char *mount, const char *name,
 		return dynshm_fail(ENAMETOOLONG, "msharefs path '%s/%s' is too "
 					      "long",
 				mount, name);
-	n.fd = dynshm_sys.open(n.path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC,
+	n.fd = dynshm_sys.open(n.path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC |
+					    O_NOFOLLOW,
 			    0600);
 	if (n.fd < 0)
 		return dynshm_fail(errno, "cannot create msharefs region '%s': %s",
 				n.path, strerror(errno));
+	{
+		struct stat st;
+
+		if (dynshm_sys.fstat(n.fd, &st) < 0) {
+			rc = dynshm_fail(errno, "cannot stat msharefs region "
+					     "'%s': %s",
+				      n.path, strerror(errno));
+			goto fail_close;
+		}
+		n.dev = (uint64_t)st.st_dev;
+		n.ino = (uint64_t)st.st_ino;
+	}
 	/* The size is set once, to a multiple of the alignment (v3 05/22). */
 	if (dynshm_sys.ftruncate(n.fd, (off_t)n.size) < 0) {
 		rc = dynshm_fail(errno, "cannot size msharefs region '%s' to %" PRIu64
@@ -241,15 +254,34 @@ int mshare_region_open(const char *path, void *addr, struct mshare_region *r)
 
 	if (snprintf(n.path, sizeof(n.path), "%s", path) >= (int)sizeof(n.path))
 		return dynshm_fail(ENAMETOOLONG, "msharefs path too long");
-	n.fd = dynshm_sys.open(path, O_RDWR | O_CLOEXEC, 0);
+	n.fd = dynshm_sys.open(path, O_RDWR | O_CLOEXEC | O_NOFOLLOW, 0);
 	if (n.fd < 0)
-		return dynshm_fail(errno, "cannot open msharefs region '%s': %s",
-				path, strerror(errno));
+		return dynshm_fail(errno, "cannot open msharefs region '%s': %s%s",
+				path, strerror(errno),
+				errno == ELOOP ? " (a symbolic link was planted "
+						 "in its place)"
+					       : "");
 	if (dynshm_sys.fstat(n.fd, &st) < 0) {
 		rc = dynshm_fail(errno, "cannot stat msharefs region '%s': %s",
 			      path, strerror(errno));
 		goto fail_close;
 	}
+	/* The mount is 0777 without the sticky bit: anyone can replace it. */
+	if (!S_ISREG(st.st_mode) || !dynshm_uid_is_ours(st.st_uid) ||
+	    (st.st_mode & 077)) {
+		rc = dynshm_fail(EPERM, "msharefs region '%s' is not ours (type "
+				     "%o, uid %u, mode %03o; expected a "
+				     "region of uid %u, mode 0600): someone "
+				     "replaced it; not joining it (reset the "
+				     "instance)",
+			      path, (unsigned)(st.st_mode & S_IFMT),
+			      (unsigned)st.st_uid,
+			      (unsigned)(st.st_mode & 0777),
+			      (unsigned)geteuid());
+		goto fail_close;
+	}
+	n.dev = (uint64_t)st.st_dev;
+	n.ino = (uint64_t)st.st_ino;
 	if (st.st_size <= 0) {
 		rc = dynshm_fail(EPROTO, "msharefs region '%s' has no size (its "
 				      "creator died before sizing it)",
@@ -325,6 +357,23 @@ void mshare_region_close(struct mshare_region *r)
 
 int mshare_region_unlink(const char *path)
 {
+	char dir[PATH_MAX];
+	const char *slash = strrchr(path, '/');
+	struct statfs st;
+
+	if (!slash || slash == path || (size_t)(slash - path) >= sizeof(dir))
+		return dynshm_fail(EPERM, "not removing '%s': not a region path",
+				path);
+	memcpy(dir, path, (size_t)(slash - path));
+	dir[slash - path] = '\0';
+	if (dynshm_sys.statfs(dir, &st) < 0)
+		return errno == ENOENT ? -ENOENT
+				       : dynshm_fail(errno, "cannot statfs '%s': %s",
+						  dir, strerror(errno));
+	if ((uint32_t)st.f_type != MSHARE_MAGIC)
+		return dynshm_fail(EPERM, "not removing '%s': '%s' is no "
+					"msharefs (file system type 0x%llx)",
+				path, dir, (unsigned long long)st.f_type);
 	if (dynshm_sys.unlinkat(AT_FDCWD, path, 0) < 0)
 		return errno == ENOENT ? -ENOENT
 				       : dynshm_fail(errno, "cannot remove msharefs "

@@ -31,6 +31,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <pthread.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -731,6 +732,456 @@ static void test_placed_init_fails(void **state)
 	assert_int_equal(region_files(), 0);
 }
 
+/* ---- issue 17: what the shared emulation shows ----------------------------- */
+
+struct duo {
+	const struct fixture *f;
+	dynshm_instance *inst;
+	dynshm_handle handle;
+	int ready[2], go[2]; /* child -> parent, parent -> child */
+};
+
+static void duo_pipes(struct duo *d)
+{
+	assert_int_equal(pipe2(d->ready, O_CLOEXEC), 0);
+	assert_int_equal(pipe2(d->go, O_CLOEXEC), 0);
+}
+
+static void duo_close(struct duo *d)
+{
+	close(d->ready[0]);
+	close(d->ready[1]);
+	close(d->go[0]);
+	close(d->go[1]);
+}
+
+/* Fork fn(d) as a child that talks through the pipes; its pid. */
+static pid_t duo_fork(int (*fn)(struct duo *), struct duo *d)
+{
+	pid_t pid = fork();
+
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		/* a parent that fails must not leave us waiting, nor CMocka
+		 * turn our SIGSEGV into more tests run here */
+		close(d->go[1]);
+		close(d->ready[0]);
+		signal(SIGSEGV, SIG_DFL);
+		_exit(fn(d));
+	}
+	return pid;
+}
+
+static int read_text(void *arg)
+{
+	const char *text = arg;
+	const char *at = *(const char *const *)(text + 64);
+
+	signal(SIGSEGV, SIG_DFL); /* CMocka's handler would carry on */
+	return strcmp(at, text) == 0 ? 0 : 1; /* a hole is SIGSEGV */
+}
+
+/* Read what addr holds in a forked child: 0 when it is text. */
+static int read_in_child(const void *addr, const char *text)
+{
+	char arg[64 + sizeof(void *)];
+
+	snprintf(arg, 64, "%s", text);
+	memcpy(arg + 64, &addr, sizeof(addr));
+	return test_fork(read_text, arg);
+}
+
+static int attached_reader(struct duo *d)
+{
+	dynshm_config *cfg = config("try", fake_mount);
+	dynshm_instance *inst = NULL;
+	dynshm_segment *seg = NULL;
+	char c = 0;
+
+	CHILD_CHECK(dynshm_instance_open(d->f->inst, cfg, 0, &inst) == 0);
+	CHILD_CHECK(dynshm_attach(inst, d->handle, &seg) == 0);
+	CHILD_CHECK(strcmp(dynshm_segment_address(seg), "kept") == 0);
+	CHILD_CHECK(write(d->ready[1], "r", 1) == 1);
+	CHILD_CHECK(read(d->go[0], &c, 1) == 1);
+	/* the instance was destroyed meanwhile: our mapping stays */
+	CHILD_CHECK(strcmp(dynshm_segment_address(seg), "kept") == 0);
+	return 0;
+}
+
+/*
+ * Item 1: destroy leaves alone the windows other processes still use,
+ * as it leaves their mappings of unlinked objects (dynshm_instance_destroy(3)).
+ */
+static void test_destroy_keeps_windows(void **state)
+{
+	struct fixture *f = *state;
+	struct duo d = { .f = f };
+	dynshm_instance_info info;
+	dynshm_instance *a;
+	dynshm_segment *seg = NULL;
+	char c;
+	pid_t pid;
+
+	fake_install(3);
+	a = open_inst(f, "on", DYNSHM_OPEN_SUPERVISOR, &info);
+	ASSERT_OK(dynshm_create(a, 4096, 0, &seg));
+	strcpy(dynshm_segment_address(seg), "kept");
+	d.handle = dynshm_segment_handle(seg);
+	duo_pipes(&d);
+	pid = duo_fork(attached_reader, &d);
+	assert_int_equal(read(d.ready[0], &c, 1), 1);
+	ASSERT_OK(dynshm_instance_destroy(a));
+	assert_int_equal(write(d.go[1], "g", 1), 1);
+	assert_int_equal(test_wait(pid), 0); /* not 128 + SIGSEGV */
+	duo_close(&d);
+	assert_int_equal(fake.errors, 0);
+	assert_int_equal(region_files(), 0);
+}
+
+/* A region file of our own making at path (as another user would make). */
+static void plant_region(const char *path)
+{
+	int fd = dynshm_sys.open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC,
+			      0600);
+
+	assert_true(fd >= 0);
+	assert_int_equal(dynshm_sys.ftruncate(fd, 9ll << 30), 0);
+	dynshm_sys.close(fd);
+}
+
+/* Item 2: a replaced region file (symlink, another file) is not joined. */
+static void test_replaced_region(void **state)
+{
+	struct fixture *f = *state;
+	dynshm_instance_info info;
+	dynshm_instance *a, *b;
+	char path[PATH_MAX + 64], evil[PATH_MAX + 64];
+
+	fake_install(3);
+	a = open_inst(f, "on", DYNSHM_OPEN_SUPERVISOR, &info);
+	snprintf(path, sizeof(path), "%s/dynshm.%016llx", fake_mount,
+		 (unsigned long long)info.instance_id);
+	snprintf(evil, sizeof(evil), "%s/evil", fake_mount);
+	plant_region(evil);
+	/* a symbolic link in its place */
+	assert_int_equal(unlink(path), 0);
+	assert_int_equal(symlink(evil, path), 0);
+	b = open_inst(f, "try", 0, &info);
+	assert_int_equal(info.mshare_active, 0);
+	ASSERT_STATUS(&info, "symbolic link");
+	ASSERT_OK(dynshm_instance_close(b));
+	/* another region under its name */
+	assert_int_equal(unlink(path), 0);
+	assert_int_equal(rename(evil, path), 0);
+	b = open_inst(f, "try", 0, &info);
+	assert_int_equal(info.mshare_active, 0);
+	ASSERT_STATUS(&info, "not the one the instance recorded");
+	ASSERT_OK(dynshm_instance_close(b));
+	if (test_is_root()) { /* and one of another user */
+		assert_int_equal(chown(path, TEST_OTHER_UID, TEST_OTHER_UID), 0);
+		b = open_inst(f, "try", 0, &info);
+		assert_int_equal(info.mshare_active, 0);
+		ASSERT_STATUS(&info, "is not ours");
+		ASSERT_OK(dynshm_instance_close(b));
+	}
+	ASSERT_OK(dynshm_instance_destroy(a));
+	assert_int_equal(region_files(), 0);
+}
+
+static int late_creator(struct duo *d)
+{
+	dynshm_segment *seg = NULL;
+	dynshm_instance_info info;
+	char c = 0;
+
+	CHILD_CHECK(read(d->go[0], &c, 1) == 1);
+	/* the first call since the fork: a supervisor made a region since */
+	CHILD_CHECK(dynshm_create(d->inst, 4096, 0, &seg) == 0);
+	strcpy(dynshm_segment_address(seg), "child");
+	CHILD_CHECK(dynshm_instance_info_get(d->inst, &info) == 0);
+	d->handle = dynshm_segment_handle(seg);
+	CHILD_CHECK(write(d->ready[1], &d->handle, sizeof(d->handle)) ==
+		    (ssize_t)sizeof(d->handle));
+	CHILD_CHECK(read(d->go[0], &c, 1) == 1);
+	return info.mshare_active ? 0 : 1;
+}
+
+/* Item 3: a forked child's first call sees the region made since. */
+static void test_fork_sees_new_region(void **state)
+{
+	struct fixture *f = *state;
+	struct duo d = { .f = f };
+	dynshm_instance_info info;
+	dynshm_instance *s;
+	dynshm_segment *seg = NULL;
+	pid_t pid;
+
+	fake_install(3);
+	d.inst = open_inst(f, "try", 0, &info);
+	assert_int_equal(info.mshare_active, 0);
+	duo_pipes(&d);
+	pid = duo_fork(late_creator, &d);
+	ASSERT_OK(dynshm_instance_close(d.inst)); /* the parent leaves */
+	s = open_inst(f, "on", DYNSHM_OPEN_SUPERVISOR, &info);
+	assert_int_equal(info.mshare_active, 1);
+	assert_int_equal(write(d.go[1], "g", 1), 1);
+	assert_int_equal(read(d.ready[0], &d.handle, sizeof(d.handle)),
+			 (ssize_t)sizeof(d.handle));
+	ASSERT_OK(dynshm_attach(s, d.handle, &seg));
+	assert_int_equal(read_in_child(dynshm_segment_address(seg), "child"), 0);
+	ASSERT_OK(dynshm_detach(seg));
+	assert_int_equal(write(d.go[1], "g", 1), 1);
+	assert_int_equal(test_wait(pid), 0);
+	duo_close(&d);
+	ASSERT_OK(dynshm_instance_destroy(s));
+	assert_int_equal(fake.errors, 0);
+}
+
+/*
+ * Item 4: a creator killed inside the control lock after placing; the next
+ * open repairs the lock while joining - the region must be mapped by then,
+ * so that the reap unplaces the window.
+ */
+static void test_reap_in_join_unplaces(void **state)
+{
+	struct fixture *f = *state;
+	dynshm_instance_info info;
+	dynshm_instance *s, *b;
+
+	fake_install(3);
+	s = open_inst(f, "on", DYNSHM_OPEN_SUPERVISOR, &info);
+	assert_int_equal(test_fork(create_and_die, s), 128 + SIGKILL);
+	assert_int_equal(fake_mshare_mappings(), 1); /* its window */
+	b = open_inst(f, "on", 0, &info);
+	assert_int_equal(info.segments, 0);
+	assert_int_equal(fake_mshare_mappings(), 0);
+	ASSERT_OK(dynshm_instance_close(b));
+	ASSERT_OK(dynshm_instance_destroy(s));
+	assert_int_equal(region_files(), 0);
+}
+
+static void kill_at_created(const char *point)
+{
+	if (strcmp(point, "mshare:created") == 0)
+		raise(SIGKILL);
+}
+
+static int supervisor_dies_early(void *arg)
+{
+	const struct fixture *f = arg;
+	dynshm_config *cfg = config("on", fake_mount);
+	dynshm_instance *inst = NULL;
+
+	dynshm_test_hook = kill_at_created;
+	dynshm_instance_open(f->inst, cfg, DYNSHM_OPEN_SUPERVISOR, &inst);
+	return 1; /* not reached: the hook kills */
+}
+
+/* Item 5: a supervisor killed before writing the record blocks no one. */
+static void test_stale_region_file(void **state)
+{
+	struct fixture *f = *state;
+	dynshm_instance_info info;
+	dynshm_instance *s;
+
+	fake_install(3);
+	assert_int_equal(test_fork(supervisor_dies_early, f), 128 + SIGKILL);
+	assert_int_equal(region_files(), 1); /* its file, no record */
+	s = open_inst(f, "on", DYNSHM_OPEN_SUPERVISOR, &info);
+	assert_int_equal(info.mshare_active, 1);
+	assert_int_equal(region_files(), 1);
+	ASSERT_OK(dynshm_instance_destroy(s));
+	assert_int_equal(region_files(), 0);
+}
+
+struct sup {
+	struct fixture *f;
+	dynshm_instance *inst;
+	pthread_barrier_t bar;
+};
+
+static void *supervisor_thread(void *arg)
+{
+	struct sup *sp = arg;
+	dynshm_config *cfg = config("on", fake_mount);
+
+	if (dynshm_instance_open(sp->f->inst, cfg, DYNSHM_OPEN_SUPERVISOR,
+			      &sp->inst) != 0)
+		sp->inst = NULL;
+	dynshm_config_free(cfg);
+	pthread_barrier_wait(&sp->bar); /* opened */
+	pthread_barrier_wait(&sp->bar); /* may exit: the region with it */
+	return NULL;
+}
+
+/*
+ * Item 6: the region belongs to the creating thread, not the process: once
+ * that thread exited, processes that mapped the region get a clean error,
+ * not an address in a torn-down region.
+ */
+static void test_owner_thread_exits(void **state)
+{
+	struct sup sp = { .f = *state };
+	dynshm_instance_info info;
+	dynshm_instance *a, *b;
+	dynshm_segment *seg = NULL, *seg2 = NULL;
+	dynshm_handle h;
+
+	fake_install(3);
+	assert_int_equal(pthread_barrier_init(&sp.bar, NULL, 2), 0);
+	assert_int_equal(pthread_create(&(pthread_t){ 0 }, NULL,
+					supervisor_thread, &sp),
+			 0);
+	pthread_barrier_wait(&sp.bar);
+	assert_non_null(sp.inst);
+	a = open_inst(sp.f, "try", 0, &info);
+	assert_int_equal(info.mshare_active, 1);
+	ASSERT_OK(dynshm_create(a, 4096, 0, &seg));
+	strcpy(dynshm_segment_address(seg), "placed");
+	h = dynshm_segment_handle(seg);
+	b = open_inst(sp.f, "try", 0, &info);
+	assert_int_equal(info.mshare_active, 1);
+	pthread_barrier_wait(&sp.bar);
+	/* the thread exits (the process lives on): the kernel tears down */
+	assert_int_equal(fake_mshare_wait_teardown(1), 1);
+	assert_int_equal(read_in_child(dynshm_segment_address(seg), "placed"),
+			 128 + SIGSEGV);
+	assert_int_equal(dynshm_attach(b, h, &seg2), -ESRCH);
+	if (!strstr(dynshm_last_error(), "died with its owner"))
+		fail_msg("message '%s'", dynshm_last_error());
+	assert_int_equal(dynshm_create(b, 4096, 0, &seg2), -ESRCH);
+	ASSERT_OK(dynshm_detach(seg));
+	ASSERT_OK(dynshm_instance_close(b));
+	ASSERT_OK(dynshm_instance_close(a));
+	ASSERT_OK(dynshm_instance_close(sp.inst));
+	pthread_barrier_destroy(&sp.bar);
+	destroy_inst(sp.f);
+}
+
+/*
+ * Item 7: an mshare_path with a space works (the record keeps the path to
+ * the end of its line); one with a newline is refused by the configuration.
+ */
+static void test_path_with_space(void **state)
+{
+	struct fixture *f = *state;
+	dynshm_instance_info info;
+	dynshm_instance *s, *b;
+	dynshm_config *cfg = config("off", NULL);
+	char saved[PATH_MAX];
+
+	assert_int_equal(dynshm_config_set(cfg, "mshare_path", "/a\nb"), -EINVAL);
+	dynshm_config_free(cfg);
+	snprintf(saved, sizeof(saved), "%s", fake_mount);
+	snprintf(fake_mount, sizeof(fake_mount), "%s/ms hare", f->dir);
+	assert_int_equal(mkdir(fake_mount, 0700), 0);
+	fake_install(3);
+	s = open_inst(f, "on", DYNSHM_OPEN_SUPERVISOR, &info);
+	assert_int_equal(info.mshare_active, 1);
+	b = open_inst(f, "off", 0, &info); /* joiners follow the instance */
+	assert_int_equal(info.mshare_active, 1);
+	ASSERT_OK(dynshm_instance_close(b));
+	ASSERT_OK(dynshm_instance_destroy(s));
+	assert_int_equal(region_files(), 0);
+	snprintf(fake_mount, sizeof(fake_mount), "%s", saved);
+}
+
+/* Replace the record's line that starts with key by "key value". */
+static void scribble(const struct fixture *f, const char *key,
+		     const char *value, char *saved, size_t len)
+{
+	char path[PATH_MAX + 16], text[PATH_MAX + 512], out[PATH_MAX + 512];
+	char *line, *save = NULL;
+	size_t n = 0;
+	FILE *fp;
+
+	snprintf(path, sizeof(path), "%s/mshare", f->inst);
+	fp = fopen(path, "r");
+	assert_non_null(fp);
+	text[fread(text, 1, sizeof(text) - 1, fp)] = '\0';
+	fclose(fp);
+	if (saved)
+		snprintf(saved, len, "%s", text);
+	out[0] = '\0';
+	for (line = strtok_r(text, "\n", &save); line;
+	     line = strtok_r(NULL, "\n", &save)) {
+		if (strncmp(line, key, strlen(key)) == 0 && line[strlen(key)] == ' ')
+			n += (size_t)snprintf(out + n, sizeof(out) - n, "%s %s\n",
+					      key, value);
+		else
+			n += (size_t)snprintf(out + n, sizeof(out) - n, "%s\n",
+					      line);
+	}
+	fp = fopen(path, "w");
+	assert_non_null(fp);
+	fputs(out, fp);
+	fclose(fp);
+}
+
+static void restore_record(const struct fixture *f, const char *text)
+{
+	char path[PATH_MAX + 16];
+	FILE *fp;
+
+	snprintf(path, sizeof(path), "%s/mshare", f->inst);
+	fp = fopen(path, "w");
+	assert_non_null(fp);
+	fputs(text, fp);
+	fclose(fp);
+}
+
+static void expect_corrupt(const struct fixture *f, const char *what)
+{
+	dynshm_config *cfg = config("try", fake_mount);
+	dynshm_instance *b = NULL;
+
+	assert_int_equal(dynshm_instance_open(f->inst, cfg, 0, &b), -EUCLEAN);
+	dynshm_config_free(cfg);
+	if (!strstr(dynshm_last_error(), what))
+		fail_msg("message '%s' lacks '%s'", dynshm_last_error(), what);
+}
+
+/*
+ * Item 8: every record field is checked before use, and destroy removes
+ * only the instance's own region file.
+ */
+static void test_record_checked(void **state)
+{
+	struct fixture *f = *state;
+	char saved[PATH_MAX + 512], victim[PATH_MAX + 32];
+	dynshm_instance_info info;
+	dynshm_instance *s;
+	struct stat st;
+	FILE *fp;
+
+	fake_install(3);
+	s = open_inst(f, "on", DYNSHM_OPEN_SUPERVISOR, &info);
+	scribble(f, "window", "2147483648", saved, sizeof(saved));
+	expect_corrupt(f, "window");
+	restore_record(f, saved);
+	scribble(f, "size", "1073741824", NULL, 0);
+	expect_corrupt(f, "size");
+	restore_record(f, saved);
+	scribble(f, "address", "7f0000000123", NULL, 0);
+	expect_corrupt(f, "address");
+	restore_record(f, saved);
+	scribble(f, "address", "fffffffffffff000", NULL, 0);
+	expect_corrupt(f, "address");
+	restore_record(f, saved);
+	/* a path to something else: never joined, never removed */
+	snprintf(victim, sizeof(victim), "%s/victim", f->dir);
+	fp = fopen(victim, "w");
+	assert_non_null(fp);
+	fclose(fp);
+	scribble(f, "path", victim, NULL, 0);
+	expect_corrupt(f, "path");
+	ASSERT_OK(dynshm_instance_destroy(s));
+	assert_int_equal(stat(victim, &st), 0);
+	assert_int_equal(unlink(victim), 0);
+	/* the region file, by name, is gone all the same */
+	assert_int_equal(region_files(), 0);
+}
+
 #else /* !DYNSHM_HAVE_MSHARE */
 
 static void test_built_without(void **state)
@@ -778,6 +1229,14 @@ int main(void)
 		T(test_kill9_after_place),
 		T(test_reaped_at_open),
 		T(test_placed_init_fails),
+		T(test_destroy_keeps_windows),
+		T(test_replaced_region),
+		T(test_fork_sees_new_region),
+		T(test_reap_in_join_unplaces),
+		T(test_stale_region_file),
+		T(test_owner_thread_exits),
+		T(test_path_with_space),
+		T(test_record_checked),
 #else
 		T(test_built_without),
 #endif
