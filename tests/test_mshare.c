@@ -383,8 +383,12 @@ static void test_v3_sequence(void **state)
 	ASSERT_OK(dynshm_instance_close(b));
 
 	/* the last detach destroys it: UNMAP of its window */
+	assert_int_equal(fake_mshare_mappings(), 1);
 	ASSERT_OK(dynshm_detach(seg));
 	assert_int_equal(fake.unmaps, 2);
+	/* its own window, not a neighbour's: nothing is mapped any more */
+	assert_int_equal(fake_mshare_mappings(), 0);
+	assert_int_equal(fake.empty_unmaps, 0);
 	ASSERT_OK(dynshm_instance_destroy(a));
 	assert_int_equal(fake_mappings(), 0);
 	assert_int_equal(region_files(), 0);
@@ -660,6 +664,7 @@ static void test_kill9_after_place(void **state)
 	/* It died holding the control lock: the next locker repairs, reaps. */
 	ASSERT_OK(dynshm_reap(inst, &reaped));
 	assert_int_equal(fake.unmaps, 2); /* its window */
+	assert_int_equal(fake_mshare_mappings(), 0);
 	ASSERT_OK(dynshm_instance_info_get(inst, &info));
 	assert_int_equal(info.segments, 0);
 	ASSERT_OK(dynshm_instance_destroy(inst));
@@ -693,6 +698,7 @@ static void test_reaped_at_open(void **state)
 	other = open_inst(f, "on", 0, &info);
 	assert_int_equal(info.segments, 0); /* the open reaped it */
 	assert_int_equal(fake.unmaps, 2);   /* and its window */
+	assert_int_equal(fake_mshare_mappings(), 0);
 	ASSERT_OK(dynshm_instance_close(other));
 	ASSERT_OK(dynshm_instance_destroy(inst));
 	assert_int_equal(region_files(), 0);
