@@ -593,6 +593,18 @@ static int hold_object(int fd, uint64_t id, struct fake_map *m)
 	target[n] = '\0';
 	slash = strrchr(target, '/');
 	if (target[0] == '/' && slash && !strstr(target, " (deleted)")) {
+		/* in the mount if it can be (the object's directory stays
+		 * removable, as the kernel's reference leaves it), else next
+		 * to the object (another file system: /dev/shm) */
+		int k = snprintf(m->link, sizeof(m->link),
+				 "%.150s/.fake-mshare-obj-%llu",
+				 fake_mshare->mount, (unsigned long long)id);
+
+		if (k > 0 && (size_t)k < sizeof(m->link) &&
+		    strlen(fake_mshare->mount) <= 150 &&
+		    linkat(AT_FDCWD, self, AT_FDCWD, m->link,
+			   AT_SYMLINK_FOLLOW) == 0)
+			return 0;
 		base = slash + 1;
 		*slash = '\0';
 		/* dynshm.<16 hex>. of the object's name, so leaks are seen */

@@ -23,8 +23,9 @@
  *     thread's exit (the robust mutex turns EOWNERDEAD) and tears the region
  *     down: every mapping dropped, every view inaccessible, later mmap and
  *     ioctls refused with EINVAL.
- * The host mm's reference to a placed object is a hard link next to it,
- * named dynshm.<id>.fake-mshare-<n> (so a leaked one shows as a test
+ * The host mm's reference to a placed object is a hard link in the mount
+ * (.fake-mshare-obj-<n>) or, on another file system such as /dev/shm, next
+ * to it (dynshm.<id>.fake-mshare-<n>, so a leaked one shows as a test
  * leftover), or for an object already unlinked /proc/<pid>/fd/<n> of the
  * placing process.  A region is evicted (its mappings dropped) once its
  * file is unlinked and no live process holds a descriptor or a view.
