@@ -142,6 +142,35 @@ static void drop_all(struct fake_region *r)
 		drop_map(&r->map[i]);
 }
 
+/*
+ * A robust mutex sits in its owner thread's robust list, which runs through
+ * the mutexes themselves: it must not be re-initialised or unmapped while
+ * locked.  Let go of ours (EPERM when it is not ours: nothing done).
+ */
+static void release_owner(struct fake_region *r)
+{
+	if (r->owner_tid == gettid_() && r->owner_pid == getpid())
+		pthread_mutex_unlock(&r->owner);
+}
+
+/* May slot r be made a new region?  Not while another live thread owns it. */
+static bool reusable(struct fake_region *r)
+{
+	int rc;
+
+	if (r->used)
+		return false;
+	if (!r->owner_tid)
+		return true;
+	release_owner(r);
+	rc = pthread_mutex_trylock(&r->owner);
+	if (rc == EBUSY)
+		return false;
+	if (rc == 0 || rc == EOWNERDEAD)
+		pthread_mutex_unlock(&r->owner);
+	return true;
+}
+
 /* Under the lock: unlinked and held by no live process: evict it. */
 static void maybe_evict(int ri)
 {
@@ -160,6 +189,7 @@ static void maybe_evict(int ri)
 		memset(h, 0, sizeof(*h));
 	}
 	drop_all(r);
+	release_owner(r);
 	r->used = false;
 	fm->evictions++;
 }
@@ -374,7 +404,7 @@ static int fake_open(const char *path, int flags, mode_t mode)
 		    fm->r[i].dev == (uint64_t)st.st_dev)
 			ri = i;
 	for (int i = 0; i < FAKE_REGIONS && ri < 0; i++)
-		if (!fm->r[i].used) {
+		if (reusable(&fm->r[i])) {
 			struct fake_region *r = &fm->r[i];
 
 			memset(r, 0, sizeof(*r));
@@ -996,9 +1026,7 @@ void fake_mshare_uninstall(void)
 		struct fake_region *r = &fm->r[i];
 
 		/* ours: let go, so that unmapping the state is safe */
-		if (r->used && r->owner_tid == gettid_() && !r->dead &&
-		    r->owner_pid == getpid())
-			pthread_mutex_unlock(&r->owner);
+		release_owner(r);
 		drop_all(r);
 		r->used = false;
 	}

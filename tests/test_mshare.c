@@ -804,7 +804,10 @@ static int attached_reader(struct duo *d)
 	dynshm_segment *seg = NULL;
 	char c = 0;
 
-	CHILD_CHECK(dynshm_instance_open(d->f->inst, cfg, 0, &inst) == 0);
+	int rc = dynshm_instance_open(d->f->inst, cfg, 0, &inst);
+
+	dynshm_config_free(cfg);
+	CHILD_CHECK(rc == 0);
 	CHILD_CHECK(dynshm_attach(inst, d->handle, &seg) == 0);
 	CHILD_CHECK(strcmp(dynshm_segment_address(seg), "kept") == 0);
 	CHILD_CHECK(write(d->ready[1], "r", 1) == 1);
@@ -1032,12 +1035,11 @@ static void test_owner_thread_exits(void **state)
 	dynshm_instance *a, *b;
 	dynshm_segment *seg = NULL, *seg2 = NULL;
 	dynshm_handle h;
+	pthread_t t;
 
 	fake_install(3);
 	assert_int_equal(pthread_barrier_init(&sp.bar, NULL, 2), 0);
-	assert_int_equal(pthread_create(&(pthread_t){ 0 }, NULL,
-					supervisor_thread, &sp),
-			 0);
+	assert_int_equal(pthread_create(&t, NULL, supervisor_thread, &sp), 0);
 	pthread_barrier_wait(&sp.bar);
 	assert_non_null(sp.inst);
 	a = open_inst(sp.f, "try", 0, &info);
@@ -1048,7 +1050,8 @@ static void test_owner_thread_exits(void **state)
 	b = open_inst(sp.f, "try", 0, &info);
 	assert_int_equal(info.mshare_active, 1);
 	pthread_barrier_wait(&sp.bar);
-	/* the thread exits (the process lives on): the kernel tears down */
+	assert_int_equal(pthread_join(t, NULL), 0);
+	/* the thread exited (the process lives on): the kernel tears down */
 	assert_int_equal(fake_mshare_wait_teardown(1), 1);
 	assert_int_equal(read_in_child(dynshm_segment_address(seg), "placed"),
 			 128 + SIGSEGV);
