@@ -77,6 +77,8 @@ static void fake_install(int abi)
 		fail_msg("fake_mshare_install: %s", strerror(-rc));
 }
 
+static int read_in_child(const void *addr, const char *text);
+
 /* Region views in this process. */
 static int fake_mappings(void)
 {
@@ -575,7 +577,27 @@ static void test_place_arguments(void **state)
 	}
 	assert_int_equal(mshare_unplace(&r, 0, 4 * ALIGN), -EINVAL);
 	assert_int_equal(mshare_unplace(&r, 3 * ALIGN, 4096), -EINVAL);
+	{ /* a second object at the same offset replaces the first */
+		int fd2 = memfd_create("obj2", MFD_CLOEXEC);
+
+		assert_true(fd2 >= 0);
+		assert_int_equal(pwrite(fd2, "y", 2, 0), 2);
+		ASSERT_OK(mshare_place(&r, ALIGN, fd2, 8192));
+		close(fd2);
+		assert_int_equal(fake.replaced, 1);
+		assert_int_equal(fake_mshare_mappings(), 1);
+		assert_string_equal((char *)r.base + ALIGN, "y");
+	}
+	/* an UNMAP that cuts a mapping is an error the emulation records */
+	ASSERT_OK(mshare_unplace(&r, ALIGN + 4096, 4096));
+	assert_int_equal(fake.errors, 1);
+	assert_non_null(strstr(fake.error, "cuts a mapping"));
+	fake.errors = 0; /* expected: not the teardown's business */
+	assert_int_equal(fake_mshare_mappings(), 0);
+	ASSERT_OK(mshare_place(&r, ALIGN, fd, 5000));
 	ASSERT_OK(mshare_unplace(&r, ALIGN, ALIGN));
+	assert_int_equal(read_in_child((char *)r.base + ALIGN, "x"),
+			 128 + SIGSEGV); /* nothing mapped there any more */
 	/* a second size is refused (set once) */
 	assert_int_equal(dynshm_sys.ftruncate(r.fd, 4 * ALIGN), -1);
 	close(fd);
