@@ -202,11 +202,18 @@ static int get_mshare(const struct dynshm_config *cfg, char *buf, size_t len)
 static int set_mshare_path(struct dynshm_config *cfg, const struct key_desc *d,
 			   const char *value)
 {
-	if (value[0] != '/' || strlen(value) >= sizeof(cfg->mshare_path))
-		return dynshm_fail(EINVAL, "invalid value '%s' for %s (allowed: "
-					"an absolute path shorter than %zu "
-					"bytes)",
-				value, d->name, sizeof(cfg->mshare_path));
+	bool control = false;
+
+	/* Spaces are fine (the record keeps the path to the end of its
+	 * line); a newline or another control character is not. */
+	for (const char *c = value; *c; c++)
+		control = control || (unsigned char)*c < 0x20 || *c == 0x7f;
+	if (value[0] != '/' || control ||
+	    strlen(value) >= sizeof(cfg->mshare_path))
+		return dynshm_fail(EINVAL, "invalid value for %s (allowed: an "
+					"absolute path shorter than %zu bytes, "
+					"without control characters)",
+				d->name, sizeof(cfg->mshare_path));
 	strcpy(cfg->mshare_path, value);
 	return 0;
 }

@@ -512,6 +512,8 @@ static int join_after_fork(dynshm_instance *inst)
 
 	inst->me = CTL_NONE;
 	rc = seed(inst);
+	if (rc == 0) /* a region made since the parent joined (placement.c) */
+		rc = placement_after_fork(inst);
 	if (rc < 0)
 		return rc;
 	start = ctl_process_start_time(getpid());
@@ -979,15 +981,10 @@ DYNSHM_EXPORT int dynshm_instance_open(const char *name_or_dir,
 		rc = find_or_create(inst, &cfg, flags);
 	if (rc == 0)
 		rc = region_join(inst);
+	if (rc == 0) /* under the flock; before join, whose reaps unplace */
+		rc = placement_open(inst, &cfg, flags);
 	if (rc == 0)
 		rc = join(inst);
-	if (rc == 0) {
-		rc = placement_open(inst, &cfg, flags); /* under the flock */
-		if (rc < 0 && ctl_lock(inst) == 0) {
-			leave_locked(inst); /* back out the join */
-			ctl_unlock(inst);
-		}
-	}
 	if (rc == 0 && !(flags & DYNSHM_OPEN_NOREAP)) /* else dynshm_reap's job */
 		reap_at_open(inst);
 	if (rc < 0 && lockfd >= 0)

@@ -13,6 +13,7 @@
 
 #include <fcntl.h>
 #include <inttypes.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,8 +22,19 @@
 #include <sys/statfs.h>
 #include <unistd.h>
 
-/* v3's uapi structs are u64/u32 fields: 40 bytes (4 of tail padding) and 16. */
-_Static_assert(sizeof(struct mshare_create_arg) == 40, "mshare_create");
+/*
+ * v3's uapi structs are plain __u64/__u32 fields, laid out by the C ABI of
+ * the target, as the kernel built for it lays them out: the fields end at
+ * byte 36 everywhere; sizeof is 40 where u64 is 8-aligned (x86-64, arm64)
+ * and 36 where it is 4-aligned (i386).  The ioctl number encodes sizeof, so
+ * the struct must not be packed or padded by hand: each target sends the
+ * number its own kernel expects.
+ */
+_Static_assert(offsetof(struct mshare_create_arg, fd) == 32, "mshare_create");
+_Static_assert(sizeof(struct mshare_create_arg) ==
+		       (36 + _Alignof(uint64_t) - 1) / _Alignof(uint64_t) *
+			       _Alignof(uint64_t),
+	       "mshare_create");
 _Static_assert(sizeof(struct mshare_unmap_arg) == 16, "mshare_unmap");
 /* The collision the probe order guards against. */
 _Static_assert(MSHAREFS_V1_SET_SIZE == MSHAREFS_UNMAP, "v1 SET_SIZE");
@@ -187,11 +199,24 @@ int mshare_region_create(const char *mount, const char *name,
 		return dynshm_fail(ENAMETOOLONG, "msharefs path '%s/%s' is too "
 					      "long",
 				mount, name);
-	n.fd = dynshm_sys.open(n.path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC,
+	n.fd = dynshm_sys.open(n.path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC |
+					    O_NOFOLLOW,
 			    0600);
 	if (n.fd < 0)
 		return dynshm_fail(errno, "cannot create msharefs region '%s': %s",
 				n.path, strerror(errno));
+	{
+		struct stat st;
+
+		if (dynshm_sys.fstat(n.fd, &st) < 0) {
+			rc = dynshm_fail(errno, "cannot stat msharefs region "
+					     "'%s': %s",
+				      n.path, strerror(errno));
+			goto fail_close;
+		}
+		n.dev = (uint64_t)st.st_dev;
+		n.ino = (uint64_t)st.st_ino;
+	}
 	/* The size is set once, to a multiple of the alignment (v3 05/22). */
 	if (dynshm_sys.ftruncate(n.fd, (off_t)n.size) < 0) {
 		rc = dynshm_fail(errno, "cannot size msharefs region '%s' to %" PRIu64
@@ -230,15 +255,34 @@ int mshare_region_open(const char *path, void *addr, struct mshare_region *r)
 
 	if (snprintf(n.path, sizeof(n.path), "%s", path) >= (int)sizeof(n.path))
 		return dynshm_fail(ENAMETOOLONG, "msharefs path too long");
-	n.fd = dynshm_sys.open(path, O_RDWR | O_CLOEXEC, 0);
+	n.fd = dynshm_sys.open(path, O_RDWR | O_CLOEXEC | O_NOFOLLOW, 0);
 	if (n.fd < 0)
-		return dynshm_fail(errno, "cannot open msharefs region '%s': %s",
-				path, strerror(errno));
+		return dynshm_fail(errno, "cannot open msharefs region '%s': %s%s",
+				path, strerror(errno),
+				errno == ELOOP ? " (a symbolic link was planted "
+						 "in its place)"
+					       : "");
 	if (dynshm_sys.fstat(n.fd, &st) < 0) {
 		rc = dynshm_fail(errno, "cannot stat msharefs region '%s': %s",
 			      path, strerror(errno));
 		goto fail_close;
 	}
+	/* The mount is 0777 without the sticky bit: anyone can replace it. */
+	if (!S_ISREG(st.st_mode) || !dynshm_uid_is_ours(st.st_uid) ||
+	    (st.st_mode & 077)) {
+		rc = dynshm_fail(EPERM, "msharefs region '%s' is not ours (type "
+				     "%o, uid %u, mode %03o; expected a "
+				     "region of uid %u, mode 0600): someone "
+				     "replaced it; not joining it (reset the "
+				     "instance)",
+			      path, (unsigned)(st.st_mode & S_IFMT),
+			      (unsigned)st.st_uid,
+			      (unsigned)(st.st_mode & 0777),
+			      (unsigned)geteuid());
+		goto fail_close;
+	}
+	n.dev = (uint64_t)st.st_dev;
+	n.ino = (uint64_t)st.st_ino;
 	if (st.st_size <= 0) {
 		rc = dynshm_fail(EPROTO, "msharefs region '%s' has no size (its "
 				      "creator died before sizing it)",
@@ -314,6 +358,23 @@ void mshare_region_close(struct mshare_region *r)
 
 int mshare_region_unlink(const char *path)
 {
+	char dir[PATH_MAX];
+	const char *slash = strrchr(path, '/');
+	struct statfs st;
+
+	if (!slash || slash == path || (size_t)(slash - path) >= sizeof(dir))
+		return dynshm_fail(EPERM, "not removing '%s': not a region path",
+				path);
+	memcpy(dir, path, (size_t)(slash - path));
+	dir[slash - path] = '\0';
+	if (dynshm_sys.statfs(dir, &st) < 0)
+		return errno == ENOENT ? -ENOENT
+				       : dynshm_fail(errno, "cannot statfs '%s': %s",
+						  dir, strerror(errno));
+	if ((uint32_t)st.f_type != MSHARE_MAGIC)
+		return dynshm_fail(EPERM, "not removing '%s': '%s' is no "
+					"msharefs (file system type 0x%llx)",
+				path, dir, (unsigned long long)st.f_type);
 	if (dynshm_sys.unlinkat(AT_FDCWD, path, 0) < 0)
 		return errno == ENOENT ? -ENOENT
 				       : dynshm_fail(errno, "cannot remove msharefs "

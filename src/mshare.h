@@ -79,9 +79,10 @@ struct mshare_region {
 	uint64_t size;	    /* bytes, a multiple of align */
 	uint64_t align;	    /* from mshare_info */
 	char path[PATH_MAX];
+	uint64_t dev, ino;  /* the region file's identity (fstat) */
 };
 
-#define MSHARE_REGION_INIT { -1, NULL, 0, 0, "" }
+#define MSHARE_REGION_INIT { -1, NULL, 0, 0, "", 0, 0 }
 
 /*
  * Is msharefs mounted at mount, with a usable mshare_info?  *align gets the
@@ -103,7 +104,11 @@ int mshare_region_create(const char *mount, const char *name,
 /*
  * Open an existing region file and map it, at addr if addr is free there
  * (MAP_FIXED_NOREPLACE), else wherever the kernel chooses: compare r->base
- * with addr to know which.
+ * with addr to know which.  The mount is world-writable without the sticky
+ * bit, so anyone may replace a region file: it is opened with O_NOFOLLOW
+ * and must be a regular file of our uid that no one else may read or
+ * write (EPERM otherwise, saying what was found); the caller compares
+ * r->dev and r->ino with the identity it recorded.
  */
 int mshare_region_open(const char *path, void *addr, struct mshare_region *r);
 
@@ -114,7 +119,11 @@ int mshare_unplace(struct mshare_region *r, uint64_t off, uint64_t size);
 
 /* Unmap and close; the region lives on for the others. */
 void mshare_region_close(struct mshare_region *r);
-/* Remove a region file by path (no mapping needed); -ENOENT if absent. */
+/*
+ * Remove a region file by path (no mapping needed); -ENOENT if absent.
+ * Only inside an msharefs: a path whose directory is not one is refused
+ * (EPERM), so that a scribbled record cannot make it remove anything else.
+ */
 int mshare_region_unlink(const char *path);
 
 #endif

@@ -21,6 +21,7 @@
 #include <dynshm/dsm.h>
 
 #include <limits.h>
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -39,8 +40,11 @@ struct placement {
 	bool same_address;  /* at the creator's address */
 	uint64_t window;    /* bytes of region per slot; slot s at s*window */
 	void *creator_base; /* the creator's address */
-	pid_t owner_pid;    /* the region dies with this process */
+	pid_t owner_pid;    /* the region dies with a thread of it */
 	uint64_t owner_start;
+	pthread_mutex_t *owner_mu; /* mshare.owner's page, or NULL */
+	bool owns;	    /* this process made it: never unmapped */
+	int mode;	    /* config mshare, for a join after fork */
 	struct mshare_region region;
 	char reason[256];   /* why not active, or a note when active */
 	char mount[PATH_MAX]; /* config mshare_path */
@@ -49,9 +53,17 @@ struct placement {
 /* Before anything else of the instance: empty, with the mount path. */
 void placement_init(dynshm_instance *inst, const struct dynshm_config *cfg);
 
-/* Decide, create or map; under the instance flock, after joining. */
+/*
+ * Decide, create or map; under the instance flock, before joining (so
+ * that the join's reaps find the region mapped).
+ */
 int placement_open(dynshm_instance *inst, const struct dynshm_config *cfg,
 		   unsigned flags);
+/*
+ * In a forked child, before it joins: a supervisor may have made the region
+ * since the parent opened (read the record again; map it if new).
+ */
+int placement_after_fork(dynshm_instance *inst);
 /* Unmap and close this process's view. */
 void placement_close(dynshm_instance *inst);
 /* Remove the region file and the record (instance destroy or reset). */

@@ -12,7 +12,12 @@
  * driver SIGKILLs random workers at random moments and starts new ones.
  * Each backend storms twice: without a region, and with a 16 MiB region
  * (huge_pages = off) where creates ask at random for the region, for the
- * backend, or for whichever fits.  Some workers are also
+ * backend, or for whichever fits.  Each backend that can be placed (posix,
+ * mmap) storms a third time with msharefs placement on, against the shared
+ * emulation of tests/fake_mshare.c: a supervisor process (never killed)
+ * owns the region, every segment is placed, and the checks add that each
+ * placed slot - and nothing else - is mapped in its window, and that no
+ * process maps a placed segment's object itself.  Some workers are also
  * armed through the library's test hook (dynshm_test_hook) to kill themselves
  * at a random hook point, most of which lie inside the control lock - the
  * case a SIGKILL from outside hits only by luck.
@@ -44,7 +49,7 @@
  * nothing of it may remain anywhere.
  *
  *	kill_storm [--kills N] [--workers N] [--backend posix|sysv|mmap]
- *		   [--region no|yes|both] [--seed N]
+ *		   [--region no|yes|both] [--mshare no|yes] [--seed N]
  *
  * --kills (or $KILL_STORM_KILLS) is the total over all storms: the test
  * suite runs a few hundred, `make soak` ten thousand.  Exit status 0 when no
@@ -54,11 +59,13 @@
  * Runs alone (is_parallel: false): sysv objects are told apart by the tag
  * that every test instance shares.
  */
+#include "fake_mshare.h"
 #include "testutil.h"
 
 #include "src/region.h"
 #include "src/wrapper.h"
 
+#include <build_config.h>
 #include <dynshm/dsm.h>
 #include <dynshm/dsm_impl.h>
 
@@ -133,7 +140,7 @@ static size_t named_size(size_t i)
 struct counts {
 	uint64_t rounds, ops, kills, kills_busy, hook_kills, checks;
 	uint64_t repairs, reaped, leaks, failures;
-	uint64_t named_created, named_found, in_region;
+	uint64_t named_created, named_found, in_region, placed;
 	uint64_t at[N_POINTS + 1]; /* hook kills by point; last: unknown */
 	uint64_t reached[N_POINTS + 1]; /* hook calls by point, armed or not */
 };
@@ -148,6 +155,7 @@ struct shared {
 	uint64_t leaks;				/* found by checks */
 	uint64_t named_created, named_found;	/* dynshm_get_named outcomes */
 	uint64_t in_region;			/* region slots seen by checks */
+	uint64_t placed;			/* placed slots seen by checks */
 	uint64_t at[N_POINTS + 1];		/* hook kills by point */
 	uint64_t reached[N_POINTS + 1];		/* hook calls by point */
 };
@@ -176,6 +184,11 @@ struct worker {
 struct storm {
 	const struct backend *be;
 	bool region;		/* the instance has a region (16 MiB) */
+	bool mshare;		/* placement on, against fake_mshare.c */
+	char *mount;		/* its fake msharefs, a test directory */
+	pid_t supervisor;	/* owns the region; never killed */
+	int supervisor_go;	/* write end: closing it ends the supervisor */
+	dynshm_config *cfg_off;	/* for the final reset: mshare = off */
 	char label[16];		/* "posix" or "posix+region" */
 	char *dir;
 	dynshm_config *cfg;
@@ -584,6 +597,8 @@ static int mapped_keys(pid_t pid, uint64_t id, char (*keys)[KEY_LEN], int max)
 		if (end)
 			*end = '\0';
 		base = strrchr(name, '/') + 1;
+		if (strstr(base, "fake-mshare-"))
+			continue; /* the emulated msharefs region's pages */
 		if (strncmp(base, prefix, strlen(prefix)) != 0 &&
 		    !(sscanf(base, "SYSV%8x", &key) == 1 &&
 		      (key & 0x40000000u) &&
@@ -614,7 +629,8 @@ struct check {
 	char region_key[KEY_LEN]; /* the region's SysV object, "" if none */
 	char (*slot_key)[KEY_LEN]; /* by slot, "" when FREE or in the region */
 	bool *in_region;	   /* by slot: carved from the region */
-	uint64_t region_slots;
+	bool *placed;		   /* by slot: in the msharefs region */
+	uint64_t region_slots, placed_slots;
 	int problems;
 	uint64_t leaks;
 };
@@ -660,6 +676,14 @@ static void check_process(struct check *ck, uint32_t p, pid_t pid)
 
 		/* a region segment is no mapping of its own: its holder
 		 * maps the region, as every process of the instance does */
+		/* a placed segment maps nothing of its own anywhere */
+		if (ck->placed[s]) {
+			if (mapped)
+				PROBLEM(ck, "process %d maps placed slot %u's "
+					    "object itself",
+					(int)pid, s);
+			continue;
+		}
 		if (ck->in_region[s]) {
 			if (bit && !has_key(keys, n, ck->region_key))
 				PROBLEM(ck, "process %d holds region slot %u "
@@ -788,6 +812,40 @@ static void check_region(struct check *ck)
 	ck->region_slots += n;
 }
 
+/*
+ * msharefs: every placed slot is mapped in its own window of the region,
+ * and nothing else is (a window left behind by a reap, or an UNMAP of the
+ * wrong window, shows here).  Read from the emulation's shared state.
+ */
+static void check_placed(struct check *ck)
+{
+	const struct placement *p = &ck->inst->place;
+	struct ctl *c = &ck->inst->c;
+	int placed = 0;
+
+	if (!fake_mshare || !p->recorded)
+		return;
+	if (!p->active)
+		PROBLEM(ck, "the msharefs region is not mapped: %s", p->reason);
+	for (uint32_t s = 0; s < c->hdr->max_segments; s++) {
+		if (!ck->placed[s])
+			continue;
+		placed++;
+		ck->placed_slots++;
+		if (fake_mshare_mapped_at(p->region.path,
+					  (uint64_t)s * p->window) != 1)
+			PROBLEM(ck, "placed slot %u is not mapped in its window",
+				s);
+	}
+	if (fake_mshare_mappings() != placed)
+		PROBLEM(ck, "the msharefs region maps %d objects for %d placed "
+			    "slots",
+			fake_mshare_mappings(), placed);
+	if (fake_mshare->errors)
+		PROBLEM(ck, "the msharefs emulation saw %u error(s): %s",
+			fake_mshare->errors, fake_mshare->error);
+}
+
 static void check_slots(struct check *ck)
 {
 	struct ctl *c = &ck->inst->c;
@@ -800,6 +858,9 @@ static void check_slots(struct check *ck)
 		ck->slot_key[s][0] = '\0';
 		ck->in_region[s] = slot->state != SLOT_FREE &&
 				   slot->backend == CTL_BACKEND_REGION;
+		ck->placed[s] = slot->state != SLOT_FREE &&
+				placement_covers(ck->inst, slot->backend,
+						 slot->size);
 		if (slot->state == SLOT_FREE)
 			continue;
 		if (slot->state != SLOT_ACTIVE)
@@ -832,6 +893,7 @@ static void check_slots(struct check *ck)
 	}
 	check_names(ck);
 	check_region(ck);
+	check_placed(ck);
 }
 
 static bool recorded(struct check *ck, const char *key)
@@ -887,8 +949,9 @@ static void check_objects(struct check *ck, const struct storm *st)
 	}
 	d = opendir(st->be->type == DYNSHM_IMPL_POSIX ? "/dev/shm" : st->dir);
 	while (d && (de = readdir(d)) != NULL) {
-		if (strncmp(de->d_name, prefix, strlen(prefix)) != 0)
-			continue;
+		if (strncmp(de->d_name, prefix, strlen(prefix)) != 0 ||
+		    strstr(de->d_name, "fake-mshare-"))
+			continue; /* the emulated region's hold: checked above */
 		if (!recorded(ck, de->d_name)) {
 			PROBLEM(ck, "object %s has no slot", de->d_name);
 			ck->leaks++;
@@ -909,7 +972,7 @@ static bool is_worker(const struct storm *st, pid_t pid)
 static int checker_main(struct storm *st)
 {
 	static char slot_keys[1024][KEY_LEN];
-	static bool in_region[1024];
+	static bool in_region[1024], placed[1024];
 	const struct region_ctl *r;
 	dynshm_instance_info info;
 	struct check ck;
@@ -918,6 +981,7 @@ static int checker_main(struct storm *st)
 	memset(&ck, 0, sizeof(ck));
 	ck.slot_key = slot_keys;
 	ck.in_region = in_region;
+	ck.placed = placed;
 	if (dynshm_instance_open(st->dir, st->cfg, DYNSHM_OPEN_EXISTING, &ck.inst)) {
 		fprintf(stderr, "kill_storm: check: cannot open: %s\n",
 			dynshm_last_error());
@@ -948,7 +1012,8 @@ static int checker_main(struct storm *st)
 		if (!ctl_proc_alive(&c->procs[p]))
 			PROBLEM(&ck, "process entry %u (pid %d) is dead "
 				    "after a reap", p, c->procs[p].pid);
-		else if (!is_worker(st, c->procs[p].pid))
+		else if (!is_worker(st, c->procs[p].pid) &&
+			 c->procs[p].pid != st->supervisor)
 			PROBLEM(&ck, "process entry %u: pid %d is no worker",
 				p, c->procs[p].pid);
 		else
@@ -974,6 +1039,7 @@ static int checker_main(struct storm *st)
 	}
 	st->sh->leaks += ck.leaks;
 	st->sh->in_region += ck.region_slots;
+	st->sh->placed += ck.placed_slots;
 	dynshm_instance_close(ck.inst);
 	return ck.problems ? 1 : 0;
 }
@@ -1012,12 +1078,64 @@ static void close_driver_fds(struct storm *st)
 {
 	signal(SIGALRM, SIG_DFL);
 	alarm(0);
+	if (st->supervisor_go >= 0)
+		close(st->supervisor_go);
 	for (int i = 0; i < MAX_WORKERS; i++) {
 		if (st->w[i].go >= 0)
 			close(st->w[i].go);
 		if (st->w[i].done >= 0)
 			close(st->w[i].done);
 	}
+}
+
+/*
+ * The msharefs storms' supervisor: creates the instance with the region
+ * (DYNSHM_OPEN_SUPERVISOR, mshare = on), hands back its id, and stays
+ * until the driver closes its pipe - never killed, as a postmaster.
+ */
+static int start_supervisor(struct storm *st)
+{
+	int go[2], ready[2];
+	char c = 0;
+	pid_t pid;
+
+	if (pipe2(go, O_CLOEXEC) < 0 || pipe2(ready, O_CLOEXEC) < 0)
+		return -1;
+	fflush(NULL);
+	pid = fork();
+	if (pid < 0)
+		return -1;
+	if (pid == 0) {
+		dynshm_instance *inst = NULL;
+		dynshm_instance_info info;
+
+		close(go[1]);
+		close(ready[0]);
+		signal(SIGALRM, SIG_DFL);
+		if (dynshm_instance_open(st->dir, st->cfg, DYNSHM_OPEN_SUPERVISOR,
+				      &inst) != 0 ||
+		    dynshm_instance_info_get(inst, &info, sizeof(info)) != 0 ||
+		    !info.mshare_active) {
+			fprintf(stderr, "kill_storm: supervisor: %s\n",
+				dynshm_last_error());
+			_exit(1);
+		}
+		st->sh->repairs = info.instance_id; /* handed back */
+		if (write(ready[1], "r", 1) != 1)
+			_exit(1);
+		while (read(go[0], &c, 1) < 0 && errno == EINTR)
+			;
+		dynshm_instance_close(inst); /* destroyed meanwhile: fine */
+		_exit(0);
+	}
+	close(go[0]);
+	close(ready[1]);
+	st->supervisor = pid;
+	st->supervisor_go = go[1];
+	while (read(ready[0], &c, 1) < 0 && errno == EINTR)
+		;
+	close(ready[0]);
+	return c == 'r' ? 0 : -1;
 }
 
 static pid_t fork_child(struct storm *st, int (*fn)(struct storm *))
@@ -1223,7 +1341,8 @@ static int reset_and_destroy(struct storm *st)
 	dynshm_instance *inst = NULL;
 	dynshm_instance_info info;
 
-	if (dynshm_instance_open(st->dir, st->cfg, DYNSHM_OPEN_RESET, &inst) != 0 ||
+	if (dynshm_instance_open(st->dir, st->cfg_off ? st->cfg_off : st->cfg,
+			      DYNSHM_OPEN_RESET, &inst) != 0 ||
 	    dynshm_instance_info_get(inst, &info, sizeof(info)) != 0) {
 		fprintf(stderr, "kill_storm: reset: %s\n", dynshm_last_error());
 		return 1;
@@ -1317,6 +1436,25 @@ static int finish(struct storm *st)
 	st->n.reaped = st->sh->reaped;
 	if (run_child(st, reset_and_destroy) != 0)
 		st->n.failures++;
+	if (st->supervisor > 0) {
+		/* it leaves; its thread's exit tears the region down */
+		close(st->supervisor_go);
+		st->supervisor_go = -1;
+		if (test_wait(st->supervisor) != 0)
+			st->n.failures++;
+		st->supervisor = 0;
+		/* destroyed, and its last holder gone: nothing is mapped */
+		for (int i = 0; i < 5000 && fake_mshare_mappings() != 0; i++)
+			nanosleep(&(struct timespec){ 0, 1000000 }, NULL);
+		if (fake_mshare_mappings() != 0 || fake_mshare->errors) {
+			fprintf(stderr, "kill_storm: %s: the msharefs emulation "
+					"still maps %d object(s); %u error(s) "
+					"%s\n",
+				st->label, fake_mshare_mappings(),
+				fake_mshare->errors, fake_mshare->error);
+			st->n.failures++;
+		}
+	}
 	alarm(0);
 	st->n.leaks = st->sh->leaks + (uint64_t)count_remains(st);
 	return 0;
@@ -1347,8 +1485,8 @@ static void print_counts(const char *what, const struct counts *n)
 	       n->failures, n->leaks);
 	printf("kill_storm: %-12s named get-or-create: %" PRIu64 " created, "
 	       "%" PRIu64 " found; region segments seen by checks %" PRIu64
-	       "\n",
-	       what, n->named_created, n->named_found, n->in_region);
+	       ", placed (msharefs) %" PRIu64 "\n",
+	       what, n->named_created, n->named_found, n->in_region, n->placed);
 	printf("kill_storm: %-12s hook kills inside the lock:", what);
 	for (size_t i = 0; i < N_POINTS + 1; i++) {
 		if (i == N_IN_LOCK)
@@ -1363,6 +1501,26 @@ static void print_counts(const char *what, const struct counts *n)
 		       n->reached[i]);
 	printf("\n");
 	fflush(stdout);
+}
+
+/* Placement on, against a fake msharefs in a directory of its own. */
+static int mshare_setup(struct storm *st)
+{
+	st->mount = test_make_dir();
+	if (!st->mount || fake_mshare_install(st->mount, 3, 2u << 20) != 0 ||
+	    dynshm_config_set(st->cfg, "mshare", "on") != 0 ||
+	    dynshm_config_set(st->cfg, "mshare_path", st->mount) != 0 ||
+	    dynshm_config_new(&st->cfg_off) != 0 ||
+	    dynshm_config_set(st->cfg_off, "dynamic_shared_memory_type",
+			   st->be->name) != 0 ||
+	    dynshm_config_set(st->cfg_off, "max_segments", MAX_SEGMENTS) != 0 ||
+	    dynshm_config_set(st->cfg_off, "max_processes", MAX_PROCESSES) != 0 ||
+	    dynshm_config_set(st->cfg_off, "mshare", "off") != 0) {
+		fprintf(stderr, "kill_storm: mshare setup: %s\n",
+			dynshm_last_error());
+		return -1;
+	}
+	return 0;
 }
 
 static int storm_backend(struct storm *st, uint64_t budget)
@@ -1383,8 +1541,12 @@ static int storm_backend(struct storm *st, uint64_t budget)
 	}
 	for (int i = 0; i < MAX_WORKERS; i++)
 		st->w[i].go = st->w[i].done = -1;
+	st->supervisor_go = -1;
+	if (st->mshare && mshare_setup(st) != 0)
+		return -1;
 	st->sysv_before = count_sysv_tagged();
-	if (run_child(st, create_instance) != 0)
+	if (st->mshare ? start_supervisor(st) != 0
+		       : run_child(st, create_instance) != 0)
 		rc = -1;
 	st->id = st->sh->repairs;
 	st->sh->repairs = 0;
@@ -1400,6 +1562,7 @@ static int storm_backend(struct storm *st, uint64_t budget)
 	st->n.named_created = st->sh->named_created;
 	st->n.named_found = st->sh->named_found;
 	st->n.in_region = st->sh->in_region;
+	st->n.placed = st->sh->placed;
 	memcpy(st->n.at, st->sh->at, sizeof(st->n.at));
 	memcpy(st->n.reached, st->sh->reached, sizeof(st->n.reached));
 	watched = NULL;
@@ -1412,6 +1575,11 @@ static int storm_backend(struct storm *st, uint64_t budget)
 			free(st->dir);
 	}
 	dynshm_config_free(st->cfg);
+	if (st->mshare) {
+		fake_mshare_uninstall();
+		test_remove_dir(st->mount);
+		dynshm_config_free(st->cfg_off);
+	}
 	return 0;
 }
 
@@ -1430,6 +1598,7 @@ static void add_counts(struct counts *to, const struct counts *n)
 	to->named_created += n->named_created;
 	to->named_found += n->named_found;
 	to->in_region += n->in_region;
+	to->placed += n->placed;
 	for (size_t i = 0; i < N_POINTS + 1; i++) {
 		to->at[i] += n->at[i];
 		to->reached[i] += n->reached[i];
@@ -1440,14 +1609,14 @@ static void usage(void)
 {
 	fprintf(stderr, "usage: kill_storm [--kills N] [--workers N] "
 			"[--backend posix|sysv|mmap] [--region no|yes|both] "
-			"[--seed N]\n");
+			"[--mshare no|yes] [--seed N]\n");
 	exit(2);
 }
 
 int main(int argc, char **argv)
 {
 	const char *env = getenv("KILL_STORM_KILLS"), *only = NULL;
-	const char *region = "both";
+	const char *region = "both", *mshare = "yes";
 	uint64_t kills = env ? strtoull(env, NULL, 10) : 300, seed = 0;
 	int workers = 6, ran = 0, variants;
 	struct counts total;
@@ -1463,6 +1632,8 @@ int main(int argc, char **argv)
 			only = argv[++i];
 		else if (strcmp(argv[i], "--region") == 0)
 			region = argv[++i];
+		else if (strcmp(argv[i], "--mshare") == 0)
+			mshare = argv[++i];
 		else if (strcmp(argv[i], "--seed") == 0)
 			seed = strtoull(argv[++i], NULL, 0);
 		else
@@ -1470,11 +1641,16 @@ int main(int argc, char **argv)
 	}
 	if (workers < 1 || workers > MAX_WORKERS || kills == 0 ||
 	    (strcmp(region, "no") && strcmp(region, "yes") &&
-	     strcmp(region, "both")))
+	     strcmp(region, "both")) ||
+	    (strcmp(mshare, "no") && strcmp(mshare, "yes")))
 		usage();
-	/* storms to share the kills: backends times region variants */
+	if (!DYNSHM_HAVE_MSHARE)
+		mshare = "no";
+	/* storms to share the kills: backends times region variants, and
+	 * the backends that can be placed once more with msharefs */
 	variants = (only ? 1 : (int)N_BACKENDS) *
-		   (strcmp(region, "both") == 0 ? 2 : 1);
+			   (strcmp(region, "both") == 0 ? 2 : 1) +
+		   (strcmp(mshare, "yes") == 0 ? (only ? 1 : 2) : 0);
 	if (seed == 0 && getrandom(&seed, sizeof(seed), 0) != sizeof(seed))
 		seed = (uint64_t)time(NULL);
 	printf("kill_storm: seed 0x%" PRIx64 ", %d workers, %" PRIu64
@@ -1483,13 +1659,19 @@ int main(int argc, char **argv)
 	dynshm_test_instance_tag = TEST_TAG;
 	signal(SIGALRM, on_alarm);
 	memset(&total, 0, sizeof(total));
-	for (size_t v = 0; v < 2 * N_BACKENDS; v++) {
+	for (size_t v = 0; v < 3 * N_BACKENDS; v++) {
 		const struct backend *be = &backends[v % N_BACKENDS];
-		bool with_region = v >= N_BACKENDS;
+		bool with_region = v >= N_BACKENDS && v < 2 * N_BACKENDS;
+		bool with_mshare = v >= 2 * N_BACKENDS;
 		struct storm st;
 
 		if ((only && strcmp(only, be->name) != 0) ||
-		    strcmp(region, with_region ? "no" : "yes") == 0)
+		    (!with_mshare &&
+		     strcmp(region, with_region ? "no" : "yes") == 0))
+			continue;
+		/* only objects with a descriptor can be placed */
+		if (with_mshare && (strcmp(mshare, "yes") != 0 ||
+				    be->type == DYNSHM_IMPL_SYSV))
 			continue;
 		/* the region is a SysV segment whatever the backend */
 		if (!backend_usable(with_region ? &backends[1] : be)) {
@@ -1501,8 +1683,9 @@ int main(int argc, char **argv)
 		memset(&st, 0, sizeof(st));
 		st.be = be;
 		st.region = with_region;
+		st.mshare = with_mshare;
 		snprintf(st.label, sizeof(st.label), "%s%s", be->name,
-			 with_region ? "+region" : "");
+			 with_region ? "+region" : with_mshare ? "+mshare" : "");
 		st.nworkers = workers;
 		st.rng = seed + v;
 		st.sh = mmap(NULL, sizeof(*st.sh), PROT_READ | PROT_WRITE,

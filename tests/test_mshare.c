@@ -18,6 +18,7 @@
  * Every test checks that what failed left nothing: descriptors (counted in
  * /proc/self/fd), region mappings, region files, /dev/shm objects.
  */
+#include "fake_mshare.h"
 #include "inject.h"
 #include "testutil.h"
 
@@ -31,6 +32,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <pthread.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -61,352 +63,33 @@ extern void (*dynshm_test_hook)(const char *point);
 
 #define ALIGN (2u << 20) /* the fake's mshare_info */
 
-/* ---- the fake msharefs ---------------------------------------------------- */
+/* ---- the fake msharefs (tests/fake_mshare.c) ------------------------------ */
 
-enum fake_step { STEP_NONE, STEP_OPEN, STEP_FTRUNCATE, STEP_MMAP,
-		 STEP_CREATE, STEP_UNMAP };
-
-#define MAXR 4
-#define MAXMAP 4
-#define MAXPLACED 16
-
-struct placed {
-	uint64_t off, size, offset;
-	int prot, fd; /* a duplicate: the host mm's reference */
-};
-
-struct fregion {
-	bool used, sized;
-	char path[PATH_MAX];
-	uint64_t size;
-	void *maps[MAXMAP];
-	int nfds;
-	struct placed placed[MAXPLACED];
-};
-
-static struct {
-	char mount[PATH_MAX];
-	int abi;	/* 3, 2 or 1 */
-	uint32_t magic; /* what statfs reports for the mount */
-	bool owner_gone;
-	enum fake_step fail_step;
-	int fail_err;
-	unsigned creates, unmaps, v1_set_size;
-	struct fregion r[MAXR];
-	int fd_region[1024]; /* region index + 1 */
-} fake;
+static char fake_mount[PATH_MAX];
+#define fake (*fake_mshare)
 
 #if DYNSHM_HAVE_MSHARE
-static struct dynshm_sys real;
-
-static struct fregion *region_of(int fd)
-{
-	if (fd < 0 || fd >= 1024 || !fake.fd_region[fd])
-		return NULL;
-	return &fake.r[fake.fd_region[fd] - 1];
-}
-
-static bool failing(enum fake_step step)
-{
-	if (fake.fail_step != step)
-		return false;
-	errno = fake.fail_err;
-	return true;
-}
-
-static void drop_placed(struct placed *p)
-{
-	real.close(p->fd);
-	memset(p, 0, sizeof(*p));
-}
-
-static int map_placed(void *base, const struct placed *p)
-{
-	void *at = (char *)base + p->off;
-
-	return real.mmap(at, p->size, p->prot, MAP_SHARED | MAP_FIXED, p->fd,
-			 (off_t)p->offset) == at
-		       ? 0
-		       : -1;
-}
-
-static int fake_statfs(const char *path, struct statfs *st)
-{
-	if (strcmp(path, fake.mount) != 0)
-		return real.statfs(path, st);
-	memset(st, 0, sizeof(*st));
-	st->f_type = fake.magic;
-	return 0;
-}
-
-static int fake_open(const char *path, int flags, mode_t mode)
-{
-	size_t n = strlen(fake.mount);
-	struct fregion *r = NULL;
-	int fd;
-
-	if (strncmp(path, fake.mount, n) != 0 || path[n] != '/' ||
-	    strcmp(path + n + 1, "mshare_info") == 0)
-		return real.open(path, flags, mode);
-	if (failing(STEP_OPEN))
-		return -1;
-	fd = real.open(path, flags, mode);
-	if (fd < 0)
-		return fd;
-	for (int i = 0; i < MAXR && !r; i++)
-		if (fake.r[i].used && strcmp(fake.r[i].path, path) == 0)
-			r = &fake.r[i];
-	for (int i = 0; i < MAXR && !r; i++)
-		if (!fake.r[i].used) {
-			r = &fake.r[i];
-			memset(r, 0, sizeof(*r));
-			r->used = true;
-			snprintf(r->path, sizeof(r->path), "%s", path);
-		}
-	assert_non_null(r);
-	r->nfds++;
-	fake.fd_region[fd] = (int)(r - fake.r) + 1;
-	return fd;
-}
-
-static int fake_ftruncate(int fd, off_t len)
-{
-	struct fregion *r = region_of(fd);
-
-	if (!r)
-		return real.ftruncate(fd, len);
-	if (failing(STEP_FTRUNCATE))
-		return -1;
-	if (fake.abi == 1) /* a plain setattr: no region size set */
-		return 0;
-	/* v3 05/22: once, and a multiple of the alignment. */
-	if (r->sized || len <= 0 || (uint64_t)len % ALIGN) {
-		errno = EINVAL;
-		return -1;
-	}
-	r->size = (uint64_t)len;
-	r->sized = true;
-	return 0;
-}
-
-static int fake_fstat(int fd, struct stat *st)
-{
-	struct fregion *r = region_of(fd);
-	int rc = real.fstat(fd, st);
-
-	if (rc == 0 && r)
-		st->st_size = (off_t)r->size;
-	return rc;
-}
-
-static void *fake_mmap(void *addr, size_t len, int prot, int flags, int fd,
-		       off_t off)
-{
-	struct fregion *r = region_of(fd);
-	int fixed = flags & (MAP_FIXED | MAP_FIXED_NOREPLACE);
-	char *p;
-	int slot = -1;
-
-	if (!r)
-		return real.mmap(addr, len, prot, flags, fd, off);
-	if (failing(STEP_MMAP))
-		return MAP_FAILED;
-	/* v3 07/22 and 17/22: shared, whole, aligned, sized, owner alive. */
-	if (!r->sized || fake.owner_gone || (flags & MAP_TYPE) != MAP_SHARED ||
-	    len != r->size || off != 0 ||
-	    (fixed && (uintptr_t)addr % ALIGN)) {
-		errno = EINVAL;
-		return MAP_FAILED;
-	}
-	for (int i = 0; i < MAXMAP && slot < 0; i++)
-		if (!r->maps[i])
-			slot = i;
-	assert_true(slot >= 0);
-	if (fixed) {
-		p = real.mmap(addr, len, PROT_NONE,
-			      MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | fixed,
-			      -1, 0);
-		if (p == MAP_FAILED)
-			return MAP_FAILED;
-	} else {
-		char *raw = real.mmap(NULL, len + ALIGN, PROT_NONE,
-				      MAP_PRIVATE | MAP_ANONYMOUS |
-					      MAP_NORESERVE,
-				      -1, 0);
-		size_t lead;
-
-		if (raw == MAP_FAILED)
-			return MAP_FAILED;
-		lead = (ALIGN - (uintptr_t)raw % ALIGN) % ALIGN;
-		if (lead)
-			real.munmap(raw, lead);
-		real.munmap(raw + lead + len, ALIGN - lead);
-		p = raw + lead;
-	}
-	for (int i = 0; i < MAXPLACED; i++)
-		if (r->placed[i].size)
-			assert_int_equal(map_placed(p, &r->placed[i]), 0);
-	r->maps[slot] = p;
-	return p;
-}
-
-static int fake_munmap(void *addr, size_t len)
-{
-	for (int i = 0; i < MAXR; i++)
-		for (int m = 0; m < MAXMAP; m++)
-			if (fake.r[i].used && fake.r[i].maps[m] == addr)
-				fake.r[i].maps[m] = NULL;
-	return real.munmap(addr, len);
-}
-
-static int fake_create(struct fregion *r, const struct mshare_create_arg *c)
-{
-	uint64_t page = (uint64_t)sysconf(_SC_PAGESIZE);
-	struct placed *p = NULL;
-
-	if (failing(STEP_CREATE))
-		return -1;
-	/* v3 18/22 and 20/22, in their order. */
-	errno = EINVAL;
-	if (c->region_offset >= r->size)
-		return -1;
-	if ((c->flags & (MAP_SHARED | MAP_FIXED)) != (MAP_SHARED | MAP_FIXED))
-		return -1;
-	if (!(c->flags & MAP_ANONYMOUS)) {
-		if (fake.abi == 2) /* v2: fd must be -1 */
-			return -1;
-		if (fcntl((int)c->fd, F_GETFD) < 0) {
-			errno = EBADF;
-			return -1;
-		}
-	}
-	if (c->region_offset + c->size > r->size || c->size == 0 ||
-	    c->region_offset % page || c->offset % page)
-		return -1;
-	for (int i = 0; i < MAXPLACED && !p; i++)
-		if (!r->placed[i].size)
-			p = &r->placed[i];
-	assert_non_null(p);
-	p->off = c->region_offset;
-	p->size = c->size;
-	p->offset = c->offset;
-	p->prot = (int)c->prot;
-	p->fd = fcntl((int)c->fd, F_DUPFD_CLOEXEC, 0);
-	for (int m = 0; m < MAXMAP; m++)
-		if (r->maps[m])
-			assert_int_equal(map_placed(r->maps[m], p), 0);
-	fake.creates++;
-	return 0;
-}
-
-static int fake_unmap(struct fregion *r, const struct mshare_unmap_arg *u)
-{
-	if (failing(STEP_UNMAP))
-		return -1;
-	/* v3 19/22 */
-	if (u->size > r->size || u->region_offset >= r->size ||
-	    u->region_offset + u->size > r->size) {
-		errno = EINVAL;
-		return -1;
-	}
-	for (int i = 0; i < MAXPLACED; i++) {
-		struct placed *p = &r->placed[i];
-
-		if (p->size && p->off >= u->region_offset &&
-		    p->off + p->size <= u->region_offset + u->size)
-			drop_placed(p);
-	}
-	for (int m = 0; m < MAXMAP; m++)
-		if (r->maps[m])
-			real.mmap((char *)r->maps[m] + u->region_offset, u->size,
-				  PROT_NONE,
-				  MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE |
-					  MAP_FIXED,
-				  -1, 0);
-	fake.unmaps++;
-	return 0;
-}
-
-static int fake_ioctl(int fd, unsigned long req, void *arg)
-{
-	struct fregion *r = region_of(fd);
-
-	if (!r)
-		return real.ioctl(fd, req, arg);
-	if (fake.abi == 1) {
-		if (req == MSHAREFS_V1_SET_SIZE) { /* what UNMAP would do */
-			fake.v1_set_size++;
-			return 0;
-		}
-		errno = ENOTTY;
-		return -1;
-	}
-	if (!r->sized) { /* v3 18/22: before any command */
-		errno = EINVAL;
-		return -1;
-	}
-	if (req == MSHAREFS_CREATE_MAPPING)
-		return fake_create(r, arg);
-	if (req == MSHAREFS_UNMAP)
-		return fake_unmap(r, arg);
-	errno = ENOTTY;
-	return -1;
-}
-
-static int fake_close(int fd)
-{
-	struct fregion *r = region_of(fd);
-
-	if (r) {
-		fake.fd_region[fd] = 0;
-		if (--r->nfds == 0) {
-			bool mapped = false;
-
-			for (int m = 0; m < MAXMAP; m++)
-				mapped |= r->maps[m] != NULL;
-			/* Evicted: the host mm drops what it holds. */
-			if (!mapped)
-				for (int i = 0; i < MAXPLACED; i++)
-					if (r->placed[i].size)
-						drop_placed(&r->placed[i]);
-			if (!mapped)
-				r->used = false;
-		}
-	}
-	return real.close(fd);
-}
-
+/* Install it (once per test; again only puts the entries back). */
 static void fake_install(int abi)
 {
-	fake.abi = abi;
-	fake.magic = MSHARE_MAGIC;
-	fake.fail_step = STEP_NONE;
-	fake.owner_gone = false;
-	real = dynshm_sys;
-	dynshm_sys.statfs = fake_statfs;
-	dynshm_sys.open = fake_open;
-	dynshm_sys.ftruncate = fake_ftruncate;
-	dynshm_sys.fstat = fake_fstat;
-	dynshm_sys.mmap = fake_mmap;
-	dynshm_sys.munmap = fake_munmap;
-	dynshm_sys.ioctl = fake_ioctl;
-	dynshm_sys.close = fake_close;
+	int rc = fake_mshare_install(fake_mount, abi, ALIGN);
+
+	if (rc < 0)
+		fail_msg("fake_mshare_install: %s", strerror(-rc));
 }
 
+static int read_in_child(const void *addr, const char *text);
+
+/* Region views in this process. */
 static int fake_mappings(void)
 {
-	int n = 0;
-
-	for (int i = 0; i < MAXR; i++)
-		for (int m = 0; fake.r[i].used && m < MAXMAP; m++)
-			n += fake.r[i].maps[m] != NULL;
-	return n;
+	return fake_mshare ? fake_mshare_views() : 0;
 }
 
-/* Region files in the fake mount (everything but mshare_info). */
+/* Region files in the fake mount (everything but mshare_info and ours). */
 static int region_files(void)
 {
-	DIR *d = opendir(fake.mount);
+	DIR *d = opendir(fake_mount);
 	struct dirent *e;
 	int n = 0;
 
@@ -434,15 +117,14 @@ static int setup(void **state)
 	char path[PATH_MAX + 32];
 	FILE *info;
 
-	memset(&fake, 0, sizeof(fake));
 	f.dir = test_make_dir();
 	if (!f.dir)
 		return -1;
 	snprintf(f.inst, sizeof(f.inst), "%s/inst", f.dir);
-	snprintf(fake.mount, sizeof(fake.mount), "%s/mshare", f.dir);
-	if (mkdir(fake.mount, 0700) < 0)
+	snprintf(fake_mount, sizeof(fake_mount), "%s/mshare", f.dir);
+	if (mkdir(fake_mount, 0700) < 0)
 		return -1;
-	snprintf(path, sizeof(path), "%s/mshare_info", fake.mount);
+	snprintf(path, sizeof(path), "%s/mshare_info", fake_mount);
 	info = fopen(path, "w");
 	if (!info)
 		return -1;
@@ -460,7 +142,16 @@ static int teardown(void **state)
 	char report[1024];
 	int n, fds;
 
-	inject_reset(); /* also takes the fake away */
+	if (fake_mshare && fake_mshare->errors) {
+		fprintf(stderr, "teardown: the fake msharefs saw %u error(s), "
+				"the first: %s\n",
+			fake_mshare->errors, fake_mshare->error);
+		fake_mshare_uninstall();
+		inject_reset();
+		return -1;
+	}
+	fake_mshare_uninstall();
+	inject_reset();
 	fds = test_count_fds();
 	test_remove_dir(f->dir);
 	n = test_count_leftovers(report, sizeof(report));
@@ -488,7 +179,7 @@ static dynshm_config *config(const char *mode, const char *mount)
 static dynshm_instance *open_inst(const struct fixture *f, const char *mode,
 			       unsigned flags, dynshm_instance_info *info)
 {
-	dynshm_config *cfg = config(mode, fake.mount);
+	dynshm_config *cfg = config(mode, fake_mount);
 	dynshm_instance *inst = NULL;
 
 	ASSERT_OK(dynshm_instance_open(f->inst, cfg, flags, &inst));
@@ -543,7 +234,7 @@ static void expect_refusal(struct fixture *f, unsigned flags, int err,
 	int rc;
 
 	expect_fallback(f, flags, text);
-	cfg = config("on", fake.mount);
+	cfg = config("on", fake_mount);
 	rc = dynshm_instance_open(f->inst, cfg, flags | DYNSHM_OPEN_RESET, &inst);
 	dynshm_config_free(cfg);
 	assert_int_equal(rc, -err);
@@ -687,16 +378,20 @@ static void test_v3_sequence(void **state)
 	assert_string_equal(dynshm_segment_address(seg2), "placed");
 	assert_int_equal((char *)dynshm_segment_address(seg2) -
 				 (char *)dynshm_segment_address(seg),
-			 (char *)fake.r[0].maps[1] - (char *)fake.r[0].maps[0]);
+			 (char *)fake_mshare_view(1) - (char *)fake_mshare_view(0));
 	assert_int_equal(((char *)dynshm_segment_address(seg2) -
-			  (char *)fake.r[0].maps[1]),
+			  (char *)fake_mshare_view(1)),
 			 slot << 30);
 	ASSERT_OK(dynshm_detach(seg2));
 	ASSERT_OK(dynshm_instance_close(b));
 
 	/* the last detach destroys it: UNMAP of its window */
+	assert_int_equal(fake_mshare_mappings(), 1);
 	ASSERT_OK(dynshm_detach(seg));
 	assert_int_equal(fake.unmaps, 2);
+	/* its own window, not a neighbour's: nothing is mapped any more */
+	assert_int_equal(fake_mshare_mappings(), 0);
+	assert_int_equal(fake.empty_unmaps, 0);
 	ASSERT_OK(dynshm_instance_destroy(a));
 	assert_int_equal(fake_mappings(), 0);
 	assert_int_equal(region_files(), 0);
@@ -734,7 +429,7 @@ static void test_bad_mshare_info(void **state)
 	char path[PATH_MAX + 32];
 	FILE *info;
 
-	snprintf(path, sizeof(path), "%s/mshare_info", fake.mount);
+	snprintf(path, sizeof(path), "%s/mshare_info", fake_mount);
 	info = fopen(path, "w");
 	assert_non_null(info);
 	fputs("3000\n", info); /* not a power of two */
@@ -752,7 +447,7 @@ static void test_no_supervisor(void **state)
 static void test_sysv_has_no_fd(void **state)
 {
 	struct fixture *f = *state;
-	dynshm_config *cfg = config("try", fake.mount);
+	dynshm_config *cfg = config("try", fake_mount);
 	dynshm_instance_info info;
 	dynshm_instance *inst = NULL;
 
@@ -858,7 +553,7 @@ static void test_place_arguments(void **state)
 	fake_install(3);
 	snprintf(probe, sizeof(probe), "/dynshm.%016llx.mshare-probe",
 		 (unsigned long long)test_instance_id());
-	ASSERT_OK(mshare_region_create(fake.mount, "args", 3 * ALIGN - 1,
+	ASSERT_OK(mshare_region_create(fake_mount, "args", 3 * ALIGN - 1,
 				       probe, &r));
 	assert_int_equal(r.size, 3 * ALIGN);
 	assert_int_equal(r.align, ALIGN);
@@ -883,7 +578,27 @@ static void test_place_arguments(void **state)
 	}
 	assert_int_equal(mshare_unplace(&r, 0, 4 * ALIGN), -EINVAL);
 	assert_int_equal(mshare_unplace(&r, 3 * ALIGN, 4096), -EINVAL);
+	{ /* a second object at the same offset replaces the first */
+		int fd2 = memfd_create("obj2", MFD_CLOEXEC);
+
+		assert_true(fd2 >= 0);
+		assert_int_equal(pwrite(fd2, "y", 2, 0), 2);
+		ASSERT_OK(mshare_place(&r, ALIGN, fd2, 8192));
+		close(fd2);
+		assert_int_equal(fake.replaced, 1);
+		assert_int_equal(fake_mshare_mappings(), 1);
+		assert_string_equal((char *)r.base + ALIGN, "y");
+	}
+	/* an UNMAP that cuts a mapping is an error the emulation records */
+	ASSERT_OK(mshare_unplace(&r, ALIGN + 4096, 4096));
+	assert_int_equal(fake.errors, 1);
+	assert_non_null(strstr(fake.error, "cuts a mapping"));
+	fake.errors = 0; /* expected: not the teardown's business */
+	assert_int_equal(fake_mshare_mappings(), 0);
+	ASSERT_OK(mshare_place(&r, ALIGN, fd, 5000));
 	ASSERT_OK(mshare_unplace(&r, ALIGN, ALIGN));
+	assert_int_equal(read_in_child((char *)r.base + ALIGN, "x"),
+			 128 + SIGSEGV); /* nothing mapped there any more */
 	/* a second size is refused (set once) */
 	assert_int_equal(dynshm_sys.ftruncate(r.fd, 4 * ALIGN), -1);
 	close(fd);
@@ -897,11 +612,10 @@ static void test_place_arguments(void **state)
 static int supervisor_child(void *arg)
 {
 	const struct fixture *f = arg;
-	dynshm_config *cfg = config("on", fake.mount);
+	dynshm_config *cfg = config("on", fake_mount);
 	dynshm_instance *inst = NULL;
 	dynshm_instance_info info;
 
-	fake_install(3);
 	if (dynshm_instance_open(f->inst, cfg, DYNSHM_OPEN_SUPERVISOR, &inst) != 0 ||
 	    dynshm_instance_info_get(inst, &info,
 				     sizeof(info)) != 0 || !info.mshare_active)
@@ -918,10 +632,11 @@ static void test_owner_gone(void **state)
 	dynshm_instance *inst;
 	dynshm_config *cfg;
 
+	fake_install(3);
 	assert_int_equal(test_fork(supervisor_child, f), 0);
 	assert_int_equal(region_files(), 1);
-	fake_install(3);
-	fake.owner_gone = true;
+	/* the child's exit ended its thread: the helper tears it down */
+	assert_int_equal(fake_mshare_wait_teardown(1), 1);
 	inst = open_inst(f, "try", 0, &info);
 	assert_int_equal(info.mshare_active, 0);
 	ASSERT_STATUS(&info, "died with its owner");
@@ -932,11 +647,10 @@ static void test_owner_gone(void **state)
 		assert_non_null(strstr(dynshm_last_error(), "msharefs region"));
 	}
 	ASSERT_OK(dynshm_instance_close(inst));
-	cfg = config("on", fake.mount);
+	cfg = config("on", fake_mount);
 	assert_int_equal(dynshm_instance_open(f->inst, cfg, 0, &inst), -ESRCH);
 	dynshm_config_free(cfg);
 	/* a supervisor resetting it gets a fresh region */
-	fake.owner_gone = false;
 	inst = open_inst(f, "on", DYNSHM_OPEN_SUPERVISOR | DYNSHM_OPEN_RESET, &info);
 	assert_int_equal(info.mshare_active, 1);
 	ASSERT_OK(dynshm_instance_destroy(inst));
@@ -974,6 +688,7 @@ static void test_kill9_after_place(void **state)
 	/* It died holding the control lock: the next locker repairs, reaps. */
 	ASSERT_OK(dynshm_reap(inst, &reaped));
 	assert_int_equal(fake.unmaps, 2); /* its window */
+	assert_int_equal(fake_mshare_mappings(), 0);
 	ASSERT_OK(dynshm_instance_info_get(inst, &info, sizeof(info)));
 	assert_int_equal(info.segments, 0);
 	ASSERT_OK(dynshm_instance_destroy(inst));
@@ -1007,6 +722,7 @@ static void test_reaped_at_open(void **state)
 	other = open_inst(f, "on", 0, &info);
 	assert_int_equal(info.segments, 0); /* the open reaped it */
 	assert_int_equal(fake.unmaps, 2);   /* and its window */
+	assert_int_equal(fake_mshare_mappings(), 0);
 	ASSERT_OK(dynshm_instance_close(other));
 	ASSERT_OK(dynshm_instance_destroy(inst));
 	assert_int_equal(region_files(), 0);
@@ -1046,6 +762,459 @@ static void test_placed_init_fails(void **state)
 	assert_int_equal(region_files(), 0);
 }
 
+/* ---- issue 17: what the shared emulation shows ----------------------------- */
+
+struct duo {
+	const struct fixture *f;
+	dynshm_instance *inst;
+	dynshm_handle handle;
+	int ready[2], go[2]; /* child -> parent, parent -> child */
+};
+
+static void duo_pipes(struct duo *d)
+{
+	assert_int_equal(pipe2(d->ready, O_CLOEXEC), 0);
+	assert_int_equal(pipe2(d->go, O_CLOEXEC), 0);
+}
+
+static void duo_close(struct duo *d)
+{
+	close(d->ready[0]);
+	close(d->ready[1]);
+	close(d->go[0]);
+	close(d->go[1]);
+}
+
+/* Fork fn(d) as a child that talks through the pipes; its pid. */
+static pid_t duo_fork(int (*fn)(struct duo *), struct duo *d)
+{
+	pid_t pid = fork();
+
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		/* a parent that fails must not leave us waiting, nor CMocka
+		 * turn our SIGSEGV into more tests run here */
+		close(d->go[1]);
+		close(d->ready[0]);
+		signal(SIGSEGV, SIG_DFL);
+		_exit(fn(d));
+	}
+	return pid;
+}
+
+static int read_text(void *arg)
+{
+	const char *text = arg;
+	const char *at = *(const char *const *)(text + 64);
+
+	signal(SIGSEGV, SIG_DFL); /* CMocka's handler would carry on */
+	return strcmp(at, text) == 0 ? 0 : 1; /* a hole is SIGSEGV */
+}
+
+/* Read what addr holds in a forked child: 0 when it is text. */
+static int read_in_child(const void *addr, const char *text)
+{
+	char arg[64 + sizeof(void *)];
+
+	snprintf(arg, 64, "%s", text);
+	memcpy(arg + 64, &addr, sizeof(addr));
+	return test_fork(read_text, arg);
+}
+
+static int attached_reader(struct duo *d)
+{
+	dynshm_config *cfg = config("try", fake_mount);
+	dynshm_instance *inst = NULL;
+	dynshm_segment *seg = NULL;
+	char c = 0;
+
+	int rc = dynshm_instance_open(d->f->inst, cfg, 0, &inst);
+
+	dynshm_config_free(cfg);
+	CHILD_CHECK(rc == 0);
+	CHILD_CHECK(dynshm_attach(inst, d->handle, &seg) == 0);
+	CHILD_CHECK(strcmp(dynshm_segment_address(seg), "kept") == 0);
+	CHILD_CHECK(write(d->ready[1], "r", 1) == 1);
+	CHILD_CHECK(read(d->go[0], &c, 1) == 1);
+	/* the instance was destroyed meanwhile: our mapping stays */
+	CHILD_CHECK(strcmp(dynshm_segment_address(seg), "kept") == 0);
+	return 0;
+}
+
+/*
+ * Item 1: destroy leaves alone the windows other processes still use,
+ * as it leaves their mappings of unlinked objects (dynshm_instance_destroy(3)).
+ */
+static void test_destroy_keeps_windows(void **state)
+{
+	struct fixture *f = *state;
+	struct duo d = { .f = f };
+	dynshm_instance_info info;
+	dynshm_instance *a;
+	dynshm_segment *seg = NULL;
+	char c;
+	pid_t pid;
+
+	fake_install(3);
+	a = open_inst(f, "on", DYNSHM_OPEN_SUPERVISOR, &info);
+	ASSERT_OK(dynshm_create(a, 4096, 0, &seg));
+	strcpy(dynshm_segment_address(seg), "kept");
+	d.handle = dynshm_segment_handle(seg);
+	duo_pipes(&d);
+	pid = duo_fork(attached_reader, &d);
+	assert_int_equal(read(d.ready[0], &c, 1), 1);
+	ASSERT_OK(dynshm_instance_destroy(a));
+	assert_int_equal(write(d.go[1], "g", 1), 1);
+	assert_int_equal(test_wait(pid), 0); /* not 128 + SIGSEGV */
+	duo_close(&d);
+	assert_int_equal(fake.errors, 0);
+	assert_int_equal(region_files(), 0);
+}
+
+/* A region file of our own making at path (as another user would make). */
+static void plant_region(const char *path)
+{
+	int fd = dynshm_sys.open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC,
+			      0600);
+
+	assert_true(fd >= 0);
+	assert_int_equal(dynshm_sys.ftruncate(fd, 9ll << 30), 0);
+	dynshm_sys.close(fd);
+}
+
+/* Item 2: a replaced region file (symlink, another file) is not joined. */
+static void test_replaced_region(void **state)
+{
+	struct fixture *f = *state;
+	dynshm_instance_info info;
+	dynshm_instance *a, *b;
+	char path[PATH_MAX + 64], evil[PATH_MAX + 64];
+
+	fake_install(3);
+	a = open_inst(f, "on", DYNSHM_OPEN_SUPERVISOR, &info);
+	snprintf(path, sizeof(path), "%s/dynshm.%016llx", fake_mount,
+		 (unsigned long long)info.instance_id);
+	snprintf(evil, sizeof(evil), "%s/evil", fake_mount);
+	plant_region(evil);
+	/* a symbolic link in its place */
+	assert_int_equal(unlink(path), 0);
+	assert_int_equal(symlink(evil, path), 0);
+	b = open_inst(f, "try", 0, &info);
+	assert_int_equal(info.mshare_active, 0);
+	ASSERT_STATUS(&info, "symbolic link");
+	ASSERT_OK(dynshm_instance_close(b));
+	/* another region under its name */
+	assert_int_equal(unlink(path), 0);
+	assert_int_equal(rename(evil, path), 0);
+	b = open_inst(f, "try", 0, &info);
+	assert_int_equal(info.mshare_active, 0);
+	ASSERT_STATUS(&info, "not the one the instance recorded");
+	ASSERT_OK(dynshm_instance_close(b));
+	if (test_is_root()) { /* and one of another user */
+		assert_int_equal(chown(path, TEST_OTHER_UID, TEST_OTHER_UID), 0);
+		b = open_inst(f, "try", 0, &info);
+		assert_int_equal(info.mshare_active, 0);
+		ASSERT_STATUS(&info, "is not ours");
+		ASSERT_OK(dynshm_instance_close(b));
+	}
+	ASSERT_OK(dynshm_instance_destroy(a));
+	assert_int_equal(region_files(), 0);
+}
+
+static int late_creator(struct duo *d)
+{
+	dynshm_segment *seg = NULL;
+	dynshm_instance_info info;
+	char c = 0;
+
+	CHILD_CHECK(read(d->go[0], &c, 1) == 1);
+	/* the first call since the fork: a supervisor made a region since */
+	CHILD_CHECK(dynshm_create(d->inst, 4096, 0, &seg) == 0);
+	strcpy(dynshm_segment_address(seg), "child");
+	CHILD_CHECK(dynshm_instance_info_get(d->inst, &info, sizeof(info)) == 0);
+	d->handle = dynshm_segment_handle(seg);
+	CHILD_CHECK(write(d->ready[1], &d->handle, sizeof(d->handle)) ==
+		    (ssize_t)sizeof(d->handle));
+	CHILD_CHECK(read(d->go[0], &c, 1) == 1);
+	return info.mshare_active ? 0 : 1;
+}
+
+/* Item 3: a forked child's first call sees the region made since. */
+static void test_fork_sees_new_region(void **state)
+{
+	struct fixture *f = *state;
+	struct duo d = { .f = f };
+	dynshm_instance_info info;
+	dynshm_instance *s;
+	dynshm_segment *seg = NULL;
+	pid_t pid;
+
+	fake_install(3);
+	d.inst = open_inst(f, "try", 0, &info);
+	assert_int_equal(info.mshare_active, 0);
+	duo_pipes(&d);
+	pid = duo_fork(late_creator, &d);
+	ASSERT_OK(dynshm_instance_close(d.inst)); /* the parent leaves */
+	s = open_inst(f, "on", DYNSHM_OPEN_SUPERVISOR, &info);
+	assert_int_equal(info.mshare_active, 1);
+	assert_int_equal(write(d.go[1], "g", 1), 1);
+	assert_int_equal(read(d.ready[0], &d.handle, sizeof(d.handle)),
+			 (ssize_t)sizeof(d.handle));
+	ASSERT_OK(dynshm_attach(s, d.handle, &seg));
+	assert_int_equal(read_in_child(dynshm_segment_address(seg), "child"), 0);
+	ASSERT_OK(dynshm_detach(seg));
+	assert_int_equal(write(d.go[1], "g", 1), 1);
+	assert_int_equal(test_wait(pid), 0);
+	duo_close(&d);
+	ASSERT_OK(dynshm_instance_destroy(s));
+	assert_int_equal(fake.errors, 0);
+}
+
+/*
+ * Item 4: a creator killed inside the control lock after placing; the next
+ * open repairs the lock while joining - the region must be mapped by then,
+ * so that the reap unplaces the window.
+ */
+static void test_reap_in_join_unplaces(void **state)
+{
+	struct fixture *f = *state;
+	dynshm_instance_info info;
+	dynshm_instance *s, *b;
+
+	fake_install(3);
+	s = open_inst(f, "on", DYNSHM_OPEN_SUPERVISOR, &info);
+	assert_int_equal(test_fork(create_and_die, s), 128 + SIGKILL);
+	assert_int_equal(fake_mshare_mappings(), 1); /* its window */
+	b = open_inst(f, "on", 0, &info);
+	assert_int_equal(info.segments, 0);
+	assert_int_equal(fake_mshare_mappings(), 0);
+	ASSERT_OK(dynshm_instance_close(b));
+	ASSERT_OK(dynshm_instance_destroy(s));
+	assert_int_equal(region_files(), 0);
+}
+
+static void kill_at_created(const char *point)
+{
+	if (strcmp(point, "mshare:created") == 0)
+		raise(SIGKILL);
+}
+
+static int supervisor_dies_early(void *arg)
+{
+	const struct fixture *f = arg;
+	dynshm_config *cfg = config("on", fake_mount);
+	dynshm_instance *inst = NULL;
+
+	dynshm_test_hook = kill_at_created;
+	dynshm_instance_open(f->inst, cfg, DYNSHM_OPEN_SUPERVISOR, &inst);
+	return 1; /* not reached: the hook kills */
+}
+
+/* Item 5: a supervisor killed before writing the record blocks no one. */
+static void test_stale_region_file(void **state)
+{
+	struct fixture *f = *state;
+	dynshm_instance_info info;
+	dynshm_instance *s;
+
+	fake_install(3);
+	assert_int_equal(test_fork(supervisor_dies_early, f), 128 + SIGKILL);
+	assert_int_equal(region_files(), 1); /* its file, no record */
+	s = open_inst(f, "on", DYNSHM_OPEN_SUPERVISOR, &info);
+	assert_int_equal(info.mshare_active, 1);
+	assert_int_equal(region_files(), 1);
+	ASSERT_OK(dynshm_instance_destroy(s));
+	assert_int_equal(region_files(), 0);
+}
+
+struct sup {
+	struct fixture *f;
+	dynshm_instance *inst;
+	pthread_barrier_t bar;
+};
+
+static void *supervisor_thread(void *arg)
+{
+	struct sup *sp = arg;
+	dynshm_config *cfg = config("on", fake_mount);
+
+	if (dynshm_instance_open(sp->f->inst, cfg, DYNSHM_OPEN_SUPERVISOR,
+			      &sp->inst) != 0)
+		sp->inst = NULL;
+	dynshm_config_free(cfg);
+	pthread_barrier_wait(&sp->bar); /* opened */
+	pthread_barrier_wait(&sp->bar); /* may exit: the region with it */
+	return NULL;
+}
+
+/*
+ * Item 6: the region belongs to the creating thread, not the process: once
+ * that thread exited, processes that mapped the region get a clean error,
+ * not an address in a torn-down region.
+ */
+static void test_owner_thread_exits(void **state)
+{
+	struct sup sp = { .f = *state };
+	dynshm_instance_info info;
+	dynshm_instance *a, *b;
+	dynshm_segment *seg = NULL, *seg2 = NULL;
+	dynshm_handle h;
+	pthread_t t;
+
+	fake_install(3);
+	assert_int_equal(pthread_barrier_init(&sp.bar, NULL, 2), 0);
+	assert_int_equal(pthread_create(&t, NULL, supervisor_thread, &sp), 0);
+	pthread_barrier_wait(&sp.bar);
+	assert_non_null(sp.inst);
+	a = open_inst(sp.f, "try", 0, &info);
+	assert_int_equal(info.mshare_active, 1);
+	ASSERT_OK(dynshm_create(a, 4096, 0, &seg));
+	strcpy(dynshm_segment_address(seg), "placed");
+	h = dynshm_segment_handle(seg);
+	b = open_inst(sp.f, "try", 0, &info);
+	assert_int_equal(info.mshare_active, 1);
+	pthread_barrier_wait(&sp.bar);
+	assert_int_equal(pthread_join(t, NULL), 0);
+	/* the thread exited (the process lives on): the kernel tears down */
+	assert_int_equal(fake_mshare_wait_teardown(1), 1);
+	assert_int_equal(read_in_child(dynshm_segment_address(seg), "placed"),
+			 128 + SIGSEGV);
+	assert_int_equal(dynshm_attach(b, h, &seg2), -ESRCH);
+	if (!strstr(dynshm_last_error(), "died with its owner"))
+		fail_msg("message '%s'", dynshm_last_error());
+	assert_int_equal(dynshm_create(b, 4096, 0, &seg2), -ESRCH);
+	ASSERT_OK(dynshm_detach(seg));
+	ASSERT_OK(dynshm_instance_close(b));
+	ASSERT_OK(dynshm_instance_close(a));
+	ASSERT_OK(dynshm_instance_close(sp.inst));
+	pthread_barrier_destroy(&sp.bar);
+	destroy_inst(sp.f);
+}
+
+/*
+ * Item 7: an mshare_path with a space works (the record keeps the path to
+ * the end of its line); one with a newline is refused by the configuration.
+ */
+static void test_path_with_space(void **state)
+{
+	struct fixture *f = *state;
+	dynshm_instance_info info;
+	dynshm_instance *s, *b;
+	dynshm_config *cfg = config("off", NULL);
+	char saved[PATH_MAX];
+
+	assert_int_equal(dynshm_config_set(cfg, "mshare_path", "/a\nb"), -EINVAL);
+	dynshm_config_free(cfg);
+	snprintf(saved, sizeof(saved), "%s", fake_mount);
+	snprintf(fake_mount, sizeof(fake_mount), "%s/ms hare", f->dir);
+	assert_int_equal(mkdir(fake_mount, 0700), 0);
+	fake_install(3);
+	s = open_inst(f, "on", DYNSHM_OPEN_SUPERVISOR, &info);
+	assert_int_equal(info.mshare_active, 1);
+	b = open_inst(f, "off", 0, &info); /* joiners follow the instance */
+	assert_int_equal(info.mshare_active, 1);
+	ASSERT_OK(dynshm_instance_close(b));
+	ASSERT_OK(dynshm_instance_destroy(s));
+	assert_int_equal(region_files(), 0);
+	snprintf(fake_mount, sizeof(fake_mount), "%s", saved);
+}
+
+/* Replace the record's line that starts with key by "key value". */
+static void scribble(const struct fixture *f, const char *key,
+		     const char *value, char *saved, size_t len)
+{
+	char path[PATH_MAX + 16], text[PATH_MAX + 512], out[PATH_MAX + 512];
+	char *line, *save = NULL;
+	size_t n = 0;
+	FILE *fp;
+
+	snprintf(path, sizeof(path), "%s/mshare", f->inst);
+	fp = fopen(path, "r");
+	assert_non_null(fp);
+	text[fread(text, 1, sizeof(text) - 1, fp)] = '\0';
+	fclose(fp);
+	if (saved)
+		snprintf(saved, len, "%s", text);
+	out[0] = '\0';
+	for (line = strtok_r(text, "\n", &save); line;
+	     line = strtok_r(NULL, "\n", &save)) {
+		if (strncmp(line, key, strlen(key)) == 0 && line[strlen(key)] == ' ')
+			n += (size_t)snprintf(out + n, sizeof(out) - n, "%s %s\n",
+					      key, value);
+		else
+			n += (size_t)snprintf(out + n, sizeof(out) - n, "%s\n",
+					      line);
+	}
+	fp = fopen(path, "w");
+	assert_non_null(fp);
+	fputs(out, fp);
+	fclose(fp);
+}
+
+static void restore_record(const struct fixture *f, const char *text)
+{
+	char path[PATH_MAX + 16];
+	FILE *fp;
+
+	snprintf(path, sizeof(path), "%s/mshare", f->inst);
+	fp = fopen(path, "w");
+	assert_non_null(fp);
+	fputs(text, fp);
+	fclose(fp);
+}
+
+static void expect_corrupt(const struct fixture *f, const char *what)
+{
+	dynshm_config *cfg = config("try", fake_mount);
+	dynshm_instance *b = NULL;
+
+	assert_int_equal(dynshm_instance_open(f->inst, cfg, 0, &b), -EUCLEAN);
+	dynshm_config_free(cfg);
+	if (!strstr(dynshm_last_error(), what))
+		fail_msg("message '%s' lacks '%s'", dynshm_last_error(), what);
+}
+
+/*
+ * Item 8: every record field is checked before use, and destroy removes
+ * only the instance's own region file.
+ */
+static void test_record_checked(void **state)
+{
+	struct fixture *f = *state;
+	char saved[PATH_MAX + 512], victim[PATH_MAX + 32];
+	dynshm_instance_info info;
+	dynshm_instance *s;
+	struct stat st;
+	FILE *fp;
+
+	fake_install(3);
+	s = open_inst(f, "on", DYNSHM_OPEN_SUPERVISOR, &info);
+	scribble(f, "window", "2147483648", saved, sizeof(saved));
+	expect_corrupt(f, "window");
+	restore_record(f, saved);
+	scribble(f, "size", "1073741824", NULL, 0);
+	expect_corrupt(f, "size");
+	restore_record(f, saved);
+	scribble(f, "address", "7f0000000123", NULL, 0);
+	expect_corrupt(f, "address");
+	restore_record(f, saved);
+	scribble(f, "address", "fffffffffffff000", NULL, 0);
+	expect_corrupt(f, "address");
+	restore_record(f, saved);
+	/* a path to something else: never joined, never removed */
+	snprintf(victim, sizeof(victim), "%s/victim", f->dir);
+	fp = fopen(victim, "w");
+	assert_non_null(fp);
+	fclose(fp);
+	scribble(f, "path", victim, NULL, 0);
+	expect_corrupt(f, "path");
+	ASSERT_OK(dynshm_instance_destroy(s));
+	assert_int_equal(stat(victim, &st), 0);
+	assert_int_equal(unlink(victim), 0);
+	/* the region file, by name, is gone all the same */
+	assert_int_equal(region_files(), 0);
+}
+
 #else /* !DYNSHM_HAVE_MSHARE */
 
 static void test_built_without(void **state)
@@ -1058,7 +1227,7 @@ static void test_built_without(void **state)
 	inst = open_inst(f, "try", DYNSHM_OPEN_SUPERVISOR, &info);
 	ASSERT_STATUS(&info, "built without mshare support");
 	ASSERT_OK(dynshm_instance_close(inst));
-	cfg = config("on", fake.mount);
+	cfg = config("on", fake_mount);
 	assert_int_equal(dynshm_instance_open(f->inst, cfg,
 					   DYNSHM_OPEN_SUPERVISOR | DYNSHM_OPEN_RESET,
 					   &inst),
@@ -1093,6 +1262,14 @@ int main(void)
 		T(test_kill9_after_place),
 		T(test_reaped_at_open),
 		T(test_placed_init_fails),
+		T(test_destroy_keeps_windows),
+		T(test_replaced_region),
+		T(test_fork_sees_new_region),
+		T(test_reap_in_join_unplaces),
+		T(test_stale_region_file),
+		T(test_owner_thread_exits),
+		T(test_path_with_space),
+		T(test_record_checked),
 #else
 		T(test_built_without),
 #endif
