@@ -57,10 +57,20 @@
  * calls FUTEX_WAKE.  Either the waiter sees the new counter, or the
  * publisher sees the 1; and a wake that comes before the wait makes the
  * kernel find 0 and return at once.  A sleeper never waits more than
- * MQ_LIVENESS_MS at a time: after each such bound it asks
+ * a bound at a time - MQ_LIVENESS_FIRST_MS, doubling up to
+ * MQ_LIVENESS_MAX_MS within one wait: after each such bound it asks
  * dynshm_proc_alive() whether the peer's process still exists, so a peer
  * killed by SIGKILL (which cannot set detached) is noticed within that
  * bound.  An idle waiter so wakes a few times a second and sleeps otherwise.
+ *
+ * SPINNING.  A futex wake-up costs a few microseconds (more in a virtual
+ * machine, where waking an idle CPU is an interprocessor interrupt), which
+ * is the whole round trip when the peer answers at once.  So a waiter first
+ * spins, for a budget kept per handle and adapted like an adaptive mutex:
+ * doubled (up to MQ_SPIN_MAX_NS) when the wait ended while spinning, halved
+ * (down to MQ_SPIN_MIN_NS) when it had to sleep.  Two busy processes on
+ * separate cores then exchange messages without system calls, and a
+ * waiter whose peer is slow or descheduled soon stops burning CPU.
  */
 #include "../error.h"
 #include "fsys.h"
@@ -80,11 +90,12 @@
 #define MQ_MIN_RING 64u
 /* Longest message a length word may announce; longer is corruption. */
 #define MQ_MAX_MSG (UINT64_C(1) << 56)
-/* A sleeper re-checks its peer's liveness at least this often. */
-#define MQ_LIVENESS_MS 100
-/* Spin this long before sleeping: a peer that answers at once costs no
- * system call. */
-#define MQ_SPIN_NS 20000
+/* A sleeper re-checks its peer's liveness after these bounds. */
+#define MQ_LIVENESS_FIRST_MS 50
+#define MQ_LIVENESS_MAX_MS 400
+/* The spin budget before sleeping (SPINNING above). */
+#define MQ_SPIN_MIN_NS 1000
+#define MQ_SPIN_MAX_NS 50000
 
 struct mq_shared {
 	uint64_t magic;	    /* (C) */
@@ -121,6 +132,7 @@ struct dynshm_mq {
 	void *partial_buf;
 	/* receiver: footprint of the message lent by the last view */
 	uint64_t lent;
+	uint64_t spin_ns;	/* the adaptive spin budget */
 	unsigned char *buf;	/* receiver: assembly buffer of views */
 	size_t buf_cap;
 };
@@ -320,7 +332,7 @@ static int check_ready(dynshm_mq *mq, uint64_t need, bool *ok)
 
 static int spin(dynshm_mq *mq, uint64_t need, bool *ok)
 {
-	uint64_t until = now_ns() + MQ_SPIN_NS;
+	uint64_t until = now_ns() + mq->spin_ns;
 	int rc;
 
 	do {
@@ -334,12 +346,12 @@ static int spin(dynshm_mq *mq, uint64_t need, bool *ok)
 	return 0;
 }
 
-/* Sleep on our word for at most the bound; 1 if the bound expired. */
+/* Sleep on our word for at most bound ns; 1 if the bound expired. */
 static int sleep_once(dynshm_mq *mq, const struct deadline *dl, uint64_t need,
-		      bool *ok)
+		      uint64_t bound, bool *ok)
 {
 	uint32_t *word = my_sleep_word(mq);
-	uint64_t bound = (uint64_t)MQ_LIVENESS_MS * 1000000u, now;
+	uint64_t now;
 	struct timespec ts;
 	long r;
 	int rc;
@@ -379,6 +391,7 @@ static int sleep_once(dynshm_mq *mq, const struct deadline *dl, uint64_t need,
  */
 static int wait_ready(dynshm_mq *mq, uint64_t need, const struct deadline *dl)
 {
+	uint64_t bound = (uint64_t)MQ_LIVENESS_FIRST_MS * 1000000u;
 	bool ok;
 	int rc = check_ready(mq, need, &ok);
 
@@ -390,10 +403,22 @@ static int wait_ready(dynshm_mq *mq, uint64_t need, const struct deadline *dl)
 				   mq->role == DYNSHM_MQ_SENDER ? "full"
 								: "empty");
 	rc = spin(mq, need, &ok);
+	if (rc < 0 || ok) {
+		if (ok)
+			mq->spin_ns = mq->spin_ns * 2 < MQ_SPIN_MAX_NS
+					      ? mq->spin_ns * 2
+					      : MQ_SPIN_MAX_NS;
+		return rc;
+	}
+	if (mq->spin_ns > MQ_SPIN_MIN_NS)
+		mq->spin_ns /= 2;
 	while (rc == 0 && !ok) {
-		rc = sleep_once(mq, dl, need, &ok);
-		if (rc == 1)
+		rc = sleep_once(mq, dl, need, bound, &ok);
+		if (rc == 1) {
 			rc = peer_alive(mq);
+			if (bound < (uint64_t)MQ_LIVENESS_MAX_MS * 1000000u)
+				bound *= 2;
+		}
 		if (rc == 0 && !ok)
 			rc = check_ready(mq, need, &ok);
 	}
@@ -501,6 +526,7 @@ DYNSHM_EXPORT int dynshm_mq_attach(dynshm_instance *inst, void *chunk,
 	mq->ring_size = ring;
 	mq->inst = inst;
 	mq->role = role;
+	mq->spin_ns = MQ_SPIN_MAX_NS;
 	mq->pos = __atomic_load_n(role == DYNSHM_MQ_SENDER ? &sh->written
 							   : &sh->read,
 				  __ATOMIC_ACQUIRE);
