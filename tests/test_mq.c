@@ -730,6 +730,39 @@ static void test_scribbled(void **state)
 	munmap(map, maplen);
 }
 
+/*
+ * A waiter whose queue memory is wiped under it (its segment destroyed and
+ * the memory reused, as can happen to a region segment in a forked child)
+ * must not wait forever on a peer that now reads "never attached".
+ */
+static int waiting_receiver(void *arg)
+{
+	dynshm_mq *mq = NULL;
+	char buf[8];
+	size_t n;
+	int rc;
+
+	(void)arg;
+	CHILD_CHECK(dynshm_mq_attach(fx.inst, fx.chunk, fx.size,
+				     DYNSHM_MQ_RECEIVER, &mq) == 0);
+	rc = dynshm_mq_receive(mq, buf, sizeof(buf), &n, -1);
+	CHILD_CHECK(rc == -EUCLEAN);
+	return 0;
+}
+
+static void test_header_wiped(void **state)
+{
+	dynshm_mq *tx = attach(DYNSHM_MQ_SENDER);
+	pid_t pid;
+
+	(void)state;
+	pid = start(waiting_receiver, NULL);
+	wait_attached(DYNSHM_MQ_RECEIVER);
+	memset(fx.chunk, 0, fx.size);
+	assert_int_equal(test_wait(pid), 0);
+	assert_int_equal(dynshm_mq_detach(tx), 0); /* into wiped memory */
+}
+
 /* ---- futex waits interrupted ------------------------------------------------------ */
 
 static long (*real_futex)(uint32_t *, int, uint32_t, const struct timespec *);
@@ -793,6 +826,7 @@ static int run(const struct where *w)
 		T(test_peer_killed),
 		T(test_scribbled),
 		T(test_futex_eintr),
+		T(test_header_wiped),
 	};
 	char name[32];
 

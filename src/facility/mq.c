@@ -133,6 +133,8 @@ struct dynshm_mq {
 	/* receiver: footprint of the message lent by the last view */
 	uint64_t lent;
 	uint64_t spin_ns;	/* the adaptive spin budget */
+	uint64_t token;		/* ours, as attached */
+	uint64_t peer_token;	/* the peer's, once seen */
 	unsigned char *buf;	/* receiver: assembly buffer of views */
 	size_t buf_cap;
 };
@@ -268,7 +270,12 @@ static int peer_detached(dynshm_mq *mq)
 	return 0;
 }
 
-/* After a bounded sleep: is the peer's process alive? */
+/*
+ * After a bounded sleep: is the queue still there, and the peer's process
+ * alive?  A queue whose memory was reused (its segment destroyed under a
+ * process that still maps it) or scribbled shows a wrong magic or a peer
+ * token that changed; waiting on it would last forever.
+ */
 static int peer_alive(dynshm_mq *mq)
 {
 	int peer = peer_of(mq->role);
@@ -276,6 +283,12 @@ static int peer_alive(dynshm_mq *mq)
 					 __ATOMIC_ACQUIRE);
 	int alive;
 
+	if (__atomic_load_n(&mq->sh->magic, __ATOMIC_RELAXED) != MQ_MAGIC ||
+	    __atomic_load_n(&mq->sh->token[mq->role], __ATOMIC_RELAXED) !=
+		    mq->token ||
+	    (mq->peer_token && token != mq->peer_token))
+		return corrupt(mq, "its header changed while waiting");
+	mq->peer_token = token;
 	if (token == 0)
 		return 0;
 	alive = dynshm_proc_alive(mq->inst, token);
@@ -527,6 +540,7 @@ DYNSHM_EXPORT int dynshm_mq_attach(dynshm_instance *inst, void *chunk,
 	mq->inst = inst;
 	mq->role = role;
 	mq->spin_ns = MQ_SPIN_MAX_NS;
+	mq->token = token;
 	mq->pos = __atomic_load_n(role == DYNSHM_MQ_SENDER ? &sh->written
 							   : &sh->read,
 				  __ATOMIC_ACQUIRE);
