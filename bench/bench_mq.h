@@ -27,7 +27,7 @@ extern const char *const mqb_names[MQB_N];
 
 #define MQB_PING 64		/* bytes of a ping-pong message */
 #define MQB_STREAM (64 * 1024)	/* bytes of a streamed message */
-#define MQB_RING (256 * 1024)	/* the dynshm queue's ring */
+#define MQB_RING (1024 * 1024) /* the dynshm queue's ring */
 
 /* Bytes of the segment mqb_* need: two queues of MQB_RING. */
 size_t mqb_segment_size(void);
