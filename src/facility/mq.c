@@ -328,7 +328,7 @@ static int timed_out(dynshm_mq *mq)
 /* Ready now, or after the peer's departure (the receiver drains first). */
 static int check_ready(dynshm_mq *mq, uint64_t need, bool *ok)
 {
-	uint64_t have;
+	uint64_t have = 0;
 	int rc = ready_bytes(mq, &have);
 
 	*ok = rc == 0 && have >= need;
@@ -445,7 +445,7 @@ static int wait_ready(dynshm_mq *mq, uint64_t need, const struct deadline *dl)
 static int next_piece(dynshm_mq *mq, uint64_t footprint,
 		      const struct deadline *dl, uint64_t *n)
 {
-	uint64_t have;
+	uint64_t have = 0;
 	int rc = wait_ready(mq, 8, dl);
 
 	if (rc == 0)
