@@ -27,6 +27,7 @@
 #include "testutil.h"
 
 #include "src/facility/fsys.h"
+#include "src/facility/mq.h"
 
 #include <dynshm/facility.h>
 
@@ -519,14 +520,14 @@ static int endless_receiver(void *arg)
 /*
  * Wait until the child has attached as role: a side whose peer never
  * attached waits for it as long as it is told to (forever, with -1).
- * Peeks at the queue's token words (mq.c: bytes 24 and 32 of the header),
- * which only a test may do.
+ * Peeks at the queue's token words (src/facility/mq.h), which only a test
+ * may do.
  */
 static void wait_attached(dynshm_mq_role role)
 {
-	volatile uint64_t *token = (volatile uint64_t *)fx.chunk + 3 + role;
+	struct mq_shared *sh = fx.chunk;
 
-	while (*token == 0)
+	while (__atomic_load_n(&sh->token[role], __ATOMIC_ACQUIRE) == 0)
 		sched_yield();
 }
 
