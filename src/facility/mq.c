@@ -650,7 +650,26 @@ static int peek_len(dynshm_mq *mq, const struct deadline *dl, uint64_t *len)
 	return 0;
 }
 
-/* Stream a long message into dst, resuming where an earlier call stopped. */
+/*
+ * Room for the first `need` bytes of a long message being assembled for a
+ * view.  The buffer grows as the bytes arrive, not to the announced
+ * length at once: a length word scribbled to a huge value then costs
+ * memory only for bytes that really came.
+ */
+static int view_room(dynshm_mq *mq, uint64_t need)
+{
+	uint64_t cap = mq->buf_cap;
+
+	if (need <= cap)
+		return 0;
+	cap = cap * 2 > need ? cap * 2 : need;
+	return grow_buf(mq, cap < mq->len ? cap : mq->len);
+}
+
+/*
+ * Stream a long message into dst (NULL: the handle's buffer, for a view),
+ * resuming where an earlier call stopped.
+ */
 static int receive_streamed(dynshm_mq *mq, unsigned char *dst,
 			    const struct deadline *dl)
 {
@@ -664,8 +683,11 @@ static int receive_streamed(dynshm_mq *mq, unsigned char *dst,
 			return rc;
 		from = mq->done < 8 ? 8 : mq->done;
 		to = mq->done + n < 8 + mq->len ? mq->done + n : 8 + mq->len;
+		if (!dst && to > from && (rc = view_room(mq, to - 8)) < 0)
+			return rc;
 		if (to > from)
-			ring_get(mq, mq->pos + (from - mq->done), dst + from - 8,
+			ring_get(mq, mq->pos + (from - mq->done),
+				 (dst ? dst : mq->buf) + from - 8,
 				 (size_t)(to - from));
 		publish(mq, n);
 		mq->done += n;
@@ -743,12 +765,10 @@ static int receive(dynshm_mq *mq, void *buf, size_t cap, const void **view,
 				*len = (size_t)n;
 			return rc;
 		}
-		if (view && (rc = grow_buf(mq, n)) < 0)
-			return rc;
 		mq->len = n;
 		mq->done = 0;
 		mq->partial = kind;
-		mq->partial_buf = view ? mq->buf : buf;
+		mq->partial_buf = view ? NULL : buf;
 	}
 	rc = receive_streamed(mq, mq->partial_buf, &dl);
 	if (rc < 0)
