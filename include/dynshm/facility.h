@@ -79,7 +79,9 @@ int dynshm_toc_alloc(dynshm_toc *toc, size_t size, size_t align, void **out);
 /*
  * Record key -> chunk (size bytes at chunk, inside the range).  -EEXIST
  * when the key is already recorded, -ENOSPC when all max_keys entries are
- * used, -EINVAL when the chunk is not inside the range.
+ * used, -EINVAL when the chunk is not inside the range.  Give each key one
+ * inserter: two inserting it at the same moment may both succeed (lookups
+ * then find the first).
  */
 int dynshm_toc_insert(dynshm_toc *toc, uint64_t key, void *chunk, size_t size);
 /*

@@ -106,6 +106,8 @@ static void ring_put(dynshm_mq *mq, uint64_t pos, const void *src, size_t n)
 	size_t off = (size_t)(pos % mq->ring_size);
 	size_t first = mq->ring_size - off < n ? mq->ring_size - off : n;
 
+	if (n == 0)
+		return; /* src may be NULL */
 	memcpy(mq->ring + off, src, first);
 	memcpy(mq->ring, (const char *)src + first, n - first);
 }
@@ -115,6 +117,8 @@ static void ring_get(const dynshm_mq *mq, uint64_t pos, void *dst, size_t n)
 	size_t off = (size_t)(pos % mq->ring_size);
 	size_t first = mq->ring_size - off < n ? mq->ring_size - off : n;
 
+	if (n == 0)
+		return; /* dst may be NULL */
 	memcpy(dst, mq->ring + off, first);
 	memcpy((char *)dst + first, mq->ring, n - first);
 }
