@@ -816,6 +816,81 @@ static void test_futex_eintr(void **state)
 	assert_int_equal(dynshm_mq_detach(rx), 0);
 }
 
+/* ---- process tokens (dsm.h) ------------------------------------------------------ */
+
+struct token_pipes {
+	int report[2]; /* child -> parent: its token */
+	int hold[2];   /* parent -> child: EOF lets it exit */
+};
+
+static int token_child(void *arg)
+{
+	struct token_pipes *p = arg;
+	uint64_t token = 0;
+	char c;
+
+	close(p->report[0]);
+	close(p->hold[1]);
+	CHILD_CHECK(dynshm_proc_self(fx.inst, &token) == 0);
+	CHILD_CHECK(write(p->report[1], &token, sizeof(token)) ==
+		    (ssize_t)sizeof(token));
+	CHILD_CHECK(read(p->hold[0], &c, 1) == 0);
+	return 0;
+}
+
+/* A forked child's token: alive while it runs, dead after, never again. */
+static uint64_t child_token(pid_t *pid, struct token_pipes *p)
+{
+	uint64_t token = 0;
+
+	assert_int_equal(pipe(p->report), 0);
+	assert_int_equal(pipe(p->hold), 0);
+	*pid = start(token_child, p);
+	close(p->report[1]);
+	close(p->hold[0]);
+	assert_int_equal(read(p->report[0], &token, sizeof(token)),
+			 sizeof(token));
+	close(p->report[0]);
+	return token;
+}
+
+static void test_proc_tokens(void **state)
+{
+	struct token_pipes p;
+	uint64_t me = 0, again = 0, child, second;
+	unsigned reaped;
+	pid_t pid;
+
+	(void)state;
+	assert_int_equal(dynshm_proc_self(fx.inst, &me), 0);
+	assert_int_equal(dynshm_proc_self(fx.inst, &again), 0);
+	assert_true(me != 0);
+	assert_int_equal(me, again);
+	assert_int_equal(dynshm_proc_alive(fx.inst, me), 1);
+	assert_int_equal(dynshm_proc_alive(fx.inst, 0), -EINVAL);
+	assert_int_equal(dynshm_proc_alive(fx.inst, 0xffff), -EINVAL);
+	assert_int_equal(dynshm_proc_self(fx.inst, NULL), -EINVAL);
+
+	child = child_token(&pid, &p);
+	assert_true(child != 0 && child != me);
+	assert_int_equal(dynshm_proc_alive(fx.inst, child), 1);
+	close(p.hold[1]); /* let it go */
+	assert_int_equal(test_wait(pid), 0);
+	assert_int_equal(dynshm_proc_alive(fx.inst, child), 0);
+	assert_int_equal(dynshm_reap(fx.inst, &reaped), 0);
+	assert_int_equal(dynshm_proc_alive(fx.inst, child), 0);
+
+	/* the next child may take the same entry: the old token stays dead */
+	second = child_token(&pid, &p);
+	assert_true(second != child);
+	printf("tokens: dead child %#llx, next child %#llx\n",
+	       (unsigned long long)child, (unsigned long long)second);
+	assert_int_equal(dynshm_proc_alive(fx.inst, second), 1);
+	assert_int_equal(dynshm_proc_alive(fx.inst, child), 0);
+	close(p.hold[1]);
+	assert_int_equal(test_wait(pid), 0);
+}
+
 /* ---- groups ---------------------------------------------------------------------- */
 
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
@@ -832,6 +907,7 @@ static int run(const struct where *w)
 		T(test_scribbled),
 		T(test_futex_eintr),
 		T(test_header_wiped),
+		T(test_proc_tokens),
 	};
 	char name[32];
 
