@@ -44,7 +44,16 @@
  *   - region blocks lie inside the region, aligned, do not overlap, and the
  *     allocator's used bytes and block count equal the slots' sum.
  * Workers also check data: every segment starts with its own handle, so an
- * attach that mapped the wrong object is caught.  At the end every worker
+ * attach that mapped the wrong object is caught.
+ *
+ * Queue pairs (dynshm/facility.h): a worker's operation may be a message
+ * queue in a fresh segment, shared with a partner process it forks; one
+ * side sends messages of random lengths (up to 4x the ring, so some
+ * stream in pieces), the other checks them.  When the driver kills the
+ * worker, the partner must get -ECONNRESET or -EPIPE - never wait forever -
+ * and leave; the driver waits for every partner to be gone before a check
+ * (the watchdog calls a hang a failure), and the checks then find nothing
+ * of the pair left but what the reaper releases.  At the end every worker
  * is killed, a last check runs, the instance is reset and destroyed, and
  * nothing of it may remain anywhere.
  *
@@ -68,6 +77,7 @@
 #include <build_config.h>
 #include <dynshm/dsm.h>
 #include <dynshm/dsm_impl.h>
+#include <dynshm/facility.h>
 
 #include <dirent.h>
 #include <errno.h>
@@ -100,6 +110,8 @@
 /* Worker exit statuses besides 0 (parked and told to stop). */
 #define EXIT_LIBRARY 2	   /* an error the operation may not return */
 #define EXIT_DATA 3	   /* a segment did not hold what it should */
+#define QUEUE_RING 512	   /* queue pairs: ring bytes */
+#define QUEUE_MAX_MSG (4 * QUEUE_RING)
 
 /* ---- what the driver and its processes share -------------------------- */
 
@@ -141,6 +153,7 @@ struct counts {
 	uint64_t rounds, ops, kills, kills_busy, hook_kills, checks;
 	uint64_t repairs, reaped, leaks, failures;
 	uint64_t named_created, named_found, in_region, placed;
+	uint64_t queue_pairs, queue_msgs, queue_peer_gone;
 	uint64_t at[N_POINTS + 1]; /* hook kills by point; last: unknown */
 	uint64_t reached[N_POINTS + 1]; /* hook calls by point, armed or not */
 };
@@ -158,6 +171,9 @@ struct shared {
 	uint64_t placed;			/* placed slots seen by checks */
 	uint64_t at[N_POINTS + 1];		/* hook kills by point */
 	uint64_t reached[N_POINTS + 1];		/* hook calls by point */
+	/* queue pairs: partner pids (0 = none), outcomes */
+	int32_t partners[MAX_WORKERS];
+	uint64_t queue_pairs, queue_msgs, queue_peer_gone, queue_bad;
 };
 
 struct backend {
@@ -251,6 +267,7 @@ struct wstate {
 	int nlocal;
 	uint64_t rng;
 	int hook_countdown;	/* > 0: die at that many-th hook call */
+	int go, done;		/* the driver's pipes (a partner closes them) */
 };
 
 static struct wstate *hooked;
@@ -499,10 +516,160 @@ static void op_get_named(struct wstate *ws)
 	publish(ws, seg, dynshm_segment_handle(seg));
 }
 
+/*
+ * A queue pair.  The worker makes a segment with a queue and forks a
+ * partner; a random one of them sends 1 to 40 messages and detaches, the
+ * other checks them and must then see the end (-ECONNRESET, or -EPIPE
+ * for a sender whose receiver left).  A partner whose worker is killed
+ * meanwhile sees the same errors; whatever else it sees is a failure.
+ */
+static unsigned char queue_byte(uint64_t seq, size_t i)
+{
+	return (unsigned char)(seq * 131 + i * 7);
+}
+
+static size_t queue_len(uint64_t *rng)
+{
+	return 1 + below(rng, 1u << below(rng, 12)) % QUEUE_MAX_MSG;
+}
+
+/* Send count messages (forever when count < 0): 0, or the error. */
+static int queue_send(dynshm_mq *mq, uint64_t *rng, long count)
+{
+	unsigned char buf[QUEUE_MAX_MSG];
+
+	for (uint64_t seq = 0; count < 0 || (long)seq < count; seq++) {
+		size_t len = queue_len(rng);
+		int rc;
+
+		for (size_t i = 0; i < len; i++)
+			buf[i] = queue_byte(seq, i);
+		rc = dynshm_mq_send(mq, buf, len, -1);
+		if (rc < 0)
+			return rc;
+	}
+	return 0;
+}
+
+/* Receive count messages (until an error when count < 0), checking each:
+ * 0, the error, or -EBADMSG for a damaged message. */
+static int queue_receive(dynshm_mq *mq, long count, uint64_t *msgs)
+{
+	for (uint64_t seq = 0; count < 0 || (long)seq < count; seq++) {
+		const unsigned char *data;
+		size_t len;
+		int rc = dynshm_mq_receive_view(mq, (const void **)&data, &len,
+						-1);
+
+		if (rc < 0)
+			return rc;
+		for (size_t i = 0; i < len; i++)
+			if (data[i] != queue_byte(seq, i))
+				return -EBADMSG;
+		(*msgs)++;
+	}
+	return 0;
+}
+
+/*
+ * The partner attaches the segment by handle rather than using the mapping
+ * it inherited: a region segment destroyed between the fork and a child's
+ * first call has its memory reused (the gap dsm.h describes), and the
+ * worker may be killed in that window.
+ */
+static void partner_main(struct wstate *ws, dynshm_handle handle,
+			 dynshm_mq_role role)
+{
+	struct shared *sh = ws->st->sh;
+	uint64_t msgs = 0, rng = ws->rng ^ 0x5eed;
+	dynshm_segment *seg = NULL;
+	dynshm_mq *mq = NULL;
+	int rc;
+
+	/* before closing the driver's pipe: the driver, seeing the worker
+	 * gone (EOF), then also sees this partner and waits for it */
+	__atomic_store_n(&sh->partners[ws->index], getpid(), __ATOMIC_RELEASE);
+	hooked = NULL;
+	dynshm_test_hook = NULL;
+	close(ws->go);
+	close(ws->done);
+	rc = dynshm_attach(ws->inst, handle, &seg);
+	if (rc == -ENOENT) /* the worker died and its segment went */
+		rc = role == DYNSHM_MQ_SENDER ? -EPIPE : -ECONNRESET;
+	else if (rc == 0)
+		rc = dynshm_mq_attach(ws->inst, dynshm_segment_address(seg),
+				      dynshm_mq_estimate(QUEUE_RING), role,
+				      &mq);
+	if (rc == 0) {
+		rc = role == DYNSHM_MQ_SENDER ? queue_send(mq, &rng, -1)
+					      : queue_receive(mq, -1, &msgs);
+		dynshm_mq_detach(mq);
+	}
+	__atomic_add_fetch(&sh->queue_msgs, msgs, __ATOMIC_RELAXED);
+	if (rc == (role == DYNSHM_MQ_SENDER ? -EPIPE : -ECONNRESET)) {
+		__atomic_add_fetch(&sh->queue_peer_gone, 1, __ATOMIC_RELAXED);
+	} else {
+		fprintf(stderr, "kill_storm: partner %d (%s): %s ended with "
+				"%d: %s\n",
+			(int)getpid(), ws->st->label,
+			role == DYNSHM_MQ_SENDER ? "send" : "receive", rc,
+			dynshm_last_error());
+		__atomic_add_fetch(&sh->queue_bad, 1, __ATOMIC_RELAXED);
+	}
+	dynshm_instance_close(ws->inst);
+	__atomic_store_n(&sh->partners[ws->index], 0, __ATOMIC_RELEASE);
+	_exit(0);
+}
+
+static void op_queue(struct wstate *ws)
+{
+	size_t size = dynshm_mq_estimate(QUEUE_RING);
+	dynshm_mq_role role = below(&ws->rng, 2) ? DYNSHM_MQ_SENDER
+						 : DYNSHM_MQ_RECEIVER;
+	long count = 1 + (long)below(&ws->rng, 40);
+	uint64_t msgs = 0, rng = ws->rng ^ 0x5eed;
+	dynshm_segment *seg = NULL;
+	dynshm_mq *mq = NULL;
+	pid_t pid;
+	int rc;
+
+	rc = dynshm_create(ws->inst, size, place_flags(ws), &seg);
+	if (rc == -ENOSPC)
+		return;
+	if (rc != 0)
+		BAD(ws, "dynshm_create (queue)", rc);
+	rc = dynshm_mq_create(dynshm_segment_address(seg), size);
+	if (rc == 0)
+		rc = dynshm_mq_attach(ws->inst, dynshm_segment_address(seg),
+				      size, role, &mq);
+	if (rc != 0)
+		BAD(ws, "dynshm_mq_create/attach", rc);
+	__atomic_add_fetch(&ws->st->sh->queue_pairs, 1, __ATOMIC_RELAXED);
+	fflush(NULL);
+	pid = fork();
+	if (pid < 0)
+		BAD(ws, "fork (queue partner)", -errno);
+	if (pid == 0)
+		partner_main(ws, dynshm_segment_handle(seg),
+			     role == DYNSHM_MQ_SENDER ? DYNSHM_MQ_RECEIVER
+						      : DYNSHM_MQ_SENDER);
+	rc = role == DYNSHM_MQ_SENDER ? queue_send(mq, &rng, count)
+				      : queue_receive(mq, count, &msgs);
+	if (rc != 0)
+		BAD(ws, "the queue pair's worker side", rc);
+	__atomic_add_fetch(&ws->st->sh->queue_msgs, msgs, __ATOMIC_RELAXED);
+	dynshm_mq_detach(mq);
+	if (test_wait(pid) != 0)
+		BAD(ws, "the queue partner's exit", -ECHILD);
+	rc = dynshm_detach(seg);
+	if (rc != 0)
+		BAD(ws, "dynshm_detach (queue)", rc);
+}
+
 static void (*const ops[])(struct wstate *) = {
 	op_create, op_create, op_create, op_attach, op_attach, op_attach,
 	op_detach, op_detach, op_detach, op_pin,    op_unpin,  op_destroy,
-	op_destroy, op_reopen, op_get_named, op_get_named,
+	op_destroy, op_reopen, op_get_named, op_get_named, op_queue,
 };
 
 #define N_OPS (sizeof(ops) / sizeof(ops[0]))
@@ -533,6 +700,8 @@ static int worker_main(struct storm *st, int index, int go, int done)
 	ws.st = st;
 	ws.index = index;
 	ws.rng = st->rng ^ (uint64_t)getpid() << 20;
+	ws.go = go;
+	ws.done = done;
 	hooked = &ws;
 	dynshm_test_hook = storm_hook;
 	open_instance(&ws);
@@ -1277,6 +1446,21 @@ static int settle(struct storm *st)
 	}
 }
 
+/*
+ * Wait until every queue partner has left: a partner whose worker was
+ * killed must notice by itself (the watchdog turns a hang into a failure).
+ * Before a check, which would otherwise see it leaving half-way.
+ */
+static void wait_partners(struct storm *st)
+{
+	struct timespec ms = { 0, 1000000 };
+
+	for (int i = 0; i < MAX_WORKERS; i++)
+		while (__atomic_load_n(&st->sh->partners[i],
+				       __ATOMIC_ACQUIRE) != 0)
+			nanosleep(&ms, NULL);
+}
+
 static int round_once(struct storm *st, uint64_t budget)
 {
 	int status;
@@ -1298,6 +1482,7 @@ static int round_once(struct storm *st, uint64_t budget)
 	for (int i = 0; i < st->nworkers; i++)
 		if (st->w[i].pid > 0 && st->w[i].killed)
 			bury_worker(st, i);
+	wait_partners(st);
 	/* replace the dead before the check, so it sees them joined */
 	for (int i = 0; i < st->nworkers; i++)
 		if (st->w[i].pid <= 0 && start_worker(st, i) < 0)
@@ -1428,6 +1613,7 @@ static int finish(struct storm *st)
 		st->n.kills++;
 	}
 	alarm(HANG_SECONDS);
+	wait_partners(st);
 	status = run_child(st, checker_main);
 	st->n.checks++;
 	if (status != 0)
@@ -1487,6 +1673,9 @@ static void print_counts(const char *what, const struct counts *n)
 	       "%" PRIu64 " found; region segments seen by checks %" PRIu64
 	       ", placed (msharefs) %" PRIu64 "\n",
 	       what, n->named_created, n->named_found, n->in_region, n->placed);
+	printf("kill_storm: %-12s queue pairs %" PRIu64 ", messages checked %"
+	       PRIu64 ", partners that saw their peer go %" PRIu64 "\n",
+	       what, n->queue_pairs, n->queue_msgs, n->queue_peer_gone);
 	printf("kill_storm: %-12s hook kills inside the lock:", what);
 	for (size_t i = 0; i < N_POINTS + 1; i++) {
 		if (i == N_IN_LOCK)
@@ -1563,6 +1752,10 @@ static int storm_backend(struct storm *st, uint64_t budget)
 	st->n.named_found = st->sh->named_found;
 	st->n.in_region = st->sh->in_region;
 	st->n.placed = st->sh->placed;
+	st->n.queue_pairs = st->sh->queue_pairs;
+	st->n.queue_msgs = st->sh->queue_msgs;
+	st->n.queue_peer_gone = st->sh->queue_peer_gone;
+	st->n.failures += st->sh->queue_bad;
 	memcpy(st->n.at, st->sh->at, sizeof(st->n.at));
 	memcpy(st->n.reached, st->sh->reached, sizeof(st->n.reached));
 	watched = NULL;
@@ -1599,6 +1792,9 @@ static void add_counts(struct counts *to, const struct counts *n)
 	to->named_found += n->named_found;
 	to->in_region += n->in_region;
 	to->placed += n->placed;
+	to->queue_pairs += n->queue_pairs;
+	to->queue_msgs += n->queue_msgs;
+	to->queue_peer_gone += n->queue_peer_gone;
 	for (size_t i = 0; i < N_POINTS + 1; i++) {
 		to->at[i] += n->at[i];
 		to->reached[i] += n->reached[i];
