@@ -33,7 +33,7 @@ done
 [ -n "$cc" ] || die "no C compiler given"
 
 failed=0
-for h in dsm.h dsm_impl.h; do
+for h in dsm.h dsm_impl.h area.h; do
 	[ -f "$incdir/dynshm/$h" ] || die "missing $incdir/dynshm/$h"
 	if printf '#include <dynshm/%s>\nint main(void) { return 0; }\n' "$h" |
 		eval "$cc -std=c99 -pedantic -Werror -Wall -Wextra \
@@ -51,7 +51,7 @@ if [ -z "$cxx" ]; then
 	exit 77
 fi
 
-for h in dsm.h dsm_impl.h; do
+for h in dsm.h dsm_impl.h area.h; do
 	if printf '#include <dynshm/%s>\nint main() { return 0; }\n' "$h" |
 		eval "$cxx -std=c++11 -fsyntax-only -Wall -Wextra -Werror \
 			-pedantic -I'$incdir' -x c++ -"; then
