@@ -36,6 +36,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+void (*dynshm_area_test_hook)(const char *point);
+
 struct area_map {
 	_Atomic(char *) base;
 	uint64_t handle;
@@ -345,6 +347,7 @@ static int seg_create_locked(struct dynshm_area *a, uint32_t kind,
 	h->segs[i].large_bytes = large_bytes;
 	atomic_store_explicit(&h->segs[i].state, SEG_CREATING,
 			      memory_order_release);
+	AREA_HOOK("seg.creating");
 	seg_name(a, i, h->segs[i].gen, name, sizeof(name));
 	rc = dynshm_create_named(a->inst, name, size, DYNSHM_CREATE_PIN, &seg);
 	if (rc < 0) {
@@ -353,6 +356,8 @@ static int seg_create_locked(struct dynshm_area *a, uint32_t kind,
 	}
 	if (kind == KIND_PAGES) {
 		struct area_seghdr *sh = dynshm_segment_address(seg);
+
+		AREA_HOOK("seg.made");
 
 		sh->magic = AREA_MAGIC;
 		sh->index = i;
@@ -375,8 +380,10 @@ static void seg_free_locked(struct dynshm_area *a, uint32_t i)
 
 	/* Commit: the segment is no longer the area's. */
 	atomic_store_explicit(&s->state, SEG_FREEING, memory_order_release);
+	AREA_HOOK("seg.freeing");
 	dynshm_destroy(a->inst, atomic_load(&s->handle));
 	seg_forget(a, i);
+	AREA_HOOK("seg.destroyed");
 	atomic_store(&s->handle, 0);
 	s->gen++;
 	a->hdr->total_bytes -= s->size;
@@ -416,6 +423,7 @@ static void partial_push(struct dynshm_area *a, struct area_part *pt,
 	pg->next = head;
 	if (head != AREA_NONE)
 		page_at(a, head)->prev = id;
+	AREA_HOOK("list.push");
 	pt->partial[pg->cls] = id;
 }
 
@@ -426,6 +434,7 @@ static void partial_unlink(struct dynshm_area *a, struct area_part *pt,
 		page_at(a, pg->prev)->next = pg->next;
 	else
 		pt->partial[pg->cls] = pg->next;
+	AREA_HOOK("list.unlink");
 	if (pg->next != AREA_NONE)
 		page_at(a, pg->next)->prev = pg->prev;
 	pg->next = pg->prev = AREA_NONE;
@@ -561,9 +570,11 @@ static int page_take(struct dynshm_area *a, uint32_t p, uint32_t cls,
 			      (size_t)n * AREA_PAGE_SIZE);
 		memset(pg, 0, sizeof(*pg) + classes[cls].nwords * 8);
 		page_init(pg, cls);
+		AREA_HOOK("page.init");
 		/* Commit: the page is partition p's. */
 		atomic_store_explicit(&sh->desc[n], desc_make(p, cls),
 				      memory_order_release);
+		AREA_HOOK("page.taken");
 		h->segs[idx].free_pages--;
 		h->seg_hint = idx;
 		*out = idx << 8 | n;
@@ -588,6 +599,7 @@ static void page_give_back(struct dynshm_area *a, struct area_part *pt,
 	sh = (void *)seg_base(a, idx);
 	/* Commit: the page is free again (its bitmap is all zero). */
 	atomic_store_explicit(&sh->desc[id & 0xff], 0, memory_order_release);
+	AREA_HOOK("page.back");
 	h->segs[idx].free_pages++;
 	if (h->segs[idx].free_pages == AREA_SEG_PAGES &&
 	    pages_segments_locked(a) > 1)
@@ -638,9 +650,11 @@ static int alloc_small(struct dynshm_area *a, uint32_t p, uint32_t cls,
 
 		/* Commit: the object is allocated. */
 		pg->bits[w] |= UINT64_C(1) << b;
+		AREA_HOOK("alloc.bit");
 		pg->hint = w;
 		if (--pg->nfree == 0)
 			partial_unlink(a, pt, pg);
+		AREA_HOOK("alloc.done");
 		*out = (uint64_t)(id >> 8) << AREA_OFF_BITS |
 		       (AREA_SEG_HDR + (uint64_t)(id & 0xff) * AREA_PAGE_SIZE +
 			classes[cls].objoff + (uint64_t)obj * class_size[cls]);
@@ -785,8 +799,10 @@ DYNSHM_EXPORT int dynshm_area_free(dynshm_area *a, dynshm_area_ptr ptr)
 	}
 	/* Commit: the object is free. */
 	pg->bits[w] &= ~bit;
+	AREA_HOOK("free.bit");
 	if (pg->nfree++ == 0)
 		partial_push(a, &a->hdr->parts[p], idx << 8 | n, pg);
+	AREA_HOOK("free.pushed");
 	if (pg->nfree == pg->nobj &&
 	    (pg->next != AREA_NONE || pg->prev != AREA_NONE)) {
 		partial_unlink(a, &a->hdr->parts[p], pg);

@@ -126,6 +126,17 @@ struct area_page {
 	uint64_t bits[]; /* primary */
 };
 
+/*
+ * Test hook (hidden; tests link the static library): called at named
+ * points inside every mutation, so a test can die exactly there.
+ */
+extern void (*dynshm_area_test_hook)(const char *point);
+#define AREA_HOOK(point)                                                       \
+	do {                                                                   \
+		if (dynshm_area_test_hook)                                     \
+			dynshm_area_test_hook(point);                          \
+	} while (0)
+
 /* A robust, process-shared mutex (area.c; hash.c uses it too). */
 void area_mutex_init_robust(pthread_mutex_t *m);
 

@@ -134,6 +134,7 @@ static int part_rebuild(struct dynshm_hash *t, struct hash_part *pt)
 		he->prev = prev;
 		he->chain = bk->b[he->hash & mask];
 		bk->b[he->hash & mask] = e;
+		AREA_HOOK("hash.rebuild");
 		n++;
 		prev = e;
 		e = he->next;
@@ -195,6 +196,7 @@ static void part_grow(struct dynshm_hash *t, struct hash_part *pt)
 		return;
 	/* Commit: readers after us use the new array; rebuild fills it. */
 	pt->buckets = nb;
+	AREA_HOOK("hash.grow");
 	if (part_rebuild(t, pt) < 0) {
 		pt->buckets = ob;
 		pt->dirty = 1;
@@ -304,8 +306,10 @@ DYNSHM_EXPORT int dynshm_hash_insert(dynshm_hash *t, const void *key,
 	/* Commit: the entry is in the table. */
 	atomic_store_explicit((_Atomic uint64_t *)&pt->head, e,
 			      memory_order_release);
+	AREA_HOOK("hash.inserted");
 	if (he->next)
 		((struct hash_entry *)at(t, he->next))->prev = e;
+	AREA_HOOK("hash.prev");
 	bk = at(t, pt->buckets);
 	he->chain = bk->b[h & ((UINT64_C(1) << bk->log2) - 1)];
 	bk->b[h & ((UINT64_C(1) << bk->log2) - 1)] = e;
@@ -359,9 +363,11 @@ DYNSHM_EXPORT int dynshm_hash_delete(dynshm_hash *t, const void *key)
 		((struct hash_entry *)at(t, he->prev))->next = he->next;
 	else
 		pt->head = he->next;
+	AREA_HOOK("hash.deleted");
 	if (he->next)
 		((struct hash_entry *)at(t, he->next))->prev = he->prev;
 	*link = he->chain;
+	AREA_HOOK("hash.unchained");
 	pt->count--;
 	pthread_mutex_unlock(&pt->lock);
 	return dynshm_area_free(t->area, e);
