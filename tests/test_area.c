@@ -282,7 +282,7 @@ static void test_grow_shrink_max(void **state)
 	ASSERT_MSG_HAS("maximum");
 	assert_true(n > 500);
 	ASSERT_RC(dynshm_area_alloc(a, 64, DYNSHM_AREA_SOFT, &p[n]), -ENOMEM);
-	ASSERT_RC(dynshm_area_alloc(a, 400000, DYNSHM_AREA_SOFT, &p[n]),
+	ASSERT_RC(dynshm_area_alloc(a, 5000000, DYNSHM_AREA_SOFT, &p[n]),
 		  -ENOMEM);
 	ASSERT_OK(dynshm_area_stats_get(a, &st));
 	assert_true(st.segments >= 3);
@@ -515,7 +515,8 @@ static void test_alloc_storm(void **state)
 		      " held, %d unsure, %" PRIu64 " allocations\n",
 		      KILLS + KIDS, st.repairs, held, unsure, st.allocations);
 	assert_true(st.allocations >= held);
-	assert_true(st.allocations <= held + (uint64_t)unsure);
+	/* at most one in-flight op and one cache move per death */
+	assert_true(st.allocations <= held + (uint64_t)unsure + KILLS + KIDS);
 	assert_int_equal(st.total_bytes,
 			 st.used_bytes + st.free_bytes + st.overhead_bytes);
 	/* The free lists are sound: fresh blocks overlap nothing. */

@@ -49,6 +49,7 @@ struct dynshm_area {
 	dynshm_segment *ctl;
 	struct area_hdr *hdr;
 	pthread_mutex_t maplock; /* this process's map[] slow path */
+	uint64_t open_id;	 /* unique in the process, never reused */
 	struct area_map map[AREA_MAX_SEGS];
 };
 
@@ -64,16 +65,29 @@ static struct {
 	uint32_t nobj;	 /* objects in a page */
 	uint32_t nwords; /* bitmap words */
 	uint32_t objoff; /* offset of object 0 in the page */
+	uint32_t inv;	 /* ceil(2^32 / size): x / size == x * inv >> 32 */
 } classes[AREA_NCLASSES];
 static uint8_t small_class[DYNSHM_AREA_SMALL_MAX / 16 + 1];
 static pthread_once_t classes_once = PTHREAD_ONCE_INIT;
 
 /* This thread's partition; AREA_NONE until it first allocates. */
-static __thread uint32_t my_part = AREA_NONE;
+/* initial-exec: no __tls_get_addr call on the fast path (measured). */
+#define AREA_TLS __thread __attribute__((tls_model("initial-exec")))
+static AREA_TLS uint32_t my_part = AREA_NONE;
 
+/* This thread's caches, by the open_id of the area handle. */
+#define TL_CACHES 4
+static AREA_TLS struct {
+	uint64_t open_id;
+	struct area_cache *c; /* NULL: none free when we looked */
+} tl_caches[TL_CACHES];
+static _Atomic uint64_t next_open_id = 1;
+
+/* In a forked child: the caches' locks are the parent's threads'. */
 static void forget_part(void)
 {
 	my_part = AREA_NONE;
+	memset(tl_caches, 0, sizeof(tl_caches));
 }
 
 static void classes_init(void)
@@ -93,6 +107,8 @@ static void classes_init(void)
 				classes[i].nobj = n;
 				classes[i].nwords = words;
 				classes[i].objoff = off;
+				classes[i].inv = (uint32_t)(((UINT64_C(1) << 32) +
+					class_size[i] - 1) / class_size[i]);
 				break;
 			}
 			n--;
@@ -630,8 +646,8 @@ static int alloc_small(struct dynshm_area *a, uint32_t p, uint32_t cls,
 		if (!pg)
 			return -ENOENT;
 	}
-	for (uint32_t k = 0;; k++) {
-		w = (pg->hint + k) % nw;
+	w = pg->hint < nw ? pg->hint : 0;
+	for (uint32_t k = 0;; k++, w = w + 1 == nw ? 0 : w + 1) {
 		freebits = ~pg->bits[w];
 		if (w == nw - 1 && nobj % 64)
 			freebits &= (UINT64_C(1) << (nobj % 64)) - 1;
@@ -679,10 +695,13 @@ static int alloc_large(struct dynshm_area *a, size_t size, bool soft,
 	return rc;
 }
 
+static struct area_cache *cache_get(struct dynshm_area *a, bool claim);
+
 DYNSHM_EXPORT int dynshm_area_alloc(dynshm_area *a, size_t size,
 				    unsigned flags, dynshm_area_ptr *out)
 {
 	bool soft = flags & DYNSHM_AREA_SOFT;
+	struct area_cache *c;
 	uint32_t cls, p;
 	int rc;
 
@@ -702,6 +721,19 @@ DYNSHM_EXPORT int dynshm_area_alloc(dynshm_area *a, size_t size,
 		return rc;
 	}
 	cls = size_to_class(size ? size : 1);
+	c = cache_get(a, true);
+	if (c) {
+		uint32_t n = atomic_load_explicit(&c->count[cls],
+						  memory_order_relaxed);
+
+		if (n > 0) {
+			*out = c->objs[cls][n - 1];
+			/* Commit: the object is the caller's. */
+			atomic_store_explicit(&c->count[cls], n - 1,
+					      memory_order_release);
+			goto done;
+		}
+	}
 	p = my_part;
 	if (p == AREA_NONE) {
 		p = atomic_fetch_add(&a->hdr->next_part, 1) % AREA_NPARTS;
@@ -717,10 +749,24 @@ DYNSHM_EXPORT int dynshm_area_alloc(dynshm_area *a, size_t size,
 		return rc;
 	my_part = p;
 	rc = alloc_small(a, p, cls, soft, out);
+	/* Fill the cache while we hold the lock: the next allocs are free. */
+	for (uint32_t n = 0; c && rc == 0 && n < AREA_CACHE_DEPTH / 2; n++) {
+		dynshm_area_ptr more;
+
+		if (alloc_small(a, p, cls, true, &more) < 0)
+			break;
+		c->objs[cls][n] = more;
+		atomic_store_explicit(&c->count[cls], n + 1,
+				      memory_order_release);
+		AREA_HOOK("cache.fill");
+	}
 	part_unlock(a, p);
-	if (rc == 0 && (flags & DYNSHM_AREA_ZERO))
+	if (rc < 0)
+		return rc;
+done:
+	if (flags & DYNSHM_AREA_ZERO)
 		memset(dynshm_area_get(a, *out), 0, class_size[cls]);
-	return rc;
+	return 0;
 }
 
 static int bad_ptr(struct dynshm_area *a, dynshm_area_ptr ptr, const char *why)
@@ -746,70 +792,283 @@ static int free_large(struct dynshm_area *a, uint32_t idx, dynshm_area_ptr ptr)
 	return 0;
 }
 
-DYNSHM_EXPORT int dynshm_area_free(dynshm_area *a, dynshm_area_ptr ptr)
-{
-	uint32_t idx = (uint32_t)(ptr >> AREA_OFF_BITS);
-	uint64_t off = ptr & AREA_OFF_MASK, rel;
-	struct area_seg *s;
+/* Where a small allocation lives (free_locate). */
+struct small_loc {
 	struct area_seghdr *sh;
 	struct area_page *pg;
-	uint32_t n, d, p, cls, obj, w;
-	uint64_t bit;
-	int rc;
+	uint32_t idx, n, d, p, cls, obj;
+};
 
-	if (!a)
-		return dynshm_fail(EINVAL, "dynshm_area_free: NULL area");
+/* Check that ptr is a live small allocation and find it, unlocked. */
+static int small_locate(struct dynshm_area *a, dynshm_area_ptr ptr,
+			struct small_loc *l)
+{
+	uint64_t off = ptr & AREA_OFF_MASK, rel;
+
+	if (off < AREA_SEG_HDR || off >= AREA_SEG_SIZE)
+		return bad_ptr(a, ptr, "offset out of range");
+	l->sh = (void *)seg_base(a, l->idx);
+	if (!l->sh)
+		return -ENOENT;
+	l->n = (uint32_t)((off - AREA_SEG_HDR) / AREA_PAGE_SIZE);
+	l->d = atomic_load_explicit(&l->sh->desc[l->n], memory_order_acquire);
+	if (l->d == 0)
+		return bad_ptr(a, ptr, "page not in use");
+	l->p = l->d >> 8;
+	l->cls = (l->d >> 1) & 0x7f;
+	rel = off - AREA_SEG_HDR - (uint64_t)l->n * AREA_PAGE_SIZE;
+	if (rel < classes[l->cls].objoff)
+		return bad_ptr(a, ptr, "not the start of an object");
+	/* rel < 2^16, size <= 2^13: the reciprocal is exact */
+	rel -= classes[l->cls].objoff;
+	l->obj = (uint32_t)(rel * classes[l->cls].inv >> 32);
+	if ((uint64_t)l->obj * class_size[l->cls] != rel)
+		return bad_ptr(a, ptr, "not the start of an object");
+	if (l->obj >= classes[l->cls].nobj)
+		return bad_ptr(a, ptr, "past the last object");
+	l->pg = (void *)((char *)l->sh + AREA_SEG_HDR +
+			 (size_t)l->n * AREA_PAGE_SIZE);
+	if (!(l->pg->bits[l->obj / 64] & UINT64_C(1) << (l->obj % 64)))
+		return bad_ptr(a, ptr, "freed already");
+	return 0;
+}
+
+/* Clear the object's bit and fix the derived data (l->p locked). */
+static int free_small_locked(struct dynshm_area *a, dynshm_area_ptr ptr,
+			     struct small_loc *l)
+{
+	struct area_page *pg = l->pg;
+	uint64_t bit = UINT64_C(1) << (l->obj % 64);
+
+	if (atomic_load(&l->sh->desc[l->n]) != l->d ||
+	    !(pg->bits[l->obj / 64] & bit))
+		return bad_ptr(a, ptr, "freed already");
+	/* Commit: the object is free. */
+	pg->bits[l->obj / 64] &= ~bit;
+	AREA_HOOK("free.bit");
+	if (pg->nfree++ == 0)
+		partial_push(a, &a->hdr->parts[l->p], l->idx << 8 | l->n, pg);
+	AREA_HOOK("free.pushed");
+	if (pg->nfree == pg->nobj &&
+	    (pg->next != AREA_NONE || pg->prev != AREA_NONE)) {
+		partial_unlink(a, &a->hdr->parts[l->p], pg);
+		page_give_back(a, &a->hdr->parts[l->p], l->idx << 8 | l->n);
+	}
+	return 0;
+}
+
+/* Find and check ptr: 1 for a small allocation (in *l), 0 large. */
+static int free_check(struct dynshm_area *a, dynshm_area_ptr ptr,
+		      struct small_loc *l)
+{
+	uint32_t idx = (uint32_t)(ptr >> AREA_OFF_BITS);
+	struct area_seg *s;
+
 	if (idx == 0 || idx >= AREA_MAX_SEGS)
 		return bad_ptr(a, ptr, "no such segment");
 	s = &a->hdr->segs[idx];
 	if (atomic_load(&s->state) != SEG_ACTIVE)
 		return bad_ptr(a, ptr, "segment not in use");
-	if (s->kind == KIND_LARGE) {
-		if (off != AREA_LARGE_HDR)
-			return bad_ptr(a, ptr, "inside a large allocation");
-		return free_large(a, idx, ptr);
+	if (s->kind == KIND_LARGE)
+		return (ptr & AREA_OFF_MASK) == AREA_LARGE_HDR ? 0 :
+			bad_ptr(a, ptr, "inside a large allocation");
+	if (s->kind != KIND_PAGES)
+		return bad_ptr(a, ptr, "not a data segment");
+	l->idx = idx;
+	return small_locate(a, ptr, l) < 0 ? -EINVAL : 1;
+}
+
+/*
+ * Free n small objects, taking each partition lock once per run of
+ * objects of that partition.  Errors are recorded, not returned: the
+ * objects came from a cache and were checked when they went in.
+ */
+static void free_many(struct dynshm_area *a, const uint64_t *ptrs, uint32_t n)
+{
+	uint32_t held = AREA_NONE;
+	struct small_loc l;
+
+	for (uint32_t i = 0; i < n; i++) {
+		if (free_check(a, ptrs[i], &l) != 1)
+			continue;
+		if (held != l.p) {
+			if (held != AREA_NONE)
+				part_unlock(a, held);
+			held = part_lock(a, l.p, false) == 0 ? l.p : AREA_NONE;
+			if (held == AREA_NONE)
+				continue;
+		}
+		free_small_locked(a, ptrs[i], &l);
 	}
-	if (off < AREA_SEG_HDR || off >= AREA_SEG_SIZE)
-		return bad_ptr(a, ptr, "offset out of range");
-	sh = (void *)seg_base(a, idx);
-	if (!sh)
-		return -ENOENT;
-	n = (uint32_t)((off - AREA_SEG_HDR) / AREA_PAGE_SIZE);
-	d = atomic_load_explicit(&sh->desc[n], memory_order_acquire);
-	if (d == 0)
-		return bad_ptr(a, ptr, "page not in use");
-	p = d >> 8;
-	cls = (d >> 1) & 0x7f;
-	rel = off - AREA_SEG_HDR - (uint64_t)n * AREA_PAGE_SIZE;
-	if (rel < classes[cls].objoff ||
-	    (rel - classes[cls].objoff) % class_size[cls])
-		return bad_ptr(a, ptr, "not the start of an object");
-	obj = (uint32_t)((rel - classes[cls].objoff) / class_size[cls]);
-	if (obj >= classes[cls].nobj)
-		return bad_ptr(a, ptr, "past the last object");
-	rc = part_lock(a, p, false);
+	if (held != AREA_NONE)
+		part_unlock(a, held);
+}
+
+/* Give back every object in cache c (ours, or its owner dead). */
+static void cache_empty(struct dynshm_area *a, struct area_cache *c)
+{
+	for (uint32_t cls = 0; cls < AREA_NCLASSES; cls++) {
+		uint32_t n = atomic_load(&c->count[cls]);
+
+		if (n > AREA_CACHE_DEPTH)
+			n = AREA_CACHE_DEPTH;
+		while (n > 0) {
+			uint64_t p = c->objs[cls][--n];
+
+			/* Commit: out of the cache (a crash now leaks p). */
+			atomic_store(&c->count[cls], n);
+			free_many(a, &p, 1);
+		}
+	}
+}
+
+/*
+ * Take cache slot s for token me if it is free, or if its owner died (then
+ * empty it first).  1 if we took it.
+ */
+static int cache_take(struct dynshm_area *a, uint32_t s, uint64_t me)
+{
+	struct area_cache *c = &a->hdr->caches[s];
+	uint64_t owner = atomic_load(&c->owner);
+
+	if (owner != 0 && (owner == me ||
+			   dynshm_proc_alive(a->inst, owner) != 0))
+		return 0;
+	if (!atomic_compare_exchange_strong(&c->owner, &owner, me))
+		return 0;
+	if (owner != 0) {
+		atomic_fetch_add(&a->hdr->repairs, 1);
+		cache_empty(a, c);
+	}
+	return 1;
+}
+
+/* Empty the caches of dead processes (stats). */
+static void caches_reclaim(struct dynshm_area *a)
+{
+	uint64_t me;
+
+	if (dynshm_proc_self(a->inst, &me) < 0)
+		return;
+	for (uint32_t s = 0; s < AREA_NCACHES; s++) {
+		uint64_t owner = atomic_load(&a->hdr->caches[s].owner);
+
+		if (owner == 0 || owner == me)
+			continue;
+		if (cache_take(a, s, me))
+			atomic_store(&a->hdr->caches[s].owner, 0);
+	}
+}
+
+/* This thread's cache in area a, claiming one on first use; or NULL. */
+static struct area_cache *cache_get(struct dynshm_area *a, bool claim)
+{
+	uint64_t me;
+	uint32_t i, s;
+
+	if (__builtin_expect(tl_caches[0].open_id == a->open_id, 1))
+		return tl_caches[0].c;
+	for (i = 1; i < TL_CACHES; i++)
+		if (tl_caches[i].open_id == a->open_id)
+			return tl_caches[i].c;
+	if (!claim)
+		return NULL;
+	for (i = 0; i < TL_CACHES && tl_caches[i].open_id; i++)
+		;
+	if (i == TL_CACHES)
+		return NULL;
+	tl_caches[i].open_id = a->open_id;
+	tl_caches[i].c = NULL;
+	if (dynshm_proc_self(a->inst, &me) < 0)
+		return NULL;
+	for (s = 0; s < AREA_NCACHES; s++) {
+		if (cache_take(a, s, me)) {
+			tl_caches[i].c = &a->hdr->caches[s];
+			break;
+		}
+	}
+	return tl_caches[i].c;
+}
+
+/* Give this thread's cache of a back (detach). */
+static void cache_release(struct dynshm_area *a)
+{
+	for (uint32_t i = 0; i < TL_CACHES; i++) {
+		if (tl_caches[i].open_id != a->open_id)
+			continue;
+		if (tl_caches[i].c) {
+			cache_empty(a, tl_caches[i].c);
+			atomic_store(&tl_caches[i].c->owner, 0);
+		}
+		tl_caches[i].open_id = 0;
+		tl_caches[i].c = NULL;
+	}
+}
+
+/* Count what live caches hold as free, not used (stats, all locked). */
+static void stats_caches_locked(struct dynshm_area *a, dynshm_area_stats *st)
+{
+	for (uint32_t s = 0; s < AREA_NCACHES; s++) {
+		struct area_cache *c = &a->hdr->caches[s];
+
+		if (atomic_load(&c->owner) == 0)
+			continue;
+		for (uint32_t cls = 0; cls < AREA_NCLASSES; cls++) {
+			uint64_t n = atomic_load(&c->count[cls]);
+
+			if (n > AREA_CACHE_DEPTH)
+				n = AREA_CACHE_DEPTH;
+			st->allocations -= n;
+			st->used_bytes -= n * class_size[cls];
+			st->free_bytes += n * class_size[cls];
+		}
+	}
+}
+
+DYNSHM_EXPORT int dynshm_area_free(dynshm_area *a, dynshm_area_ptr ptr)
+{
+	struct area_cache *c;
+	struct small_loc l;
+	uint32_t n;
+	int rc;
+
+	if (!a)
+		return dynshm_fail(EINVAL, "dynshm_area_free: NULL area");
+	rc = free_check(a, ptr, &l);
 	if (rc < 0)
 		return rc;
-	pg = (void *)((char *)sh + AREA_SEG_HDR + (size_t)n * AREA_PAGE_SIZE);
-	w = obj / 64;
-	bit = UINT64_C(1) << (obj % 64);
-	if (atomic_load(&sh->desc[n]) != d || !(pg->bits[w] & bit)) {
-		part_unlock(a, p);
-		return bad_ptr(a, ptr, "freed already");
+	if (rc == 0)
+		return free_large(a, l.idx = (uint32_t)(ptr >> AREA_OFF_BITS),
+				  ptr);
+	c = cache_get(a, true);
+	if (c) {
+		n = atomic_load_explicit(&c->count[l.cls],
+					 memory_order_relaxed);
+		for (uint32_t i = 0; i < n; i++)
+			if (c->objs[l.cls][i] == ptr)
+				return bad_ptr(a, ptr, "freed already");
+		if (n == AREA_CACHE_DEPTH) {
+			uint64_t out[AREA_CACHE_DEPTH / 2];
+
+			n = AREA_CACHE_DEPTH / 2;
+			memcpy(out, &c->objs[l.cls][n], sizeof(out));
+			atomic_store_explicit(&c->count[l.cls], n,
+					      memory_order_release);
+			free_many(a, out, AREA_CACHE_DEPTH / 2);
+		}
+		c->objs[l.cls][n] = ptr;
+		/* Commit: the object is in the cache. */
+		atomic_store_explicit(&c->count[l.cls], n + 1,
+				      memory_order_release);
+		AREA_HOOK("cache.push");
+		return 0;
 	}
-	/* Commit: the object is free. */
-	pg->bits[w] &= ~bit;
-	AREA_HOOK("free.bit");
-	if (pg->nfree++ == 0)
-		partial_push(a, &a->hdr->parts[p], idx << 8 | n, pg);
-	AREA_HOOK("free.pushed");
-	if (pg->nfree == pg->nobj &&
-	    (pg->next != AREA_NONE || pg->prev != AREA_NONE)) {
-		partial_unlink(a, &a->hdr->parts[p], pg);
-		page_give_back(a, &a->hdr->parts[p], idx << 8 | n);
-	}
-	part_unlock(a, p);
-	return 0;
+	rc = part_lock(a, l.p, false);
+	if (rc < 0)
+		return rc;
+	rc = free_small_locked(a, ptr, &l);
+	part_unlock(a, l.p);
+	return rc;
 }
 
 DYNSHM_EXPORT void *dynshm_area_get(dynshm_area *a, dynshm_area_ptr ptr)
@@ -882,6 +1141,7 @@ static int area_open(dynshm_instance *inst, dynshm_segment *seg,
 	}
 	pthread_once(&classes_once, classes_init);
 	a->inst = inst;
+	a->open_id = atomic_fetch_add(&next_open_id, 1);
 	a->ctl = seg;
 	a->hdr = h;
 	pthread_mutex_init(&a->maplock, NULL);
@@ -976,6 +1236,7 @@ DYNSHM_EXPORT int dynshm_area_detach(dynshm_area *a)
 
 	if (!a)
 		return dynshm_fail(EINVAL, "dynshm_area_detach: NULL area");
+	cache_release(a);
 	for (uint32_t i = 1; i < AREA_MAX_SEGS; i++)
 		if (a->map[i].seg)
 			dynshm_detach(a->map[i].seg);
@@ -1067,6 +1328,10 @@ DYNSHM_EXPORT int dynshm_area_stats_get(dynshm_area *a, dynshm_area_stats *st)
 				   "argument");
 	h = a->hdr;
 	memset(st, 0, sizeof(*st));
+	/* Our own cache goes back too, so that empty segments can go. */
+	if (cache_get(a, false))
+		cache_empty(a, cache_get(a, false));
+	caches_reclaim(a);
 	rc = lock_all(a, &p);
 	if (rc < 0)
 		goto unlock;
@@ -1086,6 +1351,7 @@ DYNSHM_EXPORT int dynshm_area_stats_get(dynshm_area *a, dynshm_area_stats *st)
 			stats_pages_locked(a, i, st, &partly);
 		}
 	}
+	stats_caches_locked(a, st);
 	st->overhead_bytes = st->total_bytes - st->used_bytes - st->free_bytes;
 	st->fragmentation = st->free_bytes ?
 		(uint32_t)(partly * 1000 / st->free_bytes) : 0;

@@ -28,6 +28,8 @@
  *             from primary data by the next holder of a lock whose holder
  *             died (the robust mutex reports EOWNERDEAD), so any prefix of
  *             a mutation is repairable.
+ * Per-thread caches of free objects (struct area_cache) have their own
+ * rule, below.
  * INVARIANTS outside the locks:
  *   - a page whose descriptor is free has an all-zero bitmap (it is
  *     zeroed before the descriptor is published);
@@ -90,6 +92,26 @@ struct area_part {
 	uint32_t partial[AREA_NCLASSES]; /* (P, derived) page ids */
 } __attribute__((aligned(64)));
 
+/*
+ * A thread's cache of free small objects (glibc's tcache), in shared
+ * memory so that a dead process's caches can be emptied by others.  owner
+ * is the owning process's token (dynshm_proc_self), 0 when the slot is
+ * free; it is claimed by compare-and-swap, from 0 or from a token that
+ * dynshm_proc_alive reports dead (the claimer then empties it first).
+ * Cached objects are allocated in their page's bitmap.  Only the owning
+ * thread writes count and objs; count is the commit: a push writes the
+ * slot then count, a pop reads the slot then lowers count, so a dead
+ * owner's cache holds exactly objs[c][0..count).  A slot is emptied
+ * before it is given back (owner 0), so a free slot is empty.
+ */
+#define AREA_NCACHES 64u
+#define AREA_CACHE_DEPTH 8u
+struct area_cache {
+	_Atomic uint64_t owner;
+	_Atomic uint32_t count[AREA_NCLASSES];
+	uint64_t objs[AREA_NCLASSES][AREA_CACHE_DEPTH];
+} __attribute__((aligned(64)));
+
 struct area_hdr {
 	uint64_t magic;		/* (C) */
 	uint32_t version;	/* (C) */
@@ -104,6 +126,7 @@ struct area_hdr {
 	_Atomic uint32_t next_part; /* round robin for new processes */
 	struct area_part parts[AREA_NPARTS];
 	struct area_seg segs[AREA_MAX_SEGS];
+	struct area_cache caches[AREA_NCACHES];
 };
 
 /* Descriptor of a page: 0 free, else 1 | class << 1 | partition << 8. */
