@@ -24,6 +24,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <limits.h>
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdbool.h>
 #include <signal.h>
@@ -371,6 +372,121 @@ static void test_get_named(void **state)
 					&created));
 	assert_int_equal(created, 0);
 	ASSERT_OK(dynshm_area_destroy(a));
+}
+
+/*
+ * A process that dies with objects in its thread cache (freed by it, kept
+ * for reuse) does not take them along: the next look gives them back.
+ */
+static int cache_child(void *arg)
+{
+	dynshm_area *a = arg;
+	dynshm_area_ptr p[6];
+
+	for (int i = 0; i < 6; i++)
+		CHILD_CHECK(dynshm_area_alloc(a, 64, 0, &p[i]) == 0);
+	for (int i = 0; i < 6; i++)
+		CHILD_CHECK(dynshm_area_free(a, p[i]) == 0);
+	raise(SIGKILL); /* no detach: the cache stays full */
+	return 1;
+}
+
+static void test_dead_cache(void **state)
+{
+	struct fixture *f = *state;
+	dynshm_area_stats st;
+	dynshm_area *a;
+
+	ASSERT_OK(dynshm_area_create(f->inst, 0, 0, &a));
+	assert_int_equal(test_fork(cache_child, a), 128 + SIGKILL);
+	ASSERT_OK(dynshm_area_stats_get(a, &st));
+	assert_int_equal(st.allocations, 0);
+	assert_int_equal(st.used_bytes, 0);
+	assert_true(st.repairs >= 1);
+	ASSERT_OK(dynshm_area_destroy(a));
+}
+
+/* Threads of one process: caches and partitions are per thread. */
+struct thread_arg {
+	dynshm_area *a;
+	int bad;
+};
+
+static void *thread_loop(void *arg)
+{
+	struct thread_arg *ta = arg;
+	dynshm_area_ptr p[64];
+
+	for (int round = 0; round < 200; round++) {
+		for (int i = 0; i < 64; i++) {
+			if (dynshm_area_alloc(ta->a, 16 + (size_t)i * 24, 0,
+					      &p[i]) < 0) {
+				ta->bad++;
+				return NULL;
+			}
+			stamp(dynshm_area_get(ta->a, p[i]), 16 + (size_t)i * 24,
+			      (uint64_t)(uintptr_t)ta ^ (uint64_t)i);
+		}
+		for (int i = 0; i < 64; i++) {
+			if (!stamped(dynshm_area_get(ta->a, p[i]),
+				     16 + (size_t)i * 24,
+				     (uint64_t)(uintptr_t)ta ^ (uint64_t)i))
+				ta->bad++;
+			if (dynshm_area_free(ta->a, p[i]) < 0)
+				ta->bad++;
+		}
+	}
+	return NULL;
+}
+
+static void test_threads(void **state)
+{
+	struct fixture *f = *state;
+	struct thread_arg ta[4];
+	pthread_t th[4];
+	dynshm_area_stats st;
+	dynshm_area *a;
+
+	ASSERT_OK(dynshm_area_create(f->inst, 0, 0, &a));
+	for (int i = 0; i < 4; i++) {
+		ta[i].a = a;
+		ta[i].bad = 0;
+		assert_int_equal(pthread_create(&th[i], NULL, thread_loop,
+						&ta[i]), 0);
+	}
+	for (int i = 0; i < 4; i++) {
+		pthread_join(th[i], NULL);
+		assert_int_equal(ta[i].bad, 0);
+	}
+	ASSERT_OK(dynshm_area_stats_get(a, &st));
+	assert_int_equal(st.used_bytes, 0); /* exited threads' caches: free */
+	ASSERT_OK(dynshm_area_destroy(a));
+}
+
+/* An area whose control segment is carved from the region. */
+static void test_in_region(void **state)
+{
+	struct fixture *f = *state;
+	dynshm_instance *inst;
+	dynshm_config *cfg;
+	dynshm_segment_info info;
+	char path[PATH_MAX];
+	dynshm_area_ptr p;
+	dynshm_area *a;
+
+	snprintf(path, sizeof(path), "%s/region", f->dir);
+	ASSERT_OK(dynshm_config_new(&cfg));
+	ASSERT_OK(dynshm_config_set(cfg, "min_dynamic_shared_memory", "4MB"));
+	ASSERT_OK(dynshm_config_set(cfg, "huge_pages", "off"));
+	ASSERT_OK(dynshm_instance_open(path, cfg, 0, &inst));
+	dynshm_config_free(cfg);
+	ASSERT_OK(dynshm_area_create(inst, 0, DYNSHM_CREATE_REGION, &a));
+	ASSERT_OK(dynshm_stat(inst, dynshm_area_handle(a), &info));
+	assert_int_equal(info.in_region, 1);
+	ASSERT_OK(dynshm_area_alloc(a, 1000, DYNSHM_AREA_ZERO, &p));
+	ASSERT_OK(dynshm_area_free(a, p));
+	ASSERT_OK(dynshm_area_destroy(a));
+	ASSERT_OK(dynshm_instance_destroy(inst));
 }
 
 /* ---- allocate/free storm ---------------------------------------------- */
@@ -781,6 +897,9 @@ int main(void)
 		T(test_grow_shrink_max),
 		T(test_other_process),
 		T(test_get_named),
+		T(test_dead_cache),
+		T(test_threads),
+		T(test_in_region),
 		T(test_alloc_storm),
 		T(test_hash_basic),
 		T(test_hash_storm),
