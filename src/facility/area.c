@@ -38,9 +38,15 @@
 
 void (*dynshm_area_test_hook)(const char *point);
 
+/*
+ * This process's mapping of segment i.  Written under maplock in the
+ * order base = NULL, handle, base; read without it in the order handle,
+ * base: a reader that sees a handle also sees the base that goes with it,
+ * or NULL (then it takes the slow path).
+ */
 struct area_map {
 	_Atomic(char *) base;
-	uint64_t handle;
+	_Atomic uint64_t handle;
 	dynshm_segment *seg;
 };
 
@@ -144,7 +150,7 @@ static char *seg_map_slow(struct dynshm_area *a, uint32_t idx)
 	int rc;
 
 	pthread_mutex_lock(&a->maplock);
-	if (m->base && m->handle == h) {
+	if (m->base && atomic_load(&m->handle) == h) {
 		base = m->base;
 		goto out;
 	}
@@ -160,7 +166,7 @@ static char *seg_map_slow(struct dynshm_area *a, uint32_t idx)
 	if (rc < 0)
 		goto out;
 	m->seg = seg;
-	m->handle = h;
+	atomic_store_explicit(&m->handle, h, memory_order_release);
 	base = dynshm_segment_address(seg);
 	atomic_store_explicit(&m->base, base, memory_order_release);
 out:
@@ -170,12 +176,13 @@ out:
 
 static inline char *seg_base(struct dynshm_area *a, uint32_t idx)
 {
+	uint64_t h = atomic_load_explicit(&a->map[idx].handle,
+					  memory_order_acquire);
 	char *b = atomic_load_explicit(&a->map[idx].base,
 				       memory_order_acquire);
 
-	if (b && a->map[idx].handle ==
-			 atomic_load_explicit(&a->hdr->segs[idx].handle,
-					      memory_order_relaxed))
+	if (b && h == atomic_load_explicit(&a->hdr->segs[idx].handle,
+					   memory_order_relaxed))
 		return b;
 	return seg_map_slow(a, idx);
 }
@@ -186,10 +193,12 @@ static void seg_adopt(struct dynshm_area *a, uint32_t idx, dynshm_segment *seg)
 	struct area_map *m = &a->map[idx];
 
 	pthread_mutex_lock(&a->maplock);
+	atomic_store(&m->base, NULL);
 	if (m->seg)
 		dynshm_detach(m->seg);
 	m->seg = seg;
-	m->handle = dynshm_segment_handle(seg);
+	atomic_store_explicit(&m->handle, dynshm_segment_handle(seg),
+			      memory_order_release);
 	atomic_store_explicit(&m->base, (char *)dynshm_segment_address(seg),
 			      memory_order_release);
 	pthread_mutex_unlock(&a->maplock);
@@ -204,7 +213,7 @@ static void seg_forget(struct dynshm_area *a, uint32_t idx)
 	if (m->seg)
 		dynshm_detach(m->seg);
 	m->seg = NULL;
-	m->handle = 0;
+	atomic_store(&m->handle, 0);
 	pthread_mutex_unlock(&a->maplock);
 }
 
@@ -1146,7 +1155,7 @@ static int area_open(dynshm_instance *inst, dynshm_segment *seg,
 	a->hdr = h;
 	pthread_mutex_init(&a->maplock, NULL);
 	a->map[0].seg = NULL; /* the control segment is a->ctl */
-	a->map[0].handle = h->self;
+	atomic_store(&a->map[0].handle, h->self);
 	atomic_store(&a->map[0].base, (char *)h);
 	*out = a;
 	return 0;
