@@ -38,7 +38,11 @@
  *   - region blocks lie inside the region, aligned, do not overlap, and the
  *     allocator's used bytes and block count equal the slots' sum.
  * Workers also check data: every segment starts with its own handle, so an
- * attach that mapped the wrong object is caught.  At the end every worker
+ * attach that mapped the wrong object is caught.  They also allocate and
+ * free in a shared area (issue 15, "storm.area") and stamp every block with
+ * its own pointer; the checker then asks the area for its statistics,
+ * which repairs whatever a killed worker left, and checks that they add
+ * up.  At the end every worker
  * is killed, a last check runs, the instance is reset and destroyed, and
  * nothing of it may remain anywhere.
  *
@@ -58,6 +62,7 @@
 #include "src/region.h"
 #include "src/wrapper.h"
 
+#include <dynshm/area.h>
 #include <dynshm/dsm.h>
 #include <dynshm/dsm_impl.h>
 
@@ -229,12 +234,19 @@ struct held {
 	dynshm_handle handle;
 };
 
+#define AREA_HELD 16 /* area blocks a worker holds at once */
+#define AREA_NAME "storm.area"
+
 struct wstate {
 	struct storm *st;
 	int index;
 	dynshm_instance *inst;
 	struct held local[LOCAL_MAX];
 	int nlocal;
+	dynshm_area *area;	/* NULL until the first area op */
+	dynshm_area_ptr blocks[AREA_HELD];
+	size_t sizes[AREA_HELD];
+	int nblocks;
 	uint64_t rng;
 	int hook_countdown;	/* > 0: die at that many-th hook call */
 };
@@ -401,10 +413,21 @@ static void open_instance(struct wstate *ws)
 		BAD(ws, "dynshm_instance_open", rc);
 }
 
+static void area_leave(struct wstate *ws)
+{
+	if (ws->area)
+		dynshm_area_detach(ws->area);
+	ws->area = NULL;
+	ws->nblocks = 0; /* still allocated: the area keeps them */
+}
+
 /* Leave the instance (detaching everything) and join it again. */
 static void op_reopen(struct wstate *ws)
 {
-	int rc = dynshm_instance_close(ws->inst);
+	int rc;
+
+	area_leave(ws);
+	rc = dynshm_instance_close(ws->inst);
 
 	ws->inst = NULL;
 	ws->nlocal = 0;
@@ -485,10 +508,71 @@ static void op_get_named(struct wstate *ws)
 	publish(ws, seg, dynshm_segment_handle(seg));
 }
 
+/* Both ends of an area block hold its own pointer. */
+static void area_stamp(unsigned char *p, size_t size, dynshm_area_ptr ptr)
+{
+	memcpy(p, &ptr, sizeof(ptr));
+	memcpy(p + size - sizeof(ptr), &ptr, sizeof(ptr));
+}
+
+static void area_check(struct wstate *ws, int i)
+{
+	const unsigned char *p = dynshm_area_get(ws->area, ws->blocks[i]);
+	uint64_t a, b;
+
+	if (!p)
+		BAD(ws, "dynshm_area_get", -ENOENT);
+	memcpy(&a, p, sizeof(a));
+	memcpy(&b, p + ws->sizes[i] - sizeof(b), sizeof(b));
+	if (a != ws->blocks[i] || b != ws->blocks[i]) {
+		fprintf(stderr, "kill_storm: worker %d: area block %016" PRIx64
+				" holds %016" PRIx64 " %016" PRIx64 "\n",
+			(int)getpid(), ws->blocks[i], a, b);
+		_exit(EXIT_DATA);
+	}
+}
+
+/* Allocate or free in the shared area (issue 15). */
+static void op_area(struct wstate *ws)
+{
+	dynshm_area_ptr ptr;
+	size_t size;
+	int rc, i;
+
+	if (!ws->area) {
+		rc = dynshm_area_get_named(ws->inst, AREA_NAME, 0, 0,
+					   &ws->area, NULL);
+		if (rc == -ENOSPC || rc == -ENOMEM)
+			return; /* every slot (or the region) in use */
+		if (rc != 0)
+			BAD(ws, "dynshm_area_get_named", rc);
+	}
+	if (ws->nblocks == AREA_HELD ||
+	    (ws->nblocks > 0 && below(&ws->rng, 2))) {
+		i = (int)below(&ws->rng, (unsigned)ws->nblocks);
+		area_check(ws, i);
+		rc = dynshm_area_free(ws->area, ws->blocks[i]);
+		if (rc != 0)
+			BAD(ws, "dynshm_area_free", rc);
+		ws->blocks[i] = ws->blocks[--ws->nblocks];
+		ws->sizes[i] = ws->sizes[ws->nblocks];
+		return;
+	}
+	size = 16 + below(&ws->rng, below(&ws->rng, 16) ? 3000 : 20000);
+	rc = dynshm_area_alloc(ws->area, size, 0, &ptr);
+	if (rc == -ENOSPC || rc == -ENOMEM)
+		return; /* every slot (or the region) in use: allowed */
+	if (rc != 0)
+		BAD(ws, "dynshm_area_alloc", rc);
+	area_stamp(dynshm_area_get(ws->area, ptr), size, ptr);
+	ws->blocks[ws->nblocks] = ptr;
+	ws->sizes[ws->nblocks++] = size;
+}
+
 static void (*const ops[])(struct wstate *) = {
 	op_create, op_create, op_create, op_attach, op_attach, op_attach,
 	op_detach, op_detach, op_detach, op_pin,    op_unpin,  op_destroy,
-	op_destroy, op_reopen, op_get_named, op_get_named,
+	op_destroy, op_reopen, op_get_named, op_get_named, op_area, op_area,
 };
 
 #define N_OPS (sizeof(ops) / sizeof(ops[0]))
@@ -533,6 +617,7 @@ static int worker_main(struct storm *st, int index, int go, int done)
 	}
 	/* told to stop (EOF): leave cleanly */
 	dynshm_test_hook = NULL;
+	area_leave(&ws);
 	dynshm_instance_close(ws.inst);
 	return 0;
 }
@@ -690,6 +775,10 @@ static void check_named_stamp(struct check *ck, uint32_t s, const void *addr)
 	uint64_t v[2];
 	size_t i = 0;
 
+	/* the area's segments: the area checks them (check_area) */
+	if (strcmp(slot->name, AREA_NAME) == 0 ||
+	    strncmp(slot->name, "dynshm.area.", 12) == 0)
+		return;
 	while (i < N_NAMES && strcmp(names[i], slot->name) != 0)
 		i++;
 	if (i == N_NAMES) {
@@ -905,6 +994,38 @@ static bool is_worker(const struct storm *st, pid_t pid)
 	return false;
 }
 
+/*
+ * The shared area, if a worker made it: its statistics (which repair what
+ * killed workers left, under its locks) must succeed and add up.
+ */
+static void check_area(struct check *ck)
+{
+	dynshm_segment *seg;
+	dynshm_area_stats as;
+	dynshm_area *a;
+	int rc;
+
+	if (dynshm_attach_named(ck->inst, AREA_NAME, &seg) != 0)
+		return; /* none yet (or being made) */
+	rc = dynshm_area_attach(ck->inst, dynshm_segment_handle(seg), &a);
+	dynshm_detach(seg);
+	if (rc != 0) {
+		PROBLEM(ck, "cannot attach the area: %s", dynshm_last_error());
+		return;
+	}
+	rc = dynshm_area_stats_get(a, &as);
+	if (rc != 0)
+		PROBLEM(ck, "area statistics: %s", dynshm_last_error());
+	else if (as.total_bytes != as.used_bytes + as.free_bytes +
+					   as.overhead_bytes ||
+		 as.overhead_bytes > as.total_bytes / 2)
+		PROBLEM(ck, "area bytes do not add up: total %" PRIu64
+			    " used %" PRIu64 " free %" PRIu64 " overhead %"
+			    PRIu64, as.total_bytes, as.used_bytes,
+			as.free_bytes, as.overhead_bytes);
+	dynshm_area_detach(a);
+}
+
 static int checker_main(struct storm *st)
 {
 	static char slot_keys[1024][KEY_LEN];
@@ -967,6 +1088,7 @@ static int checker_main(struct storm *st)
 	}
 	check_objects(&ck, st);
 	ctl_unlock(ck.inst);
+	check_area(&ck);
 	if (dynshm_instance_info_get(ck.inst, &info) == 0) {
 		st->sh->repairs = info.lock_repairs;
 		st->sh->reaped = info.processes_reaped;
