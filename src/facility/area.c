@@ -762,7 +762,9 @@ DYNSHM_EXPORT int dynshm_area_alloc(dynshm_area *a, size_t size,
 	for (uint32_t n = 0; c && rc == 0 && n < AREA_CACHE_DEPTH / 2; n++) {
 		dynshm_area_ptr more;
 
-		if (alloc_small(a, p, cls, true, &more) < 0)
+		/* only from pages the partition has: no new page for this */
+		if (a->hdr->parts[p].partial[cls] == AREA_NONE ||
+		    alloc_small(a, p, cls, true, &more) < 0)
 			break;
 		c->objs[cls][n] = more;
 		atomic_store_explicit(&c->count[cls], n + 1,
