@@ -2739,18 +2739,28 @@ static int hash_lookup(void *arg)
 	return dynshm_hash_find(c->hash, &k, &v);
 }
 
+static uint64_t cpu_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
 /*
  * np processes run fn n times each, started together; *ops_per_s: all
- * their operations over the span from the first start to the last end.
+ * their operations over the span from the first start to the last end;
+ * *ops_per_cpu_s: the same per second of CPU time they used, which other
+ * load on the machine does not change (only contention inside does).
  */
 static int par_run(int np, op_fn fn, struct area_ctx *c, long n,
-		   double *ops_per_s)
+		   double *ops_per_s, double *ops_per_cpu_s)
 {
 	uint64_t *t = mmap(NULL, 4096, PROT_READ | PROT_WRITE,
 			   MAP_SHARED | MAP_ANONYMOUS, -1, 0);
 	int go[2], rc = 0;
 	pid_t pids[2];
-	uint64_t t0 = UINT64_MAX, t1 = 0;
+	uint64_t t0 = UINT64_MAX, t1 = 0, cpu = 0;
 
 	if (t == MAP_FAILED)
 		return -errno;
@@ -2770,9 +2780,11 @@ static int par_run(int np, op_fn fn, struct area_ctx *c, long n,
 			while (read(go[0], &ch, 1) < 0 && errno == EINTR)
 				;
 			t[2 * i] = now_ns();
+			t[8 + i] = cpu_ns();
 			for (long k = 0; k < n && crc == 0; k++)
 				crc = fn(c);
 			t[2 * i + 1] = now_ns();
+			t[8 + i] = cpu_ns() - t[8 + i];
 			_exit(crc < 0 ? 1 : 0);
 		}
 	}
@@ -2784,10 +2796,13 @@ static int par_run(int np, op_fn fn, struct area_ctx *c, long n,
 	for (int i = 0; i < np && rc == 0; i++) {
 		t0 = t[2 * i] < t0 ? t[2 * i] : t0;
 		t1 = t[2 * i + 1] > t1 ? t[2 * i + 1] : t1;
+		cpu += t[8 + i];
 	}
 	munmap(t, 4096);
-	if (rc == 0)
+	if (rc == 0) {
 		*ops_per_s = (double)np * (double)n / ((double)(t1 - t0) / 1e9);
+		*ops_per_cpu_s = (double)np * (double)n / ((double)cpu / 1e9);
+	}
 	return rc;
 }
 
@@ -2795,14 +2810,15 @@ static int par_run(int np, op_fn fn, struct area_ctx *c, long n,
 static int scaling_row(const char *scenario, const char *operation,
 		       size_t size, op_fn fn, struct area_ctx *c, long n)
 {
-	double one[256], two[256];
+	double one[256], two[256], cone[256], ctwo[256];
+	struct stats cpu;
 	struct row *r;
 	int rc = 0;
 
 	for (int i = 0; i < opt.repeats && rc == 0 && !stop; i++) {
-		rc = par_run(1, fn, c, n, &one[i]);
+		rc = par_run(1, fn, c, n, &one[i], &cone[i]);
 		if (rc == 0)
-			rc = par_run(2, fn, c, n, &two[i]);
+			rc = par_run(2, fn, c, n, &two[i], &ctwo[i]);
 	}
 	if (rc < 0 || stop)
 		return stop ? -EINTR : fail(rc, "%s: %s", scenario, operation);
@@ -2817,8 +2833,12 @@ static int scaling_row(const char *scenario, const char *operation,
 	r->target = 1.6;
 	snprintf(r->verdict, sizeof(r->verdict), "%s",
 		 r->ratio.med >= 1.6 ? "met" : "MISSED");
+	/* 2 x the per-CPU-second rate ratio: what two idle cores would give */
+	cpu = ratio_stats(ctwo, cone, opt.repeats);
 	fprintf(tout, "  %-28s 2 procs %10.0f ops/s  %.2fx one  (target >= "
-		"1.60) %s\n", operation, r->s.med, r->ratio.med, r->verdict);
+		"1.60) %s; per CPU second %.2fx one, so %.2fx on two idle "
+		"cores\n", operation, r->s.med, r->ratio.med, r->verdict,
+		cpu.med, 2 * cpu.med);
 	return 0;
 }
 
