@@ -14,6 +14,8 @@
  * message in dynshm_last_error() after a failure, thread-safe.  An area or
  * table handle (dynshm_area *, dynshm_hash *) belongs to the process that
  * attached it; a forked child may go on using the one it inherited.
+ * Detach an area (and its tables) before closing its instance: the
+ * instance's close unmaps the area's segments under the handle.
  *
  * Compiles as C99 and C++.
  */

@@ -890,26 +890,38 @@ static int free_check(struct dynshm_area *a, dynshm_area_ptr ptr,
 }
 
 /*
- * Free n small objects, taking each partition lock once per run of
- * objects of that partition.  Errors are recorded, not returned: the
- * objects came from a cache and were checked when they went in.
+ * Free the objects of cache c, class cls, from the top down to keep left,
+ * taking each partition lock once per run of objects of that partition.
+ * Each object leaves the cache (count lowered) just before its bit is
+ * cleared, so a crash in here leaks at most the one object in between.
+ * Errors are recorded, not returned: the objects were checked when they
+ * went in.
  */
-static void free_many(struct dynshm_area *a, const uint64_t *ptrs, uint32_t n)
+static void cache_drain(struct dynshm_area *a, struct area_cache *c,
+			uint32_t cls, uint32_t keep)
 {
 	uint32_t held = AREA_NONE;
+	uint32_t n = atomic_load(&c->count[cls]);
 	struct small_loc l;
 
-	for (uint32_t i = 0; i < n; i++) {
-		if (free_check(a, ptrs[i], &l) != 1)
-			continue;
-		if (held != l.p) {
+	if (n > AREA_CACHE_DEPTH)
+		n = AREA_CACHE_DEPTH;
+	while (n > keep) {
+		uint64_t p = c->objs[cls][n - 1];
+		bool ok = free_check(a, p, &l) == 1;
+
+		if (ok && held != l.p) {
 			if (held != AREA_NONE)
 				part_unlock(a, held);
 			held = part_lock(a, l.p, false) == 0 ? l.p : AREA_NONE;
-			if (held == AREA_NONE)
-				continue;
+			ok = held != AREA_NONE;
 		}
-		free_small_locked(a, ptrs[i], &l);
+		/* Commit: out of the cache. */
+		atomic_store_explicit(&c->count[cls], --n,
+				      memory_order_release);
+		AREA_HOOK("cache.drain");
+		if (ok)
+			free_small_locked(a, p, &l);
 	}
 	if (held != AREA_NONE)
 		part_unlock(a, held);
@@ -918,19 +930,8 @@ static void free_many(struct dynshm_area *a, const uint64_t *ptrs, uint32_t n)
 /* Give back every object in cache c (ours, or its owner dead). */
 static void cache_empty(struct dynshm_area *a, struct area_cache *c)
 {
-	for (uint32_t cls = 0; cls < AREA_NCLASSES; cls++) {
-		uint32_t n = atomic_load(&c->count[cls]);
-
-		if (n > AREA_CACHE_DEPTH)
-			n = AREA_CACHE_DEPTH;
-		while (n > 0) {
-			uint64_t p = c->objs[cls][--n];
-
-			/* Commit: out of the cache (a crash now leaks p). */
-			atomic_store(&c->count[cls], n);
-			free_many(a, &p, 1);
-		}
-	}
+	for (uint32_t cls = 0; cls < AREA_NCLASSES; cls++)
+		cache_drain(a, c, cls, 0);
 }
 
 /*
@@ -1059,13 +1060,8 @@ DYNSHM_EXPORT int dynshm_area_free(dynshm_area *a, dynshm_area_ptr ptr)
 			if (c->objs[l.cls][i] == ptr)
 				return bad_ptr(a, ptr, "freed already");
 		if (n == AREA_CACHE_DEPTH) {
-			uint64_t out[AREA_CACHE_DEPTH / 2];
-
 			n = AREA_CACHE_DEPTH / 2;
-			memcpy(out, &c->objs[l.cls][n], sizeof(out));
-			atomic_store_explicit(&c->count[l.cls], n,
-					      memory_order_release);
-			free_many(a, out, AREA_CACHE_DEPTH / 2);
+			cache_drain(a, c, l.cls, n);
 		}
 		c->objs[l.cls][n] = ptr;
 		/* Commit: the object is in the cache. */
