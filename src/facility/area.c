@@ -19,7 +19,11 @@
  * allocating at once rarely meet.  The area lock is taken only to take or
  * give back a whole page or segment.  A free goes to the partition that
  * owns the page.  Larger allocations get a segment each: they are rare and
- * the segment's creation costs more than any bookkeeping.
+ * the segment's creation costs more than any bookkeeping.  On top, each
+ * thread keeps a few free objects per class in a cache slot in shared
+ * memory (area_int.h, struct area_cache), owned by its process's liveness
+ * token, so most alloc/free pairs take no lock at all; the caches of dead
+ * processes are emptied by whoever finds them.
  *
  * Segments are named (dynshm.area.<area>.<index>.<gen>) so that a process
  * killed between making one and recording its handle leaves something the
