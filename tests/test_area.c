@@ -888,6 +888,92 @@ static void test_hash_storm(void **state)
 	munmap(hs, sizeof(*hs));
 }
 
+/*
+ * Replace storm: children overwrite 64 keys again and again with values
+ * whose 32 words all hold one stamp, and die at the table's hook points.
+ * Every key must stay, once, with a whole value (never half of two).
+ */
+#define RKEYS 64
+#define RWORDS 32
+
+static int replace_child(dynshm_hash *t)
+{
+	uint64_t v[RWORDS];
+	uint64_t seed = (uint64_t)getpid() * 0x9e3779b97f4a7c15ull | 1;
+
+	for (;;) {
+		uint64_t key = rnd(&seed) % RKEYS, stamp = rnd(&seed);
+
+		for (int w = 0; w < RWORDS; w++)
+			v[w] = stamp;
+		CHILD_CHECK(dynshm_hash_insert(t, &key, v,
+					       DYNSHM_HASH_REPLACE) == 0);
+	}
+}
+
+static pid_t start_replace_child(dynshm_hash *t)
+{
+	pid_t pid;
+
+	fflush(NULL);
+	pid = fork();
+	if (pid == 0) {
+		arm_hook();
+		die_every = 200;
+		_exit(replace_child(t));
+	}
+	assert_true(pid > 0);
+	return pid;
+}
+
+static int whole_value(const void *key, size_t len, void *value, void *arg)
+{
+	const uint64_t *v = value;
+
+	(void)key;
+	(void)len;
+	for (int w = 1; w < RWORDS; w++)
+		if (v[w] != v[0])
+			(*(int *)arg)++;
+	return 0;
+}
+
+static void test_replace_storm(void **state)
+{
+	struct fixture *f = *state;
+	uint64_t v[RWORDS] = { 0 }, count;
+	dynshm_area_ptr tp;
+	dynshm_hash *t;
+	dynshm_area *a;
+	int torn = 0, status;
+
+	ASSERT_OK(dynshm_area_create(f->inst, 0, 0, &a));
+	ASSERT_OK(dynshm_hash_create(a, 8, sizeof(v), &tp, &t));
+	for (uint64_t key = 0; key < RKEYS; key++)
+		ASSERT_OK(dynshm_hash_insert(t, &key, v, 0));
+	for (int k = 0; k < KIDS; k++)
+		f->kids[k] = start_replace_child(t);
+	for (int n = 0; n < KILLS; n++) {
+		int k = reap_any(f->kids, KIDS);
+
+		f->kids[k] = start_replace_child(t);
+	}
+	for (int k = 0; k < KIDS; k++) {
+		kill(f->kids[k], SIGKILL);
+		status = test_wait(f->kids[k]);
+		f->kids[k] = 0;
+		assert_int_equal(status, 128 + SIGKILL);
+	}
+	ASSERT_OK(dynshm_hash_foreach(t, whole_value, &torn));
+	assert_int_equal(torn, 0);
+	ASSERT_OK(dynshm_hash_count(t, &count));
+	assert_int_equal(count, RKEYS);
+	for (uint64_t key = 0; key < RKEYS; key++)
+		ASSERT_OK(dynshm_hash_find(t, &key, v));
+	ASSERT_OK(dynshm_hash_destroy(t));
+	ASSERT_OK(dynshm_area_destroy(a));
+}
+
 #define T(fn) cmocka_unit_test_setup_teardown(fn, test_setup, test_teardown)
 
 int main(void)
@@ -903,6 +989,7 @@ int main(void)
 		T(test_alloc_storm),
 		T(test_hash_basic),
 		T(test_hash_storm),
+		T(test_replace_storm),
 	};
 	int rc;
 

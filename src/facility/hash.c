@@ -21,10 +21,13 @@
  *             point of an insert, a delete or a resize leaves a partition
  *             that holds exactly the entries whose commit store happened:
  *             every insert that returned is found, nothing is found twice.
- * What a crash can leak (never corrupt): the entry of an insert killed
- * before its commit, the entry of a delete killed after it, and the bucket
- * array a resize was building or giving back.  The area counts them as
- * used.
+ * A replace (DYNSHM_HASH_REPLACE) never writes a value in place: it
+ * makes a new entry and commits by storing it into its predecessor's
+ * link, so a crash leaves the old value or the new one, whole.
+ * What a crash can leak (never corrupt): the entry of an insert or replace
+ * killed before its commit, the entry of a delete or the old entry of a
+ * replace killed after it, and the bucket array a resize was building or
+ * giving back.  The area counts them as used.
  *
  * LOCKS.  parts[p].lock guards every field of partition p and of its
  * entries; the header is written once at creation.
@@ -259,14 +262,60 @@ static int key_lock(struct dynshm_hash *t, const void *key, size_t *klen,
 	return part_lock(t, *pt);
 }
 
+/* A new entry for key and value, not linked anywhere yet. */
+static int entry_new(struct dynshm_hash *t, uint64_t h, const void *key,
+		     size_t klen, const void *value, dynshm_area_ptr *out)
+{
+	size_t voff = (klen + 7) & ~(size_t)7;
+	struct hash_entry *he;
+	int rc = dynshm_area_alloc(t->area, sizeof(*he) + voff +
+				   t->hdr->value_size, 0, out);
+
+	if (rc < 0)
+		return rc;
+	he = at(t, *out);
+	he->hash = h;
+	he->klen = (uint32_t)klen;
+	he->voff = (uint32_t)voff;
+	memcpy(he->data, key, klen);
+	if (t->hdr->value_size)
+		memcpy(he->data + voff, value, t->hdr->value_size);
+	return 0;
+}
+
+/*
+ * Put a new entry ne in the place of old (lock held; link is the chain
+ * link to old).  The value is never overwritten in place, so a process
+ * killed here leaves the old value or the new one, never half of each.
+ */
+static void entry_swap(struct dynshm_hash *t, struct hash_part *pt,
+		       dynshm_area_ptr old, dynshm_area_ptr ne,
+		       dynshm_area_ptr *link)
+{
+	struct hash_entry *oh = at(t, old), *nh = at(t, ne);
+
+	nh->next = oh->next;
+	nh->prev = oh->prev;
+	nh->chain = oh->chain;
+	/* Commit: the new entry takes the old one's place in the list. */
+	if (oh->prev)
+		((struct hash_entry *)at(t, oh->prev))->next = ne;
+	else
+		pt->head = ne;
+	AREA_HOOK("hash.replaced");
+	if (oh->next)
+		((struct hash_entry *)at(t, oh->next))->prev = ne;
+	*link = ne;
+}
+
 DYNSHM_EXPORT int dynshm_hash_insert(dynshm_hash *t, const void *key,
 				     const void *value, unsigned flags)
 {
+	dynshm_area_ptr e, old, *link = NULL;
 	struct hash_part *pt;
 	struct hash_entry *he;
 	struct hash_buckets *bk;
-	dynshm_area_ptr e;
-	size_t klen, voff;
+	size_t klen;
 	uint64_t h;
 	int rc;
 
@@ -277,30 +326,20 @@ DYNSHM_EXPORT int dynshm_hash_insert(dynshm_hash *t, const void *key,
 	rc = key_lock(t, key, &klen, &h, &pt);
 	if (rc < 0)
 		return rc;
-	voff = (klen + 7) & ~(size_t)7;
-	e = part_find(t, pt, h, key, klen, NULL);
-	if (e) {
-		if (flags & DYNSHM_HASH_REPLACE) {
-			he = at(t, e);
-			memcpy(he->data + he->voff, value,
-			       t->hdr->value_size);
-			rc = 0;
-		} else {
-			rc = -EEXIST;
-		}
+	old = part_find(t, pt, h, key, klen, &link);
+	if (old && !(flags & DYNSHM_HASH_REPLACE)) {
+		rc = -EEXIST;
 		goto out;
 	}
-	rc = dynshm_area_alloc(t->area, sizeof(*he) + voff +
-			       t->hdr->value_size, 0, &e);
+	rc = entry_new(t, h, key, klen, value, &e);
 	if (rc < 0)
 		goto out;
+	if (old) {
+		entry_swap(t, pt, old, e, link);
+		pthread_mutex_unlock(&pt->lock);
+		return dynshm_area_free(t->area, old);
+	}
 	he = at(t, e);
-	he->hash = h;
-	he->klen = (uint32_t)klen;
-	he->voff = (uint32_t)voff;
-	memcpy(he->data, key, klen);
-	if (t->hdr->value_size)
-		memcpy(he->data + voff, value, t->hdr->value_size);
 	he->prev = 0;
 	he->next = pt->head;
 	/* Commit: the entry is in the table. */
