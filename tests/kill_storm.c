@@ -42,7 +42,10 @@
  * free in a shared area (issue 15, "storm.area") and stamp every block with
  * its own pointer; the checker then asks the area for its statistics,
  * which repairs whatever a killed worker left, and checks that they add
- * up.  At the end every worker
+ * up.  And they insert, find and delete keys in a hash table in that area
+ * (its area pointer in the named segment "storm.table"), whose values are
+ * a function of their keys; the checker walks it for wrong values and
+ * duplicate keys.  At the end every worker
  * is killed, a last check runs, the instance is reset and destroyed, and
  * nothing of it may remain anywhere.
  *
@@ -244,6 +247,7 @@ struct wstate {
 	struct held local[LOCAL_MAX];
 	int nlocal;
 	dynshm_area *area;	/* NULL until the first area op */
+	dynshm_hash *hash;	/* NULL until the first table op */
 	dynshm_area_ptr blocks[AREA_HELD];
 	size_t sizes[AREA_HELD];
 	int nblocks;
@@ -415,6 +419,9 @@ static void open_instance(struct wstate *ws)
 
 static void area_leave(struct wstate *ws)
 {
+	if (ws->hash)
+		dynshm_hash_detach(ws->hash);
+	ws->hash = NULL;
 	if (ws->area)
 		dynshm_area_detach(ws->area);
 	ws->area = NULL;
@@ -569,10 +576,99 @@ static void op_area(struct wstate *ws)
 	ws->sizes[ws->nblocks++] = size;
 }
 
+/*
+ * The storm's hash table: its area pointer lives in the named segment
+ * TABLE_NAME (8 bytes, 0 until someone made the table).  A worker that
+ * finds 0 makes a table and installs it with a compare-and-swap; a loser
+ * destroys its own.  One killed in between leaks a table, nothing more.
+ */
+#define TABLE_NAME "storm.table"
+#define TABLE_VALUE(k) ((k) * 3 + 1)
+
+static int hash_join(struct wstate *ws)
+{
+	dynshm_area_ptr tp = 0, mine;
+	dynshm_segment *seg;
+	dynshm_hash *t;
+	int rc;
+
+	rc = dynshm_get_named(ws->inst, TABLE_NAME, 8, DYNSHM_CREATE_PIN, NULL,
+			      NULL, &seg, NULL);
+	if (rc == -ENOSPC || rc == -ENOMEM)
+		return rc;
+	if (rc != 0)
+		BAD(ws, "dynshm_get_named(table)", rc);
+	tp = __atomic_load_n((uint64_t *)dynshm_segment_address(seg),
+			     __ATOMIC_ACQUIRE);
+	if (tp == 0) {
+		rc = dynshm_hash_create(ws->area, 8, 8, &mine, &t);
+		if (rc == -ENOSPC || rc == -ENOMEM) {
+			dynshm_detach(seg);
+			return rc;
+		}
+		if (rc != 0)
+			BAD(ws, "dynshm_hash_create", rc);
+		if (__atomic_compare_exchange_n(
+			    (uint64_t *)dynshm_segment_address(seg), &tp, mine,
+			    false, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {
+			ws->hash = t;
+		} else {
+			dynshm_hash_destroy(t);
+		}
+	}
+	dynshm_detach(seg);
+	if (!ws->hash) {
+		rc = dynshm_hash_attach(ws->area, tp, &ws->hash);
+		if (rc != 0)
+			BAD(ws, "dynshm_hash_attach", rc);
+	}
+	return 0;
+}
+
+/* Insert, find or delete one of this worker's 512 keys. */
+static void op_hash(struct wstate *ws)
+{
+	uint64_t key, value;
+	int rc;
+
+	if (!ws->area) {
+		op_area(ws); /* joins the area first */
+		return;
+	}
+	if (!ws->hash && hash_join(ws) < 0)
+		return;
+	key = (uint64_t)ws->index << 32 | below(&ws->rng, 512);
+	value = TABLE_VALUE(key);
+	switch (below(&ws->rng, 3)) {
+	case 0:
+		rc = dynshm_hash_insert(ws->hash, &key, &value,
+					DYNSHM_HASH_REPLACE);
+		if (rc != 0 && rc != -ENOSPC && rc != -ENOMEM)
+			BAD(ws, "dynshm_hash_insert", rc);
+		break;
+	case 1:
+		rc = dynshm_hash_find(ws->hash, &key, &value);
+		if (rc == 0 && value != TABLE_VALUE(key)) {
+			fprintf(stderr, "kill_storm: worker %d: key %016" PRIx64
+					" has value %016" PRIx64 "\n",
+				(int)getpid(), key, value);
+			_exit(EXIT_DATA);
+		}
+		if (rc != 0 && rc != -ENOENT)
+			BAD(ws, "dynshm_hash_find", rc);
+		break;
+	default:
+		rc = dynshm_hash_delete(ws->hash, &key);
+		if (rc != 0 && rc != -ENOENT)
+			BAD(ws, "dynshm_hash_delete", rc);
+	}
+}
+
 static void (*const ops[])(struct wstate *) = {
 	op_create, op_create, op_create, op_attach, op_attach, op_attach,
 	op_detach, op_detach, op_detach, op_pin,    op_unpin,  op_destroy,
 	op_destroy, op_reopen, op_get_named, op_get_named, op_area, op_area,
+	op_hash, op_hash,
 };
 
 #define N_OPS (sizeof(ops) / sizeof(ops[0]))
@@ -777,6 +873,7 @@ static void check_named_stamp(struct check *ck, uint32_t s, const void *addr)
 
 	/* the area's segments: the area checks them (check_area) */
 	if (strcmp(slot->name, AREA_NAME) == 0 ||
+	    strcmp(slot->name, TABLE_NAME) == 0 ||
 	    strncmp(slot->name, "dynshm.area.", 12) == 0)
 		return;
 	while (i < N_NAMES && strcmp(names[i], slot->name) != 0)
@@ -994,6 +1091,68 @@ static bool is_worker(const struct storm *st, pid_t pid)
 	return false;
 }
 
+/* Every entry of the table has its key's value, and no key is twice. */
+struct table_walk {
+	uint64_t keys[MAX_WORKERS * 512 + 1];
+	uint64_t n, bad;
+};
+
+static int table_entry(const void *key, size_t len, void *value, void *arg)
+{
+	struct table_walk *w = arg;
+	uint64_t k, v;
+
+	memcpy(&k, key, 8);
+	memcpy(&v, value, 8);
+	if (len != 8 || v != TABLE_VALUE(k) ||
+	    w->n == sizeof(w->keys) / sizeof(w->keys[0]))
+		w->bad++;
+	else
+		w->keys[w->n++] = k;
+	return 0;
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+static void check_table(struct check *ck, dynshm_area *a)
+{
+	static struct table_walk w;
+	dynshm_segment *seg;
+	dynshm_hash *t;
+	uint64_t tp, count;
+
+	if (dynshm_attach_named(ck->inst, TABLE_NAME, &seg) != 0)
+		return;
+	tp = __atomic_load_n((uint64_t *)dynshm_segment_address(seg),
+			     __ATOMIC_ACQUIRE);
+	dynshm_detach(seg);
+	if (tp == 0)
+		return;
+	if (dynshm_hash_attach(a, tp, &t) != 0) {
+		PROBLEM(ck, "cannot attach the table: %s",
+			dynshm_last_error());
+		return;
+	}
+	w.n = w.bad = 0;
+	if (dynshm_hash_foreach(t, table_entry, &w) != 0 ||
+	    dynshm_hash_count(t, &count) != 0)
+		PROBLEM(ck, "table walk: %s", dynshm_last_error());
+	else if (w.bad || count != w.n)
+		PROBLEM(ck, "table: %" PRIu64 " wrong entries, count %" PRIu64
+			    " for %" PRIu64 " walked", w.bad, count, w.n);
+	qsort(w.keys, w.n, sizeof(w.keys[0]), cmp_u64);
+	for (uint64_t i = 1; i < w.n; i++)
+		if (w.keys[i] == w.keys[i - 1])
+			PROBLEM(ck, "table key %016" PRIx64 " is there twice",
+				w.keys[i]);
+	dynshm_hash_detach(t);
+}
+
 /*
  * The shared area, if a worker made it: its statistics (which repair what
  * killed workers left, under its locks) must succeed and add up.
@@ -1013,6 +1172,7 @@ static void check_area(struct check *ck)
 		PROBLEM(ck, "cannot attach the area: %s", dynshm_last_error());
 		return;
 	}
+	check_table(ck, a);
 	rc = dynshm_area_stats_get(a, &as);
 	if (rc != 0)
 		PROBLEM(ck, "area statistics: %s", dynshm_last_error());
