@@ -48,7 +48,7 @@ done
 incs="-I'$incdir' -I'$genincdir'"
 
 failed=0
-for h in dsm.h dsm_impl.h version.h facility.h; do
+for h in dsm.h dsm_impl.h version.h facility.h area.h; do
 	[ -f "$incdir/dynshm/$h" ] || [ -f "$genincdir/dynshm/$h" ] ||
 		die "missing dynshm/$h"
 	if printf '#include <dynshm/%s>\nint main(void) { return 0; }\n' "$h" |
@@ -84,7 +84,7 @@ if [ -z "$cxx" ]; then
 	exit 77
 fi
 
-for h in dsm.h dsm_impl.h version.h facility.h; do
+for h in dsm.h dsm_impl.h version.h facility.h area.h; do
 	if printf '#include <dynshm/%s>\nint main() { return 0; }\n' "$h" |
 		eval "$cxx -std=c++11 -fsyntax-only -Wall -Wextra -Werror \
 			-pedantic $incs -x c++ -"; then

@@ -44,7 +44,14 @@
  *   - region blocks lie inside the region, aligned, do not overlap, and the
  *     allocator's used bytes and block count equal the slots' sum.
  * Workers also check data: every segment starts with its own handle, so an
- * attach that mapped the wrong object is caught.
+ * attach that mapped the wrong object is caught.  They also allocate and
+ * free in a shared area (issue 15, "storm.area") and stamp every block with
+ * its own pointer; the checker then asks the area for its statistics,
+ * which repairs whatever a killed worker left, and checks that they add
+ * up.  And they insert, find and delete keys in a hash table in that area
+ * (its area pointer in the named segment "storm.table"), whose values are
+ * a function of their keys; the checker walks it for wrong values and
+ * duplicate keys.
  *
  * Queue pairs (dynshm/facility.h): a worker's operation may be a message
  * queue in a fresh segment, shared with a partner process it forks; one
@@ -75,6 +82,7 @@
 #include "src/wrapper.h"
 
 #include <build_config.h>
+#include <dynshm/area.h>
 #include <dynshm/dsm.h>
 #include <dynshm/dsm_impl.h>
 #include <dynshm/facility.h>
@@ -259,12 +267,20 @@ struct held {
 	dynshm_handle handle;
 };
 
+#define AREA_HELD 16 /* area blocks a worker holds at once */
+#define AREA_NAME "storm.area"
+
 struct wstate {
 	struct storm *st;
 	int index;
 	dynshm_instance *inst;
 	struct held local[LOCAL_MAX];
 	int nlocal;
+	dynshm_area *area;	/* NULL until the first area op */
+	dynshm_hash *hash;	/* NULL until the first table op */
+	dynshm_area_ptr blocks[AREA_HELD];
+	size_t sizes[AREA_HELD];
+	int nblocks;
 	uint64_t rng;
 	int hook_countdown;	/* > 0: die at that many-th hook call */
 	int go, done;		/* the driver's pipes (a partner closes them) */
@@ -432,10 +448,24 @@ static void open_instance(struct wstate *ws)
 		BAD(ws, "dynshm_instance_open", rc);
 }
 
+static void area_leave(struct wstate *ws)
+{
+	if (ws->hash)
+		dynshm_hash_detach(ws->hash);
+	ws->hash = NULL;
+	if (ws->area)
+		dynshm_area_detach(ws->area);
+	ws->area = NULL;
+	ws->nblocks = 0; /* still allocated: the area keeps them */
+}
+
 /* Leave the instance (detaching everything) and join it again. */
 static void op_reopen(struct wstate *ws)
 {
-	int rc = dynshm_instance_close(ws->inst);
+	int rc;
+
+	area_leave(ws);
+	rc = dynshm_instance_close(ws->inst);
 
 	ws->inst = NULL;
 	ws->nlocal = 0;
@@ -666,10 +696,160 @@ static void op_queue(struct wstate *ws)
 		BAD(ws, "dynshm_detach (queue)", rc);
 }
 
+/* Both ends of an area block hold its own pointer. */
+static void area_stamp(unsigned char *p, size_t size, dynshm_area_ptr ptr)
+{
+	memcpy(p, &ptr, sizeof(ptr));
+	memcpy(p + size - sizeof(ptr), &ptr, sizeof(ptr));
+}
+
+static void area_check(struct wstate *ws, int i)
+{
+	const unsigned char *p = dynshm_area_get(ws->area, ws->blocks[i]);
+	uint64_t a, b;
+
+	if (!p)
+		BAD(ws, "dynshm_area_get", -ENOENT);
+	memcpy(&a, p, sizeof(a));
+	memcpy(&b, p + ws->sizes[i] - sizeof(b), sizeof(b));
+	if (a != ws->blocks[i] || b != ws->blocks[i]) {
+		fprintf(stderr, "kill_storm: worker %d: area block %016" PRIx64
+				" holds %016" PRIx64 " %016" PRIx64 "\n",
+			(int)getpid(), ws->blocks[i], a, b);
+		_exit(EXIT_DATA);
+	}
+}
+
+/* Allocate or free in the shared area (issue 15). */
+static void op_area(struct wstate *ws)
+{
+	dynshm_area_ptr ptr;
+	size_t size;
+	int rc, i;
+
+	if (!ws->area) {
+		rc = dynshm_area_get_named(ws->inst, AREA_NAME, 0, 0,
+					   &ws->area, NULL);
+		if (rc == -ENOSPC || rc == -ENOMEM)
+			return; /* every slot (or the region) in use */
+		if (rc != 0)
+			BAD(ws, "dynshm_area_get_named", rc);
+	}
+	if (ws->nblocks == AREA_HELD ||
+	    (ws->nblocks > 0 && below(&ws->rng, 2))) {
+		i = (int)below(&ws->rng, (unsigned)ws->nblocks);
+		area_check(ws, i);
+		rc = dynshm_area_free(ws->area, ws->blocks[i]);
+		if (rc != 0)
+			BAD(ws, "dynshm_area_free", rc);
+		ws->blocks[i] = ws->blocks[--ws->nblocks];
+		ws->sizes[i] = ws->sizes[ws->nblocks];
+		return;
+	}
+	size = 16 + below(&ws->rng, below(&ws->rng, 16) ? 3000 : 20000);
+	rc = dynshm_area_alloc(ws->area, size, 0, &ptr);
+	if (rc == -ENOSPC || rc == -ENOMEM)
+		return; /* every slot (or the region) in use: allowed */
+	if (rc != 0)
+		BAD(ws, "dynshm_area_alloc", rc);
+	area_stamp(dynshm_area_get(ws->area, ptr), size, ptr);
+	ws->blocks[ws->nblocks] = ptr;
+	ws->sizes[ws->nblocks++] = size;
+}
+
+/*
+ * The storm's hash table: its area pointer lives in the named segment
+ * TABLE_NAME (8 bytes, 0 until someone made the table).  A worker that
+ * finds 0 makes a table and installs it with a compare-and-swap; a loser
+ * destroys its own.  One killed in between leaks a table, nothing more.
+ */
+#define TABLE_NAME "storm.table"
+#define TABLE_VALUE(k) ((k) * 3 + 1)
+
+static int hash_join(struct wstate *ws)
+{
+	dynshm_area_ptr tp = 0, mine;
+	dynshm_segment *seg;
+	dynshm_hash *t;
+	int rc;
+
+	rc = dynshm_get_named(ws->inst, TABLE_NAME, 8, DYNSHM_CREATE_PIN, NULL,
+			      NULL, &seg, NULL);
+	if (rc == -ENOSPC || rc == -ENOMEM)
+		return rc;
+	if (rc != 0)
+		BAD(ws, "dynshm_get_named(table)", rc);
+	tp = __atomic_load_n((uint64_t *)dynshm_segment_address(seg),
+			     __ATOMIC_ACQUIRE);
+	if (tp == 0) {
+		rc = dynshm_hash_create(ws->area, 8, 8, &mine, &t);
+		if (rc == -ENOSPC || rc == -ENOMEM) {
+			dynshm_detach(seg);
+			return rc;
+		}
+		if (rc != 0)
+			BAD(ws, "dynshm_hash_create", rc);
+		if (__atomic_compare_exchange_n(
+			    (uint64_t *)dynshm_segment_address(seg), &tp, mine,
+			    false, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {
+			ws->hash = t;
+		} else {
+			dynshm_hash_destroy(t);
+		}
+	}
+	dynshm_detach(seg);
+	if (!ws->hash) {
+		rc = dynshm_hash_attach(ws->area, tp, &ws->hash);
+		if (rc != 0)
+			BAD(ws, "dynshm_hash_attach", rc);
+	}
+	return 0;
+}
+
+/* Insert, find or delete one of this worker's 512 keys. */
+static void op_hash(struct wstate *ws)
+{
+	uint64_t key, value;
+	int rc;
+
+	if (!ws->area) {
+		op_area(ws); /* joins the area first */
+		return;
+	}
+	if (!ws->hash && hash_join(ws) < 0)
+		return;
+	key = (uint64_t)ws->index << 32 | below(&ws->rng, 512);
+	value = TABLE_VALUE(key);
+	switch (below(&ws->rng, 3)) {
+	case 0:
+		rc = dynshm_hash_insert(ws->hash, &key, &value,
+					DYNSHM_HASH_REPLACE);
+		if (rc != 0 && rc != -ENOSPC && rc != -ENOMEM)
+			BAD(ws, "dynshm_hash_insert", rc);
+		break;
+	case 1:
+		rc = dynshm_hash_find(ws->hash, &key, &value);
+		if (rc == 0 && value != TABLE_VALUE(key)) {
+			fprintf(stderr, "kill_storm: worker %d: key %016" PRIx64
+					" has value %016" PRIx64 "\n",
+				(int)getpid(), key, value);
+			_exit(EXIT_DATA);
+		}
+		if (rc != 0 && rc != -ENOENT)
+			BAD(ws, "dynshm_hash_find", rc);
+		break;
+	default:
+		rc = dynshm_hash_delete(ws->hash, &key);
+		if (rc != 0 && rc != -ENOENT)
+			BAD(ws, "dynshm_hash_delete", rc);
+	}
+}
+
 static void (*const ops[])(struct wstate *) = {
 	op_create, op_create, op_create, op_attach, op_attach, op_attach,
 	op_detach, op_detach, op_detach, op_pin,    op_unpin,  op_destroy,
 	op_destroy, op_reopen, op_get_named, op_get_named, op_queue,
+	op_area, op_area, op_hash, op_hash,
 };
 
 #define N_OPS (sizeof(ops) / sizeof(ops[0]))
@@ -716,6 +896,7 @@ static int worker_main(struct storm *st, int index, int go, int done)
 	}
 	/* told to stop (EOF): leave cleanly */
 	dynshm_test_hook = NULL;
+	area_leave(&ws);
 	dynshm_instance_close(ws.inst);
 	return 0;
 }
@@ -884,6 +1065,11 @@ static void check_named_stamp(struct check *ck, uint32_t s, const void *addr)
 	uint64_t v[2];
 	size_t i = 0;
 
+	/* the area's segments: the area checks them (check_area) */
+	if (strcmp(slot->name, AREA_NAME) == 0 ||
+	    strcmp(slot->name, TABLE_NAME) == 0 ||
+	    strncmp(slot->name, "dynshm.area.", 12) == 0)
+		return;
 	while (i < N_NAMES && strcmp(names[i], slot->name) != 0)
 		i++;
 	if (i == N_NAMES) {
@@ -1138,6 +1324,101 @@ static bool is_worker(const struct storm *st, pid_t pid)
 	return false;
 }
 
+/* Every entry of the table has its key's value, and no key is twice. */
+struct table_walk {
+	uint64_t keys[MAX_WORKERS * 512 + 1];
+	uint64_t n, bad;
+};
+
+static int table_entry(const void *key, size_t len, void *value, void *arg)
+{
+	struct table_walk *w = arg;
+	uint64_t k, v;
+
+	memcpy(&k, key, 8);
+	memcpy(&v, value, 8);
+	if (len != 8 || v != TABLE_VALUE(k) ||
+	    w->n == sizeof(w->keys) / sizeof(w->keys[0]))
+		w->bad++;
+	else
+		w->keys[w->n++] = k;
+	return 0;
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+static void check_table(struct check *ck, dynshm_area *a)
+{
+	static struct table_walk w;
+	dynshm_segment *seg;
+	dynshm_hash *t;
+	uint64_t tp, count;
+
+	if (dynshm_attach_named(ck->inst, TABLE_NAME, &seg) != 0)
+		return;
+	tp = __atomic_load_n((uint64_t *)dynshm_segment_address(seg),
+			     __ATOMIC_ACQUIRE);
+	dynshm_detach(seg);
+	if (tp == 0)
+		return;
+	if (dynshm_hash_attach(a, tp, &t) != 0) {
+		PROBLEM(ck, "cannot attach the table: %s",
+			dynshm_last_error());
+		return;
+	}
+	w.n = w.bad = 0;
+	if (dynshm_hash_foreach(t, table_entry, &w) != 0 ||
+	    dynshm_hash_count(t, &count) != 0)
+		PROBLEM(ck, "table walk: %s", dynshm_last_error());
+	else if (w.bad || count != w.n)
+		PROBLEM(ck, "table: %" PRIu64 " wrong entries, count %" PRIu64
+			    " for %" PRIu64 " walked", w.bad, count, w.n);
+	qsort(w.keys, w.n, sizeof(w.keys[0]), cmp_u64);
+	for (uint64_t i = 1; i < w.n; i++)
+		if (w.keys[i] == w.keys[i - 1])
+			PROBLEM(ck, "table key %016" PRIx64 " is there twice",
+				w.keys[i]);
+	dynshm_hash_detach(t);
+}
+
+/*
+ * The shared area, if a worker made it: its statistics (which repair what
+ * killed workers left, under its locks) must succeed and add up.
+ */
+static void check_area(struct check *ck)
+{
+	dynshm_segment *seg;
+	dynshm_area_stats as;
+	dynshm_area *a;
+	int rc;
+
+	if (dynshm_attach_named(ck->inst, AREA_NAME, &seg) != 0)
+		return; /* none yet (or being made) */
+	rc = dynshm_area_attach(ck->inst, dynshm_segment_handle(seg), &a);
+	dynshm_detach(seg);
+	if (rc != 0) {
+		PROBLEM(ck, "cannot attach the area: %s", dynshm_last_error());
+		return;
+	}
+	check_table(ck, a);
+	rc = dynshm_area_stats_get(a, &as);
+	if (rc != 0)
+		PROBLEM(ck, "area statistics: %s", dynshm_last_error());
+	else if (as.total_bytes != as.used_bytes + as.free_bytes +
+					   as.overhead_bytes ||
+		 as.overhead_bytes > as.total_bytes / 2)
+		PROBLEM(ck, "area bytes do not add up: total %" PRIu64
+			    " used %" PRIu64 " free %" PRIu64 " overhead %"
+			    PRIu64, as.total_bytes, as.used_bytes,
+			as.free_bytes, as.overhead_bytes);
+	dynshm_area_detach(a);
+}
+
 static int checker_main(struct storm *st)
 {
 	static char slot_keys[1024][KEY_LEN];
@@ -1202,6 +1483,7 @@ static int checker_main(struct storm *st)
 	}
 	check_objects(&ck, st);
 	ctl_unlock(ck.inst);
+	check_area(&ck);
 	if (dynshm_instance_info_get(ck.inst, &info, sizeof(info)) == 0) {
 		st->sh->repairs = info.lock_repairs;
 		st->sh->reaped = info.processes_reaped;

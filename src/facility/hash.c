@@ -1,0 +1,563 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * hash.c - a concurrent hash table in a shared area.
+ *
+ * Why this shape.  PostgreSQL's dshash grows by taking every partition
+ * lock at once and cannot survive a backend killed while it holds one.
+ * Here the table is HASH_NPARTS independent tables (a key's partition is
+ * the top bits of its hash), each with a robust lock, its own bucket
+ * array and its own growth: a resize stops only the readers of one
+ * partition, for as long as it takes to relink its entries.
+ *
+ * Crash safety rests on the split of src/control.h:
+ *   primary - a partition's list of all its entries (head, entry.next),
+ *             and each entry's key and value.  An insert commits by
+ *             storing the new entry at the head; a delete commits by
+ *             storing its successor into its predecessor.  A key is never
+ *             inserted twice because the insert looks it up first under
+ *             the same lock.
+ *   derived - entry.prev, the bucket array and entry.chain links, the
+ *             count.  Whoever takes a partition lock whose holder died
+ *             rebuilds them from the list, so a process killed at any
+ *             point of an insert, a delete or a resize leaves a partition
+ *             that holds exactly the entries whose commit store happened:
+ *             every insert that returned is found, nothing is found twice.
+ * A replace (DYNSHM_HASH_REPLACE) never writes a value in place: it
+ * makes a new entry and commits by storing it into its predecessor's
+ * link, so a crash leaves the old value or the new one, whole.
+ * What a crash can leak (never corrupt): the entry of an insert or replace
+ * killed before its commit, the entry of a delete or the old entry of a
+ * replace killed after it, and the bucket array a resize was building or
+ * giving back.  The area counts them as used.
+ *
+ * LOCKS.  parts[p].lock guards every field of partition p and of its
+ * entries; the header is written once at creation.
+ */
+#include "area_int.h"
+
+#include "../error.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define HASH_MAGIC 0x4873616873796468ull
+#define HASH_NPARTS 64u
+#define HASH_PART_SHIFT 58 /* 64 - log2(HASH_NPARTS) */
+#define HASH_MIN_LOG2 4u
+
+struct hash_part {
+	pthread_mutex_t lock;
+	uint32_t dirty;		 /* set while a repair is due */
+	uint32_t pad;
+	dynshm_area_ptr head;	 /* primary: all entries */
+	dynshm_area_ptr buckets; /* derived: struct hash_buckets */
+	uint64_t count;		 /* derived */
+} __attribute__((aligned(64)));
+
+struct hash_hdr {
+	uint64_t magic;
+	uint32_t key_size;   /* 0: strings */
+	uint32_t value_size;
+	struct hash_part parts[HASH_NPARTS];
+};
+
+struct hash_buckets {
+	uint64_t log2;
+	dynshm_area_ptr b[];
+};
+
+struct hash_entry {
+	dynshm_area_ptr next;  /* primary: the partition's list */
+	dynshm_area_ptr prev;  /* derived */
+	dynshm_area_ptr chain; /* derived: bucket chain */
+	uint64_t hash;
+	uint32_t klen;	       /* bytes of key, NUL included for strings */
+	uint32_t voff;	       /* value offset in data[] */
+	unsigned char data[];
+};
+
+struct dynshm_hash {
+	dynshm_area *area;
+	dynshm_area_ptr self;
+	struct hash_hdr *hdr;
+};
+
+static uint64_t mix(uint64_t h)
+{
+	h ^= h >> 33;
+	h *= 0xff51afd7ed558ccdull;
+	h ^= h >> 33;
+	h *= 0xc4ceb9fe1a85ec53ull;
+	h ^= h >> 33;
+	return h;
+}
+
+static uint64_t hash_bytes(const unsigned char *p, size_t n)
+{
+	uint64_t h = 0x9e3779b97f4a7c15ull ^ n;
+	uint64_t w;
+
+	for (; n >= 8; n -= 8, p += 8) {
+		memcpy(&w, p, 8);
+		h = (h ^ mix(w)) * 0x9e3779b97f4a7c15ull;
+	}
+	w = 0;
+	memcpy(&w, p, n);
+	return mix(h ^ w);
+}
+
+static inline void *at(struct dynshm_hash *t, dynshm_area_ptr p)
+{
+	return dynshm_area_get(t->area, p);
+}
+
+static size_t key_len(struct dynshm_hash *t, const void *key)
+{
+	return t->hdr->key_size ? t->hdr->key_size : strlen(key) + 1;
+}
+
+/* Rebuild prev links, count and bucket chains of part from its list. */
+static int part_rebuild(struct dynshm_hash *t, struct hash_part *pt)
+{
+	struct hash_buckets *bk = at(t, pt->buckets);
+	dynshm_area_ptr prev = 0, e;
+	uint64_t n = 0, mask;
+
+	if (!bk)
+		return -ENOENT;
+	mask = (UINT64_C(1) << bk->log2) - 1;
+	memset(bk->b, 0, sizeof(bk->b[0]) << bk->log2);
+	for (e = pt->head; e; ) {
+		struct hash_entry *he = at(t, e);
+
+		if (!he)
+			return -ENOENT;
+		he->prev = prev;
+		he->chain = bk->b[he->hash & mask];
+		bk->b[he->hash & mask] = e;
+		AREA_HOOK("hash.rebuild");
+		n++;
+		prev = e;
+		e = he->next;
+	}
+	pt->count = n;
+	return 0;
+}
+
+static int part_lock(struct dynshm_hash *t, struct hash_part *pt)
+{
+	int rc = pthread_mutex_lock(&pt->lock);
+
+	if (rc == EOWNERDEAD) {
+		pt->dirty = 1;
+		pthread_mutex_consistent(&pt->lock);
+		rc = 0;
+	}
+	if (rc != 0)
+		return dynshm_fail(rc, "cannot take a partition lock of hash "
+				   "table 0x%016" PRIx64 ": %s", t->self,
+				   strerror(rc));
+	if (pt->dirty) {
+		rc = part_rebuild(t, pt);
+		if (rc < 0) {
+			pthread_mutex_unlock(&pt->lock);
+			return dynshm_fail(-rc, "cannot repair hash table "
+					   "0x%016" PRIx64 " after a crash: "
+					   "its memory cannot be mapped",
+					   t->self);
+		}
+		pt->dirty = 0;
+	}
+	return 0;
+}
+
+static int buckets_new(struct dynshm_hash *t, uint64_t log2,
+		       dynshm_area_ptr *out)
+{
+	struct hash_buckets *bk;
+	int rc = dynshm_area_alloc(t->area, sizeof(*bk) +
+				   (sizeof(bk->b[0]) << log2),
+				   DYNSHM_AREA_ZERO, out);
+
+	if (rc < 0)
+		return rc;
+	bk = at(t, *out);
+	bk->log2 = log2;
+	return 0;
+}
+
+/* Double part's buckets (lock held); failure leaves it as it was. */
+static void part_grow(struct dynshm_hash *t, struct hash_part *pt)
+{
+	struct hash_buckets *old = at(t, pt->buckets);
+	dynshm_area_ptr nb, ob = pt->buckets;
+
+	if (!old || old->log2 >= 40 ||
+	    buckets_new(t, old->log2 + 1, &nb) < 0)
+		return;
+	/* Commit: readers after us use the new array; rebuild fills it. */
+	pt->buckets = nb;
+	AREA_HOOK("hash.grow");
+	if (part_rebuild(t, pt) < 0) {
+		pt->buckets = ob;
+		pt->dirty = 1;
+		dynshm_area_free(t->area, nb);
+		return;
+	}
+	dynshm_area_free(t->area, ob);
+}
+
+/* The entry with key in part, and in *prevchain the chain link to it. */
+static dynshm_area_ptr part_find(struct dynshm_hash *t, struct hash_part *pt,
+				 uint64_t h, const void *key, size_t klen,
+				 dynshm_area_ptr **link)
+{
+	struct hash_buckets *bk = at(t, pt->buckets);
+	dynshm_area_ptr *l, e;
+
+	if (!bk)
+		return 0;
+	l = &bk->b[h & ((UINT64_C(1) << bk->log2) - 1)];
+	for (e = *l; e; ) {
+		struct hash_entry *he = at(t, e);
+
+		if (!he)
+			return 0;
+		if (he->hash == h && he->klen == klen &&
+		    memcmp(he->data, key, klen) == 0) {
+			if (link)
+				*link = l;
+			return e;
+		}
+		l = &he->chain;
+		e = he->chain;
+	}
+	return 0;
+}
+
+static int check_key(struct dynshm_hash *t, const void *key, size_t *klen)
+{
+	if (!t || !key)
+		return dynshm_fail(EINVAL, "hash table: NULL table or key");
+	*klen = key_len(t, key);
+	if (*klen > DYNSHM_HASH_KEY_MAX + 1)
+		return dynshm_fail(EINVAL, "hash table key of %zu bytes: at "
+				   "most %u allowed", *klen - 1,
+				   DYNSHM_HASH_KEY_MAX);
+	return 0;
+}
+
+/* Check key, hash it and lock its partition (*pt). */
+static int key_lock(struct dynshm_hash *t, const void *key, size_t *klen,
+		    uint64_t *h, struct hash_part **pt)
+{
+	int rc = check_key(t, key, klen);
+
+	if (rc < 0)
+		return rc;
+	*h = hash_bytes(key, *klen);
+	*pt = &t->hdr->parts[*h >> HASH_PART_SHIFT];
+	return part_lock(t, *pt);
+}
+
+/* A new entry for key and value, not linked anywhere yet. */
+static int entry_new(struct dynshm_hash *t, uint64_t h, const void *key,
+		     size_t klen, const void *value, dynshm_area_ptr *out)
+{
+	size_t voff = (klen + 7) & ~(size_t)7;
+	struct hash_entry *he;
+	int rc = dynshm_area_alloc(t->area, sizeof(*he) + voff +
+				   t->hdr->value_size, 0, out);
+
+	if (rc < 0)
+		return rc;
+	he = at(t, *out);
+	he->hash = h;
+	he->klen = (uint32_t)klen;
+	he->voff = (uint32_t)voff;
+	memcpy(he->data, key, klen);
+	if (t->hdr->value_size)
+		memcpy(he->data + voff, value, t->hdr->value_size);
+	return 0;
+}
+
+/*
+ * Put a new entry ne in the place of old (lock held; link is the chain
+ * link to old).  The value is never overwritten in place, so a process
+ * killed here leaves the old value or the new one, never half of each.
+ */
+static void entry_swap(struct dynshm_hash *t, struct hash_part *pt,
+		       dynshm_area_ptr old, dynshm_area_ptr ne,
+		       dynshm_area_ptr *link)
+{
+	struct hash_entry *oh = at(t, old), *nh = at(t, ne);
+
+	nh->next = oh->next;
+	nh->prev = oh->prev;
+	nh->chain = oh->chain;
+	/* Commit: the new entry takes the old one's place in the list. */
+	if (oh->prev)
+		((struct hash_entry *)at(t, oh->prev))->next = ne;
+	else
+		pt->head = ne;
+	AREA_HOOK("hash.replaced");
+	if (oh->next)
+		((struct hash_entry *)at(t, oh->next))->prev = ne;
+	*link = ne;
+}
+
+DYNSHM_EXPORT int dynshm_hash_insert(dynshm_hash *t, const void *key,
+				     const void *value, unsigned flags)
+{
+	dynshm_area_ptr e, old, *link = NULL;
+	struct hash_part *pt;
+	struct hash_entry *he;
+	struct hash_buckets *bk;
+	size_t klen;
+	uint64_t h;
+	int rc;
+
+	if (flags & ~DYNSHM_HASH_REPLACE)
+		return dynshm_fail(EINVAL, "dynshm_hash_insert: unknown flags "
+				   "0x%x (allowed: DYNSHM_HASH_REPLACE)",
+				   flags);
+	rc = key_lock(t, key, &klen, &h, &pt);
+	if (rc < 0)
+		return rc;
+	old = part_find(t, pt, h, key, klen, &link);
+	if (old && !(flags & DYNSHM_HASH_REPLACE)) {
+		rc = -EEXIST;
+		goto out;
+	}
+	rc = entry_new(t, h, key, klen, value, &e);
+	if (rc < 0)
+		goto out;
+	if (old) {
+		entry_swap(t, pt, old, e, link);
+		pthread_mutex_unlock(&pt->lock);
+		return dynshm_area_free(t->area, old);
+	}
+	he = at(t, e);
+	he->prev = 0;
+	he->next = pt->head;
+	/* Commit: the entry is in the table. */
+	atomic_store_explicit((_Atomic uint64_t *)&pt->head, e,
+			      memory_order_release);
+	AREA_HOOK("hash.inserted");
+	if (he->next)
+		((struct hash_entry *)at(t, he->next))->prev = e;
+	AREA_HOOK("hash.prev");
+	bk = at(t, pt->buckets);
+	he->chain = bk->b[h & ((UINT64_C(1) << bk->log2) - 1)];
+	bk->b[h & ((UINT64_C(1) << bk->log2) - 1)] = e;
+	if (++pt->count > (UINT64_C(1) << bk->log2))
+		part_grow(t, pt);
+out:
+	pthread_mutex_unlock(&pt->lock);
+	return rc;
+}
+
+DYNSHM_EXPORT int dynshm_hash_find(dynshm_hash *t, const void *key,
+				   void *value)
+{
+	struct hash_part *pt;
+	dynshm_area_ptr e;
+	size_t klen;
+	uint64_t h;
+	int rc = key_lock(t, key, &klen, &h, &pt);
+
+	if (rc < 0)
+		return rc;
+	e = part_find(t, pt, h, key, klen, NULL);
+	if (e && value) {
+		struct hash_entry *he = at(t, e);
+
+		memcpy(value, he->data + he->voff, t->hdr->value_size);
+	}
+	pthread_mutex_unlock(&pt->lock);
+	return e ? 0 : -ENOENT;
+}
+
+DYNSHM_EXPORT int dynshm_hash_delete(dynshm_hash *t, const void *key)
+{
+	struct hash_part *pt;
+	struct hash_entry *he;
+	dynshm_area_ptr e, *link;
+	size_t klen;
+	uint64_t h;
+	int rc = key_lock(t, key, &klen, &h, &pt);
+
+	if (rc < 0)
+		return rc;
+	e = part_find(t, pt, h, key, klen, &link);
+	if (!e) {
+		pthread_mutex_unlock(&pt->lock);
+		return -ENOENT;
+	}
+	he = at(t, e);
+	/* Commit: the entry is out of the table. */
+	if (he->prev)
+		((struct hash_entry *)at(t, he->prev))->next = he->next;
+	else
+		pt->head = he->next;
+	AREA_HOOK("hash.deleted");
+	if (he->next)
+		((struct hash_entry *)at(t, he->next))->prev = he->prev;
+	*link = he->chain;
+	AREA_HOOK("hash.unchained");
+	pt->count--;
+	pthread_mutex_unlock(&pt->lock);
+	return dynshm_area_free(t->area, e);
+}
+
+DYNSHM_EXPORT int dynshm_hash_foreach(dynshm_hash *t, dynshm_hash_fn fn,
+				      void *arg)
+{
+	int rc = 0;
+
+	if (!t || !fn)
+		return dynshm_fail(EINVAL, "dynshm_hash_foreach: NULL argument");
+	for (uint32_t p = 0; p < HASH_NPARTS && rc == 0; p++) {
+		struct hash_part *pt = &t->hdr->parts[p];
+
+		rc = part_lock(t, pt);
+		if (rc < 0)
+			return rc;
+		for (dynshm_area_ptr e = pt->head; e && rc == 0; ) {
+			struct hash_entry *he = at(t, e);
+
+			rc = fn(he->data, t->hdr->key_size ? he->klen :
+				he->klen - 1, he->data + he->voff, arg);
+			e = he->next;
+		}
+		pthread_mutex_unlock(&pt->lock);
+	}
+	return rc;
+}
+
+DYNSHM_EXPORT int dynshm_hash_count(dynshm_hash *t, uint64_t *count)
+{
+	uint64_t n = 0;
+
+	if (!t || !count)
+		return dynshm_fail(EINVAL, "dynshm_hash_count: NULL argument");
+	for (uint32_t p = 0; p < HASH_NPARTS; p++) {
+		int rc = part_lock(t, &t->hdr->parts[p]);
+
+		if (rc < 0)
+			return rc;
+		n += t->hdr->parts[p].count;
+		pthread_mutex_unlock(&t->hdr->parts[p].lock);
+	}
+	*count = n;
+	return 0;
+}
+
+static int hash_open(dynshm_area *area, dynshm_area_ptr self,
+		     dynshm_hash **out)
+{
+	struct dynshm_hash *t;
+	struct hash_hdr *h = dynshm_area_get(area, self);
+
+	if (!h)
+		return -ENOENT;
+	if (h->magic != HASH_MAGIC)
+		return dynshm_fail(EUCLEAN, "area pointer 0x%016" PRIx64
+				   " is not a hash table", self);
+	t = calloc(1, sizeof(*t));
+	if (!t)
+		return dynshm_fail(ENOMEM, "out of memory for a table handle");
+	t->area = area;
+	t->self = self;
+	t->hdr = h;
+	*out = t;
+	return 0;
+}
+
+DYNSHM_EXPORT int dynshm_hash_create(dynshm_area *area, size_t key_size,
+				     size_t value_size, dynshm_area_ptr *table,
+				     dynshm_hash **out)
+{
+	struct hash_hdr *h;
+	struct dynshm_hash tmp;
+	dynshm_area_ptr self;
+	uint32_t p;
+	int rc;
+
+	if (!area || !table || !out || key_size > DYNSHM_HASH_KEY_MAX ||
+	    value_size > DYNSHM_AREA_SMALL_MAX)
+		return dynshm_fail(EINVAL, "dynshm_hash_create: NULL argument, "
+				   "or key_size %zu / value_size %zu above %u "
+				   "/ %u", key_size, value_size,
+				   DYNSHM_HASH_KEY_MAX, DYNSHM_AREA_SMALL_MAX);
+	rc = dynshm_area_alloc(area, sizeof(*h), DYNSHM_AREA_ZERO, &self);
+	if (rc < 0)
+		return rc;
+	h = dynshm_area_get(area, self);
+	h->key_size = (uint32_t)key_size;
+	h->value_size = (uint32_t)value_size;
+	tmp.area = area;
+	tmp.hdr = h;
+	for (p = 0; p < HASH_NPARTS; p++) {
+		rc = buckets_new(&tmp, HASH_MIN_LOG2, &h->parts[p].buckets);
+		if (rc < 0)
+			goto fail;
+		area_mutex_init_robust(&h->parts[p].lock);
+	}
+	h->magic = HASH_MAGIC;
+	rc = hash_open(area, self, out);
+	if (rc < 0)
+		goto fail;
+	*table = self;
+	return 0;
+fail:
+	while (p-- > 0)
+		dynshm_area_free(area, h->parts[p].buckets);
+	dynshm_area_free(area, self);
+	return rc;
+}
+
+DYNSHM_EXPORT int dynshm_hash_attach(dynshm_area *area, dynshm_area_ptr table,
+				     dynshm_hash **out)
+{
+	if (!area || !out)
+		return dynshm_fail(EINVAL, "dynshm_hash_attach: NULL argument");
+	return hash_open(area, table, out);
+}
+
+DYNSHM_EXPORT int dynshm_hash_detach(dynshm_hash *t)
+{
+	if (!t)
+		return dynshm_fail(EINVAL, "dynshm_hash_detach: NULL table");
+	free(t);
+	return 0;
+}
+
+DYNSHM_EXPORT int dynshm_hash_destroy(dynshm_hash *t)
+{
+	if (!t)
+		return dynshm_fail(EINVAL, "dynshm_hash_destroy: NULL table");
+	for (uint32_t p = 0; p < HASH_NPARTS; p++) {
+		struct hash_part *pt = &t->hdr->parts[p];
+		int rc = part_lock(t, pt);
+
+		if (rc < 0)
+			return rc;
+		while (pt->head) {
+			dynshm_area_ptr e = pt->head;
+
+			pt->head = ((struct hash_entry *)at(t, e))->next;
+			dynshm_area_free(t->area, e);
+		}
+		dynshm_area_free(t->area, pt->buckets);
+		pt->buckets = 0;
+		pthread_mutex_unlock(&pt->lock);
+	}
+	t->hdr->magic = 0;
+	dynshm_area_free(t->area, t->self);
+	free(t);
+	return 0;
+}
