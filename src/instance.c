@@ -671,12 +671,22 @@ static int create_control(dynshm_instance *inst, const struct dynshm_config *cfg
 	if (rc == 0)
 		rc = state_write(inst, &st);
 	if (rc < 0) {
-		/* back out: unmap, remove the object, then its record */
+		/*
+		 * Back out: unmap, remove the object, then its record - only
+		 * once it is gone: an object that could not be removed stays
+		 * named by "pending" for the next open to sweep.  The message
+		 * stays the one of the failure.
+		 */
+		char why[512];
+		int gone;
+
+		snprintf(why, sizeof(why), "%s", dynshm_last_error());
 		dynshm_impl_detach(inst->ctl_map);
 		inst->ctl_map = NULL;
-		dynshm_impl_destroy(space, CTL_HANDLE);
-		state_remove_pending(inst);
-		return rc;
+		gone = dynshm_impl_destroy(space, CTL_HANDLE);
+		if (gone == 0 || gone == -ENOENT)
+			state_remove_pending(inst);
+		return dynshm_fail(-rc, "%s", why);
 	}
 	HOOK("open:state-written");
 	state_remove_pending(inst); /* the state file names it now */

@@ -585,6 +585,36 @@ static void test_first_open_killed(void **state)
 	}
 }
 
+/*
+ * A first open whose state file cannot be written backs out; when its
+ * control object cannot be removed either, "pending" must go on naming it
+ * (else it is recorded nowhere and leaks), the next open sweeps it, and
+ * the open reports the failure that stopped it, not the back-out's.
+ * posix only: there the back-out's removal is one shm_unlink.
+ */
+static void test_first_open_backout_kept(void **state)
+{
+	dynshm_instance *inst = NULL;
+	char pending[4300];
+	struct stat st;
+
+	(void)state;
+	if (be->type != DYNSHM_IMPL_POSIX)
+		return;
+	inject_fail("renameat", 2, EIO);     /* 1: pending, 2: state */
+	inject_fail("shm_unlink", 1, EBUSY); /* the back-out's removal */
+	assert_int_equal(dynshm_instance_open(dir, cfg, 0, &inst), -EIO);
+	assert_null(inst);
+	assert_non_null(strstr(dynshm_last_error(), "state"));
+	inject_reset();
+	snprintf(pending, sizeof(pending), "%s/pending", dir);
+	assert_int_equal(stat(pending, &st), 0);
+	/* the next open sweeps it: teardown finds nothing left */
+	inst = xopen(0);
+	assert_true(stat(pending, &st) < 0 && errno == ENOENT);
+	assert_int_equal(dynshm_instance_destroy(inst), 0);
+}
+
 /* ---- vanished objects (issue 13, item 6) --------------------------------- */
 
 /* Another program removes the OS object of (id, h) behind our back. */
@@ -790,6 +820,8 @@ int main(void)
 						teardown),
 		cmocka_unit_test_setup_teardown(test_first_open_killed, setup,
 						teardown),
+		cmocka_unit_test_setup_teardown(test_first_open_backout_kept,
+						setup, teardown),
 		cmocka_unit_test_setup_teardown(test_map_limit, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_vanished, setup, teardown),
