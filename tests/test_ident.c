@@ -54,6 +54,7 @@
 #include <sys/shm.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -228,6 +229,9 @@ static bool sysv_alive(int id, key_t key)
 	return shmctl(id, IPC_STAT, &ds) == 0 && ds.shm_perm.__key == key;
 }
 
+static dynshm_segment_state listed_state(dynshm_instance *inst,
+					 dynshm_handle h);
+
 /* ---- sysv identity (issue 13, item 1) ------------------------------------ */
 
 /*
@@ -364,6 +368,52 @@ static void test_sysv_stale_key(void **state)
 	assert_int_equal(segments_of(inst), 0);
 	assert_true(sysv_alive(id, key));
 	assert_int_equal(shmctl(id, IPC_RMID, NULL), 0);
+	assert_int_equal(dynshm_instance_destroy(inst), 0);
+}
+
+/*
+ * IPC_SET (an operator's chmod or chown of the segment) moves shm_ctime
+ * forward.  The segment is still ours: attach maps it, list shows it
+ * active, and a reap keeps it - taken for vanished, the reap would free
+ * its slot and lose the segment, which no prefix sweep finds.  The wait
+ * for the next second is what makes shm_ctime move.
+ */
+static void test_sysv_ipc_set(void **state)
+{
+	dynshm_instance *inst;
+	dynshm_segment *seg = NULL;
+	struct shmid_ds ds;
+	dynshm_handle h;
+	time_t t0;
+	int shmid;
+
+	(void)state;
+	if (be->type != DYNSHM_IMPL_SYSV)
+		skip();
+	inst = xopen(0);
+	assert_int_equal(dynshm_create(inst, SEG_SIZE, PINNED_OWN, &seg), 0);
+	h = dynshm_segment_handle(seg);
+	assert_int_equal(dynshm_detach(seg), 0);
+	shmid = shmget(sysv_key_of(id_of(inst), h), 0, 0);
+	assert_true(shmid >= 0);
+	assert_int_equal(shmctl(shmid, IPC_STAT, &ds), 0);
+	t0 = ds.shm_ctime;
+	while (time(NULL) <= t0)
+		usleep(20000);
+	ds.shm_perm.mode = 0600; /* unchanged: the call alone moves ctime */
+	assert_int_equal(shmctl(shmid, IPC_SET, &ds), 0);
+	assert_int_equal(shmctl(shmid, IPC_STAT, &ds), 0);
+	assert_true(ds.shm_ctime > t0);
+
+	if (dynshm_attach(inst, h, &seg) != 0)
+		fail_msg("attach after IPC_SET: %s", dynshm_last_error());
+	assert_int_equal(dynshm_detach(seg), 0);
+	assert_int_equal(listed_state(inst, h), DYNSHM_SEGMENT_ACTIVE);
+	assert_int_equal(dynshm_reap(inst, NULL), 0);
+	assert_int_equal(segments_of(inst), 1);
+	assert_true(sysv_alive(shmid, sysv_key_of(id_of(inst), h)));
+	assert_int_equal(dynshm_unpin_segment(inst, h), 0);
+	assert_int_equal(segments_of(inst), 0);
 	assert_int_equal(dynshm_instance_destroy(inst), 0);
 }
 
@@ -815,6 +865,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_sysv_killed_after_shmget,
 						setup, teardown),
 		cmocka_unit_test_setup_teardown(test_sysv_stale_key, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_sysv_ipc_set, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_group_mode, setup,
 						teardown),
