@@ -811,8 +811,9 @@ static int check_conflicts(dynshm_instance *inst, const struct dynshm_config *cf
  * "pending" (state.c): remove the object it names, unless the state file
  * names the same id (killed after writing it).  Under the flock.  A SysV
  * object is removed only if its creator's pid, time and size prove it
- * (sysv.c); a pending file that cannot be read is left for the operator,
- * with the message.
+ * (sysv.c).  A pending file that cannot be read or parsed is left as it
+ * is and the open goes on (its message is not kept: nobody would see it);
+ * the next first open or reset replaces it, a destroy removes it.
  */
 static void sweep_pending(dynshm_instance *inst)
 {
