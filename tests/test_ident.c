@@ -827,24 +827,34 @@ static void test_planted_control(void **state)
 /*
  * The same with a SysV segment of our own uid (another program's, after a
  * reboot) at the control key: it is not a control segment of ours (magic,
- * size), so opens refuse it and a reset leaves it.
+ * instance id), so opens refuse it and a reset leaves it - whatever its
+ * size, the control segment's own included.  size 0: the control's size.
  */
-static void test_planted_control_same_uid(void **state)
+static void planted_same_uid(size_t size)
 {
 	dynshm_instance *inst = NULL;
+	struct shmid_ds ds;
 	uint64_t old_id;
 	key_t key;
 	int shmid, rc;
 
-	(void)state;
-	if (be->type != DYNSHM_IMPL_SYSV)
-		skip();
+	char state_path[4300];
+	struct stat sf;
+
 	inst = xopen(0);
 	old_id = id_of(inst);
 	assert_int_equal(dynshm_instance_close(inst), 0);
+	/* planted later than the state file was written, as after a reboot */
+	snprintf(state_path, sizeof(state_path), "%s/state", dir);
+	assert_int_equal(stat(state_path, &sf), 0);
+	while (time(NULL) <= sf.st_mtime)
+		usleep(20000);
 	key = sysv_key_of(old_id, CTL_HANDLE);
-	assert_int_equal(shmctl(shmget(key, 0, 0), IPC_RMID, NULL), 0);
-	shmid = plant_sysv(key, 4096, "another program's data");
+	shmid = shmget(key, 0, 0);
+	assert_int_equal(shmctl(shmid, IPC_STAT, &ds), 0);
+	assert_int_equal(shmctl(shmid, IPC_RMID, NULL), 0);
+	shmid = plant_sysv(key, size ? size : ds.shm_segsz,
+			   "another program's data");
 	assert_true(shmid >= 0);
 	rc = dynshm_instance_open(dir, cfg, 0, &inst);
 	assert_true(rc < 0);
@@ -853,6 +863,15 @@ static void test_planted_control_same_uid(void **state)
 	assert_int_equal(dynshm_instance_destroy(inst), 0);
 	assert_true(sysv_alive(shmid, key));
 	assert_int_equal(shmctl(shmid, IPC_RMID, NULL), 0);
+}
+
+static void test_planted_control_same_uid(void **state)
+{
+	(void)state;
+	if (be->type != DYNSHM_IMPL_SYSV)
+		skip();
+	planted_same_uid(4096);
+	planted_same_uid(0);
 }
 
 /* ---- main ---------------------------------------------------------------- */
