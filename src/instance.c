@@ -1155,10 +1155,15 @@ DYNSHM_EXPORT int dynshm_reap(dynshm_instance *inst, unsigned *reaped)
 	rc = ctl_lock(inst);
 	if (rc == 0) {
 		unsigned gone = 0;
+		char why[512] = "";
 
 		rc = reap_locked(inst, true, reaped);
+		if (rc < 0) /* the vanished pass clears messages: keep ours */
+			snprintf(why, sizeof(why), "%s", dynshm_last_error());
 		segment_retire_vanished_locked(inst, &gone); /* issue 13.6 */
 		ctl_unlock(inst);
+		if (rc < 0)
+			dynshm_fail(-rc, "%s", why);
 	}
 	inst_leave(inst);
 	return rc;

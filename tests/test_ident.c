@@ -754,6 +754,44 @@ static void test_vanished(void **state)
 	assert_int_equal(dynshm_instance_destroy(inst), 0);
 }
 
+/* A child that creates a segment and dies holding it (no detach). */
+static int child_create_and_die(void *arg)
+{
+	dynshm_instance *inst = NULL;
+	dynshm_segment *seg = NULL;
+
+	(void)arg;
+	dynshm_test_instance_tag = TEST_TAG;
+	CHILD_CHECK(dynshm_instance_open(dir, cfg, 0, &inst) == 0);
+	CHILD_CHECK(dynshm_create(inst, SEG_SIZE, DYNSHM_CREATE_NO_REGION,
+				  &seg) == 0);
+	_exit(0);
+}
+
+/*
+ * dynshm_reap failing to remove a dead process's segment says why: the
+ * vanished-object pass that follows it must not wipe the message.
+ * posix only: there the removal is one shm_unlink.
+ */
+static void test_reap_failure_message(void **state)
+{
+	dynshm_instance *inst;
+
+	(void)state;
+	if (be->type != DYNSHM_IMPL_POSIX)
+		skip();
+	inst = xopen(0);
+	assert_int_equal(test_fork(child_create_and_die, NULL), 0);
+	assert_int_equal(segments_of(inst), 1);
+	inject_fail("shm_unlink", 1, EIO);
+	assert_int_equal(dynshm_reap(inst, NULL), -EIO);
+	inject_reset();
+	assert_message_has("cannot remove");
+	assert_int_equal(dynshm_reap(inst, NULL), 0);
+	assert_int_equal(segments_of(inst), 0);
+	assert_int_equal(dynshm_instance_destroy(inst), 0);
+}
+
 /* ---- planted at the control object's name (issue 13, item 9) ------------- */
 
 /*
@@ -896,6 +934,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_map_limit, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_vanished, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_reap_failure_message, setup,
+						teardown),
 		cmocka_unit_test_setup_teardown(test_planted_control, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_planted_control_same_uid,
