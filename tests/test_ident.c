@@ -792,6 +792,41 @@ static void test_reap_failure_message(void **state)
 	assert_int_equal(dynshm_instance_destroy(inst), 0);
 }
 
+static int init_refuses(dynshm_segment *seg, void *arg)
+{
+	(void)seg;
+	(void)arg;
+	return -ENOSPC;
+}
+
+/*
+ * A create whose init callback fails backs out; when the object cannot be
+ * removed then, its slot must stay (MORIBUND, no owner) for the next reap
+ * to retry - freeing it would leave the object recorded nowhere.  The call
+ * reports the callback's failure.  posix only: one shm_unlink.
+ */
+static void test_create_backout_kept(void **state)
+{
+	dynshm_instance *inst;
+	dynshm_segment *seg = NULL;
+
+	(void)state;
+	if (be->type != DYNSHM_IMPL_POSIX)
+		skip();
+	inst = xopen(0);
+	inject_fail("shm_unlink", 1, EIO);
+	assert_int_equal(dynshm_get_named(inst, "doomed", SEG_SIZE,
+					  DYNSHM_CREATE_NO_REGION, init_refuses,
+					  NULL, &seg, NULL),
+			 -ENOSPC);
+	inject_reset();
+	assert_message_has("initialisation callback");
+	assert_int_equal(segments_of(inst), 1); /* kept for the reap */
+	assert_int_equal(dynshm_reap(inst, NULL), 0);
+	assert_int_equal(segments_of(inst), 0);
+	assert_int_equal(dynshm_instance_destroy(inst), 0);
+}
+
 /* ---- planted at the control object's name (issue 13, item 9) ------------- */
 
 /*
@@ -935,6 +970,8 @@ int main(void)
 						teardown),
 		cmocka_unit_test_setup_teardown(test_vanished, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_reap_failure_message, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_create_backout_kept, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_planted_control, setup,
 						teardown),
