@@ -542,7 +542,7 @@ static int read_file(const char *path, char **out, size_t *len_out)
 {
 	size_t len = 0, cap = 4096;
 	char *text = malloc(cap);
-	int fd;
+	int fd, rc;
 
 	if (!text)
 		return dynshm_fail(ENOMEM, "out of memory reading '%s'", path);
@@ -559,10 +559,11 @@ static int read_file(const char *path, char **out, size_t *len_out)
 		return dynshm_fail(err, "cannot open configuration file '%s': %s",
 				path, strerror(err));
 	}
-	if (check_regular(fd, path) < 0) {
+	rc = check_regular(fd, path); /* -EINVAL, or fstat's own code */
+	if (rc < 0) {
 		DYNSHM_SAVE_ERRNO(dynshm_sys.close(fd));
 		free(text);
-		return -EINVAL;
+		return rc;
 	}
 	for (;;) {
 		ssize_t n;

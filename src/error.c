@@ -20,6 +20,7 @@
 
 #include <dynshm/dsm_impl.h>
 
+#include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -52,6 +53,8 @@ DYNSHM_EXPORT const char *dynshm_strerror(int code)
 
 	if (code == 0)
 		return "success";
+	if (code == INT_MIN) /* no errno value, and -code would overflow */
+		return dynshm_errno_text(code, buf, sizeof(buf));
 	if (code > 0)
 		code = -code;
 	switch (-code) {
@@ -122,6 +125,8 @@ DYNSHM_EXPORT const char *dynshm_strerrorname(int code)
 {
 	if (code == 0)
 		return "0";
+	if (code == INT_MIN) /* no errno value, and -code would overflow */
+		return NULL;
 	if (code < 0)
 		code = -code;
 	for (size_t i = 0; i < sizeof(errno_names) / sizeof(errno_names[0]);

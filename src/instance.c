@@ -25,10 +25,12 @@
 #include "region.h"
 #include "sys.h"
 
+#include <fcntl.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -591,6 +593,32 @@ static int planted_control(dynshm_instance *inst, int rc)
 			inst->name, why);
 }
 
+/*
+ * Is map, the SysV segment at our control key that failed validation, the
+ * one this instance made (a key is not unique)?  Yes if it is of our size
+ * and still says so (magic, instance id); or if it is of our size and
+ * existed when the state file was written: our shmget(IPC_EXCL) at that
+ * key had succeeded then, so a segment there no newer than the state file
+ * is ours, scribbled.  One made since (SysV emptied by a reboot, another
+ * program took the key) is not; nor one whose shm_ctime an IPC_SET moved
+ * (doubt: left, never removed).
+ */
+static bool control_is_ours(dynshm_instance *inst, const dynshm_impl_map *map,
+			    const struct inst_state *st)
+{
+	const struct ctl_header *h = dynshm_impl_map_address(map);
+	struct stat sf;
+
+	if (dynshm_impl_map_size(map) != st->ctl_size || st->ctl_size < sizeof(*h))
+		return false;
+	if (h->magic == CTL_MAGIC && h->instance_id == st->id)
+		return true;
+	return map->ident.shmid >= 0 &&
+	       dynshm_sys.fstatat(inst->dirfd, "state", &sf,
+				  AT_SYMLINK_NOFOLLOW) == 0 &&
+	       map->ident.ctime <= (int64_t)sf.st_mtime;
+}
+
 static int attach_control(dynshm_instance *inst, const struct inst_state *st)
 {
 	dynshm_impl_space *space = NULL;
@@ -611,9 +639,12 @@ static int attach_control(dynshm_instance *inst, const struct inst_state *st)
 	rc = ctl_validate(dynshm_impl_map_address(inst->ctl_map),
 			  dynshm_impl_map_size(inst->ctl_map), st->id, inst->name,
 			  &inst->c);
-	/* a key is not unique: a segment of another size is someone else's */
+	/*
+	 * A key is not unique: what fails validation at our control key is
+	 * someone else's (wipe leaves it) unless control_is_ours proves it.
+	 */
 	if (rc < 0 && st->ctl_backend == DYNSHM_IMPL_SYSV &&
-	    dynshm_impl_map_size(inst->ctl_map) != st->ctl_size)
+	    !control_is_ours(inst, inst->ctl_map, st))
 		inst->ctl_not_ours = true;
 	if (rc == 0)
 		rc = region_check(inst);
@@ -673,12 +704,22 @@ static int create_control(dynshm_instance *inst, const struct dynshm_config *cfg
 	if (rc == 0)
 		rc = state_write(inst, &st);
 	if (rc < 0) {
-		/* back out: unmap, remove the object, then its record */
+		/*
+		 * Back out: unmap, remove the object, then its record - only
+		 * once it is gone: an object that could not be removed stays
+		 * named by "pending" for the next open to sweep.  The message
+		 * stays the one of the failure.
+		 */
+		char why[512];
+		int gone;
+
+		snprintf(why, sizeof(why), "%s", dynshm_last_error());
 		dynshm_impl_detach(inst->ctl_map);
 		inst->ctl_map = NULL;
-		dynshm_impl_destroy(space, CTL_HANDLE);
-		state_remove_pending(inst);
-		return rc;
+		gone = dynshm_impl_destroy(space, CTL_HANDLE);
+		if (gone == 0 || gone == -ENOENT)
+			state_remove_pending(inst);
+		return dynshm_fail(-rc, "%s", why);
 	}
 	HOOK("open:state-written");
 	state_remove_pending(inst); /* the state file names it now */
@@ -748,8 +789,8 @@ static void wipe(dynshm_instance *inst)
 	 * Not mapped: the control object may be gone, or be something
 	 * planted at its name.  posix and mmap objects are then removed only
 	 * by the prefix sweep, which takes only regular files of ours; a
-	 * SysV segment by key only if it is privately ours (sysv.c) and not
-	 * of another size than ours (attach_control).
+	 * SysV segment by key only if it is privately ours (sysv.c) and
+	 * says it is this instance's control segment (attach_control).
 	 */
 	if ((mapped || (inst->ctl_backend == DYNSHM_IMPL_SYSV &&
 			!inst->ctl_not_ours)) &&
@@ -803,8 +844,9 @@ static int check_conflicts(dynshm_instance *inst, const struct dynshm_config *cf
  * "pending" (state.c): remove the object it names, unless the state file
  * names the same id (killed after writing it).  Under the flock.  A SysV
  * object is removed only if its creator's pid, time and size prove it
- * (sysv.c); a pending file that cannot be read is left for the operator,
- * with the message.
+ * (sysv.c).  A pending file that cannot be read or parsed is left as it
+ * is and the open goes on (its message is not kept: nobody would see it);
+ * the next first open or reset replaces it, a destroy removes it.
  */
 static void sweep_pending(dynshm_instance *inst)
 {
@@ -1110,10 +1152,15 @@ DYNSHM_EXPORT int dynshm_reap(dynshm_instance *inst, unsigned *reaped)
 	rc = ctl_lock(inst);
 	if (rc == 0) {
 		unsigned gone = 0;
+		char why[512] = "";
 
 		rc = reap_locked(inst, true, reaped);
+		if (rc < 0) /* the vanished pass clears messages: keep ours */
+			snprintf(why, sizeof(why), "%s", dynshm_last_error());
 		segment_retire_vanished_locked(inst, &gone); /* issue 13.6 */
 		ctl_unlock(inst);
+		if (rc < 0)
+			dynshm_fail(-rc, "%s", why);
 	}
 	inst_leave(inst);
 	return rc;

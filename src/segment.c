@@ -284,6 +284,24 @@ static void unreserve_slot(dynshm_instance *inst, uint32_t s, dynshm_handle hand
 	ctl_unlock(inst);
 }
 
+/*
+ * A slot whose OS object could not be removed: MORIBUND without an owner,
+ * so that the next reap tries again and its name is free at once (as
+ * finish_destroy leaves one).
+ */
+static void abandon_slot(dynshm_instance *inst, uint32_t s, dynshm_handle handle)
+{
+	struct ctl_slot *slot = &inst->c.slots[s];
+
+	if (ctl_lock(inst) < 0)
+		return;
+	if (slot->state == SLOT_CREATING && slot->handle == handle) {
+		slot->owner = CTL_NONE;
+		ctl_publish(&slot->state, SLOT_MORIBUND);
+	}
+	ctl_unlock(inst);
+}
+
 static int activate_slot(dynshm_instance *inst, uint32_t s, bool pin)
 {
 	int rc = ctl_lock(inst);
@@ -471,12 +489,27 @@ int segment_create(dynshm_instance *inst, size_t size, const char *name,
 	return 0;
 
 fail_unmap:
-	/* back out in reverse: unmap, remove the object, free the slot */
-	if (seg->map)
-		dynshm_impl_detach(seg->map);
-	if (seg->map || seg->placed) /* a region block has no object */
-		os_destroy(inst, inst->backend, seg->handle);
-	unreserve_slot(inst, seg->slot, seg->handle);
+	/*
+	 * Back out in reverse: unmap, remove the object, free the slot - or,
+	 * when the object could not be removed, leave the slot to the next
+	 * reap (abandon_slot), never freed with its object recorded nowhere.
+	 * The message stays the one of the failure.
+	 */
+	{
+		char why[512];
+		int gone = 0;
+
+		snprintf(why, sizeof(why), "%s", dynshm_last_error());
+		if (seg->map)
+			dynshm_impl_detach(seg->map);
+		if (seg->map || seg->placed) /* a region block has no object */
+			gone = os_destroy(inst, inst->backend, seg->handle);
+		if (gone < 0)
+			abandon_slot(inst, seg->slot, seg->handle);
+		else
+			unreserve_slot(inst, seg->slot, seg->handle);
+		dynshm_fail(-rc, "%s", why);
+	}
 fail_free:
 	free(seg->cbs);
 	free(seg);

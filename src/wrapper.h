@@ -88,9 +88,9 @@ struct dynshm_instance {
 	 */
 	unsigned huge_backoff;
 	/*
-	 * >>> attach_control found, at a SysV control key, a segment of
-	 * another size than the state file records: not ours, so wipe never
-	 * removes it (issue 13, item 9).
+	 * >>> attach_control found, at a SysV control key, a segment that is
+	 * not this instance's control segment (control_is_ours): not ours,
+	 * so wipe never removes it (issue 13, item 9).
 	 */
 	bool ctl_not_ours;
 	/* <<< */

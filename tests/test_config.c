@@ -16,6 +16,7 @@
  * DYNSHM_* variable naming no key are refused with a message, never read
  * half or waited on.
  */
+#include "inject.h"
 #include "testutil.h"
 
 #include <build_config.h>
@@ -514,6 +515,27 @@ static void test_hostile_files(void **state)
 	dynshm_config_free(cfg);
 }
 
+/*
+ * A configuration file whose fstat fails is refused with fstat's own code
+ * (the message says "cannot stat"), not -EINVAL as if it were of a wrong
+ * kind.
+ */
+static void test_stat_failure(void **state)
+{
+	static const char text[] = "max_segments = 5\n";
+	dynshm_config *cfg;
+	char path[4200];
+
+	(void)state;
+	assert_int_equal(dynshm_config_new(&cfg), 0);
+	write_bytes("ok.conf", text, sizeof(text) - 1, path, sizeof(path));
+	inject_fail("fstat", 1, EIO);
+	ASSERT_RC(dynshm_config_load_file(cfg, path), -EIO);
+	inject_reset();
+	expect_message(path, "cannot stat", (char *)NULL);
+	dynshm_config_free(cfg);
+}
+
 /* ---- a DYNSHM_* variable that names no key (issue 11, section 5) ------- */
 
 static void test_unknown_variable(void **state)
@@ -560,6 +582,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_get_buffer, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_hostile_files, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_stat_failure, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_unknown_variable, setup,
 						teardown),

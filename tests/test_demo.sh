@@ -228,6 +228,26 @@ m.SharedMemory(name='dynshm.$gid.$gone').unlink()" || fail "python could not unl
 		run 0 "${D[@]}" list --json
 		json_check "[s['name'] for s in l] == ['greeting']" "json after $how of a vanished segment"
 	done
+	# an empty argument names no segment: destroy "" must not take an
+	# unnamed vanished one (posix, mmap: the object is a file to remove)
+	if [ "$backend" != sysv ]; then
+		run 0 "${D[@]}" create "unnamed"
+		gone=$out
+		run 0 "${D[@]}" info
+		gid=$(printf '%s\n' "$out" | awk '/^instance id:/ { print $3 }')
+		if [ "$backend" = posix ]; then
+			rm "/dev/shm/dynshm.$gid.$gone"
+		else
+			rm "$inst/dynshm.$gid.$gone"
+		fi
+		"$demo" "${D[@]}" destroy "" >/dev/null 2>&1 &&
+			fail "destroy \"\" succeeded"
+		run 0 "${D[@]}" list --json
+		json_check "[s['state'] for s in l if s['handle'] == '$gone'] == ['vanished']" "an unnamed vanished segment after destroy \"\""
+		run 0 "${D[@]}" gc
+		run 0 "${D[@]}" list --json
+		json_check "[s['name'] for s in l] == ['greeting']" "json after gc of an unnamed vanished segment"
+	fi
 	# <<< vanished
 
 	# reset: everything goes, and nothing is left anywhere

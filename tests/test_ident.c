@@ -54,6 +54,7 @@
 #include <sys/shm.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -228,6 +229,9 @@ static bool sysv_alive(int id, key_t key)
 	return shmctl(id, IPC_STAT, &ds) == 0 && ds.shm_perm.__key == key;
 }
 
+static dynshm_segment_state listed_state(dynshm_instance *inst,
+					 dynshm_handle h);
+
 /* ---- sysv identity (issue 13, item 1) ------------------------------------ */
 
 /*
@@ -364,6 +368,52 @@ static void test_sysv_stale_key(void **state)
 	assert_int_equal(segments_of(inst), 0);
 	assert_true(sysv_alive(id, key));
 	assert_int_equal(shmctl(id, IPC_RMID, NULL), 0);
+	assert_int_equal(dynshm_instance_destroy(inst), 0);
+}
+
+/*
+ * IPC_SET (an operator's chmod or chown of the segment) moves shm_ctime
+ * forward.  The segment is still ours: attach maps it, list shows it
+ * active, and a reap keeps it - taken for vanished, the reap would free
+ * its slot and lose the segment, which no prefix sweep finds.  The wait
+ * for the next second is what makes shm_ctime move.
+ */
+static void test_sysv_ipc_set(void **state)
+{
+	dynshm_instance *inst;
+	dynshm_segment *seg = NULL;
+	struct shmid_ds ds;
+	dynshm_handle h;
+	time_t t0;
+	int shmid;
+
+	(void)state;
+	if (be->type != DYNSHM_IMPL_SYSV)
+		skip();
+	inst = xopen(0);
+	assert_int_equal(dynshm_create(inst, SEG_SIZE, PINNED_OWN, &seg), 0);
+	h = dynshm_segment_handle(seg);
+	assert_int_equal(dynshm_detach(seg), 0);
+	shmid = shmget(sysv_key_of(id_of(inst), h), 0, 0);
+	assert_true(shmid >= 0);
+	assert_int_equal(shmctl(shmid, IPC_STAT, &ds), 0);
+	t0 = ds.shm_ctime;
+	while (time(NULL) <= t0)
+		usleep(20000);
+	ds.shm_perm.mode = 0600; /* unchanged: the call alone moves ctime */
+	assert_int_equal(shmctl(shmid, IPC_SET, &ds), 0);
+	assert_int_equal(shmctl(shmid, IPC_STAT, &ds), 0);
+	assert_true(ds.shm_ctime > t0);
+
+	if (dynshm_attach(inst, h, &seg) != 0)
+		fail_msg("attach after IPC_SET: %s", dynshm_last_error());
+	assert_int_equal(dynshm_detach(seg), 0);
+	assert_int_equal(listed_state(inst, h), DYNSHM_SEGMENT_ACTIVE);
+	assert_int_equal(dynshm_reap(inst, NULL), 0);
+	assert_int_equal(segments_of(inst), 1);
+	assert_true(sysv_alive(shmid, sysv_key_of(id_of(inst), h)));
+	assert_int_equal(dynshm_unpin_segment(inst, h), 0);
+	assert_int_equal(segments_of(inst), 0);
 	assert_int_equal(dynshm_instance_destroy(inst), 0);
 }
 
@@ -585,6 +635,36 @@ static void test_first_open_killed(void **state)
 	}
 }
 
+/*
+ * A first open whose state file cannot be written backs out; when its
+ * control object cannot be removed either, "pending" must go on naming it
+ * (else it is recorded nowhere and leaks), the next open sweeps it, and
+ * the open reports the failure that stopped it, not the back-out's.
+ * posix only: there the back-out's removal is one shm_unlink.
+ */
+static void test_first_open_backout_kept(void **state)
+{
+	dynshm_instance *inst = NULL;
+	char pending[4300];
+	struct stat st;
+
+	(void)state;
+	if (be->type != DYNSHM_IMPL_POSIX)
+		return;
+	inject_fail("renameat", 2, EIO);     /* 1: pending, 2: state */
+	inject_fail("shm_unlink", 1, EBUSY); /* the back-out's removal */
+	assert_int_equal(dynshm_instance_open(dir, cfg, 0, &inst), -EIO);
+	assert_null(inst);
+	assert_non_null(strstr(dynshm_last_error(), "state"));
+	inject_reset();
+	snprintf(pending, sizeof(pending), "%s/pending", dir);
+	assert_int_equal(stat(pending, &st), 0);
+	/* the next open sweeps it: teardown finds nothing left */
+	inst = xopen(0);
+	assert_true(stat(pending, &st) < 0 && errno == ENOENT);
+	assert_int_equal(dynshm_instance_destroy(inst), 0);
+}
+
 /* ---- vanished objects (issue 13, item 6) --------------------------------- */
 
 /* Another program removes the OS object of (id, h) behind our back. */
@@ -674,6 +754,79 @@ static void test_vanished(void **state)
 	assert_int_equal(dynshm_instance_destroy(inst), 0);
 }
 
+/* A child that creates a segment and dies holding it (no detach). */
+static int child_create_and_die(void *arg)
+{
+	dynshm_instance *inst = NULL;
+	dynshm_segment *seg = NULL;
+
+	(void)arg;
+	dynshm_test_instance_tag = TEST_TAG;
+	CHILD_CHECK(dynshm_instance_open(dir, cfg, 0, &inst) == 0);
+	CHILD_CHECK(dynshm_create(inst, SEG_SIZE, DYNSHM_CREATE_NO_REGION,
+				  &seg) == 0);
+	_exit(0);
+}
+
+/*
+ * dynshm_reap failing to remove a dead process's segment says why: the
+ * vanished-object pass that follows it must not wipe the message.
+ * posix only: there the removal is one shm_unlink.
+ */
+static void test_reap_failure_message(void **state)
+{
+	dynshm_instance *inst;
+
+	(void)state;
+	if (be->type != DYNSHM_IMPL_POSIX)
+		skip();
+	inst = xopen(0);
+	assert_int_equal(test_fork(child_create_and_die, NULL), 0);
+	assert_int_equal(segments_of(inst), 1);
+	inject_fail("shm_unlink", 1, EIO);
+	assert_int_equal(dynshm_reap(inst, NULL), -EIO);
+	inject_reset();
+	assert_message_has("cannot remove");
+	assert_int_equal(dynshm_reap(inst, NULL), 0);
+	assert_int_equal(segments_of(inst), 0);
+	assert_int_equal(dynshm_instance_destroy(inst), 0);
+}
+
+static int init_refuses(dynshm_segment *seg, void *arg)
+{
+	(void)seg;
+	(void)arg;
+	return -ENOSPC;
+}
+
+/*
+ * A create whose init callback fails backs out; when the object cannot be
+ * removed then, its slot must stay (MORIBUND, no owner) for the next reap
+ * to retry - freeing it would leave the object recorded nowhere.  The call
+ * reports the callback's failure.  posix only: one shm_unlink.
+ */
+static void test_create_backout_kept(void **state)
+{
+	dynshm_instance *inst;
+	dynshm_segment *seg = NULL;
+
+	(void)state;
+	if (be->type != DYNSHM_IMPL_POSIX)
+		skip();
+	inst = xopen(0);
+	inject_fail("shm_unlink", 1, EIO);
+	assert_int_equal(dynshm_get_named(inst, "doomed", SEG_SIZE,
+					  DYNSHM_CREATE_NO_REGION, init_refuses,
+					  NULL, &seg, NULL),
+			 -ENOSPC);
+	inject_reset();
+	assert_message_has("initialisation callback");
+	assert_int_equal(segments_of(inst), 1); /* kept for the reap */
+	assert_int_equal(dynshm_reap(inst, NULL), 0);
+	assert_int_equal(segments_of(inst), 0);
+	assert_int_equal(dynshm_instance_destroy(inst), 0);
+}
+
 /* ---- planted at the control object's name (issue 13, item 9) ------------- */
 
 /*
@@ -747,24 +900,34 @@ static void test_planted_control(void **state)
 /*
  * The same with a SysV segment of our own uid (another program's, after a
  * reboot) at the control key: it is not a control segment of ours (magic,
- * size), so opens refuse it and a reset leaves it.
+ * instance id), so opens refuse it and a reset leaves it - whatever its
+ * size, the control segment's own included.  size 0: the control's size.
  */
-static void test_planted_control_same_uid(void **state)
+static void planted_same_uid(size_t size)
 {
 	dynshm_instance *inst = NULL;
+	struct shmid_ds ds;
 	uint64_t old_id;
 	key_t key;
 	int shmid, rc;
 
-	(void)state;
-	if (be->type != DYNSHM_IMPL_SYSV)
-		skip();
+	char state_path[4300];
+	struct stat sf;
+
 	inst = xopen(0);
 	old_id = id_of(inst);
 	assert_int_equal(dynshm_instance_close(inst), 0);
+	/* planted later than the state file was written, as after a reboot */
+	snprintf(state_path, sizeof(state_path), "%s/state", dir);
+	assert_int_equal(stat(state_path, &sf), 0);
+	while (time(NULL) <= sf.st_mtime)
+		usleep(20000);
 	key = sysv_key_of(old_id, CTL_HANDLE);
-	assert_int_equal(shmctl(shmget(key, 0, 0), IPC_RMID, NULL), 0);
-	shmid = plant_sysv(key, 4096, "another program's data");
+	shmid = shmget(key, 0, 0);
+	assert_int_equal(shmctl(shmid, IPC_STAT, &ds), 0);
+	assert_int_equal(shmctl(shmid, IPC_RMID, NULL), 0);
+	shmid = plant_sysv(key, size ? size : ds.shm_segsz,
+			   "another program's data");
 	assert_true(shmid >= 0);
 	rc = dynshm_instance_open(dir, cfg, 0, &inst);
 	assert_true(rc < 0);
@@ -773,6 +936,15 @@ static void test_planted_control_same_uid(void **state)
 	assert_int_equal(dynshm_instance_destroy(inst), 0);
 	assert_true(sysv_alive(shmid, key));
 	assert_int_equal(shmctl(shmid, IPC_RMID, NULL), 0);
+}
+
+static void test_planted_control_same_uid(void **state)
+{
+	(void)state;
+	if (be->type != DYNSHM_IMPL_SYSV)
+		skip();
+	planted_same_uid(4096);
+	planted_same_uid(0);
 }
 
 /* ---- main ---------------------------------------------------------------- */
@@ -786,13 +958,21 @@ int main(void)
 						setup, teardown),
 		cmocka_unit_test_setup_teardown(test_sysv_stale_key, setup,
 						teardown),
+		cmocka_unit_test_setup_teardown(test_sysv_ipc_set, setup,
+						teardown),
 		cmocka_unit_test_setup_teardown(test_group_mode, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_first_open_killed, setup,
 						teardown),
+		cmocka_unit_test_setup_teardown(test_first_open_backout_kept,
+						setup, teardown),
 		cmocka_unit_test_setup_teardown(test_map_limit, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_vanished, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_reap_failure_message, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_create_backout_kept, setup,
+						teardown),
 		cmocka_unit_test_setup_teardown(test_planted_control, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_planted_control_same_uid,

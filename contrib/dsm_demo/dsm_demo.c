@@ -674,8 +674,9 @@ static int collect_vanished(const dynshm_segment_info *i, void *arg)
 	if (i->state != DYNSHM_SEGMENT_VANISHED ||
 	    v->n == sizeof(v->found) / sizeof(v->found[0]))
 		return 0;
+	/* by handle, or by name: "" names no segment (an unnamed one has "") */
 	if (v->want && i->handle != v->want_handle &&
-	    strcmp(i->name, v->want) != 0)
+	    (!i->name[0] || strcmp(i->name, v->want) != 0))
 		return 0;
 	v->found[v->n++] = *i;
 	return 0;

@@ -135,7 +135,7 @@ int dynshm_impl_destroy(dynshm_impl_space *space, dynshm_handle handle);
 int dynshm_impl_destroy_name(dynshm_impl_space *space, const char *os_name);
 int dynshm_impl_list(dynshm_impl_space *space, dynshm_impl_list_fn fn, void *arg);
 
-/* The OS name of (space, handle) into buf; -ENAMETOOLONG if it won't fit. */
+/* The OS name of (space, handle) into buf; -ERANGE if it won't fit. */
 int dynshm_impl_object_name(const dynshm_impl_space *space, dynshm_handle handle,
 			 char *buf, size_t len);
 

@@ -48,7 +48,8 @@ struct dynshm_impl_space {
  * object exists (control.h) and gives it back to attach, destroy and
  * probe, which act only on an object that matches it:
  *   shmid >= 0  recorded: the object is shmid, still under the handle's
- *               key, of this size, created at ctime (IPC_STAT's shm_ctime);
+ *               key, of this size, created at ctime (IPC_STAT's shm_ctime,
+ *               which IPC_SET may since have moved forward);
  *   shmid < 0   not recorded (its creator died first): whatever holds the
  *               key counts as the handle's object only if IPC_STAT proves
  *               that process cpid made it at ctime or later, of this size.

@@ -346,10 +346,15 @@ static int sysv_destroy_name(dynshm_impl_space *space, const char *os_name)
  * acts on "whatever holds the key": it records the object's identity in
  * the slot (struct dynshm_impl_ident) and these functions act only on an
  * object that IPC_STAT shows to be that one.  A recorded identity must
- * match in id, key, size and shm_ctime (set at creation; a later IPC_SET
- * moves it, and an object someone changed is not trusted); an unrecorded
- * one, only in key and size and by being made by the slot's creator (its
- * pid in shm_cpid) no earlier than the second it reserved the slot.  A
+ * match in id, key and size, with a shm_ctime no earlier than the one
+ * recorded: shm_ctime is set at creation and moved forward by IPC_SET (an
+ * operator's chmod or chown of the segment), and a segment so changed is
+ * still ours - were it taken for vanished, a reap would free its slot and
+ * lose it (SysV objects have no prefix to sweep).  An id reused for a new
+ * segment at the same key and size is what equality of the three rules
+ * out.  An unrecorded identity matches only in key and size and by being
+ * made by the slot's creator (its pid in shm_cpid) no earlier than the
+ * second it reserved the slot.  A
  * segment removed with IPC_RMID while still attached loses its key
  * (IPC_PRIVATE), so it reads as vanished too.
  */
@@ -359,7 +364,7 @@ static bool ident_matches(key_t key, const struct shmid_ds *ds,
 	if (ds->shm_perm.__key != key || ds->shm_segsz != ident->size)
 		return false;
 	if (ident->shmid >= 0)
-		return (int64_t)ds->shm_ctime == ident->ctime;
+		return (int64_t)ds->shm_ctime >= ident->ctime;
 	return ident->cpid > 0 && (int32_t)ds->shm_cpid == ident->cpid &&
 	       (int64_t)ds->shm_ctime >= ident->ctime;
 }
