@@ -11,7 +11,7 @@
  *
  * Shared facts, and who writes them:
  *   <instance dir>/mshare, the record: region path, creator's address,
- *	size, window, owner pid + start time.  Written once by the
+ *	size, window, owner pid + process token.  Written once by the
  *	supervisor under the instance flock before any other process can
  *	join or any segment exists; removed only by wipe (destroy/reset).
  *   Slot s owns region bytes [s*window, (s+1)*window).  The last window
@@ -37,7 +37,7 @@
 #include <unistd.h>
 
 #define RECORD_FILE "mshare"
-#define RECORD_MAGIC "dynshm-mshare 1"
+#define RECORD_MAGIC "dynshm-mshare 2" /* 2: owner token, not start */
 
 /* Per-slot window: 1 GiB, halved until the region is at most 8 TiB. */
 #define WINDOW_MAX (1ull << 30)
@@ -67,7 +67,7 @@ static void region_name(const dynshm_instance *inst, char *buf, size_t len)
 
 struct record {
 	char path[PATH_MAX];
-	uint64_t addr, size, window, owner_start;
+	uint64_t addr, size, window, owner_token;
 	int owner_pid;
 };
 
@@ -94,7 +94,7 @@ static int read_record(dynshm_instance *inst, struct record *rec)
 	rec->addr = addr;
 	rec->size = size;
 	rec->window = window;
-	rec->owner_start = start;
+	rec->owner_token = start;
 	return 0;
 }
 
@@ -107,7 +107,7 @@ static int write_record(dynshm_instance *inst, const struct placement *p)
 				      "\nowner %d %" PRIu64 "\n",
 			 p->region.path, (uintptr_t)p->region.base,
 			 p->region.size, p->window, (int)p->owner_pid,
-			 p->owner_start);
+			 p->owner_token);
 
 	if (n < 0 || (size_t)n >= sizeof(text))
 		return dynshm_fail(ENAMETOOLONG, "msharefs record too long");
@@ -116,10 +116,10 @@ static int write_record(dynshm_instance *inst, const struct placement *p)
 
 /* ---- open ----------------------------------------------------------------- */
 
-static bool owner_alive(const struct placement *p)
+/* Doubt is life, as everywhere (liveness.c). */
+static bool owner_alive(dynshm_instance *inst, const struct placement *p)
 {
-	return p->owner_start != 0 &&
-	       ctl_process_start_time(p->owner_pid) == p->owner_start;
+	return p->owner_token != 0 && live_token(inst, p->owner_token) != 0;
 }
 
 /* The instance has a region: map it, whatever our own mode says. */
@@ -132,8 +132,8 @@ static int join_region(dynshm_instance *inst, const struct record *rec, int mode
 	p->window = rec->window;
 	p->creator_base = (void *)(uintptr_t)rec->addr;
 	p->owner_pid = rec->owner_pid;
-	p->owner_start = rec->owner_start;
-	if (!owner_alive(p)) {
+	p->owner_token = rec->owner_token;
+	if (!owner_alive(inst, p)) {
 		snprintf(p->reason, sizeof(p->reason),
 			 "the msharefs region died with its owner, pid %d; "
 			 "segments placed in it are lost (reopen the instance "
@@ -206,7 +206,7 @@ static int create_region(dynshm_instance *inst, const struct dynshm_config *cfg)
 	if (rc < 0)
 		return rc;
 	p->owner_pid = getpid();
-	p->owner_start = ctl_process_start_time(p->owner_pid);
+	p->owner_token = ctl_token(inst->me, inst->me_gen); /* joined */
 	p->creator_base = p->region.base;
 	rc = write_record(inst, p);
 	if (rc < 0) {
@@ -304,7 +304,7 @@ static int usable(dynshm_instance *inst, dynshm_handle handle)
 {
 	struct placement *p = &inst->place;
 
-	if (p->active && owner_alive(p))
+	if (p->active && owner_alive(inst, p))
 		return 0;
 	if (p->active)
 		snprintf(p->reason, sizeof(p->reason),

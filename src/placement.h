@@ -38,8 +38,8 @@ struct placement {
 	bool same_address;  /* at the creator's address */
 	uint64_t window;    /* bytes of region per slot; slot s at s*window */
 	void *creator_base; /* the creator's address */
-	pid_t owner_pid;    /* the region dies with this process */
-	uint64_t owner_start;
+	pid_t owner_pid;    /* the region dies with this process (display) */
+	uint64_t owner_token; /* its process token (liveness.c): alive? */
 	struct mshare_region region;
 	char reason[256];   /* why not active, or a note when active */
 	char mount[PATH_MAX]; /* config mshare_path */

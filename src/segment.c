@@ -124,6 +124,7 @@ static bool retire_if_unused_locked(dynshm_instance *inst, uint32_t s)
 	if (slot->state != SLOT_ACTIVE || slot->refcount || slot->pinned)
 		return false;
 	slot->owner = inst->me;
+	slot->owner_gen = inst->me_gen;
 	slot->owner_pid = (int32_t)inst->pid;
 	ctl_publish(&slot->state, SLOT_MORIBUND);
 	HOOK("retire:moribund");
@@ -148,7 +149,7 @@ static void finish_destroy(dynshm_instance *inst, uint32_t s, uint32_t backend,
 	 * next sweeping reap, or the instance's destroy, tries again.
 	 */
 	if (slot->state == SLOT_MORIBUND && slot->handle == handle &&
-	    slot->owner == inst->me) {
+	    slot->owner == inst->me && slot->owner_gen == inst->me_gen) {
 		if (rc < 0)
 			slot->owner = CTL_NONE;
 		else
@@ -171,7 +172,9 @@ static void release_reference(dynshm_instance *inst, uint32_t s,
 		ctl_clear_bit(&inst->c, inst->me, s);
 		HOOK("detach:released");
 		backend = slot->backend;
-		destroy = retire_if_unused_locked(inst, s);
+		forks_let_go_locked(inst, s); /* may free the slot itself */
+		destroy = slot->handle == handle &&
+			  retire_if_unused_locked(inst, s);
 	}
 	ctl_unlock(inst);
 	if (destroy)
@@ -254,6 +257,7 @@ static int reserve_slot(dynshm_instance *inst, size_t size, int region,
 	slot->size = size;
 	slot->handle = new_handle(inst, s, slot->gen);
 	slot->owner = inst->me;
+	slot->owner_gen = inst->me_gen;
 	slot->owner_pid = (int32_t)inst->pid;
 	slot->creator_pid = (int32_t)inst->pid;
 	slot->created_ns = now_ns();
@@ -275,21 +279,40 @@ static void unreserve_slot(dynshm_instance *inst, uint32_t s, dynshm_handle hand
 
 	if (ctl_lock(inst) < 0)
 		return;
-	if (slot->state == SLOT_CREATING && slot->handle == handle)
+	if (slot->state == SLOT_CREATING && slot->handle == handle &&
+	    slot->owner == inst->me && slot->owner_gen == inst->me_gen)
 		slot_free_locked(inst, s);
 	ctl_unlock(inst);
 }
 
-static int activate_slot(dynshm_instance *inst, uint32_t s, bool pin)
+/*
+ * Publish seg's slot, if it is still the CREATING slot we reserved: a
+ * process released meanwhile (ctl_lock says -ESTALE), or whose slot was
+ * finished by a reaper and reserved again by another, publishes nothing -
+ * not another process's half-initialised segment.
+ */
+static int activate_slot(dynshm_instance *inst, struct dynshm_segment *seg,
+			 bool pin)
 {
+	struct ctl_slot *slot = &inst->c.slots[seg->slot];
 	int rc = ctl_lock(inst);
 
 	if (rc < 0)
 		return rc;
-	ctl_set_bit(&inst->c, inst->me, s);
-	inst->c.slots[s].pinned = pin;
+	if (slot->state != SLOT_CREATING || slot->handle != seg->handle ||
+	    slot->owner != inst->me || slot->owner_gen != inst->me_gen) {
+		ctl_unlock(inst);
+		return dynshm_fail(ESTALE, "segment 0x%016llx of instance '%s' "
+					"was taken from this process while it "
+					"was being created; create it again",
+				HANDLE_ARG(seg->handle), inst->name);
+	}
+	ctl_set_bit(&inst->c, inst->me, seg->slot);
+	slot->pinned = pin;
+	if (seg->os_huge)
+		slot->huge = 1;
 	HOOK("create:referenced");
-	ctl_publish(&inst->c.slots[s].state, SLOT_ACTIVE);
+	ctl_publish(&slot->state, SLOT_ACTIVE);
 	ctl_unlock(inst);
 	return 0;
 }
@@ -330,7 +353,7 @@ static int create_os_object(dynshm_instance *inst, size_t size,
 					     &seg->map);
 		}
 		if (rc == 0) {
-			inst->c.slots[seg->slot].huge = huge != 0; /* ours */
+			seg->os_huge = huge != 0; /* published by activate_slot */
 			break;
 		}
 		unreserve_slot(inst, seg->slot, seg->handle);
@@ -456,7 +479,7 @@ int segment_create(dynshm_instance *inst, size_t size, const char *name,
 			goto fail_unmap;
 		}
 	}
-	rc = activate_slot(inst, seg->slot, flags & DYNSHM_CREATE_PIN);
+	rc = activate_slot(inst, seg, flags & DYNSHM_CREATE_PIN);
 	if (rc < 0)
 		goto fail_unmap;
 	seg->nattach = 1;
@@ -469,7 +492,16 @@ fail_unmap:
 	/* back out in reverse: unmap, remove the object, free the slot */
 	if (seg->map)
 		dynshm_impl_detach(seg->map);
-	if (seg->map || seg->placed) /* a region block has no object */
+	if (rc == -ESTALE && (seg->map || seg->placed)) {
+		dynshm_impl_space *space;
+
+		/*
+		 * Released: the object our handle names is still ours to
+		 * remove, the slot (and a placement window) no longer.
+		 */
+		if (space_for(inst, inst->backend, &space) == 0)
+			dynshm_impl_destroy(space, seg->handle);
+	} else if (seg->map || seg->placed) /* a region block has none */
 		os_destroy(inst, inst->backend, seg->handle);
 	unreserve_slot(inst, seg->slot, seg->handle);
 fail_free:
@@ -729,7 +761,9 @@ static int change_pin(dynshm_instance *inst, dynshm_handle handle, enum pin_op o
 		if (op == DESTROY)
 			slot->doomed = 1;
 		HOOK("pin:changed");
-		destroy = retire_if_unused_locked(inst, s);
+		forks_let_go_locked(inst, s); /* may free the slot itself */
+		destroy = slot->handle == handle &&
+			  retire_if_unused_locked(inst, s);
 	}
 	ctl_unlock(inst);
 	if (destroy)

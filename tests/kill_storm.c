@@ -944,7 +944,7 @@ static int checker_main(struct storm *st)
 	for (uint32_t p = 0; p < c->hdr->max_processes; p++) {
 		if (c->procs[p].state != PROC_LIVE || p == ck.inst->me)
 			continue;
-		if (!ctl_proc_alive(&c->procs[p]))
+		if (!live_held(ck.inst, p))
 			PROBLEM(&ck, "process entry %u (pid %d) is dead "
 				    "after a reap", p, c->procs[p].pid);
 		else if (!is_worker(st, c->procs[p].pid))
