@@ -589,9 +589,14 @@ static void fork_prepare(dynshm_instance *inst)
 	inst->fork_fd = -1;
 	inst->fork_entry = CTL_NONE;
 	inst->fork_empty = false;
-	/* A child forking before its first call adopts first. */
+	/*
+	 * A child forking before its first call: with a FORK entry of its
+	 * own it adopts it first, so that its child gets a copy; without,
+	 * it has nothing of its own to pass on (its descriptor, if any, is
+	 * inherited as it is).
+	 */
 	if (inst->fork_gen != dynshm_fork_generation &&
-	    join_after_fork(inst) < 0)
+	    (inst->child_entry == CTL_NONE || join_after_fork(inst) < 0))
 		goto out;
 	if (inst->me == CTL_NONE)
 		goto out;
