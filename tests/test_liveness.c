@@ -757,10 +757,18 @@ static void test_released_behind_back(void **state)
 static void *child_mem; /* C's view of S, inherited across the fork */
 
 /* C: no dynshm call at all; on SIGUSR1, is S still P's pattern? */
-static int pattern_child(void)
+static int pattern_child(int ready)
 {
 	sigset_t set;
 	int sig = 0;
+
+	/*
+	 * Running: the fork's child handler has let go of P's own lock (else
+	 * P would look alive through our copy of its descriptor until then).
+	 */
+	if (put(ready, "c", 1) != 0)
+		return 2;
+	close(ready);
 
 	sigemptyset(&set);
 	sigaddset(&set, SIGUSR1);
@@ -784,6 +792,8 @@ static int parent_main(void *arg)
 	dynshm_segment_info si;
 	uint64_t off[2];
 	sigset_t set;
+	int ready[2];
+	char r;
 	pid_t c;
 
 	sigemptyset(&set);
@@ -795,11 +805,15 @@ static int parent_main(void *arg)
 	CHILD_CHECK(dynshm_stat(inst, dynshm_segment_handle(s), &si) == 0);
 	off[0] = si.region_offset;
 	child_mem = dynshm_segment_address(s);
+	CHILD_CHECK(pipe(ready) == 0);
 	fflush(NULL);
 	c = fork();
 	if (c == 0)
-		_exit(pattern_child());
+		_exit(pattern_child(ready[1]));
 	CHILD_CHECK(c > 0);
+	close(ready[1]);
+	CHILD_CHECK(get(ready[0], &r, 1) == 0);
+	close(ready[0]);
 	CHILD_CHECK(dynshm_destroy(inst, dynshm_segment_handle(s)) == 0);
 	CHILD_CHECK(dynshm_detach(s) == 0);
 	CHILD_CHECK(dynshm_create(inst, 65536, DYNSHM_CREATE_REGION, &s2) == 0);
