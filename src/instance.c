@@ -390,7 +390,6 @@ int reap_locked(dynshm_instance *inst, bool sweep, unsigned *reaped)
 	struct ctl *c = &inst->c;
 	unsigned dead = 0;
 	int first_err = 0;
-
 	bool released = false;
 
 	for (uint32_t p = 0; p < c->hdr->max_processes; p++) {
