@@ -24,12 +24,18 @@
  *   a forked child that makes no call keeps its region       test_fork_child_keeps_region
  *     memory while the parent destroys it, creates another
  *     and dies; it goes when the child exits
+ *   an error asking the kernel (fcntl, or the fstat that      test_check_errors
+ *     makes sure "no lock" is about our file) reaps nobody
+ *   a fork that cannot make its FORK entry (no descriptor)   test_fork_without_entry
+ *     still gives the child its mappings at its first call
  *   dynshm_proc_self / dynshm_proc_alive                     test_tokens
  *
- * Each fails on the tree before the change (the first five reap or
- * publish what they must not; the sixth hands the block to the new
- * segment).  Tests needing root or namespaces skip with the reason.
+ * The first six fail on the tree before the change (five reap or publish
+ * what they must not; the sixth hands the block to the new segment); the
+ * last three test what it adds.  Tests needing root or namespaces skip
+ * with the reason.
  */
+#include "inject.h"
 #include "testutil.h"
 
 #include "src/control.h"
@@ -865,6 +871,59 @@ static void test_fork_child_keeps_region(void **state)
 	assert_int_equal(info_of(fx.inst).segments, 0);
 }
 
+/* ---- errors while checking, and a fork that cannot make its entry ------------ */
+
+/* Any error asking the kernel is doubt, and doubt is life. */
+static void test_check_errors(void **state)
+{
+	struct host host;
+
+	(void)state;
+	start_host(&host);
+	kill_host(&host); /* dead: its lock is gone */
+	inject_fail_from("fcntl", 1, ENOLCK);
+	assert_int_equal(reap(fx.inst), 0);
+	inject_reset();
+	/* "no lock" is believed only of the file our descriptor still is */
+	inject_fail_from("fstat", 1, EIO);
+	assert_int_equal(reap(fx.inst), 0);
+	inject_reset();
+	assert_int_equal(reap(fx.inst), 1);
+	for (int i = 0; i < NSEGS; i++)
+		assert_false(exists(host.h[i]));
+}
+
+static int fallback_child(void *arg)
+{
+	dynshm_handle h = *(dynshm_handle *)arg;
+	dynshm_segment_info si;
+
+	/* no FORK entry: the first call joins afresh and adopts */
+	CHILD_CHECK(dynshm_stat(fx.inst, h, &si) == 0);
+	CHILD_CHECK(si.references == 2);
+	return 0;
+}
+
+/* No descriptor for a FORK entry: the fork goes on, the child joins later. */
+static void test_fork_without_entry(void **state)
+{
+	dynshm_segment *seg = NULL;
+	dynshm_handle h;
+	pid_t pid;
+
+	(void)state;
+	ASSERT_OK(dynshm_create(fx.inst, 4096, 0, &seg));
+	h = dynshm_segment_handle(seg);
+	inject_fail("openat", 1, EMFILE); /* the FORK entry's descriptor */
+	pid = start(fallback_child, &h);
+	assert_int_equal(inject_calls("openat"), 1);
+	inject_reset();
+	assert_int_equal(finish(pid), 0);
+	assert_int_equal(reap(fx.inst), 1); /* it _exit()ed, joined */
+	ASSERT_OK(dynshm_detach(seg));
+	assert_false(exists(h));
+}
+
 /* ---- tokens ------------------------------------------------------------------ */
 
 static int token_child(void *arg)
@@ -937,6 +996,10 @@ int main(void)
 						setup, teardown),
 		cmocka_unit_test_setup_teardown(test_fork_child_keeps_region,
 						setup, teardown),
+		cmocka_unit_test_setup_teardown(test_check_errors, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_fork_without_entry, setup,
+						teardown),
 		cmocka_unit_test_setup_teardown(test_tokens, setup, teardown),
 	};
 
