@@ -20,7 +20,10 @@
  *   contention  1, 2, 4 processes looping on one instance; control-lock
  *               hold time measured by interposing pthread_mutex_lock
  *   join        dynshm_instance_open + close in a fresh child vs fork + exit,
- *               with 1 and 50 (and 250) processes already joined
+ *               with 1 and 50 (and 250) processes already joined; at the
+ *               last level also one liveness check (dynshm_proc_alive),
+ *               fork + exit while mapping a segment, and a forked child's
+ *               first call (adoption)
  *   region      attach + detach and create + destroy of segments carved
  *               from a region (huge_pages = off) vs the posix backend
  *               and the raw posix system calls
@@ -1882,6 +1885,7 @@ struct helpers {
 	int quit[2];
 	pid_t pids[512];
 	int n;
+	uint64_t token; /* the first helper's (dynshm_proc_self) */
 };
 
 /* A process that joins the instance and stays until told to go. */
@@ -1902,10 +1906,18 @@ static int helper_spawn(struct helpers *h, const char *dir)
 		dynshm_instance *inst;
 		int rc;
 
+		char msg[1 + sizeof(uint64_t)] = "x";
+		uint64_t token = 0;
+
 		close(h->quit[1]);
 		close(ready[0]);
 		rc = dynshm_instance_open(dir, NULL, 0, &inst);
-		if (write(ready[1], rc == 0 ? "j" : "x", 1) < 0 || rc < 0)
+		if (rc == 0)
+			rc = dynshm_proc_self(inst, &token);
+		if (rc == 0)
+			msg[0] = 'j';
+		memcpy(msg + 1, &token, sizeof(token));
+		if (write(ready[1], msg, sizeof(msg)) < 0 || rc < 0)
 			_exit(1);
 		close(ready[1]);
 		while (read(h->quit[0], &c, 1) != 0 && !stop)
@@ -1915,8 +1927,17 @@ static int helper_spawn(struct helpers *h, const char *dir)
 	}
 	close(ready[1]);
 	h->pids[h->n++] = pid;
-	while (read(ready[0], &c, 1) < 0 && errno == EINTR)
-		;
+	{
+		char msg[1 + sizeof(uint64_t)];
+		ssize_t got;
+
+		while ((got = read(ready[0], msg, sizeof(msg))) < 0 &&
+		       errno == EINTR)
+			;
+		c = got == (ssize_t)sizeof(msg) ? msg[0] : 'x';
+		if (c == 'j' && h->n == 1)
+			memcpy(&h->token, msg + 1, sizeof(h->token));
+	}
 	close(ready[0]);
 	return c == 'j' ? 0 : -EIO;
 }
@@ -1960,6 +1981,48 @@ static int fork_exit(void *arg)
 	if (pid == 0)
 		_exit(0);
 	return wait_child(pid);
+}
+
+/*
+ * A forked child's first call on the instance it inherited (the parent
+ * maps a segment, so the child holds its references in a FORK entry until
+ * this call adopts them: src/instance.c, fork), timed in the child.
+ */
+struct adopt_ctx {
+	dynshm_instance *inst;
+	double *child_ns;
+	long i;
+};
+
+static int fork_adopt(void *arg)
+{
+	struct adopt_ctx *a = arg;
+	pid_t pid = fork();
+
+	if (pid < 0)
+		return -errno;
+	if (pid == 0) {
+		uint64_t t0 = now_ns(), token = 0;
+		int rc = dynshm_proc_self(a->inst, &token);
+
+		a->child_ns[a->i] = (double)(now_ns() - t0);
+		_exit(rc < 0 ? 1 : 0);
+	}
+	a->i++;
+	return wait_child(pid);
+}
+
+struct alive_ctx {
+	dynshm_instance *inst;
+	uint64_t token;
+};
+
+/* One check of another process, as a queue would make it. */
+static int check_alive(void *arg)
+{
+	struct alive_ctx *a = arg;
+
+	return dynshm_proc_alive(a->inst, a->token) == 1 ? 0 : -EIO;
 }
 
 static int fork_join(void *arg)
@@ -2037,6 +2100,66 @@ static void join_growth(struct row *r, double base, long first)
 static long join_forks(void)
 {
 	return max_l(3, opt.iterations / 50);
+}
+
+/*
+ * Issue 12's costs, beside fork + exit in the same run: one liveness check
+ * of another process (dynshm_proc_alive), fork + exit while this process
+ * maps a segment (each fork makes a FORK entry), and a forked child's
+ * first call (adoption), timed in the child.
+ */
+static int fork_costs(struct bench_inst *b, struct helpers *h,
+		      double *child_ns, long nf, long joined)
+{
+	const char *bname = dynshm_impl_type_name(b->backend);
+	struct alive_ctx ac = { .inst = b->inst, .token = h->token };
+	struct adopt_ctx ad = { .inst = b->inst, .child_ns = child_ns };
+	long nchecks = max_l(10, opt.iterations * 20);
+	double vf[256], vm[256], vd[256], vk[256];
+	struct stats sf, sm, sd, sk;
+	dynshm_segment *seg = NULL;
+	struct row *r;
+	int rc = 0;
+
+	if (!h->token) /* no helper at this level: check the instance itself */
+		rc = dynshm_proc_self(b->inst, &ac.token);
+	for (int k = 0; k < opt.repeats && rc == 0 && !stop; k++) {
+		rc = run_block(fork_exit, NULL, nf, &vf[k]);
+		if (rc == 0)
+			rc = dynshm_create(b->inst, 4096, 0, &seg);
+		if (rc == 0)
+			rc = run_block(fork_exit, NULL, nf, &vm[k]);
+		ad.i = 0;
+		if (rc == 0)
+			rc = run_block(fork_adopt, &ad, nf, &vd[k]);
+		if (seg)
+			dynshm_detach(seg);
+		seg = NULL;
+		vd[k] = stats_of(child_ns, (int)ad.i).med;
+		if (rc == 0)
+			rc = run_block(check_alive, &ac, nchecks, &vk[k]);
+	}
+	if (rc < 0 || stop)
+		return stop ? -EINTR : rc;
+	sf = stats_of(vf, opt.repeats);
+	sm = stats_of(vm, opt.repeats);
+	sd = stats_of(vd, opt.repeats);
+	sk = stats_of(vk, opt.repeats);
+	join_row(bname, "fork+exit, nothing mapped", joined, "baseline", nf,
+		 sf);
+	r = join_row(bname, "fork+exit, 1 segment mapped", joined,
+		     "dynshm (FORK entry)", nf, sm);
+	r->ratio = ratio_stats(vm, vf, opt.repeats);
+	snprintf(r->ratio_to, sizeof(r->ratio_to), "fork+exit");
+	join_row(bname, "child's first call (adoption)", joined, "dynshm", nf,
+		 sd);
+	join_row(bname, "check a process (dynshm_proc_alive)", joined,
+		 h->token ? "another process" : "itself", nchecks, sk);
+	join_print(bname, joined, &sf, -1, "fork+exit, nothing mapped");
+	join_print(bname, joined, &sm, sf.med, "fork+exit, 1 segment mapped");
+	join_print(bname, joined, &sd, -1, "child's first call (adoption)");
+	join_print(bname, joined, &sk, -1, "check a process (proc_alive)");
+	return 0;
 }
 
 static int join_backend(struct bench_inst *b, double *child_ns)
@@ -2165,6 +2288,8 @@ static int join_backend(struct bench_inst *b, double *child_ns)
 			   "attach+detach");
 		join_print(bname, want, &sk, i ? base[2] : -1,
 			   "create+destroy");
+		if (i == opt.njoined - 1) /* helpers joined: one to check */
+			rc = fork_costs(b, &h, child_ns, nf, want);
 		fflush(tout);
 	}
 	helpers_stop(&h);
@@ -2355,31 +2480,60 @@ static int steps_sysv(struct steps *st, long n)
 }
 
 /*
- * What an open spends per joined process it checks (src/instance.c,
- * join): the start-time check reads /proc/<pid>/stat, the cheap one is
- * kill(pid, 0).  Checked here against the parent, a live process.
+ * What a check of one joined process costs (src/liveness.c): one
+ * F_OFD_GETLK on the checker's own descriptor of the procs file, against a
+ * byte another open file description holds; and, for comparison, what it
+ * cost before issue 12 - reading /proc/<pid>/stat (open, read, close) and
+ * kill(pid, 0) - checked against the parent, a live process.
  */
 static int steps_join(struct steps *st, long n)
 {
-	char path[64], buf[1024];
+	char path[64], buf[1024], file[] = "/tmp/dsm_bench.procs.XXXXXX";
+	struct flock fl;
 	pid_t pid = getppid();
 	ssize_t got = 0;
-	int fd = -1;
+	int fd = -1, holder = mkstemp(file), mine = -1, rc = 0;
 
+	if (holder >= 0)
+		mine = open(file, O_RDWR | O_CLOEXEC);
+	if (holder >= 0)
+		unlink(file);
+	memset(&fl, 0, sizeof(fl));
+	fl.l_type = F_WRLCK;
+	fl.l_whence = SEEK_SET;
+	fl.l_start = 7;
+	fl.l_len = 1;
+	if (mine < 0 || fcntl(holder, F_OFD_SETLK, &fl) < 0)
+		rc = -errno;
 	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-	for (long it = 0; it < n && !stop; it++) {
-		STEP(st, 0, "open /proc/<pid>/stat",
+	for (long it = 0; rc == 0 && it < n && !stop; it++) {
+		fl.l_type = F_WRLCK; /* the answer overwrote the question */
+		fl.l_pid = 0;
+		STEP(st, 0, "fcntl F_OFD_GETLK (the check)",
+		     rc = fcntl(mine, F_OFD_GETLK, &fl));
+		if (rc < 0 || fl.l_type != F_WRLCK) {
+			rc = rc < 0 ? -errno : -EIO;
+			break;
+		}
+		STEP(st, 1, "was: open /proc/<pid>/stat",
 		     fd = open(path, O_RDONLY | O_CLOEXEC));
-		if (fd < 0)
-			return -errno;
-		STEP(st, 1, "read", got = read(fd, buf, sizeof(buf)));
-		STEP(st, 2, "close", close(fd));
-		STEP(st, 3, "kill(pid, 0)", (void)kill(pid, 0));
+		if (fd < 0) {
+			rc = -errno;
+			break;
+		}
+		STEP(st, 2, "was: read", got = read(fd, buf, sizeof(buf)));
+		STEP(st, 3, "was: close", close(fd));
+		STEP(st, 4, "was: kill(pid, 0)", (void)kill(pid, 0));
 		if (got <= 0)
-			return -EIO;
+			rc = -EIO;
 	}
-	steps_print("join", "check a process", st, n);
-	return 0;
+	if (holder >= 0)
+		close(holder);
+	if (mine >= 0)
+		close(mine);
+	if (rc == 0 && !stop)
+		steps_print("join", "check a process", st, n);
+	return rc;
 }
 
 static int scenario_syscalls(void)

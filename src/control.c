@@ -152,6 +152,7 @@ int ctl_format(void *base, uint64_t instance_id, uint32_t backend,
 	if (rc < 0)
 		return rc;
 	region_format(&c, region_size, region_size);
+	h->lock_holder = CTL_NONE;
 	ctl_recompute(&c);
 	return 0;
 }
@@ -252,6 +253,7 @@ void ctl_recompute(struct ctl *c)
 
 	h->nsegments = 0;
 	h->nprocs = 0;
+	h->nforks = 0;
 	h->free_head = CTL_NONE;
 	for (s = 0; s < h->max_segments; s++)
 		c->slots[s].refcount = 0;
@@ -260,12 +262,15 @@ void ctl_recompute(struct ctl *c)
 		uint64_t *row = ctl_row(c, p);
 
 		proc->nrefs = 0;
-		if (proc->state != PROC_LIVE) {
+		if (!ctl_proc_held(proc)) {
 			proc->state = PROC_FREE;
 			memset(row, 0, h->row_words * 8);
 			continue;
 		}
-		h->nprocs++;
+		if (proc->state == PROC_LIVE)
+			h->nprocs++;
+		else
+			h->nforks++;
 		for (uint32_t w = 0; w < h->row_words; w++) {
 			uint64_t bits = row[w];
 
@@ -327,50 +332,4 @@ uint32_t ctl_lookup(const struct ctl *c, uint64_t handle)
 	if (c->slots[s].handle != handle || c->slots[s].state == SLOT_FREE)
 		return CTL_NONE;
 	return s;
-}
-
-uint64_t ctl_process_start_time(pid_t pid)
-{
-	char path[64], buf[1024], *p;
-	unsigned long long start = 0;
-	unsigned flags = 0;
-	ssize_t n;
-	int fd;
-
-	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-	fd = dynshm_sys.open(path, O_RDONLY | O_CLOEXEC, 0);
-	if (fd < 0)
-		return 0;
-	n = dynshm_sys.read(fd, buf, sizeof(buf) - 1);
-	dynshm_sys.close(fd);
-	if (n <= 0)
-		return 0;
-	buf[n] = '\0';
-	/* The command name may hold spaces and ')'; fields follow the last. */
-	p = strrchr(buf, ')');
-	if (!p || p[1] != ' ')
-		return 0;
-	/* Field 3 is the state; a zombie has unmapped everything already. */
-	if (p[2] == 'Z' || p[2] == 'X')
-		return 0;
-	if (sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %u %*u %*u %*u %*u %*u "
-			  "%*u %*d %*d %*d %*d %*d %*d %llu",
-		   &flags, &start) != 2)
-		return 0;
-	/*
-	 * Field 9, PF_EXITING (0x4): set before the kernel releases a dying
-	 * process's robust futexes, while its state still reads 'R' or 'D'.
-	 * Without this, the repairer of a lock whose holder was just killed
-	 * usually finds the holder "alive" and leaves its work undone.
-	 */
-	if (flags & 0x4)
-		return 0;
-	return start ? start : 1;
-}
-
-bool ctl_proc_alive(const struct ctl_proc *p)
-{
-	if (p->state != PROC_LIVE || p->pid <= 0)
-		return false;
-	return ctl_process_start_time(p->pid) == p->start_time;
 }

@@ -19,8 +19,8 @@
  * about what a process holds and releasing a dead process is clearing its row.
  *
  * PRIMARY AND DERIVED DATA.  Crash repair rests on one split:
- *   primary  - slot state/handle/size/backend/owner/pinned/doomed/name, proc
- *              state/pid/start time, the refs bitmap.  Every mutation of
+ *   primary  - slot state/handle/size/backend/owner/owner_gen/pinned/
+ *              doomed/name, proc state/gen/pid, the refs bitmap.  Every mutation of
  *              primary data is ordered so that any prefix of it, left by a
  *              process killed half-way, is a state the reaper can finish;
  *              the field that publishes a change (a state) is written last
@@ -49,7 +49,8 @@
 #include <sys/types.h>
 
 #define CTL_MAGIC 0x54436d68736e7964ull /* "dynshmCT" little-endian */
-#define CTL_VERSION 4u /* 2: region fields, 3: slot names, 4: os ident */
+#define CTL_VERSION 5u /* 2: region fields, 3: slot names, 4: os ident,
+			     5: OFD liveness */
 
 #define CTL_MAX_SEGMENTS (1u << 20)
 #define CTL_MAX_PROCESSES (1u << 16)
@@ -92,9 +93,32 @@ enum ctl_slot_state {
 	SLOT_MORIBUND = 3,
 };
 
+/*
+ * Process entry states.  An entry is a process's membership; whether the
+ * process behind it lives is never read from /proc or pids but from the
+ * kernel (liveness.c): while an entry is LIVE or FORK, a write lock on
+ * byte <entry index> of the instance's "procs" file is held through an
+ * open file description of that process (taken before the state is
+ * published), and the kernel drops it when the last descriptor of that
+ * description is closed - at the process's exit, whatever killed it.
+ *
+ *   FREE ---join (lock taken)---> LIVE ---leave, or reaped (lock gone)---> FREE
+ *     |                            ^
+ *     +--fork (parent, lock on a   | the child's first call adopts it
+ *        description only the      |
+ *        child keeps)----------> FORK ---child exited (lock gone)---> FREE
+ *
+ * FORK holds the references a forked child inherited (a copy of its
+ * parent's row at the fork) until the child's first call makes the entry
+ * its own, or the child exits (instance.c, "fork").  gen is bumped each
+ * time an entry is freed: (index, gen) names one membership, never reused
+ * (a process's token, dynshm_proc_self), and a process whose gen moved on
+ * knows it was released.
+ */
 enum ctl_proc_state {
 	PROC_FREE = 0,
 	PROC_LIVE = 1,
+	PROC_FORK = 2,
 };
 
 struct ctl_slot {
@@ -110,9 +134,11 @@ struct ctl_slot {
 	uint32_t gen;	    /* (L) bumped each time the slot is freed */
 	uint32_t refcount;  /* (L, derived) processes whose bit is set */
 	uint32_t next_free; /* (L, derived) free list link or CTL_NONE */
-	int32_t owner_pid;  /* (L) pid of owner, so a reused entry is not it */
+	int32_t owner_pid;  /* (L) pid of owner, for tools */
 	uint32_t region_order;	/* (L) region: block of 2^order pages */
-	uint32_t huge;		/* (L, creator while CREATING) on hugetlb */
+	uint32_t huge;		/* (L) on hugetlb */
+	uint32_t owner_gen; /* (L) owner's entry gen: a reused entry is not it */
+	uint32_t reserved_;
 	uint64_t region_offset; /* (L) region: byte offset of the block */
 	/*
 	 * (L) primary.  "" for an anonymous segment.  Written when the slot
@@ -146,8 +172,9 @@ struct ctl_slot {
 
 struct ctl_proc {
 	uint32_t state;	     /* (L) enum ctl_proc_state, published last */
-	int32_t pid;	     /* (L) */
-	uint64_t start_time; /* (L) /proc/<pid>/stat field 22: tells reuse */
+	int32_t pid;	     /* (L) for display only (FORK: the parent's) */
+	uint32_t gen;	     /* (L) bumped when freed, before FREE is published */
+	uint32_t parent;     /* (L) FORK: the forking process's entry, tools */
 	uint64_t joined_ns;  /* (L) */
 	uint32_t nrefs;	     /* (L, derived) bits set in its row */
 	uint32_t reserved_;
@@ -181,7 +208,7 @@ struct ctl_header {
 	/* (L, derived) */
 	uint32_t free_head;
 	uint32_t nsegments;
-	uint32_t nprocs;
+	uint32_t nprocs; /* LIVE entries (a FORK one is no process yet) */
 	/* (L) set when the instance is destroyed or reset; never cleared */
 	uint32_t destroyed;
 	/* (L) statistics, never reset */
@@ -190,13 +217,18 @@ struct ctl_header {
 	/*
 	 * (L, derived) where the next open starts checking for dead
 	 * processes (instance.c, join): opens check a few entries each,
-	 * round robin, instead of all - reap_cursor for the cheap check,
-	 * reap_cursor_deep for the one entry whose start time is read.  Any
-	 * value is harmless (taken modulo max_processes), so ctl_recompute
-	 * leaves them alone.
+	 * round robin, instead of all.  Any value is harmless (taken modulo
+	 * max_processes), so ctl_recompute leaves it alone.
 	 */
 	uint32_t reap_cursor;
-	uint32_t reap_cursor_deep;
+	/* (L, derived) FORK entries: a detach looks at them when not 0 */
+	uint32_t nforks;
+	/*
+	 * (L) the entry of the process holding the lock, CTL_NONE when none
+	 * or unknown (a joiner): on EOWNERDEAD, whose exit to wait for.
+	 */
+	uint32_t lock_holder;
+	uint32_t reserved_;
 };
 
 /* A mapped, validated control segment. */
@@ -239,10 +271,17 @@ void ctl_push_free(struct ctl *c, uint32_t slot);
 /* O(1) handle resolution; the slot or CTL_NONE. */
 uint32_t ctl_lookup(const struct ctl *c, uint64_t handle);
 
-/* Is proc table entry p a process still running? */
-bool ctl_proc_alive(const struct ctl_proc *p);
-/* /proc/<pid>/stat start time; 0 when the process does not exist. */
-uint64_t ctl_process_start_time(pid_t pid);
+/* A LIVE or FORK entry: one whose process the kernel tells about. */
+static inline bool ctl_proc_held(const struct ctl_proc *p)
+{
+	return p->state == PROC_LIVE || p->state == PROC_FORK;
+}
+
+/* Process tokens (dynshm_proc_self): [63..32] entry gen, [31..0] index + 1. */
+static inline uint64_t ctl_token(uint32_t proc, uint32_t gen)
+{
+	return (uint64_t)gen << 32 | (uint64_t)(proc + 1);
+}
 
 /* Publish a state with a release store (see PRIMARY AND DERIVED DATA). */
 static inline void ctl_publish(uint32_t *field, uint32_t value)

@@ -5,12 +5,15 @@
  * PostgreSQL ties DSM to one postmaster: when any backend dies uncleanly,
  * the whole cluster restarts so that shared state can be trusted again.
  * dynshm cannot ask that of a server, so each process is an entry of the
- * control segment's process table (pid + start time, so a reused pid is not
- * mistaken for the old process) with its own row of references.  A process
- * that dies is found by a reap - within a few opens (each checks a few
+ * control segment's process table with its own row of references.  It is
+ * dead only when the kernel has dropped the lock it held for its entry
+ * (liveness.c); then a reap - within a few opens (each checks a few
  * processes, see join), on demand, when entries or slots run out, and
- * whenever the control lock reports that its holder died - and its row is
- * cleared on its own; whatever nobody holds any more is destroyed.
+ * whenever the control lock reports that its holder died - clears its row;
+ * whatever nobody holds any more is destroyed.  An entry is a membership,
+ * named by (index, gen): a process checks under the control lock, at every
+ * step, that its entry still carries its gen, and one that was released
+ * gets -ESTALE and writes nothing more.
  *
  * The control lock is a robust process-shared mutex.  When the kernel tells
  * the next locker EOWNERDEAD, the derived fields are recomputed from primary
@@ -46,18 +49,32 @@ static pthread_mutex_t registry_lock = PTHREAD_MUTEX_INITIALIZER;
 static dynshm_instance *registry;
 static pthread_once_t registry_once = PTHREAD_ONCE_INIT;
 
-/* Hold every instance's lock across fork so no child inherits one held. */
+static void fork_prepare(dynshm_instance *inst);
+static int join_after_fork(dynshm_instance *inst);
+
+/*
+ * Hold every instance's lock across fork so no child inherits one held,
+ * and give the child its parent's references (fork_prepare).
+ */
 static void before_fork(void)
 {
 	pthread_mutex_lock(&registry_lock);
 	for (dynshm_instance *i = registry; i; i = i->next_open)
 		pthread_mutex_lock(&i->mu);
+	for (dynshm_instance *i = registry; i; i = i->next_open)
+		fork_prepare(i);
 }
 
+/* The FORK entry's lock now lives in the child alone (or in nobody). */
 static void after_fork_parent(void)
 {
-	for (dynshm_instance *i = registry; i; i = i->next_open)
+	for (dynshm_instance *i = registry; i; i = i->next_open) {
+		if (i->fork_fd >= 0)
+			dynshm_sys.close(i->fork_fd);
+		i->fork_fd = -1;
+		i->fork_entry = CTL_NONE;
 		pthread_mutex_unlock(&i->mu);
+	}
 	pthread_mutex_unlock(&registry_lock);
 }
 
@@ -78,8 +95,28 @@ static void init_recursive(pthread_mutex_t *mu)
 static void after_fork_child(void)
 {
 	dynshm_fork_generation++;
-	for (dynshm_instance *i = registry; i; i = i->next_open)
+	for (dynshm_instance *i = registry; i; i = i->next_open) {
 		init_recursive(&i->mu);
+		i->child_entry = CTL_NONE;
+		if (i->fork_fd < 0 && i->fork_empty && i->live_fd >= 0) {
+			/* Nothing inherited: the parent's lock is its own. */
+			dynshm_sys.close(i->live_fd);
+			i->live_fd = -1;
+		}
+		if (i->fork_fd < 0)
+			continue; /* no FORK entry: keep the parent's lock */
+		/*
+		 * Our references are the FORK entry's, held by fork_fd: the
+		 * parent's own description is the parent's business.
+		 */
+		if (i->live_fd >= 0)
+			dynshm_sys.close(i->live_fd);
+		i->live_fd = i->fork_fd;
+		i->fork_fd = -1;
+		i->child_entry = i->fork_entry;
+		i->child_gen = i->fork_entry_gen;
+		i->fork_entry = CTL_NONE;
+	}
 	pthread_mutex_init(&registry_lock, NULL);
 }
 
@@ -229,6 +266,31 @@ int os_destroy(dynshm_instance *inst, uint32_t backend, dynshm_handle handle)
 
 /* ---- the control lock --------------------------------------------------- */
 
+/*
+ * The kernel hands a dead holder's mutex on while the holder is still
+ * exiting (robust futexes are released before its descriptors are
+ * closed), so its entry's lock may still be held for a moment.  Wait for
+ * it, a bounded while - the holder may also be one thread of a process
+ * that lives on (cancelled inside the library), and that one is alive -
+ * so that the repair releases the dead holder and finishes its work now
+ * rather than at some later reap.
+ */
+static void wait_for_dead_holder(dynshm_instance *inst, uint32_t holder)
+{
+	struct ctl *c = &inst->c;
+	long ns = 10000;
+
+	if (holder >= c->hdr->max_processes || holder == inst->me ||
+	    !ctl_proc_held(&c->procs[holder]))
+		return;
+	for (int i = 0; i < 40 && live_held(inst, holder); i++) {
+		struct timespec ts = { 0, ns };
+
+		dynshm_sys.nanosleep(&ts, NULL);
+		ns = ns * 2 > 5000000 ? 5000000 : ns * 2;
+	}
+}
+
 /* Lock (repairing after a dead holder) even if the instance was destroyed. */
 static int ctl_lock_any(dynshm_instance *inst)
 {
@@ -237,6 +299,7 @@ static int ctl_lock_any(dynshm_instance *inst)
 
 	if (rc == EOWNERDEAD) {
 		/* The holder died inside a mutation: finish or undo it. */
+		wait_for_dead_holder(inst, h->lock_holder);
 		ctl_recompute(&inst->c);
 		h->lock_repairs++;
 		reap_locked(inst, true, NULL);
@@ -247,6 +310,7 @@ static int ctl_lock_any(dynshm_instance *inst)
 		return dynshm_fail(rc, "cannot lock the control segment of "
 				    "instance '%s': %s",
 				inst->name, strerror(rc));
+	h->lock_holder = inst->me;
 	return 0;
 }
 
@@ -258,9 +322,20 @@ int ctl_lock(dynshm_instance *inst)
 	if (rc < 0)
 		return rc;
 	if (h->destroyed) {
+		h->lock_holder = CTL_NONE;
 		pthread_mutex_unlock(&h->lock);
 		return dynshm_fail(ENOENT, "instance '%s' was destroyed or reset "
 					"by another process",
+				inst->name);
+	}
+	/* Still ours?  A released process changes nothing (wrapper.h). */
+	if (inst->me != CTL_NONE &&
+	    (inst->c.procs[inst->me].state != PROC_LIVE ||
+	     inst->c.procs[inst->me].gen != inst->me_gen)) {
+		h->lock_holder = CTL_NONE;
+		pthread_mutex_unlock(&h->lock);
+		return dynshm_fail(ESTALE, "this process was released from "
+					"instance '%s'; open it again",
 				inst->name);
 	}
 	return 0;
@@ -268,6 +343,7 @@ int ctl_lock(dynshm_instance *inst)
 
 void ctl_unlock(dynshm_instance *inst)
 {
+	inst->c.hdr->lock_holder = CTL_NONE;
 	pthread_mutex_unlock(&inst->c.hdr->lock);
 }
 
@@ -297,21 +373,52 @@ static bool owner_alive(const struct ctl *c, const struct ctl_slot *slot)
 	if (slot->owner >= c->hdr->max_processes)
 		return false;
 	p = &c->procs[slot->owner];
-	return p->state == PROC_LIVE && p->pid == slot->owner_pid;
+	return p->state == PROC_LIVE && p->gen == slot->owner_gen;
 }
 
+/* Clear p's row, end its membership (gen first), free the entry. */
 static void release_process_locked(struct ctl *c, uint32_t p)
 {
 	uint64_t *row = ctl_row(c, p);
+	bool live = c->procs[p].state == PROC_LIVE;
 
 	for (uint32_t w = 0; w < c->hdr->row_words; w++)
 		while (row[w])
 			ctl_clear_bit(c, p, w * 64 +
 						    (uint32_t)__builtin_ctzll(
 							    row[w]));
+	__atomic_store_n(&c->procs[p].gen, c->procs[p].gen + 1,
+			 __ATOMIC_RELEASE);
 	ctl_publish(&c->procs[p].state, PROC_FREE);
-	c->hdr->nprocs--;
-	c->hdr->processes_reaped++;
+	if (live) { /* a FORK entry was no process yet */
+		c->hdr->nprocs--;
+		c->hdr->processes_reaped++;
+	} else {
+		c->hdr->nforks--;
+	}
+}
+
+/*
+ * Slot s is about to be let go of, but references remain: if one of them
+ * is a FORK entry whose child has exited (the usual end of a child that
+ * never used the instance, or that exec'd), reap now, so that the segment
+ * goes at this detach as it would have without the fork - not at some
+ * later reap.  O(1) while no FORK entry exists.
+ */
+void forks_let_go_locked(dynshm_instance *inst, uint32_t s)
+{
+	struct ctl *c = &inst->c;
+
+	if (c->hdr->nforks == 0 || c->slots[s].refcount == 0)
+		return;
+	for (uint32_t p = 0; p < c->hdr->max_processes; p++) {
+		if (c->procs[p].state != PROC_FORK || !ctl_bit(c, p, s))
+			continue;
+		if (!live_held(inst, p)) {
+			reap_locked(inst, false, NULL);
+			return;
+		}
+	}
 }
 
 /*
@@ -325,17 +432,20 @@ int reap_locked(dynshm_instance *inst, bool sweep, unsigned *reaped)
 	struct ctl *c = &inst->c;
 	unsigned dead = 0;
 	int first_err = 0;
+	bool released = false;
 
 	for (uint32_t p = 0; p < c->hdr->max_processes; p++) {
-		if (c->procs[p].state != PROC_LIVE || p == inst->me)
+		if (!ctl_proc_held(&c->procs[p]) || p == inst->me)
 			continue;
-		if (ctl_proc_alive(&c->procs[p]))
+		if (live_held(inst, p)) /* the kernel's word; doubt is life */
 			continue;
 		HOOK("reap:release");
+		if (c->procs[p].state == PROC_LIVE)
+			dead++; /* a FORK entry's child never joined */
 		release_process_locked(c, p);
-		dead++;
+		released = true;
 	}
-	if (dead || sweep) {
+	if (released || sweep) {
 		for (uint32_t s = 0; s < c->hdr->max_segments; s++) {
 			struct ctl_slot *slot = &c->slots[s];
 			bool finish = false;
@@ -375,142 +485,250 @@ int reap_locked(dynshm_instance *inst, bool sweep, unsigned *reaped)
 }
 
 /*
- * The reap at open.  It used to be the full reap, which reads
- * /proc/<pid>/stat (8 us here) for every joined process under the control
- * lock: an open cost 8 us more per process joined and held the lock for
- * 2 ms at 250.  Now an open looks at a bounded number of entries, outside
- * the lock (it copies pid and start time under the lock, tests unlocked):
- *   - JOIN_CHECKS entries, round robin from reap_cursor, with kill(pid, 0):
- *     ESRCH means the process is gone and collected by its parent, the
- *     usual state of one that crashed (0.5 us a check);
- *   - one entry, round robin from reap_cursor_deep, with its start time in
- *     /proc: that also catches a zombie not yet collected and a reused pid.
- * Only when one of them is dead does the open do the full reap, under the
- * lock: where one process died, others often did (a server killed as a
- * whole), and cleaning up after a crash may cost what dynshm_reap costs, once.
- * So with n processes joined a dead one is found within n/JOIN_CHECKS
- * opens once collected, within n opens as a zombie, and at once by
- * dynshm_reap, a full table or a lock repair.  A dead process stays dead, so
- * the unlocked verdict holds.
+ * The reap at open.  An open looks at a bounded number of entries instead
+ * of all: JOIN_CHECKS held entries, round robin from reap_cursor, each
+ * asked of the kernel (live_held, one F_OFD_GETLK).  Their indexes are
+ * picked under the control lock and checked outside it.  Only when one of
+ * them is dead does the open do the full reap, under the lock, which asks
+ * again: where one process died, others often did (a server killed as a
+ * whole), and cleaning up after a crash may cost what dynshm_reap costs,
+ * once.  So with n processes joined a dead one is found within
+ * n/JOIN_CHECKS opens, and at once by dynshm_reap, a full table or a lock
+ * repair.  An unlocked verdict that is out of date (the entry was freed
+ * and taken again meanwhile) only costs that full reap.
  */
 #define JOIN_CHECKS 8
 
-struct join_check {
-	int32_t pid;
-	uint64_t start_time;
-};
-
-/* The first live entry other than ours from *cursor on; cursor past it. */
-static bool next_live(dynshm_instance *inst, uint32_t *cursor, uint32_t *seen,
-		      struct join_check *out)
+/* Under the lock: up to JOIN_CHECKS held entries other than ours. */
+static unsigned pick_checks_locked(dynshm_instance *inst, uint32_t *chk)
 {
 	struct ctl *c = &inst->c;
 	uint32_t max = c->hdr->max_processes;
-	uint32_t p = *cursor % max;
-	bool found = false;
-
-	for (; *seen < max && !found; (*seen)++) {
-		const struct ctl_proc *proc = &c->procs[p];
-
-		if (proc->state == PROC_LIVE && p != inst->me) {
-			*out = (struct join_check){ proc->pid,
-						    proc->start_time };
-			found = true;
-		}
-		p = p + 1 == max ? 0 : p + 1;
-	}
-	*cursor = p;
-	return found;
-}
-
-/* Under the lock: the entries to check (chk[0] deeply), cursors moved. */
-static unsigned pick_checks_locked(dynshm_instance *inst, struct join_check *chk)
-{
-	struct ctl_header *h = inst->c.hdr;
-	uint32_t seen = 0;
+	uint32_t p = c->hdr->reap_cursor % max;
 	unsigned n = 0;
 
-	if (!next_live(inst, &h->reap_cursor_deep, &seen, &chk[0]))
-		return 0;
-	seen = 0;
-	while (n < JOIN_CHECKS &&
-	       next_live(inst, &h->reap_cursor, &seen, &chk[1 + n]))
-		n++;
-	return 1 + n;
+	for (uint32_t seen = 0; seen < max && n < JOIN_CHECKS; seen++) {
+		if (ctl_proc_held(&c->procs[p]) && p != inst->me)
+			chk[n++] = p;
+		p = p + 1 == max ? 0 : p + 1;
+	}
+	c->hdr->reap_cursor = p;
+	return n;
 }
 
 /* Outside the lock: is any of the picked processes gone? */
-static bool any_dead(const struct join_check *chk, unsigned n)
+static bool any_dead(dynshm_instance *inst, const uint32_t *chk, unsigned n)
 {
-	if (n == 0)
-		return false;
-	if (chk[0].pid <= 0 ||
-	    ctl_process_start_time(chk[0].pid) != chk[0].start_time)
-		return true;
-	for (unsigned i = 1; i < n; i++)
-		if (chk[i].pid <= 0 ||
-		    (dynshm_sys.kill(chk[i].pid, 0) < 0 && errno == ESRCH))
+	for (unsigned i = 0; i < n; i++)
+		if (!live_held(inst, chk[i]))
 			return true;
 	return false;
 }
 
-/* Release dead processes now; best effort (a failing lock fails later). */
+/*
+ * Release dead processes now; best effort (a failing lock fails later).
+ * Before this process has joined (placement_open reaps before the join)
+ * it has no descriptor of the procs file to ask the kernel with, and a
+ * check without one is doubt: borrow one for the reap.  It holds no lock,
+ * so closing it changes nothing for anyone.
+ */
 void reap_dead(dynshm_instance *inst)
 {
-	if (ctl_lock(inst) < 0) {
+	int borrowed = -1;
+
+	if (inst->live_fd < 0 && live_open(inst, &borrowed) == 0)
+		inst->live_fd = borrowed;
+	if (ctl_lock(inst) < 0)
 		dynshm_clear_error();
-		return;
+	else {
+		reap_locked(inst, false, NULL);
+		ctl_unlock(inst);
 	}
-	reap_locked(inst, false, NULL);
-	ctl_unlock(inst);
+	if (borrowed >= 0) {
+		inst->live_fd = -1;
+		dynshm_sys.close(borrowed);
+	}
+	dynshm_clear_error();
 }
 
 /* ---- joining ------------------------------------------------------------- */
 
-/* start: our /proc start time, read before taking the lock. */
-static int join_locked(dynshm_instance *inst, uint64_t start)
+/*
+ * A free entry whose byte we could lock on fd (an entry freed while its
+ * old process still holds the byte - released behind its back - is
+ * skipped), reaping once when none is free.  Its index, or CTL_NONE with
+ * the error in *rc.
+ */
+static uint32_t take_entry_locked(dynshm_instance *inst, int fd, int *rc)
 {
 	struct ctl *c = &inst->c;
 
+	*rc = 0;
 	for (int attempt = 0; attempt < 2; attempt++) {
 		for (uint32_t p = 0; p < c->hdr->max_processes; p++) {
-			struct ctl_proc *proc = &c->procs[p];
-
-			if (proc->state != PROC_FREE)
+			if (c->procs[p].state != PROC_FREE)
 				continue;
+			*rc = live_take(inst, fd, p);
+			if (*rc == -EAGAIN)
+				continue;
+			if (*rc < 0)
+				return CTL_NONE;
 			memset(ctl_row(c, p), 0, c->hdr->row_words * 8);
-			proc->pid = (int32_t)getpid();
-			proc->start_time = start;
-			proc->joined_ns = now_ns();
-			proc->nrefs = 0;
-			ctl_publish(&proc->state, PROC_LIVE);
-			c->hdr->nprocs++;
-			inst->me = p;
-			inst->pid = getpid();
-			inst->fork_gen = dynshm_fork_generation;
-			return 0;
+			c->procs[p].pid = (int32_t)getpid();
+			c->procs[p].parent = CTL_NONE;
+			c->procs[p].joined_ns = now_ns();
+			c->procs[p].nrefs = 0;
+			return p;
 		}
 		reap_locked(inst, false, NULL); /* a dead one may free one */
 	}
-	return dynshm_fail(ENOSPC,
+	*rc = dynshm_fail(ENOSPC,
 			"all %u process entries of instance '%s' are in use "
 			"(raise max_processes)",
 			c->hdr->max_processes, inst->name);
+	return CTL_NONE;
 }
 
+/* fd: a new description of the procs file, which will hold our lock. */
+static int join_locked(dynshm_instance *inst, int fd)
+{
+	struct ctl *c = &inst->c;
+	int rc;
+	uint32_t p = take_entry_locked(inst, fd, &rc);
+
+	if (p == CTL_NONE)
+		return rc;
+	ctl_publish(&c->procs[p].state, PROC_LIVE);
+	c->hdr->nprocs++;
+	inst->me = p;
+	inst->me_gen = c->procs[p].gen;
+	inst->pid = getpid();
+	inst->fork_gen = dynshm_fork_generation;
+	return 0;
+}
+
+/* Leave (entry checked ours by ctl_lock): free it, then drop its lock. */
 static void leave_locked(dynshm_instance *inst)
 {
 	struct ctl *c = &inst->c;
 
 	release_process_locked(c, inst->me);
 	c->hdr->processes_reaped--; /* a clean leave is not a reap */
+	live_give_back(inst->live_fd, inst->me);
+	inst->me = CTL_NONE;
 }
 
-/* In a forked child: become a process of our own, adopt the mappings. */
+/*
+ * ---- fork -------------------------------------------------------------------
+ * A forked child holds its parent's references from the fork until its
+ * first call adopts them or it exits.  Before the fork the parent copies
+ * its row into a FORK entry (control.h) locked through a new description
+ * of the procs file; after the fork the parent closes that descriptor, so
+ * the lock lives exactly as long as the child keeps it: when the child
+ * exits without a call the kernel drops it and the next reap releases the
+ * entry; at its first call the child makes the entry LIVE, its own (its
+ * token from then on; adoption needs no new descriptor).  So a segment -
+ * a region or msharefs-placed one included - is never reused while a child
+ * that inherited it lives, even if the parent destroys it and dies.
+ * A parent that holds no reference makes none (nothing to inherit).  Where
+ * no FORK entry can be made (no free entry, no descriptor) the fork goes
+ * on, and the child keeps its parent's description: the parent's entry
+ * then lives while the child does, and the child adopts at its first call
+ * what is still there.
+ */
+static void fork_prepare(dynshm_instance *inst)
+{
+	struct ctl *c = &inst->c;
+	uint32_t p;
+	int fd = -1, rc;
+
+	inst->fork_fd = -1;
+	inst->fork_entry = CTL_NONE;
+	inst->fork_empty = false;
+	/*
+	 * A child forking before its first call: with a FORK entry of its
+	 * own it adopts it first, so that its child gets a copy; without,
+	 * it has nothing of its own to pass on (its descriptor, if any, is
+	 * inherited as it is).
+	 */
+	if (inst->fork_gen != dynshm_fork_generation &&
+	    (inst->child_entry == CTL_NONE || join_after_fork(inst) < 0))
+		goto out;
+	if (inst->me == CTL_NONE)
+		goto out;
+	/*
+	 * Nothing to inherit: the child needs neither entry nor lock.  Our
+	 * own row changes only under inst->mu, which we hold, so it may be
+	 * read before the control lock - which a fork then never waits for.
+	 */
+	if (!inst->segs) {
+		inst->fork_empty = true;
+		goto out;
+	}
+	if (ctl_lock(inst) < 0)
+		goto out;
+	p = CTL_NONE;
+	if (live_open(inst, &fd) == 0)
+		p = take_entry_locked(inst, fd, &rc);
+	if (p != CTL_NONE) {
+		const uint64_t *row = ctl_row(c, inst->me);
+
+		for (uint32_t w = 0; w < c->hdr->row_words; w++)
+			for (uint64_t bits = row[w]; bits; bits &= bits - 1)
+				ctl_set_bit(c, p,
+					    w * 64 + (uint32_t)__builtin_ctzll(
+							     bits));
+		c->procs[p].parent = inst->me;
+		HOOK("fork:entry");
+		ctl_publish(&c->procs[p].state, PROC_FORK);
+		c->hdr->nforks++;
+		inst->fork_entry = p;
+		inst->fork_entry_gen = c->procs[p].gen;
+		inst->fork_fd = fd;
+		fd = -1;
+	}
+	ctl_unlock(inst);
+out:
+	if (fd >= 0)
+		dynshm_sys.close(fd);
+	dynshm_clear_error(); /* fork itself does not fail for this */
+}
+
+/* The FORK entry made for us, if it is still ours: make it LIVE. */
+static bool adopt_fork_entry_locked(dynshm_instance *inst)
+{
+	struct ctl *c = &inst->c;
+	uint32_t p = inst->child_entry;
+	struct ctl_proc *proc;
+
+	inst->child_entry = CTL_NONE;
+	if (p >= c->hdr->max_processes)
+		return false;
+	proc = &c->procs[p];
+	if (proc->state != PROC_FORK || proc->gen != inst->child_gen)
+		return false;
+	proc->pid = (int32_t)getpid();
+	proc->joined_ns = now_ns();
+	ctl_publish(&proc->state, PROC_LIVE);
+	c->hdr->nprocs++;
+	c->hdr->nforks--;
+	inst->me = p;
+	inst->me_gen = proc->gen;
+	inst->pid = getpid();
+	inst->fork_gen = dynshm_fork_generation;
+	return true;
+}
+
+/*
+ * In a forked child: become a process of our own, adopt the mappings.
+ * With a FORK entry made for us, adopting it needs no descriptor (ours
+ * already holds its lock).  Else a fresh join, through a new description:
+ * our checks of others go through it too, since the inherited one may
+ * hold our parent's lock, which would hide the parent from us.
+ */
 static int join_after_fork(dynshm_instance *inst)
 {
-	uint64_t start;
-	int rc;
+	int old = inst->live_fd, fd = -1, rc;
 
 	inst->me = CTL_NONE;
 	rc = seed(inst);
@@ -518,15 +736,37 @@ static int join_after_fork(dynshm_instance *inst)
 		rc = placement_after_fork(inst);
 	if (rc < 0)
 		return rc;
-	start = ctl_process_start_time(getpid());
-	rc = ctl_lock(inst);
+	if (inst->child_entry != CTL_NONE) {
+		rc = ctl_lock(inst);
+		if (rc < 0)
+			return rc;
+		if (adopt_fork_entry_locked(inst)) {
+			segment_adopt_after_fork(inst);
+			ctl_unlock(inst);
+			return 0;
+		}
+		ctl_unlock(inst); /* released behind our back: join afresh */
+	}
+	rc = live_open(inst, &fd);
 	if (rc < 0)
 		return rc;
-	rc = join_locked(inst, start);
-	if (rc == 0)
-		segment_adopt_after_fork(inst);
-	ctl_unlock(inst);
-	return rc;
+	inst->live_fd = fd;
+	rc = ctl_lock(inst);
+	if (rc == 0) {
+		rc = join_locked(inst, fd);
+		if (rc == 0)
+			segment_adopt_after_fork(inst);
+		ctl_unlock(inst);
+	}
+	if (rc < 0) {
+		inst->live_fd = old;
+		dynshm_sys.close(fd);
+		return rc;
+	}
+	/* The inherited description stays with whoever else has it. */
+	if (old >= 0)
+		dynshm_sys.close(old);
+	return 0;
 }
 
 int inst_enter(dynshm_instance *inst)
@@ -798,6 +1038,7 @@ static void wipe(dynshm_instance *inst)
 		dynshm_impl_destroy(space, CTL_HANDLE);
 	sweep_prefix(inst);
 	dynshm_sys.unlinkat(inst->dirfd, "state", 0);
+	live_unlink(inst); /* the next incarnation's processes: a new file */
 	close_spaces(inst);
 }
 
@@ -922,6 +1163,8 @@ static int new_instance(const char *name_or_dir, dynshm_instance **out,
 		return dynshm_fail(ENOMEM, "out of memory opening an instance");
 	inst->dirfd = -1;
 	inst->me = CTL_NONE;
+	inst->live_fd = inst->fork_fd = -1;
+	inst->fork_entry = inst->child_entry = CTL_NONE;
 	rc = state_resolve(name_or_dir, inst->name, sizeof(inst->name),
 			   inst->dir, sizeof(inst->dir), named);
 	if (rc == 0)
@@ -943,6 +1186,8 @@ static void free_instance(dynshm_instance *inst)
 	if (inst->ctl_map)
 		dynshm_impl_detach(inst->ctl_map);
 	close_spaces(inst);
+	if (inst->live_fd >= 0) /* after leaving: drops our lock if held */
+		dynshm_sys.close(inst->live_fd);
 	if (inst->dirfd >= 0)
 		dynshm_sys.close(inst->dirfd);
 	free(inst->local);
@@ -952,20 +1197,23 @@ static void free_instance(dynshm_instance *inst)
 
 static int join(dynshm_instance *inst)
 {
-	uint64_t start = ctl_process_start_time(getpid());
-	int rc = ctl_lock(inst);
+	int rc = live_open(inst, &inst->live_fd);
 
 	if (rc < 0)
 		return rc;
-	rc = join_locked(inst, start);
+	rc = ctl_lock(inst);
+	if (rc < 0)
+		return rc;
+	rc = join_locked(inst, inst->live_fd);
 	ctl_unlock(inst);
 	if (rc < 0)
 		return rc;
 	inst->local = calloc(inst->c.hdr->max_segments, sizeof(*inst->local));
 	if (!inst->local) {
-		ctl_lock(inst);
-		leave_locked(inst);
-		ctl_unlock(inst);
+		if (ctl_lock(inst) == 0) {
+			leave_locked(inst);
+			ctl_unlock(inst);
+		}
 		return dynshm_fail(ENOMEM, "out of memory joining instance '%s'",
 				inst->name);
 	}
@@ -980,7 +1228,7 @@ static int join(dynshm_instance *inst)
  */
 static void reap_at_open(dynshm_instance *inst)
 {
-	struct join_check chk[1 + JOIN_CHECKS];
+	uint32_t chk[JOIN_CHECKS];
 	unsigned n;
 
 	if (ctl_lock(inst) < 0) {
@@ -989,7 +1237,7 @@ static void reap_at_open(dynshm_instance *inst)
 	}
 	n = pick_checks_locked(inst, chk);
 	ctl_unlock(inst);
-	if (any_dead(chk, n))
+	if (any_dead(inst, chk, n))
 		reap_dead(inst);
 }
 

@@ -112,8 +112,7 @@ static uint32_t find_locked(const struct ctl *c, const char *name)
 }
 
 /* Is the process that reserved this CREATING slot still running? */
-static bool creator_alive(const dynshm_instance *inst,
-			  const struct ctl_slot *slot)
+static bool creator_alive(dynshm_instance *inst, const struct ctl_slot *slot)
 {
 	const struct ctl *c = &inst->c;
 	const struct ctl_proc *p;
@@ -121,9 +120,9 @@ static bool creator_alive(const dynshm_instance *inst,
 	if (slot->owner >= c->hdr->max_processes)
 		return false;
 	p = &c->procs[slot->owner];
-	if (p->state != PROC_LIVE || p->pid != slot->owner_pid)
+	if (p->state != PROC_LIVE || p->gen != slot->owner_gen)
 		return false;
-	return slot->owner == inst->me || ctl_proc_alive(p);
+	return slot->owner == inst->me || live_held(inst, slot->owner);
 }
 
 /*

@@ -12,8 +12,8 @@
  *
  * Shared facts, and who writes them:
  *   <instance dir>/mshare, the record: region path, creator's address,
- *	size, window, the region file's device and inode, owner pid + start
- *	time.  Written once by the supervisor under the instance flock
+ *	size, window, the region file's device and inode, owner pid + process
+ *	token.  Written once by the supervisor under the instance flock
  *	before any other process can join or any segment exists; removed
  *	only by wipe (destroy/reset).  Every field is checked against what
  *	it must be (the instance's id and max_segments, the region's real
@@ -52,7 +52,7 @@
 #include <unistd.h>
 
 #define RECORD_FILE "mshare"
-#define RECORD_MAGIC "dynshm-mshare 2"
+#define RECORD_MAGIC "dynshm-mshare 3" /* 3: owner token, not start */
 #define OWNER_FILE "mshare.owner"
 
 /* Per-slot window: 1 GiB, halved until the region is at most 8 TiB. */
@@ -83,7 +83,7 @@ static void region_name(const dynshm_instance *inst, char *buf, size_t len)
 
 struct record {
 	char path[PATH_MAX];
-	uint64_t addr, size, window, owner_start, dev, ino;
+	uint64_t addr, size, window, owner_token, dev, ino;
 	int owner_pid;
 };
 
@@ -152,7 +152,7 @@ static int read_record(dynshm_instance *inst, struct record *rec)
 		if (sp) {
 			*sp = '\0';
 			n = number(owner, 10, &pid) &&
-			    number(sp + 1, 10, &rec->owner_start) &&
+			    number(sp + 1, 10, &rec->owner_token) &&
 			    pid > 0 && pid <= INT32_MAX;
 			rec->owner_pid = (int)pid;
 		} else {
@@ -178,7 +178,7 @@ static int write_record(dynshm_instance *inst, const struct placement *p)
 				      "\nowner %d %" PRIu64 "\n",
 			 p->region.path, (uintptr_t)p->region.base,
 			 p->region.size, p->window, p->region.dev,
-			 p->region.ino, (int)p->owner_pid, p->owner_start);
+			 p->region.ino, (int)p->owner_pid, p->owner_token);
 
 	if (n < 0 || (size_t)n >= sizeof(text))
 		return dynshm_fail(ENAMETOOLONG, "msharefs record too long");
@@ -317,10 +317,18 @@ static bool owner_thread_alive(const struct placement *p)
 
 /* ---- open ----------------------------------------------------------------- */
 
-static bool owner_alive(const struct placement *p)
+/*
+ * Doubt is life, as everywhere (liveness.c).  The region is its creating
+ * thread's: the robust mutex that thread holds in mshare.owner, released
+ * by the kernel at the thread's exit, is the signal.  The supervisor makes
+ * the region before it joins the process table, so a record has no owner
+ * token (0); one that has a token (a record written after the join) is
+ * also dead once that token is.
+ */
+static bool owner_alive(dynshm_instance *inst, const struct placement *p)
 {
-	return p->owner_start != 0 &&
-	       ctl_process_start_time(p->owner_pid) == p->owner_start &&
+	return (p->owner_token == 0 ||
+		live_token(inst, p->owner_token) != 0) &&
 	       owner_thread_alive(p); /* the region is the thread's */
 }
 
@@ -337,10 +345,10 @@ static int join_region(dynshm_instance *inst, const struct record *rec, int mode
 	p->window = rec->window;
 	p->creator_base = (void *)(uintptr_t)rec->addr;
 	p->owner_pid = rec->owner_pid;
-	p->owner_start = rec->owner_start;
+	p->owner_token = rec->owner_token;
 	if (!p->owner_mu && owner_map(inst, false, &p->owner_mu) < 0)
 		dynshm_clear_error(); /* no owner page: the owner is gone */
-	if (!owner_alive(p)) {
+	if (!owner_alive(inst, p)) {
 		snprintf(p->reason, sizeof(p->reason),
 			 "the msharefs region died with its owner, thread of "
 			 "pid %d; segments placed in it are lost (reopen the "
@@ -450,7 +458,7 @@ static int create_region(dynshm_instance *inst, const struct dynshm_config *cfg)
 		return rc;
 	}
 	p->owner_pid = getpid();
-	p->owner_start = ctl_process_start_time(p->owner_pid);
+	p->owner_token = 0; /* not joined yet: the owner thread decides */
 	p->creator_base = p->region.base;
 	HOOK("mshare:created");
 	rc = write_record(inst, p);
@@ -581,7 +589,7 @@ static int usable(dynshm_instance *inst, dynshm_handle handle)
 {
 	struct placement *p = &inst->place;
 
-	if (p->active && owner_alive(p))
+	if (p->active && owner_alive(inst, p))
 		return 0;
 	if (p->active)
 		snprintf(p->reason, sizeof(p->reason),

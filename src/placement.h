@@ -40,8 +40,9 @@ struct placement {
 	bool same_address;  /* at the creator's address */
 	uint64_t window;    /* bytes of region per slot; slot s at s*window */
 	void *creator_base; /* the creator's address */
-	pid_t owner_pid;    /* the region dies with a thread of it */
-	uint64_t owner_start;
+	pid_t owner_pid;    /* the region dies with a thread of it
+			       (pid for display) */
+	uint64_t owner_token; /* its process token (liveness.c): alive? */
 	pthread_mutex_t *owner_mu; /* mshare.owner's page, or NULL */
 	bool owns;	    /* this process made it: never unmapped */
 	int mode;	    /* config mshare, for a join after fork */

@@ -127,6 +127,7 @@ static bool retire_if_unused_locked(dynshm_instance *inst, uint32_t s)
 	if (slot->state != SLOT_ACTIVE || slot->refcount || slot->pinned)
 		return false;
 	slot->owner = inst->me;
+	slot->owner_gen = inst->me_gen;
 	slot->owner_pid = (int32_t)inst->pid;
 	ctl_publish(&slot->state, SLOT_MORIBUND);
 	HOOK("retire:moribund");
@@ -151,7 +152,7 @@ static void finish_destroy(dynshm_instance *inst, uint32_t s, uint32_t backend,
 	 * next sweeping reap, or the instance's destroy, tries again.
 	 */
 	if (slot->state == SLOT_MORIBUND && slot->handle == handle &&
-	    slot->owner == inst->me) {
+	    slot->owner == inst->me && slot->owner_gen == inst->me_gen) {
 		if (rc < 0)
 			slot->owner = CTL_NONE;
 		else
@@ -174,7 +175,9 @@ static void release_reference(dynshm_instance *inst, uint32_t s,
 		ctl_clear_bit(&inst->c, inst->me, s);
 		HOOK("detach:released");
 		backend = slot->backend;
-		destroy = retire_if_unused_locked(inst, s);
+		forks_let_go_locked(inst, s); /* may free the slot itself */
+		destroy = slot->handle == handle &&
+			  retire_if_unused_locked(inst, s);
 	}
 	ctl_unlock(inst);
 	if (destroy)
@@ -257,6 +260,7 @@ static int reserve_slot(dynshm_instance *inst, size_t size, int region,
 	slot->size = size;
 	slot->handle = new_handle(inst, s, slot->gen);
 	slot->owner = inst->me;
+	slot->owner_gen = inst->me_gen;
 	slot->owner_pid = (int32_t)inst->pid;
 	slot->creator_pid = (int32_t)inst->pid;
 	slot->created_ns = now_ns();
@@ -279,7 +283,8 @@ static void unreserve_slot(dynshm_instance *inst, uint32_t s, dynshm_handle hand
 
 	if (ctl_lock(inst) < 0)
 		return;
-	if (slot->state == SLOT_CREATING && slot->handle == handle)
+	if (slot->state == SLOT_CREATING && slot->handle == handle &&
+	    slot->owner == inst->me && slot->owner_gen == inst->me_gen)
 		slot_free_locked(inst, s);
 	ctl_unlock(inst);
 }
@@ -295,23 +300,42 @@ static void abandon_slot(dynshm_instance *inst, uint32_t s, dynshm_handle handle
 
 	if (ctl_lock(inst) < 0)
 		return;
-	if (slot->state == SLOT_CREATING && slot->handle == handle) {
+	if (slot->state == SLOT_CREATING && slot->handle == handle &&
+	    slot->owner == inst->me && slot->owner_gen == inst->me_gen) {
 		slot->owner = CTL_NONE;
 		ctl_publish(&slot->state, SLOT_MORIBUND);
 	}
 	ctl_unlock(inst);
 }
 
-static int activate_slot(dynshm_instance *inst, uint32_t s, bool pin)
+/*
+ * Publish seg's slot, if it is still the CREATING slot we reserved: a
+ * process released meanwhile (ctl_lock says -ESTALE), or whose slot was
+ * finished by a reaper and reserved again by another, publishes nothing -
+ * not another process's half-initialised segment.
+ */
+static int activate_slot(dynshm_instance *inst, struct dynshm_segment *seg,
+			 bool pin)
 {
+	struct ctl_slot *slot = &inst->c.slots[seg->slot];
 	int rc = ctl_lock(inst);
 
 	if (rc < 0)
 		return rc;
-	ctl_set_bit(&inst->c, inst->me, s);
-	inst->c.slots[s].pinned = pin;
+	if (slot->state != SLOT_CREATING || slot->handle != seg->handle ||
+	    slot->owner != inst->me || slot->owner_gen != inst->me_gen) {
+		ctl_unlock(inst);
+		return dynshm_fail(ESTALE, "segment 0x%016llx of instance '%s' "
+					"was taken from this process while it "
+					"was being created; create it again",
+				HANDLE_ARG(seg->handle), inst->name);
+	}
+	ctl_set_bit(&inst->c, inst->me, seg->slot);
+	slot->pinned = pin;
+	if (seg->os_huge)
+		slot->huge = 1;
 	HOOK("create:referenced");
-	ctl_publish(&inst->c.slots[s].state, SLOT_ACTIVE);
+	ctl_publish(&slot->state, SLOT_ACTIVE);
 	ctl_unlock(inst);
 	return 0;
 }
@@ -324,6 +348,22 @@ static int refuse_disabled(dynshm_instance *inst)
 
 	/* The none backend words the refusal; keep one wording. */
 	return rc < 0 ? rc : dynshm_impl_create(space, 1, 1, 0, &map);
+}
+
+/*
+ * Is seg's slot still the CREATING slot this process reserved?  Read
+ * without the lock: it only guards what is written into the slot before
+ * activation, which activate_slot checks again under the lock.
+ */
+static bool slot_still_ours(const dynshm_instance *inst,
+			    const struct dynshm_segment *seg)
+{
+	const struct ctl_slot *slot = &inst->c.slots[seg->slot];
+
+	return __atomic_load_n(&slot->state, __ATOMIC_ACQUIRE) ==
+		       SLOT_CREATING &&
+	       slot->handle == seg->handle && slot->owner == inst->me &&
+	       slot->owner_gen == inst->me_gen;
 }
 
 /* After SHM_HUGETLB failed, this many sysv creates go straight to 4 KiB. */
@@ -352,8 +392,16 @@ static int create_os_object(dynshm_instance *inst, size_t size,
 					     &seg->map);
 		}
 		if (rc == 0) {
-			inst->c.slots[seg->slot].huge = huge != 0; /* ours */
-			slot_record_ident(&inst->c.slots[seg->slot], seg->map);
+			seg->os_huge = huge != 0; /* published by activate_slot */
+			/*
+			 * The SysV identity goes in now, before activation, so
+			 * a reaper of a creator killed from here on removes the
+			 * object by identity; only while the slot is still the
+			 * one we reserved (a released process writes nothing).
+			 */
+			if (slot_still_ours(inst, seg))
+				slot_record_ident(&inst->c.slots[seg->slot],
+						  seg->map);
 			break;
 		}
 		unreserve_slot(inst, seg->slot, seg->handle);
@@ -479,7 +527,7 @@ int segment_create(dynshm_instance *inst, size_t size, const char *name,
 			goto fail_unmap;
 		}
 	}
-	rc = activate_slot(inst, seg->slot, flags & DYNSHM_CREATE_PIN);
+	rc = activate_slot(inst, seg, flags & DYNSHM_CREATE_PIN);
 	if (rc < 0)
 		goto fail_unmap;
 	seg->nattach = 1;
@@ -493,17 +541,33 @@ fail_unmap:
 	 * Back out in reverse: unmap, remove the object, free the slot - or,
 	 * when the object could not be removed, leave the slot to the next
 	 * reap (abandon_slot), never freed with its object recorded nowhere.
-	 * The message stays the one of the failure.
+	 * A process released meanwhile (-ESTALE) removes the object its own
+	 * mapping names (by that identity, never by key alone) and leaves the
+	 * slot, no longer its own.  The message stays the one of the failure.
 	 */
 	{
 		char why[512];
 		int gone = 0;
 
 		snprintf(why, sizeof(why), "%s", dynshm_last_error());
-		if (seg->map)
-			dynshm_impl_detach(seg->map);
-		if (seg->map || seg->placed) /* a region block has no object */
-			gone = os_destroy(inst, inst->backend, seg->handle);
+		if (rc == -ESTALE && (seg->map || seg->placed)) {
+			dynshm_impl_space *space;
+			struct dynshm_impl_ident ident = { -1, 0, 0, 0 };
+
+			if (seg->map)
+				ident = seg->map->ident;
+			if (space_for(inst, inst->backend, &space) == 0)
+				dynshm_impl_destroy_ident(space, seg->handle,
+							  &ident);
+			if (seg->map)
+				dynshm_impl_detach(seg->map);
+		} else {
+			if (seg->map)
+				dynshm_impl_detach(seg->map);
+			if (seg->map || seg->placed) /* a region block has none */
+				gone = os_destroy(inst, inst->backend,
+						  seg->handle);
+		}
 		if (gone < 0)
 			abandon_slot(inst, seg->slot, seg->handle);
 		else
@@ -843,7 +907,9 @@ static int change_pin(dynshm_instance *inst, dynshm_handle handle, enum pin_op o
 		if (op == DESTROY)
 			slot->doomed = 1;
 		HOOK("pin:changed");
-		destroy = retire_if_unused_locked(inst, s);
+		forks_let_go_locked(inst, s); /* may free the slot itself */
+		destroy = slot->handle == handle &&
+			  retire_if_unused_locked(inst, s);
 	}
 	ctl_unlock(inst);
 	if (destroy)

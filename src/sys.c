@@ -31,6 +31,11 @@ static int real_ioctl(int fd, unsigned long request, void *arg)
 	return ioctl(fd, request, arg);
 }
 
+static int real_fcntl(int fd, int cmd, void *arg)
+{
+	return fcntl(fd, cmd, arg);
+}
+
 /* One list, used twice: as the live table and as the copy to restore. */
 #define REAL_SYS                                                               \
 	{                                                                      \
@@ -45,7 +50,7 @@ static int real_ioctl(int fd, unsigned long request, void *arg)
 		.shmget = shmget, .shmat = shmat, .shmdt = shmdt,              \
 		.shmctl = shmctl, .ioctl = real_ioctl,                         \
 		.getrandom = getrandom, .kill = kill,                          \
-		.nanosleep = nanosleep,                                        \
+		.nanosleep = nanosleep, .fcntl = real_fcntl,                   \
 	}
 
 static const struct dynshm_sys real_sys = REAL_SYS;

@@ -63,6 +63,8 @@ struct dynshm_sys {
 	int (*kill)(pid_t pid, int sig);
 	/* waiting for another process's named-segment initialisation */
 	int (*nanosleep)(const struct timespec *req, struct timespec *rem);
+	/* liveness.c: OFD byte-range locks (F_OFD_SETLK, F_OFD_GETLK) */
+	int (*fcntl)(int fd, int cmd, void *arg);
 };
 
 /* Hidden: reachable from the library and from tests linked statically. */

@@ -41,6 +41,7 @@ struct dynshm_segment {
 	void *region_addr;		  /* in the region: where, and */
 	size_t region_size;		  /* how long (never change) */
 	unsigned nattach;		  /* local attach count */
+	unsigned os_huge;		  /* create: object on huge pages */
 	struct dynshm_scope *scope;	  /* owning scope or NULL */
 	struct on_detach *cbs;
 	unsigned ncbs, cbs_cap;
@@ -68,8 +69,24 @@ struct dynshm_instance {
 	dynshm_impl_map *ctl_map;
 	struct ctl c;
 	uint32_t me;		    /* our process table entry */
+	uint32_t me_gen;	    /* its gen when we took it (ownership) */
 	pid_t pid;		    /* the process that joined */
 	unsigned fork_gen;	    /* dynshm_fork_generation when joined */
+	/*
+	 * liveness.c: our descriptor of the procs file, whose description
+	 * holds the lock on byte me (opened at join, O_CLOEXEC), and which
+	 * file it is.  Across a fork (instance.c): fork_fd holds the lock of
+	 * the FORK entry fork_entry made for the child, closed in the parent
+	 * after the fork; in the child, child_entry/child_gen name that
+	 * entry until the first call adopts it.
+	 */
+	int live_fd;
+	dev_t live_dev;
+	ino_t live_ino;
+	int fork_fd;
+	uint32_t fork_entry, fork_entry_gen;
+	bool fork_empty;	    /* we held nothing at the fork */
+	uint32_t child_entry, child_gen;
 	uint64_t rng;
 
 	struct {		    /* the region's mapping here (region.c) */
@@ -116,12 +133,24 @@ uint64_t inst_random(dynshm_instance *inst);
 int reap_locked(dynshm_instance *inst, bool sweep, unsigned *reaped);
 void reap_dead(dynshm_instance *inst);
 void slot_free_locked(dynshm_instance *inst, uint32_t s);
+void forks_let_go_locked(dynshm_instance *inst, uint32_t s);
 int os_destroy(dynshm_instance *inst, uint32_t backend, dynshm_handle handle);
 /* >>> object identity (control.h): what the backend is told of slot */
 struct dynshm_impl_ident;
 void slot_ident(const struct ctl_slot *slot, struct dynshm_impl_ident *out);
 void slot_record_ident(struct ctl_slot *slot, const dynshm_impl_map *map);
 /* <<< object identity */
+
+/* liveness.c: the procs file and its per-entry locks */
+int live_open(dynshm_instance *inst, int *out);
+/* Lock entry p's byte on fd: 0, -EAGAIN (held elsewhere), or -errno. */
+int live_take(dynshm_instance *inst, int fd, uint32_t p);
+void live_give_back(int fd, uint32_t p);
+/* false only when the kernel says nobody holds entry p's lock. */
+bool live_held(dynshm_instance *inst, uint32_t p);
+void live_unlink(dynshm_instance *inst);
+/* Is token's process alive: 1 (or doubt), 0 dead or released, -1 bogus. */
+int live_token(dynshm_instance *inst, uint64_t token);
 
 /* segment.c */
 void segment_detach_all(dynshm_instance *inst);

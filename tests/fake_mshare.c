@@ -85,14 +85,13 @@ static void unlock_state(const sigset_t *old)
 	pthread_sigmask(SIG_SETMASK, old, NULL);
 }
 
-/* Is pid gone (or a zombie, which will never sync again)? */
-static bool pid_dead(pid_t pid)
+/* Is /proc/<pid>[/task/<tid>]/stat gone, or a zombie's? */
+static bool stat_dead(const char *path)
 {
-	char path[64], buf[256], *p;
+	char buf[256], *p;
 	int fd;
 	ssize_t n;
 
-	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
 	fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
 		return true;
@@ -103,6 +102,36 @@ static bool pid_dead(pid_t pid)
 	buf[n] = '\0';
 	p = strrchr(buf, ')');
 	return !p || p[1] == '\0' || p[2] == 'Z' || p[2] == 'X';
+}
+
+/*
+ * Is pid gone (or a zombie, which will never sync again)?  A process whose
+ * leader thread called pthread_exit shows its leader as a zombie while its
+ * other threads run on (and sync): it is dead only when every thread is.
+ */
+static bool pid_dead(pid_t pid)
+{
+	char path[96];
+	struct dirent *de;
+	bool dead = true;
+	DIR *dir;
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	if (!stat_dead(path))
+		return false;
+	snprintf(path, sizeof(path), "/proc/%d/task", (int)pid);
+	dir = opendir(path);
+	if (!dir)
+		return true;
+	while (dead && (de = readdir(dir)) != NULL) {
+		if (de->d_name[0] == '.')
+			continue;
+		snprintf(path, sizeof(path), "/proc/%d/task/%.20s/stat",
+			 (int)pid, de->d_name);
+		dead = stat_dead(path);
+	}
+	closedir(dir);
+	return dead;
 }
 
 static struct fake_holder *holder(pid_t pid, int region, bool add)
@@ -617,7 +646,12 @@ static int hold_object(int fd, uint64_t id, struct fake_map *m)
 	char self[64], target[FAKE_LINK - 64], *slash, *base;
 	ssize_t n;
 
-	snprintf(self, sizeof(self), "/proc/self/fd/%d", fd);
+	/*
+	 * thread-self, not self: in a process whose leader thread called
+	 * pthread_exit (the kill storm has such workers), /proc/self/fd of
+	 * the zombie leader is gone while the process lives on.
+	 */
+	snprintf(self, sizeof(self), "/proc/thread-self/fd/%d", fd);
 	n = readlink(self, target, sizeof(target) - 1);
 	if (n < 0)
 		return -1;

@@ -64,7 +64,8 @@
 	  (a, b, c))                                                           \
 	X(kill, ERRNO, int, (pid_t a, int b), (a, b))                          \
 	X(nanosleep, ERRNO, int,                                               \
-	  (const struct timespec *a, struct timespec *b), (a, b))
+	  (const struct timespec *a, struct timespec *b), (a, b))             \
+	X(fcntl, ERRNO, int, (int a, int b, void *c), (a, b, c))
 
 enum inject_index {
 #define X_ENUM(name, ...) IDX_##name,

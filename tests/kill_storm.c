@@ -66,6 +66,11 @@
  *
  *	kill_storm [--kills N] [--workers N] [--backend posix|sysv|mmap]
  *		   [--region no|yes|both] [--mshare no|yes] [--seed N]
+ *		   [--pid-namespaces no|yes]
+ *
+ * Some workers run with their leader thread exited (and, with
+ * --pid-namespaces yes, some in PID namespaces of their own): see
+ * enum worker_kind.
  *
  * --kills (or $KILL_STORM_KILLS) is the total over all storms: the test
  * suite runs a few hundred, `make soak` ten thousand.  Exit status 0 when no
@@ -92,6 +97,8 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <poll.h>
+#include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -99,6 +106,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/mount.h>
+#include <sys/prctl.h>
 #include <sys/random.h>
 #include <sys/shm.h>
 #include <sys/stat.h>
@@ -162,6 +171,10 @@ struct counts {
 	uint64_t repairs, reaped, leaks, failures;
 	uint64_t named_created, named_found, in_region, placed;
 	uint64_t queue_pairs, queue_msgs, queue_peer_gone;
+	/* workers started in a PID namespace of their own (with their own
+	 * /proc), and workers whose leader thread exited; not_ns: namespaces
+	 * not permitted here, plain workers instead */
+	uint64_t ns_workers, leader_exit_workers, not_ns;
 	uint64_t at[N_POINTS + 1]; /* hook kills by point; last: unknown */
 	uint64_t reached[N_POINTS + 1]; /* hook calls by point, armed or not */
 };
@@ -172,6 +185,14 @@ struct shared {
 	uint32_t busy[MAX_WORKERS];		/* 1 while inside a round */
 	uint32_t hook_armed[MAX_WORKERS];	/* 1 while the hook may kill */
 	int32_t pids[MAX_WORKERS];		/* live workers, 0 = none */
+	/*
+	 * Who a worker is in the instance: its token (dynshm_proc_self),
+	 * since its pid there may be one of its own PID namespace; and,
+	 * for a worker whose leader thread exited, the thread whose
+	 * /proc/<tid>/maps shows its mappings (0: its pid's).
+	 */
+	uint64_t token[MAX_WORKERS];
+	int32_t maps_tid[MAX_WORKERS];
 	uint64_t repairs, reaped;		/* last check's reading */
 	uint64_t leaks;				/* found by checks */
 	uint64_t named_created, named_found;	/* dynshm_get_named outcomes */
@@ -441,11 +462,17 @@ static void op_destroy(struct wstate *ws)
 
 static void open_instance(struct wstate *ws)
 {
+	uint64_t token = 0;
 	int rc = dynshm_instance_open(ws->st->dir, ws->st->cfg, DYNSHM_OPEN_EXISTING,
 				   &ws->inst);
 
 	if (rc != 0)
 		BAD(ws, "dynshm_instance_open", rc);
+	rc = dynshm_proc_self(ws->inst, &token);
+	if (rc != 0)
+		BAD(ws, "dynshm_proc_self", rc);
+	__atomic_store_n(&ws->st->sh->token[ws->index], token,
+			 __ATOMIC_RELEASE);
 }
 
 static void area_leave(struct wstate *ws)
@@ -1316,12 +1343,21 @@ static void check_objects(struct check *ck, const struct storm *st)
 		closedir(d);
 }
 
-static bool is_worker(const struct storm *st, pid_t pid)
+/* The live worker whose membership entry p (with its gen) is, or -1. */
+static int worker_of(const struct storm *st, const struct ctl *c, uint32_t p)
 {
+	uint64_t token = ctl_token(p, c->procs[p].gen);
+
 	for (int i = 0; i < MAX_WORKERS; i++)
-		if (st->sh->pids[i] == pid)
-			return true;
-	return false;
+		if (st->sh->pids[i] > 0 && st->sh->token[i] == token)
+			return i;
+	return -1;
+}
+
+/* Whose /proc/<id>/maps shows worker i's mappings. */
+static pid_t maps_of(const struct storm *st, int i)
+{
+	return st->sh->maps_tid[i] ? st->sh->maps_tid[i] : st->sh->pids[i];
 }
 
 /* Every entry of the table has its key's value, and no key is twice. */
@@ -1457,17 +1493,23 @@ static int checker_main(struct storm *st)
 	}
 	check_slots(&ck);
 	for (uint32_t p = 0; p < c->hdr->max_processes; p++) {
+		int w;
+
+		if (c->procs[p].state == PROC_FORK)
+			PROBLEM(&ck, "process entry %u is a fork's: no worker "
+				    "forks", p);
 		if (c->procs[p].state != PROC_LIVE || p == ck.inst->me)
 			continue;
-		if (!ctl_proc_alive(&c->procs[p]))
+		w = worker_of(st, c, p);
+		if (!live_held(ck.inst, p))
 			PROBLEM(&ck, "process entry %u (pid %d) is dead "
 				    "after a reap", p, c->procs[p].pid);
-		else if (!is_worker(st, c->procs[p].pid) &&
-			 c->procs[p].pid != st->supervisor)
-			PROBLEM(&ck, "process entry %u: pid %d is no worker",
+		else if (w < 0 && c->procs[p].pid != st->supervisor)
+			PROBLEM(&ck, "process entry %u (pid %d) is no worker",
 				p, c->procs[p].pid);
-		else
-			check_process(&ck, p, c->procs[p].pid);
+		else /* a worker, or the msharefs storms' supervisor */
+			check_process(&ck, p, w < 0 ? st->supervisor
+						   : maps_of(st, w));
 	}
 	/* a live worker that is in no entry maps nothing of ours */
 	for (int i = 0; i < MAX_WORKERS; i++) {
@@ -1477,9 +1519,9 @@ static int checker_main(struct storm *st)
 			continue;
 		for (uint32_t p = 0; p < c->hdr->max_processes; p++)
 			joined = joined || (c->procs[p].state == PROC_LIVE &&
-					    c->procs[p].pid == st->sh->pids[i]);
+					    worker_of(st, c, p) == i);
 		if (!joined)
-			check_process(&ck, CTL_NONE, st->sh->pids[i]);
+			check_process(&ck, CTL_NONE, maps_of(st, i));
 	}
 	check_objects(&ck, st);
 	ctl_unlock(ck.inst);
@@ -1623,6 +1665,132 @@ static void end_worker(struct storm *st, int i)
 	st->sh->pids[i] = 0;
 }
 
+/*
+ * Kinds of worker (issue 12: none may be taken for dead while it runs):
+ * every fourth one, from the third, runs its rounds in a second thread
+ * after its leader thread called pthread_exit (/proc/<pid>/stat says Z);
+ * with --pid-namespaces, every fourth from the second runs in a PID
+ * namespace of its own with its own /proc (as `unshare -p -f
+ * --mount-proc` makes a container), so that its pid in the instance is 1
+ * and the others' pids mean nothing to it.  Off by default: liveness
+ * holds there, but the control lock does not - a PI futex names its owner
+ * by thread id in the locker's PID namespace, so a waiter in another one
+ * gets ESRCH and glibc aborts ("e != ESRCH || !robust"); see
+ * docs/reliability.md.
+ */
+enum worker_kind { PLAIN, PID_NS, LEADER_EXIT };
+
+static bool pid_namespaces; /* --pid-namespaces */
+
+/*
+ * The msharefs storms run plain workers only: the emulation pushes each
+ * region change to every process by a signal and waits for it to catch
+ * up, a model of the shared page tables that a process whose leader thread
+ * exited does not fit (its view can lag, and reads fault where the kernel
+ * would not).  Liveness of such processes is the other storms' subject.
+ */
+static enum worker_kind kind_of(const struct storm *st, int i)
+{
+	if (st->mshare)
+		return PLAIN;
+	if (i % 4 == 1 && pid_namespaces)
+		return PID_NS;
+	return i % 4 == 2 ? LEADER_EXIT : PLAIN;
+}
+
+struct thread_worker {
+	struct storm *st;
+	int index, go, done;
+};
+
+static void *worker_thread(void *arg)
+{
+	struct thread_worker *tw = arg;
+
+	__atomic_store_n(&tw->st->sh->maps_tid[tw->index], (int32_t)gettid(),
+			 __ATOMIC_RELEASE);
+	_exit(worker_main(tw->st, tw->index, tw->go, tw->done));
+}
+
+/* In the new worker process: become the kind it is, then work. */
+static int worker_entry(struct storm *st, int i, int go, int done)
+{
+	static struct thread_worker tw;
+	pthread_t t;
+
+	if (kind_of(st, i) == PID_NS) {
+		/* our own /proc, in our own mount namespace (best effort) */
+		if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) == 0)
+			mount("proc", "/proc", "proc",
+			      MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL);
+	}
+	if (kind_of(st, i) != LEADER_EXIT)
+		return worker_main(st, i, go, done);
+	tw = (struct thread_worker){ st, i, go, done };
+	if (pthread_create(&t, NULL, worker_thread, &tw) != 0)
+		return 1;
+	pthread_exit(NULL);
+}
+
+/*
+ * A new process in new PID and mount namespaces: fork, unshare, fork
+ * again (the grandchild is pid 1 there; a fork, not a raw clone, so that
+ * libc knows its own thread id), and let the middle one exit: the driver
+ * is a subreaper (main), so the grandchild becomes its child.  Returns
+ * as fork does, or -2 when namespaces are not permitted.
+ */
+static pid_t fork_in_namespace(void)
+{
+	pid_t mid, w = -2;
+	int p[2];
+
+	if (pipe2(p, O_CLOEXEC) < 0)
+		return -1;
+	mid = fork();
+	if (mid < 0) {
+		close(p[0]);
+		close(p[1]);
+		return -1;
+	}
+	if (mid == 0) {
+		close(p[0]);
+		if (unshare(CLONE_NEWPID | CLONE_NEWNS) == 0) {
+			w = fork();
+			if (w == 0) {
+				close(p[1]);
+				return 0; /* the worker */
+			}
+		}
+		if (write(p[1], &w, sizeof(w)) != (ssize_t)sizeof(w))
+			_exit(1);
+		_exit(0);
+	}
+	close(p[1]);
+	if (read(p[0], &w, sizeof(w)) != (ssize_t)sizeof(w))
+		w = -1;
+	close(p[0]);
+	test_wait(mid);
+	return w;
+}
+
+/* fork, or for a PID_NS worker into new PID and mount namespaces. */
+static pid_t fork_worker(struct storm *st, int i)
+{
+	if (kind_of(st, i) == PID_NS && !st->n.not_ns) {
+		pid_t pid = fork_in_namespace();
+
+		if (pid != -2) {
+			if (pid > 0)
+				st->n.ns_workers++;
+			return pid;
+		}
+		st->n.not_ns = 1; /* not root, or no namespaces: plain ones */
+	}
+	if (kind_of(st, i) == LEADER_EXIT)
+		st->n.leader_exit_workers++;
+	return fork();
+}
+
 /* Start worker i and wait until it has joined: 0, or -1. */
 static int start_worker(struct storm *st, int i)
 {
@@ -1633,15 +1801,17 @@ static int start_worker(struct storm *st, int i)
 	if (pipe2(go, O_CLOEXEC) < 0 || pipe2(done, O_CLOEXEC) < 0)
 		return -1;
 	st->rng ^= next_random(&st->rng);
+	st->sh->maps_tid[i] = 0;
+	st->sh->token[i] = 0;
 	fflush(NULL);
-	pid = fork();
+	pid = fork_worker(st, i);
 	if (pid < 0)
 		return -1;
 	if (pid == 0) {
 		close_driver_fds(st);
 		close(go[1]);
 		close(done[0]);
-		_exit(worker_main(st, i, go[0], done[1]));
+		_exit(worker_entry(st, i, go[0], done[1]));
 	}
 	close(go[0]);
 	close(done[1]);
@@ -1958,6 +2128,12 @@ static void print_counts(const char *what, const struct counts *n)
 	printf("kill_storm: %-12s queue pairs %" PRIu64 ", messages checked %"
 	       PRIu64 ", partners that saw their peer go %" PRIu64 "\n",
 	       what, n->queue_pairs, n->queue_msgs, n->queue_peer_gone);
+	printf("kill_storm: %-12s workers in a PID namespace of their own "
+	       "%" PRIu64 "%s, workers whose leader thread exited %" PRIu64
+	       "\n",
+	       what, n->ns_workers,
+	       n->not_ns ? " (namespaces not permitted here)" : "",
+	       n->leader_exit_workers);
 	printf("kill_storm: %-12s hook kills inside the lock:", what);
 	for (size_t i = 0; i < N_POINTS + 1; i++) {
 		if (i == N_IN_LOCK)
@@ -2077,6 +2253,9 @@ static void add_counts(struct counts *to, const struct counts *n)
 	to->queue_pairs += n->queue_pairs;
 	to->queue_msgs += n->queue_msgs;
 	to->queue_peer_gone += n->queue_peer_gone;
+	to->ns_workers += n->ns_workers;
+	to->leader_exit_workers += n->leader_exit_workers;
+	to->not_ns += n->not_ns;
 	for (size_t i = 0; i < N_POINTS + 1; i++) {
 		to->at[i] += n->at[i];
 		to->reached[i] += n->reached[i];
@@ -2087,7 +2266,7 @@ static void usage(void)
 {
 	fprintf(stderr, "usage: kill_storm [--kills N] [--workers N] "
 			"[--backend posix|sysv|mmap] [--region no|yes|both] "
-			"[--mshare no|yes] [--seed N]\n");
+			"[--mshare no|yes] [--seed N] [--pid-namespaces no|yes]\n");
 	exit(2);
 }
 
@@ -2098,6 +2277,9 @@ int main(int argc, char **argv)
 	uint64_t kills = env ? strtoull(env, NULL, 10) : 300, seed = 0;
 	int workers = 6, ran = 0, variants;
 	struct counts total;
+
+	/* PID_NS workers are grandchildren: adopt them (fork_in_namespace) */
+	prctl(PR_SET_CHILD_SUBREAPER, 1);
 
 	for (int i = 1; i < argc; i++) {
 		if (i + 1 >= argc)
@@ -2114,6 +2296,8 @@ int main(int argc, char **argv)
 			mshare = argv[++i];
 		else if (strcmp(argv[i], "--seed") == 0)
 			seed = strtoull(argv[++i], NULL, 0);
+		else if (strcmp(argv[i], "--pid-namespaces") == 0)
+			pid_namespaces = strcmp(argv[++i], "yes") == 0;
 		else
 			usage();
 	}

@@ -2,22 +2,22 @@
 /*
  * test_join.c - what an open does about dead processes when many are joined.
  *
- * An open used to check every joined process (a /proc read each, under the
- * control lock), so its cost grew with the number of processes joined.  It
- * now checks a few, round robin (src/instance.c, join): JOIN_CHECKS with
- * kill(pid, 0) and one with its start time in /proc, and does the full reap
- * only when it finds one dead.  These tests pin down the promises that
- * remain, with JOINED helper processes that open the instance and wait:
+ * An open used to check every joined process, so its cost grew with the
+ * number of processes joined.  It now checks a few, round robin
+ * (src/instance.c, join): JOIN_CHECKS entries, each with one F_OFD_GETLK
+ * (src/liveness.c), and does the full reap only when it finds one dead.
+ * These tests pin down the promises that remain, with JOINED helper
+ * processes that open the instance and wait:
  *
- *   an open reads /proc for one of them (and itself), and   test_open_is_bounded
- *     probes at most JOIN_CHECKS more
+ *   an open reads nothing in /proc and asks the kernel      test_open_is_bounded
+ *     about at most JOIN_CHECKS entries
  *   one dead (and collected) among many is released within  test_dead_found_round_robin
  *     a few opens, with its references; dynshm_reap at once
- *   a zombie (not collected) is released within JOINED + 1  test_zombie_found
- *     opens: the /proc check rotates too
+ *   a zombie (not collected) is dead: released within a      test_zombie_found
+ *     few opens
  *   all killed: the next open releases every one            test_all_killed
  *
- * Without the bounded check the first test fails (an open reads /proc for
+ * Without the bounded check the first test fails (an open asks about
  * every process); without either round robin, or the full reap on a find,
  * one of the others fails.
  */
@@ -210,16 +210,16 @@ static void test_open_is_bounded(void **state)
 	(void)state;
 	start_kids(0);
 	assert_int_equal(info_of(fx.inst).processes, JOINED + 1);
-	inject_fail("kill", 0, 0); /* count only */
+	inject_fail("fcntl", 0, 0); /* count only */
 	count_proc_reads();
 	open_close();
 	reads = atomic_load(&proc_opens);
-	probes = inject_calls("kill");
+	probes = inject_calls("fcntl");
 	inject_reset();
-	/* one other's start time and its own; not JOINED + 1 */
-	if (reads > 2 || probes > JOIN_CHECKS)
+	/* its own lock taken and given back, and JOIN_CHECKS asked about */
+	if (reads > 0 || probes > JOIN_CHECKS + 2)
 		fail_msg("an open with %d processes joined read /proc %u "
-			 "times and probed %lu pids",
+			 "times and made %lu lock calls",
 			 JOINED + 1, reads, probes);
 	assert_int_equal(info_of(fx.inst).processes, JOINED + 1);
 }
@@ -232,11 +232,16 @@ static void test_dead_found_round_robin(void **state)
 	int opens = 0;
 
 	(void)state;
-	ASSERT_OK(dynshm_create(fx.inst, 4096, 0, &seg));
+	/*
+	 * Pinned and not mapped here: a helper forked while we map it would
+	 * hold our reference too (src/instance.c, fork).
+	 */
+	ASSERT_OK(dynshm_create(fx.inst, 4096, DYNSHM_CREATE_PIN, &seg));
 	h = dynshm_segment_handle(seg);
+	ASSERT_OK(dynshm_detach(seg));
 	start_kids(h);
 	ASSERT_OK(dynshm_stat(fx.inst, h, &si, sizeof(si)));
-	assert_int_equal(si.references, 2);
+	assert_int_equal(si.references, 1);
 	/* the helper joined last (farthest from entry 0) holds one and dies */
 	kill_kid(JOINED - 1);
 	/* every entry is checked within ceil((JOINED + 1) / 8) opens */
@@ -247,7 +252,7 @@ static void test_dead_found_round_robin(void **state)
 	assert_int_equal(info_of(fx.inst).processes, JOINED);
 	assert_int_equal(info_of(fx.inst).processes_reaped, 1);
 	ASSERT_OK(dynshm_stat(fx.inst, h, &si, sizeof(si)));
-	assert_int_equal(si.references, 1);
+	assert_int_equal(si.references, 0);
 
 	/* dynshm_reap still finds one at once, wherever it is */
 	kill_kid(0);
@@ -258,7 +263,7 @@ static void test_dead_found_round_robin(void **state)
 		assert_int_equal(n, 1);
 	}
 	assert_int_equal(info_of(fx.inst).processes, JOINED - 1);
-	ASSERT_OK(dynshm_detach(seg));
+	ASSERT_OK(dynshm_unpin_segment(fx.inst, h));
 }
 
 static void test_zombie_found(void **state)
@@ -267,7 +272,7 @@ static void test_zombie_found(void **state)
 
 	(void)state;
 	start_kids(0);
-	/* killed but not collected: its pid still exists */
+	/* killed but not collected: a zombie has closed its files */
 	kill(fx.kids[JOINED / 2], SIGKILL);
 	{
 		siginfo_t si;
@@ -304,11 +309,14 @@ static void test_noreap(void **state)
 	dynshm_segment *seg = NULL;
 	dynshm_segment_info si;
 	dynshm_instance *inst = NULL;
+	dynshm_handle h;
 	unsigned n = 0;
 
 	(void)state;
-	ASSERT_OK(dynshm_create(fx.inst, 4096, 0, &seg));
-	start_kids(dynshm_segment_handle(seg));
+	ASSERT_OK(dynshm_create(fx.inst, 4096, DYNSHM_CREATE_PIN, &seg));
+	h = dynshm_segment_handle(seg);
+	ASSERT_OK(dynshm_detach(seg)); /* see test_dead_found_round_robin */
+	start_kids(h);
 	kill_kid(JOINED - 1); /* holds a reference */
 	kill_kid(0);
 	/* more opens than it takes without the flag to check every entry */
@@ -319,15 +327,13 @@ static void test_noreap(void **state)
 	}
 	assert_int_equal(info_of(fx.inst).processes, JOINED + 1);
 	assert_int_equal(info_of(fx.inst).processes_reaped, 0);
-	ASSERT_OK(dynshm_stat(fx.inst, dynshm_segment_handle(seg), &si,
-			      sizeof(si)));
-	assert_int_equal(si.references, 2);
+	ASSERT_OK(dynshm_stat(fx.inst, h, &si, sizeof(si)));
+	assert_int_equal(si.references, 1);
 	ASSERT_OK(dynshm_reap(fx.inst, &n));
 	assert_int_equal(n, 2);
-	ASSERT_OK(dynshm_stat(fx.inst, dynshm_segment_handle(seg), &si,
-			      sizeof(si)));
-	assert_int_equal(si.references, 1);
-	ASSERT_OK(dynshm_detach(seg));
+	ASSERT_OK(dynshm_stat(fx.inst, h, &si, sizeof(si)));
+	assert_int_equal(si.references, 0);
+	ASSERT_OK(dynshm_unpin_segment(fx.inst, h));
 }
 
 int main(void)

@@ -18,15 +18,19 @@
  *     describes the code;
  *   - thread-safe: any thread of a process may call any function; objects
  *     returned to one thread may be used by another;
- *   - fork: a child may go on using the instance it inherited.  At its first
- *     dynshm call on that instance it joins as a process of its own and
- *     adopts the mappings it inherited as its own references; it never
- *     releases its parent's.  A segment destroyed between the fork and that
- *     first call stays mapped in the child (the memory remains valid) but no
- *     longer belongs to the instance - except a region or msharefs-placed
- *     segment, whose memory is reused by the next segment created (a known
- *     gap; docs/design.md, "fork and exec"): make a dynshm call in the child
- *     first, or pin such segments.
+ *   - fork: a child may go on using the instance it inherited.  From the
+ *     fork on it holds references on every segment its parent mapped then,
+ *     until its first dynshm call on that instance adopts them as its own
+ *     (it then is a process of its own, with its own token) or it exits
+ *     (or execs): a segment - region and msharefs-placed ones included -
+ *     is never reused while a child that inherited it lives, even if the
+ *     parent destroys it and dies.  The child never releases its parent's
+ *     references;
+ *   - a process is judged dead only when the kernel has released what it
+ *     held (a lock on a file of the instance directory, through a
+ *     descriptor opened at join with O_CLOEXEC: do not close descriptors
+ *     the library opened).  A process released anyway gets -ESTALE from
+ *     its next call and changes nothing; open the instance again.
  *
  * Compiles as C99 and C++.
  */
@@ -189,6 +193,18 @@ int dynshm_instance_info_get(dynshm_instance *inst, dynshm_instance_info *info,
  * found dead.
  */
 int dynshm_reap(dynshm_instance *inst, unsigned *reaped);
+
+/*
+ * Process liveness for structures built on dynshm (queues, allocators).
+ * dynshm_proc_self() gives this process's token in inst: a nonzero value,
+ * meaningful in every process of the instance, that names this process's
+ * membership (not its pid).  dynshm_proc_alive() returns 1 while the
+ * process that got token is joined and alive, 0 once it has died or been
+ * released (a token is never reused), and 1 when in doubt; -EINVAL for a
+ * token that cannot be one.
+ */
+int dynshm_proc_self(dynshm_instance *inst, uint64_t *token);
+int dynshm_proc_alive(dynshm_instance *inst, uint64_t token);
 
 /* ---- segments ----------------------------------------------------------- */
 

@@ -1,0 +1,219 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * liveness.c - how a process of an instance is known to be alive, and the
+ * public process tokens built on it (dynshm_proc_self, dynshm_proc_alive).
+ *
+ * A process is judged dead only on evidence the kernel guarantees: it held
+ * something the kernel releases when the process is gone.  That thing is
+ * an open-file-description (OFD) write lock on one byte of the instance
+ * directory's "procs" file: byte p while process-table entry p is LIVE or
+ * FORK (control.h).  The process takes it, through a descriptor opened at
+ * join, before its entry is published; the kernel drops it when the last
+ * descriptor of that open file description is closed, which happens at the
+ * process's exit whatever kills it (exit, kill -9, the last thread of a
+ * process whose leader called pthread_exit).  A checker asks F_OFD_GETLK on
+ * its own descriptor, opened at its join - so checking needs no new
+ * descriptor and works at any descriptor limit.
+ *
+ * Why this and not /proc/<pid>/stat (what dynshm read before): a pid and a
+ * start time name a process only in one PID and time namespace, /proc may
+ * be mounted with hidepid=2 or not at all, a leader thread that called
+ * pthread_exit shows as a zombie while its process runs on, and opening
+ * /proc costs a descriptor a checker at its limit does not have.  Lock
+ * ownership is a property of the file and the kernel's open file
+ * descriptions: namespaces, mounts, threads and budgets do not enter.
+ *
+ * The rule, and why it is sound:
+ *   - a held lock (or any error asking) means alive.  Doubt never reaps;
+ *   - no lock held means dead: entry p is published only with its lock
+ *     taken, a live process closes its descriptor only after freeing its
+ *     entry (leave), and a descriptor of ours cannot report someone else's
+ *     file: before believing "no lock" the checker makes sure its
+ *     descriptor is still the procs file it opened (an application that
+ *     closed it and opened something else under that number is doubt);
+ *   - locks of one open file description never conflict with each other,
+ *     so a checker never sees its own lock; it never checks its own entry;
+ *   - a lock inherited through fork lives on while the child keeps the
+ *     description, which is what the FORK entries use (instance.c).
+ * The file is 0600 in a 0700 directory of the instance's owner: a process
+ * of another user can neither open it nor join, so it can neither fake a
+ * lock nor drop one.
+ */
+#include "wrapper.h"
+
+#include "error.h"
+#include "sys.h"
+
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#define PROCS_FILE "procs"
+
+int live_open(dynshm_instance *inst, int *out)
+{
+	struct stat st;
+	int fd = dynshm_sys.openat(inst->dirfd, PROCS_FILE,
+				   O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW,
+				   0600);
+
+	if (fd < 0) {
+		if (errno == ELOOP)
+			return dynshm_fail(EACCES, "refusing '%s/" PROCS_FILE
+						 "': it is a symbolic link",
+					inst->dir);
+		return dynshm_fail(errno, "cannot open '%s/" PROCS_FILE "', "
+				       "where the processes of instance '%s' "
+				       "record that they live: %s",
+				inst->dir, inst->name, strerror(errno));
+	}
+	if (dynshm_sys.fstat(fd, &st) < 0) {
+		int err = errno;
+
+		dynshm_sys.close(fd);
+		return dynshm_fail(err, "cannot stat '%s/" PROCS_FILE "': %s",
+				inst->dir, strerror(err));
+	}
+	if (!S_ISREG(st.st_mode) || !dynshm_uid_is_ours(st.st_uid) ||
+	    (st.st_mode & 077)) {
+		dynshm_sys.close(fd);
+		return dynshm_fail(EACCES, "refusing '%s/" PROCS_FILE "': not a "
+					 "regular file of mode 0600 owned by "
+					 "uid %u",
+				inst->dir, (unsigned)geteuid());
+	}
+	/* The first descriptor names the file; later ones must be it too. */
+	if (inst->live_fd < 0) {
+		inst->live_dev = st.st_dev;
+		inst->live_ino = st.st_ino;
+	} else if (st.st_dev != inst->live_dev || st.st_ino != inst->live_ino) {
+		dynshm_sys.close(fd);
+		return dynshm_fail(ESTALE, "'%s/" PROCS_FILE "' was replaced "
+					 "(instance '%s' destroyed or reset)",
+				inst->dir, inst->name);
+	}
+	*out = fd;
+	return 0;
+}
+
+static struct flock byte_of(short type, uint32_t p)
+{
+	struct flock fl;
+
+	memset(&fl, 0, sizeof(fl)); /* l_pid must be 0 for OFD locks */
+	fl.l_type = type;
+	fl.l_whence = SEEK_SET;
+	fl.l_start = (off_t)p;
+	fl.l_len = 1;
+	return fl;
+}
+
+int live_take(dynshm_instance *inst, int fd, uint32_t p)
+{
+	struct flock fl = byte_of(F_WRLCK, p);
+
+	if (dynshm_sys.fcntl(fd, F_OFD_SETLK, &fl) == 0)
+		return 0;
+	if (errno == EAGAIN || errno == EACCES)
+		return -EAGAIN; /* a process released behind its back: skip */
+	return dynshm_fail(errno, "cannot lock entry %u of '%s/" PROCS_FILE
+				  "' for instance '%s': %s",
+			p, inst->dir, inst->name, strerror(errno));
+}
+
+void live_give_back(int fd, uint32_t p)
+{
+	struct flock fl = byte_of(F_UNLCK, p);
+
+	if (fd >= 0)
+		dynshm_sys.fcntl(fd, F_OFD_SETLK, &fl);
+}
+
+bool live_held(dynshm_instance *inst, uint32_t p)
+{
+	struct flock fl = byte_of(F_WRLCK, p);
+	struct stat st;
+
+	/* Ours (a FORK entry not yet adopted, too): our lock is not seen. */
+	if (p == inst->me || p == inst->child_entry)
+		return true;
+	if (inst->live_fd < 0 ||
+	    dynshm_sys.fcntl(inst->live_fd, F_OFD_GETLK, &fl) < 0 ||
+	    fl.l_type != F_UNLCK)
+		return true;
+	/* "Nobody holds it": believed only of the file we opened. */
+	if (dynshm_sys.fstat(inst->live_fd, &st) < 0 ||
+	    st.st_dev != inst->live_dev || st.st_ino != inst->live_ino)
+		return true;
+	return false;
+}
+
+void live_unlink(dynshm_instance *inst)
+{
+	dynshm_sys.unlinkat(inst->dirfd, PROCS_FILE, 0);
+}
+
+/* ---- public: process tokens -------------------------------------------- */
+
+DYNSHM_EXPORT int dynshm_proc_self(dynshm_instance *inst, uint64_t *token)
+{
+	int rc;
+
+	if (!token)
+		return dynshm_fail(EINVAL, "no token pointer given");
+	rc = inst_enter(inst);
+	if (rc < 0)
+		return rc;
+	rc = ctl_lock(inst); /* says -ESTALE if we were released */
+	if (rc == 0) {
+		*token = ctl_token(inst->me, inst->me_gen);
+		ctl_unlock(inst);
+	}
+	inst_leave(inst);
+	return rc;
+}
+
+/*
+ * 1 while token's process is joined and alive (or in doubt), 0 once it
+ * died or was released, -1 for a token that cannot be one.  Without the
+ * control lock: a queue may ask often.  Entry and gen are read with
+ * acquire loads; a gen that moved on is final (gens only grow), and a lock
+ * found gone is final too (dead stays dead), so no torn view can turn a
+ * live process into a dead one: "dead" needs the kernel's word about the
+ * entry while it still carries the token's gen.  inst is entered.
+ */
+int live_token(dynshm_instance *inst, uint64_t token)
+{
+	uint32_t index = (uint32_t)token, gen = (uint32_t)(token >> 32), p;
+	const struct ctl_proc *proc;
+	uint32_t state;
+
+	if (index == 0 || index > inst->c.hdr->max_processes)
+		return -1;
+	p = index - 1;
+	proc = &inst->c.procs[p];
+	state = __atomic_load_n(&proc->state, __ATOMIC_ACQUIRE);
+	if (__atomic_load_n(&proc->gen, __ATOMIC_ACQUIRE) != gen ||
+	    (state != PROC_LIVE && state != PROC_FORK))
+		return 0; /* released, or never this token's */
+	if (p == inst->me && gen == inst->me_gen)
+		return 1; /* ourselves: our own lock is not reported to us */
+	return live_held(inst, p) ? 1 : 0; /* 0: the next reap releases it */
+}
+
+DYNSHM_EXPORT int dynshm_proc_alive(dynshm_instance *inst, uint64_t token)
+{
+	int rc = inst_enter(inst);
+
+	if (rc < 0)
+		return rc;
+	rc = live_token(inst, token);
+	if (rc < 0)
+		rc = dynshm_fail(EINVAL, "0x%016llx is not a process token of "
+				      "instance '%s' (entry %u of %u)",
+			      (unsigned long long)token, inst->name,
+			      (unsigned)token, inst->c.hdr->max_processes);
+	inst_leave(inst);
+	return rc;
+}
