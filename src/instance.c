@@ -485,24 +485,57 @@ static int join_after_fork(dynshm_instance *inst)
 	return rc;
 }
 
+/*
+ * CANCELLATION.  open, read, close, fsync and nanosleep are cancellation
+ * points, and the library calls them with inst->mu (not robust: a thread
+ * that exits holding it blocks every other thread for good) and sometimes
+ * the control lock held, or half-way through a lifetime step.  So no public
+ * entry point can be cancelled half-way: entry_begin() disables
+ * cancellation for the duration of the call and entry_end() restores the
+ * caller's state, so a pending cancellation acts at the caller's next
+ * cancellation point after the call returned.  Nested entries (on-detach
+ * callbacks calling back, get-or-create's waits) only count.  inst_enter
+ * and inst_leave do it for every entry point that takes inst->mu; the few
+ * that do work outside it (open, close, destroy) call these themselves.
+ */
+static _Thread_local unsigned entry_depth;
+static _Thread_local int entry_cancel_state;
+
+void entry_begin(void)
+{
+	if (entry_depth++ == 0)
+		pthread_setcancelstate(PTHREAD_CANCEL_DISABLE,
+				       &entry_cancel_state);
+}
+
+void entry_end(void)
+{
+	if (entry_depth > 0 && --entry_depth == 0)
+		pthread_setcancelstate(entry_cancel_state, NULL);
+}
+
 int inst_enter(dynshm_instance *inst)
 {
 	int rc;
 
 	if (!inst)
 		return dynshm_fail(EINVAL, "no instance given");
+	entry_begin();
 	pthread_mutex_lock(&inst->mu);
 	if (inst->fork_gen == dynshm_fork_generation)
 		return 0;
 	rc = join_after_fork(inst);
-	if (rc < 0)
+	if (rc < 0) {
 		pthread_mutex_unlock(&inst->mu);
+		entry_end();
+	}
 	return rc;
 }
 
 void inst_leave(dynshm_instance *inst)
 {
 	pthread_mutex_unlock(&inst->mu);
+	entry_end();
 }
 
 /* ---- creating and attaching the control segment ------------------------ */
@@ -842,9 +875,12 @@ DYNSHM_EXPORT int dynshm_instance_open(const char *name_or_dir,
 		cfg = *cfg_in;
 	else
 		config_defaults(&cfg);
+	entry_begin(); /* see CANCELLATION */
 	rc = new_instance(name_or_dir, &inst, &named);
-	if (rc < 0)
+	if (rc < 0) {
+		entry_end();
 		return rc;
+	}
 	placement_init(inst, &cfg);
 	rc = state_open_dir(inst, named, !(flags & DYNSHM_OPEN_EXISTING));
 	if (rc == 0)
@@ -870,10 +906,12 @@ DYNSHM_EXPORT int dynshm_instance_open(const char *name_or_dir,
 		state_unlock(lockfd);
 	if (rc < 0) {
 		free_instance(inst);
+		entry_end();
 		return rc;
 	}
 	registry_add(inst);
 	*out = inst;
+	entry_end();
 	return 0;
 }
 
@@ -888,10 +926,12 @@ DYNSHM_EXPORT int dynshm_instance_close(dynshm_instance *inst)
 	int rc;
 
 	registry_remove(inst);
+	entry_begin(); /* free_instance closes: see CANCELLATION */
 	rc = inst_enter(inst);
 	if (rc < 0) {
 		if (inst) /* cannot rejoin after fork: just let go */
 			free_instance(inst);
+		entry_end();
 		return rc;
 	}
 	segment_detach_all(inst);
@@ -901,6 +941,7 @@ DYNSHM_EXPORT int dynshm_instance_close(dynshm_instance *inst)
 	}
 	inst_leave(inst);
 	free_instance(inst);
+	entry_end();
 	return 0;
 }
 
@@ -909,10 +950,12 @@ DYNSHM_EXPORT int dynshm_instance_destroy(dynshm_instance *inst)
 	int lockfd = -1, rc;
 
 	registry_remove(inst);
+	entry_begin(); /* see CANCELLATION */
 	rc = inst_enter(inst);
 	if (rc < 0) {
 		if (inst)
 			registry_add(inst); /* not destroyed: still open */
+		entry_end();
 		return rc;
 	}
 	segment_detach_all(inst);
@@ -923,6 +966,7 @@ DYNSHM_EXPORT int dynshm_instance_destroy(dynshm_instance *inst)
 		state_unlock(lockfd);
 	inst_leave(inst);
 	free_instance(inst);
+	entry_end();
 	return rc < 0 ? rc : 0;
 }
 

@@ -296,11 +296,16 @@ static int wait_a_little(dynshm_instance *inst, long *ns)
 {
 	struct timespec ts = { 0, *ns };
 
+	int rc;
+
 	HOOK("named:wait");
+	entry_begin(); /* still inside dynshm_get_named: no cancellation */
 	inst_leave(inst);
 	dynshm_sys.nanosleep(&ts, NULL); /* early wake-ups are harmless */
 	*ns = *ns * 2 > WAIT_MAX_NS ? WAIT_MAX_NS : *ns * 2;
-	return inst_enter(inst);
+	rc = inst_enter(inst);
+	entry_end();
+	return rc;
 }
 
 /* *entered turns false if re-entering inst after a wait failed. */

@@ -68,6 +68,80 @@ static struct dynshm_scope *scope_of(dynshm_instance *inst)
 	return NULL;
 }
 
+/*
+ * Count one more attach of seg by this thread: in its innermost scope of
+ * seg's instance, if it has one.  Before nattach++, so that a failure
+ * changes nothing.
+ */
+static int scope_note(struct dynshm_segment *seg)
+{
+	struct dynshm_scope *scope = scope_of(seg->inst);
+	struct scope_ref *refs;
+	unsigned cap;
+
+	if (!scope)
+		return 0;
+	for (unsigned i = 0; i < seg->nscoped; i++) {
+		if (seg->scoped[i].scope == scope) {
+			seg->scoped[i].n++;
+			return 0;
+		}
+	}
+	if (seg->nscoped == seg->scoped_cap) {
+		cap = seg->scoped_cap ? seg->scoped_cap * 2 : 2;
+		refs = realloc(seg->scoped, cap * sizeof(*refs));
+		if (!refs)
+			return dynshm_fail(ENOMEM, "out of memory recording an "
+						"attach in a scope");
+		seg->scoped = refs;
+		seg->scoped_cap = cap;
+	}
+	seg->scoped[seg->nscoped].scope = scope;
+	seg->scoped[seg->nscoped].n = 1;
+	seg->nscoped++;
+	return 0;
+}
+
+static void scope_drop_ref(struct dynshm_segment *seg, unsigned i)
+{
+	seg->scoped[i] = seg->scoped[--seg->nscoped];
+}
+
+/* Index of scope's record in seg, or -1. */
+static int scope_ref_of(const struct dynshm_segment *seg,
+			const struct dynshm_scope *scope)
+{
+	for (unsigned i = 0; i < seg->nscoped; i++)
+		if (seg->scoped[i].scope == scope)
+			return (int)i;
+	return -1;
+}
+
+/*
+ * An explicit dynshm_detach (before nattach--): it undoes this thread's
+ * latest scoped attach if there is one, else an unscoped attach; only when
+ * every remaining attach is a scoped one of other threads does it take one
+ * of theirs (so that the counts never exceed nattach).
+ */
+static void scope_forget_one(struct dynshm_segment *seg)
+{
+	unsigned sum = 0;
+	int i;
+
+	for (struct dynshm_scope *s = current_scope; s; s = s->parent) {
+		if (s->inst != seg->inst || (i = scope_ref_of(seg, s)) < 0)
+			continue;
+		if (--seg->scoped[i].n == 0)
+			scope_drop_ref(seg, (unsigned)i);
+		return;
+	}
+	for (unsigned k = 0; k < seg->nscoped; k++)
+		sum += seg->scoped[k].n;
+	if (sum >= seg->nattach && seg->nscoped > 0 &&
+	    --seg->scoped[0].n == 0)
+		scope_drop_ref(seg, 0);
+}
+
 static dynshm_handle new_handle(dynshm_instance *inst, uint32_t slot, uint32_t gen)
 {
 	uint64_t r;
@@ -456,11 +530,13 @@ int segment_create(dynshm_instance *inst, size_t size, const char *name,
 			goto fail_unmap;
 		}
 	}
+	rc = scope_note(seg);
+	if (rc < 0)
+		goto fail_unmap;
 	rc = activate_slot(inst, seg->slot, flags & DYNSHM_CREATE_PIN);
 	if (rc < 0)
 		goto fail_unmap;
 	seg->nattach = 1;
-	seg->scope = scope_of(inst);
 	link_segment(inst, seg);
 	*out = seg;
 	return 0;
@@ -473,6 +549,7 @@ fail_unmap:
 		os_destroy(inst, inst->backend, seg->handle);
 	unreserve_slot(inst, seg->slot, seg->handle);
 fail_free:
+	free(seg->scoped);
 	free(seg->cbs);
 	free(seg);
 	return rc;
@@ -559,7 +636,10 @@ static int attach_new(dynshm_instance *inst, dynshm_handle handle,
 
 	if (!seg)
 		return dynshm_fail(ENOMEM, "out of memory attaching a segment");
-	rc = reference_handle(inst, handle, &seg->slot, &backend, &size, seg);
+	rc = scope_note(seg); /* first: nothing to undo if it fails */
+	if (rc == 0)
+		rc = reference_handle(inst, handle, &seg->slot, &backend,
+				      &size, seg);
 	if (rc < 0)
 		goto fail_free;
 	seg->handle = handle;
@@ -575,7 +655,6 @@ static int attach_new(dynshm_instance *inst, dynshm_handle handle,
 	if (rc < 0)
 		goto fail_release;
 	seg->nattach = 1;
-	seg->scope = scope_of(inst);
 	link_segment(inst, seg);
 	*out = seg;
 	return 0;
@@ -583,6 +662,7 @@ static int attach_new(dynshm_instance *inst, dynshm_handle handle,
 fail_release:
 	release_reference(inst, seg->slot, handle);
 fail_free:
+	free(seg->scoped);
 	free(seg);
 	return rc;
 }
@@ -596,6 +676,10 @@ int segment_attach(dynshm_instance *inst, dynshm_handle handle, dynshm_segment *
 		return dynshm_fail(EINVAL, "no result pointer given");
 	if (s < inst->c.hdr->max_segments && inst->local[s] &&
 	    inst->local[s]->handle == handle) {
+		int rc = scope_note(inst->local[s]);
+
+		if (rc < 0)
+			return rc;
 		inst->local[s]->nattach++; /* already mapped here */
 		*out = inst->local[s];
 		return 0;
@@ -628,6 +712,7 @@ static void detach_last(dynshm_instance *inst, struct dynshm_segment *seg)
 		dynshm_impl_detach(seg->map);
 	if (seg->slot != CTL_NONE)
 		release_reference(inst, seg->slot, seg->handle);
+	free(seg->scoped);
 	free(seg->cbs);
 	free(seg);
 }
@@ -643,6 +728,7 @@ DYNSHM_EXPORT int dynshm_detach(dynshm_segment *seg)
 	rc = inst_enter(inst);
 	if (rc < 0)
 		return rc;
+	scope_forget_one(seg);
 	if (--seg->nattach == 0)
 		detach_last(inst, seg);
 	inst_leave(inst);
@@ -843,7 +929,7 @@ static struct dynshm_segment *first_in_scope(dynshm_instance *inst,
 					  struct dynshm_scope *scope)
 {
 	for (struct dynshm_segment *seg = inst->segs; seg; seg = seg->next)
-		if (seg->scope == scope)
+		if (scope_ref_of(seg, scope) >= 0)
 			return seg;
 	return NULL;
 }
@@ -860,10 +946,19 @@ DYNSHM_EXPORT int dynshm_scope_end(dynshm_scope *scope)
 	rc = inst_enter(scope->inst);
 	if (rc < 0)
 		return rc;
-	/* Callbacks may detach others: look again after each one. */
+	/*
+	 * Undo the scope's own attaches only: the mapping stays while other
+	 * attaches (outside scopes, other threads') hold it.  Callbacks may
+	 * detach others: look again after each one.
+	 */
 	while ((seg = first_in_scope(scope->inst, scope)) != NULL) {
-		seg->nattach = 0;
-		detach_last(scope->inst, seg);
+		int i = scope_ref_of(seg, scope);
+		unsigned n = seg->scoped[i].n;
+
+		scope_drop_ref(seg, (unsigned)i);
+		seg->nattach -= n < seg->nattach ? n : seg->nattach;
+		if (seg->nattach == 0)
+			detach_last(scope->inst, seg);
 	}
 	inst_leave(scope->inst);
 	current_scope = scope->parent;
@@ -880,7 +975,7 @@ DYNSHM_EXPORT int dynshm_pin_mapping(dynshm_segment *seg)
 	rc = inst_enter(seg->inst);
 	if (rc < 0)
 		return rc;
-	seg->scope = NULL;
+	seg->nscoped = 0; /* every attach of it now outlives the scopes */
 	inst_leave(seg->inst);
 	return 0;
 }

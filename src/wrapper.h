@@ -40,7 +40,17 @@ struct dynshm_segment {
 	void *region_addr;		  /* in the region: where, and */
 	size_t region_size;		  /* how long (never change) */
 	unsigned nattach;		  /* local attach count */
-	struct dynshm_scope *scope;	  /* owning scope or NULL */
+	/*
+	 * The attaches of nattach made inside scopes: per scope, how many.
+	 * The rest were made outside any scope.  Sum of n <= nattach.  A
+	 * scope's end undoes only its own attaches, so a mapping that other
+	 * attaches (another thread's, say) still use stays (segment.c).
+	 */
+	struct scope_ref {
+		struct dynshm_scope *scope;
+		unsigned n;
+	} *scoped;
+	unsigned nscoped, scoped_cap;
 	struct on_detach *cbs;
 	unsigned ncbs, cbs_cap;
 };
@@ -99,6 +109,9 @@ struct inst_state {
 
 /* instance.c */
 extern unsigned dynshm_fork_generation;
+/* No cancellation inside a public call (instance.c, CANCELLATION). */
+void entry_begin(void);
+void entry_end(void);
 int inst_enter(dynshm_instance *inst);
 void inst_leave(dynshm_instance *inst);
 int ctl_lock(dynshm_instance *inst);
