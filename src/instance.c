@@ -195,6 +195,8 @@ static int ctl_lock_any(dynshm_instance *inst)
 
 	if (rc == EOWNERDEAD) {
 		/* The holder died inside a mutation: finish or undo it. */
+		ctl_check_live(&inst->c); /* the geometry first */
+		dynshm_clear_error();
 		ctl_recompute(&inst->c);
 		h->lock_repairs++;
 		reap_locked(inst, true, NULL);
@@ -205,6 +207,9 @@ static int ctl_lock_any(dynshm_instance *inst)
 		return dynshm_fail(rc, "cannot lock the control segment of "
 				    "instance '%s': %s",
 				inst->name, strerror(rc));
+	/* Scribbled (C) fields are put back; ctl_lock reports it. */
+	if (ctl_check_live(&inst->c) < 0)
+		inst->scribbled = true;
 	return 0;
 }
 
@@ -215,6 +220,15 @@ int ctl_lock(dynshm_instance *inst)
 
 	if (rc < 0)
 		return rc;
+	if (inst->scribbled) {
+		char why[400];
+
+		inst->scribbled = false;
+		snprintf(why, sizeof(why), "%s", dynshm_last_error());
+		pthread_mutex_unlock(&h->lock);
+		return dynshm_fail(EUCLEAN, "instance '%s': %s", inst->name,
+				why);
+	}
 	if (h->destroyed) {
 		pthread_mutex_unlock(&h->lock);
 		return dynshm_fail(ENOENT, "instance '%s' was destroyed or reset "
@@ -244,10 +258,15 @@ void slot_free_locked(dynshm_instance *inst, uint32_t s)
 	slot->pinned = 0;
 	slot->doomed = 0;
 	ctl_publish(&slot->state, SLOT_FREE);
+	ctl_names_remove(c, s); /* derived, after FREE: see ctl_names_remove */
 	c->hdr->nsegments--;
 	ctl_push_free(c, s);
 }
 
+/*
+ * Is the entry still the process that became the slot's owner?  Not if it
+ * was taken since by another process (owner_gen), whatever its pid.
+ */
 static bool owner_alive(const struct ctl *c, const struct ctl_slot *slot)
 {
 	const struct ctl_proc *p;
@@ -255,18 +274,26 @@ static bool owner_alive(const struct ctl *c, const struct ctl_slot *slot)
 	if (slot->owner >= c->hdr->max_processes)
 		return false;
 	p = &c->procs[slot->owner];
-	return p->state == PROC_LIVE && p->pid == slot->owner_pid;
+	return p->state == PROC_LIVE && p->gen == slot->owner_gen &&
+	       p->pid == slot->owner_pid;
 }
 
 static void release_process_locked(struct ctl *c, uint32_t p)
 {
 	uint64_t *row = ctl_row(c, p);
+	uint32_t max = c->hdr->max_segments;
 
-	for (uint32_t w = 0; w < c->hdr->row_words; w++)
-		while (row[w])
-			ctl_clear_bit(c, p, w * 64 +
-						    (uint32_t)__builtin_ctzll(
-							    row[w]));
+	for (uint32_t w = 0; w < c->hdr->row_words; w++) {
+		while (row[w]) {
+			uint32_t s = w * 64 + (uint32_t)__builtin_ctzll(row[w]);
+
+			if (s >= max) { /* scribbled: no slot to count down */
+				row[w] &= ~(~(uint64_t)0 << (s % 64));
+				continue;
+			}
+			ctl_clear_bit(c, p, s);
+		}
+	}
 	ctl_publish(&c->procs[p].state, PROC_FREE);
 	c->hdr->nprocs--;
 	c->hdr->processes_reaped++;
@@ -441,6 +468,7 @@ static int join_locked(dynshm_instance *inst, uint64_t start)
 			proc->start_time = start;
 			proc->joined_ns = now_ns();
 			proc->nrefs = 0;
+			proc->gen++; /* a new incarnation of the entry */
 			ctl_publish(&proc->state, PROC_LIVE);
 			c->hdr->nprocs++;
 			inst->me = p;

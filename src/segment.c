@@ -199,6 +199,7 @@ static bool retire_if_unused_locked(dynshm_instance *inst, uint32_t s)
 		return false;
 	slot->owner = inst->me;
 	slot->owner_pid = (int32_t)inst->pid;
+	slot->owner_gen = inst->c.procs[inst->me].gen;
 	ctl_publish(&slot->state, SLOT_MORIBUND);
 	HOOK("retire:moribund");
 	return true;
@@ -265,10 +266,12 @@ static int reserve_block_locked(dynshm_instance *inst, uint32_t s, size_t size,
 	uint32_t order = 0;
 	int rc = region_alloc_locked(&inst->c, size, &offset, &order);
 
-	if (rc < 0 && must) {
+	if (rc == -ENOSPC && must) {
 		reap_locked(inst, false, NULL); /* the dead may hold blocks */
 		rc = region_alloc_locked(&inst->c, size, &offset, &order);
 	}
+	if (rc == -EUCLEAN)
+		return rc; /* scribbled lists, rebuilt: the message says */
 	if (rc < 0)
 		return dynshm_fail(ENOSPC,
 				"the region of instance '%s' has no free block "
@@ -302,17 +305,21 @@ static int reserve_slot(dynshm_instance *inst, size_t size, int region,
 		ctl_unlock(inst);
 		return rc;
 	}
-	s = ctl_pop_free(c);
-	if (s == CTL_NONE) {
+	rc = ctl_pop_free(c, &s);
+	if (rc == -ENOSPC) {
 		reap_locked(inst, false, NULL); /* the dead may hold slots */
-		s = ctl_pop_free(c);
+		rc = ctl_pop_free(c, &s);
 	}
-	if (s == CTL_NONE) {
+	if (rc == -ENOSPC) {
 		ctl_unlock(inst);
 		return dynshm_fail(ENOSPC,
 				"all %u segment slots of instance '%s' are in "
 				"use (raise max_segments)",
 				c->hdr->max_segments, inst->name);
+	}
+	if (rc < 0) {
+		ctl_unlock(inst);
+		return rc; /* scribbled free list, rebuilt: the message says */
 	}
 	slot = &c->slots[s];
 	slot->backend = inst->backend;
@@ -329,11 +336,15 @@ static int reserve_slot(dynshm_instance *inst, size_t size, int region,
 	slot->handle = new_handle(inst, s, slot->gen);
 	slot->owner = inst->me;
 	slot->owner_pid = (int32_t)inst->pid;
+	slot->owner_gen = c->procs[inst->me].gen;
 	slot->creator_pid = (int32_t)inst->pid;
 	slot->created_ns = now_ns();
 	slot->pinned = 0;
 	slot->doomed = 0;
 	snprintf(slot->name, sizeof(slot->name), "%s", name ? name : "");
+	slot->name_next = CTL_NONE;
+	if (name)
+		ctl_names_insert(c, s); /* derived (control.h, NAMED INDEX) */
 	ctl_publish(&slot->state, SLOT_CREATING);
 	HOOK("create:reserved");
 	ctl_unlock(inst);
@@ -432,6 +443,12 @@ static int create_in_region(dynshm_instance *inst, size_t size,
 	if (rc < 0)
 		return rc;
 	slot = &inst->c.slots[seg->slot]; /* ours while CREATING */
+	rc = region_block_check(&inst->c, seg->slot);
+	if (rc < 0) {
+		unreserve_slot(inst, seg->slot, seg->handle);
+		seg->slot = CTL_NONE;
+		return rc;
+	}
 	seg->region_addr = (char *)inst->region.base + slot->region_offset;
 	seg->region_size = size;
 	HOOK("region:before-zero");
@@ -611,6 +628,12 @@ static int reference_handle(dynshm_instance *inst, dynshm_handle handle,
 
 	if (rc < 0)
 		return rc;
+	/* a scribbled block would put the segment outside the region */
+	if (c->slots[s].backend == CTL_BACKEND_REGION &&
+	    (rc = region_block_check(c, s)) < 0) {
+		ctl_unlock(inst);
+		return rc;
+	}
 	ctl_set_bit(c, inst->me, s);
 	HOOK("attach:referenced");
 	*backend = c->slots[s].backend;

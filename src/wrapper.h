@@ -77,6 +77,7 @@ struct dynshm_instance {
 	dynshm_impl_map *ctl_map;
 	struct ctl c;
 	uint32_t me;		    /* our process table entry */
+	bool scribbled;		    /* ctl_lock_any put back (C) fields */
 	pid_t pid;		    /* the process that joined */
 	unsigned fork_gen;	    /* dynshm_fork_generation when joined */
 	uint64_t rng;
