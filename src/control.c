@@ -498,7 +498,10 @@ int ctl_check_live(struct ctl *c)
 	struct region_ctl *r;
 	const char *field = NULL;
 
-	for (size_t i = 0; i < sizeof(c->ident); i++) {
+	/* memcmp first: this runs at every lock, the loop only on a change */
+	for (size_t i = 0; memcmp(h, c->ident, sizeof(c->ident)) != 0 &&
+			   i < sizeof(c->ident);
+	     i++) {
 		if (h[i] != c->ident[i]) {
 			field = header_field_at(i);
 			memcpy(h, c->ident, sizeof(c->ident));

@@ -212,9 +212,10 @@ bool region_fix_geometry(struct ctl *c)
 
 	if (!r)
 		return false;
-	while (max_order < REGION_MAX_ORDER &&
-	       ((uint64_t)2 << max_order) <= nblocks)
-		max_order++;
+	/* the largest order that fits, as region_format computes it */
+	max_order = nblocks ? 31u - (uint32_t)__builtin_clz(nblocks) : 0;
+	if (max_order > REGION_MAX_ORDER)
+		max_order = REGION_MAX_ORDER;
 	if (r->magic == REGION_MAGIC && r->size == size &&
 	    r->nblocks == nblocks && r->max_order == max_order)
 		return false;
