@@ -174,7 +174,6 @@ int ctl_format(void *base, uint64_t instance_id, uint32_t backend,
 	return 0;
 }
 
-
 int ctl_validate(void *base, size_t map_size, uint64_t instance_id,
 		 const char *where, struct ctl *out)
 {

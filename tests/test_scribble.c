@@ -489,10 +489,14 @@ static uint64_t next_random(void)
 	return z ^ (z >> 31);
 }
 
-/* A random byte of the control segment but the lock and `destroyed`. */
-static void scribble_one(struct ctl *c)
+/*
+ * A random byte of the control segment (total bytes, read before the first
+ * scribble: the header's copy may be scribbled itself) but the lock and
+ * `destroyed`.
+ */
+static void scribble_one(struct ctl *c, size_t total)
 {
-	size_t total = c->hdr->total_size, at;
+	size_t at;
 	size_t lock_from = offsetof(struct ctl_header, lock);
 	size_t lock_to = offsetof(struct ctl_header, destroyed) + 4;
 
@@ -507,6 +511,7 @@ static int random_scribbles_child(void *arg)
 	static const char *const names[] = { "n0", "n1", "n2", "n3" };
 	dynshm_segment *held[8] = { 0 };
 	dynshm_handle handles[8] = { 0 };
+	size_t total = ctl()->hdr->total_size;
 	unsigned ok = 0, refused = 0;
 
 	(void)arg;
@@ -516,7 +521,7 @@ static int random_scribbles_child(void *arg)
 		dynshm_segment *seg = NULL;
 		int rc = 0;
 
-		scribble_one(ctl());
+		scribble_one(ctl(), total);
 		if (op == 0 && !held[k]) {
 			rc = dynshm_create(fx.inst, 1 + next_random() % 20000,
 					   (unsigned)(next_random() % 3) == 0
@@ -560,7 +565,7 @@ static void test_random_scribbles(void **state)
 	const char *seed = getenv("SCRIBBLE_SEED");
 
 	(void)state;
-	if (seed)
+	if (seed && *seed)
 		rng = strtoull(seed, NULL, 0);
 	else if (getrandom(&rng, sizeof(rng), 0) != sizeof(rng))
 		rng = 1;
