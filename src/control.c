@@ -231,6 +231,7 @@ int ctl_validate(void *base, size_t map_size, uint64_t instance_id,
 	out->slots = (struct ctl_slot *)(void *)((char *)base + g.slots);
 	out->refs = (uint64_t *)(void *)((char *)base + g.refs);
 	out->names = (uint32_t *)(void *)((char *)base + g.names);
+	out->max_segments = h->max_segments;
 	memcpy(out->ident, h, sizeof(out->ident));
 	return 0;
 }

@@ -221,6 +221,8 @@ struct ctl {
 	struct ctl_slot *slots;
 	uint64_t *refs;
 	uint32_t *names;
+	/* as validated: for what is read without the lock (inst->local) */
+	uint32_t max_segments;
 	/* the (C) header as validated: a scribble is put back from it */
 	unsigned char ident[offsetof(struct ctl_header, lock)];
 };

@@ -852,7 +852,7 @@ static int join(dynshm_instance *inst)
 	ctl_unlock(inst);
 	if (rc < 0)
 		return rc;
-	inst->local = calloc(inst->c.hdr->max_segments, sizeof(*inst->local));
+	inst->local = calloc(inst->c.max_segments, sizeof(*inst->local));
 	if (!inst->local) {
 		ctl_lock(inst);
 		leave_locked(inst);

@@ -697,7 +697,8 @@ int segment_attach(dynshm_instance *inst, dynshm_handle handle, dynshm_segment *
 
 	if (!out)
 		return dynshm_fail(EINVAL, "no result pointer given");
-	if (s < inst->c.hdr->max_segments && inst->local[s] &&
+	/* unlocked: the validated size of inst->local, not the header's */
+	if (s < inst->c.max_segments && inst->local[s] &&
 	    inst->local[s]->handle == handle) {
 		int rc = scope_note(inst->local[s]);
 
@@ -1054,18 +1055,20 @@ static int snapshot(dynshm_instance *inst, dynshm_segment_info **out, size_t *n)
 {
 	struct ctl *c = &inst->c;
 	dynshm_segment_info *infos;
-	size_t count = 0;
+	size_t count = 0, used = 0;
 	int rc = ctl_lock(inst);
 
 	if (rc < 0)
 		return rc;
-	infos = malloc((c->hdr->nsegments + 1) * sizeof(*infos));
+	/* counted, not nsegments: a scribbled count must not size the array */
+	for (uint32_t s = 0; s < c->hdr->max_segments; s++)
+		used += c->slots[s].state != SLOT_FREE;
+	infos = malloc((used + 1) * sizeof(*infos));
 	if (!infos) {
 		ctl_unlock(inst);
 		return dynshm_fail(ENOMEM, "out of memory listing segments");
 	}
-	for (uint32_t s = 0; s < c->hdr->max_segments &&
-			     count < c->hdr->nsegments; s++)
+	for (uint32_t s = 0; s < c->hdr->max_segments && count < used; s++)
 		if (c->slots[s].state != SLOT_FREE)
 			fill_info(&c->slots[s], &infos[count++]);
 	ctl_unlock(inst);

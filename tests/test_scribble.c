@@ -17,6 +17,7 @@
  *   named index      a named chain loops: reported and rebuilt; an index
  *                    wiped to empty is rebuilt by the next lock repair;
  *   header           a (C) header field changed between calls is put back;
+ *   count            a scribbled segment count does not size the listing;
  *   row bits         reference bits beyond max_segments of a dead process
  *                    touch nothing outside its row;
  *   random           a child makes random calls with a random byte of the
@@ -351,6 +352,38 @@ static void test_scribbled_header(void **state)
 	in_child("a call after max_segments was scribbled",
 		 scribbled_header_child, NULL);
 	assert_int_equal(segments(), 0);
+}
+
+/* ---- item 4: a scribbled segment count sizes nothing --------------------------- */
+
+static int count_one(const dynshm_segment_info *info, void *arg)
+{
+	(void)info;
+	++*(unsigned *)arg;
+	return 0;
+}
+
+static int scribbled_count_child(void *arg)
+{
+	dynshm_segment *a = NULL, *b = NULL;
+	unsigned seen = 0;
+
+	(void)arg;
+	CK(dynshm_create(fx.inst, 4096, 0, &a) == 0);
+	CK(dynshm_create(fx.inst, 4096, 0, &b) == 0);
+	ctl()->hdr->nsegments = UINT32_MAX; /* derived: sized the listing */
+	CK(dynshm_foreach_segment(fx.inst, count_one, &seen) == 0);
+	CK(seen == 2);
+	CK(dynshm_detach(a) == 0);
+	CK(dynshm_detach(b) == 0);
+	return 0;
+}
+
+static void test_scribbled_count(void **state)
+{
+	(void)state;
+	in_child("listing after nsegments was scribbled", scribbled_count_child,
+		 NULL);
 }
 
 /* ---- item 4: reference bits beyond max_segments ----------------------------- */
@@ -749,6 +782,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_free_slot_cycle, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_scribbled_header, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_scribbled_count, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_row_bits_beyond_max,
 						setup_80, teardown),
