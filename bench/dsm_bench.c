@@ -37,6 +37,10 @@
  *               free; two processes allocating at once vs one
  *   hash        dynshm_hash_find with 1,000 vs 1,000,000 keys; two
  *               readers vs one
+ *   named       dynshm_attach_named + dynshm_detach of one named segment
+ *               while 10 / 1,000 / 100,000 named segments exist (carved
+ *               from a region, not zero-filled: no memory is touched),
+ *               next to attach by handle in the same blocks
  *
  * Everything made here is removed again, also after SIGINT/SIGTERM: the
  * handler only sets a flag, every loop checks it between operations, and
@@ -93,7 +97,7 @@
 #define MIB (KIB * 1024)
 #define MAX_LIST 8
 #define MAX_PROCS 64
-#define MAX_INSTANCES 16
+#define MAX_INSTANCES 32
 #define MAX_RAW 8
 
 enum scenario {
@@ -107,13 +111,14 @@ enum scenario {
 	SC_MQ = 1u << 7,
 	SC_AREA = 1u << 8, /* issue 15 */
 	SC_HASH = 1u << 9,
-	SC_DEFAULT = (1u << 10) - 1,
+	SC_NAMED = 1u << 10,
+	SC_DEFAULT = (1u << 11) - 1,
 };
 
-#define N_SCENARIOS 10
+#define N_SCENARIOS 11
 static const char *const scenario_names[N_SCENARIOS] = {
 	"create", "attach", "scale", "contention", "join", "region",
-	"syscalls", "mq", "area", "hash",
+	"syscalls", "mq", "area", "hash", "named",
 };
 
 static struct {
@@ -1435,6 +1440,140 @@ static int scenario_scale(void)
 			return rc;
 	}
 	return 0;
+}
+
+/* ---- named lookup at scale (issue 13, item 10) ----------------------------- */
+
+struct named_ctx {
+	dynshm_instance *inst;
+	const char *name;
+};
+
+static int dynshm_named_attach_detach(void *arg)
+{
+	struct named_ctx *n = arg;
+	dynshm_segment *seg;
+	int rc = dynshm_attach_named(n->inst, n->name, &seg);
+
+	return rc < 0 ? rc : dynshm_detach(seg);
+}
+
+#define NAMED_FLAGS                                                            \
+	(DYNSHM_CREATE_REGION | DYNSHM_CREATE_NO_ZERO | DYNSHM_CREATE_PIN)
+
+/*
+ * Grow the instance to `want` named segments (pinned, not mapped); the last
+ * one made is the one looked up (name and handle in n and d): it sits in
+ * the highest slot, the worst case of a search through the slots.
+ */
+static int named_fill(struct named_ctx *n, struct dynshm_ctx *d, long *have,
+		      long want)
+{
+	static char name[32];
+	dynshm_segment *seg;
+	int rc;
+
+	while (*have < want) {
+		if (stop)
+			return -EINTR;
+		snprintf(name, sizeof(name), "bench-%ld", *have);
+		rc = dynshm_create_named(n->inst, name, 4096, NAMED_FLAGS,
+					 &seg);
+		if (rc < 0)
+			return fail(rc, "creating named segment %ld of %ld",
+				    *have + 1, want);
+		d->target = dynshm_segment_handle(seg);
+		n->name = name;
+		dynshm_detach(seg);
+		++*have;
+	}
+	return 0;
+}
+
+static int scenario_named(void)
+{
+	struct named_ctx nc;
+	struct dynshm_ctx dc;
+	struct bench_inst *b;
+	struct stats base = { .med = -1 };
+	double va[256], vb[256];
+	long max_live = 0, have = 0;
+	uint32_t max_segments = 4096;
+	size_t region;
+	int rc;
+
+	for (int i = 0; i < opt.nlive; i++)
+		max_live = max_l(max_live, opt.live[i]);
+	while (max_segments < max_live + 64)
+		max_segments *= 2;
+	region = ((size_t)(max_live + 64) * 4096 + MIB - 1) / MIB * MIB;
+	fprintf(tout, "\n== named lookup at scale: dynshm_attach_named + "
+		      "dynshm_detach of the last of N named pinned 4 KiB region "
+		      "segments; max_segments %u ==\n",
+		max_segments);
+	fprintf(tout, "   by handle = dynshm_attach + dynshm_detach of the same "
+		      "segment, in the same blocks; growth = median at N / "
+		      "median at %ld\n",
+		opt.live[0]);
+	fprintf(tout, "%-20s %-30s %-30s %-10s %-10s %s\n", "named segments",
+		"by name median [p10 .. p90]", "by handle median [p10 .. p90]",
+		"name/hdl", "growth", "target 1.25");
+	rc = inst_open(DYNSHM_IMPL_POSIX, max_segments, region, &b);
+	if (rc < 0)
+		return 0;
+	memset(&dc, 0, sizeof(dc));
+	nc.inst = dc.inst = b->inst;
+	for (int i = 0; i < opt.nlive; i++) {
+		char sn[80], sh[80], ov[16], gr[16];
+		struct stats sname, shdl, ratio;
+		struct row *r;
+
+		note("named: %ld named segments", opt.live[i]);
+		rc = named_fill(&nc, &dc, &have, opt.live[i]);
+		if (rc < 0)
+			goto out;
+		rc = measure_pair(dynshm_attach_detach, &dc,
+				  dynshm_named_attach_detach, &nc,
+				  opt.iterations, va, vb);
+		if (rc < 0) {
+			if (rc != -EINTR)
+				fail(rc, "named: attach by name");
+			goto out;
+		}
+		sname = stats_of(vb, opt.repeats);
+		shdl = stats_of(va, opt.repeats);
+		ratio = ratio_stats(vb, va, opt.repeats);
+		r = add_row("named", "posix", "attach_named+detach", 4096);
+		snprintf(r->param, sizeof(r->param), "named_segments");
+		r->param_value = have;
+		snprintf(r->variant, sizeof(r->variant), "dynshm-by-name");
+		snprintf(r->unit, sizeof(r->unit), "ns/op");
+		r->iterations = opt.iterations;
+		r->s = sname;
+		if (i == 0) {
+			base = sname;
+		} else if (base.med > 0) {
+			snprintf(r->ratio_to, sizeof(r->ratio_to), "by-name@%ld",
+				 opt.live[0]);
+			r->ratio.med = sname.med / base.med;
+			r->ratio.p10 = sname.p10 / base.med;
+			r->ratio.p90 = sname.p90 / base.med;
+			set_verdict(r, r->ratio.med, 1.25);
+		}
+		fmt_stats(sn, sizeof(sn), &sname);
+		fmt_stats(sh, sizeof(sh), &shdl);
+		snprintf(ov, sizeof(ov), "%.2f", ratio.med);
+		snprintf(gr, sizeof(gr), "%.2f",
+			 i > 0 && base.med > 0 ? sname.med / base.med : 1.0);
+		fprintf(tout, "%-20ld %-30s %-30s %-10s %-10s %s\n", have, sn,
+			sh, ov, gr, i > 0 ? r->verdict : "-");
+		fflush(tout);
+	}
+	rc = 0;
+out:
+	note("named: destroying the instance");
+	inst_destroy(b);
+	return rc;
 }
 
 /* ---- scenario 3: contention ---------------------------------------------- */
@@ -2791,7 +2930,7 @@ static void usage(FILE *f)
 		"  --repeats N        timed blocks per series (default 9, max "
 		"255)\n"
 		"  --scenario LIST    create,attach,syscalls,contention,join,"
-		"region,scale,mq\n"
+		"region,scale,mq,area,hash,named\n"
 		"                     (default all; syscalls times each "
 		"call of the raw\n"
 		"                     sequences alone)\n"
@@ -3364,6 +3503,11 @@ static int run(void)
 		section_start = now_ns();
 		rc = scenario_hash();
 		section_done("hash");
+	}
+	if (rc != -EINTR && opt.scenarios & SC_NAMED) {
+		section_start = now_ns();
+		rc = scenario_named();
+		section_done("named, including filling and destroying");
 	}
 	/* last: 100,000 mmap files keep an ext4 /tmp busy for a while */
 	if (rc != -EINTR && opt.scenarios & SC_SCALE) {

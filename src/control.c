@@ -26,6 +26,10 @@
 #include <time.h>
 #include <unistd.h>
 
+#define CORRUPT(...) dynshm_fail(EUCLEAN, __VA_ARGS__)
+
+static void names_rebuild(struct ctl *c);
+
 static size_t align_up(size_t n, size_t a)
 {
 	return (n + a - 1) / a * a;
@@ -37,8 +41,19 @@ static uint32_t row_words_for(uint32_t max_segments)
 }
 
 struct geometry {
-	size_t procs, slots, refs, region, total;
+	size_t procs, slots, refs, names, region, total;
+	uint32_t buckets;
 };
+
+/* Named-index buckets: a power of two, at least max_segments. */
+static uint32_t buckets_for(uint32_t max_segments)
+{
+	uint32_t b = 16;
+
+	while (b < max_segments)
+		b *= 2;
+	return b;
+}
 
 static struct geometry geometry_of(uint32_t max_segments,
 				   uint32_t max_processes, uint64_t region_size)
@@ -52,9 +67,11 @@ static struct geometry geometry_of(uint32_t max_segments,
 	g.refs = align_up(g.slots + (size_t)max_segments *
 					    sizeof(struct ctl_slot),
 			  64);
-	g.region = align_up(g.refs + (size_t)max_processes *
-					     row_words_for(max_segments) * 8,
-			    64);
+	g.names = align_up(g.refs + (size_t)max_processes *
+					    row_words_for(max_segments) * 8,
+			   64);
+	g.buckets = buckets_for(max_segments);
+	g.region = align_up(g.names + (size_t)g.buckets * 4, 64);
 	g.total = align_up(g.region + region_area_size(region_size), 4096);
 	return g;
 }
@@ -142,6 +159,8 @@ int ctl_format(void *base, uint64_t instance_id, uint32_t backend,
 	h->huge_pages = huge_pages;
 	h->region_size = region_size;
 	h->region_offset = region_size ? g.region : 0;
+	h->names_offset = g.names;
+	h->name_buckets = g.buckets;
 	h->created_ns = now_ns();
 	h->creator_pid = (int32_t)getpid();
 	h->checksum = header_checksum(h);
@@ -156,8 +175,6 @@ int ctl_format(void *base, uint64_t instance_id, uint32_t backend,
 	ctl_recompute(&c);
 	return 0;
 }
-
-#define CORRUPT(...) dynshm_fail(EUCLEAN, __VA_ARGS__)
 
 int ctl_validate(void *base, size_t map_size, uint64_t instance_id,
 		 const char *where, struct ctl *out)
@@ -204,6 +221,7 @@ int ctl_validate(void *base, size_t map_size, uint64_t instance_id,
 	    h->region_offset != (h->region_size ? g.region : 0) ||
 	    h->total_size != g.total || h->procs_offset != g.procs ||
 	    h->slots_offset != g.slots || h->refs_offset != g.refs ||
+	    h->names_offset != g.names || h->name_buckets != g.buckets ||
 	    map_size < g.total)
 		return CORRUPT("control segment of %s has inconsistent "
 			       "geometry (%zu bytes mapped, %" PRIu64
@@ -214,6 +232,9 @@ int ctl_validate(void *base, size_t map_size, uint64_t instance_id,
 	out->procs = (struct ctl_proc *)(void *)((char *)base + g.procs);
 	out->slots = (struct ctl_slot *)(void *)((char *)base + g.slots);
 	out->refs = (uint64_t *)(void *)((char *)base + g.refs);
+	out->names = (uint32_t *)(void *)((char *)base + g.names);
+	out->max_segments = h->max_segments;
+	memcpy(out->ident, h, sizeof(out->ident));
 	return 0;
 }
 
@@ -302,25 +323,209 @@ void ctl_recompute(struct ctl *c)
 		else
 			h->nsegments++;
 	}
+	names_rebuild(c);
 	region_rebuild(c);
 }
 
-uint32_t ctl_pop_free(struct ctl *c)
+int ctl_pop_free(struct ctl *c, uint32_t *out)
 {
-	uint32_t s = c->hdr->free_head;
+	struct ctl_header *h = c->hdr;
+	uint32_t s = h->free_head, next;
 
-	if (s == CTL_NONE || s >= c->hdr->max_segments)
-		return CTL_NONE;
-	c->hdr->free_head = c->slots[s].next_free;
+	if (s == CTL_NONE)
+		return -ENOSPC;
+	/* a cycle of free slots ends at one popped before: not FREE now */
+	if (s >= h->max_segments || c->slots[s].state != SLOT_FREE ||
+	    ((next = c->slots[s].next_free) != CTL_NONE &&
+	     next >= h->max_segments)) {
+		uint32_t head = s;
+
+		ctl_recompute(c);
+		return CORRUPT("the free-slot list of the control segment was "
+			       "scribbled (free_head or a next_free link "
+			       "leads to %" PRIu32 ", %s); rebuilt from the "
+			       "slot states, retry",
+			       head,
+			       head >= h->max_segments
+				       ? "beyond max_segments"
+				       : c->slots[head].state != SLOT_FREE
+						 ? "a slot in use"
+						 : "whose link is out of range");
+	}
+	h->free_head = next;
 	c->slots[s].next_free = CTL_NONE;
-	c->hdr->nsegments++;
-	return s;
+	h->nsegments++;
+	*out = s;
+	return 0;
 }
 
 void ctl_push_free(struct ctl *c, uint32_t s)
 {
 	c->slots[s].next_free = c->hdr->free_head;
 	c->hdr->free_head = s;
+}
+
+/* ---- the named index (control.h, NAMED INDEX) -------------------------- */
+
+static uint32_t name_bucket(const struct ctl *c, const char *name)
+{
+	uint32_t sum = 0x811c9dc5u;
+
+	for (size_t i = 0; i < CTL_NAME_LEN && name[i]; i++)
+		sum = (sum ^ (unsigned char)name[i]) * 0x01000193u;
+	return sum & (c->hdr->name_buckets - 1);
+}
+
+static void names_rebuild(struct ctl *c)
+{
+	struct ctl_header *h = c->hdr;
+
+	for (uint32_t b = 0; b < h->name_buckets; b++)
+		c->names[b] = CTL_NONE;
+	/* in reverse, so that chains list low slots first */
+	for (uint32_t s = h->max_segments; s-- > 0;) {
+		c->slots[s].name_next = CTL_NONE;
+		if (c->slots[s].state != SLOT_FREE && c->slots[s].name[0])
+			ctl_names_insert(c, s);
+	}
+}
+
+void ctl_names_insert(struct ctl *c, uint32_t s)
+{
+	struct ctl_slot *slot = &c->slots[s];
+	uint32_t b;
+
+	slot->name[CTL_NAME_LEN - 1] = '\0';
+	b = name_bucket(c, slot->name);
+	slot->name_next = c->names[b];
+	c->names[b] = s;
+}
+
+/*
+ * Walk name's chain: *link ends at the link that holds s (or at the end).
+ * false when the chain is scribbled: a link beyond max_segments, to a FREE
+ * slot, or longer than max_segments (a cycle).
+ */
+static bool chain_walk(struct ctl *c, const char *name, uint32_t s,
+		       uint32_t **link)
+{
+	uint32_t max = c->hdr->max_segments, steps = 0;
+	uint32_t *l = &c->names[name_bucket(c, name)];
+
+	while (*l != CTL_NONE && *l != s) {
+		if (*l >= max || c->slots[*l].state == SLOT_FREE ||
+		    ++steps > max)
+			return false;
+		l = &c->slots[*l].name_next;
+	}
+	*link = l;
+	return true;
+}
+
+void ctl_names_remove(struct ctl *c, uint32_t s)
+{
+	uint32_t *link;
+
+	if (!c->slots[s].name[0])
+		return;
+	c->slots[s].name[CTL_NAME_LEN - 1] = '\0';
+	if (!chain_walk(c, c->slots[s].name, s, &link)) {
+		names_rebuild(c); /* derived: s is left out if it is FREE */
+		return;
+	}
+	if (*link == s)
+		*link = c->slots[s].name_next;
+	c->slots[s].name_next = CTL_NONE;
+}
+
+int ctl_names_find(struct ctl *c, const char *name, uint32_t *out)
+{
+	uint32_t max = c->hdr->max_segments, steps = 0;
+	uint32_t b = name_bucket(c, name), s = c->names[b];
+
+	*out = CTL_NONE;
+	for (; s != CTL_NONE; s = c->slots[s].name_next) {
+		const struct ctl_slot *slot;
+
+		if (s >= max || c->slots[s].state == SLOT_FREE ||
+		    ++steps > max) {
+			names_rebuild(c);
+			return CORRUPT("the named index of the control segment "
+				       "was scribbled (bucket %" PRIu32
+				       " leads to slot %" PRIu32 ", %s); "
+				       "rebuilt from the slots, retry",
+				       b, s,
+				       s >= max ? "beyond max_segments"
+				       : steps > max ? "in a cycle"
+						     : "a free slot");
+		}
+		slot = &c->slots[s];
+		if (slot->state != SLOT_CREATING &&
+		    (slot->state != SLOT_ACTIVE || slot->doomed))
+			continue;
+		if (strncmp(slot->name, name, CTL_NAME_LEN) == 0) {
+			*out = s;
+			return 0;
+		}
+	}
+	return 0;
+}
+
+/* ---- a control segment scribbled between calls ------------------------- */
+
+static const struct {
+	const char *name;
+	size_t offset;
+} header_fields[] = {
+#define F(f) { #f, offsetof(struct ctl_header, f) }
+	F(magic), F(version), F(header_size), F(slot_size), F(proc_size),
+	F(max_segments), F(max_processes), F(row_words), F(backend),
+	F(instance_id), F(total_size), F(procs_offset), F(slots_offset),
+	F(refs_offset), F(created_ns), F(creator_pid), F(huge_pages),
+	F(region_size), F(region_offset), F(names_offset), F(name_buckets),
+	F(reserved_), F(checksum),
+#undef F
+};
+
+static const char *header_field_at(size_t offset)
+{
+	const char *name = "header";
+
+	for (size_t i = 0; i < sizeof(header_fields) / sizeof(header_fields[0]);
+	     i++)
+		if (header_fields[i].offset <= offset)
+			name = header_fields[i].name;
+	return name;
+}
+
+int ctl_check_live(struct ctl *c)
+{
+	unsigned char *h = (unsigned char *)c->hdr;
+	struct region_ctl *r;
+	const char *field = NULL;
+
+	/* memcmp first: this runs at every lock, the loop only on a change */
+	for (size_t i = 0; memcmp(h, c->ident, sizeof(c->ident)) != 0 &&
+			   i < sizeof(c->ident);
+	     i++) {
+		if (h[i] != c->ident[i]) {
+			field = header_field_at(i);
+			memcpy(h, c->ident, sizeof(c->ident));
+			break;
+		}
+	}
+	r = region_of(c);
+	if (r && region_fix_geometry(c)) {
+		field = field ? field : "region geometry (struct region_ctl)";
+		region_rebuild(c);
+	}
+	if (!field)
+		return 0;
+	ctl_recompute(c);
+	return CORRUPT("the control segment header was scribbled (field %s); "
+		       "put back as this process validated it and derived "
+		       "data rebuilt, retry",
+		       field);
 }
 
 uint32_t ctl_lookup(const struct ctl *c, uint64_t handle)

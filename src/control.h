@@ -11,6 +11,7 @@
  *	struct ctl_proc   procs[max_processes]
  *	struct ctl_slot   slots[max_segments]
  *	uint64_t          refs[max_processes][row_words]
+ *	uint32_t          names[name_buckets]	(the named index, below)
  *	struct region_ctl + its block arrays	(only with a region, region.h)
  *
  * refs is a bitmap: bit s of row p is set while process p holds a reference
@@ -29,11 +30,29 @@
  *              CTL_BACKEND_REGION, region_offset, region_order), written
  *              with the reservation before the state is published.
  *   derived  - slot refcount, proc nrefs, the free-slot list, the counters,
- *              and the region allocator's free lists and counters: which
- *              blocks are free is "every block no non-FREE slot records".
+ *              the named index, and the region allocator's free lists and
+ *              counters: which blocks are free is "every block no non-FREE
+ *              slot records".
  *              Recomputed from primary data whenever a lock holder is found
  *              dead (ctl_repair), so a half-done update of them is harmless:
  *              a process killed mid-allocation leaks no block.
+ *
+ * SCRIBBLES.  Any process of the user can write here, so every index or
+ * offset read from this memory is checked before it is used: free-slot
+ * links, named-index links, region free-list heads and links, a slot's
+ * region block, reference bits beyond max_segments.  A derived structure
+ * found inconsistent is rebuilt from primary data (ctl_recompute) and the
+ * call that found it fails with -EUCLEAN naming it; primary data found
+ * impossible (a region block outside the region) is refused, never used.
+ * The (C) header fields are also compared, under the lock, with the copy
+ * each process took when it validated them (struct ctl.ident) and put back
+ * from it.
+ *
+ * NAMED INDEX.  names[] is a hash table of name_buckets (a power of two)
+ * chain heads; a chain links slots through ctl_slot.name_next.  It holds
+ * every non-FREE slot with a non-empty name (reserve_slot adds, freeing
+ * removes) and lookups filter by state, so a name is found in O(1)
+ * whatever the number of segments.  Derived: ctl_recompute rebuilds it.
  *
  * LOCKING.  header.lock (robust, process-shared) guards every field below
  * marked (L).  Fields marked (C) are written once while the segment is
@@ -45,12 +64,13 @@
 
 #include <pthread.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
 
 #define CTL_MAGIC 0x54436d68736e7964ull /* "dynshmCT" little-endian */
-#define CTL_VERSION 5u /* 2: region fields, 3: slot names, 4: os ident,
-			     5: OFD liveness */
+#define CTL_VERSION 6u /* 2: region fields, 3: slot names, 4: os ident,
+			     5: OFD liveness, 6: named index */
 
 #define CTL_MAX_SEGMENTS (1u << 20)
 #define CTL_MAX_PROCESSES (1u << 16)
@@ -135,10 +155,15 @@ struct ctl_slot {
 	uint32_t refcount;  /* (L, derived) processes whose bit is set */
 	uint32_t next_free; /* (L, derived) free list link or CTL_NONE */
 	int32_t owner_pid;  /* (L) pid of owner, for tools */
+	/*
+	 * (L) the owner entry's ctl_proc.gen when it became owner: an entry
+	 * taken since by another process (same pid number or not: PID
+	 * namespaces) is not the owner.
+	 */
+	uint32_t owner_gen;
+	uint32_t name_next; /* (L, derived) named-index chain or CTL_NONE */
 	uint32_t region_order;	/* (L) region: block of 2^order pages */
 	uint32_t huge;		/* (L) on hugetlb */
-	uint32_t owner_gen; /* (L) owner's entry gen: a reused entry is not it */
-	uint32_t reserved_;
 	uint64_t region_offset; /* (L) region: byte offset of the block */
 	/*
 	 * (L) primary.  "" for an anonymous segment.  Written when the slot
@@ -201,6 +226,9 @@ struct ctl_header {
 	uint32_t huge_pages;	/* dynshm_huge_pages for segments and region */
 	uint64_t region_size;	/* bytes of the region, 0 = none */
 	uint64_t region_offset; /* of its struct region_ctl, here */
+	uint64_t names_offset;	/* of the named index */
+	uint32_t name_buckets;	/* a power of two */
+	uint32_t reserved_;
 	uint64_t checksum; /* FNV-1a of every byte above */
 
 	pthread_mutex_t lock; /* robust, process-shared */
@@ -228,7 +256,7 @@ struct ctl_header {
 	 * or unknown (a joiner): on EOWNERDEAD, whose exit to wait for.
 	 */
 	uint32_t lock_holder;
-	uint32_t reserved_;
+	uint32_t reserved2_;
 };
 
 /* A mapped, validated control segment. */
@@ -237,6 +265,11 @@ struct ctl {
 	struct ctl_proc *procs;
 	struct ctl_slot *slots;
 	uint64_t *refs;
+	uint32_t *names;
+	/* as validated: for what is read without the lock (inst->local) */
+	uint32_t max_segments;
+	/* the (C) header as validated: a scribble is put back from it */
+	unsigned char ident[offsetof(struct ctl_header, lock)];
 };
 
 size_t ctl_total_size(uint32_t max_segments, uint32_t max_processes,
@@ -264,9 +297,28 @@ void ctl_clear_bit(struct ctl *c, uint32_t proc, uint32_t slot);
 
 /* Rebuild every derived field from primary data. */
 void ctl_recompute(struct ctl *c);
-/* Pop a free slot (CTL_NONE when full) / push a freed one. */
-uint32_t ctl_pop_free(struct ctl *c);
+/*
+ * Pop a free slot / push a freed one.  -ENOSPC when none is free; -EUCLEAN
+ * when the list was found scribbled (a link out of range, or to a slot
+ * that is not FREE: a cycle ends there): derived data rebuilt, message set.
+ */
+int ctl_pop_free(struct ctl *c, uint32_t *out);
 void ctl_push_free(struct ctl *c, uint32_t slot);
+
+/* The named index (see NAMED INDEX): add / remove slot s by its name. */
+void ctl_names_insert(struct ctl *c, uint32_t s);
+void ctl_names_remove(struct ctl *c, uint32_t s);
+/*
+ * The slot holding name (CREATING, or ACTIVE and not doomed) in *out, or
+ * CTL_NONE.  -EUCLEAN when the chain was scribbled (rebuilt, message set).
+ */
+int ctl_names_find(struct ctl *c, const char *name, uint32_t *out);
+/*
+ * Under the lock: the (C) header still as validated, and the region's (C)
+ * geometry?  Puts back what differs; -EUCLEAN (message names the field)
+ * when it had to.
+ */
+int ctl_check_live(struct ctl *c);
 
 /* O(1) handle resolution; the slot or CTL_NONE. */
 uint32_t ctl_lookup(const struct ctl *c, uint64_t handle);

@@ -300,6 +300,8 @@ static int ctl_lock_any(dynshm_instance *inst)
 	if (rc == EOWNERDEAD) {
 		/* The holder died inside a mutation: finish or undo it. */
 		wait_for_dead_holder(inst, h->lock_holder);
+		ctl_check_live(&inst->c); /* the geometry first */
+		dynshm_clear_error();
 		ctl_recompute(&inst->c);
 		h->lock_repairs++;
 		reap_locked(inst, true, NULL);
@@ -311,6 +313,9 @@ static int ctl_lock_any(dynshm_instance *inst)
 				    "instance '%s': %s",
 				inst->name, strerror(rc));
 	h->lock_holder = inst->me;
+	/* Scribbled (C) fields are put back; ctl_lock reports it. */
+	if (ctl_check_live(&inst->c) < 0)
+		inst->scribbled = true;
 	return 0;
 }
 
@@ -321,6 +326,15 @@ int ctl_lock(dynshm_instance *inst)
 
 	if (rc < 0)
 		return rc;
+	if (inst->scribbled) {
+		char why[400];
+
+		inst->scribbled = false;
+		snprintf(why, sizeof(why), "%s", dynshm_last_error());
+		pthread_mutex_unlock(&h->lock);
+		return dynshm_fail(EUCLEAN, "instance '%s': %s", inst->name,
+				why);
+	}
 	if (h->destroyed) {
 		h->lock_holder = CTL_NONE;
 		pthread_mutex_unlock(&h->lock);
@@ -362,10 +376,15 @@ void slot_free_locked(dynshm_instance *inst, uint32_t s)
 	slot->pinned = 0;
 	slot->doomed = 0;
 	ctl_publish(&slot->state, SLOT_FREE);
+	ctl_names_remove(c, s); /* derived, after FREE: see ctl_names_remove */
 	c->hdr->nsegments--;
 	ctl_push_free(c, s);
 }
 
+/*
+ * Is the entry still the process that became the slot's owner?  Not if it
+ * was taken since by another process (owner_gen), whatever its pid.
+ */
 static bool owner_alive(const struct ctl *c, const struct ctl_slot *slot)
 {
 	const struct ctl_proc *p;
@@ -381,12 +400,19 @@ static void release_process_locked(struct ctl *c, uint32_t p)
 {
 	uint64_t *row = ctl_row(c, p);
 	bool live = c->procs[p].state == PROC_LIVE;
+	uint32_t max = c->hdr->max_segments;
 
-	for (uint32_t w = 0; w < c->hdr->row_words; w++)
-		while (row[w])
-			ctl_clear_bit(c, p, w * 64 +
-						    (uint32_t)__builtin_ctzll(
-							    row[w]));
+	for (uint32_t w = 0; w < c->hdr->row_words; w++) {
+		while (row[w]) {
+			uint32_t s = w * 64 + (uint32_t)__builtin_ctzll(row[w]);
+
+			if (s >= max) { /* scribbled: no slot to count down */
+				row[w] &= ~(~(uint64_t)0 << (s % 64));
+				continue;
+			}
+			ctl_clear_bit(c, p, s);
+		}
+	}
 	__atomic_store_n(&c->procs[p].gen, c->procs[p].gen + 1,
 			 __ATOMIC_RELEASE);
 	ctl_publish(&c->procs[p].state, PROC_FREE);
@@ -574,6 +600,13 @@ static uint32_t take_entry_locked(dynshm_instance *inst, int fd, int *rc)
 			if (*rc < 0)
 				return CTL_NONE;
 			memset(ctl_row(c, p), 0, c->hdr->row_words * 8);
+			/*
+			 * A new membership: gen moves at the take too, so
+			 * an entry freed without its bump (a scribble, an
+			 * older library) still never passes for its past.
+			 */
+			__atomic_store_n(&c->procs[p].gen, c->procs[p].gen + 1,
+					 __ATOMIC_RELEASE);
 			c->procs[p].pid = (int32_t)getpid();
 			c->procs[p].parent = CTL_NONE;
 			c->procs[p].joined_ns = now_ns();
@@ -769,24 +802,57 @@ static int join_after_fork(dynshm_instance *inst)
 	return 0;
 }
 
+/*
+ * CANCELLATION.  open, read, close, fsync and nanosleep are cancellation
+ * points, and the library calls them with inst->mu (not robust: a thread
+ * that exits holding it blocks every other thread for good) and sometimes
+ * the control lock held, or half-way through a lifetime step.  So no public
+ * entry point can be cancelled half-way: entry_begin() disables
+ * cancellation for the duration of the call and entry_end() restores the
+ * caller's state, so a pending cancellation acts at the caller's next
+ * cancellation point after the call returned.  Nested entries (on-detach
+ * callbacks calling back, get-or-create's waits) only count.  inst_enter
+ * and inst_leave do it for every entry point that takes inst->mu; the few
+ * that do work outside it (open, close, destroy) call these themselves.
+ */
+static _Thread_local unsigned entry_depth;
+static _Thread_local int entry_cancel_state;
+
+void entry_begin(void)
+{
+	if (entry_depth++ == 0)
+		pthread_setcancelstate(PTHREAD_CANCEL_DISABLE,
+				       &entry_cancel_state);
+}
+
+void entry_end(void)
+{
+	if (entry_depth > 0 && --entry_depth == 0)
+		pthread_setcancelstate(entry_cancel_state, NULL);
+}
+
 int inst_enter(dynshm_instance *inst)
 {
 	int rc;
 
 	if (!inst)
 		return dynshm_fail(EINVAL, "no instance given");
+	entry_begin();
 	pthread_mutex_lock(&inst->mu);
 	if (inst->fork_gen == dynshm_fork_generation)
 		return 0;
 	rc = join_after_fork(inst);
-	if (rc < 0)
+	if (rc < 0) {
 		pthread_mutex_unlock(&inst->mu);
+		entry_end();
+	}
 	return rc;
 }
 
 void inst_leave(dynshm_instance *inst)
 {
 	pthread_mutex_unlock(&inst->mu);
+	entry_end();
 }
 
 /* ---- creating and attaching the control segment ------------------------ */
@@ -1208,7 +1274,7 @@ static int join(dynshm_instance *inst)
 	ctl_unlock(inst);
 	if (rc < 0)
 		return rc;
-	inst->local = calloc(inst->c.hdr->max_segments, sizeof(*inst->local));
+	inst->local = calloc(inst->c.max_segments, sizeof(*inst->local));
 	if (!inst->local) {
 		if (ctl_lock(inst) == 0) {
 			leave_locked(inst);
@@ -1260,9 +1326,12 @@ DYNSHM_EXPORT int dynshm_instance_open(const char *name_or_dir,
 		cfg = *cfg_in;
 	else
 		config_defaults(&cfg);
+	entry_begin(); /* see CANCELLATION */
 	rc = new_instance(name_or_dir, &inst, &named);
-	if (rc < 0)
+	if (rc < 0) {
+		entry_end();
 		return rc;
+	}
 	placement_init(inst, &cfg);
 	rc = state_open_dir(inst, named, !(flags & DYNSHM_OPEN_EXISTING));
 	if (rc == 0)
@@ -1283,10 +1352,12 @@ DYNSHM_EXPORT int dynshm_instance_open(const char *name_or_dir,
 		state_unlock(lockfd);
 	if (rc < 0) {
 		free_instance(inst);
+		entry_end();
 		return rc;
 	}
 	registry_add(inst);
 	*out = inst;
+	entry_end();
 	return 0;
 }
 
@@ -1301,10 +1372,12 @@ DYNSHM_EXPORT int dynshm_instance_close(dynshm_instance *inst)
 	int rc;
 
 	registry_remove(inst);
+	entry_begin(); /* free_instance closes: see CANCELLATION */
 	rc = inst_enter(inst);
 	if (rc < 0) {
 		if (inst) /* cannot rejoin after fork: just let go */
 			free_instance(inst);
+		entry_end();
 		return rc;
 	}
 	segment_detach_all(inst);
@@ -1314,6 +1387,7 @@ DYNSHM_EXPORT int dynshm_instance_close(dynshm_instance *inst)
 	}
 	inst_leave(inst);
 	free_instance(inst);
+	entry_end();
 	return 0;
 }
 
@@ -1322,10 +1396,12 @@ DYNSHM_EXPORT int dynshm_instance_destroy(dynshm_instance *inst)
 	int lockfd = -1, rc;
 
 	registry_remove(inst);
+	entry_begin(); /* see CANCELLATION */
 	rc = inst_enter(inst);
 	if (rc < 0) {
 		if (inst)
 			registry_add(inst); /* not destroyed: still open */
+		entry_end();
 		return rc;
 	}
 	segment_detach_all(inst);
@@ -1336,6 +1412,7 @@ DYNSHM_EXPORT int dynshm_instance_destroy(dynshm_instance *inst)
 		state_unlock(lockfd);
 	inst_leave(inst);
 	free_instance(inst);
+	entry_end();
 	return rc < 0 ? rc : 0;
 }
 

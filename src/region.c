@@ -86,22 +86,51 @@ struct region_ctl *region_of(const struct ctl *c)
 	return (struct region_ctl *)((char *)c->hdr + c->hdr->region_offset);
 }
 
-static void list_push(struct region_ctl *r, uint32_t order, uint32_t b)
+/*
+ * The list operations check every index they read from the control segment
+ * before using it (control.h, SCRIBBLES) and return false, having written
+ * nothing, when one is impossible; the caller rebuilds the lists.
+ */
+static bool list_push(struct region_ctl *r, uint32_t order, uint32_t b)
 {
 	uint32_t *next = next_of(r), *prev = prev_of(r);
+	uint32_t h = r->head[order];
 
-	next[b] = r->head[order];
+	if (b >= r->nblocks ||
+	    (h != CTL_NONE && (h >= r->nblocks || prev[h] != CTL_NONE)))
+		return false;
+	next[b] = h;
 	prev[b] = CTL_NONE;
-	if (r->head[order] != CTL_NONE)
-		prev[r->head[order]] = b;
+	if (h != CTL_NONE)
+		prev[h] = b;
 	r->head[order] = b;
 	tag_of(r)[b] = (uint8_t)(order + 1);
+	return true;
 }
 
-static void list_remove(struct region_ctl *r, uint32_t order, uint32_t b)
+/* Is b a free block of this order whose neighbours point back at it? */
+static bool linked(struct region_ctl *r, uint32_t order, uint32_t b)
+{
+	uint32_t *next = next_of(r), *prev = prev_of(r);
+	uint32_t n, p;
+
+	if (b >= r->nblocks || tag_of(r)[b] != order + 1 ||
+	    b % (1u << order) || (uint64_t)b + (1u << order) > r->nblocks)
+		return false;
+	n = next[b];
+	p = prev[b];
+	if (p == CTL_NONE ? r->head[order] != b
+			  : p >= r->nblocks || next[p] != b)
+		return false;
+	return n == CTL_NONE || (n < r->nblocks && prev[n] == b);
+}
+
+static bool list_remove(struct region_ctl *r, uint32_t order, uint32_t b)
 {
 	uint32_t *next = next_of(r), *prev = prev_of(r);
 
+	if (!linked(r, order, b))
+		return false;
 	if (prev[b] != CTL_NONE)
 		next[prev[b]] = next[b];
 	else
@@ -109,6 +138,7 @@ static void list_remove(struct region_ctl *r, uint32_t order, uint32_t b)
 	if (next[b] != CTL_NONE)
 		prev[next[b]] = prev[b];
 	tag_of(r)[b] = 0;
+	return true;
 }
 
 static uint32_t order_for(uint64_t size)
@@ -139,21 +169,23 @@ void region_format(struct ctl *c, uint64_t requested, uint64_t size)
 }
 
 /* Split free block (h, q) until block (b, o) is cut out of it. */
-static void split_to(struct region_ctl *r, uint32_t h, uint32_t q, uint32_t b,
+static bool split_to(struct region_ctl *r, uint32_t h, uint32_t q, uint32_t b,
 		     uint32_t o)
 {
 	while (q > o) {
 		uint32_t half = 1u << --q;
 
 		if (b >= h + half) {
-			list_push(r, q, h);
+			if (!list_push(r, q, h))
+				return false;
 			h += half;
-		} else {
-			list_push(r, q, h + half);
+		} else if (!list_push(r, q, h + half)) {
+			return false;
 		}
 	}
 	r->nsegments++;
 	r->used_pages += (uint64_t)1 << o;
+	return true;
 }
 
 /* Mark block (b, o) as held; false if it is not wholly free. */
@@ -167,13 +199,32 @@ static bool carve(struct region_ctl *r, uint32_t b, uint32_t o)
 
 		if ((uint64_t)h + (1u << q) > r->nblocks)
 			return false;
-		if (tag_of(r)[h] == q + 1) {
-			list_remove(r, q, h);
-			split_to(r, h, q, b, o);
-			return true;
-		}
+		if (tag_of(r)[h] == q + 1)
+			return list_remove(r, q, h) && split_to(r, h, q, b, o);
 	}
 	return false;
+}
+
+bool region_fix_geometry(struct ctl *c)
+{
+	struct region_ctl *r = region_of(c);
+	uint64_t size = c->hdr->region_size;
+	uint32_t nblocks = (uint32_t)(size / REGION_PAGE), max_order = 0;
+
+	if (!r)
+		return false;
+	/* the largest order that fits, as region_format computes it */
+	max_order = nblocks ? 31u - (uint32_t)__builtin_clz(nblocks) : 0;
+	if (max_order > REGION_MAX_ORDER)
+		max_order = REGION_MAX_ORDER;
+	if (r->magic == REGION_MAGIC && r->size == size &&
+	    r->nblocks == nblocks && r->max_order == max_order)
+		return false;
+	r->magic = REGION_MAGIC;
+	r->size = size;
+	r->nblocks = nblocks;
+	r->max_order = max_order;
+	return true;
 }
 
 void region_rebuild(struct ctl *c)
@@ -182,6 +233,7 @@ void region_rebuild(struct ctl *c)
 
 	if (!r)
 		return;
+	region_fix_geometry(c); /* every index below depends on it */
 	for (uint32_t o = 0; o < REGION_ORDERS; o++)
 		r->head[o] = CTL_NONE;
 	memset(tag_of(r), 0, r->nblocks);
@@ -230,13 +282,44 @@ int region_alloc_locked(struct ctl *c, uint64_t size, uint64_t *offset,
 
 		if (b == CTL_NONE)
 			continue;
-		list_remove(r, q, b);
-		split_to(r, b, q, b, o);
+		/* list_remove checks b (alignment, tag, links) first */
+		if (!list_remove(r, q, b) || !split_to(r, b, q, b, o)) {
+			region_rebuild(c);
+			return dynshm_fail(EUCLEAN,
+					"the region's free list of order %u "
+					"was scribbled (head[%u] or a link "
+					"leads to block %u of %u); rebuilt "
+					"from the slots, retry",
+					q, q, b, r->nblocks);
+		}
 		*offset = (uint64_t)b * REGION_PAGE;
 		*order = o;
 		return 0;
 	}
 	return -ENOSPC;
+}
+
+int region_block_check(const struct ctl *c, uint32_t s)
+{
+	const struct region_ctl *r = region_of(c);
+	const struct ctl_slot *slot = &c->slots[s];
+	uint64_t off = slot->region_offset, size = slot->size;
+	uint32_t o = slot->region_order;
+	uint64_t b = off / REGION_PAGE;
+
+	if (r && o <= r->max_order && off % REGION_PAGE == 0 &&
+	    b % ((uint64_t)1 << o) == 0 &&
+	    b + ((uint64_t)1 << o) <= r->nblocks && size > 0 &&
+	    size <= (uint64_t)REGION_PAGE << o)
+		return 0;
+	return dynshm_fail(EUCLEAN,
+			"segment 0x%016llx: its slot records a block that is "
+			"not in the region (region_offset %" PRIu64
+			", region_order %u, size %" PRIu64
+			", region of %" PRIu64 " bytes); its memory cannot be "
+			"found: destroy the segment or reset the instance",
+			(unsigned long long)slot->handle, off, o, size,
+			r ? r->size : 0);
 }
 
 void region_free_locked(struct ctl *c, uint32_t s)
@@ -259,11 +342,16 @@ void region_free_locked(struct ctl *c, uint32_t s)
 		if ((uint64_t)buddy + (1u << o) > r->nblocks ||
 		    tag_of(r)[buddy] != o + 1)
 			break;
-		list_remove(r, o, buddy);
+		if (!list_remove(r, o, buddy))
+			goto scribbled;
 		b &= ~(1u << o);
 		o++;
 	}
-	list_push(r, o, b);
+	if (list_push(r, o, b))
+		return;
+scribbled:
+	/* derived data (the slot no longer records the block): rebuild */
+	region_rebuild(c);
 }
 
 uint64_t region_largest_free(const struct ctl *c)

@@ -33,6 +33,7 @@
 
 #include "control.h"
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -81,11 +82,23 @@ struct region_ctl *region_of(const struct ctl *c);
 void region_format(struct ctl *c, uint64_t requested, uint64_t size);
 /* Rebuild the free lists and counters from the slots (ctl_recompute). */
 void region_rebuild(struct ctl *c);
-/* Take a block for size bytes; -ENOSPC when none is free.  O(log n). */
+/*
+ * Take a block for size bytes; -ENOSPC when none is free.  O(log n).
+ * -EUCLEAN when a free-list head or link was found scribbled (every index
+ * is checked before use): the lists are rebuilt from the slots, and the
+ * message names the field.
+ */
 int region_alloc_locked(struct ctl *c, uint64_t size, uint64_t *offset,
 			uint32_t *order);
 /* Give back slot s's block (a region slot about to become FREE). */
 void region_free_locked(struct ctl *c, uint32_t s);
+/*
+ * Does slot s record a block that lies in the region and holds its size?
+ * Else -EUCLEAN naming the field (primary data: refused, never used).
+ */
+int region_block_check(const struct ctl *c, uint32_t s);
+/* Put back the (C) geometry derivable from the header; true if it had to. */
+bool region_fix_geometry(struct ctl *c);
 /* Bytes of the largest block free now (under the lock). */
 uint64_t region_largest_free(const struct ctl *c);
 

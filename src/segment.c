@@ -71,6 +71,80 @@ static struct dynshm_scope *scope_of(dynshm_instance *inst)
 	return NULL;
 }
 
+/*
+ * Count one more attach of seg by this thread: in its innermost scope of
+ * seg's instance, if it has one.  Before nattach++, so that a failure
+ * changes nothing.
+ */
+static int scope_note(struct dynshm_segment *seg)
+{
+	struct dynshm_scope *scope = scope_of(seg->inst);
+	struct scope_ref *refs;
+	unsigned cap;
+
+	if (!scope)
+		return 0;
+	for (unsigned i = 0; i < seg->nscoped; i++) {
+		if (seg->scoped[i].scope == scope) {
+			seg->scoped[i].n++;
+			return 0;
+		}
+	}
+	if (seg->nscoped == seg->scoped_cap) {
+		cap = seg->scoped_cap ? seg->scoped_cap * 2 : 2;
+		refs = realloc(seg->scoped, cap * sizeof(*refs));
+		if (!refs)
+			return dynshm_fail(ENOMEM, "out of memory recording an "
+						"attach in a scope");
+		seg->scoped = refs;
+		seg->scoped_cap = cap;
+	}
+	seg->scoped[seg->nscoped].scope = scope;
+	seg->scoped[seg->nscoped].n = 1;
+	seg->nscoped++;
+	return 0;
+}
+
+static void scope_drop_ref(struct dynshm_segment *seg, unsigned i)
+{
+	seg->scoped[i] = seg->scoped[--seg->nscoped];
+}
+
+/* Index of scope's record in seg, or -1. */
+static int scope_ref_of(const struct dynshm_segment *seg,
+			const struct dynshm_scope *scope)
+{
+	for (unsigned i = 0; i < seg->nscoped; i++)
+		if (seg->scoped[i].scope == scope)
+			return (int)i;
+	return -1;
+}
+
+/*
+ * An explicit dynshm_detach (before nattach--): it undoes this thread's
+ * latest scoped attach if there is one, else an unscoped attach; only when
+ * every remaining attach is a scoped one of other threads does it take one
+ * of theirs (so that the counts never exceed nattach).
+ */
+static void scope_forget_one(struct dynshm_segment *seg)
+{
+	unsigned sum = 0;
+	int i;
+
+	for (struct dynshm_scope *s = current_scope; s; s = s->parent) {
+		if (s->inst != seg->inst || (i = scope_ref_of(seg, s)) < 0)
+			continue;
+		if (--seg->scoped[i].n == 0)
+			scope_drop_ref(seg, (unsigned)i);
+		return;
+	}
+	for (unsigned k = 0; k < seg->nscoped; k++)
+		sum += seg->scoped[k].n;
+	if (sum >= seg->nattach && seg->nscoped > 0 &&
+	    --seg->scoped[0].n == 0)
+		scope_drop_ref(seg, 0);
+}
+
 static dynshm_handle new_handle(dynshm_instance *inst, uint32_t slot, uint32_t gen)
 {
 	uint64_t r;
@@ -197,10 +271,12 @@ static int reserve_block_locked(dynshm_instance *inst, uint32_t s, size_t size,
 	uint32_t order = 0;
 	int rc = region_alloc_locked(&inst->c, size, &offset, &order);
 
-	if (rc < 0 && must) {
+	if (rc == -ENOSPC && must) {
 		reap_locked(inst, false, NULL); /* the dead may hold blocks */
 		rc = region_alloc_locked(&inst->c, size, &offset, &order);
 	}
+	if (rc == -EUCLEAN)
+		return rc; /* scribbled lists, rebuilt: the message says */
 	if (rc < 0)
 		return dynshm_fail(ENOSPC,
 				"the region of instance '%s' has no free block "
@@ -234,17 +310,21 @@ static int reserve_slot(dynshm_instance *inst, size_t size, int region,
 		ctl_unlock(inst);
 		return rc;
 	}
-	s = ctl_pop_free(c);
-	if (s == CTL_NONE) {
+	rc = ctl_pop_free(c, &s);
+	if (rc == -ENOSPC) {
 		reap_locked(inst, false, NULL); /* the dead may hold slots */
-		s = ctl_pop_free(c);
+		rc = ctl_pop_free(c, &s);
 	}
-	if (s == CTL_NONE) {
+	if (rc == -ENOSPC) {
 		ctl_unlock(inst);
 		return dynshm_fail(ENOSPC,
 				"all %u segment slots of instance '%s' are in "
 				"use (raise max_segments)",
 				c->hdr->max_segments, inst->name);
+	}
+	if (rc < 0) {
+		ctl_unlock(inst);
+		return rc; /* scribbled free list, rebuilt: the message says */
 	}
 	slot = &c->slots[s];
 	slot->backend = inst->backend;
@@ -268,6 +348,9 @@ static int reserve_slot(dynshm_instance *inst, size_t size, int region,
 	slot->doomed = 0;
 	slot->os_id = 0; /* no object yet: identity unknown (control.h) */
 	snprintf(slot->name, sizeof(slot->name), "%s", name ? name : "");
+	slot->name_next = CTL_NONE;
+	if (name)
+		ctl_names_insert(c, s); /* derived (control.h, NAMED INDEX) */
 	ctl_publish(&slot->state, SLOT_CREATING);
 	HOOK("create:reserved");
 	ctl_unlock(inst);
@@ -429,6 +512,12 @@ static int create_in_region(dynshm_instance *inst, size_t size,
 	if (rc < 0)
 		return rc;
 	slot = &inst->c.slots[seg->slot]; /* ours while CREATING */
+	rc = region_block_check(&inst->c, seg->slot);
+	if (rc < 0) {
+		unreserve_slot(inst, seg->slot, seg->handle);
+		seg->slot = CTL_NONE;
+		return rc;
+	}
 	seg->region_addr = (char *)inst->region.base + slot->region_offset;
 	seg->region_size = size;
 	HOOK("region:before-zero");
@@ -527,11 +616,13 @@ int segment_create(dynshm_instance *inst, size_t size, const char *name,
 			goto fail_unmap;
 		}
 	}
+	rc = scope_note(seg);
+	if (rc < 0)
+		goto fail_unmap;
 	rc = activate_slot(inst, seg, flags & DYNSHM_CREATE_PIN);
 	if (rc < 0)
 		goto fail_unmap;
 	seg->nattach = 1;
-	seg->scope = scope_of(inst);
 	link_segment(inst, seg);
 	*out = seg;
 	return 0;
@@ -575,6 +666,7 @@ fail_unmap:
 		dynshm_fail(-rc, "%s", why);
 	}
 fail_free:
+	free(seg->scoped);
 	free(seg->cbs);
 	free(seg);
 	return rc;
@@ -637,6 +729,12 @@ static int reference_handle(dynshm_instance *inst, dynshm_handle handle,
 
 	if (rc < 0)
 		return rc;
+	/* a scribbled block would put the segment outside the region */
+	if (c->slots[s].backend == CTL_BACKEND_REGION &&
+	    (rc = region_block_check(c, s)) < 0) {
+		ctl_unlock(inst);
+		return rc;
+	}
 	ctl_set_bit(c, inst->me, s);
 	HOOK("attach:referenced");
 	*backend = c->slots[s].backend;
@@ -733,8 +831,10 @@ static int attach_new(dynshm_instance *inst, dynshm_handle handle,
 
 	if (!seg)
 		return dynshm_fail(ENOMEM, "out of memory attaching a segment");
-	rc = reference_handle(inst, handle, &seg->slot, &backend, &size, seg,
-			      &ident);
+	rc = scope_note(seg); /* first: nothing to undo if it fails */
+	if (rc == 0)
+		rc = reference_handle(inst, handle, &seg->slot, &backend,
+				      &size, seg, &ident);
 	if (rc < 0)
 		goto fail_free;
 	seg->handle = handle;
@@ -753,7 +853,6 @@ static int attach_new(dynshm_instance *inst, dynshm_handle handle,
 	if (rc < 0)
 		goto fail_release;
 	seg->nattach = 1;
-	seg->scope = scope_of(inst);
 	link_segment(inst, seg);
 	*out = seg;
 	return 0;
@@ -761,6 +860,7 @@ static int attach_new(dynshm_instance *inst, dynshm_handle handle,
 fail_release:
 	release_reference(inst, seg->slot, handle);
 fail_free:
+	free(seg->scoped);
 	free(seg);
 	return rc;
 }
@@ -772,8 +872,13 @@ int segment_attach(dynshm_instance *inst, dynshm_handle handle, dynshm_segment *
 
 	if (!out)
 		return dynshm_fail(EINVAL, "no result pointer given");
-	if (s < inst->c.hdr->max_segments && inst->local[s] &&
+	/* unlocked: the validated size of inst->local, not the header's */
+	if (s < inst->c.max_segments && inst->local[s] &&
 	    inst->local[s]->handle == handle) {
+		int rc = scope_note(inst->local[s]);
+
+		if (rc < 0)
+			return rc;
 		inst->local[s]->nattach++; /* already mapped here */
 		*out = inst->local[s];
 		return 0;
@@ -806,6 +911,7 @@ static void detach_last(dynshm_instance *inst, struct dynshm_segment *seg)
 		dynshm_impl_detach(seg->map);
 	if (seg->slot != CTL_NONE)
 		release_reference(inst, seg->slot, seg->handle);
+	free(seg->scoped);
 	free(seg->cbs);
 	free(seg);
 }
@@ -821,6 +927,7 @@ DYNSHM_EXPORT int dynshm_detach(dynshm_segment *seg)
 	rc = inst_enter(inst);
 	if (rc < 0)
 		return rc;
+	scope_forget_one(seg);
 	if (--seg->nattach == 0)
 		detach_last(inst, seg);
 	inst_leave(inst);
@@ -1023,7 +1130,7 @@ static struct dynshm_segment *first_in_scope(dynshm_instance *inst,
 					  struct dynshm_scope *scope)
 {
 	for (struct dynshm_segment *seg = inst->segs; seg; seg = seg->next)
-		if (seg->scope == scope)
+		if (scope_ref_of(seg, scope) >= 0)
 			return seg;
 	return NULL;
 }
@@ -1040,10 +1147,19 @@ DYNSHM_EXPORT int dynshm_scope_end(dynshm_scope *scope)
 	rc = inst_enter(scope->inst);
 	if (rc < 0)
 		return rc;
-	/* Callbacks may detach others: look again after each one. */
+	/*
+	 * Undo the scope's own attaches only: the mapping stays while other
+	 * attaches (outside scopes, other threads') hold it.  Callbacks may
+	 * detach others: look again after each one.
+	 */
 	while ((seg = first_in_scope(scope->inst, scope)) != NULL) {
-		seg->nattach = 0;
-		detach_last(scope->inst, seg);
+		int i = scope_ref_of(seg, scope);
+		unsigned n = seg->scoped[i].n;
+
+		scope_drop_ref(seg, (unsigned)i);
+		seg->nattach -= n < seg->nattach ? n : seg->nattach;
+		if (seg->nattach == 0)
+			detach_last(scope->inst, seg);
 	}
 	inst_leave(scope->inst);
 	current_scope = scope->parent;
@@ -1060,7 +1176,7 @@ DYNSHM_EXPORT int dynshm_pin_mapping(dynshm_segment *seg)
 	rc = inst_enter(seg->inst);
 	if (rc < 0)
 		return rc;
-	seg->scope = NULL;
+	seg->nscoped = 0; /* every attach of it now outlives the scopes */
 	inst_leave(seg->inst);
 	return 0;
 }
@@ -1084,7 +1200,7 @@ DYNSHM_EXPORT int dynshm_unpin_mapping(dynshm_segment *seg)
 	if (rc < 0)
 		return rc;
 	scope = scope_of(seg->inst);
-	if (seg->scope)
+	if (seg->nscoped)
 		rc = dynshm_fail(EINVAL, "segment " HANDLE_FMT " already "
 					 "belongs to a scope: only a pinned "
 					 "mapping can be unpinned",
@@ -1094,8 +1210,8 @@ DYNSHM_EXPORT int dynshm_unpin_mapping(dynshm_segment *seg)
 					 "in this thread: call "
 					 "dynshm_scope_begin first",
 				 seg->inst->name);
-	else
-		seg->scope = scope;
+	else if ((rc = scope_note(seg)) == 0)
+		seg->scoped[0].n = seg->nattach; /* every attach: the scope's */
 	inst_leave(seg->inst);
 	return rc;
 }
@@ -1200,14 +1316,17 @@ static int snapshot(dynshm_instance *inst, dynshm_segment_info **out, size_t *n)
 	dynshm_segment_info *infos;
 	struct dynshm_impl_ident *idents;
 	uint32_t *backends;
-	size_t count = 0;
+	size_t count = 0, used = 0;
 	int rc = ctl_lock(inst);
 
 	if (rc < 0)
 		return rc;
-	infos = malloc((c->hdr->nsegments + 1) * sizeof(*infos));
-	idents = malloc((c->hdr->nsegments + 1) * sizeof(*idents));
-	backends = malloc((c->hdr->nsegments + 1) * sizeof(*backends));
+	/* counted, not nsegments: a scribbled count must not size the array */
+	for (uint32_t s = 0; s < c->hdr->max_segments; s++)
+		used += c->slots[s].state != SLOT_FREE;
+	infos = malloc((used + 1) * sizeof(*infos));
+	idents = malloc((used + 1) * sizeof(*idents));
+	backends = malloc((used + 1) * sizeof(*backends));
 	if (!infos || !idents || !backends) {
 		ctl_unlock(inst);
 		free(infos);
@@ -1216,7 +1335,7 @@ static int snapshot(dynshm_instance *inst, dynshm_segment_info **out, size_t *n)
 		return dynshm_fail(ENOMEM, "out of memory listing segments");
 	}
 	for (uint32_t s = 0; s < c->hdr->max_segments &&
-			     count < c->hdr->nsegments; s++) {
+			     count < used; s++) {
 		if (c->slots[s].state == SLOT_FREE)
 			continue;
 		slot_ident(&c->slots[s], &idents[count]);

@@ -42,7 +42,17 @@ struct dynshm_segment {
 	size_t region_size;		  /* how long (never change) */
 	unsigned nattach;		  /* local attach count */
 	unsigned os_huge;		  /* create: object on huge pages */
-	struct dynshm_scope *scope;	  /* owning scope or NULL */
+	/*
+	 * The attaches of nattach made inside scopes: per scope, how many.
+	 * The rest were made outside any scope.  Sum of n <= nattach.  A
+	 * scope's end undoes only its own attaches, so a mapping that other
+	 * attaches (another thread's, say) still use stays (segment.c).
+	 */
+	struct scope_ref {
+		struct dynshm_scope *scope;
+		unsigned n;
+	} *scoped;
+	unsigned nscoped, scoped_cap;
 	struct on_detach *cbs;
 	unsigned ncbs, cbs_cap;
 };
@@ -70,6 +80,7 @@ struct dynshm_instance {
 	struct ctl c;
 	uint32_t me;		    /* our process table entry */
 	uint32_t me_gen;	    /* its gen when we took it (ownership) */
+	bool scribbled;		    /* ctl_lock_any put back (C) fields */
 	pid_t pid;		    /* the process that joined */
 	unsigned fork_gen;	    /* dynshm_fork_generation when joined */
 	/*
@@ -124,6 +135,9 @@ struct inst_state {
 
 /* instance.c */
 extern unsigned dynshm_fork_generation;
+/* No cancellation inside a public call (instance.c, CANCELLATION). */
+void entry_begin(void);
+void entry_end(void);
 int inst_enter(dynshm_instance *inst);
 void inst_leave(dynshm_instance *inst);
 int ctl_lock(dynshm_instance *inst);

@@ -21,6 +21,7 @@
 
 #include "fuzz/fuzz_entry.h"
 #include "src/control.h"
+#include "src/region.h"
 #include "src/error.h"
 
 #include <dynshm/dsm.h>
@@ -163,6 +164,65 @@ static int write_image(const char *dir, const char *name, uint8_t flags,
 	return fclose(f) == 0 ? 0 : 1;
 }
 
+/*
+ * Images with a region and named slots, so that variants reach the region's
+ * free lists and the named index (issue 13, item 4): a valid one, one whose
+ * free-list head points outside the region, one whose free-slot list has a
+ * cycle through a live slot, and one whose named chain loops.  The bad ones
+ * are valid images (a control segment scribbled between calls is accepted
+ * by validation): walking them must report and rebuild, not crash.
+ */
+static int write_region_corpus(const char *dir)
+{
+	uint64_t region = 64 * 4096, offset = 0;
+	size_t size = ctl_total_size(8, 3, region);
+	uint8_t *img = aligned_alloc(64, size);
+	struct region_ctl *r;
+	uint32_t order = 0, s;
+	struct ctl c;
+	int bad = 0;
+
+	if (!img)
+		return 1;
+	memset(img, 0, size);
+	if (ctl_format(img, 0x1234567890abcdefull, DYNSHM_IMPL_POSIX, 8, 3,
+		       region, 0) ||
+	    ctl_validate(img, size, 0x1234567890abcdefull, "seed", &c))
+		return 1;
+	r = region_of(&c);
+	r->ready = 1;
+	c.procs[0].state = PROC_LIVE;
+	c.procs[0].pid = 1;
+	for (int i = 0; i < 3; i++) {
+		if (ctl_pop_free(&c, &s) ||
+		    region_alloc_locked(&c, 4096u << i, &offset, &order))
+			return 1;
+		c.slots[s].state = SLOT_ACTIVE;
+		c.slots[s].backend = CTL_BACKEND_REGION;
+		c.slots[s].region_offset = offset;
+		c.slots[s].region_order = order;
+		c.slots[s].size = 4096u << i;
+		c.slots[s].handle = 0x3333330000000000ull | s;
+		snprintf(c.slots[s].name, sizeof(c.slots[s].name), "seg-%d", i);
+		ctl_names_insert(&c, s);
+		ctl_set_bit(&c, 0, s);
+	}
+	ctl_recompute(&c);
+	bad |= write_image(dir, "valid-region", 0, img, size);
+	r->head[2] = r->nblocks + 7;
+	bad |= write_image(dir, "valid-scribbled-region-head", 0, img, size);
+	ctl_recompute(&c);
+	c.slots[c.hdr->free_head].next_free = 1; /* slot 1 is ACTIVE */
+	bad |= write_image(dir, "valid-scribbled-free-cycle", 0, img, size);
+	ctl_recompute(&c);
+	for (uint32_t b = 0; b < c.hdr->name_buckets; b++)
+		if (c.names[b] != CTL_NONE)
+			c.slots[c.names[b]].name_next = c.names[b];
+	bad |= write_image(dir, "valid-scribbled-name-loop", 0, img, size);
+	free(img);
+	return bad;
+}
+
 static int write_corpus(const char *dir)
 {
 	size_t size = ctl_total_size(8, 3, 0);
@@ -197,7 +257,7 @@ static int write_corpus(const char *dir)
 	c.hdr->magic ^= 1;
 	bad |= write_image(dir, "bad-magic", 1, img, size);
 	free(img);
-	return bad;
+	return bad | write_region_corpus(dir);
 }
 
 int main(int argc, char **argv)

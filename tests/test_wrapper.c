@@ -366,19 +366,7 @@ static uint64_t now_ns(void)
 /* Is addr inside some mapping of this process? */
 static bool is_mapped(const void *addr)
 {
-	unsigned long a = (unsigned long)addr, lo, hi;
-	char line[512];
-	bool found = false;
-	FILE *maps = fopen("/proc/self/maps", "re");
-
-	if (!maps)
-		return true; /* cannot tell: do not claim it is gone */
-	while (!found && fgets(line, sizeof(line), maps))
-		if (sscanf(line, "%lx-%lx", &lo, &hi) == 2 && a >= lo &&
-		    a < hi)
-			found = true;
-	fclose(maps);
-	return found;
+	return test_is_mapped(addr);
 }
 
 static void hex(char *buf, size_t len, uint64_t v)

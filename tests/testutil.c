@@ -420,3 +420,20 @@ int test_check_leftovers(const char *when)
 	fprintf(stderr, "%s: %d leftover(s):\n%s", when, n, report);
 	return -1;
 }
+
+bool test_is_mapped(const void *addr)
+{
+	unsigned long a = (unsigned long)addr, lo, hi;
+	char line[512];
+	bool found = false;
+	FILE *maps = fopen("/proc/self/maps", "re");
+
+	if (!maps)
+		return true;
+	while (!found && fgets(line, sizeof(line), maps))
+		if (sscanf(line, "%lx-%lx", &lo, &hi) == 2 && a >= lo &&
+		    a < hi)
+			found = true;
+	fclose(maps);
+	return found;
+}

@@ -83,6 +83,11 @@ long long test_meminfo(const char *key);
 int test_check_leftovers(const char *when);
 /* Running under valgrind (its preload library is in LD_PRELOAD). */
 bool test_under_valgrind(void);
+/*
+ * Is addr inside a mapping of this process (/proc/self/maps)?  true when
+ * the file cannot be read: never claims a mapping is gone.
+ */
+bool test_is_mapped(const void *addr);
 
 /* ---- child processes ---------------------------------------------------- */
 

@@ -317,15 +317,17 @@ int dynshm_get_named(dynshm_instance *inst, const char *name, size_t size,
 		  dynshm_segment **out, int *created);
 
 /* ---- scopes --------------------------------------------------------------
- * Mappings made (dynshm_create or first dynshm_attach) by a thread while one of
- * its scopes is current belong to that scope and are detached, fully, when
- * it ends; scopes nest per thread.  Mappings made outside any scope live
- * until detached or until dynshm_instance_close.
+ * Attaches (dynshm_create, dynshm_attach) made by a thread while one of its
+ * scopes is current belong to that scope and are undone when it ends; a
+ * mapping goes with its last attach, so one that another thread (or an
+ * attach outside scopes) still uses stays.  Scopes nest per thread.
+ * Attaches made outside any scope live until detached or until
+ * dynshm_instance_close.
  */
 int dynshm_scope_begin(dynshm_instance *inst, dynshm_scope **out);
 /* End the thread's innermost scope (which must be scope); frees it. */
 int dynshm_scope_end(dynshm_scope *scope);
-/* Move seg out of its scope: it then lives until detached explicitly. */
+/* Move seg's attaches out of scopes: they live until detached explicitly. */
 int dynshm_pin_mapping(dynshm_segment *seg);
 /*
  * Undo dynshm_pin_mapping: seg (which belongs to no scope) joins the calling

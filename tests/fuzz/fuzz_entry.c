@@ -10,6 +10,7 @@
 #include "fuzz_entry.h"
 
 #include "src/control.h"
+#include "src/region.h"
 
 #include <dynshm/dsm.h>
 
@@ -31,21 +32,64 @@ static void repair_checksum(struct ctl_header *h)
 	h->checksum = sum;
 }
 
+/*
+ * What the calls of a process do to the derived structures, on whatever the
+ * image holds (a live control segment scribbled between two calls): take
+ * and give back free slots, look names up, allocate and free region
+ * blocks, check slots' blocks.  Every index read is checked by the library;
+ * a scribble is rebuilt and reported, never followed out of the image.
+ */
+static void calls(struct ctl *c)
+{
+	uint32_t s, found, order, held[4];
+	uint64_t offset;
+	int n = 0;
+
+	for (; n < 4 && ctl_pop_free(c, &held[n]) == 0; n++)
+		;
+	for (uint32_t i = 0; i < c->hdr->max_segments && i < 16; i++) {
+		(void)ctl_names_find(c, c->slots[i].name, &found);
+		if (c->slots[i].backend == CTL_BACKEND_REGION &&
+		    c->slots[i].state != SLOT_FREE)
+			(void)region_block_check(c, i);
+	}
+	if (n > 0 && region_of(c) &&
+	    region_alloc_locked(c, 4096 * (1 + (uint64_t)n), &offset,
+				&order) == 0) {
+		s = held[0];
+		c->slots[s].backend = CTL_BACKEND_REGION;
+		c->slots[s].region_offset = offset;
+		c->slots[s].region_order = order;
+		region_free_locked(c, s);
+	}
+	while (n-- > 0) {
+		c->slots[held[n]].state = SLOT_FREE;
+		ctl_push_free(c, held[n]);
+		c->hdr->nsegments--;
+	}
+}
+
 /* Everything a process does with an accepted image, short of locking. */
 static int walk(void *base, size_t size, uint64_t id)
 {
 	struct ctl c;
-	uint32_t s;
 
 	if (ctl_validate(base, size, id, "fuzz input", &c) != 0)
 		return -1;
+	/* as under the lock: (C) fields as validated, region geometry */
+	if (ctl_check_live(&c) != 0 && !region_of(&c))
+		return -1; /* nothing differs yet but the region record */
+	calls(&c);	   /* on the image as it came */
 	ctl_recompute(&c);
-	s = ctl_pop_free(&c);
-	if (s != CTL_NONE)
-		ctl_push_free(&c, s);
+	calls(&c);	   /* and once repaired */
 	for (uint32_t i = 0; i < c.hdr->max_segments && i < 64; i++)
 		(void)ctl_lookup(&c, c.slots[i].handle);
 	(void)ctl_lookup(&c, UINT64_MAX);
+	/* a scribbled header field is put back from the validated copy */
+	((unsigned char *)base)[offsetof(struct ctl_header, max_segments)] ^=
+		0x40;
+	if (ctl_check_live(&c) != -EUCLEAN)
+		return -1;
 	/* recomputing must never break what validation relies on */
 	return ctl_validate(base, size, id, "fuzz input", &c) == 0 ? 0 : -1;
 }
