@@ -64,8 +64,8 @@ build: deps
 check: build
 	meson test -C build --print-errorlogs $(TEST_OPTS)
 
-# The suite inside QEMU guests booting Debian's long-term kernels (6.1,
-# 6.12; tests/kernels/kernels.list), as root.  It needs qemu-system-x86 and
+# The suite inside QEMU guests booting Debian's long-term kernels (5.10,
+# 6.1, 6.12; tests/kernels/kernels.list), as root.  It needs qemu-system-x86 and
 # busybox-static: as root we install what is missing, otherwise the script
 # says what is missing and skips (as it does where QEMU cannot run).
 check-kernels: build

@@ -37,8 +37,11 @@ in the guest.
 
 Nothing is installed on the host: it needs qemu-system-x86_64, a static
 busybox, apt-get and dpkg-deb (Debian/Ubuntu), and Debian's archive.  Where
-one is missing it prints "skipped: <why>" and exits 0.  Everything it makes lives in one temporary
-directory that is removed at the end (--keep keeps it).
+one is missing, or the archive cannot be read, it prints "skipped: <why>"
+and exits 0.  A kernel whose package cannot be downloaded fails the run.
+Everything it makes lives in one temporary directory that is removed at
+the end, also on SIGTERM (--keep keeps it).  docs/kernels.md has the
+measured times and the knobs (KERNELS_* environment variables).
 
   tests/kernels/check-kernels.py --build build [--kernels debian12-6.1]
   tests/kernels/check-kernels.py --build build --kernels debian12-6.1 \\
@@ -75,6 +78,11 @@ QEMU = os.environ.get('KERNELS_QEMU', 'qemu-system-x86_64')
 
 class Skip(Exception):
     """The host cannot run this check; say why and succeed."""
+
+
+class Fail(Exception):
+    """A kernel cannot be tested (its package cannot be had): say why, go on
+    with the next kernel, and fail at the end."""
 
 
 def log(msg):
@@ -158,7 +166,28 @@ def fetch_kernel(k, tmp, cache):
             shutil.copy(path, cache)
         return path
 
-    deb = download(k['package'])
+    # The newest version first; a mirror that lacks it (a 404 for a suite's
+    # newest upload) falls back to the next one, and says so.
+    madison = subprocess.run(['apt-cache', 'madison', k['package']], env=env,
+                             capture_output=True, text=True).stdout
+    versions = []
+    for line in madison.splitlines():
+        ver = line.split('|')[1].strip() if line.count('|') >= 2 else None
+        if ver and ver not in versions:
+            versions.append(ver)
+    if not versions:
+        raise Fail('%s: no package %s in %s' % (k['name'], k['package'],
+                                                 k['suite']))
+    for i, ver in enumerate(versions):
+        try:
+            deb = download('%s=%s' % (k['package'], ver))
+            break
+        except subprocess.CalledProcessError:
+            if i + 1 == len(versions):
+                raise Fail('%s: cannot download %s from %s (any version)'
+                           % (k['name'], k['package'], DEBIAN_MIRROR))
+            log('%s: %s=%s cannot be downloaded, trying %s' % (
+                k['name'], k['package'], ver, versions[i + 1]))
     pkg = subprocess.check_output(['dpkg-deb', '-f', deb, 'Package'],
                                   text=True).strip()
     if not re.match(r'linux-image-\d', pkg):
@@ -351,6 +380,9 @@ RUNNER_HEAD = r'''#!/bin/sh
 pass=0 fail=0 skip=0
 uptime_cs() { read u _ </proc/uptime; echo "${u%%.*}${u#*.}"; }
 export HOME=/root LANG=C.UTF-8 MESON_TEST_ITERATION=1
+# what meson test sets for sanitized builds, so such a build behaves alike
+export ASAN_OPTIONS=halt_on_error=1:abort_on_error=1:print_summary=1
+export UBSAN_OPTIONS=halt_on_error=1:abort_on_error=1:print_summary=1:print_stacktrace=1
 '''
 
 RUNNER_TEST = r'''
@@ -704,6 +736,12 @@ def main():
             except Skip as e:
                 print('check-kernels: skipped: %s' % e, flush=True)
                 return 0
+            except (Fail, subprocess.CalledProcessError) as e:
+                log('FAILED: %s' % e)
+                summary.append('%-14s %-28s %-6s %s' % (
+                    k['name'], '?', 'FAILED', 'not fetched: %s' % e))
+                status = 1
+                continue
             ok, what, secs, booted = boot(vmlinuz, initrd, k['name'], args,
                                           tests)
             line = '%-14s %-28s %-6s %4.0f s  %s' % (
