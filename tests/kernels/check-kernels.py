@@ -454,8 +454,15 @@ def build_initramfs(build, tests, run_cmd, factor, show, out):
     libs = set()
     build = os.path.abspath(build)
 
+    # the host's top-level links first (merged /usr), so that nothing is
+    # put into a directory /bin where the host has a link to usr/bin
+    for top in ('/bin', '/sbin', '/lib', '/lib32', '/lib64', '/libx32'):
+        if os.path.islink(top):
+            cpio.symlink(top, os.readlink(top))
     busybox = host_tool('busybox')
-    cpio.data('/bin/busybox', open(busybox, 'rb').read())
+    cpio.add(busybox)
+    if os.path.realpath('/bin/busybox') != busybox:    # init runs /bin/busybox
+        cpio.symlink(os.path.join(os.path.realpath('/bin'), 'busybox'), busybox)
     libs.update(shared_libs(busybox))
     bash = host_tool('bash')
     if bash:
@@ -532,7 +539,8 @@ def build_initramfs(build, tests, run_cmd, factor, show, out):
         qname = '%s / %s' % ('+'.join(s.split(':', 1)[-1] for s in t['suite']),
                              t['name'])
         env = ' '.join(q('%s=%s' % kv) for kv in sorted((t.get('env') or {}).items()))
-        timeout = int((t.get('timeout') or 30) * factor) if t.get('timeout', 30) > 0 \
+        # meson: a timeout of 0 (or less) means none; ours is still bounded
+        timeout = int(t['timeout'] * factor) if (t.get('timeout') or 0) > 0 \
             else 3600
         ok, bad = ('FAIL', 'OK') if t.get('should_fail') else ('OK', 'FAIL')
         script += (RUNNER_TEST.replace('@NAME@', qname.replace('\n', ' '))
