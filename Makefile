@@ -65,9 +65,10 @@ check: build
 	meson test -C build --print-errorlogs $(TEST_OPTS)
 
 # The suite inside QEMU guests booting Debian's long-term kernels (5.10,
-# 6.1, 6.12; tests/kernels/kernels.list), as root.  It needs qemu-system-x86 and
-# busybox-static: as root we install what is missing, otherwise the script
-# says what is missing and skips (as it does where QEMU cannot run).
+# 6.1, 6.12; tests/kernels/kernels.list), as root there.  It needs
+# qemu-system-x86 and busybox-static: as root we install what is missing,
+# otherwise the script says what is missing and skips (as it does where
+# QEMU cannot run).  docs/kernels.md.
 check-kernels: build
 	@if [ "$$(id -u)" -eq 0 ] && command -v apt-get >/dev/null && \
 	   { ! command -v qemu-system-x86_64 >/dev/null || \
