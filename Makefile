@@ -12,12 +12,15 @@
 #   CI          when set, warnings are errors (-Dwerror=true)
 #   SOAK_KILLS  kills for `make soak` (default 10000; over all backends,
 #               each with and without a region)
+#   KERNELS_OPTS options for tests/kernels/check-kernels.py, e.g.
+#               KERNELS_OPTS='--kernels debian12-6.1 --suite wrapper'
 
 MESON_OPTS ?=
 TEST_OPTS ?=
 SETUP_OPTS := $(if $(CI),-Dwerror=true) $(MESON_OPTS)
 ASAN_OPTS := -Db_sanitize=address,undefined -Db_lundef=false
 SOAK_KILLS ?= 10000
+KERNELS_OPTS ?=
 # UBSan only prints by default; make every finding fail its test.
 SAN_ENV := UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=0
@@ -29,7 +32,8 @@ CPPCHECK_OPTS := -q --std=c11 --enable=warning,performance,portability \
 # $(call setup,DIR,OPTIONS): configure DIR unless it is configured already.
 setup = test -f $(1)/build.ninja || meson setup $(1) $(2)
 
-.PHONY: all deps build check demo bench soak asan valgrind cppcheck clean
+.PHONY: all deps build check check-kernels demo bench soak asan valgrind \
+	cppcheck clean
 
 all: build
 
@@ -60,6 +64,23 @@ build: deps
 
 check: build
 	meson test -C build --print-errorlogs $(TEST_OPTS)
+
+# The suite inside QEMU guests booting Debian's long-term kernels (5.10,
+# 6.1, 6.12; tests/kernels/kernels.list), as root there.  It needs
+# qemu-system-x86 and busybox-static: as root we install what is missing,
+# otherwise the script says what is missing and skips (as it does where
+# QEMU cannot run).  docs/kernels.md.
+check-kernels: build
+	@if [ "$$(id -u)" -eq 0 ] && command -v apt-get >/dev/null && \
+	   { ! command -v qemu-system-x86_64 >/dev/null || \
+	     ! command -v busybox >/dev/null; }; then \
+		echo "check-kernels: installing qemu-system-x86 busybox-static"; \
+		{ apt-get update -q >/dev/null && \
+		  DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
+			--no-install-recommends qemu-system-x86 busybox-static \
+			>/dev/null; } || echo "check-kernels: could not install them"; \
+	fi
+	tests/kernels/check-kernels.py --build build $(KERNELS_OPTS)
 
 demo: build
 	bash contrib/dsm_demo/demo.sh build/contrib/dsm_demo/dsm_demo

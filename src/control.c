@@ -126,6 +126,11 @@ static int init_lock(pthread_mutex_t *lock)
 	if (rc == 0)
 		rc = pthread_mutex_init(lock, &attr);
 	pthread_mutexattr_destroy(&attr);
+	if (rc == ENOTSUP) /* no PI futexes: CONFIG_FUTEX_PI=n kernels */
+		return dynshm_fail(rc, "cannot initialise the control lock: "
+				   "this kernel has no priority-inheritance "
+				   "futexes (CONFIG_FUTEX_PI), which the robust "
+				   "process-shared lock needs");
 	if (rc != 0)
 		return dynshm_fail(rc, "cannot initialise the control lock: %s",
 				strerror(rc));

@@ -178,9 +178,16 @@ static int seed(dynshm_instance *inst)
 {
 	uint64_t s = 0;
 
-	if (dynshm_sys.getrandom(&s, sizeof(s), 0) != (ssize_t)sizeof(s))
+	if (dynshm_sys.getrandom(&s, sizeof(s), 0) != (ssize_t)sizeof(s)) {
+		/* Kernels before 3.17 have no getrandom (docs/kernels.md). */
+		if (errno == ENOSYS)
+			return dynshm_fail(ENOSYS, "cannot read random bytes: "
+					   "this kernel has no getrandom() "
+					   "system call (Linux 3.17 or later "
+					   "is needed)");
 		return dynshm_fail(errno ? errno : EIO,
 				"cannot read random bytes: %s", strerror(errno));
+	}
 	inst->rng = s ^ (uint64_t)getpid() << 32;
 	return 0;
 }

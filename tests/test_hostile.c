@@ -54,6 +54,7 @@
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
+#include <sys/syscall.h>
 #include <sys/time.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -674,17 +675,31 @@ static char hear(struct holder *h)
 	return c;
 }
 
-/* pid sleeps on a lock in the kernel (futex_* or, PI, rt_mutex_*)? */
+/*
+ * pid sleeps on a lock in the kernel (futex_* or, PI, rt_mutex_*)?  wchan
+ * names the function.  Before 5.16, x86 found it by frame pointers, which
+ * kernels built with the ORC unwinder lack (Debian 11's 5.10): wchan is
+ * then "0", and the system call pid sleeps in (/proc/<pid>/syscall, the
+ * number first; "running" when it runs) answers instead.
+ */
 static bool lock_waiting(pid_t pid)
 {
 	char path[64], wchan[64];
 	FILE *f;
-	bool in;
+	bool in, known;
 
 	snprintf(path, sizeof(path), "/proc/%d/wchan", (int)pid);
 	f = fopen(path, "re");
+	known = f && fgets(wchan, sizeof(wchan), f) && strcmp(wchan, "0") != 0;
+	in = known && (strstr(wchan, "futex") || strstr(wchan, "rt_mutex"));
+	if (f)
+		fclose(f);
+	if (known)
+		return in;
+	snprintf(path, sizeof(path), "/proc/%d/syscall", (int)pid);
+	f = fopen(path, "re");
 	in = f && fgets(wchan, sizeof(wchan), f) &&
-	     (strstr(wchan, "futex") || strstr(wchan, "rt_mutex"));
+	     strtol(wchan, NULL, 10) == SYS_futex;
 	if (f)
 		fclose(f);
 	return in;
