@@ -45,6 +45,7 @@
 
 #include "dsm_assert.h"
 #include "src/facility/area_int.h"
+#include "src/facility/hash_int.h"
 
 extern int dynshm_test_instance_tag;
 /* Hidden test hook of the area and the table (src/facility/area_int.h). */
@@ -1096,6 +1097,79 @@ static void test_scribbled(void **state)
 	ASSERT_OK(dynshm_area_destroy(a));
 }
 
+/*
+ * The same for the table: a bucket array whose size word was scribbled,
+ * an entry whose derived prev link names another entry, and a list made
+ * into a cycle.  Before the checks the first read 2^60 buckets away, the
+ * second made a delete drop a live entry it did not delete, the third
+ * walked forever.
+ */
+#define SKEYS 2000
+
+static struct hash_part *fullest_part(struct hash_hdr *hh, dynshm_area *a,
+				      struct hash_entry **e)
+{
+	struct hash_part *best = NULL;
+
+	for (uint32_t p = 0; p < HASH_NPARTS; p++)
+		if (!best || hh->parts[p].count > best->count)
+			best = &hh->parts[p];
+	assert_true(best->count >= 4);
+	e[0] = dynshm_area_get(a, best->head);
+	for (int i = 1; i < 4; i++)
+		e[i] = dynshm_area_get(a, e[i - 1]->next);
+	return best;
+}
+
+static void test_hash_scribbled(void **state)
+{
+	struct fixture *f = *state;
+	struct hash_entry *e[4];
+	struct hash_buckets *bk;
+	struct hash_part *pt;
+	struct hash_hdr *hh;
+	dynshm_area_ptr table, saved;
+	dynshm_hash *t;
+	dynshm_area *a;
+	uint64_t v, key, count, log2, gone;
+
+	ASSERT_OK(dynshm_area_create(f->inst, 0, 0, &a));
+	ASSERT_OK(dynshm_hash_create(a, 8, 8, &table, &t));
+	for (key = 0; key < SKEYS; key++)
+		ASSERT_OK(dynshm_hash_insert(t, &key, &key, 0));
+	hh = dynshm_area_get(a, table);
+
+	/* a bucket array that says 2^60 buckets: refused, then repaired */
+	pt = fullest_part(hh, a, e);
+	bk = dynshm_area_get(a, pt->buckets);
+	log2 = bk->log2;
+	bk->log2 = 60;
+	memcpy(&key, e[1]->data, 8);
+	ASSERT_RC(dynshm_hash_find(t, &key, &v), -EUCLEAN);
+	ASSERT_RC(dynshm_hash_delete(t, &key), -EUCLEAN);
+	bk->log2 = log2;
+	ASSERT_OK(dynshm_hash_find(t, &key, &v));
+	assert_int_equal(v, key);
+
+	/* e[2]'s prev names e[0]: the delete of e[2] must not drop e[1] */
+	e[2]->prev = pt->head;
+	memcpy(&gone, e[2]->data, 8);
+	ASSERT_OK(dynshm_hash_delete(t, &gone));
+	for (key = 0; key < SKEYS; key++)
+		ASSERT_RC(dynshm_hash_find(t, &key, &v),
+			  key == gone ? -ENOENT : 0);
+
+	/* a cycle in the list: an error, not a walk forever */
+	saved = e[1]->next;
+	e[1]->next = pt->head;
+	ASSERT_RC(dynshm_hash_foreach(t, count_fn, &count), -EUCLEAN);
+	e[1]->next = saved;
+	ASSERT_OK(dynshm_hash_count(t, &count));
+	assert_int_equal(count, SKEYS - 1);
+	ASSERT_OK(dynshm_hash_destroy(t));
+	ASSERT_OK(dynshm_area_destroy(a));
+}
+
 #define T(fn) cmocka_unit_test_setup_teardown(fn, test_setup, test_teardown)
 
 int main(void)
@@ -1113,6 +1187,7 @@ int main(void)
 		T(test_hash_storm),
 		T(test_replace_storm),
 		T(test_scribbled),
+		T(test_hash_scribbled),
 	};
 	int rc;
 

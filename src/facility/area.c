@@ -1179,6 +1179,21 @@ DYNSHM_EXPORT void *dynshm_area_get(dynshm_area *a, dynshm_area_ptr ptr)
 	return base + (ptr & AREA_OFF_MASK);
 }
 
+void *area_get_span(dynshm_area *a, dynshm_area_ptr ptr, uint64_t len)
+{
+	uint32_t idx = (uint32_t)(ptr >> AREA_OFF_BITS);
+	uint64_t off = ptr & AREA_OFF_MASK, size;
+	char *base;
+
+	if (ptr == 0 || idx >= AREA_MAX_SEGS)
+		return NULL;
+	base = seg_base(a, idx);
+	size = atomic_load_explicit(&a->map[idx].size, memory_order_relaxed);
+	if (!base || off > size || len > size - off)
+		return NULL;
+	return base + off;
+}
+
 /* ---- create, attach, destroy --------------------------------------------- */
 
 void area_mutex_init_robust(pthread_mutex_t *m)

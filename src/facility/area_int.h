@@ -161,6 +161,13 @@ extern void (*dynshm_area_test_hook)(const char *point);
 			dynshm_area_test_hook(point);                          \
 	} while (0)
 
+/*
+ * The address of [ptr, ptr + len) when the whole span lies inside the
+ * mapping of ptr's segment, else NULL: for structures built in the area
+ * (hash.c) that follow pointers read back from shared memory.
+ */
+void *area_get_span(dynshm_area *a, dynshm_area_ptr ptr, uint64_t len);
+
 /* A robust, process-shared mutex (area.c; hash.c uses it too). */
 void area_mutex_init_robust(pthread_mutex_t *m);
 
