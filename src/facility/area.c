@@ -713,6 +713,10 @@ static int alloc_small(struct dynshm_area *a, uint32_t p, uint32_t cls,
 		if (rc < 0)
 			return rc;
 		pg = page_at(a, id);
+		if (!pg) { /* taken, but its segment cannot be mapped now */
+			pt->dirty = 1;
+			return -ENOENT;
+		}
 		partial_push(a, pt, id, pg);
 	} else {
 		pg = page_at(a, id);
