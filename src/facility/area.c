@@ -1183,7 +1183,7 @@ DYNSHM_EXPORT void *dynshm_area_get(dynshm_area *a, dynshm_area_ptr ptr)
 	return base + (ptr & AREA_OFF_MASK);
 }
 
-void *area_get_span(dynshm_area *a, dynshm_area_ptr ptr, uint64_t len)
+void *area_get_room(dynshm_area *a, dynshm_area_ptr ptr, uint64_t *room)
 {
 	uint32_t idx = (uint32_t)(ptr >> AREA_OFF_BITS);
 	uint64_t off = ptr & AREA_OFF_MASK, size;
@@ -1193,9 +1193,18 @@ void *area_get_span(dynshm_area *a, dynshm_area_ptr ptr, uint64_t len)
 		return NULL;
 	base = seg_base(a, idx);
 	size = atomic_load_explicit(&a->map[idx].size, memory_order_relaxed);
-	if (!base || off > size || len > size - off)
+	if (!base || off >= size)
 		return NULL;
+	*room = size - off;
 	return base + off;
+}
+
+void *area_get_span(dynshm_area *a, dynshm_area_ptr ptr, uint64_t len)
+{
+	uint64_t room = 0;
+	char *p = area_get_room(a, ptr, &room);
+
+	return p && len <= room ? p : NULL;
 }
 
 /* ---- create, attach, destroy --------------------------------------------- */

@@ -92,33 +92,34 @@ static inline void *at(struct dynshm_hash *t, dynshm_area_ptr p)
  */
 static struct hash_entry *entry_at(struct dynshm_hash *t, dynshm_area_ptr e)
 {
-	struct hash_entry *he = area_get_span(t->area, e, sizeof(*he));
+	uint64_t room = 0;
+	struct hash_entry *he = area_get_room(t->area, e, &room);
 	uint32_t klen;
 
-	if (!he)
+	if (!he || room < sizeof(*he))
 		return NULL;
 	klen = he->klen;
 	if (klen == 0 || klen > DYNSHM_HASH_KEY_MAX + 1 ||
 	    (t->hdr->key_size && klen != t->hdr->key_size) ||
-	    he->voff != ((klen + 7) & ~7u))
+	    he->voff != ((klen + 7) & ~7u) ||
+	    room - sizeof(*he) < (uint64_t)he->voff + t->hdr->value_size)
 		return NULL;
-	return area_get_span(t->area, e, sizeof(*he) + he->voff +
-					 t->hdr->value_size);
+	return he;
 }
 
 static struct hash_buckets *buckets_at(struct dynshm_hash *t,
 				       dynshm_area_ptr b)
 {
-	struct hash_buckets *bk = area_get_span(t->area, b, sizeof(*bk));
-	uint64_t log2;
+	uint64_t room = 0, log2;
+	struct hash_buckets *bk = area_get_room(t->area, b, &room);
 
-	if (!bk)
+	if (!bk || room < sizeof(*bk))
 		return NULL;
 	log2 = bk->log2;
-	if (log2 < HASH_MIN_LOG2 || log2 > 40)
+	if (log2 < HASH_MIN_LOG2 || log2 > 40 ||
+	    room - sizeof(*bk) < sizeof(bk->b[0]) << log2)
 		return NULL;
-	return area_get_span(t->area, b, sizeof(*bk) +
-					 (sizeof(bk->b[0]) << log2));
+	return bk;
 }
 
 /* Brent's cycle check: call with each pointer of a walk; true: a cycle. */
