@@ -44,6 +44,8 @@
 #include <cmocka.h>
 
 #include "dsm_assert.h"
+#include "src/facility/area_int.h"
+#include "src/facility/hash_int.h"
 
 extern int dynshm_test_instance_tag;
 /* Hidden test hook of the area and the table (src/facility/area_int.h). */
@@ -975,6 +977,199 @@ static void test_replace_storm(void **state)
 	ASSERT_OK(dynshm_area_destroy(a));
 }
 
+/* ---- scribbles -------------------------------------------------------------- */
+
+/*
+ * Shared data the area reads back is bounds-checked: a scribbled page
+ * descriptor, page link or cache count makes an operation fail or a
+ * repair happen, never an access outside a segment (each scenario below
+ * reached far past its segment, or freed through a wild partition lock,
+ * before the checks).  Peeks at the layout (src/facility/area_int.h).
+ */
+static struct area_seghdr *seg_of(dynshm_area *a, dynshm_area_ptr p)
+{
+	return dynshm_area_get(a, p >> AREA_OFF_BITS << AREA_OFF_BITS);
+}
+
+static struct area_page *page_of(dynshm_area *a, dynshm_area_ptr p)
+{
+	uint64_t n = ((p & AREA_OFF_MASK) - AREA_SEG_HDR) / AREA_PAGE_SIZE;
+
+	return (void *)((char *)seg_of(a, p) + AREA_SEG_HDR +
+			n * AREA_PAGE_SIZE);
+}
+
+static _Atomic uint32_t *desc_of(dynshm_area *a, dynshm_area_ptr p)
+{
+	uint64_t n = ((p & AREA_OFF_MASK) - AREA_SEG_HDR) / AREA_PAGE_SIZE;
+
+	return &seg_of(a, p)->desc[n];
+}
+
+static void check_usable(dynshm_area *a, size_t size)
+{
+	dynshm_area_ptr q[200];
+	dynshm_area_stats st;
+
+	for (int i = 0; i < 200; i++) {
+		int rc;
+
+		while ((rc = dynshm_area_alloc(a, size, 0, &q[i])) == -EAGAIN)
+			; /* a repair was due: the next call makes it */
+		ASSERT_OK(rc);
+		memset(dynshm_area_get(a, q[i]), i, size);
+	}
+	for (int i = 0; i < 200; i++)
+		ASSERT_OK(dynshm_area_free(a, q[i]));
+	ASSERT_OK(dynshm_area_stats_get(a, &st));
+	assert_int_equal(st.total_bytes,
+			 st.used_bytes + st.free_bytes + st.overhead_bytes);
+}
+
+static void test_scribbled(void **state)
+{
+	struct fixture *f = *state;
+	struct area_hdr *hdr;
+	struct area_cache *mine = NULL;
+	struct area_page *pg;
+	dynshm_area_ptr p, q[6];
+	dynshm_area *a;
+	uint32_t d, cls = 2; /* 48 bytes: no other test object has it */
+	uint64_t me, off;
+	int rc;
+
+	ASSERT_OK(dynshm_area_create(f->inst, 0, 0, &a));
+	hdr = (void *)((char *)dynshm_area_get(a, 64) - 64);
+
+	/* a descriptor naming a partition past the table: refused */
+	ASSERT_OK(dynshm_area_alloc(a, 64, 0, &p));
+	d = atomic_load(desc_of(a, p));
+	atomic_store(desc_of(a, p), d | 0xffffu << 8);
+	ASSERT_RC(dynshm_area_free(a, p), -EINVAL);
+	ASSERT_MSG_HAS("descriptor");
+	atomic_store(desc_of(a, p), d | 100u << 1); /* class 100 of 32 */
+	ASSERT_RC(dynshm_area_free(a, p), -EINVAL);
+	atomic_store(desc_of(a, p), d);
+	ASSERT_OK(dynshm_area_free(a, p));
+
+	/* offsets past a segment have no address */
+	off = AREA_SEG_SIZE + 4096;
+	assert_null(dynshm_area_get(a, p >> AREA_OFF_BITS << AREA_OFF_BITS |
+					       off));
+
+	/*
+	 * A page's partial-list link naming page 200 of a 63-page segment:
+	 * the locked allocation that takes the page's last object unlinks
+	 * it, and must not follow the link.
+	 */
+	for (int i = 0; i < 6; i++) /* 1 locked + 4 from the cache + 1 */
+		ASSERT_OK(dynshm_area_alloc(a, 48, 0, &q[i]));
+	pg = page_of(a, q[5]);
+	assert_int_equal(pg->cls, cls);
+	pg->next = (uint32_t)(q[5] >> AREA_OFF_BITS) << 8 | 200;
+	pg->nfree = 1; /* the next locked allocation unlinks it */
+	for (int i = 0; i < 5; i++) { /* 4 from the cache, then locked */
+		while ((rc = dynshm_area_alloc(a, 48, 0, &p)) == -EAGAIN)
+			;
+		ASSERT_OK(rc);
+		ASSERT_OK(dynshm_area_free(a, p));
+	}
+	for (int i = 0; i < 6; i++)
+		ASSERT_OK(dynshm_area_free(a, q[i]));
+	check_usable(a, 48);
+
+	/* a cache count far past its slots: forgotten, never followed */
+	ASSERT_OK(dynshm_proc_self(f->inst, &me));
+	ASSERT_OK(dynshm_area_alloc(a, 48, 0, &p));
+	for (uint32_t s = 0; s < AREA_NCACHES; s++)
+		if (atomic_load(&hdr->caches[s].owner) == me)
+			mine = &hdr->caches[s];
+	assert_non_null(mine);
+	atomic_store(&mine->count[cls], 0x40000000u);
+	ASSERT_OK(dynshm_area_free(a, p));
+	ASSERT_OK(dynshm_area_alloc(a, 48, 0, &p));
+	atomic_store(&mine->count[cls], 0x40000000u);
+	ASSERT_OK(dynshm_area_alloc(a, 48, 0, &q[0]));
+	assert_true(q[0] != p);
+	ASSERT_OK(dynshm_area_free(a, q[0]));
+	ASSERT_OK(dynshm_area_free(a, p));
+	check_usable(a, 48);
+	ASSERT_OK(dynshm_area_destroy(a));
+}
+
+/*
+ * The same for the table: a bucket array whose size word was scribbled,
+ * an entry whose derived prev link names another entry, and a list made
+ * into a cycle.  Before the checks the first read 2^60 buckets away, the
+ * second made a delete drop a live entry it did not delete, the third
+ * walked forever.
+ */
+#define SKEYS 2000
+
+static struct hash_part *fullest_part(struct hash_hdr *hh, dynshm_area *a,
+				      struct hash_entry **e)
+{
+	struct hash_part *best = NULL;
+
+	for (uint32_t p = 0; p < HASH_NPARTS; p++)
+		if (!best || hh->parts[p].count > best->count)
+			best = &hh->parts[p];
+	assert_true(best->count >= 4);
+	e[0] = dynshm_area_get(a, best->head);
+	for (int i = 1; i < 4; i++)
+		e[i] = dynshm_area_get(a, e[i - 1]->next);
+	return best;
+}
+
+static void test_hash_scribbled(void **state)
+{
+	struct fixture *f = *state;
+	struct hash_entry *e[4];
+	struct hash_buckets *bk;
+	struct hash_part *pt;
+	struct hash_hdr *hh;
+	dynshm_area_ptr table, saved;
+	dynshm_hash *t;
+	dynshm_area *a;
+	uint64_t v, key, count, log2, gone;
+
+	ASSERT_OK(dynshm_area_create(f->inst, 0, 0, &a));
+	ASSERT_OK(dynshm_hash_create(a, 8, 8, &table, &t));
+	for (key = 0; key < SKEYS; key++)
+		ASSERT_OK(dynshm_hash_insert(t, &key, &key, 0));
+	hh = dynshm_area_get(a, table);
+
+	/* a bucket array that says 2^60 buckets: refused, then repaired */
+	pt = fullest_part(hh, a, e);
+	bk = dynshm_area_get(a, pt->buckets);
+	log2 = bk->log2;
+	bk->log2 = 60;
+	memcpy(&key, e[1]->data, 8);
+	ASSERT_RC(dynshm_hash_find(t, &key, &v), -EUCLEAN);
+	ASSERT_RC(dynshm_hash_delete(t, &key), -EUCLEAN);
+	bk->log2 = log2;
+	ASSERT_OK(dynshm_hash_find(t, &key, &v));
+	assert_int_equal(v, key);
+
+	/* e[2]'s prev names e[0]: the delete of e[2] must not drop e[1] */
+	e[2]->prev = pt->head;
+	memcpy(&gone, e[2]->data, 8);
+	ASSERT_OK(dynshm_hash_delete(t, &gone));
+	for (key = 0; key < SKEYS; key++)
+		ASSERT_RC(dynshm_hash_find(t, &key, &v),
+			  key == gone ? -ENOENT : 0);
+
+	/* a cycle in the list: an error, not a walk forever */
+	saved = e[1]->next;
+	e[1]->next = pt->head;
+	ASSERT_RC(dynshm_hash_foreach(t, count_fn, &count), -EUCLEAN);
+	e[1]->next = saved;
+	ASSERT_OK(dynshm_hash_count(t, &count));
+	assert_int_equal(count, SKEYS - 1);
+	ASSERT_OK(dynshm_hash_destroy(t));
+	ASSERT_OK(dynshm_area_destroy(a));
+}
+
 #define T(fn) cmocka_unit_test_setup_teardown(fn, test_setup, test_teardown)
 
 int main(void)
@@ -991,6 +1186,8 @@ int main(void)
 		T(test_hash_basic),
 		T(test_hash_storm),
 		T(test_replace_storm),
+		T(test_scribbled),
+		T(test_hash_scribbled),
 	};
 	int rc;
 

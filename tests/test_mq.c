@@ -21,7 +21,8 @@
  *     would catch it), and the instance leaves nothing behind;
  *   - a scribbled queue header and ring: errors, never a crash nor an
  *     access outside the chunk (it sits between two PROT_NONE pages);
- *   - a futex wait interrupted by EINTR (dynshm_fsys) just waits again.
+ *   - a futex wait interrupted by EINTR (dynshm_fsys) just waits again,
+ *     and waits cut short again and again still notice a dead peer.
  * Nothing here measures time; the few sleeps only make a kill land while
  * the survivor is asleep rather than spinning, and the test holds either way.
  */
@@ -817,6 +818,60 @@ static void test_futex_eintr(void **state)
 	assert_int_equal(dynshm_mq_detach(rx), 0);
 }
 
+/*
+ * A waiter whose futex waits are all cut short (as by a signal handler on
+ * a timer: every wait ends in EINTR before its bound) must still look at
+ * its peer's liveness: a sender killed by SIGKILL is found dead, and the
+ * receive says -ECONNRESET long before its (generous) timeout.  Checking
+ * liveness only when a wait ran to its bound never looked, and waited out
+ * the timeout (or forever, with -1).
+ */
+static long signalled_futex(uint32_t *uaddr, int op, uint32_t val,
+			    const struct timespec *ts)
+{
+	struct timespec tick = { 0, 2 * 1000 * 1000 };
+
+	if (op == 0 /* FUTEX_WAIT */) {
+		if (ts && (ts->tv_sec > 0 || ts->tv_nsec > tick.tv_nsec))
+			ts = &tick; /* the signal comes before the bound */
+		if (real_futex(uaddr, op, val, ts) < 0 && errno != ETIMEDOUT)
+			return -1;
+		errno = EINTR;
+		return -1;
+	}
+	return real_futex(uaddr, op, val, ts);
+}
+
+static int killed_sender(void *arg)
+{
+	dynshm_mq *mq = NULL;
+
+	(void)arg;
+	CHILD_CHECK(dynshm_mq_attach(fx.inst, fx.chunk, fx.size,
+				     DYNSHM_MQ_SENDER, &mq) == 0);
+	raise(SIGKILL);
+	return 1;
+}
+
+static void test_futex_eintr_peer_dies(void **state)
+{
+	dynshm_mq *rx;
+	char buf[8];
+	size_t n;
+	pid_t pid;
+
+	(void)state;
+	rx = attach(DYNSHM_MQ_RECEIVER);
+	pid = start(killed_sender, NULL);
+	assert_int_equal(test_wait(pid), 128 + SIGKILL);
+	real_futex = dynshm_fsys.futex;
+	dynshm_fsys.futex = signalled_futex;
+	assert_int_equal(dynshm_mq_receive(rx, buf, sizeof(buf), &n, 20000),
+			 -ECONNRESET);
+	dynshm_fsys_reset();
+	assert_int_equal(dynshm_mq_detach(rx), 0);
+}
+
 /* ---- process tokens (dsm.h) ------------------------------------------------------ */
 
 struct token_pipes {
@@ -907,6 +962,7 @@ static int run(const struct where *w)
 		T(test_peer_killed),
 		T(test_scribbled),
 		T(test_futex_eintr),
+		T(test_futex_eintr_peer_dies),
 		T(test_header_wiped),
 		T(test_proc_tokens),
 	};

@@ -52,6 +52,7 @@ void (*dynshm_area_test_hook)(const char *point);
 struct area_map {
 	_Atomic(char *) base;
 	_Atomic uint64_t handle;
+	_Atomic uint64_t size;	/* of our mapping, written before base */
 	dynshm_segment *seg;
 };
 
@@ -143,6 +144,16 @@ static inline uint32_t desc_make(uint32_t part, uint32_t cls)
 	return 1u | cls << 1 | part << 8;
 }
 
+/*
+ * A taken page's descriptor as read from shared memory: its class and
+ * partition index local arrays, so a scribbled one must not pass.
+ */
+static inline bool desc_valid(uint32_t d)
+{
+	return (d & 1) && ((d >> 1) & 0x7f) < AREA_NCLASSES &&
+	       d >> 8 < AREA_NPARTS;
+}
+
 /* ---- mapping ------------------------------------------------------------- */
 
 static char *seg_map_slow(struct dynshm_area *a, uint32_t idx)
@@ -172,6 +183,8 @@ static char *seg_map_slow(struct dynshm_area *a, uint32_t idx)
 		goto out;
 	m->seg = seg;
 	atomic_store_explicit(&m->handle, h, memory_order_release);
+	atomic_store_explicit(&m->size, dynshm_segment_size(seg),
+			      memory_order_relaxed);
 	base = dynshm_segment_address(seg);
 	atomic_store_explicit(&m->base, base, memory_order_release);
 out:
@@ -204,6 +217,8 @@ static void seg_adopt(struct dynshm_area *a, uint32_t idx, dynshm_segment *seg)
 	m->seg = seg;
 	atomic_store_explicit(&m->handle, dynshm_segment_handle(seg),
 			      memory_order_release);
+	atomic_store_explicit(&m->size, dynshm_segment_size(seg),
+			      memory_order_relaxed);
 	atomic_store_explicit(&m->base, (char *)dynshm_segment_address(seg),
 			      memory_order_release);
 	pthread_mutex_unlock(&a->maplock);
@@ -222,10 +237,22 @@ static void seg_forget(struct dynshm_area *a, uint32_t idx)
 	pthread_mutex_unlock(&a->maplock);
 }
 
+/*
+ * A page by id (segment << 8 | page).  Ids come from shared memory (the
+ * partial lists, a page's links): one that names no page of an active
+ * PAGES segment gives NULL, never an address outside the segment.
+ */
 static inline struct area_page *page_at(struct dynshm_area *a, uint32_t id)
 {
-	char *base = seg_base(a, id >> 8);
+	uint32_t idx = id >> 8;
+	char *base;
 
+	if (idx == 0 || idx >= AREA_MAX_SEGS || (id & 0xff) >= AREA_SEG_PAGES ||
+	    atomic_load_explicit(&a->hdr->segs[idx].state,
+				 memory_order_relaxed) != SEG_ACTIVE ||
+	    a->hdr->segs[idx].kind != KIND_PAGES)
+		return NULL;
+	base = seg_base(a, idx);
 	if (!base)
 		return NULL;
 	return (struct area_page *)(base + AREA_SEG_HDR +
@@ -444,29 +471,60 @@ static void page_init(struct area_page *pg, uint32_t cls)
 		pg->nfree -= (uint32_t)__builtin_popcountll(pg->bits[w]);
 }
 
+/*
+ * The partial lists are derived data read back from shared memory: a link
+ * or class that names no page (scribbled) is not followed; the partition
+ * is marked for repair instead, which rebuilds the lists from the
+ * descriptors and bitmaps when its lock is next taken.
+ */
+static struct area_page *link_at(struct dynshm_area *a, struct area_part *pt,
+				 uint32_t id)
+{
+	struct area_page *pg = page_at(a, id);
+
+	if (!pg)
+		pt->dirty = 1;
+	return pg;
+}
+
 static void partial_push(struct dynshm_area *a, struct area_part *pt,
 			 uint32_t id, struct area_page *pg)
 {
-	uint32_t head = pt->partial[pg->cls];
+	uint32_t head, cls = pg->cls;
+	struct area_page *hp;
 
+	if (cls >= AREA_NCLASSES) {
+		pt->dirty = 1;
+		return;
+	}
+	head = pt->partial[cls];
 	pg->prev = AREA_NONE;
 	pg->next = head;
-	if (head != AREA_NONE)
-		page_at(a, head)->prev = id;
+	if (head != AREA_NONE && (hp = link_at(a, pt, head)) != NULL)
+		hp->prev = id;
 	AREA_HOOK("list.push");
-	pt->partial[pg->cls] = id;
+	pt->partial[cls] = id;
 }
 
 static void partial_unlink(struct dynshm_area *a, struct area_part *pt,
 			   struct area_page *pg)
 {
-	if (pg->prev != AREA_NONE)
-		page_at(a, pg->prev)->next = pg->next;
-	else
-		pt->partial[pg->cls] = pg->next;
+	uint32_t prev = pg->prev, next = pg->next, cls = pg->cls;
+	struct area_page *np;
+
+	if (cls >= AREA_NCLASSES) {
+		pt->dirty = 1;
+		return;
+	}
+	if (prev != AREA_NONE) {
+		if ((np = link_at(a, pt, prev)) != NULL)
+			np->next = next;
+	} else {
+		pt->partial[cls] = next;
+	}
 	AREA_HOOK("list.unlink");
-	if (pg->next != AREA_NONE)
-		page_at(a, pg->next)->prev = pg->prev;
+	if (next != AREA_NONE && (np = link_at(a, pt, next)) != NULL)
+		np->prev = prev;
 	pg->next = pg->prev = AREA_NONE;
 }
 
@@ -497,7 +555,8 @@ static int part_repair_locked(struct dynshm_area *a, uint32_t p)
 			uint32_t id = i << 8 | n;
 			struct area_page *pg;
 
-			if (d == 0 || d >> 8 != p)
+			/* a scribbled descriptor: the page stays out */
+			if (!desc_valid(d) || d >> 8 != p)
 				continue;
 			pg = page_at(a, id);
 			page_init(pg, (d >> 1) & 0x7f);
@@ -654,11 +713,19 @@ static int alloc_small(struct dynshm_area *a, uint32_t p, uint32_t cls,
 		if (rc < 0)
 			return rc;
 		pg = page_at(a, id);
+		if (!pg) { /* taken, but its segment cannot be mapped now */
+			pt->dirty = 1;
+			return -ENOENT;
+		}
 		partial_push(a, pt, id, pg);
 	} else {
 		pg = page_at(a, id);
-		if (!pg)
-			return -ENOENT;
+		if (!pg || pg->cls != cls || pg->nobj != nobj) {
+			pt->dirty = 1; /* a scribbled list or page header */
+			return dynshm_fail(EAGAIN, "area 0x%016" PRIx64
+					   " needed a repair; try again",
+					   a->hdr->self);
+		}
 	}
 	w = pg->hint < nw ? pg->hint : 0;
 	for (uint32_t k = 0;; k++, w = w + 1 == nw ? 0 : w + 1) {
@@ -740,7 +807,10 @@ DYNSHM_EXPORT int dynshm_area_alloc(dynshm_area *a, size_t size,
 		uint32_t n = atomic_load_explicit(&c->count[cls],
 						  memory_order_relaxed);
 
-		if (n > 0) {
+		if (n > AREA_CACHE_DEPTH) {
+			/* scribbled: forget them, as cache_drain does */
+			atomic_store(&c->count[cls], 0);
+		} else if (n > 0) {
 			*out = c->objs[cls][n - 1];
 			/* Commit: the object is the caller's. */
 			atomic_store_explicit(&c->count[cls], n - 1,
@@ -830,6 +900,8 @@ static int small_locate(struct dynshm_area *a, dynshm_area_ptr ptr,
 	l->d = atomic_load_explicit(&l->sh->desc[l->n], memory_order_acquire);
 	if (l->d == 0)
 		return bad_ptr(a, ptr, "page not in use");
+	if (!desc_valid(l->d))
+		return bad_ptr(a, ptr, "its page descriptor is corrupt");
 	l->p = l->d >> 8;
 	l->cls = (l->d >> 1) & 0x7f;
 	rel = off - AREA_SEG_HDR - (uint64_t)l->n * AREA_PAGE_SIZE;
@@ -909,8 +981,16 @@ static void cache_drain(struct dynshm_area *a, struct area_cache *c,
 	uint32_t n = atomic_load(&c->count[cls]);
 	struct small_loc l;
 
-	if (n > AREA_CACHE_DEPTH)
-		n = AREA_CACHE_DEPTH;
+	if (n > AREA_CACHE_DEPTH) {
+		/*
+		 * Scribbled: which slots hold cached objects is unknown, and a
+		 * stale slot may name an object handed out since.  Forget
+		 * them (they stay allocated, leaked) rather than free one
+		 * that is in use.
+		 */
+		atomic_store(&c->count[cls], 0);
+		return;
+	}
 	while (n > keep) {
 		uint64_t p = c->objs[cls][n - 1];
 		bool ok = free_check(a, p, &l) == 1;
@@ -1061,6 +1141,10 @@ DYNSHM_EXPORT int dynshm_area_free(dynshm_area *a, dynshm_area_ptr ptr)
 	if (c) {
 		n = atomic_load_explicit(&c->count[l.cls],
 					 memory_order_relaxed);
+		if (n > AREA_CACHE_DEPTH) { /* scribbled */
+			cache_drain(a, c, l.cls, 0);
+			n = 0;
+		}
 		for (uint32_t i = 0; i < n; i++)
 			if (c->objs[l.cls][i] == ptr)
 				return bad_ptr(a, ptr, "freed already");
@@ -1091,7 +1175,36 @@ DYNSHM_EXPORT void *dynshm_area_get(dynshm_area *a, dynshm_area_ptr ptr)
 	if (ptr == 0 || !a || idx >= AREA_MAX_SEGS)
 		return NULL;
 	base = seg_base(a, idx);
-	return base ? base + (ptr & AREA_OFF_MASK) : NULL;
+	/* an offset past our mapping (a scribbled pointer): no address */
+	if (!base || (ptr & AREA_OFF_MASK) >=
+			     atomic_load_explicit(&a->map[idx].size,
+						  memory_order_relaxed))
+		return NULL;
+	return base + (ptr & AREA_OFF_MASK);
+}
+
+void *area_get_room(dynshm_area *a, dynshm_area_ptr ptr, uint64_t *room)
+{
+	uint32_t idx = (uint32_t)(ptr >> AREA_OFF_BITS);
+	uint64_t off = ptr & AREA_OFF_MASK, size;
+	char *base;
+
+	if (ptr == 0 || idx >= AREA_MAX_SEGS)
+		return NULL;
+	base = seg_base(a, idx);
+	size = atomic_load_explicit(&a->map[idx].size, memory_order_relaxed);
+	if (!base || off >= size)
+		return NULL;
+	*room = size - off;
+	return base + off;
+}
+
+void *area_get_span(dynshm_area *a, dynshm_area_ptr ptr, uint64_t len)
+{
+	uint64_t room = 0;
+	char *p = area_get_room(a, ptr, &room);
+
+	return p && len <= room ? p : NULL;
 }
 
 /* ---- create, attach, destroy --------------------------------------------- */
@@ -1159,6 +1272,7 @@ static int area_open(dynshm_instance *inst, dynshm_segment *seg,
 	pthread_mutex_init(&a->maplock, NULL);
 	a->map[0].seg = NULL; /* the control segment is a->ctl */
 	atomic_store(&a->map[0].handle, h->self);
+	atomic_store(&a->map[0].size, dynshm_segment_size(seg));
 	atomic_store(&a->map[0].base, (char *)h);
 	*out = a;
 	return 0;
@@ -1314,6 +1428,8 @@ static void stats_pages_locked(struct dynshm_area *a, uint32_t i,
 			st->free_bytes += AREA_PAGE_SIZE;
 			continue;
 		}
+		if (!desc_valid(d))
+			continue; /* scribbled: counted as overhead */
 		cls = (d >> 1) & 0x7f;
 		pg = (void *)((char *)sh + AREA_SEG_HDR +
 			      (size_t)n * AREA_PAGE_SIZE);

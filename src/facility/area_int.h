@@ -161,6 +161,15 @@ extern void (*dynshm_area_test_hook)(const char *point);
 			dynshm_area_test_hook(point);                          \
 	} while (0)
 
+/*
+ * The address of [ptr, ptr + len) when the whole span lies inside the
+ * mapping of ptr's segment, else NULL: for structures built in the area
+ * (hash.c) that follow pointers read back from shared memory.
+ */
+void *area_get_span(dynshm_area *a, dynshm_area_ptr ptr, uint64_t len);
+/* The same, giving in *room how many bytes from ptr the mapping holds. */
+void *area_get_room(dynshm_area *a, dynshm_area_ptr ptr, uint64_t *room);
+
 /* A robust, process-shared mutex (area.c; hash.c uses it too). */
 void area_mutex_init_robust(pthread_mutex_t *m);
 

@@ -34,6 +34,7 @@
  * entries; the header is written once at creation.
  */
 #include "area_int.h"
+#include "hash_int.h"
 
 #include "../error.h"
 
@@ -42,42 +43,6 @@
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
-
-#define HASH_MAGIC 0x4873616873796468ull
-#define HASH_NPARTS 64u
-#define HASH_PART_SHIFT 58 /* 64 - log2(HASH_NPARTS) */
-#define HASH_MIN_LOG2 4u
-
-struct hash_part {
-	pthread_mutex_t lock;
-	uint32_t dirty;		 /* set while a repair is due */
-	uint32_t pad;
-	dynshm_area_ptr head;	 /* primary: all entries */
-	dynshm_area_ptr buckets; /* derived: struct hash_buckets */
-	uint64_t count;		 /* derived */
-} __attribute__((aligned(64)));
-
-struct hash_hdr {
-	uint64_t magic;
-	uint32_t key_size;   /* 0: strings */
-	uint32_t value_size;
-	struct hash_part parts[HASH_NPARTS];
-};
-
-struct hash_buckets {
-	uint64_t log2;
-	dynshm_area_ptr b[];
-};
-
-struct hash_entry {
-	dynshm_area_ptr next;  /* primary: the partition's list */
-	dynshm_area_ptr prev;  /* derived */
-	dynshm_area_ptr chain; /* derived: bucket chain */
-	uint64_t hash;
-	uint32_t klen;	       /* bytes of key, NUL included for strings */
-	uint32_t voff;	       /* value offset in data[] */
-	unsigned char data[];
-};
 
 struct dynshm_hash {
 	dynshm_area *area;
@@ -114,6 +79,72 @@ static inline void *at(struct dynshm_hash *t, dynshm_area_ptr p)
 	return dynshm_area_get(t->area, p);
 }
 
+/*
+ * BOUNDS.  Every pointer and size followed here was read back from shared
+ * memory, so each is checked before use: an entry or a bucket array must
+ * lie whole inside its segment's mapping (area_get_span), an entry's key
+ * length and value offset must agree with the table, a walk along a list
+ * or chain stops at a cycle (Brent's: a step counter and one saved
+ * pointer), and a list neighbour about to be written must link back to
+ * the entry.  What fails marks the partition dirty: its derived data is
+ * rebuilt from the list, and an operation that still finds it wrong says
+ * -EUCLEAN.  A scribble can make a table fail, never reach outside it.
+ */
+static struct hash_entry *entry_at(struct dynshm_hash *t, dynshm_area_ptr e)
+{
+	uint64_t room = 0;
+	struct hash_entry *he = area_get_room(t->area, e, &room);
+	uint32_t klen;
+
+	if (!he || room < sizeof(*he))
+		return NULL;
+	klen = he->klen;
+	if (klen == 0 || klen > DYNSHM_HASH_KEY_MAX + 1 ||
+	    (t->hdr->key_size && klen != t->hdr->key_size) ||
+	    he->voff != ((klen + 7) & ~7u) ||
+	    room - sizeof(*he) < (uint64_t)he->voff + t->hdr->value_size)
+		return NULL;
+	return he;
+}
+
+static struct hash_buckets *buckets_at(struct dynshm_hash *t,
+				       dynshm_area_ptr b)
+{
+	uint64_t room = 0, log2;
+	struct hash_buckets *bk = area_get_room(t->area, b, &room);
+
+	if (!bk || room < sizeof(*bk))
+		return NULL;
+	log2 = bk->log2;
+	if (log2 < HASH_MIN_LOG2 || log2 > 40 ||
+	    room - sizeof(*bk) < sizeof(bk->b[0]) << log2)
+		return NULL;
+	return bk;
+}
+
+/* Brent's cycle check: call with each pointer of a walk; true: a cycle. */
+struct walk {
+	dynshm_area_ptr saved;
+	uint64_t steps, power;
+};
+
+static bool walk_cycles(struct walk *w, dynshm_area_ptr e)
+{
+	if (w->power == 0) {
+		w->power = 1;
+		w->saved = e;
+		return false;
+	}
+	if (e == w->saved)
+		return true;
+	if (++w->steps == w->power) {
+		w->power *= 2;
+		w->steps = 0;
+		w->saved = e;
+	}
+	return false;
+}
+
 static size_t key_len(struct dynshm_hash *t, const void *key)
 {
 	return t->hdr->key_size ? t->hdr->key_size : strlen(key) + 1;
@@ -122,19 +153,20 @@ static size_t key_len(struct dynshm_hash *t, const void *key)
 /* Rebuild prev links, count and bucket chains of part from its list. */
 static int part_rebuild(struct dynshm_hash *t, struct hash_part *pt)
 {
-	struct hash_buckets *bk = at(t, pt->buckets);
+	struct hash_buckets *bk = buckets_at(t, pt->buckets);
+	struct walk w = { 0 };
 	dynshm_area_ptr prev = 0, e;
 	uint64_t n = 0, mask;
 
 	if (!bk)
-		return -ENOENT;
+		return -EUCLEAN;
 	mask = (UINT64_C(1) << bk->log2) - 1;
 	memset(bk->b, 0, sizeof(bk->b[0]) << bk->log2);
 	for (e = pt->head; e; ) {
-		struct hash_entry *he = at(t, e);
+		struct hash_entry *he = entry_at(t, e);
 
-		if (!he)
-			return -ENOENT;
+		if (!he || walk_cycles(&w, e))
+			return -EUCLEAN;
 		he->prev = prev;
 		he->chain = bk->b[he->hash & mask];
 		bk->b[he->hash & mask] = e;
@@ -165,9 +197,9 @@ static int part_lock(struct dynshm_hash *t, struct hash_part *pt)
 		if (rc < 0) {
 			pthread_mutex_unlock(&pt->lock);
 			return dynshm_fail(-rc, "cannot repair hash table "
-					   "0x%016" PRIx64 " after a crash: "
-					   "its memory cannot be mapped",
-					   t->self);
+					   "0x%016" PRIx64 ": its list of "
+					   "entries is corrupt or cannot be "
+					   "mapped", t->self);
 		}
 		pt->dirty = 0;
 	}
@@ -192,7 +224,7 @@ static int buckets_new(struct dynshm_hash *t, uint64_t log2,
 /* Double part's buckets (lock held); failure leaves it as it was. */
 static void part_grow(struct dynshm_hash *t, struct hash_part *pt)
 {
-	struct hash_buckets *old = at(t, pt->buckets);
+	struct hash_buckets *old = buckets_at(t, pt->buckets);
 	dynshm_area_ptr nb, ob = pt->buckets;
 
 	if (!old || old->log2 >= 40 ||
@@ -215,17 +247,22 @@ static dynshm_area_ptr part_find(struct dynshm_hash *t, struct hash_part *pt,
 				 uint64_t h, const void *key, size_t klen,
 				 dynshm_area_ptr **link)
 {
-	struct hash_buckets *bk = at(t, pt->buckets);
+	struct hash_buckets *bk = buckets_at(t, pt->buckets);
+	struct walk w = { 0 };
 	dynshm_area_ptr *l, e;
 
-	if (!bk)
+	if (!bk) {
+		pt->dirty = 1;
 		return 0;
+	}
 	l = &bk->b[h & ((UINT64_C(1) << bk->log2) - 1)];
 	for (e = *l; e; ) {
-		struct hash_entry *he = at(t, e);
+		struct hash_entry *he = entry_at(t, e);
 
-		if (!he)
+		if (!he || walk_cycles(&w, e)) {
+			pt->dirty = 1;
 			return 0;
+		}
 		if (he->hash == h && he->klen == klen &&
 		    memcmp(he->data, key, klen) == 0) {
 			if (link)
@@ -236,6 +273,43 @@ static dynshm_area_ptr part_find(struct dynshm_hash *t, struct hash_part *pt,
 		e = he->chain;
 	}
 	return 0;
+}
+
+/*
+ * part_find, trusted: the entry found (0: none) and, for one that is found,
+ * list neighbours that link back to it, so that the commit store of a
+ * delete or replace lands in the right place.  Derived data found wrong
+ * is rebuilt once; -EUCLEAN if the partition is still wrong after that.
+ */
+static int locate(struct dynshm_hash *t, struct hash_part *pt, uint64_t h,
+		  const void *key, size_t klen, dynshm_area_ptr **link,
+		  dynshm_area_ptr *out)
+{
+	for (int round = 0;; round++) {
+		dynshm_area_ptr e = part_find(t, pt, h, key, klen, link);
+		struct hash_entry *he = e ? entry_at(t, e) : NULL, *nb;
+
+		if (!link) {
+			/* a lookup writes nothing: the chain walk suffices */
+		} else if (he && he->prev) {
+			nb = entry_at(t, he->prev);
+			if (!nb || nb->next != e)
+				pt->dirty = 1;
+		} else if (he && pt->head != e) {
+			pt->dirty = 1;
+		}
+		if (link && he && he->next && !entry_at(t, he->next))
+			pt->dirty = 1;
+		if (!pt->dirty) {
+			*out = e;
+			return 0;
+		}
+		if (round == 1 || part_rebuild(t, pt) < 0)
+			return dynshm_fail(EUCLEAN, "hash table 0x%016" PRIx64
+					   " is corrupt (a partition's links "
+					   "do not hold)", t->self);
+		pt->dirty = 0;
+	}
 }
 
 static int check_key(struct dynshm_hash *t, const void *key, size_t *klen)
@@ -293,19 +367,20 @@ static void entry_swap(struct dynshm_hash *t, struct hash_part *pt,
 		       dynshm_area_ptr old, dynshm_area_ptr ne,
 		       dynshm_area_ptr *link)
 {
-	struct hash_entry *oh = at(t, old), *nh = at(t, ne);
+	/* old and its neighbours were checked by locate */
+	struct hash_entry *oh = entry_at(t, old), *nh = at(t, ne);
 
 	nh->next = oh->next;
 	nh->prev = oh->prev;
 	nh->chain = oh->chain;
 	/* Commit: the new entry takes the old one's place in the list. */
 	if (oh->prev)
-		((struct hash_entry *)at(t, oh->prev))->next = ne;
+		entry_at(t, oh->prev)->next = ne;
 	else
 		pt->head = ne;
 	AREA_HOOK("hash.replaced");
 	if (oh->next)
-		((struct hash_entry *)at(t, oh->next))->prev = ne;
+		entry_at(t, oh->next)->prev = ne;
 	*link = ne;
 }
 
@@ -327,7 +402,9 @@ DYNSHM_EXPORT int dynshm_hash_insert(dynshm_hash *t, const void *key,
 	rc = key_lock(t, key, &klen, &h, &pt);
 	if (rc < 0)
 		return rc;
-	old = part_find(t, pt, h, key, klen, &link);
+	rc = locate(t, pt, h, key, klen, &link, &old);
+	if (rc < 0)
+		goto out;
 	if (old && !(flags & DYNSHM_HASH_REPLACE)) {
 		rc = -EEXIST;
 		goto out;
@@ -347,10 +424,20 @@ DYNSHM_EXPORT int dynshm_hash_insert(dynshm_hash *t, const void *key,
 	atomic_store_explicit((_Atomic uint64_t *)&pt->head, e,
 			      memory_order_release);
 	AREA_HOOK("hash.inserted");
-	if (he->next)
-		((struct hash_entry *)at(t, he->next))->prev = e;
+	if (he->next) {
+		struct hash_entry *nb = entry_at(t, he->next);
+
+		if (nb)
+			nb->prev = e;
+		else
+			pt->dirty = 1; /* the next lock rebuilds */
+	}
 	AREA_HOOK("hash.prev");
-	bk = at(t, pt->buckets);
+	bk = buckets_at(t, pt->buckets);
+	if (!bk) {
+		pt->dirty = 1;
+		goto out;
+	}
 	he->chain = bk->b[h & ((UINT64_C(1) << bk->log2) - 1)];
 	bk->b[h & ((UINT64_C(1) << bk->log2) - 1)] = e;
 	if (++pt->count > (UINT64_C(1) << bk->log2))
@@ -371,9 +458,13 @@ DYNSHM_EXPORT int dynshm_hash_find(dynshm_hash *t, const void *key,
 
 	if (rc < 0)
 		return rc;
-	e = part_find(t, pt, h, key, klen, NULL);
+	rc = locate(t, pt, h, key, klen, NULL, &e);
+	if (rc < 0) {
+		pthread_mutex_unlock(&pt->lock);
+		return rc;
+	}
 	if (e && value) {
-		struct hash_entry *he = at(t, e);
+		struct hash_entry *he = entry_at(t, e);
 
 		memcpy(value, he->data + he->voff, t->hdr->value_size);
 	}
@@ -392,20 +483,20 @@ DYNSHM_EXPORT int dynshm_hash_delete(dynshm_hash *t, const void *key)
 
 	if (rc < 0)
 		return rc;
-	e = part_find(t, pt, h, key, klen, &link);
-	if (!e) {
+	rc = locate(t, pt, h, key, klen, &link, &e);
+	if (rc < 0 || !e) {
 		pthread_mutex_unlock(&pt->lock);
-		return -ENOENT;
+		return rc < 0 ? rc : -ENOENT;
 	}
-	he = at(t, e);
+	he = entry_at(t, e); /* it and its neighbours checked by locate */
 	/* Commit: the entry is out of the table. */
 	if (he->prev)
-		((struct hash_entry *)at(t, he->prev))->next = he->next;
+		entry_at(t, he->prev)->next = he->next;
 	else
 		pt->head = he->next;
 	AREA_HOOK("hash.deleted");
 	if (he->next)
-		((struct hash_entry *)at(t, he->next))->prev = he->prev;
+		entry_at(t, he->next)->prev = he->prev;
 	*link = he->chain;
 	AREA_HOOK("hash.unchained");
 	pt->count--;
@@ -426,9 +517,17 @@ DYNSHM_EXPORT int dynshm_hash_foreach(dynshm_hash *t, dynshm_hash_fn fn,
 		rc = part_lock(t, pt);
 		if (rc < 0)
 			return rc;
-		for (dynshm_area_ptr e = pt->head; e && rc == 0; ) {
-			struct hash_entry *he = at(t, e);
+		struct walk w = { 0 };
 
+		for (dynshm_area_ptr e = pt->head; e && rc == 0; ) {
+			struct hash_entry *he = entry_at(t, e);
+
+			if (!he || walk_cycles(&w, e)) {
+				rc = dynshm_fail(EUCLEAN, "hash table 0x%016"
+						 PRIx64 " is corrupt (its list "
+						 "of entries)", t->self);
+				break;
+			}
 			rc = fn(he->data, t->hdr->key_size ? he->klen :
 				he->klen - 1, he->data + he->voff, arg);
 			e = he->next;
@@ -460,7 +559,7 @@ static int hash_open(dynshm_area *area, dynshm_area_ptr self,
 		     dynshm_hash **out)
 {
 	struct dynshm_hash *t;
-	struct hash_hdr *h = dynshm_area_get(area, self);
+	struct hash_hdr *h = area_get_span(area, self, sizeof(*h));
 
 	if (!h)
 		return -ENOENT;
@@ -542,14 +641,17 @@ DYNSHM_EXPORT int dynshm_hash_destroy(dynshm_hash *t)
 		return dynshm_fail(EINVAL, "dynshm_hash_destroy: NULL table");
 	for (uint32_t p = 0; p < HASH_NPARTS; p++) {
 		struct hash_part *pt = &t->hdr->parts[p];
+		struct walk w = { 0 };
 		int rc = part_lock(t, pt);
 
 		if (rc < 0)
 			return rc;
-		while (pt->head) {
+		while (pt->head && !walk_cycles(&w, pt->head)) {
 			dynshm_area_ptr e = pt->head;
+			struct hash_entry *he = entry_at(t, e);
 
-			pt->head = ((struct hash_entry *)at(t, e))->next;
+			/* a corrupt list: what it still names is leaked */
+			pt->head = he ? he->next : 0;
 			dynshm_area_free(t->area, e);
 		}
 		dynshm_area_free(t->area, pt->buckets);

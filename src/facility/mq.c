@@ -320,7 +320,7 @@ static int sleep_once(dynshm_mq *mq, const struct deadline *dl, uint64_t need,
  */
 static int wait_ready(dynshm_mq *mq, uint64_t need, const struct deadline *dl)
 {
-	uint64_t bound = (uint64_t)MQ_LIVENESS_FIRST_MS * 1000000u;
+	uint64_t bound = (uint64_t)MQ_LIVENESS_FIRST_MS * 1000000u, check_at;
 	bool ok;
 	int rc = check_ready(mq, need, &ok);
 
@@ -341,13 +341,27 @@ static int wait_ready(dynshm_mq *mq, uint64_t need, const struct deadline *dl)
 	}
 	if (mq->spin_ns > MQ_SPIN_MIN_NS)
 		mq->spin_ns /= 2;
+	/*
+	 * The liveness check is due by the clock, not when a futex wait
+	 * times out: a process whose waits keep being interrupted (a signal
+	 * handler on a timer, say, EINTR) would otherwise never look, and
+	 * wait forever on a peer killed by SIGKILL.
+	 */
+	check_at = now_ns() + bound;
 	while (rc == 0 && !ok) {
-		rc = sleep_once(mq, dl, need, bound, &ok);
-		if (rc == 1) {
+		uint64_t now = now_ns();
+
+		if (now >= check_at) {
 			rc = peer_alive(mq);
+			if (rc < 0)
+				break;
 			if (bound < (uint64_t)MQ_LIVENESS_MAX_MS * 1000000u)
 				bound *= 2;
+			check_at = now + bound;
 		}
+		rc = sleep_once(mq, dl, need, check_at - now, &ok);
+		if (rc == 1)
+			rc = 0; /* the bound expired: the check above is due */
 		if (rc == 0 && !ok)
 			rc = check_ready(mq, need, &ok);
 	}

@@ -54,7 +54,8 @@
  * publisher sees the 1; and a wake that comes before the wait makes the
  * kernel find 0 and return at once.  A sleeper never waits more than
  * a bound at a time - MQ_LIVENESS_FIRST_MS, doubling up to
- * MQ_LIVENESS_MAX_MS within one wait: after each such bound it asks
+ * MQ_LIVENESS_MAX_MS within one wait: after each such bound (by the
+ * clock, however its futex waits ended: timed out, woken, or EINTR) it asks
  * dynshm_proc_alive() whether the peer's process still exists, so a peer
  * killed by SIGKILL (which cannot set detached) is noticed within that
  * bound.  An idle waiter so wakes a few times a second and sleeps otherwise.
