@@ -48,8 +48,9 @@
 
 #define VERSION_TEXT "1.6.0-dynshm-" DYNSHM_VERSION_TEXT
 #define DYNSHM_VERSION_TEXT "0.2.0"
-#define LINE_MAX_LEN 2048
-#define MAX_TOKENS 24
+/* A get may name many keys: lines up to 64 KiB, as many tokens as fit. */
+#define LINE_MAX_LEN 65536
+#define MAX_TOKENS (LINE_MAX_LEN / 2 + 1)
 #define WBUF_HIGH (4u << 20) /* stop reading past this much unsent */
 #define MAX_CONNS 4096
 
@@ -433,6 +434,21 @@ static void cmd_stats(struct conn *c, int ntok)
 	outs(c, "END\r\n");
 }
 
+/* We log nothing; accept the command as memcached does. */
+static void cmd_verbosity(struct conn *c, char **tok, int ntok)
+{
+	uint64_t level;
+
+	if (ntok > 1 && is_noreply(tok, ntok, ntok - 1))
+		return; /* memcached says nothing, even to a bad level */
+	if (ntok != 2)
+		outs(c, "ERROR\r\n");
+	else if (!parse_u64(tok[1], &level))
+		outs(c, "CLIENT_ERROR bad command line format\r\n");
+	else
+		outs(c, "OK\r\n");
+}
+
 /* Split line (NUL-ended, no CRLF) at spaces, in place. */
 static int tokenize(char *line, char **tok)
 {
@@ -459,7 +475,7 @@ static int tokenize(char *line, char **tok)
 static long command(struct conn *c, char *line, const char *rest,
 		    size_t avail)
 {
-	char *tok[MAX_TOKENS];
+	static char *tok[MAX_TOKENS]; /* a worker has one thread */
 	int n = tokenize(line, tok);
 	const char *cmd;
 
@@ -483,12 +499,12 @@ static long command(struct conn *c, char *line, const char *rest,
 		cmd_touch(c, tok, n);
 	else if (strcmp(cmd, "flush_all") == 0)
 		cmd_flush(c, tok, n);
-	else if (strcmp(cmd, "stats") == 0)
+	else if (strcmp(cmd, "stats") == 0 && !is_noreply(tok, n, 1))
 		cmd_stats(c, n);
 	else if (strcmp(cmd, "version") == 0)
 		outs(c, "VERSION " VERSION_TEXT "\r\n");
 	else if (strcmp(cmd, "verbosity") == 0)
-		outs(c, is_noreply(tok, n, n - 1) ? "" : "OK\r\n");
+		cmd_verbosity(c, tok, n);
 	else if (strcmp(cmd, "quit") == 0)
 		c->close_after = true;
 	else
@@ -499,6 +515,7 @@ static long command(struct conn *c, char *line, const char *rest,
 /* Run every complete command in rbuf; keep the incomplete rest. */
 static void process(struct conn *c)
 {
+	static char lbuf[LINE_MAX_LEN + 1]; /* a worker has one thread */
 	size_t pos = 0;
 
 	while (pos < c->rlen && !c->close_after &&
@@ -524,16 +541,20 @@ static void process(struct conn *c)
 			break;
 		}
 		len = (size_t)(nl - line);
-		*nl = '\0';
-		if (len && line[len - 1] == '\r')
-			line[len - 1] = '\0';
-		used = command(c, line, nl + 1, c->rlen - pos - len - 1);
-		if (used < 0) {
-			*nl = '\n'; /* wait for the data block */
-			if (len && line[len - 1] == '\0')
-				line[len - 1] = '\r';
+		if (len > LINE_MAX_LEN) {
+			outs(c, "CLIENT_ERROR line too long\r\n");
+			c->close_after = true;
 			break;
 		}
+		/* A copy: tokens are cut in place, and a storage command
+		 * whose data is not all here is parsed again later. */
+		memcpy(lbuf, line, len);
+		lbuf[len] = '\0';
+		if (len && lbuf[len - 1] == '\r')
+			lbuf[len - 1] = '\0';
+		used = command(c, lbuf, nl + 1, c->rlen - pos - len - 1);
+		if (used < 0)
+			break; /* wait for the data block */
 		pos += len + 1 + (size_t)used;
 	}
 	if (pos) {
@@ -708,6 +729,8 @@ static void worker_main(int lfd, int slot)
 	signal(SIGCHLD, SIG_DFL);
 	sigemptyset(&none);
 	sigprocmask(SIG_SETMASK, &none, NULL);
+	if (getenv("DSM_MEMCACHE_CRASH_EVERY"))
+		mc_crash_every = (unsigned)atoi(getenv("DSM_MEMCACHE_CRASH_EVERY"));
 	ws = &store.sh->ws[slot];
 	atomic_store(&ws->pid, getpid());
 	epfd = epoll_create1(EPOLL_CLOEXEC);
@@ -954,6 +977,8 @@ int main(int argc, char **argv)
 	status = supervise(&o, lfd) < 0 ? 1 : 0;
 out:
 	close(lfd);
+	if (store.hash)
+		dynshm_hash_detach(store.hash);
 	if (area)
 		dynshm_area_destroy(area);
 	if (inst)

@@ -20,13 +20,14 @@
 #include "mc_store.h"
 
 #include <errno.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #define MC_SECTORS 64u
 #define MC_BATCH 64u
-#define MC_ALLOC_TRIES 32
+#define MC_ALLOC_TRIES 8
 
 int64_t mc_now;
 
@@ -127,6 +128,26 @@ static void unlock(struct mc_stripe *s)
 }
 
 /*
+ * Test hook: with DSM_MEMCACHE_CRASH_EVERY=N in its environment, a worker
+ * kills itself with SIGKILL at one of the three points of every Nth commit
+ * (in turn), so the storm test lands kills inside the commit for sure.
+ */
+unsigned mc_crash_every;
+
+static void crash_point(unsigned where)
+{
+	static unsigned commits;
+
+	if (!mc_crash_every)
+		return;
+	if (where == 0)
+		commits++;
+	if (commits % mc_crash_every == 0 &&
+	    where == (commits / mc_crash_every) % 3)
+		raise(SIGKILL);
+}
+
+/*
  * The commit: make key map to newp (or to nothing), free oldp.  Lock
  * held.  -ENOMEM when the table has no room for a new entry (nothing
  * changed; newp stays the caller's).
@@ -143,14 +164,17 @@ static int commit(struct mc_store *st, struct mc_stripe *s, const char *key,
 	atomic_store_explicit(&s->keyitem, newp ? newp : oldp,
 			      memory_order_relaxed);
 	atomic_store_explicit(&s->state, MC_ACTIVE, memory_order_release);
+	crash_point(0);
 	if (newp)
 		rc = dynshm_hash_insert(st->hash, key, &newp,
 					DYNSHM_HASH_REPLACE);
 	else
 		rc = dynshm_hash_delete(st->hash, key);
+	crash_point(1);
 	atomic_store_explicit(&s->state, MC_IDLE, memory_order_release);
 	if (rc < 0 && rc != -ENOENT)
 		return rc;
+	crash_point(2);
 	if (nit) {
 		atomic_fetch_add(&st->sh->bytes, nit->nkey + nit->nbytes);
 		atomic_fetch_add(&st->sh->total_items, 1);

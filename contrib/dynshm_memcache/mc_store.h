@@ -138,6 +138,9 @@ enum mc_mode { MC_SET, MC_ADD, MC_REPLACE, MC_CAS, MC_APPEND, MC_PREPEND };
 int mc_store_create(struct mc_store *st, dynshm_area *area,
 		    uint64_t max_bytes, uint64_t item_max);
 
+/* Test hook (mc_store.c): SIGKILL inside every Nth commit; 0: off. */
+extern unsigned mc_crash_every;
+
 /* The current time, as the store sees it (set by the caller's loop). */
 extern int64_t mc_now;
 
