@@ -54,6 +54,7 @@ class Client(threading.Thread):
         self.acked = {}    # key -> last acknowledged version
         self.sent = {}     # key -> last version sent
         self.errors, self.misses, self.reconnects = [], 0, 0
+        self.oom, self.sets, self.evicting = 0, 0, False
         self.rng = random.Random(idx * 7919)
         self.conn, self.stop = None, stop
 
@@ -86,14 +87,19 @@ class Client(threading.Thread):
             self.errors.append("client %d: %r" % (self.idx, e))
 
     def do_set(self, key):
+        self.sets += 1
         v = self.sent.get(key, 0) + 1
         self.sent[key] = v
         data = value(key, v, self.rng.randrange(16, self.size))
         r = self.conn.cmd(b"set %s 0 0 %d\r\n%s\r\n" % (key, len(data), data))
-        if r != b"STORED":
-            self.errors.append("set %r: %r" % (key, r))
-        else:
+        if r == b"STORED":
             self.acked[key] = v
+        elif r.startswith(b"SERVER_ERROR out of memory") and self.evicting:
+            # Not acknowledged, so not stored: memcached answers so too
+            # when eviction cannot free room of the right size at once.
+            self.oom += 1
+        else:
+            self.errors.append("set %r: %r" % (key, r))
 
     def do_get(self, key, during):
         floor = self.acked.get(key, 0)
@@ -127,6 +133,7 @@ def phase(binary, name, memory_mb, nkeys, size, kills, evicting):
         clients = [Client(srv.port, i, nkeys, 2500, size, stop)
                    for i in range(CLIENTS)]
         for c in clients:
+            c.evicting = evicting
             c.start()
         rng = random.Random(1)
         done = 0
@@ -163,6 +170,10 @@ def phase(binary, name, memory_mb, nkeys, size, kills, evicting):
         if evicting and misses > ev:
             problems.append("%s: %d misses but only %d evictions"
                             % (name, misses, ev))
+        oom, sets = sum(c.oom for c in clients), sum(c.sets for c in clients)
+        print("%s: %d of %d sets refused for memory" % (name, oom, sets))
+        if oom * 20 > sets:
+            problems.append("%s: more than 5%% of sets refused" % name)
         if evicting and ev == 0:
             problems.append("%s: the small area never evicted" % name)
         if int(st["worker_restarts"]) < done:
