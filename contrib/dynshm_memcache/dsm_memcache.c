@@ -456,6 +456,7 @@ static void cmd_stats(struct conn *c, int ntok)
 	outf(c, "STAT area_total_bytes %" PRIu64 "\r\n", as.total_bytes);
 	outf(c, "STAT area_used_bytes %" PRIu64 "\r\n", as.used_bytes);
 	outf(c, "STAT area_segments %u\r\n", as.segments);
+	outf(c, "STAT area_allocations %" PRIu64 "\r\n", as.allocations);
 	outf(c, "STAT area_repairs %" PRIu64 "\r\n", as.repairs);
 	outs(c, "END\r\n");
 }
