@@ -8,6 +8,7 @@ The test tag (TEST_TAG) names the scratch directory like the C tests do,
 so .ci/run's leftover check sees anything we would leave.
 """
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -54,6 +55,20 @@ class Server:
         if item_max:
             args += ["-I", str(item_max)]
         self.proc = subprocess.Popen(args)
+        try:
+            self._wait_ready(workers)
+        except BaseException:
+            # Leave nothing behind even when the server did not start.
+            if self.proc.poll() is None:
+                self.proc.terminate()
+                try:
+                    self.proc.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    self.kill_hard()
+            shutil.rmtree(self.dir, ignore_errors=True)
+            raise
+
+    def _wait_ready(self, workers):
         for _ in range(200):
             if os.path.exists(self.port_file):
                 with open(self.port_file) as f:
@@ -99,9 +114,7 @@ class Server:
             problems.append("port %d not free: %s" % (self.port, e))
         finally:
             s.close()
-        for name in os.listdir(self.dir):
-            os.unlink(os.path.join(self.dir, name))
-        os.rmdir(self.dir)
+        shutil.rmtree(self.dir, ignore_errors=True)
         return problems
 
     def kill_hard(self):
