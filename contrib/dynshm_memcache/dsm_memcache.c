@@ -802,6 +802,7 @@ static void worker_main(int lfd, int slot)
 /* ---- the supervisor ------------------------------------------------------ */
 
 static pid_t pids[MC_MAX_WORKERS];
+static bool gave_up; /* workers could not start: exit 1 */
 
 static int spawn(int lfd, int slot)
 {
@@ -849,12 +850,29 @@ static int write_file(const char *path, long v)
 	return fclose(f);
 }
 
+/*
+ * Replace workers that died.  A worker killed by a signal is always
+ * replaced; one that exited with an error could not start (epoll), and
+ * after 5 such exits in a row the supervisor gives up and stops rather
+ * than fork in a loop.
+ */
 static void reap_and_replace(int lfd)
 {
+	static unsigned failed_starts;
 	int status;
 	pid_t pid;
 
 	while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+		if (WIFEXITED(status) && WEXITSTATUS(status) != 0) {
+			if (++failed_starts >= 5 && !stopping) {
+				fprintf(stderr, "dsm_memcache: workers cannot "
+					"start; stopping\n");
+				stopping = 1;
+				gave_up = true;
+			}
+		} else {
+			failed_starts = 0;
+		}
 		for (unsigned i = 0; i < (unsigned)store.sh->nworkers; i++) {
 			if (pids[i] != pid)
 				continue;
@@ -897,7 +915,7 @@ static int supervise(const struct options *o, int lfd)
 	for (unsigned i = 0; i < o->workers; i++)
 		if (pids[i] > 0)
 			waitpid(pids[i], NULL, 0);
-	return 0;
+	return gave_up ? -1 : 0;
 }
 
 static const char usage_text[] =
