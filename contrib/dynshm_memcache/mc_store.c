@@ -99,6 +99,8 @@ static void stripe_repair(struct mc_store *st, struct mc_stripe *s)
 		}
 	} else if (kit != NULL) {
 		dynshm_hash_delete(st->hash, kit->data);
+	} else {
+		oldp = 0; /* key unknown: the table may still name oldp */
 	}
 	atomic_store(&s->state, MC_IDLE);
 	if (oldp)
