@@ -565,6 +565,13 @@ int mc_store_create(struct mc_store *st, dynshm_area *area,
 	pthread_mutexattr_init(&ma);
 	pthread_mutexattr_setpshared(&ma, PTHREAD_PROCESS_SHARED);
 	pthread_mutexattr_setrobust(&ma, PTHREAD_MUTEX_ROBUST);
+	/*
+	 * Priority inheritance makes the kernel hand the lock to the next
+	 * sleeper: with a plain robust mutex a sleeper killed after its
+	 * wake-up takes the wake-up with it and the others sleep on a free
+	 * lock (docs/reliability.md, the control lock's hang).
+	 */
+	pthread_mutexattr_setprotocol(&ma, PTHREAD_PRIO_INHERIT);
 	for (unsigned i = 0; i < MC_NSTRIPES; i++)
 		pthread_mutex_init(&sh->stripes[i].lock, &ma);
 	pthread_mutexattr_destroy(&ma);
