@@ -19,7 +19,7 @@
  *
  * The hash maps key -> area pointer of the item.  Every read or change of
  * a key's mapping happens under the key's stripe lock (stripes[h % N], a
- * robust process-shared mutex), so the item a reader copies cannot be freed
+ * robust, priority-inheriting process-shared mutex), so the item a reader copies cannot be freed
  * under it, and a check-then-change (add, cas, incr) is atomic.  No code
  * holds two stripe locks at once.
  *
