@@ -592,6 +592,20 @@ static void process(struct conn *c)
 
 /* ---- the worker's event loop --------------------------------------------- */
 
+static int listen_fd = -1;
+static bool listen_armed = true; /* the listening socket is in our epoll */
+static unsigned deferred;	   /* wake-ups left to a less loaded worker */
+
+/* Watch the listening socket again (a descriptor was freed). */
+static void listen_rearm(void)
+{
+	struct epoll_event ev = { .events = EPOLLIN, .data.ptr = NULL };
+
+	if (!listen_armed && epoll_ctl(epfd, EPOLL_CTL_ADD, listen_fd,
+				       &ev) == 0)
+		listen_armed = true;
+}
+
 static void conn_close(struct conn *c)
 {
 	epoll_ctl(epfd, EPOLL_CTL_DEL, c->fd, NULL);
@@ -600,6 +614,7 @@ static void conn_close(struct conn *c)
 	free(c->wbuf);
 	free(c);
 	atomic_fetch_sub(&ws->curr_connections, 1);
+	listen_rearm();
 }
 
 /* Send what is queued; false when the connection is gone. */
@@ -722,12 +737,29 @@ static bool my_turn(void)
 
 static void accept_some(int lfd)
 {
-	for (int i = 0; i < 64 && my_turn(); i++) {
+	/*
+	 * Leave the connection to a less loaded worker, but not for more
+	 * than two wake-ups in a row: the listening socket stays readable
+	 * until someone accepts, and a busy other worker would make us spin.
+	 */
+	if (!my_turn() && deferred++ < 2)
+		return;
+	deferred = 0;
+	for (int i = 0; i < 64; i++) {
 		struct epoll_event ev = { .events = EPOLLIN };
 		int one = 1;
 		struct conn *c;
 		int fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
 
+		if (fd < 0 && (errno == EMFILE || errno == ENFILE ||
+			       errno == ENOBUFS || errno == ENOMEM)) {
+			/* Out of descriptors: stop watching the socket (it
+			 * would wake us in a loop) until a connection
+			 * closes. */
+			if (epoll_ctl(epfd, EPOLL_CTL_DEL, lfd, NULL) == 0)
+				listen_armed = false;
+			return;
+		}
 		if (fd < 0)
 			return;
 		if (atomic_load(&ws->curr_connections) >= MAX_CONNS) {
@@ -749,6 +781,8 @@ static void accept_some(int lfd)
 		}
 		atomic_fetch_add(&ws->curr_connections, 1);
 		cnt(&ws->total_connections);
+		if (!my_turn())
+			break;
 	}
 }
 
@@ -779,6 +813,7 @@ static void worker_main(int lfd, int slot)
 		mc_crash_every = (unsigned)atoi(getenv("DSM_MEMCACHE_CRASH_EVERY"));
 	ws = &store.sh->ws[slot];
 	atomic_store(&ws->pid, getpid());
+	listen_fd = lfd;
 	epfd = epoll_create1(EPOLL_CLOEXEC);
 	if (epfd < 0 || epoll_ctl(epfd, EPOLL_CTL_ADD, lfd, &ev) < 0) {
 		perror("dsm_memcache: epoll");
