@@ -34,6 +34,7 @@
 #include <inttypes.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -594,7 +595,8 @@ static void process(struct conn *c)
 
 static int listen_fd = -1;
 static bool listen_armed = true; /* the listening socket is in our epoll */
-static unsigned deferred;	   /* wake-ups left to a less loaded worker */
+/* When this worker began leaving a connection to another; 0: not now. */
+static uint64_t deferred_since;
 
 /* Watch the listening socket again (a descriptor was freed). */
 static void listen_rearm(void)
@@ -738,13 +740,25 @@ static bool my_turn(void)
 static void accept_some(int lfd)
 {
 	/*
-	 * Leave the connection to a less loaded worker, but not for more
-	 * than two wake-ups in a row: the listening socket stays readable
-	 * until someone accepts, and a busy other worker would make us spin.
+	 * Leave the connection to a less loaded worker, but for 5 ms at
+	 * most: the listening socket stays readable until someone accepts,
+	 * so deferring spins; yield the CPU meanwhile (the other worker may
+	 * be waiting for it), and take the connection if nobody did.
 	 */
-	if (!my_turn() && deferred++ < 2)
-		return;
-	deferred = 0;
+	if (!my_turn()) {
+		struct timespec ts;
+		uint64_t now;
+
+		clock_gettime(CLOCK_MONOTONIC, &ts);
+		now = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+		if (deferred_since == 0)
+			deferred_since = now;
+		if (now - deferred_since < 5000000) {
+			sched_yield();
+			return;
+		}
+	}
+	deferred_since = 0;
 	for (int i = 0; i < 64; i++) {
 		struct epoll_event ev = { .events = EPOLLIN };
 		int one = 1;
