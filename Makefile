@@ -32,8 +32,8 @@ CPPCHECK_OPTS := -q --std=c11 --enable=warning,performance,portability \
 # $(call setup,DIR,OPTIONS): configure DIR unless it is configured already.
 setup = test -f $(1)/build.ninja || meson setup $(1) $(2)
 
-.PHONY: all deps build check check-kernels demo bench soak asan valgrind \
-	cppcheck clean
+.PHONY: all deps build check check-kernels demo bench bench-memcache soak asan \
+	valgrind cppcheck clean
 
 all: build
 
@@ -89,6 +89,14 @@ bench: deps
 	$(call setup,build-release,--buildtype=release $(SETUP_OPTS))
 	ninja -C build-release
 	build-release/bench/dsm_bench
+
+# dsm_memcache against Debian's memcached (2 workers / 2 threads each, one
+# load generator, ABAB rounds); docs/memcache.md.  Needs memcached
+# (apt-get install memcached).
+bench-memcache: deps
+	$(call setup,build-release,--buildtype=release $(SETUP_OPTS))
+	ninja -C build-release
+	bash bench/memcache_bench.sh build-release
 
 # The kill storm at length: SOAK_KILLS kill -9s over the three backends
 # (each without and with a region), invariants checked after every round;

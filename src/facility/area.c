@@ -1216,6 +1216,10 @@ void area_mutex_init_robust(pthread_mutex_t *m)
 	pthread_mutexattr_init(&at);
 	pthread_mutexattr_setpshared(&at, PTHREAD_PROCESS_SHARED);
 	pthread_mutexattr_setrobust(&at, PTHREAD_MUTEX_ROBUST);
+	/* The kernel hands the lock to the next sleeper: a sleeper killed
+	 * after a plain robust mutex woke it would strand the others
+	 * (src/control.c, init_lock). */
+	pthread_mutexattr_setprotocol(&at, PTHREAD_PRIO_INHERIT);
 	pthread_mutex_init(m, &at);
 	pthread_mutexattr_destroy(&at);
 }
