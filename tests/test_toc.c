@@ -272,10 +272,13 @@ static int child_lookup(int argc, char **argv)
 	/* a list of relative pointers, walked at this process's address */
 	CHILD_CHECK(dynshm_toc_lookup(toc, 1, &found, &got) == 0);
 	head = found;
-	for (n = head; n; n = dynshm_relptr_access_checked(
-				  dynshm_segment_address(seg),
-				  dynshm_segment_size(seg), n->next))
+	n = head;
+	while (n) {
 		CHILD_CHECK(n->value == (uint64_t)count++);
+		n = dynshm_relptr_access_checked(dynshm_segment_address(seg),
+						 dynshm_segment_size(seg),
+						 n->next);
+	}
 	CHILD_CHECK(count == 5);
 	printf("child maps the segment at %p\n", dynshm_segment_address(seg));
 	dynshm_toc_release(toc);

@@ -4,7 +4,6 @@
  */
 #include "fsys.h"
 
-#include <linux/futex.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
