@@ -690,6 +690,17 @@ static void op_queue(struct wstate *ws)
 	pid_t pid;
 	int rc;
 
+	/*
+	 * Not in the msharefs storms: the partner is a forked process the
+	 * emulation does not follow (it pushes region changes to the
+	 * processes that map the region through it), so a partner's view of
+	 * a placed queue can go stale where the kernel's shared page tables
+	 * would not.  The queue is the other storms' subject.
+	 */
+	if (ws->st->mshare) {
+		op_create(ws);
+		return;
+	}
 	rc = dynshm_create(ws->inst, size, place_flags(ws), &seg);
 	if (rc == -ENOSPC)
 		return;

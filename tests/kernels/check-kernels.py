@@ -362,7 +362,12 @@ mount -t devtmpfs devtmpfs /dev 2>/dev/null
 mkdir -p /dev/shm /dev/pts /dev/hugepages
 mount -t tmpfs -o mode=1777,nosuid,nodev shm /dev/shm
 mount -t devpts devpts /dev/pts
-mount -t tmpfs -o mode=1777,nosuid,nodev tmpfs /tmp
+# /tmp becomes a tmpfs, keeping what the initramfs put there (a build
+# tree checked out under /tmp, as CI's clone may be)
+mkdir -p /.tmp-initramfs
+mount -t tmpfs -o mode=1777,nosuid,nodev tmpfs /.tmp-initramfs
+cp -a /tmp/. /.tmp-initramfs/ 2>/dev/null
+mount -o move /.tmp-initramfs /tmp
 mount -t tmpfs -o mode=755 tmpfs /run
 mount -t hugetlbfs hugetlbfs /dev/hugepages 2>/dev/null
 ln -sf /proc/self/fd /dev/fd 2>/dev/null
