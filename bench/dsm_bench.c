@@ -3430,6 +3430,10 @@ static int scenario_hash(void)
 	}
 	if (rc < 0 && rc != -EINTR)
 		fail(rc, "hash: %s", dynshm_last_error());
+	if (large.hash)
+		dynshm_hash_detach(large.hash);
+	if (small.hash)
+		dynshm_hash_detach(small.hash);
 	if (small.area)
 		dynshm_area_destroy(small.area);
 	inst_destroy(b);
