@@ -321,7 +321,10 @@ PY_SKIP = {'test', 'idlelib', 'tkinter', 'turtledemo', 'lib2to3',
 def add_python(cpio, libs):
     """python3 and its standard library (no tests, no tkinter, no site
     packages): test scripts may use it (test_demo.sh parses JSON)."""
-    exe = shutil.which('python3')
+    # meson's find_program('python3') (test commands) is the python that
+    # runs meson, Debian's /usr/bin/python3 where it exists: take that one
+    exe = '/usr/bin/python3' if os.path.exists('/usr/bin/python3') \
+        else shutil.which('python3')
     if not exe:
         return None
     try:
@@ -476,6 +479,21 @@ def build_initramfs(build, tests, run_cmd, factor, show, out):
         if os.path.exists('/bin/bash'):     # #!/bin/bash, whatever the layout
             cpio.add('/bin/bash')
         libs.update(shared_libs(bash))
+    # programs the test scripts call that busybox may lack (ipcrm, ipcs)
+    for name in ('ipcrm', 'ipcs'):
+        tool = host_tool(name)
+        if tool:
+            cpio.add(tool)
+            libs.update(shared_libs(tool))
+    # glibc dlopens libgcc_s for pthread_exit and pthread_cancel: ldd does
+    # not list it, and without it those calls abort in the guest
+    for d in ('/lib/x86_64-linux-gnu', '/usr/lib/x86_64-linux-gnu', '/lib64',
+              '/usr/lib64'):
+        gcc_s = os.path.join(d, 'libgcc_s.so.1')
+        if os.path.exists(gcc_s):
+            libs.add(os.path.realpath(gcc_s))
+            libs.add(gcc_s)
+            break
     python = add_python(cpio, libs)
 
     # every program and library of the build (tests run other programs of it)
