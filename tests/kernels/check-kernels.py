@@ -307,6 +307,15 @@ def shared_libs(path, env=None):
     return libs
 
 
+def guest_cmd(t):
+    """A test's command as the guest runs it: a python interpreter named by
+    a host path (a pyenv shim, say) becomes the guest's python3."""
+    cmd = list(t['cmd'])
+    if cmd and re.match(r'python(3(\.\d+)?)?$', os.path.basename(cmd[0])):
+        cmd[0] = 'python3'
+    return cmd
+
+
 def host_tool(name):
     path = shutil.which(name)
     return os.path.realpath(path) if path else None
@@ -573,7 +582,7 @@ def build_initramfs(build, tests, run_cmd, factor, show, out):
                    .replace('@WORKDIR@', q(t.get('workdir') or build))
                    .replace('@ENV@', env)
                    .replace('@TIMEOUT@', str(timeout))
-                   .replace('@CMD@', ' '.join(q(a) for a in t['cmd']))
+                   .replace('@CMD@', ' '.join(q(a) for a in guest_cmd(t)))
                    .replace('@OK@', ok).replace('@BAD@', bad))
     script += RUNNER_TAIL
     cpio.data('/ktest/run.sh', script.replace('@MARK@', MARK).encode())
