@@ -531,6 +531,11 @@ def build_initramfs(build, tests, run_cmd, factor, show, out):
             if os.path.isdir(p) and p in ('/', '/usr', '/tmp'):
                 continue
             cpio.add(p)
+            if p.endswith('.py'):   # the modules a test script imports
+                d = os.path.dirname(p)
+                for f in os.listdir(d):
+                    if f.endswith('.py'):
+                        cpio.add(os.path.join(d, f))
             if os.path.isfile(p) and is_elf(p):
                 libs.update(shared_libs(p, env))
             elif os.path.isfile(p):
