@@ -384,6 +384,8 @@ mount -t tmpfs -o mode=755 tmpfs /run
 mount -t hugetlbfs hugetlbfs /dev/hugepages 2>/dev/null
 ln -sf /proc/self/fd /dev/fd 2>/dev/null
 hostname dynshm-guest
+# loopback, for the tests that serve on 127.0.0.1 (dsm_memcache)
+ifconfig lo 127.0.0.1 up 2>/dev/null || ip link set lo up 2>/dev/null
 ulimit -c 0
 echo "@MARK@ BOOTED $(uname -r) $(nproc) cpus, $(awk '/MemTotal/ {print $2 " kB"}' /proc/meminfo)"
 cd /
