@@ -173,27 +173,12 @@ static char hear(struct holder *h)
 }
 
 /* pid sleeps on a lock in the kernel (futex_* or, PI, rt_mutex_*)? */
-static bool lock_waiting(pid_t pid)
-{
-	char path[64], wchan[64];
-	FILE *f;
-	bool in;
-
-	snprintf(path, sizeof(path), "/proc/%d/wchan", (int)pid);
-	f = fopen(path, "re");
-	in = f && fgets(wchan, sizeof(wchan), f) &&
-	     (strstr(wchan, "futex") || strstr(wchan, "rt_mutex"));
-	if (f)
-		fclose(f);
-	return in;
-}
-
 static bool await_lock_wait(pid_t pid)
 {
 	struct timespec ms = { 0, 1000000 };
 
 	for (int i = 0; i < 10000; i++) {
-		if (lock_waiting(pid))
+		if (test_lock_waiting(pid))
 			return true;
 		nanosleep(&ms, NULL);
 	}
@@ -208,7 +193,7 @@ static bool holds_or_waits(struct holder *d)
 	for (int i = 0; i < 10000; i++) {
 		if (poll(&pfd, 1, 0) == 1)
 			return hear(d) == 'h';
-		if (lock_waiting(d->pid))
+		if (test_lock_waiting(d->pid))
 			return false;
 		nanosleep(&ms, NULL);
 	}

@@ -675,43 +675,13 @@ static char hear(struct holder *h)
 	return c;
 }
 
-/*
- * pid sleeps on a lock in the kernel (futex_* or, PI, rt_mutex_*)?  wchan
- * names the function.  Before 5.16, x86 found it by frame pointers, which
- * kernels built with the ORC unwinder lack (Debian 11's 5.10): wchan is
- * then "0", and the system call pid sleeps in (/proc/<pid>/syscall, the
- * number first; "running" when it runs) answers instead.
- */
-static bool lock_waiting(pid_t pid)
-{
-	char path[64], wchan[64];
-	FILE *f;
-	bool in, known;
-
-	snprintf(path, sizeof(path), "/proc/%d/wchan", (int)pid);
-	f = fopen(path, "re");
-	known = f && fgets(wchan, sizeof(wchan), f) && strcmp(wchan, "0") != 0;
-	in = known && (strstr(wchan, "futex") || strstr(wchan, "rt_mutex"));
-	if (f)
-		fclose(f);
-	if (known)
-		return in;
-	snprintf(path, sizeof(path), "/proc/%d/syscall", (int)pid);
-	f = fopen(path, "re");
-	in = f && fgets(wchan, sizeof(wchan), f) &&
-	     strtol(wchan, NULL, 10) == SYS_futex;
-	if (f)
-		fclose(f);
-	return in;
-}
-
 /* Bounded wait (a liveness check) for pid to sleep on the lock. */
 static bool await_lock_wait(pid_t pid)
 {
 	struct timespec ms = { 0, 1000000 };
 
 	for (int i = 0; i < 10000; i++) {
-		if (lock_waiting(pid))
+		if (test_lock_waiting(pid))
 			return true;
 		nanosleep(&ms, NULL);
 	}
@@ -727,7 +697,7 @@ static bool holds_or_waits(struct holder *d)
 	for (int i = 0; i < 10000; i++) {
 		if (poll(&pfd, 1, 0) == 1)
 			return hear(d) == 'h';
-		if (lock_waiting(d->pid))
+		if (test_lock_waiting(d->pid))
 			return false;
 		nanosleep(&ms, NULL);
 	}

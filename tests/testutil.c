@@ -18,6 +18,7 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/syscall.h>
 #include <sys/random.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -436,4 +437,34 @@ bool test_is_mapped(const void *addr)
 			found = true;
 	fclose(maps);
 	return found;
+}
+
+/*
+ * pid sleeps on a lock in the kernel (futex_* or, PI, rt_mutex_*)?  wchan
+ * names the function.  Before 5.16, x86 found it by frame pointers, which
+ * kernels built with the ORC unwinder lack (Debian 11's 5.10): wchan is
+ * then "0", and the system call pid sleeps in (/proc/<pid>/syscall, the
+ * number first; "running" when it runs) answers instead.
+ */
+bool test_lock_waiting(pid_t pid)
+{
+	char path[64], wchan[64];
+	FILE *f;
+	bool in, known;
+
+	snprintf(path, sizeof(path), "/proc/%d/wchan", (int)pid);
+	f = fopen(path, "re");
+	known = f && fgets(wchan, sizeof(wchan), f) && strcmp(wchan, "0") != 0;
+	in = known && (strstr(wchan, "futex") || strstr(wchan, "rt_mutex"));
+	if (f)
+		fclose(f);
+	if (known)
+		return in;
+	snprintf(path, sizeof(path), "/proc/%d/syscall", (int)pid);
+	f = fopen(path, "re");
+	in = f && fgets(wchan, sizeof(wchan), f) &&
+	     strtol(wchan, NULL, 10) == SYS_futex;
+	if (f)
+		fclose(f);
+	return in;
 }

@@ -130,4 +130,10 @@ int test_wait(pid_t pid);
 		}                                                              \
 	} while (0)
 
+/*
+ * Does pid sleep on a lock in the kernel (a futex)?  From
+ * /proc/<pid>/wchan, or /proc/<pid>/syscall where wchan reads 0 (5.10).
+ */
+bool test_lock_waiting(pid_t pid);
+
 #endif
