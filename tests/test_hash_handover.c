@@ -172,19 +172,6 @@ static char hear(struct holder *h)
 	return c;
 }
 
-/* pid sleeps on a lock in the kernel (futex_* or, PI, rt_mutex_*)? */
-static bool await_lock_wait(pid_t pid)
-{
-	struct timespec ms = { 0, 1000000 };
-
-	for (int i = 0; i < 10000; i++) {
-		if (test_lock_waiting(pid))
-			return true;
-		nanosleep(&ms, NULL);
-	}
-	return false;
-}
-
 static bool holds_or_waits(struct holder *d)
 {
 	struct timespec ms = { 0, 1000000 };
@@ -241,10 +228,10 @@ static int handover_round(void)
 	start_holder(&a);
 	assert_int_equal(hear(&a), 'h');
 	b = spawn(idle_locker_child, NULL);
-	assert_true(await_lock_wait(b));
+	assert_true(test_await_lock_wait(b));
 	hog = spawn(hog_child, NULL);
 	c = spawn(locker_child, NULL);
-	assert_true(await_lock_wait(c));
+	assert_true(test_await_lock_wait(c));
 	assert_int_equal(write(a.go[1], "g", 1), 1);
 	assert_int_equal(hear(&a), 'd');
 	start_holder(&d);

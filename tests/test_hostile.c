@@ -675,19 +675,6 @@ static char hear(struct holder *h)
 	return c;
 }
 
-/* Bounded wait (a liveness check) for pid to sleep on the lock. */
-static bool await_lock_wait(pid_t pid)
-{
-	struct timespec ms = { 0, 1000000 };
-
-	for (int i = 0; i < 10000; i++) {
-		if (test_lock_waiting(pid))
-			return true;
-		nanosleep(&ms, NULL);
-	}
-	return false;
-}
-
 /* D either takes the lock ('h' on its pipe) or sleeps on it: which? */
 static bool holds_or_waits(struct holder *d)
 {
@@ -758,10 +745,10 @@ static int handover_round(dynshm_instance *inst)
 	start_holder(&a, inst);
 	assert_int_equal(hear(&a), 'h');
 	b = spawn(idle_locker_child, inst);
-	assert_true(await_lock_wait(b));
+	assert_true(test_await_lock_wait(b));
 	hog = spawn(hog_child, NULL);
 	c = spawn(locker_child, inst);
-	assert_true(await_lock_wait(c));
+	assert_true(test_await_lock_wait(c));
 	assert_int_equal(write(a.go[1], "g", 1), 1);
 	assert_int_equal(hear(&a), 'd');
 	start_holder(&d, inst);

@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/syscall.h>
+#include <time.h>
 #include <sys/random.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -467,4 +468,16 @@ bool test_lock_waiting(pid_t pid)
 	if (f)
 		fclose(f);
 	return in;
+}
+
+bool test_await_lock_wait(pid_t pid)
+{
+	struct timespec ms = { 0, 1000000 };
+
+	for (int i = 0; i < 10000; i++) {
+		if (test_lock_waiting(pid))
+			return true;
+		nanosleep(&ms, NULL);
+	}
+	return false;
 }

@@ -135,5 +135,7 @@ int test_wait(pid_t pid);
  * /proc/<pid>/wchan, or /proc/<pid>/syscall where wchan reads 0 (5.10).
  */
 bool test_lock_waiting(pid_t pid);
+/* Wait (bounded, about 10 s) until test_lock_waiting(pid): true, or false. */
+bool test_await_lock_wait(pid_t pid);
 
 #endif
