@@ -100,43 +100,6 @@ static uint64_t now_ns(void)
 	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
-/*
- * Robust and priority-inheriting.  A plain robust mutex hands a released
- * (or dead owner's) lock to nobody: it wakes one sleeper and lets it race.
- * If that sleeper is killed before it takes the lock, the wake-up is lost
- * and every other sleeper waits forever on a free lock - the kill storm
- * (tests/kill_storm.c) hit this within a few thousand kills.  With
- * PTHREAD_PRIO_INHERIT the kernel passes ownership to the next sleeper
- * itself, so a sleeper killed at that moment dies as the owner and its
- * death is reported to the next one as EOWNERDEAD, like any other.
- */
-static int init_lock(pthread_mutex_t *lock)
-{
-	pthread_mutexattr_t attr;
-	int rc;
-
-	rc = pthread_mutexattr_init(&attr);
-	if (rc == 0)
-		rc = pthread_mutexattr_setpshared(&attr,
-						  PTHREAD_PROCESS_SHARED);
-	if (rc == 0)
-		rc = pthread_mutexattr_setrobust(&attr, PTHREAD_MUTEX_ROBUST);
-	if (rc == 0)
-		rc = pthread_mutexattr_setprotocol(&attr, PTHREAD_PRIO_INHERIT);
-	if (rc == 0)
-		rc = pthread_mutex_init(lock, &attr);
-	pthread_mutexattr_destroy(&attr);
-	if (rc == ENOTSUP) /* no PI futexes: CONFIG_FUTEX_PI=n kernels */
-		return dynshm_fail(rc, "cannot initialise the control lock: "
-				   "this kernel has no priority-inheritance "
-				   "futexes (CONFIG_FUTEX_PI), which the robust "
-				   "process-shared lock needs");
-	if (rc != 0)
-		return dynshm_fail(rc, "cannot initialise the control lock: %s",
-				strerror(rc));
-	return 0;
-}
-
 int ctl_format(void *base, uint64_t instance_id, uint32_t backend,
 	       uint32_t max_segments, uint32_t max_processes,
 	       uint64_t region_size, uint32_t huge_pages)
@@ -169,9 +132,6 @@ int ctl_format(void *base, uint64_t instance_id, uint32_t backend,
 	h->created_ns = now_ns();
 	h->creator_pid = (int32_t)getpid();
 	h->checksum = header_checksum(h);
-	rc = init_lock(&h->lock);
-	if (rc < 0)
-		return rc;
 	rc = ctl_validate(base, g.total, instance_id, "new", &c);
 	if (rc < 0)
 		return rc;

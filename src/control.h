@@ -54,8 +54,11 @@
  * removes) and lookups filter by state, so a name is found in O(1)
  * whatever the number of segments.  Derived: ctl_recompute rebuilds it.
  *
- * LOCKING.  header.lock (robust, process-shared) guards every field below
- * marked (L).  Fields marked (C) are written once while the segment is
+ * LOCKING.  The control lock (header.lock_word, liveness.c THE CONTROL
+ * LOCK) guards every field below marked (L).  Its holder is named by a
+ * seat, an OFD lock on the instance's procs file that the kernel drops
+ * when the holder dies, in whatever PID namespace; header.lock_holder
+ * says whether the last holder let go or died half-way.  Fields marked (C) are written once while the segment is
  * created, before any other process can see it, and never change; they are
  * covered by the header checksum.
  */
@@ -69,12 +72,16 @@
 #include <sys/types.h>
 
 #define CTL_MAGIC 0x54436d68736e7964ull /* "dynshmCT" little-endian */
-#define CTL_VERSION 6u /* 2: region fields, 3: slot names, 4: os ident,
-			     5: OFD liveness, 6: named index */
+#define CTL_VERSION 7u /* 2: region fields, 3: slot names, 4: os ident,
+			     5: OFD liveness, 6: named index, 7: OFD lock */
 
 #define CTL_MAX_SEGMENTS (1u << 20)
 #define CTL_MAX_PROCESSES (1u << 16)
 #define CTL_NONE UINT32_MAX
+/* The first byte of the procs file's lock seats (liveness.c). */
+#define CTL_SEAT_BASE CTL_MAX_PROCESSES /* beyond every entry's byte */
+/* ctl_header.lock_holder of a holder that has no entry yet (a joiner) */
+#define CTL_ANON (UINT32_MAX - 1)
 /* Bytes of a slot's name field: DYNSHM_SEGMENT_NAME_MAX + 1 for the NUL. */
 #define CTL_NAME_LEN 64
 
@@ -192,6 +199,12 @@ struct ctl_slot {
 	int32_t os_id;
 	int32_t os_cpid;
 	int64_t os_ctime;
+	/*
+	 * (L) the creator's PID namespace (the inode of /proc/self/ns/pid,
+	 * 0 unknown), written with creator_pid: creator_pid proves an
+	 * unrecorded SysV object only to a checker in that same namespace.
+	 */
+	uint64_t creator_pidns;
 	/* <<< object identity */
 };
 
@@ -231,7 +244,12 @@ struct ctl_header {
 	uint32_t reserved_;
 	uint64_t checksum; /* FNV-1a of every byte above */
 
-	pthread_mutex_t lock; /* robust, process-shared */
+	/*
+	 * The control lock itself (liveness.c): 0 free, else the holder's
+	 * seat + 1, bit 31 while sleepers may wait.  Atomics only.
+	 */
+	uint32_t lock_word;
+	uint32_t reserved3_;
 
 	/* (L, derived) */
 	uint32_t free_head;
@@ -252,8 +270,11 @@ struct ctl_header {
 	/* (L, derived) FORK entries: a detach looks at them when not 0 */
 	uint32_t nforks;
 	/*
-	 * (L) the entry of the process holding the lock, CTL_NONE when none
-	 * or unknown (a joiner): on EOWNERDEAD, whose exit to wait for.
+	 * (L) the entry of the process holding the lock, CTL_ANON for a
+	 * holder with no entry yet (a joiner), CTL_NONE when nobody holds
+	 * it.  Set as the lock is taken, put back as it is let go: whoever
+	 * takes the lock and finds it set knows the last holder died holding
+	 * it, and whose exit to wait for before the repair.
 	 */
 	uint32_t lock_holder;
 	uint32_t reserved2_;
@@ -269,7 +290,7 @@ struct ctl {
 	/* as validated: for what is read without the lock (inst->local) */
 	uint32_t max_segments;
 	/* the (C) header as validated: a scribble is put back from it */
-	unsigned char ident[offsetof(struct ctl_header, lock)];
+	unsigned char ident[offsetof(struct ctl_header, lock_word)];
 };
 
 size_t ctl_total_size(uint32_t max_segments, uint32_t max_processes,

@@ -30,6 +30,7 @@
 
 #include <fcntl.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -97,6 +98,7 @@ static void after_fork_child(void)
 	dynshm_fork_generation++;
 	for (dynshm_instance *i = registry; i; i = i->next_open) {
 		init_recursive(&i->mu);
+		lock_after_fork(i); /* the parent's seat is the parent's */
 		i->child_entry = CTL_NONE;
 		if (i->fork_fd < 0 && i->fork_empty && i->live_fd >= 0) {
 			/* Nothing inherited: the parent's lock is its own. */
@@ -220,6 +222,30 @@ int space_for(dynshm_instance *inst, dynshm_impl_type type, dynshm_impl_space **
 	return 0;
 }
 
+/*
+ * Our PID namespace, as the inode of /proc/self/ns/pid (0 when /proc is
+ * not there to say).  Asked once per process: a process's own namespace
+ * never changes (unshare and setns move only its later children, which
+ * are new processes: a new fork generation).
+ */
+uint64_t own_pid_namespace(void)
+{
+	static unsigned asked_in = UINT_MAX; /* atomics: threads may ask */
+	static uint64_t ino;
+	struct stat st;
+	uint64_t now;
+
+	if (__atomic_load_n(&asked_in, __ATOMIC_ACQUIRE) ==
+	    dynshm_fork_generation)
+		return __atomic_load_n(&ino, __ATOMIC_RELAXED);
+	now = dynshm_sys.fstatat(AT_FDCWD, "/proc/self/ns/pid", &st, 0) == 0 ?
+		      (uint64_t)st.st_ino :
+		      0;
+	__atomic_store_n(&ino, now, __ATOMIC_RELAXED);
+	__atomic_store_n(&asked_in, dynshm_fork_generation, __ATOMIC_RELEASE);
+	return now;
+}
+
 void slot_ident(const struct ctl_slot *slot, struct dynshm_impl_ident *out)
 {
 	int32_t id = __atomic_load_n(&slot->os_id, __ATOMIC_ACQUIRE);
@@ -232,6 +258,11 @@ void slot_ident(const struct ctl_slot *slot, struct dynshm_impl_ident *out)
 	} else { /* what the creator's proof needs (control.h) */
 		out->shmid = -1;
 		out->cpid = slot->creator_pid;
+		/* a pid from another PID namespace proves nothing here */
+		if (slot->backend == DYNSHM_IMPL_SYSV &&
+		    (slot->creator_pidns == 0 ||
+		     slot->creator_pidns != own_pid_namespace()))
+			out->cpid = 0;
 		out->ctime = (int64_t)(slot->created_ns / 1000000000u);
 	}
 }
@@ -274,13 +305,11 @@ int os_destroy(dynshm_instance *inst, uint32_t backend, dynshm_handle handle)
 /* ---- the control lock --------------------------------------------------- */
 
 /*
- * The kernel hands a dead holder's mutex on while the holder is still
- * exiting (robust futexes are released before its descriptors are
- * closed), so its entry's lock may still be held for a moment.  Wait for
- * it, a bounded while - the holder may also be one thread of a process
- * that lives on (cancelled inside the library), and that one is alive -
- * so that the repair releases the dead holder and finishes its work now
- * rather than at some later reap.
+ * A dead holder's lock is released when its descriptors are closed, and
+ * its entry's lock on the procs file with them, but not necessarily at the
+ * same instant, so its entry may still look held for a moment.  Wait for
+ * it, a bounded while, so that the repair releases the dead holder and
+ * finishes its work now rather than at some later reap.
  */
 static void wait_for_dead_holder(dynshm_instance *inst, uint32_t holder)
 {
@@ -298,32 +327,48 @@ static void wait_for_dead_holder(dynshm_instance *inst, uint32_t holder)
 	}
 }
 
-/* Lock (repairing after a dead holder) even if the instance was destroyed. */
+/*
+ * Lock (repairing after a dead holder) even if the instance was destroyed.
+ * The lock is taken over from a holder that died with it (liveness.c, THE
+ * CONTROL LOCK: "stolen"); lock_holder is set by every holder as it takes
+ * the lock and put back to CTL_NONE as it lets go, so it says the same
+ * (a holder killed after its release but before the word was cleared
+ * left nothing half done, and is not counted), and names whose exit to
+ * wait for.
+ */
 static int ctl_lock_any(dynshm_instance *inst)
 {
 	struct ctl_header *h = inst->c.hdr;
-	int rc = pthread_mutex_lock(&h->lock);
+	uint32_t holder;
+	bool stolen;
+	int rc = lock_take(inst, true, &stolen);
 
-	if (rc == EOWNERDEAD) {
+	if (rc < 0)
+		return rc;
+	holder = __atomic_load_n(&h->lock_holder, __ATOMIC_ACQUIRE);
+	__atomic_store_n(&h->lock_holder,
+			 inst->me != CTL_NONE ? inst->me : CTL_ANON,
+			 __ATOMIC_RELAXED);
+	if (holder != CTL_NONE) {
 		/* The holder died inside a mutation: finish or undo it. */
-		wait_for_dead_holder(inst, h->lock_holder);
+		wait_for_dead_holder(inst, holder);
 		ctl_check_live(&inst->c); /* the geometry first */
 		dynshm_clear_error();
 		ctl_recompute(&inst->c);
 		h->lock_repairs++;
 		reap_locked(inst, true, NULL);
-		pthread_mutex_consistent(&h->lock);
-		rc = 0;
 	}
-	if (rc != 0)
-		return dynshm_fail(rc, "cannot lock the control segment of "
-				    "instance '%s': %s",
-				inst->name, strerror(rc));
-	h->lock_holder = inst->me;
 	/* Scribbled (C) fields are put back; ctl_lock reports it. */
 	if (ctl_check_live(&inst->c) < 0)
 		inst->scribbled = true;
 	return 0;
+}
+
+void ctl_unlock(dynshm_instance *inst)
+{
+	__atomic_store_n(&inst->c.hdr->lock_holder, CTL_NONE,
+			 __ATOMIC_RELEASE);
+	lock_give(inst);
 }
 
 int ctl_lock(dynshm_instance *inst)
@@ -338,13 +383,12 @@ int ctl_lock(dynshm_instance *inst)
 
 		inst->scribbled = false;
 		snprintf(why, sizeof(why), "%s", dynshm_last_error());
-		pthread_mutex_unlock(&h->lock);
+		ctl_unlock(inst);
 		return dynshm_fail(EUCLEAN, "instance '%s': %s", inst->name,
 				why);
 	}
 	if (h->destroyed) {
-		h->lock_holder = CTL_NONE;
-		pthread_mutex_unlock(&h->lock);
+		ctl_unlock(inst);
 		return dynshm_fail(ENOENT, "instance '%s' was destroyed or reset "
 					"by another process",
 				inst->name);
@@ -353,19 +397,12 @@ int ctl_lock(dynshm_instance *inst)
 	if (inst->me != CTL_NONE &&
 	    (inst->c.procs[inst->me].state != PROC_LIVE ||
 	     inst->c.procs[inst->me].gen != inst->me_gen)) {
-		h->lock_holder = CTL_NONE;
-		pthread_mutex_unlock(&h->lock);
+		ctl_unlock(inst);
 		return dynshm_fail(ESTALE, "this process was released from "
 					"instance '%s'; open it again",
 				inst->name);
 	}
 	return 0;
-}
-
-void ctl_unlock(dynshm_instance *inst)
-{
-	inst->c.hdr->lock_holder = CTL_NONE;
-	pthread_mutex_unlock(&inst->c.hdr->lock);
 }
 
 /* ---- reaping ------------------------------------------------------------ */
@@ -1236,7 +1273,8 @@ static int new_instance(const char *name_or_dir, dynshm_instance **out,
 		return dynshm_fail(ENOMEM, "out of memory opening an instance");
 	inst->dirfd = -1;
 	inst->me = CTL_NONE;
-	inst->live_fd = inst->fork_fd = -1;
+	inst->live_fd = inst->fork_fd = inst->lock_fd = -1;
+	inst->seat = CTL_NONE;
 	inst->fork_entry = inst->child_entry = CTL_NONE;
 	rc = state_resolve(name_or_dir, inst->name, sizeof(inst->name),
 			   inst->dir, sizeof(inst->dir), named);
@@ -1261,6 +1299,8 @@ static void free_instance(dynshm_instance *inst)
 	close_spaces(inst);
 	if (inst->live_fd >= 0) /* after leaving: drops our lock if held */
 		dynshm_sys.close(inst->live_fd);
+	if (inst->lock_fd >= 0)
+		dynshm_sys.close(inst->lock_fd);
 	if (inst->dirfd >= 0)
 		dynshm_sys.close(inst->dirfd);
 	free(inst->local);

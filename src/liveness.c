@@ -45,6 +45,7 @@
 #include "sys.h"
 
 #include <fcntl.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -84,9 +85,10 @@ int live_open(dynshm_instance *inst, int *out)
 				inst->dir, (unsigned)geteuid());
 	}
 	/* The first descriptor names the file; later ones must be it too. */
-	if (inst->live_fd < 0) {
+	if (!inst->live_known) {
 		inst->live_dev = st.st_dev;
 		inst->live_ino = st.st_ino;
+		inst->live_known = true;
 	} else if (st.st_dev != inst->live_dev || st.st_ino != inst->live_ino) {
 		dynshm_sys.close(fd);
 		return dynshm_fail(ESTALE, "'%s/" PROCS_FILE "' was replaced "
@@ -149,9 +151,209 @@ bool live_held(dynshm_instance *inst, uint32_t p)
 	return false;
 }
 
+/*
+ * The file goes with its incarnation; so does our lock descriptor, and,
+ * when no descriptor of ours is left on it, the name of the file.
+ */
 void live_unlink(dynshm_instance *inst)
 {
 	dynshm_sys.unlinkat(inst->dirfd, PROCS_FILE, 0);
+	if (inst->lock_fd >= 0)
+		dynshm_sys.close(inst->lock_fd);
+	inst->lock_fd = -1;
+	inst->seat = CTL_NONE;
+	if (inst->live_fd < 0)
+		inst->live_known = false;
+}
+
+/* ---- the control lock ---------------------------------------------------- */
+
+/*
+ * THE CONTROL LOCK is a futex word in the control segment,
+ * ctl_header.lock_word: 0 when free, else the SEAT of its holder plus one,
+ * with LOCK_WAITERS set while somebody may sleep on it.  A seat is one
+ * byte of the procs file beyond every entry's byte (CTL_SEAT_BASE + s),
+ * which a process holds an OFD write lock on, through a description of its
+ * own (lock_fd), from its first lock until it closes the instance.  So:
+ *   - taking and letting go of a free lock are one atomic instruction each,
+ *     with no system call (a region segment attaches without one);
+ *   - a waiter sleeps on the word (FUTEX_WAIT, a bounded while) and the
+ *     holder wakes every sleeper as it lets go, so a sleeper killed after
+ *     its wake-up takes nobody else's turn with it;
+ *   - a holder that dies keeps the word, but the kernel drops its seat's
+ *     lock as its files close: a waiter that times out asks the kernel
+ *     (F_OFD_GETLK) whether the seat named in the word is still held, and
+ *     when it is not, takes the word over ("stolen") and repairs what the
+ *     dead holder left half done (instance.c, ctl_lock_any);
+ *   - a process that claims a seat finds out by itself whether the word
+ *     names that seat: if it does, the seat's last owner died holding the
+ *     lock (it was free to claim), and the claimer takes the word over -
+ *     so a reused seat never makes a dead holder look alive.
+ * Nothing here depends on pids, PID or time namespaces, /proc, which
+ * thread of a process is alive, or the checker's descriptor budget; any
+ * error asking the kernel means "alive, ask again later".  Why not a PI
+ * robust mutex, as before: its futex names its owner by thread id, which
+ * means something only in the owner's PID namespace (a waiter in another
+ * one gets ESRCH), and only the owner's own exit releases it.
+ *
+ * lock_fd is never shared with another process: a forked child closes the
+ * inherited one and opens its own (lock_after_fork), and claims a seat of
+ * its own at its first lock.  An application must not close the library's
+ * descriptors: one that closed lock_fd would drop the seat, and a holder
+ * without its seat is taken for dead.
+ */
+#define LOCK_WAITERS 0x80000000u
+
+static uint32_t seats_of(const struct ctl_header *h)
+{
+	/*
+	 * Four per entry: joiners take one before their entry, and a claim
+	 * probing from a random seat then finds one free within a probe or
+	 * two even with every entry taken.
+	 */
+	return 4 * h->max_processes;
+}
+
+static int lock_fd_open(dynshm_instance *inst)
+{
+	return inst->lock_fd >= 0 ? 0 : live_open(inst, &inst->lock_fd);
+}
+
+/* A free seat, held through lock_fd from now until the instance closes. */
+static int seat_claim(dynshm_instance *inst)
+{
+	uint32_t n = seats_of(inst->c.hdr), start;
+	int rc = lock_fd_open(inst);
+
+	if (rc < 0)
+		return rc;
+	start = (uint32_t)(inst_random(inst) % n);
+	for (uint32_t i = 0; i < n; i++) {
+		uint32_t s = (start + i) % n;
+		struct flock fl = byte_of(F_WRLCK, CTL_SEAT_BASE + s);
+
+		if (dynshm_sys.fcntl(inst->lock_fd, F_OFD_SETLK, &fl) == 0) {
+			inst->seat = s;
+			return 0;
+		}
+		if (errno != EAGAIN && errno != EACCES)
+			return dynshm_fail(errno, "cannot lock a seat in '%s/"
+						  PROCS_FILE "' for instance "
+						  "'%s': %s",
+					inst->dir, inst->name,
+					strerror(errno));
+	}
+	return dynshm_fail(ENOSPC, "all %u lock seats of instance '%s' are "
+				   "held (too many handles open)",
+			n, inst->name);
+}
+
+/* Is seat s held by somebody (or in doubt)?  Never asked of our own. */
+static bool seat_held(dynshm_instance *inst, uint32_t s)
+{
+	struct flock fl = byte_of(F_WRLCK, CTL_SEAT_BASE + s);
+	struct stat st;
+
+	if (dynshm_sys.fcntl(inst->lock_fd, F_OFD_GETLK, &fl) < 0 ||
+	    fl.l_type != F_UNLCK)
+		return true;
+	/* "Nobody holds it": believed only of the file we opened. */
+	return dynshm_sys.fstat(inst->lock_fd, &st) < 0 ||
+	       st.st_dev != inst->live_dev || st.st_ino != inst->live_ino;
+}
+
+static long futex_wait(uint32_t *word, uint32_t val, long ns)
+{
+	struct timespec ts = { ns / 1000000000, ns % 1000000000 };
+
+	return dynshm_sys.futex(word, FUTEX_WAIT, val, &ts);
+}
+
+int lock_take(dynshm_instance *inst, bool wait, bool *stolen)
+{
+	uint32_t *word = &inst->c.hdr->lock_word;
+	uint32_t n = seats_of(inst->c.hdr), me, v = 0;
+	bool timed_out = false;
+	long ns = 1000000; /* 1 ms, doubling to 64 ms */
+	int rc;
+
+	*stolen = false;
+	if (inst->seat == CTL_NONE) {
+		rc = seat_claim(inst);
+		if (rc < 0)
+			return rc;
+	}
+	me = inst->seat + 1;
+	if (__atomic_compare_exchange_n(word, &v, me, false, __ATOMIC_ACQUIRE,
+					__ATOMIC_RELAXED))
+		return 0;
+	for (;;) {
+		uint32_t holder;
+
+		v = __atomic_load_n(word, __ATOMIC_RELAXED);
+		if ((v & ~LOCK_WAITERS) == 0) {
+			/* sleepers may remain: whoever takes it wakes them */
+			if (__atomic_compare_exchange_n(word, &v, me | v, false,
+							__ATOMIC_ACQUIRE,
+							__ATOMIC_RELAXED))
+				return 0;
+			continue;
+		}
+		holder = (v & ~LOCK_WAITERS) - 1;
+		/*
+		 * Ours: its last owner died holding the lock.  Out of range
+		 * (a scribble): nobody can hold it.  Timed out: ask.
+		 */
+		if (holder == inst->seat || holder >= n ||
+		    (timed_out && !seat_held(inst, holder))) {
+			if (__atomic_compare_exchange_n(
+				    word, &v, me | (v & LOCK_WAITERS), false,
+				    __ATOMIC_ACQUIRE, __ATOMIC_RELAXED)) {
+				*stolen = true;
+				return 0;
+			}
+			continue;
+		}
+		if (!wait)
+			return -EBUSY;
+		if (!(v & LOCK_WAITERS)) {
+			if (!__atomic_compare_exchange_n(
+				    word, &v, v | LOCK_WAITERS, false,
+				    __ATOMIC_RELAXED, __ATOMIC_RELAXED))
+				continue;
+			v |= LOCK_WAITERS;
+		}
+		timed_out = futex_wait(word, v, ns) < 0 && errno == ETIMEDOUT;
+		if (timed_out && ns < 64000000)
+			ns *= 2;
+	}
+}
+
+void lock_give(dynshm_instance *inst)
+{
+	uint32_t *word = &inst->c.hdr->lock_word;
+
+	if (__atomic_exchange_n(word, 0, __ATOMIC_RELEASE) & LOCK_WAITERS)
+		dynshm_sys.futex(word, FUTEX_WAKE, INT32_MAX, NULL);
+}
+
+/*
+ * In a forked child (instance.c, after_fork_child): the inherited lock
+ * descriptor shares its description, and so its seat, with the parent.
+ * Close it and open our own now - the slot just freed makes sure a child
+ * at its descriptor limit still gets one; if that fails anyway, the next
+ * lock tries again and says why.  The seat is claimed at the first lock.
+ */
+void lock_after_fork(dynshm_instance *inst)
+{
+	inst->seat = CTL_NONE;
+	if (inst->lock_fd < 0)
+		return;
+	dynshm_sys.close(inst->lock_fd);
+	inst->lock_fd = -1;
+	if (live_open(inst, &inst->lock_fd) < 0)
+		inst->lock_fd = -1;
+	dynshm_clear_error();
 }
 
 /* ---- public: process tokens -------------------------------------------- */

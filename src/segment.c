@@ -343,6 +343,7 @@ static int reserve_slot(dynshm_instance *inst, size_t size, int region,
 	slot->owner_gen = inst->me_gen;
 	slot->owner_pid = (int32_t)inst->pid;
 	slot->creator_pid = (int32_t)inst->pid;
+	slot->creator_pidns = own_pid_namespace();
 	slot->created_ns = now_ns();
 	slot->pinned = 0;
 	slot->doomed = 0;

@@ -13,6 +13,7 @@
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/random.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -36,6 +37,12 @@ static int real_fcntl(int fd, int cmd, void *arg)
 	return fcntl(fd, cmd, arg);
 }
 
+static long real_futex(uint32_t *uaddr, int op, uint32_t val,
+		       const struct timespec *timeout)
+{
+	return syscall(SYS_futex, uaddr, op, val, timeout, NULL, 0);
+}
+
 /* One list, used twice: as the live table and as the copy to restore. */
 #define REAL_SYS                                                               \
 	{                                                                      \
@@ -51,6 +58,7 @@ static int real_fcntl(int fd, int cmd, void *arg)
 		.shmctl = shmctl, .ioctl = real_ioctl,                         \
 		.getrandom = getrandom, .kill = kill,                          \
 		.nanosleep = nanosleep, .fcntl = real_fcntl,                   \
+		.futex = real_futex,                                           \
 	}
 
 static const struct dynshm_sys real_sys = REAL_SYS;

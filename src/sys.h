@@ -22,12 +22,24 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/types.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
 #include <sys/ipc.h>
 #include <sys/shm.h>
 #include <time.h>
+
+/* musl's toolchain has no <linux/futex.h>: the two operations used here */
+#if __has_include(<linux/futex.h>)
+#include <linux/futex.h>
+#endif
+#ifndef FUTEX_WAIT
+#define FUTEX_WAIT 0
+#endif
+#ifndef FUTEX_WAKE
+#define FUTEX_WAKE 1
+#endif
 
 struct dynshm_sys {
 	int (*shm_open)(const char *name, int oflag, mode_t mode);
@@ -65,6 +77,9 @@ struct dynshm_sys {
 	int (*nanosleep)(const struct timespec *req, struct timespec *rem);
 	/* liveness.c: OFD byte-range locks (F_OFD_SETLK, F_OFD_GETLK) */
 	int (*fcntl)(int fd, int cmd, void *arg);
+	/* liveness.c: the control lock's sleeps (FUTEX_WAIT, FUTEX_WAKE) */
+	long (*futex)(uint32_t *uaddr, int op, uint32_t val,
+		      const struct timespec *timeout);
 };
 
 /* Hidden: reachable from the library and from tests linked statically. */

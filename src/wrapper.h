@@ -94,6 +94,15 @@ struct dynshm_instance {
 	int live_fd;
 	dev_t live_dev;
 	ino_t live_ino;
+	bool live_known;	    /* live_dev/live_ino name the file */
+	/*
+	 * liveness.c: our own description of the procs file (never shared
+	 * with another process: reopened in a forked child), and the seat
+	 * it holds, which names us in the control lock's word (CTL_NONE
+	 * until the first lock).  Under mu.
+	 */
+	int lock_fd;
+	uint32_t seat;
 	int fork_fd;
 	uint32_t fork_entry, fork_entry_gen;
 	bool fork_empty;	    /* we held nothing at the fork */
@@ -163,6 +172,17 @@ void live_give_back(int fd, uint32_t p);
 /* false only when the kernel says nobody holds entry p's lock. */
 bool live_held(dynshm_instance *inst, uint32_t p);
 void live_unlink(dynshm_instance *inst);
+/* instance.c: this process's PID namespace (0 unknown), see slot_ident */
+uint64_t own_pid_namespace(void);
+/*
+ * The control lock (liveness.c, THE CONTROL LOCK), raw: take it (waiting,
+ * or -EBUSY at once; *stolen when its last holder died holding it), let
+ * it go, and give a forked child its own descriptor.  ctl_lock
+ * (instance.c) adds the repair and the checks.
+ */
+int lock_take(dynshm_instance *inst, bool wait, bool *stolen);
+void lock_give(dynshm_instance *inst);
+void lock_after_fork(dynshm_instance *inst);
 /* Is token's process alive: 1 (or doubt), 0 dead or released, -1 bogus. */
 int live_token(dynshm_instance *inst, uint64_t token);
 

@@ -65,7 +65,10 @@
 	X(kill, ERRNO, int, (pid_t a, int b), (a, b))                          \
 	X(nanosleep, ERRNO, int,                                               \
 	  (const struct timespec *a, struct timespec *b), (a, b))             \
-	X(fcntl, ERRNO, int, (int a, int b, void *c), (a, b, c))
+	X(fcntl, ERRNO, int, (int a, int b, void *c), (a, b, c))              \
+	X(futex, ERRNO, long,                                                  \
+	  (uint32_t *a, int b, uint32_t c, const struct timespec *d),         \
+	  (a, b, c, d))
 
 enum inject_index {
 #define X_ENUM(name, ...) IDX_##name,

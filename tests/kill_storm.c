@@ -68,9 +68,9 @@
  *		   [--region no|yes|both] [--mshare no|yes] [--seed N]
  *		   [--pid-namespaces no|yes]
  *
- * Some workers run with their leader thread exited (and, with
- * --pid-namespaces yes, some in PID namespaces of their own): see
- * enum worker_kind.
+ * Some workers run with their leader thread exited and, as root, some in
+ * PID namespaces of their own (--pid-namespaces no: none): see enum
+ * worker_kind.
  *
  * --kills (or $KILL_STORM_KILLS) is the total over all storms: the test
  * suite runs a few hundred, `make soak` ten thousand.  Exit status 0 when no
@@ -758,6 +758,14 @@ static void area_check(struct wstate *ws, int i)
 	}
 }
 
+/*
+ * Set in a worker that runs in a PID namespace of its own: the area's and
+ * the hash table's locks are still PI robust mutexes, which name their
+ * owner by thread id and so do not work between PID namespaces (a waiter
+ * out here gets ESRCH; docs/design.md).  Such workers leave them alone.
+ */
+static bool in_own_pid_namespace;
+
 /* Allocate or free in the shared area (issue 15). */
 static void op_area(struct wstate *ws)
 {
@@ -765,6 +773,8 @@ static void op_area(struct wstate *ws)
 	size_t size;
 	int rc, i;
 
+	if (in_own_pid_namespace)
+		return;
 	if (!ws->area) {
 		rc = dynshm_area_get_named(ws->inst, AREA_NAME, 0, 0,
 					   &ws->area, NULL);
@@ -1030,22 +1040,27 @@ struct check {
 		(ck)->problems++;                                              \
 	} while (0)
 
-/* The lock must be free: we hold nothing, every worker is parked. */
+/*
+ * The lock must be free: we hold nothing, every worker is parked.  A
+ * holder killed with it may have left lock_holder set; the next locker
+ * repairs that, so only a lock that stays taken is a problem.
+ */
 static void check_lock_free(struct check *ck)
 {
-	pthread_mutex_t *lock = &ck->inst->c.hdr->lock;
 	struct timespec pause = { 0, 1000000 };
-	int rc = EBUSY;
+	bool stolen = false;
+	int rc = -EBUSY;
 
-	for (int i = 0; i < 5000 && rc == EBUSY; i++) {
-		rc = pthread_mutex_trylock(lock);
-		if (rc == EBUSY)
+	for (int i = 0; i < 5000 && rc == -EBUSY; i++) {
+		rc = lock_take(ck->inst, false, &stolen);
+		if (rc == -EBUSY)
 			nanosleep(&pause, NULL);
 	}
 	if (rc == 0)
-		pthread_mutex_unlock(lock);
-	else
-		PROBLEM(ck, "control lock not free at rest: %s", strerror(rc));
+		lock_give(ck->inst);
+	if (rc < 0 || stolen)
+		PROBLEM(ck, "control lock not free at rest: %s",
+			rc < 0 ? strerror(-rc) : "its holder died with it");
 }
 
 /* Each live process's row of references equals what it maps. */
@@ -1680,18 +1695,16 @@ static void end_worker(struct storm *st, int i)
  * Kinds of worker (issue 12: none may be taken for dead while it runs):
  * every fourth one, from the third, runs its rounds in a second thread
  * after its leader thread called pthread_exit (/proc/<pid>/stat says Z);
- * with --pid-namespaces, every fourth from the second runs in a PID
- * namespace of its own with its own /proc (as `unshare -p -f
- * --mount-proc` makes a container), so that its pid in the instance is 1
- * and the others' pids mean nothing to it.  Off by default: liveness
- * holds there, but the control lock does not - a PI futex names its owner
- * by thread id in the locker's PID namespace, so a waiter in another one
- * gets ESRCH and glibc aborts ("e != ESRCH || !robust"); see
- * docs/reliability.md.
+ * every fourth from the second (unless --pid-namespaces no, or where
+ * namespaces are not permitted) runs in a PID namespace of its own with
+ * its own /proc (as `unshare -p -f --mount-proc` makes a container), so
+ * that its pid in the instance is 1 and the others' pids mean nothing to
+ * it.  They share the control lock with the others: its holder is named
+ * by a lock seat, not a thread id (src/liveness.c).
  */
 enum worker_kind { PLAIN, PID_NS, LEADER_EXIT };
 
-static bool pid_namespaces; /* --pid-namespaces */
+static bool pid_namespaces = true; /* --pid-namespaces */
 
 /*
  * The msharefs storms run plain workers only: the emulation pushes each
@@ -1730,6 +1743,7 @@ static int worker_entry(struct storm *st, int i, int go, int done)
 	pthread_t t;
 
 	if (kind_of(st, i) == PID_NS) {
+		in_own_pid_namespace = getpid() == 1;
 		/* our own /proc, in our own mount namespace (best effort) */
 		if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) == 0)
 			mount("proc", "/proc", "proc",
@@ -1839,6 +1853,15 @@ static int start_worker(struct storm *st, int i)
 static void bury_worker(struct storm *st, int i)
 {
 	int status = test_wait(st->w[i].pid);
+
+	/*
+	 * A worker in a PID namespace of its own is that namespace's init:
+	 * its death killed its queue partner too (and the kernel waited for
+	 * it before the worker could be waited for), which so never got to
+	 * say it left.
+	 */
+	if (kind_of(st, i) == PID_NS && !st->n.not_ns)
+		__atomic_store_n(&st->sh->partners[i], 0, __ATOMIC_RELEASE);
 
 	if (st->w[i].killed) {
 		/* counted when killed */

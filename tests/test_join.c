@@ -216,8 +216,14 @@ static void test_open_is_bounded(void **state)
 	reads = atomic_load(&proc_opens);
 	probes = inject_calls("fcntl");
 	inject_reset();
-	/* its own lock taken and given back, and JOIN_CHECKS asked about */
-	if (reads > 0 || probes > JOIN_CHECKS + 2)
+	/*
+	 * its entry's lock taken and given back, JOIN_CHECKS asked about,
+	 * and a lock seat claimed: probes from a random seat, of which at
+	 * most a quarter are held (liveness.c), so 6 fail together about
+	 * once in 4,000 opens with every process joined - here, 22 of 64
+	 * processes: once in a few million.
+	 */
+	if (reads > 0 || probes > JOIN_CHECKS + 2 + 6)
 		fail_msg("an open with %d processes joined read /proc %u "
 			 "times and made %lu lock calls",
 			 JOINED + 1, reads, probes);

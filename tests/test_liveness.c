@@ -30,6 +30,9 @@
  *   a fork that cannot make its FORK entry (no descriptor)   test_fork_without_entry
  *     still gives the child its mappings at its first call
  *   dynshm_proc_self / dynshm_proc_alive                     test_tokens
+ *   the control lock between PID namespaces: a namespaced     test_lock_across_pid_namespaces
+ *     process waits for a host holder and takes the lock
+ *     over when that one is SIGKILLed, and the reverse (root)
  *
  * The first six fail on the tree before the change (five reap or publish
  * what they must not; the sixth hands the block to the new segment); the
@@ -46,6 +49,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <pthread.h>
 #include <sched.h>
 #include <setjmp.h>
@@ -76,7 +80,7 @@ struct fixture {
 	char path[4096];
 	dynshm_config *cfg;
 	dynshm_instance *inst; /* the test's own entry */
-	pid_t kids[4];
+	pid_t kids[8];
 	int nkids;
 };
 
@@ -328,13 +332,17 @@ static int ns_member(struct ns_arg *a)
 	return 0;
 }
 
-/* Enter the namespaces; the member runs in a child (pid 1 if NEWPID). */
-static int ns_entry(void *arg)
+/*
+ * Enter a private mount namespace (and flags' others); fn runs in a child
+ * (pid 1 if CLONE_NEWPID), whose pid out here goes to pid_fd if >= 0.
+ * fn's status, or 77 when namespaces are not permitted.
+ */
+static int ns_run(int flags, int (*fn)(void *), void *arg, int pid_fd)
 {
-	struct ns_arg *a = arg;
+	int32_t inner;
 	pid_t pid;
 
-	if (unshare(CLONE_NEWNS | a->flags) != 0)
+	if (unshare(CLONE_NEWNS | flags) != 0)
 		return 77;
 	if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) != 0)
 		return 77;
@@ -343,8 +351,23 @@ static int ns_entry(void *arg)
 	if (pid < 0)
 		return 1;
 	if (pid == 0)
-		_exit(ns_member(a));
+		_exit(fn(arg));
+	inner = (int32_t)pid;
+	if (pid_fd >= 0 && put(pid_fd, &inner, sizeof(inner)) != 0)
+		return 1;
 	return test_wait(pid);
+}
+
+static int ns_member_of(void *arg)
+{
+	return ns_member(arg);
+}
+
+static int ns_entry(void *arg)
+{
+	struct ns_arg *a = arg;
+
+	return ns_run(a->flags, ns_member_of, a, -1);
 }
 
 static void run_in_namespace(int flags, const char *what)
@@ -404,6 +427,222 @@ static void test_no_proc(void **state)
 {
 	(void)state;
 	run_in_namespace(0, "a mount namespace with /proc hidden");
+}
+
+/* ---- the control lock across PID namespaces ------------------------------ */
+
+/*
+ * The old lock, a PI robust mutex, named its owner by thread id: a waiter
+ * in another PID namespace could not find that thread (ESRCH) and glibc
+ * parked it for good.  One process holds the lock inside an attach (a
+ * test hook stops it there); one in the other namespace waits for it; the
+ * holder is SIGKILLed; the waiter must go on, repairing.  Both ways round.
+ */
+extern void (*dynshm_test_hook)(const char *point);
+
+struct nslock_arg {
+	int tell; /* -> test: 'w' about to wait, 'h' holding, results */
+	int go;	  /* <- test (never written: the holder is killed) */
+	int pid;  /* -> test: the namespaced process's pid out here */
+	bool hold;
+	dynshm_handle h;
+};
+
+static struct nslock_arg *holding;
+
+static void hold_in_attach(const char *point)
+{
+	char c = 'h';
+
+	if (strcmp(point, "attach:referenced") != 0)
+		return;
+	if (put(holding->tell, &c, 1) != 0 || get(holding->go, &c, 1) != 0)
+		_exit(1);
+	_exit(1);
+}
+
+/* Attach a->h and stop inside, holding the control lock. */
+static int hold_lock(dynshm_instance *inst, struct nslock_arg *a)
+{
+	dynshm_segment *seg = NULL;
+
+	holding = a;
+	dynshm_test_hook = hold_in_attach;
+	(void)dynshm_attach(inst, a->h, &seg);
+	return 1; /* the hook never returns */
+}
+
+static int host_lock_holder(void *arg)
+{
+	return hold_lock(fx.inst, arg);
+}
+
+/* In the new namespace: hold the lock, or wait for it and report. */
+static int nslock_member(struct nslock_arg *a)
+{
+	dynshm_instance *inst = NULL;
+	dynshm_segment *seg = NULL;
+	int32_t rc;
+	uint64_t repairs;
+
+	CHILD_CHECK(getpid() == 1);
+	CHILD_CHECK(mount("proc", "/proc", "proc",
+			  MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) == 0);
+	if (a->hold) {
+		CHILD_CHECK(dynshm_instance_open(fx.path, fx.cfg, 0, &inst) ==
+			    0);
+		return hold_lock(inst, a);
+	}
+	CHILD_CHECK(put(a->tell, "w", 1) == 0);
+	rc = dynshm_instance_open(fx.path, fx.cfg, 0, &inst);
+	CHILD_CHECK(put(a->tell, &rc, sizeof(rc)) == 0);
+	CHILD_CHECK(rc == 0);
+	repairs = info_of(inst).lock_repairs;
+	CHILD_CHECK(put(a->tell, &repairs, sizeof(repairs)) == 0);
+	rc = dynshm_attach(inst, a->h, &seg);
+	CHILD_CHECK(put(a->tell, &rc, sizeof(rc)) == 0);
+	CHILD_CHECK(rc == 0 && dynshm_detach(seg) == 0);
+	CHILD_CHECK(dynshm_instance_close(inst) == 0);
+	return 0;
+}
+
+static int nslock_member_of(void *arg)
+{
+	return nslock_member(arg);
+}
+
+static int nslock_entry(void *arg)
+{
+	struct nslock_arg *a = arg;
+
+	return ns_run(CLONE_NEWPID, nslock_member_of, a, a->pid);
+}
+
+/* get(), failing the test instead of waiting more than a minute. */
+static void get_or_hang(int fd, void *buf, size_t len, const char *what)
+{
+	struct pollfd pfd = { fd, POLLIN, 0 };
+
+	if (poll(&pfd, 1, 60000) != 1)
+		fail_msg("%s: no word in a minute (hung on the lock?)", what);
+	assert_int_equal(get(fd, buf, len), 0);
+}
+
+static int host_waiter(void *arg)
+{
+	dynshm_instance_info info;
+
+	(void)arg;
+	return dynshm_instance_info_get(fx.inst, &info, sizeof(info)) == 0 ?
+		       0 :
+		       1;
+}
+
+/* Start the namespaced one: its pid (out here), or skip if not allowed. */
+static pid_t start_nslock(struct nslock_arg *a, int tell[2], int pidp[2],
+			  pid_t *outer)
+{
+	int32_t inner = 0;
+
+	make_pipe(tell);
+	make_pipe(pidp);
+	a->tell = tell[1];
+	a->pid = pidp[1];
+	*outer = start(nslock_entry, a);
+	close(tell[1]);
+	close(pidp[1]);
+	if (get(pidp[0], &inner, sizeof(inner)) != 0) {
+		if (finish(*outer) == 77) {
+			print_message("skipped: PID namespaces not permitted "
+				      "here\n");
+			skip();
+		}
+		fail_msg("the namespaced process did not start");
+	}
+	close(pidp[0]);
+	return (pid_t)inner;
+}
+
+static void test_lock_across_pid_namespaces(void **state)
+{
+	struct nslock_arg a = { .go = -1 }, b = { .go = -1 };
+	int tell[2], pidp[2], go[2], hold_tell[2], st;
+	uint64_t repairs = 0, before;
+	dynshm_segment *seg = NULL;
+	pid_t holder, outer, inner, waiter;
+	int32_t rc = -1;
+	char c;
+
+	(void)state;
+	if (!test_is_root()) {
+		print_message("skipped: PID namespaces need root (unshare)\n");
+		skip();
+	}
+	ASSERT_OK(dynshm_create(fx.inst, 4096, 0, &seg));
+	ASSERT_OK(dynshm_pin_segment(seg));
+	a.h = b.h = dynshm_segment_handle(seg);
+	ASSERT_OK(dynshm_detach(seg));
+	before = info_of(fx.inst).lock_repairs;
+	make_pipe(go);
+
+	/* 1: a host process holds it; the namespaced one waits */
+	make_pipe(hold_tell);
+	b.tell = hold_tell[1];
+	b.go = go[0];
+	holder = start(host_lock_holder, &b);
+	close(hold_tell[1]);
+	get_or_hang(hold_tell[0], &c, 1, "host holder");
+	assert_int_equal(c, 'h');
+	a.go = go[0];
+	inner = start_nslock(&a, tell, pidp, &outer);
+	get_or_hang(tell[0], &c, 1, "namespaced waiter");
+	assert_int_equal(c, 'w');
+	assert_true(test_await_lock_wait(inner));
+	kill(holder, SIGKILL);
+	assert_int_equal(finish(holder), 128 + SIGKILL);
+	get_or_hang(tell[0], &rc, sizeof(rc), "namespaced open");
+	assert_int_equal(rc, 0);
+	get_or_hang(tell[0], &repairs, sizeof(repairs), "namespaced info");
+	assert_true(repairs > before); /* it took the lock over */
+	get_or_hang(tell[0], &rc, sizeof(rc), "namespaced attach");
+	assert_int_equal(rc, 0);
+	assert_int_equal(finish(outer), 0);
+	close(tell[0]);
+	close(hold_tell[0]);
+
+	/* 2: the namespaced one holds it; a host process waits */
+	b.hold = true;
+	inner = start_nslock(&b, tell, pidp, &outer);
+	get_or_hang(tell[0], &c, 1, "namespaced holder");
+	assert_int_equal(c, 'h');
+	waiter = start(host_waiter, NULL);
+	assert_true(test_await_lock_wait(waiter));
+	kill(inner, SIGKILL); /* its namespace's init: the namespace goes */
+	st = -1;
+	for (int i = 0; i < 60000 && st < 0; i++) {
+		struct timespec ms = { 0, 1000000 };
+
+		if (waitpid(waiter, &st, WNOHANG) != waiter) {
+			st = -1;
+			nanosleep(&ms, NULL);
+		}
+	}
+	if (st < 0)
+		fail_msg("the host waiter still waits a minute after the "
+			 "namespaced holder was killed");
+	for (int i = 0; i < fx.nkids; i++)
+		if (fx.kids[i] == waiter)
+			fx.kids[i] = 0;
+	assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+	finish(outer);
+	close(tell[0]);
+	close(go[0]);
+	close(go[1]);
+	assert_true(info_of(fx.inst).lock_repairs > repairs);
+	ASSERT_OK(dynshm_unpin_segment(fx.inst, a.h));
+	assert_false(exists(a.h));
+	(void)reap(fx.inst); /* the namespaced holder, if the repair ran first */
+	assert_int_equal(info_of(fx.inst).processes, 1);
 }
 
 /* ---- a leader thread that exited ------------------------------------------- */
@@ -607,7 +846,7 @@ static void force_release(dynshm_instance *inst, pid_t pid)
 	struct ctl *c = &inst->c;
 	bool found = false;
 
-	assert_int_equal(pthread_mutex_lock(&c->hdr->lock), 0);
+	assert_int_equal(ctl_lock(inst), 0);
 	for (uint32_t p = 0; p < c->hdr->max_processes; p++) {
 		if (c->procs[p].state != PROC_LIVE || c->procs[p].pid != pid)
 			continue;
@@ -620,7 +859,7 @@ static void force_release(dynshm_instance *inst, pid_t pid)
 		c->hdr->nprocs--;
 		found = true;
 	}
-	pthread_mutex_unlock(&c->hdr->lock);
+	ctl_unlock(inst);
 	assert_true(found);
 }
 
@@ -1002,6 +1241,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_fork_without_entry, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_tokens, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_lock_across_pid_namespaces,
+						setup, teardown),
 	};
 
 	dynshm_test_instance_tag = TEST_TAG;

@@ -348,15 +348,11 @@ static void check_nothing_held(const char *what)
 		die("%s: the instance mutex is left held (%s)", what,
 		    strerror(rc));
 	pthread_mutex_unlock(&fx.inst->mu);
-	rc = pthread_mutex_trylock(&fx.inst->c.hdr->lock);
-	if (rc == EOWNERDEAD)
-		pthread_mutex_consistent(&fx.inst->c.hdr->lock);
-	if (rc == 0 || rc == EOWNERDEAD)
-		pthread_mutex_unlock(&fx.inst->c.hdr->lock);
-	if (rc != 0)
-		die("%s: the control lock was left %s", what,
-		    rc == EOWNERDEAD ? "held by the cancelled thread"
-				     : strerror(rc));
+	if (__atomic_load_n(&fx.inst->c.hdr->lock_word, __ATOMIC_ACQUIRE))
+		die("%s: the control lock was left held", what);
+	if (fx.inst->c.hdr->lock_holder != CTL_NONE)
+		die("%s: the control lock was left marked held by entry %u",
+		    what, fx.inst->c.hdr->lock_holder);
 	/* the instance's flock */
 	snprintf(lock, sizeof(lock), "%s/lock", fx.path);
 	fd = open(lock, O_RDWR | O_CLOEXEC);

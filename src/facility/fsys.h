@@ -16,22 +16,8 @@
 #include <stdint.h>
 #include <time.h>
 
-/*
- * The futex operations, from the kernel's headers where the C library's
- * include path has them; musl-gcc's does not, and the values are kernel
- * ABI (they never change), so they are spelt out for that case.
- */
-#if defined(__has_include)
-#if __has_include(<linux/futex.h>)
-#include <linux/futex.h>
-#endif
-#endif
-#ifndef FUTEX_WAIT
-#define FUTEX_WAIT 0
-#endif
-#ifndef FUTEX_WAKE
-#define FUTEX_WAKE 1
-#endif
+/* FUTEX_WAIT and FUTEX_WAKE, also where musl has no <linux/futex.h> */
+#include "../sys.h"
 
 struct dynshm_fsys {
 	/* futex(uaddr, op, val, timeout): FUTEX_WAIT / FUTEX_WAKE only */

@@ -52,7 +52,10 @@ struct dynshm_impl_space {
  *               which IPC_SET may since have moved forward);
  *   shmid < 0   not recorded (its creator died first): whatever holds the
  *               key counts as the handle's object only if IPC_STAT proves
- *               that process cpid made it at ctime or later, of this size.
+ *               that process cpid made it at ctime or later, of this size;
+ *               cpid 0 when the creator's pid cannot be compared here (it
+ *               ran in another PID namespace: shm_cpid is told in the
+ *               asker's): then key, size and time decide.
  * An object that does not match is "not found" and is left alone.  Other
  * backends' names are unique per handle; they ignore it.
  */

@@ -353,8 +353,9 @@ static int sysv_destroy_name(dynshm_impl_space *space, const char *os_name)
  * lose it (SysV objects have no prefix to sweep).  An id reused for a new
  * segment at the same key and size is what equality of the three rules
  * out.  An unrecorded identity matches only in key and size and by being
- * made by the slot's creator (its pid in shm_cpid) no earlier than the
- * second it reserved the slot.  A
+ * made by the slot's creator (its pid in shm_cpid, where the creator ran
+ * in our PID namespace) no earlier than the second it reserved the slot.
+ * A
  * segment removed with IPC_RMID while still attached loses its key
  * (IPC_PRIVATE), so it reads as vanished too.
  */
@@ -365,7 +366,7 @@ static bool ident_matches(key_t key, const struct shmid_ds *ds,
 		return false;
 	if (ident->shmid >= 0)
 		return (int64_t)ds->shm_ctime >= ident->ctime;
-	return ident->cpid > 0 && (int32_t)ds->shm_cpid == ident->cpid &&
+	return (ident->cpid == 0 || (int32_t)ds->shm_cpid == ident->cpid) &&
 	       (int64_t)ds->shm_ctime >= ident->ctime;
 }
 
