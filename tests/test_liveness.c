@@ -344,7 +344,7 @@ static int ns_run(int flags, int (*fn)(void *), void *arg, int pid_fd)
 
 	if (unshare(CLONE_NEWNS | flags) != 0)
 		return 77;
-	if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) != 0)
+	if (mount("none", "/", "none", MS_REC | MS_PRIVATE, NULL) != 0)
 		return 77;
 	fflush(NULL);
 	pid = fork();
