@@ -138,4 +138,31 @@ bool test_lock_waiting(pid_t pid);
 /* Wait (bounded, about 10 s) until test_lock_waiting(pid): true, or false. */
 bool test_await_lock_wait(pid_t pid);
 
+/*
+ * One round of the lock hand-over test (test_hostile's control lock,
+ * test_hash_handover's partition lock).  Holder A releases the lock, which
+ * wakes sleeper B; before B runs (it waits for its CPU at SCHED_IDLE behind
+ * a busy process on CPU 0), newcomer D takes the free lock, and B is
+ * killed.  Sleeper C must still get the lock once D lets go.  With a plain
+ * robust mutex it does not: B took the only wake-up, and C sleeps forever
+ * on a free lock.
+ *
+ * hold runs in a child (A and D): it takes the lock, calls
+ * test_holder_holding() while it holds it, releases it and returns 0.
+ * lock runs in a child (B and C): it takes the lock once and returns 0.
+ * Both are given arg.  The round returns C's exit status, or -1 if C did
+ * not get the lock within ~10 s or the round went wrong (said on stderr);
+ * every child it started is reaped by then.
+ */
+struct test_handover {
+	int (*hold)(void *arg);
+	int (*lock)(void *arg);
+	void *arg;
+};
+int test_handover_round(const struct test_handover *ho);
+/* In hold: say "holding", and wait until the round lets go. */
+void test_holder_holding(void);
+/* Kill and reap children a round left (for a teardown; normally none). */
+void test_handover_reap(void);
+
 #endif
