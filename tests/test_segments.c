@@ -5,7 +5,8 @@
  *
  *   create in A, attach in B (forked / exec'd)   test_cross_process_*,
  *                                                 test_join_by_name
- *   pins, unpin, dynshm_destroy                   test_pin, test_destroy_segment
+ *   pins, unpin, dynshm_destroy                   test_pin,
+ *                                                 test_destroy_segment
  *   kill -9 of a holder, dynshm_reap              test_kill9_reap
  *   stale and forged handles, slot reuse          test_stale_handles
  *   two instances side by side                    test_two_instances

@@ -4,10 +4,12 @@
  *
  * Deliberately independent of the library: leftovers are found by reading
  * /dev/shm and /proc/sysvipc/shm directly, so a bug in dynshm_impl_list cannot
- * hide a leak from the leak check.
+ * hide a leak from the leak check.  (The fixture, test_fixture_*, and the
+ * lock hand-over round do use the library: they are what tests share.)
  */
 #include "testutil.h"
 #include "dynshm/dsm_impl.h"
+#include "dynshm/dsm.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -713,4 +715,67 @@ out:
 	end_holder(&a);
 	test_handover_reap(); /* what a cut-short round left */
 	return status;
+}
+
+/* ---- one instance per test ---------------------------------------------- */
+
+int test_fixture_setup(struct test_fixture *fx, bool open, const char *backend,
+		       ...)
+{
+	const char *key;
+	va_list ap;
+	int rc;
+
+	memset(fx, 0, sizeof(*fx));
+	fx->dir = test_make_dir();
+	if (!fx->dir) {
+		fprintf(stderr, "setup: cannot make a test directory: %s\n",
+			strerror(errno));
+		return -1;
+	}
+	snprintf(fx->path, sizeof(fx->path), "%s/inst", fx->dir);
+	rc = dynshm_config_new(&fx->cfg);
+	if (rc == 0)
+		rc = dynshm_config_set(fx->cfg, "dynamic_shared_memory_type",
+				       backend);
+	va_start(ap, backend);
+	while (rc == 0 && (key = va_arg(ap, const char *)) != NULL)
+		rc = dynshm_config_set(fx->cfg, key, va_arg(ap, const char *));
+	va_end(ap);
+	if (rc == 0 && open)
+		rc = dynshm_instance_open(fx->path, fx->cfg, 0, &fx->inst);
+	if (rc != 0) {
+		fprintf(stderr, "setup: %s\n", dynshm_last_error());
+		return -1;
+	}
+	return 0;
+}
+
+int test_fixture_teardown(struct test_fixture *fx, bool reset, const char *when)
+{
+	dynshm_instance *again = NULL;
+	int bad = 0;
+
+	if (reset) {
+		if (fx->inst)
+			dynshm_instance_close(fx->inst);
+		fx->inst = NULL;
+		if (dynshm_instance_open(fx->path, fx->cfg, DYNSHM_OPEN_RESET,
+					 &again) != 0 ||
+		    dynshm_instance_destroy(again) != 0)
+			bad = 1;
+	} else if (fx->inst && dynshm_instance_destroy(fx->inst) != 0) {
+		bad = 1;
+	}
+	if (bad)
+		fprintf(stderr, "teardown: %s\n", dynshm_last_error());
+	fx->inst = NULL;
+	dynshm_config_free(fx->cfg);
+	fx->cfg = NULL;
+	if (fx->dir && test_remove_dir(fx->dir) < 0)
+		bad = 1;
+	fx->dir = NULL;
+	if (test_check_leftovers(when) < 0)
+		bad = 1;
+	return bad ? -1 : 0;
 }

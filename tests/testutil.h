@@ -18,6 +18,7 @@
 #ifndef DYNSHM_TEST_TESTUTIL_H
 #define DYNSHM_TEST_TESTUTIL_H
 
+#include <limits.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -88,6 +89,36 @@ bool test_under_valgrind(void);
  * the file cannot be read: never claims a mapping is gone.
  */
 bool test_is_mapped(const void *addr);
+
+/* ---- one instance per test ---------------------------------------------- */
+
+/*
+ * The fixture of tests that each use one instance: a test directory, the
+ * instance directory in it, a configuration and (if opened) the instance.
+ */
+struct dynshm_config;
+struct dynshm_instance;
+struct test_fixture {
+	char *dir;		 /* test_make_dir() */
+	char path[PATH_MAX];	 /* dir/inst */
+	struct dynshm_config *cfg;	 /* backend and the settings given */
+	struct dynshm_instance *inst; /* when opened, else NULL */
+};
+/*
+ * Fill fx: a directory, a configuration of backend and the key, value
+ * pairs that follow (ending with NULL), and the instance at fx->path if
+ * open.  0, or -1 (said on stderr).
+ */
+int test_fixture_setup(struct test_fixture *fx, bool open, const char *backend,
+		       ...);
+/*
+ * Destroy fx->inst (with reset: close it, then open the instance with
+ * DYNSHM_OPEN_RESET and destroy that, so what a test made unreachable goes
+ * too), free the configuration, remove the directory and count leftovers
+ * (test_check_leftovers(when)).  0, or -1 if anything failed or was left.
+ */
+int test_fixture_teardown(struct test_fixture *fx, bool reset,
+			  const char *when);
 
 /* ---- child processes ---------------------------------------------------- */
 
