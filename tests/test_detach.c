@@ -143,7 +143,7 @@ static int fork_exit_with_callback(void *arg)
 	CHILD_OK(dynshm_create(a->inst, 4096, 0, &seg));
 	h = dynshm_segment_handle(seg);
 	CHILD_OK(dynshm_on_detach(seg, cb_pipe, (void *)(intptr_t)a->wfd));
-	CHILD_CHECK(write_full(a->wfd, &h, sizeof(h)) == 0);
+	CHILD_CHECK(test_write_full(a->wfd, &h, sizeof(h)) == 0);
 	fflush(NULL);
 	exit(0);
 }
@@ -334,18 +334,8 @@ static void test_scopes_per_thread(void **state)
 
 /* ---- groups -------------------------------------------------------------- */
 
-int main(int argc, char **argv)
-{
-	static const struct CMUnitTest each[] = {
-		T(test_on_detach),
-		T(test_on_detach_at_exit),
-		T(test_scopes),
-		T(test_scopes_per_thread),
-	};
-	static const struct wrapper_suite suite = {
-		.name = "detach",
-		WRAPPER_GROUP(each, each),
-	};
-
-	return wrapper_main(argc, argv, &suite);
-}
+WRAPPER_MAIN("detach",
+	     T(test_on_detach),
+	     T(test_on_detach_at_exit),
+	     T(test_scopes),
+	     T(test_scopes_per_thread))

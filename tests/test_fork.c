@@ -49,7 +49,7 @@ static int fork_worker(void *arg)
 	fill(dynshm_segment_address(q), 8192, hq);
 	CHILD_OK(dynshm_instance_info_get(a->inst, &info, sizeof(info)));
 	CHILD_CHECK(info.processes == 2);
-	CHILD_CHECK(write_full(a->wfd, &hq, sizeof(hq)) == 0);
+	CHILD_CHECK(test_write_full(a->wfd, &hq, sizeof(hq)) == 0);
 	CHILD_CHECK(read_full(a->rfd, &c, 1) == 0 && c == 'g');
 	CHILD_OK(dynshm_detach(p));
 	CHILD_OK(dynshm_detach(q));
@@ -552,20 +552,10 @@ static void test_fork_while_closing(void **state)
 
 /* ---- groups -------------------------------------------------------------- */
 
-int main(int argc, char **argv)
-{
-	static const struct CMUnitTest each[] = {
-		T(test_fork_child_joins),
-		T(test_fork_child_adopts),
-		T(test_fork_child_never_releases_parent),
-		T(test_fork_destroyed_before_first_call),
-		T(test_threads),
-		T(test_fork_while_closing),
-	};
-	static const struct wrapper_suite suite = {
-		.name = "fork",
-		WRAPPER_GROUP(each, each),
-	};
-
-	return wrapper_main(argc, argv, &suite);
-}
+WRAPPER_MAIN("fork",
+	     T(test_fork_child_joins),
+	     T(test_fork_child_adopts),
+	     T(test_fork_child_never_releases_parent),
+	     T(test_fork_destroyed_before_first_call),
+	     T(test_threads),
+	     T(test_fork_while_closing))

@@ -62,20 +62,7 @@
 extern int dynshm_test_instance_tag;
 extern void (*dynshm_test_hook)(const char *point);
 
-struct backend {
-	const char *name;
-	dynshm_impl_type type;
-};
-
-static const struct backend backends[] = {
-	{ "posix", DYNSHM_IMPL_POSIX },
-	{ "sysv", DYNSHM_IMPL_SYSV },
-	{ "mmap", DYNSHM_IMPL_MMAP },
-};
-
-#define N_BACKENDS (sizeof(backends) / sizeof(backends[0]))
-
-static const struct backend *be;
+static const struct test_backend *be;
 static char *dir;	      /* the test's directory */
 static char inst_dir[4200];   /* dir/inst: the instance directory */
 static char *other_dir;	      /* owned by nobody in test_other_user */
@@ -964,10 +951,10 @@ int main(void)
 	int failed = 0;
 
 	dynshm_test_instance_tag = TEST_TAG;
-	for (size_t b = 0; b < N_BACKENDS; b++) {
+	for (size_t b = 0; b < test_n_real_backends; b++) {
 		char name[32];
 
-		be = &backends[b];
+		be = &test_real_backends[b];
 		snprintf(name, sizeof(name), "hostile-%s", be->name);
 		failed += cmocka_run_group_tests_name(name, tests, NULL, NULL);
 	}

@@ -67,20 +67,7 @@ extern void (*dynshm_test_hook)(const char *point);
 #define PINNED_OWN (DYNSHM_CREATE_PIN | DYNSHM_CREATE_NO_REGION)
 #define KILLED (128 + SIGKILL)
 
-struct backend {
-	const char *name;
-	dynshm_impl_type type;
-};
-
-static const struct backend backends[] = {
-	{ "posix", DYNSHM_IMPL_POSIX },
-	{ "sysv", DYNSHM_IMPL_SYSV },
-	{ "mmap", DYNSHM_IMPL_MMAP },
-};
-
-#define N_BACKENDS (sizeof(backends) / sizeof(backends[0]))
-
-static const struct backend *be;
+static const struct test_backend *be;
 /* be's backend, small limits; the instance is opened by each test */
 static struct test_fixture fx;
 
@@ -969,10 +956,10 @@ int main(void)
 	int failed = 0;
 
 	dynshm_test_instance_tag = TEST_TAG;
-	for (size_t b = 0; b < N_BACKENDS; b++) {
+	for (size_t b = 0; b < test_n_real_backends; b++) {
 		char name[32];
 
-		be = &backends[b];
+		be = &test_real_backends[b];
 		snprintf(name, sizeof(name), "ident-%s", be->name);
 		failed += cmocka_run_group_tests_name(name, tests, NULL, NULL);
 	}

@@ -334,7 +334,7 @@ static int fork_create_and_die(void *arg)
 
 	CHILD_OK(dynshm_create(k->inst, 4096, 0, &seg));
 	h = dynshm_segment_handle(seg);
-	CHILD_CHECK(write_full(k->wfd, &h, sizeof(h)) == 0);
+	CHILD_CHECK(test_write_full(k->wfd, &h, sizeof(h)) == 0);
 	raise(SIGKILL);
 	return 1;
 }
@@ -404,18 +404,8 @@ static void test_injected_remove(void **state)
 
 /* ---- groups -------------------------------------------------------------- */
 
-int main(int argc, char **argv)
-{
-	static const struct CMUnitTest each[] = {
-		T(test_injected_create),
-		T(test_injected_attach),
-		T(test_injected_remove),
-		T(test_bad_arguments),
-	};
-	static const struct wrapper_suite suite = {
-		.name = "injected",
-		WRAPPER_GROUP(each, each),
-	};
-
-	return wrapper_main(argc, argv, &suite);
-}
+WRAPPER_MAIN("injected",
+	     T(test_injected_create),
+	     T(test_injected_attach),
+	     T(test_injected_remove),
+	     T(test_bad_arguments))

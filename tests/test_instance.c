@@ -55,7 +55,7 @@ static int fork_opener(void *arg)
 	if (a->die)
 		raise(SIGKILL);
 	if (a->wfd >= 0) {
-		CHILD_CHECK(write_full(a->wfd, "j", 1) == 0);
+		CHILD_CHECK(test_write_full(a->wfd, "j", 1) == 0);
 		CHILD_CHECK(read_full(a->rfd, &c, 1) == 0 && c == 'x');
 	}
 	CHILD_OK(dynshm_instance_close(inst));
@@ -246,7 +246,7 @@ static int fork_victim(void *arg)
 	CHILD_OK(dynshm_create(inst, 4096, 0, &u));
 	hs[0] = dynshm_segment_handle(p);
 	hs[1] = dynshm_segment_handle(u);
-	CHILD_CHECK(write_full(a->wfd, hs, sizeof(hs)) == 0);
+	CHILD_CHECK(test_write_full(a->wfd, hs, sizeof(hs)) == 0);
 	CHILD_CHECK(read_full(a->rfd, &c, 1) == 0 && c == 'k');
 	raise(SIGKILL);
 	return 1;

@@ -179,7 +179,7 @@ static int fork_pinner(void *arg)
 	CHILD_OK(dynshm_stat(a->inst, h, &si, sizeof(si)));
 	CHILD_CHECK(si.pinned && si.references == 0);
 	CHILD_OK(dynshm_instance_close(a->inst));
-	CHILD_CHECK(write_full(a->wfd, &h, sizeof(h)) == 0);
+	CHILD_CHECK(test_write_full(a->wfd, &h, sizeof(h)) == 0);
 	return 0;
 }
 
@@ -763,24 +763,14 @@ static void test_inspection(void **state)
 
 /* ---- groups -------------------------------------------------------------- */
 
-int main(int argc, char **argv)
-{
-	static const struct CMUnitTest each[] = {
-		T(test_cross_process_fork),
-		T(test_cross_process_exec),
-		T(test_join_by_name),
-		T(test_pin),
-		T(test_destroy_segment),
-		T(test_kill9_reap),
-		T(test_stale_handles),
-		T(test_two_instances),
-		T(test_attach_twice),
-		T(test_inspection),
-	};
-	static const struct wrapper_suite suite = {
-		.name = "segments",
-		WRAPPER_GROUP(each, each),
-	};
-
-	return wrapper_main(argc, argv, &suite);
-}
+WRAPPER_MAIN("segments",
+	     T(test_cross_process_fork),
+	     T(test_cross_process_exec),
+	     T(test_join_by_name),
+	     T(test_pin),
+	     T(test_destroy_segment),
+	     T(test_kill9_reap),
+	     T(test_stale_handles),
+	     T(test_two_instances),
+	     T(test_attach_twice),
+	     T(test_inspection))

@@ -44,6 +44,14 @@ static uint64_t random64(void)
 	return v;
 }
 
+const struct test_backend test_real_backends[] = {
+	{ "posix", DYNSHM_IMPL_POSIX },
+	{ "sysv", DYNSHM_IMPL_SYSV },
+	{ "mmap", DYNSHM_IMPL_MMAP },
+};
+const size_t test_n_real_backends =
+	sizeof(test_real_backends) / sizeof(test_real_backends[0]);
+
 uint64_t test_instance_id(void)
 {
 	return (random64() & ~(uint64_t)0xfff) | TEST_TAG;
@@ -355,7 +363,7 @@ int test_spawn(const char *name, const char *const *args)
 	return test_wait(pid);
 }
 
-int test_fork(int (*fn)(void *arg), void *arg)
+pid_t test_fork_start(int (*fn)(void *arg), void *arg)
 {
 	pid_t pid;
 
@@ -367,9 +375,31 @@ int test_fork(int (*fn)(void *arg), void *arg)
 		fflush(NULL);
 		_exit(rc);
 	}
-	if (pid < 0)
-		return -1;
-	return test_wait(pid);
+	return pid;
+}
+
+int test_fork(int (*fn)(void *arg), void *arg)
+{
+	pid_t pid = test_fork_start(fn, arg);
+
+	return pid < 0 ? -1 : test_wait(pid);
+}
+
+int test_write_full(int fd, const void *buf, size_t len)
+{
+	const char *p = buf;
+
+	while (len > 0) {
+		ssize_t n = write(fd, p, len);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return -1;
+		p += n;
+		len -= (size_t)n;
+	}
+	return 0;
 }
 
 static int collect_listed(dynshm_handle handle, const char *os_name, void *arg)
@@ -734,12 +764,13 @@ int test_fixture_setup(struct test_fixture *fx, bool open, const char *backend,
 		return -1;
 	}
 	snprintf(fx->path, sizeof(fx->path), "%s/inst", fx->dir);
-	rc = dynshm_config_new(&fx->cfg);
-	if (rc == 0)
+	rc = backend ? dynshm_config_new(&fx->cfg) : 0;
+	if (rc == 0 && backend)
 		rc = dynshm_config_set(fx->cfg, "dynamic_shared_memory_type",
 				       backend);
 	va_start(ap, backend);
-	while (rc == 0 && (key = va_arg(ap, const char *)) != NULL)
+	while (rc == 0 && backend &&
+	       (key = va_arg(ap, const char *)) != NULL)
 		rc = dynshm_config_set(fx->cfg, key, va_arg(ap, const char *));
 	va_end(ap);
 	if (rc == 0 && open)
@@ -764,8 +795,12 @@ int test_fixture_teardown(struct test_fixture *fx, bool reset, const char *when)
 					 &again) != 0 ||
 		    dynshm_instance_destroy(again) != 0)
 			bad = 1;
-	} else if (fx->inst && dynshm_instance_destroy(fx->inst) != 0) {
-		bad = 1;
+	} else if (fx->inst) {
+		bad = dynshm_instance_destroy(fx->inst) != 0;
+	} else if (fx->dir && dynshm_instance_open(fx->path, fx->cfg,
+						    DYNSHM_OPEN_EXISTING,
+						    &again) == 0) {
+		dynshm_instance_destroy(again); /* a failed test's instance */
 	}
 	if (bad)
 		fprintf(stderr, "teardown: %s\n", dynshm_last_error());

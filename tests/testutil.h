@@ -25,6 +25,8 @@
 #include <stdio.h>
 #include <sys/types.h>
 
+#include <dynshm/dsm_impl.h>
+
 /*
  * Low 12 bits of every test instance id (and so the SysV key tag).  The
  * build may choose another (meson -Dtest_tag=N) so that two checkouts can
@@ -38,6 +40,14 @@
 #define TEST_SKIP 77
 /* A uid that is not ours (nobody), for ownership tests run as root. */
 #define TEST_OTHER_UID 65534
+
+/* The real backends, in the order per-backend test groups run. */
+struct test_backend {
+	const char *name;
+	dynshm_impl_type type;
+};
+extern const struct test_backend test_real_backends[];
+extern const size_t test_n_real_backends;
 
 /* A random instance id with TEST_TAG in its low 12 bits. */
 uint64_t test_instance_id(void);
@@ -106,15 +116,17 @@ struct test_fixture {
 };
 /*
  * Fill fx: a directory, a configuration of backend and the key, value
- * pairs that follow (ending with NULL), and the instance at fx->path if
- * open.  0, or -1 (said on stderr).
+ * pairs that follow (ending with NULL; backend NULL: no configuration,
+ * and nothing follows), and the instance at fx->path if open.  0, or -1
+ * (said on stderr).
  */
 int test_fixture_setup(struct test_fixture *fx, bool open, const char *backend,
 		       ...);
 /*
  * Destroy fx->inst (with reset: close it, then open the instance with
  * DYNSHM_OPEN_RESET and destroy that, so what a test made unreachable goes
- * too), free the configuration, remove the directory and count leftovers
+ * too; without an fx->inst: destroy an instance a test left at fx->path),
+ * free the configuration, remove the directory and count leftovers
  * (test_check_leftovers(when)).  0, or -1 if anything failed or was left.
  */
 int test_fixture_teardown(struct test_fixture *fx, bool reset,
@@ -144,6 +156,10 @@ int test_spawn(const char *name, const char *const *args);
 const char *test_self_exe(char *buf, size_t len);
 /* fork, run fn(arg) in the child and _exit with its value; wait; status. */
 int test_fork(int (*fn)(void *arg), void *arg);
+/* The same without waiting: the child's pid, or -1. */
+pid_t test_fork_start(int (*fn)(void *arg), void *arg);
+/* Write all of buf (retrying EINTR and short writes): 0, or -1. */
+int test_write_full(int fd, const void *buf, size_t len);
 /* Wait for pid: exit status, 128 + signal, or -1. */
 int test_wait(pid_t pid);
 

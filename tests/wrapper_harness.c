@@ -535,26 +535,9 @@ int read_full(int fd, void *buf, size_t len)
 	return 0;
 }
 
-int write_full(int fd, const void *buf, size_t len)
-{
-	const char *p = buf;
-
-	while (len > 0) {
-		ssize_t n = write(fd, p, len);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			return -1;
-		p += n;
-		len -= (size_t)n;
-	}
-	return 0;
-}
-
 void send_byte(int fd, char c)
 {
-	if (write_full(fd, &c, 1) < 0)
+	if (test_write_full(fd, &c, 1) < 0)
 		fail_msg("cannot write to a child: %s", strerror(errno));
 }
 
@@ -579,7 +562,7 @@ dynshm_handle recv_handle(int fd)
 
 void send_handle(int fd, dynshm_handle h)
 {
-	if (write_full(fd, &h, sizeof(h)) < 0)
+	if (test_write_full(fd, &h, sizeof(h)) < 0)
 		fail_msg("cannot write to a child: %s", strerror(errno));
 }
 
@@ -608,16 +591,8 @@ int finish_kid(struct fixture *f, pid_t pid)
 /* Fork; the child runs fn(arg) and _exits with its value. */
 pid_t start_fork(struct fixture *f, int (*fn)(void *), void *arg)
 {
-	pid_t pid;
+	pid_t pid = test_fork_start(fn, arg);
 
-	fflush(NULL);
-	pid = fork();
-	if (pid == 0) {
-		int rc = fn(arg);
-
-		fflush(NULL);
-		_exit(rc);
-	}
 	assert_true(pid > 0);
 	track_kid(f, pid);
 	return pid;
@@ -707,7 +682,7 @@ int peer_body(dynshm_instance *inst, dynshm_handle h, int rfd, int wfd)
 	CHILD_CHECK(strcmp(p, expect) == 0);
 	CHILD_CHECK(check_fill(p + FILL_AT, SHARED_SIZE - FILL_AT, h));
 	snprintf(p + REPLY_AT, 64, "reply to %016" PRIx64, h);
-	CHILD_CHECK(write_full(wfd, "a", 1) == 0);
+	CHILD_CHECK(test_write_full(wfd, "a", 1) == 0);
 	CHILD_CHECK(read_full(rfd, &c, 1) == 0 && c == 'd');
 	/* A has detached: we map it alone, and it is intact */
 	CHILD_OK(dynshm_stat(inst, h, &si, sizeof(si)));
@@ -788,7 +763,7 @@ static int child_killed(int argc, char **argv)
 	h3 = dynshm_segment_handle(s3);
 	fill(dynshm_segment_address(s3), 8192, h3);
 	strcpy(dynshm_segment_address(s1), "the killed child was here");
-	CHILD_CHECK(write_full(wfd, &h3, sizeof(h3)) == 0);
+	CHILD_CHECK(test_write_full(wfd, &h3, sizeof(h3)) == 0);
 	CHILD_CHECK(read_full(rfd, &c, 1) == 0 && c == 'k');
 	raise(SIGKILL);
 	return 1;
@@ -868,7 +843,7 @@ bool listed_has(const struct listed *l, dynshm_handle h)
 void cb_pipe(dynshm_segment *seg, void *arg)
 {
 	(void)seg;
-	write_full((int)(intptr_t)arg, "X", 1);
+	test_write_full((int)(intptr_t)arg, "X", 1);
 }
 
 /*
@@ -886,14 +861,14 @@ int fork_adopter(void *arg)
 	/* the first call: join, adopting the inherited mapping */
 	CHILD_OK(dynshm_instance_info_get(a->inst, &info, sizeof(info)));
 	CHILD_CHECK(info.processes == 2);
-	CHILD_CHECK(write_full(a->wfd, "j", 1) == 0);
+	CHILD_CHECK(test_write_full(a->wfd, "j", 1) == 0);
 	CHILD_CHECK(read_full(a->rfd, &c, 1) == 0 && c == 'd');
 	/* the parent let go; we hold it alone */
 	CHILD_OK(dynshm_stat(a->inst, a->h, &si, sizeof(si)));
 	CHILD_CHECK(si.references == 1);
 	CHILD_CHECK(check_fill(dynshm_segment_address(a->seg), 8192, 0x92));
 	strcpy(dynshm_segment_address(a->seg), "adopted and alive");
-	CHILD_CHECK(write_full(a->wfd, "r", 1) == 0);
+	CHILD_CHECK(test_write_full(a->wfd, "r", 1) == 0);
 	CHILD_CHECK(read_full(a->rfd, &c, 1) == 0 && c == 'x');
 	CHILD_OK(dynshm_detach(a->seg));
 	CHILD_RC(dynshm_stat(a->inst, a->h, &si, sizeof(si)), -ENOENT);

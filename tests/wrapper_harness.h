@@ -126,6 +126,18 @@ struct wrapper_suite {
 int wrapper_main(int argc, char **argv, const struct wrapper_suite *s);
 /* In a wrapper_suite: .each = a, .n_each = its length (and so on). */
 #define WRAPPER_GROUP(field, a) .field = (a), .n_##field = sizeof(a) / sizeof((a)[0])
+/* main() of a program whose tests (T(fn), ...) all run per real backend. */
+#define WRAPPER_MAIN(topic, ...)                                               \
+	int main(int argc, char **argv)                                        \
+	{                                                                      \
+		static const struct CMUnitTest each[] = { __VA_ARGS__ };       \
+		static const struct wrapper_suite suite = {                    \
+			.name = (topic),                                       \
+			WRAPPER_GROUP(each, each),                             \
+		};                                                             \
+                                                                               \
+		return wrapper_main(argc, argv, &suite);                       \
+	}
 
 #define T(fn) cmocka_unit_test_setup_teardown(fn, test_setup, test_teardown)
 
@@ -218,7 +230,6 @@ void make_pipe(struct fixture *f, int p[2]);
 int wait_readable(int fd);
 /* 0, or -1 on EOF, error or a hang. */
 int read_full(int fd, void *buf, size_t len);
-int write_full(int fd, const void *buf, size_t len);
 void send_byte(int fd, char c);
 void expect_byte(int fd, char want);
 dynshm_handle recv_handle(int fd);
