@@ -68,7 +68,7 @@ static int test_setup(void **state)
 	struct fixture *f = &the_fixture;
 
 	memset(f, 0, sizeof(*f));
-	if (test_fixture_setup(&f->t, true, "posix", NULL) < 0) {
+	if (test_fixture_setup(&f->t, true, "posix", (char *)NULL) < 0) {
 		fixture_failures++;
 		return -1;
 	}

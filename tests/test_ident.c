@@ -77,7 +77,7 @@ static int setup(void **state)
 {
 	(void)state;
 	return test_fixture_setup(&fx, false, be->name, "max_segments", "64",
-				  "max_processes", "16", NULL);
+				  "max_processes", "16", (char *)NULL);
 }
 
 static int teardown(void **state)

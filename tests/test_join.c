@@ -158,7 +158,7 @@ static int setup(void **state)
 	memset(kids, 0, sizeof(kids));
 	go[0] = go[1] = -1;
 	return test_fixture_setup(&fx, true, "posix", "max_processes", "64",
-				  NULL);
+				  (char *)NULL);
 }
 
 static int teardown(void **state)

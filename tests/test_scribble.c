@@ -86,9 +86,9 @@ static int open_with(const char *max_segments, bool region)
 	if (region ? test_fixture_setup(&fx, true, "posix", "max_segments",
 					max_segments,
 					"min_dynamic_shared_memory", "1MB",
-					"huge_pages", "off", NULL)
+					"huge_pages", "off", (char *)NULL)
 		   : test_fixture_setup(&fx, true, "posix", "max_segments",
-					max_segments, NULL))
+					max_segments, (char *)NULL))
 		return -1;
 	alarm(HANG_SECONDS);
 	return 0;

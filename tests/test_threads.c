@@ -71,7 +71,8 @@ static struct test_fixture fx;
 
 static int setup(void **state)
 {
-	if (test_fixture_setup(&fx, true, "posix", "max_segments", "16", NULL))
+	if (test_fixture_setup(&fx, true, "posix", "max_segments", "16",
+			       (char *)NULL))
 		return -1;
 	if (!*state) /* else a case of test_cancel */
 		*state = &fx;

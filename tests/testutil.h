@@ -116,9 +116,9 @@ struct test_fixture {
 };
 /*
  * Fill fx: a directory, a configuration of backend and the key, value
- * pairs that follow (ending with NULL; backend NULL: no configuration,
- * and nothing follows), and the instance at fx->path if open.  0, or -1
- * (said on stderr).
+ * pairs that follow (ending with (char *)NULL; backend NULL: no
+ * configuration, and nothing follows), and the instance at fx->path if
+ * open.  0, or -1 (said on stderr).
  */
 int test_fixture_setup(struct test_fixture *fx, bool open, const char *backend,
 		       ...);
