@@ -58,7 +58,7 @@ for kind in shared static; do
 	[ "$tests" = "consumer-version " ] ||
 		fail "meson test lists '$tests', not only the parent's test"
 
-	for f in contrib/dsm_demo/dsm_demo bench/dsm_bench tests/test_wrapper; do
+	for f in contrib/dsm_demo/dsm_demo bench/dsm_bench tests/test_segments; do
 		[ ! -e "$b/subprojects/dynshm/$f" ] || fail "built $f"
 	done
 

@@ -56,8 +56,7 @@ extern void (*dynshm_area_test_hook)(const char *point);
 #define KILLS 60
 
 struct fixture {
-	char *dir;
-	dynshm_instance *inst;
+	struct test_fixture t;
 	pid_t kids[KIDS];
 };
 
@@ -67,26 +66,9 @@ static int fixture_failures;
 static int test_setup(void **state)
 {
 	struct fixture *f = &the_fixture;
-	char path[PATH_MAX];
-	dynshm_config *cfg = NULL;
-	int rc;
 
 	memset(f, 0, sizeof(*f));
-	f->dir = test_make_dir();
-	if (!f->dir) {
-		fixture_failures++;
-		return -1;
-	}
-	snprintf(path, sizeof(path), "%s/inst", f->dir);
-	rc = dynshm_config_new(&cfg);
-	if (rc == 0)
-		rc = dynshm_config_set(cfg, "dynamic_shared_memory_type",
-				       "posix");
-	if (rc == 0)
-		rc = dynshm_instance_open(path, cfg, 0, &f->inst);
-	dynshm_config_free(cfg);
-	if (rc < 0) {
-		fprintf(stderr, "setup: %s\n", dynshm_last_error());
+	if (test_fixture_setup(&f->t, true, "posix", (char *)NULL) < 0) {
 		fixture_failures++;
 		return -1;
 	}
@@ -97,7 +79,6 @@ static int test_setup(void **state)
 static int test_teardown(void **state)
 {
 	struct fixture *f = *state;
-	int bad = 0;
 
 	for (int i = 0; i < KIDS; i++) {
 		if (f->kids[i] > 0) {
@@ -105,17 +86,11 @@ static int test_teardown(void **state)
 			test_wait(f->kids[i]);
 		}
 	}
-	if (f->inst && dynshm_instance_destroy(f->inst) < 0) {
-		fprintf(stderr, "teardown: %s\n", dynshm_last_error());
-		bad = 1;
-	}
-	if (test_remove_dir(f->dir) < 0)
-		bad = 1;
-	if (test_check_leftovers("test teardown") < 0) {
+	if (test_fixture_teardown(&f->t, false, "test teardown") < 0) {
 		fixture_failures++;
-		bad = 1;
+		return -1;
 	}
-	return bad ? -1 : 0;
+	return 0;
 }
 
 static void *shared_page(size_t size)
@@ -225,7 +200,7 @@ static void test_alloc_free_stats(void **state)
 	dynshm_area *a;
 	uint64_t used = 0;
 
-	ASSERT_OK(dynshm_area_create(f->inst, 0, 0, &a));
+	ASSERT_OK(dynshm_area_create(f->t.inst, 0, 0, &a));
 	for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
 		unsigned char *m;
 
@@ -279,7 +254,7 @@ static void test_grow_shrink_max(void **state)
 	int n = 0, rc;
 
 	assert_non_null(p);
-	ASSERT_OK(dynshm_area_create(f->inst, 3u << 22, 0, &a));
+	ASSERT_OK(dynshm_area_create(f->t.inst, 3u << 22, 0, &a));
 	while (n < N && (rc = dynshm_area_alloc(a, 4096, 0, &p[n])) == 0)
 		n++;
 	assert_int_equal(rc, -ENOMEM);
@@ -325,18 +300,18 @@ static int lazy_child(void *arg)
 static void test_other_process(void **state)
 {
 	struct fixture *f = *state;
-	struct lazy_arg la = { f->inst, 0, 0 };
+	struct lazy_arg la = { f->t.inst, 0, 0 };
 	dynshm_area_stats st;
 	dynshm_area *a;
 
-	ASSERT_OK(dynshm_area_create(f->inst, 0, 0, &a));
+	ASSERT_OK(dynshm_area_create(f->t.inst, 0, 0, &a));
 	la.h = dynshm_area_handle(a);
 	ASSERT_OK(dynshm_area_alloc(a, 100, 0, &la.ptr));
 	strcpy(dynshm_area_get(a, la.ptr), "hello from the parent");
 	assert_int_equal(test_fork(lazy_child, &la), 0);
 	ASSERT_OK(dynshm_area_stats_get(a, &st));
 	assert_int_equal(st.allocations, 0);
-	ASSERT_RC(dynshm_area_attach(f->inst, 12345, &a), -ENOENT);
+	ASSERT_RC(dynshm_area_attach(f->t.inst, 12345, &a), -ENOENT);
 	ASSERT_OK(dynshm_area_destroy(a));
 }
 
@@ -346,7 +321,7 @@ static int named_child(void *arg)
 	dynshm_area *a;
 	int created = -1;
 
-	CHILD_CHECK(dynshm_area_get_named(f->inst, "the.area", 0, 0, &a,
+	CHILD_CHECK(dynshm_area_get_named(f->t.inst, "the.area", 0, 0, &a,
 					  &created) == 0);
 	CHILD_CHECK(dynshm_area_detach(a) == 0);
 	return created == 1 ? 10 : 0;
@@ -371,7 +346,7 @@ static void test_get_named(void **state)
 		created += rc == 10;
 	}
 	assert_int_equal(created, 1);
-	ASSERT_OK(dynshm_area_get_named(f->inst, "the.area", 0, 0, &a,
+	ASSERT_OK(dynshm_area_get_named(f->t.inst, "the.area", 0, 0, &a,
 					&created));
 	assert_int_equal(created, 0);
 	ASSERT_OK(dynshm_area_destroy(a));
@@ -400,7 +375,7 @@ static void test_dead_cache(void **state)
 	dynshm_area_stats st;
 	dynshm_area *a;
 
-	ASSERT_OK(dynshm_area_create(f->inst, 0, 0, &a));
+	ASSERT_OK(dynshm_area_create(f->t.inst, 0, 0, &a));
 	assert_int_equal(test_fork(cache_child, a), 128 + SIGKILL);
 	ASSERT_OK(dynshm_area_stats_get(a, &st));
 	assert_int_equal(st.allocations, 0);
@@ -450,7 +425,7 @@ static void test_threads(void **state)
 	dynshm_area_stats st;
 	dynshm_area *a;
 
-	ASSERT_OK(dynshm_area_create(f->inst, 0, 0, &a));
+	ASSERT_OK(dynshm_area_create(f->t.inst, 0, 0, &a));
 	for (int i = 0; i < 4; i++) {
 		ta[i].a = a;
 		ta[i].bad = 0;
@@ -477,7 +452,7 @@ static void test_in_region(void **state)
 	dynshm_area_ptr p;
 	dynshm_area *a;
 
-	snprintf(path, sizeof(path), "%s/region", f->dir);
+	snprintf(path, sizeof(path), "%s/region", f->t.dir);
 	ASSERT_OK(dynshm_config_new(&cfg));
 	ASSERT_OK(dynshm_config_set(cfg, "min_dynamic_shared_memory", "4MB"));
 	ASSERT_OK(dynshm_config_set(cfg, "huge_pages", "off"));
@@ -601,7 +576,7 @@ static void test_alloc_storm(void **state)
 	int unsure = 0, status;
 	enum { N = 3000 };
 
-	ASSERT_OK(dynshm_area_create(f->inst, 64u << 20, 0, &a));
+	ASSERT_OK(dynshm_area_create(f->t.inst, 64u << 20, 0, &a));
 	for (int k = 0; k < KIDS; k++)
 		f->kids[k] = start_storm_child(a, sm, k);
 	for (int n = 0; n < KILLS; n++) {
@@ -692,7 +667,7 @@ static void test_hash_basic(void **state)
 	int val;
 	enum { N = 50000 };
 
-	ASSERT_OK(dynshm_area_create(f->inst, 0, 0, &a));
+	ASSERT_OK(dynshm_area_create(f->t.inst, 0, 0, &a));
 	ASSERT_OK(dynshm_hash_create(a, sizeof(uint64_t), sizeof(v), &tp, &t));
 	for (key = 0; key < N; key++) {
 		v.v[0] = key * 3;
@@ -834,7 +809,7 @@ static void test_hash_storm(void **state)
 	dynshm_area *a;
 	int status;
 
-	ASSERT_OK(dynshm_area_create(f->inst, 0, 0, &a));
+	ASSERT_OK(dynshm_area_create(f->t.inst, 0, 0, &a));
 	ASSERT_OK(dynshm_hash_create(a, 8, 8, &tp, &t));
 	for (int k = 0; k < KIDS; k++)
 		f->kids[k] = start_hash_child(t, hs, k);
@@ -950,7 +925,7 @@ static void test_replace_storm(void **state)
 	dynshm_area *a;
 	int torn = 0, status;
 
-	ASSERT_OK(dynshm_area_create(f->inst, 0, 0, &a));
+	ASSERT_OK(dynshm_area_create(f->t.inst, 0, 0, &a));
 	ASSERT_OK(dynshm_hash_create(a, 8, sizeof(v), &tp, &t));
 	for (uint64_t key = 0; key < RKEYS; key++)
 		ASSERT_OK(dynshm_hash_insert(t, &key, v, 0));
@@ -1038,7 +1013,7 @@ static void test_scribbled(void **state)
 	uint64_t me, off;
 	int rc;
 
-	ASSERT_OK(dynshm_area_create(f->inst, 0, 0, &a));
+	ASSERT_OK(dynshm_area_create(f->t.inst, 0, 0, &a));
 	hdr = (void *)((char *)dynshm_area_get(a, 64) - 64);
 
 	/* a descriptor naming a partition past the table: refused */
@@ -1079,7 +1054,7 @@ static void test_scribbled(void **state)
 	check_usable(a, 48);
 
 	/* a cache count far past its slots: forgotten, never followed */
-	ASSERT_OK(dynshm_proc_self(f->inst, &me));
+	ASSERT_OK(dynshm_proc_self(f->t.inst, &me));
 	ASSERT_OK(dynshm_area_alloc(a, 48, 0, &p));
 	for (uint32_t s = 0; s < AREA_NCACHES; s++)
 		if (atomic_load(&hdr->caches[s].owner) == me)
@@ -1133,7 +1108,7 @@ static void test_hash_scribbled(void **state)
 	dynshm_area *a;
 	uint64_t v, key, count, log2, gone;
 
-	ASSERT_OK(dynshm_area_create(f->inst, 0, 0, &a));
+	ASSERT_OK(dynshm_area_create(f->t.inst, 0, 0, &a));
 	ASSERT_OK(dynshm_hash_create(a, 8, 8, &table, &t));
 	for (key = 0; key < SKEYS; key++)
 		ASSERT_OK(dynshm_hash_insert(t, &key, &key, 0));

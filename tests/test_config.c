@@ -40,32 +40,24 @@
 
 extern int dynshm_test_instance_tag;
 
-static char *dir; /* this test's private directory */
+static struct test_fixture fx; /* this test's private directory */
 static int leftovers;
 
 static int setup(void **state)
 {
 	(void)state;
-	dir = test_make_dir();
 	unsetenv("DYNSHM_CONFIG");
 	unsetenv("DYNSHM_DYNAMIC_SHARED_MEMORY_TYPE");
 	unsetenv("DYNSHM_MAX_SEGMENTS");
 	unsetenv("DYNSHM_MAX_PROCESSES");
 	unsetenv("DYNSHM_DSM_DIRECTORY");
-	return dir ? 0 : -1;
+	return test_fixture_setup(&fx, false, NULL);
 }
 
 static int teardown(void **state)
 {
-	char report[4096];
-	int n;
-
 	(void)state;
-	test_remove_dir(dir);
-	dir = NULL;
-	n = test_count_leftovers(report, sizeof(report));
-	if (n != 0) {
-		fprintf(stderr, "%d leftover(s):\n%s", n, report);
+	if (test_fixture_teardown(&fx, false, "after the test") != 0) {
 		leftovers++;
 		return -1;
 	}
@@ -78,7 +70,7 @@ static void write_file(const char *name, const char *text, char *path,
 {
 	FILE *f;
 
-	snprintf(path, len, "%s/%s", dir, name);
+	snprintf(path, len, "%s/%s", fx.dir, name);
 	f = fopen(path, "w");
 	assert_non_null(f);
 	assert_int_equal(fputs(text, f) >= 0, 1);
@@ -205,7 +197,7 @@ static void test_file_refusals(void **state)
 			     DYNSHM_DEFAULT_BACKEND);
 	}
 
-	snprintf(path, sizeof(path), "%s/missing.conf", dir);
+	snprintf(path, sizeof(path), "%s/missing.conf", fx.dir);
 	ASSERT_RC(dynshm_config_load_file(cfg, path), -ENOENT);
 	expect_message("cannot open configuration file", path,
 		       "No such file", (char *)NULL);
@@ -267,7 +259,7 @@ static void test_precedence(void **state)
 	/* < API, and the effective values are what the instance gets */
 	ASSERT_OK(dynshm_config_set(cfg, "max_segments", "300"));
 	expect_setting(cfg, "max_segments", "300");
-	snprintf(inst_path, sizeof(inst_path), "%s/inst", dir);
+	snprintf(inst_path, sizeof(inst_path), "%s/inst", fx.dir);
 	ASSERT_OK(dynshm_instance_open(inst_path, cfg, 0, &inst));
 	ASSERT_OK(dynshm_instance_info_get(inst, &info, sizeof(info)));
 	assert_int_equal(info.max_segments, 300);
@@ -324,7 +316,7 @@ static void test_join_conflict(void **state)
 	dynshm_config *cfg;
 
 	(void)state;
-	snprintf(path, sizeof(path), "%s/inst", dir);
+	snprintf(path, sizeof(path), "%s/inst", fx.dir);
 	/* the instance is made with the compiled default backend */
 	ASSERT_OK(dynshm_instance_open(path, NULL, 0, &creator));
 
@@ -459,7 +451,7 @@ static void write_bytes(const char *name, const char *bytes, size_t len,
 {
 	FILE *f;
 
-	snprintf(path, plen, "%s/%s", dir, name);
+	snprintf(path, plen, "%s/%s", fx.dir, name);
 	f = fopen(path, "w");
 	assert_non_null(f);
 	assert_int_equal(fwrite(bytes, 1, len, f), len);
@@ -498,7 +490,7 @@ static void test_hostile_files(void **state)
 	 * A FIFO with no writer: refused at once, never waited on.  The
 	 * alarm turns a hang into a failure (SIGALRM ends the test).
 	 */
-	snprintf(path, sizeof(path), "%s/fifo.conf", dir);
+	snprintf(path, sizeof(path), "%s/fifo.conf", fx.dir);
 	assert_int_equal(mkfifo(path, 0600), 0);
 	alarm(20);
 	ASSERT_RC(dynshm_config_load_file(cfg, path), -EINVAL);
@@ -509,8 +501,8 @@ static void test_hostile_files(void **state)
 	/* a device and a directory: refused the same way */
 	ASSERT_RC(dynshm_config_load_file(cfg, "/dev/null"), -EINVAL);
 	expect_message("/dev/null", "a character device", (char *)NULL);
-	ASSERT_RC(dynshm_config_load_file(cfg, dir), -EINVAL);
-	expect_message(dir, "a directory", (char *)NULL);
+	ASSERT_RC(dynshm_config_load_file(cfg, fx.dir), -EINVAL);
+	expect_message(fx.dir, "a directory", (char *)NULL);
 	expect_setting(cfg, "max_segments", "5");
 	dynshm_config_free(cfg);
 }

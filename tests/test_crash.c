@@ -237,23 +237,6 @@ static bool read_full(int fd, void *buf, size_t len)
 	return true;
 }
 
-static bool write_full(int fd, const void *buf, size_t len)
-{
-	const char *p = buf;
-
-	while (len > 0) {
-		ssize_t n = write(fd, p, len);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			return false;
-		p += n;
-		len -= (size_t)n;
-	}
-	return true;
-}
-
 /* ---- the kill hook --------------------------------------------------------- */
 
 static const char *die_point;
@@ -1177,7 +1160,7 @@ static int kid_k1(void *arg)
 	CHILD_CHECK(create_stamped(inst, &b) == 0);
 	h[0] = dynshm_segment_handle(a);
 	h[1] = dynshm_segment_handle(b);
-	CHILD_CHECK(write_full(ka->out_fd, h, sizeof(h)));
+	CHILD_CHECK(test_write_full(ka->out_fd, h, sizeof(h)) == 0);
 	return wait_forever();
 }
 
@@ -1198,7 +1181,7 @@ static int kid_k2(void *arg)
 	CHILD_CHECK(dynshm_detach(c) == 0);
 	CHILD_CHECK(create_stamped(inst, &e) == 0);
 	h[1] = dynshm_segment_handle(e);
-	CHILD_CHECK(write_full(ka->out_fd, h, sizeof(h)));
+	CHILD_CHECK(test_write_full(ka->out_fd, h, sizeof(h)) == 0);
 	return wait_forever();
 }
 
@@ -1633,7 +1616,7 @@ static void write_file(const char *path, const char *text, size_t len,
 
 	if (fd < 0)
 		fail_msg("cannot write %s: %s", path, strerror(errno));
-	assert_true(write_full(fd, text, len));
+	assert_true(test_write_full(fd, text, len) == 0);
 	close(fd);
 }
 
@@ -1810,7 +1793,7 @@ static int kid_racer(void *arg)
 	char c = 'r';
 
 	CHILD_CHECK(dynshm_instance_open(fx.dir, fx.cfg, 0, &inst) == 0);
-	CHILD_CHECK(write_full(r->ready_fd, &c, 1));
+	CHILD_CHECK(test_write_full(r->ready_fd, &c, 1) == 0);
 	while (read(r->barrier_fd, &c, 1) > 0)
 		;
 	if (r->create) {

@@ -20,9 +20,8 @@
  * lock, and B is killed.  C must still get the lock once D lets go.
  * Fails (hangs, reported after ~10 s) with the plain robust mutexes.
  *
- * The choreography helpers (spawn, holders, lock_waiting, settle_bounded)
- * repeat test_hostile.c's: they should move to a shared test file, which
- * was left for after the branches merge (test_hostile.c is shared).
+ * The choreography is testutil.h's test_handover_round(), which
+ * test_hostile.c's test_lock_handover runs on the control lock.
  */
 #include "testutil.h"
 
@@ -30,10 +29,7 @@
 #include <dynshm/dsm.h>
 
 #include <limits.h>
-#include <poll.h>
-#include <sched.h>
 #include <setjmp.h>
-#include <signal.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -41,8 +37,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -53,37 +47,25 @@ static dynshm_area *area;
 static dynshm_hash *hash;
 static const uint64_t the_key = 42;
 
-struct holder {
-	pid_t pid;
-	int tell[2]; /* child -> parent: 'h' holding, 'd' done */
-	int go[2];   /* parent -> child: release */
-};
-
-static struct holder *holding;
-
+/* The holder: a foreach holds the partition lock in its callback. */
 static int hold_fn(const void *key, size_t key_len, void *value, void *arg)
 {
-	char c = 'h';
-
-	if (write(holding->tell[1], &c, 1) != 1 ||
-	    read(holding->go[0], &c, 1) != 1)
-		_exit(1);
+	(void)key;
+	(void)key_len;
+	(void)value;
+	(void)arg;
+	test_holder_holding();
 	return 0;
 }
 
-static int holder_child(void *arg)
+static int hold_partition_lock(void *arg)
 {
-	char c = 'd';
-
-	holding = arg;
-	if (dynshm_hash_foreach(hash, hold_fn, NULL) != 0 ||
-	    write(holding->tell[1], &c, 1) != 1)
-		return 1;
-	for (;;)
-		pause();
+	(void)arg;
+	return dynshm_hash_foreach(hash, hold_fn, NULL) == 0 ? 0 : 1;
 }
 
-static int locker_child(void *arg)
+/* A sleeper: a find of the same key takes the partition lock once. */
+static int take_partition_lock(void *arg)
 {
 	uint64_t v;
 
@@ -91,168 +73,12 @@ static int locker_child(void *arg)
 	return dynshm_hash_find(hash, &the_key, &v) == 0 ? 0 : 1;
 }
 
-static void pin_cpu0(bool idle)
-{
-	struct sched_param sp = { 0 };
-	cpu_set_t set;
-
-	CPU_ZERO(&set);
-	CPU_SET(0, &set);
-	sched_setaffinity(0, sizeof(set), &set);
-	if (idle)
-		sched_setscheduler(0, SCHED_IDLE, &sp);
-}
-
-static int idle_locker_child(void *arg)
-{
-	pin_cpu0(true);
-	return locker_child(arg);
-}
-
-static int hog_child(void *arg)
-{
-	volatile unsigned long n = 0;
-
-	(void)arg;
-	pin_cpu0(false);
-	for (;;)
-		n++;
-	return 0;
-}
-
-static pid_t spawned[8];
-static int nspawned;
-
-static pid_t spawn(int (*fn)(void *), void *arg)
-{
-	pid_t pid;
-
-	fflush(NULL);
-	pid = fork();
-	if (pid == 0)
-		_exit(fn(arg));
-	assert_true(pid > 0);
-	if (nspawned < 8)
-		spawned[nspawned++] = pid;
-	return pid;
-}
-
-static void reap_spawned(void)
-{
-	for (int i = 0; i < nspawned; i++)
-		if (waitpid(spawned[i], NULL, WNOHANG) == 0) {
-			kill(spawned[i], SIGKILL);
-			waitpid(spawned[i], NULL, 0);
-		}
-	nspawned = 0;
-}
-
-static void start_holder(struct holder *h)
-{
-	assert_int_equal(pipe(h->tell), 0);
-	assert_int_equal(pipe(h->go), 0);
-	h->pid = spawn(holder_child, h);
-}
-
-static void end_holder(struct holder *h)
-{
-	kill(h->pid, SIGKILL);
-	waitpid(h->pid, NULL, 0);
-	close(h->tell[0]);
-	close(h->tell[1]);
-	close(h->go[0]);
-	close(h->go[1]);
-}
-
-static char hear(struct holder *h)
-{
-	char c = 0;
-
-	assert_int_equal(read(h->tell[0], &c, 1), 1);
-	return c;
-}
-
-static bool holds_or_waits(struct holder *d)
-{
-	struct timespec ms = { 0, 1000000 };
-	struct pollfd pfd = { d->tell[0], POLLIN, 0 };
-
-	for (int i = 0; i < 10000; i++) {
-		if (poll(&pfd, 1, 0) == 1)
-			return hear(d) == 'h';
-		if (test_lock_waiting(d->pid))
-			return false;
-		nanosleep(&ms, NULL);
-	}
-	fail_msg("process %d neither took nor waited for the lock",
-		 (int)d->pid);
-	return false;
-}
-
-/* C's exit status once D is done, or -1 after ~10 s (C is then killed). */
-static int settle_bounded(struct holder *d, pid_t c)
-{
-	struct timespec ms = { 0, 1000000 };
-	struct pollfd pfd = { d->tell[0], POLLIN, 0 };
-	bool d_done = false;
-	int status = -1;
-
-	for (int i = 0; i < 10000 && (status < 0 || !d_done); i++) {
-		int st;
-
-		if (poll(&pfd, 1, 0) == 1) {
-			if (hear(d) == 'h')
-				assert_int_equal(write(d->go[1], "g", 1), 1);
-			else
-				d_done = true;
-			continue;
-		}
-		if (status < 0 && waitpid(c, &st, WNOHANG) == c)
-			status = WIFEXITED(st) ? WEXITSTATUS(st) : 128;
-		nanosleep(&ms, NULL);
-	}
-	if (status < 0) {
-		kill(c, SIGKILL);
-		waitpid(c, NULL, 0);
-	}
-	return d_done ? status : -1;
-}
-
-static int handover_round(void)
-{
-	struct holder a, d;
-	pid_t b, c, hog;
-	bool d_holds;
-	int status;
-
-	start_holder(&a);
-	assert_int_equal(hear(&a), 'h');
-	b = spawn(idle_locker_child, NULL);
-	assert_true(test_await_lock_wait(b));
-	hog = spawn(hog_child, NULL);
-	c = spawn(locker_child, NULL);
-	assert_true(test_await_lock_wait(c));
-	assert_int_equal(write(a.go[1], "g", 1), 1);
-	assert_int_equal(hear(&a), 'd');
-	start_holder(&d);
-	d_holds = holds_or_waits(&d);
-	kill(b, SIGKILL);
-	waitpid(b, NULL, 0);
-	if (d_holds)
-		assert_int_equal(write(d.go[1], "g", 1), 1);
-	status = settle_bounded(&d, c);
-	kill(hog, SIGKILL);
-	waitpid(hog, NULL, 0);
-	end_holder(&d);
-	end_holder(&a);
-	nspawned = 0; /* all reaped */
-	return status;
-}
-
 static void test_partition_lock_handover(void **state)
 {
 	uint64_t v = 7;
 	dynshm_area_ptr table;
+	const struct test_handover ho = { hold_partition_lock,
+					  take_partition_lock, NULL };
 	int hung = 0;
 
 	(void)state;
@@ -264,7 +90,7 @@ static void test_partition_lock_handover(void **state)
 			 0);
 	assert_int_equal(dynshm_hash_insert(hash, &the_key, &v, 0), 0);
 	for (int round = 0; round < 10 && !hung; round++)
-		hung = handover_round() != 0;
+		hung = test_handover_round(&ho) != 0;
 	assert_false(hung);
 }
 
@@ -289,7 +115,7 @@ static int teardown(void **state)
 	int bad = 0;
 
 	(void)state;
-	reap_spawned();
+	test_handover_reap();
 	if (hash)
 		dynshm_hash_detach(hash);
 	if (area && dynshm_area_destroy(area) < 0)

@@ -39,8 +39,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
-#include <poll.h>
-#include <sched.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -64,20 +62,7 @@
 extern int dynshm_test_instance_tag;
 extern void (*dynshm_test_hook)(const char *point);
 
-struct backend {
-	const char *name;
-	dynshm_impl_type type;
-};
-
-static const struct backend backends[] = {
-	{ "posix", DYNSHM_IMPL_POSIX },
-	{ "sysv", DYNSHM_IMPL_SYSV },
-	{ "mmap", DYNSHM_IMPL_MMAP },
-};
-
-#define N_BACKENDS (sizeof(backends) / sizeof(backends[0]))
-
-static const struct backend *be;
+static const struct test_backend *be;
 static char *dir;	      /* the test's directory */
 static char inst_dir[4200];   /* dir/inst: the instance directory */
 static char *other_dir;	      /* owned by nobody in test_other_user */
@@ -189,8 +174,6 @@ static int setup(void **state)
 	return 0;
 }
 
-static void reap_spawned(void);
-
 static void remove_instance(const char *where)
 {
 	dynshm_instance *inst = NULL;
@@ -207,7 +190,7 @@ static int teardown(void **state)
 	int n;
 
 	(void)state;
-	reap_spawned(); /* first: a killed lock holder frees the lock */
+	test_handover_reap(); /* first: a killed lock holder frees the lock */
 	/* whatever a failed test left: a reset then destroy removes it */
 	remove_instance(inst_dir);
 	snprintf(other, sizeof(other), "%s/other", dir);
@@ -546,229 +529,40 @@ static void test_eintr_storm(void **state)
 
 /* ---- lock hand-over ------------------------------------------------------------ */
 
-/* A process that takes the control lock and holds it until told to go. */
-struct holder {
-	pid_t pid;
-	dynshm_instance *inst;
-	int tell[2];	/* holder -> test: 'h' holding, 'd' released */
-	int go[2];	/* test -> holder: release */
-};
-
-static struct holder *holding; /* in the holder process */
 static dynshm_handle pinned_handle;
 
 static void hold_hook(const char *point)
 {
-	char c = 'h';
-
-	if (strcmp(point, "attach:referenced") != 0)
-		return;
-	if (write(holding->tell[1], &c, 1) != 1 ||
-	    read(holding->go[0], &c, 1) != 1)
-		_exit(1);
+	if (strcmp(point, "attach:referenced") == 0)
+		test_holder_holding();
 }
 
-static int holder_child(void *arg)
+/* The holder: an attach holds the control lock at "attach:referenced". */
+static int hold_control_lock(void *inst)
 {
 	dynshm_segment *seg = NULL;
-	char c = 'd';
 
-	holding = arg;
 	dynshm_test_hook = hold_hook;
-	if (dynshm_attach(holding->inst, pinned_handle, &seg) != 0 ||
-	    write(holding->tell[1], &c, 1) != 1)
-		return 1;
-	for (;;)
-		pause();
+	return dynshm_attach(inst, pinned_handle, &seg) == 0 ? 0 : 1;
 }
 
-static int locker_child(void *arg)
+/* A sleeper: an instance_info_get takes the control lock once. */
+static int take_control_lock(void *inst)
 {
 	static dynshm_instance_info info;
 
-	return dynshm_instance_info_get(arg, &info, sizeof(info)) == 0 ? 0 : 1;
-}
-
-/* Run on CPU 0 only; at SCHED_IDLE if idle. */
-static void pin_cpu0(bool idle)
-{
-	struct sched_param sp = { 0 };
-	cpu_set_t set;
-
-	CPU_ZERO(&set);
-	CPU_SET(0, &set);
-	sched_setaffinity(0, sizeof(set), &set);
-	if (idle)
-		sched_setscheduler(0, SCHED_IDLE, &sp);
-}
-
-/* A sleeper that, once woken, waits for its CPU behind the hog. */
-static int idle_locker_child(void *arg)
-{
-	pin_cpu0(true);
-	return locker_child(arg);
-}
-
-static int hog_child(void *arg)
-{
-	volatile unsigned long n = 0;
-
-	(void)arg;
-	pin_cpu0(false);
-	for (;;)
-		n++;
-	return 0;
-}
-
-/* Children of the hand-over test, for the teardown if a check fails. */
-static pid_t spawned[8];
-static int nspawned;
-
-static pid_t spawn(int (*fn)(void *), void *arg)
-{
-	pid_t pid;
-
-	fflush(NULL);
-	pid = fork();
-	if (pid == 0)
-		_exit(fn(arg));
-	assert_true(pid > 0);
-	if (nspawned < 8)
-		spawned[nspawned++] = pid;
-	return pid;
-}
-
-/* Kill and reap what the hand-over test started and did not reap. */
-static void reap_spawned(void)
-{
-	for (int i = 0; i < nspawned; i++)
-		if (waitpid(spawned[i], NULL, WNOHANG) == 0) {
-			kill(spawned[i], SIGKILL);
-			waitpid(spawned[i], NULL, 0);
-		}
-	nspawned = 0;
-}
-
-static void start_holder(struct holder *h, dynshm_instance *inst)
-{
-	h->inst = inst;
-	assert_int_equal(pipe(h->tell), 0);
-	assert_int_equal(pipe(h->go), 0);
-	h->pid = spawn(holder_child, h);
-}
-
-static void end_holder(struct holder *h)
-{
-	kill(h->pid, SIGKILL);
-	waitpid(h->pid, NULL, 0);
-	close(h->tell[0]);
-	close(h->tell[1]);
-	close(h->go[0]);
-	close(h->go[1]);
-}
-
-static char hear(struct holder *h)
-{
-	char c = 0;
-
-	assert_int_equal(read(h->tell[0], &c, 1), 1);
-	return c;
-}
-
-/* D either takes the lock ('h' on its pipe) or sleeps on it: which? */
-static bool holds_or_waits(struct holder *d)
-{
-	struct timespec ms = { 0, 1000000 };
-	struct pollfd pfd = { d->tell[0], POLLIN, 0 };
-
-	for (int i = 0; i < 10000; i++) {
-		if (poll(&pfd, 1, 0) == 1)
-			return hear(d) == 'h';
-		if (test_lock_waiting(d->pid))
-			return false;
-		nanosleep(&ms, NULL);
-	}
-	fail_msg("process %d neither took nor waited for the lock",
-		 (int)d->pid);
-	return false;
+	return dynshm_instance_info_get(inst, &info, sizeof(info)) == 0 ? 0 : 1;
 }
 
 /*
- * Let D go whenever it holds the lock, until both C has exited and D has
- * released: C's exit status, or -1 if that takes more than ~10 s (a
- * liveness check; C is then killed).
+ * The hand-over round of testutil.h on the control lock: the kill storm's
+ * hang with a plain robust mutex (see src/control.c).
  */
-static int settle_bounded(struct holder *d, pid_t c)
-{
-	struct timespec ms = { 0, 1000000 };
-	struct pollfd pfd = { d->tell[0], POLLIN, 0 };
-	bool d_done = false;
-	int status = -1;
-
-	for (int i = 0; i < 10000 && (status < 0 || !d_done); i++) {
-		int st;
-
-		if (poll(&pfd, 1, 0) == 1) {
-			if (hear(d) == 'h')
-				assert_int_equal(write(d->go[1], "g", 1), 1);
-			else
-				d_done = true;
-			continue;
-		}
-		if (status < 0 && waitpid(c, &st, WNOHANG) == c)
-			status = WIFEXITED(st) ? WEXITSTATUS(st) : 128;
-		nanosleep(&ms, NULL);
-	}
-	if (status < 0) {
-		kill(c, SIGKILL);
-		waitpid(c, NULL, 0);
-	}
-	return d_done ? status : -1;
-}
-
-/*
- * A releases the lock, which wakes sleeper B; before B runs, newcomer D
- * barges in and takes the lock, and B is killed.  Sleeper C must still
- * get the lock once D lets go.  With a plain robust mutex it does not:
- * B took the only wake-up and the waiters bit with it, D's release wakes
- * nobody, and C sleeps forever on a free lock (the kill storm's hang; see
- * src/control.c).  B waits for its CPU behind a busy process at
- * SCHED_IDLE, so that it is killed while woken but not yet running.
- */
-static int handover_round(dynshm_instance *inst)
-{
-	struct holder a, d;
-	pid_t b, c, hog;
-	bool d_holds;
-	int status;
-
-	start_holder(&a, inst);
-	assert_int_equal(hear(&a), 'h');
-	b = spawn(idle_locker_child, inst);
-	assert_true(test_await_lock_wait(b));
-	hog = spawn(hog_child, NULL);
-	c = spawn(locker_child, inst);
-	assert_true(test_await_lock_wait(c));
-	assert_int_equal(write(a.go[1], "g", 1), 1);
-	assert_int_equal(hear(&a), 'd');
-	start_holder(&d, inst);
-	d_holds = holds_or_waits(&d);
-	kill(b, SIGKILL);
-	waitpid(b, NULL, 0);
-	if (d_holds)
-		assert_int_equal(write(d.go[1], "g", 1), 1);
-	status = settle_bounded(&d, c);
-	kill(hog, SIGKILL);
-	waitpid(hog, NULL, 0);
-	end_holder(&d);
-	end_holder(&a);
-	nspawned = 0; /* all reaped */
-	return status;
-}
-
 static void test_lock_handover(void **state)
 {
 	dynshm_instance *inst = xopen();
+	const struct test_handover ho = { hold_control_lock, take_control_lock,
+					  inst };
 	dynshm_segment *seg = NULL;
 	int hung = 0;
 
@@ -782,7 +576,7 @@ static void test_lock_handover(void **state)
 	pinned_handle = dynshm_segment_handle(seg);
 	assert_int_equal(dynshm_detach(seg), 0);
 	for (int round = 0; round < 20 && !hung; round++)
-		hung = handover_round(inst) != 0;
+		hung = test_handover_round(&ho) != 0;
 	assert_false(hung);
 	assert_int_equal(dynshm_unpin_segment(inst, pinned_handle), 0);
 	assert_int_equal(dynshm_reap(inst, NULL), 0);
@@ -1157,10 +951,10 @@ int main(void)
 	int failed = 0;
 
 	dynshm_test_instance_tag = TEST_TAG;
-	for (size_t b = 0; b < N_BACKENDS; b++) {
+	for (size_t b = 0; b < test_n_real_backends; b++) {
 		char name[32];
 
-		be = &backends[b];
+		be = &test_real_backends[b];
 		snprintf(name, sizeof(name), "hostile-%s", be->name);
 		failed += cmocka_run_group_tests_name(name, tests, NULL, NULL);
 	}

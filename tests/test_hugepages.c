@@ -48,8 +48,7 @@ extern int dynshm_test_instance_tag;
 #define THP_PATH "/sys/kernel/mm/transparent_hugepage/shmem_enabled"
 
 static char old_nr[32], old_thp[32];
-static char *dir;
-static char inst_path[4200];
+static struct test_fixture fx; /* per test: instances at fx.path */
 
 static int write_text(const char *path, const char *text)
 {
@@ -144,29 +143,14 @@ static long long smaps_field(void *addr, const char *key)
 static int setup(void **state)
 {
 	(void)state;
-	dir = test_make_dir();
-	if (!dir)
-		return -1;
-	snprintf(inst_path, sizeof(inst_path), "%s/inst", dir);
-	return 0;
+	return test_fixture_setup(&fx, false, NULL);
 }
 
 static int teardown(void **state)
 {
-	char report[4096];
-	dynshm_instance *inst;
-	int n;
-
 	(void)state;
 	restore();
-	/* a failed test's instance */
-	if (dynshm_instance_open(inst_path, NULL, DYNSHM_OPEN_EXISTING, &inst) == 0)
-		dynshm_instance_destroy(inst);
-	test_remove_dir(dir);
-	n = test_count_leftovers(report, sizeof(report));
-	if (n != 0)
-		fprintf(stderr, "leftovers (%d):\n%s", n, report);
-	return n == 0 ? 0 : -1;
+	return test_fixture_teardown(&fx, false, "teardown");
 }
 
 static int open_huge(const char *mode, const char *size, dynshm_instance **inst)
@@ -178,7 +162,7 @@ static int open_huge(const char *mode, const char *size, dynshm_instance **inst)
 	assert_int_equal(dynshm_config_set(cfg, "min_dynamic_shared_memory", size),
 			 0);
 	assert_int_equal(dynshm_config_set(cfg, "huge_pages", mode), 0);
-	rc = dynshm_instance_open(inst_path, cfg, 0, inst);
+	rc = dynshm_instance_open(fx.path, cfg, 0, inst);
 	dynshm_config_free(cfg);
 	return rc;
 }
@@ -193,7 +177,7 @@ static void test_on_without_pages(void **state)
 	assert_non_null(strstr(dynshm_last_error(), "huge_pages = on"));
 	assert_non_null(strstr(dynshm_last_error(), "vm.nr_hugepages"));
 	/* and no instance is left: a plain open finds none */
-	assert_int_equal(dynshm_instance_open(inst_path, NULL, DYNSHM_OPEN_EXISTING,
+	assert_int_equal(dynshm_instance_open(fx.path, NULL, DYNSHM_OPEN_EXISTING,
 					   &inst),
 			 -ENOENT);
 }
@@ -225,7 +209,7 @@ static int child_reads(void *arg)
 	dynshm_segment *seg = NULL;
 	dynshm_instance_info info;
 
-	CHILD_CHECK(dynshm_instance_open(inst_path, NULL, DYNSHM_OPEN_EXISTING,
+	CHILD_CHECK(dynshm_instance_open(fx.path, NULL, DYNSHM_OPEN_EXISTING,
 				      &inst) == 0);
 	CHILD_CHECK(dynshm_instance_info_get(inst, &info, sizeof(info)) == 0);
 	CHILD_CHECK(smaps_field(info.region_address, "KernelPageSize:") ==
@@ -297,7 +281,7 @@ static void test_sysv_segments(void **state)
 	assert_int_equal(dynshm_config_set(cfg, "dynamic_shared_memory_type",
 					"sysv"),
 			 0);
-	assert_int_equal(dynshm_instance_open(inst_path, cfg, 0, &inst), 0);
+	assert_int_equal(dynshm_instance_open(fx.path, cfg, 0, &inst), 0);
 	dynshm_config_free(cfg);
 	assert_int_equal(dynshm_create(inst, 2 * hsize, 0, &big), 0);
 	assert_int_equal(dynshm_stat(inst, dynshm_segment_handle(big), &si,

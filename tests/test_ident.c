@@ -67,39 +67,17 @@ extern void (*dynshm_test_hook)(const char *point);
 #define PINNED_OWN (DYNSHM_CREATE_PIN | DYNSHM_CREATE_NO_REGION)
 #define KILLED (128 + SIGKILL)
 
-struct backend {
-	const char *name;
-	dynshm_impl_type type;
-};
-
-static const struct backend backends[] = {
-	{ "posix", DYNSHM_IMPL_POSIX },
-	{ "sysv", DYNSHM_IMPL_SYSV },
-	{ "mmap", DYNSHM_IMPL_MMAP },
-};
-
-#define N_BACKENDS (sizeof(backends) / sizeof(backends[0]))
-
-static const struct backend *be;
-static char *tdir;		/* the test's directory (test_make_dir) */
-static char dir[4200];		/* tdir/inst: the instance directory */
-static dynshm_config *cfg;	/* be's backend, small limits */
+static const struct test_backend *be;
+/* be's backend, small limits; the instance is opened by each test */
+static struct test_fixture fx;
 
 /* ---- fixture and helpers ------------------------------------------------- */
 
 static int setup(void **state)
 {
 	(void)state;
-	tdir = test_make_dir();
-	if (!tdir)
-		return -1;
-	snprintf(dir, sizeof(dir), "%s/inst", tdir);
-	if (dynshm_config_new(&cfg) != 0 ||
-	    dynshm_config_set(cfg, "dynamic_shared_memory_type", be->name) ||
-	    dynshm_config_set(cfg, "max_segments", "64") != 0 ||
-	    dynshm_config_set(cfg, "max_processes", "16") != 0)
-		return -1;
-	return 0;
+	return test_fixture_setup(&fx, false, be->name, "max_segments", "64",
+				  "max_processes", "16", (char *)NULL);
 }
 
 static int teardown(void **state)
@@ -107,20 +85,16 @@ static int teardown(void **state)
 	(void)state;
 	dynshm_test_hook = NULL;
 	inject_reset();
-	dynshm_config_free(cfg);
-	cfg = NULL;
-	test_remove_dir(tdir);
-	tdir = NULL;
-	return test_check_leftovers(be ? be->name : "teardown");
+	return test_fixture_teardown(&fx, false, be ? be->name : "teardown");
 }
 
 static dynshm_instance *xopen(unsigned flags)
 {
 	dynshm_instance *inst = NULL;
-	int rc = dynshm_instance_open(dir, cfg, flags, &inst);
+	int rc = dynshm_instance_open(fx.path, fx.cfg, flags, &inst);
 
 	if (rc != 0)
-		fail_msg("dynshm_instance_open(%s): %d (%s)", dir, rc,
+		fail_msg("dynshm_instance_open(%s): %d (%s)", fx.path, rc,
 			 dynshm_last_error());
 	return inst;
 }
@@ -153,7 +127,7 @@ static dynshm_impl_space *space_of(uint64_t id)
 {
 	dynshm_impl_space *space = NULL;
 
-	if (dynshm_impl_space_open(be->type, id, dir, &space) != 0)
+	if (dynshm_impl_space_open(be->type, id, fx.path, &space) != 0)
 		fail_msg("space_open: %s", dynshm_last_error());
 	return space;
 }
@@ -270,7 +244,7 @@ static int child_create_colliding(void *arg)
 
 	(void)arg;
 	dynshm_test_instance_tag = TEST_TAG;
-	CHILD_CHECK(dynshm_instance_open(dir, cfg, 0, &inst) == 0);
+	CHILD_CHECK(dynshm_instance_open(fx.path, fx.cfg, 0, &inst) == 0);
 	dynshm_sys.shmget = colliding_shmget;
 	dynshm_create(inst, SEG_SIZE, 0, &seg);
 	return 3; /* not reached: the shmget dies */
@@ -513,7 +487,7 @@ static int child_map_limit(void *arg)
 
 	(void)arg;
 	dynshm_test_instance_tag = TEST_TAG;
-	CHILD_CHECK(dynshm_instance_open(dir, cfg, 0, &inst) == 0);
+	CHILD_CHECK(dynshm_instance_open(fx.path, fx.cfg, 0, &inst) == 0);
 	exhaust_mappings();
 	rc = dynshm_create(inst, SEG_SIZE, DYNSHM_CREATE_NO_REGION, &seg);
 	msg = dynshm_last_error();
@@ -599,7 +573,7 @@ static int child_first_open(void *arg)
 	if (open_kill->entry &&
 	    strcmp(open_kill->entry, "posix_fallocate") == 0)
 		dynshm_sys.posix_fallocate = killing_fallocate;
-	CHILD_CHECK(dynshm_instance_open(dir, cfg, 0, &inst) == 0);
+	CHILD_CHECK(dynshm_instance_open(fx.path, fx.cfg, 0, &inst) == 0);
 	return 3; /* the kill point was not reached */
 }
 
@@ -627,9 +601,9 @@ static void test_first_open_killed(void **state)
 		/* a reset (and the destroy after it) finds every incarnation */
 		inst = xopen(DYNSHM_OPEN_RESET);
 		assert_int_equal(dynshm_instance_destroy(inst), 0);
-		assert_true(stat(dir, &st) < 0 && errno == ENOENT);
+		assert_true(stat(fx.path, &st) < 0 && errno == ENOENT);
 		n = test_count_leftovers(report, sizeof(report));
-		if (n != 1 || !strstr(report, tdir))
+		if (n != 1 || !strstr(report, fx.dir))
 			fail_msg("%s: killed first open of %s left %d: %s",
 				 what, be->name, n - 1, report);
 	}
@@ -653,11 +627,11 @@ static void test_first_open_backout_kept(void **state)
 		return;
 	inject_fail("renameat", 2, EIO);     /* 1: pending, 2: state */
 	inject_fail("shm_unlink", 1, EBUSY); /* the back-out's removal */
-	assert_int_equal(dynshm_instance_open(dir, cfg, 0, &inst), -EIO);
+	assert_int_equal(dynshm_instance_open(fx.path, fx.cfg, 0, &inst), -EIO);
 	assert_null(inst);
 	assert_non_null(strstr(dynshm_last_error(), "state"));
 	inject_reset();
-	snprintf(pending, sizeof(pending), "%s/pending", dir);
+	snprintf(pending, sizeof(pending), "%s/pending", fx.path);
 	assert_int_equal(stat(pending, &st), 0);
 	/* the next open sweeps it: teardown finds nothing left */
 	inst = xopen(0);
@@ -762,7 +736,7 @@ static int child_create_and_die(void *arg)
 
 	(void)arg;
 	dynshm_test_instance_tag = TEST_TAG;
-	CHILD_CHECK(dynshm_instance_open(dir, cfg, 0, &inst) == 0);
+	CHILD_CHECK(dynshm_instance_open(fx.path, fx.cfg, 0, &inst) == 0);
 	CHILD_CHECK(dynshm_create(inst, SEG_SIZE, DYNSHM_CREATE_NO_REGION,
 				  &seg) == 0);
 	_exit(0);
@@ -870,11 +844,12 @@ static void test_planted_control(void **state)
 	assert_int_equal(dynshm_instance_close(inst), 0);
 	plant_control(old_id, path, sizeof(path), &shmid);
 	/* every open refuses it, saying what it is and what to do */
-	assert_int_equal(dynshm_instance_open(dir, cfg, 0, &inst), -EACCES);
+	assert_int_equal(dynshm_instance_open(fx.path, fx.cfg, 0, &inst),
+			 -EACCES);
 	assert_message_has("not made by dynshm");
 	assert_message_has("reset");
-	assert_int_equal(dynshm_instance_open(dir, cfg, DYNSHM_OPEN_EXISTING,
-					   &inst),
+	assert_int_equal(dynshm_instance_open(fx.path, fx.cfg,
+					      DYNSHM_OPEN_EXISTING, &inst),
 			 -EACCES);
 	/* a reset starts over under a new id and leaves the thing alone */
 	inst = xopen(DYNSHM_OPEN_RESET);
@@ -918,7 +893,7 @@ static void planted_same_uid(size_t size)
 	old_id = id_of(inst);
 	assert_int_equal(dynshm_instance_close(inst), 0);
 	/* planted later than the state file was written, as after a reboot */
-	snprintf(state_path, sizeof(state_path), "%s/state", dir);
+	snprintf(state_path, sizeof(state_path), "%s/state", fx.path);
 	assert_int_equal(stat(state_path, &sf), 0);
 	while (time(NULL) <= sf.st_mtime)
 		usleep(20000);
@@ -929,7 +904,7 @@ static void planted_same_uid(size_t size)
 	shmid = plant_sysv(key, size ? size : ds.shm_segsz,
 			   "another program's data");
 	assert_true(shmid >= 0);
-	rc = dynshm_instance_open(dir, cfg, 0, &inst);
+	rc = dynshm_instance_open(fx.path, fx.cfg, 0, &inst);
 	assert_true(rc < 0);
 	inst = xopen(DYNSHM_OPEN_RESET);
 	assert_true(id_of(inst) != old_id);
@@ -981,10 +956,10 @@ int main(void)
 	int failed = 0;
 
 	dynshm_test_instance_tag = TEST_TAG;
-	for (size_t b = 0; b < N_BACKENDS; b++) {
+	for (size_t b = 0; b < test_n_real_backends; b++) {
 		char name[32];
 
-		be = &backends[b];
+		be = &test_real_backends[b];
 		snprintf(name, sizeof(name), "ident-%s", be->name);
 		failed += cmocka_run_group_tests_name(name, tests, NULL, NULL);
 	}

@@ -49,16 +49,9 @@ extern int dynshm_test_instance_tag;
 #define JOINED 20     /* helper processes: more than an open checks */
 #define JOIN_CHECKS 8 /* src/instance.c */
 
-struct fixture {
-	char *dir;	   /* a test directory ... */
-	char path[4096]; /* ... and the instance directory in it */
-	dynshm_config *cfg;
-	dynshm_instance *inst; /* the test's own entry, kept open throughout */
-	pid_t kids[JOINED];
-	int go[2]; /* kids wait for EOF on go[0] */
-};
-
-static struct fixture fx;
+static struct test_fixture fx; /* the test's own entry, open throughout */
+static pid_t kids[JOINED];
+static int go[2]; /* kids wait for EOF on go[0] */
 
 /* ---- counting /proc reads ---------------------------------------------- */
 
@@ -103,14 +96,14 @@ static void kid_main(int ready, dynshm_handle h)
 	dynshm_segment *seg = NULL;
 	char c = 'j';
 
-	close(fx.go[1]);
+	close(go[1]);
 	if (dynshm_instance_open(fx.path, fx.cfg, 0, &inst) != 0)
 		c = 'o';
 	else if (h && dynshm_attach(inst, h, &seg) != 0)
 		c = 'a';
 	if (write(ready, &c, 1) != 1)
 		_exit(2);
-	while (read(fx.go[0], &c, 1) > 0)
+	while (read(go[0], &c, 1) > 0)
 		;
 	_exit(0);
 }
@@ -120,17 +113,17 @@ static void start_kids(dynshm_handle h)
 {
 	int ready[2];
 
-	assert_int_equal(pipe(fx.go), 0);
+	assert_int_equal(pipe(go), 0);
 	assert_int_equal(pipe(ready), 0);
 	for (int i = 0; i < JOINED; i++) {
-		fx.kids[i] = fork();
-		assert_true(fx.kids[i] >= 0);
-		if (fx.kids[i] == 0) {
+		kids[i] = fork();
+		assert_true(kids[i] >= 0);
+		if (kids[i] == 0) {
 			close(ready[0]);
 			kid_main(ready[1], i == JOINED - 1 ? h : 0);
 		}
 	}
-	close(fx.go[0]);
+	close(go[0]);
 	close(ready[1]);
 	for (int i = 0; i < JOINED; i++) {
 		char c = 0;
@@ -143,9 +136,9 @@ static void start_kids(dynshm_handle h)
 
 static void kill_kid(int i)
 {
-	kill(fx.kids[i], SIGKILL);
-	waitpid(fx.kids[i], NULL, 0);
-	fx.kids[i] = 0;
+	kill(kids[i], SIGKILL);
+	waitpid(kids[i], NULL, 0);
+	kids[i] = 0;
 }
 
 /* One more open and close by this process: what an open reaps. */
@@ -162,41 +155,25 @@ static void open_close(void)
 static int setup(void **state)
 {
 	(void)state;
-	memset(&fx, 0, sizeof(fx));
-	fx.go[0] = fx.go[1] = -1;
-	fx.dir = test_make_dir();
-	if (!fx.dir)
-		return -1;
-	snprintf(fx.path, sizeof(fx.path), "%s/inst", fx.dir);
-	if (dynshm_config_new(&fx.cfg) != 0 ||
-	    dynshm_config_set(fx.cfg, "dynamic_shared_memory_type", "posix") !=
-		    0 ||
-	    dynshm_config_set(fx.cfg, "max_processes", "64") != 0)
-		return -1;
-	return dynshm_instance_open(fx.path, fx.cfg, 0, &fx.inst) == 0 ? 0 : -1;
+	memset(kids, 0, sizeof(kids));
+	go[0] = go[1] = -1;
+	return test_fixture_setup(&fx, true, "posix", "max_processes", "64",
+				  (char *)NULL);
 }
 
 static int teardown(void **state)
 {
-	char report[4096];
 	int bad = 0;
 
 	(void)state;
 	dynshm_sys_reset();
-	if (fx.go[1] >= 0)
-		close(fx.go[1]); /* EOF: the helpers leave */
+	if (go[1] >= 0)
+		close(go[1]); /* EOF: the helpers leave */
 	for (int i = 0; i < JOINED; i++)
-		if (fx.kids[i] > 0 && test_wait(fx.kids[i]) != 0)
+		if (kids[i] > 0 && test_wait(kids[i]) != 0)
 			bad++;
-	if (fx.inst && dynshm_instance_destroy(fx.inst) != 0)
+	if (test_fixture_teardown(&fx, false, "teardown") < 0)
 		bad++;
-	dynshm_config_free(fx.cfg);
-	if (test_remove_dir(fx.dir) < 0)
-		bad++;
-	if (test_count_leftovers(report, sizeof(report)) != 0) {
-		fprintf(stderr, "leftovers:\n%s", report);
-		bad++;
-	}
 	return bad ? -1 : 0;
 }
 
@@ -279,12 +256,12 @@ static void test_zombie_found(void **state)
 	(void)state;
 	start_kids(0);
 	/* killed but not collected: a zombie has closed its files */
-	kill(fx.kids[JOINED / 2], SIGKILL);
+	kill(kids[JOINED / 2], SIGKILL);
 	{
 		siginfo_t si;
 
 		/* until it is a zombie (WNOWAIT: leave it one) */
-		assert_int_equal(waitid(P_PID, (id_t)fx.kids[JOINED / 2], &si,
+		assert_int_equal(waitid(P_PID, (id_t)kids[JOINED / 2], &si,
 					WEXITED | WNOWAIT),
 				 0);
 	}

@@ -52,22 +52,19 @@
 
 extern int dynshm_test_instance_tag;
 
-static char *dir; /* this test's private directory */
+static struct test_fixture fx; /* this test's private directory */
 static int leftovers;
 
 static int setup(void **state)
 {
 	(void)state;
-	dir = test_make_dir();
-	return dir ? 0 : -1;
+	return test_fixture_setup(&fx, false, NULL);
 }
 
 static int teardown(void **state)
 {
 	(void)state;
-	test_remove_dir(dir);
-	dir = NULL;
-	if (test_check_leftovers("after the test") != 0) {
+	if (test_fixture_teardown(&fx, false, "after the test") != 0) {
 		leftovers++;
 		return -1;
 	}
@@ -150,7 +147,7 @@ static void file_locks(void)
 	char path[4300];
 	int fd;
 
-	snprintf(path, sizeof(path), "%s/lock", dir);
+	snprintf(path, sizeof(path), "%s/lock", fx.dir);
 	fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
 	assert_true(fd >= 0);
 	REQUIRE(flock(fd, LOCK_EX | LOCK_NB) == 0, "flock", "2.0");
@@ -257,7 +254,7 @@ static void test_no_getrandom(void **state)
 	const char *msg;
 
 	(void)state;
-	snprintf(path, sizeof(path), "%s/inst", dir);
+	snprintf(path, sizeof(path), "%s/inst", fx.dir);
 	inject_fail("getrandom", 1, ENOSYS);
 	ASSERT_RC(dynshm_instance_open(path, NULL, 0, &inst), -ENOSYS);
 	inject_reset();

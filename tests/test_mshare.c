@@ -49,17 +49,10 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+#include "dsm_assert.h"
 
 extern int dynshm_test_instance_tag;
 extern void (*dynshm_test_hook)(const char *point);
-
-#define ASSERT_OK(expr)                                                        \
-	do {                                                                   \
-		int rc_ = (expr);                                              \
-		if (rc_ != 0)                                                  \
-			fail_msg("%s = %d (%s)", #expr, rc_,                   \
-				 dynshm_last_error());                            \
-	} while (0)
 
 #define ALIGN (2u << 20) /* the fake's mshare_info */
 

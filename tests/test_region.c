@@ -65,37 +65,22 @@ extern void (*dynshm_test_hook)(const char *point);
 #define REGION_BYTES (1u << 20) /* 256 pages */
 #define KILLED (128 + SIGKILL)
 
-static char *dir;	 /* per test */
-static char inst_path[4200];
+static struct test_fixture fx; /* per test: instances at fx.path */
 
 static int setup(void **state)
 {
 	(void)state;
 	inject_reset();
 	dynshm_test_hook = NULL;
-	dir = test_make_dir();
-	if (!dir)
-		return -1;
-	snprintf(inst_path, sizeof(inst_path), "%s/inst", dir);
-	return 0;
+	return test_fixture_setup(&fx, false, NULL);
 }
 
 static int teardown(void **state)
 {
-	char report[4096];
-	dynshm_instance *inst;
-	int n;
-
 	(void)state;
 	inject_reset();
 	dynshm_test_hook = NULL;
-	if (dynshm_instance_open(inst_path, NULL, DYNSHM_OPEN_EXISTING, &inst) == 0)
-		dynshm_instance_destroy(inst);
-	test_remove_dir(dir);
-	n = test_count_leftovers(report, sizeof(report));
-	if (n != 0)
-		fprintf(stderr, "leftovers (%d):\n%s", n, report);
-	return n == 0 ? 0 : -1;
+	return test_fixture_teardown(&fx, false, "teardown");
 }
 
 static dynshm_config *config(const char *backend, const char *region)
@@ -118,7 +103,7 @@ static dynshm_instance *open_region(const char *region)
 {
 	dynshm_config *cfg = config("posix", region);
 	dynshm_instance *inst = NULL;
-	int rc = dynshm_instance_open(inst_path, cfg, 0, &inst);
+	int rc = dynshm_instance_open(fx.path, cfg, 0, &inst);
 
 	dynshm_config_free(cfg);
 	if (rc != 0)
@@ -323,7 +308,7 @@ static int child_reads(void *arg)
 	dynshm_segment *seg = NULL;
 
 	/* a forked child: its own dynshm_instance_open, its own mapping */
-	CHILD_CHECK(dynshm_instance_open(inst_path, NULL, DYNSHM_OPEN_EXISTING,
+	CHILD_CHECK(dynshm_instance_open(fx.path, NULL, DYNSHM_OPEN_EXISTING,
 				      &inst) == 0);
 	CHILD_CHECK(dynshm_attach(inst, sc->handle, &seg) == 0);
 	CHILD_CHECK(strcmp(dynshm_segment_address(seg), "from the parent") == 0);
@@ -343,7 +328,7 @@ static int spawned_reads(int argc, char **argv)
 	void *want = (void *)(uintptr_t)strtoull(argv[2], NULL, 16);
 
 	CHILD_CHECK(argc == 5);
-	snprintf(inst_path, sizeof(inst_path), "%s", argv[4]);
+	snprintf(fx.path, sizeof(fx.path), "%s", argv[4]);
 	if (strcmp(argv[3], "block") == 0) {
 		/* occupy the recorded address before joining */
 		void *p = mmap(want, 4096, PROT_NONE,
@@ -352,7 +337,7 @@ static int spawned_reads(int argc, char **argv)
 			       -1, 0);
 		CHILD_CHECK(p == want);
 	}
-	CHILD_CHECK(dynshm_instance_open(inst_path, NULL, DYNSHM_OPEN_EXISTING,
+	CHILD_CHECK(dynshm_instance_open(fx.path, NULL, DYNSHM_OPEN_EXISTING,
 				      &inst) == 0);
 	CHILD_CHECK(dynshm_instance_info_get(inst, &info, sizeof(info)) == 0);
 	CHILD_CHECK(info.region_recorded_address == want);
@@ -376,7 +361,7 @@ static int spawned_reads(int argc, char **argv)
 static void spawn_reader(dynshm_handle h, void *addr, const char *mode)
 {
 	char hs[32], as[32];
-	const char *args[] = { hs, as, mode, inst_path, NULL };
+	const char *args[] = { hs, as, mode, fx.path, NULL };
 
 	snprintf(hs, sizeof(hs), "%" PRIx64, h);
 	snprintf(as, sizeof(as), "%" PRIxPTR, (uintptr_t)addr);
@@ -478,7 +463,7 @@ static int child_counts(void *arg)
 	struct two_handles *h = arg;
 	dynshm_instance *inst = NULL;
 
-	CHILD_CHECK(dynshm_instance_open(inst_path, NULL, DYNSHM_OPEN_EXISTING,
+	CHILD_CHECK(dynshm_instance_open(fx.path, NULL, DYNSHM_OPEN_EXISTING,
 				      &inst) == 0);
 	CHILD_CHECK(calls_during_attach(inst, h->region) == 0);
 	/* the same count for an ordinary segment: the counting works */
@@ -643,7 +628,7 @@ static int child_dies_creating(void *arg)
 	dynshm_segment *seg = NULL;
 
 	(void)arg;
-	CHILD_CHECK(dynshm_instance_open(inst_path, NULL, DYNSHM_OPEN_EXISTING,
+	CHILD_CHECK(dynshm_instance_open(fx.path, NULL, DYNSHM_OPEN_EXISTING,
 				      &inst) == 0);
 	/* hold one block for good, so the kill hits a split region */
 	CHILD_CHECK(dynshm_create(inst, 4096, DYNSHM_CREATE_REGION, &seg) == 0);
@@ -695,7 +680,7 @@ static int child_fills_and_dies(void *arg)
 	dynshm_segment *seg = NULL;
 
 	(void)arg;
-	CHILD_CHECK(dynshm_instance_open(inst_path, NULL, DYNSHM_OPEN_EXISTING,
+	CHILD_CHECK(dynshm_instance_open(fx.path, NULL, DYNSHM_OPEN_EXISTING,
 				      &inst) == 0);
 	CHILD_CHECK(dynshm_create(inst, REGION_BYTES, DYNSHM_CREATE_REGION, &seg) ==
 		    0);
@@ -732,7 +717,7 @@ static int child_dies_opening(void *arg)
 
 	die_at = "region:before-create";
 	dynshm_test_hook = die_hook;
-	dynshm_instance_open(inst_path, cfg, 0, &inst);
+	dynshm_instance_open(fx.path, cfg, 0, &inst);
 	return 3;
 }
 
@@ -744,7 +729,7 @@ static void test_creator_dies(void **state)
 
 	(void)state;
 	assert_int_equal(test_fork(child_dies_opening, cfg), KILLED);
-	assert_int_equal(dynshm_instance_open(inst_path, cfg, 0, &inst), 0);
+	assert_int_equal(dynshm_instance_open(fx.path, cfg, 0, &inst), 0);
 	assert_int_equal(info_of(inst).region_size, REGION_BYTES);
 	assert_int_equal(dynshm_create(inst, 4096, DYNSHM_CREATE_REGION, &seg), 0);
 	assert_int_equal(dynshm_instance_destroy(inst), 0);
@@ -776,11 +761,11 @@ static void test_reset_corrupt(void **state)
 	assert_int_equal(pwrite(fd, "garbage!", 8, 0), 8);
 	close(fd);
 	inst = NULL;
-	assert_int_equal(dynshm_instance_open(inst_path, NULL, DYNSHM_OPEN_EXISTING,
+	assert_int_equal(dynshm_instance_open(fx.path, NULL, DYNSHM_OPEN_EXISTING,
 					   &inst),
 			 -EUCLEAN);
 	cfg = config("posix", "1MB");
-	assert_int_equal(dynshm_instance_open(inst_path, cfg, DYNSHM_OPEN_RESET,
+	assert_int_equal(dynshm_instance_open(fx.path, cfg, DYNSHM_OPEN_RESET,
 					   &inst),
 			 0);
 	dynshm_config_free(cfg);
@@ -797,7 +782,7 @@ static void test_conflict(void **state)
 	dynshm_config *cfg = config("posix", "2MB");
 
 	(void)state;
-	assert_int_equal(dynshm_instance_open(inst_path, cfg, 0, &other),
+	assert_int_equal(dynshm_instance_open(fx.path, cfg, 0, &other),
 			 -EINVAL);
 	assert_non_null(strstr(dynshm_last_error(), "min_dynamic_shared_memory"));
 	dynshm_config_free(cfg);
@@ -816,7 +801,7 @@ static void test_backends(void **state)
 		dynshm_segment *seg = NULL;
 		struct shared_check sc;
 
-		assert_int_equal(dynshm_instance_open(inst_path, cfg, 0, &inst),
+		assert_int_equal(dynshm_instance_open(fx.path, cfg, 0, &inst),
 				 0);
 		dynshm_config_free(cfg);
 		assert_int_equal(dynshm_create(inst, 64, 0, &seg), 0);
@@ -855,7 +840,7 @@ static void test_huge_backoff(void **state)
 		skip();
 	}
 	assert_int_equal(dynshm_config_set(cfg, "huge_pages", "try"), 0);
-	assert_int_equal(dynshm_instance_open(inst_path, cfg, 0, &inst), 0);
+	assert_int_equal(dynshm_instance_open(fx.path, cfg, 0, &inst), 0);
 	dynshm_config_free(cfg);
 	inject_fail("shmget", 0, 0); /* count only */
 	assert_int_equal(dynshm_create(inst, two_mb, 0, &a), 0);

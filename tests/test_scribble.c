@@ -77,33 +77,19 @@ static void on_alarm(int sig)
 
 /* ---- fixture --------------------------------------------------------------- */
 
-struct fixture {
-	char *dir;
-	char path[PATH_MAX];
-	dynshm_config *cfg;
-	dynshm_instance *inst;
-	pid_t kid;
-};
-
-static struct fixture fx;
+static struct test_fixture fx;
+static pid_t kid; /* a child the teardown kills */
 
 static int open_with(const char *max_segments, bool region)
 {
-	memset(&fx, 0, sizeof(fx));
-	fx.dir = test_make_dir();
-	if (!fx.dir)
+	kid = 0;
+	if (region ? test_fixture_setup(&fx, true, "posix", "max_segments",
+					max_segments,
+					"min_dynamic_shared_memory", "1MB",
+					"huge_pages", "off", (char *)NULL)
+		   : test_fixture_setup(&fx, true, "posix", "max_segments",
+					max_segments, (char *)NULL))
 		return -1;
-	snprintf(fx.path, sizeof(fx.path), "%s/inst", fx.dir);
-	if (dynshm_config_new(&fx.cfg) ||
-	    dynshm_config_set(fx.cfg, "dynamic_shared_memory_type", "posix") ||
-	    dynshm_config_set(fx.cfg, "max_segments", max_segments) ||
-	    (region && (dynshm_config_set(fx.cfg, "min_dynamic_shared_memory",
-					  "1MB") ||
-			dynshm_config_set(fx.cfg, "huge_pages", "off"))) ||
-	    dynshm_instance_open(fx.path, fx.cfg, 0, &fx.inst)) {
-		fprintf(stderr, "setup: %s\n", dynshm_last_error());
-		return -1;
-	}
 	alarm(HANG_SECONDS);
 	return 0;
 }
@@ -128,30 +114,15 @@ static int setup_80(void **state)
 
 static int teardown(void **state)
 {
-	dynshm_instance *again = NULL;
-	int bad = 0;
-
 	(void)state;
 	alarm(0);
 	dynshm_test_hook = NULL;
-	if (fx.kid > 0) {
-		kill(fx.kid, SIGKILL);
-		test_wait(fx.kid);
+	if (kid > 0) {
+		kill(kid, SIGKILL);
+		test_wait(kid);
 	}
-	if (fx.inst)
-		dynshm_instance_close(fx.inst);
 	/* reset: whatever a scribble made unreachable goes too */
-	if (dynshm_instance_open(fx.path, fx.cfg, DYNSHM_OPEN_RESET, &again) ||
-	    dynshm_instance_destroy(again)) {
-		fprintf(stderr, "teardown: %s\n", dynshm_last_error());
-		bad = 1;
-	}
-	dynshm_config_free(fx.cfg);
-	if (test_remove_dir(fx.dir) < 0)
-		bad = 1;
-	if (test_check_leftovers("teardown") < 0)
-		bad = 1;
-	return bad ? -1 : 0;
+	return test_fixture_teardown(&fx, true, "teardown");
 }
 
 static struct ctl *ctl(void)
@@ -738,7 +709,7 @@ static void entry_taken(const char *point, uint32_t want_state,
 	ctl_row(c, owner)[0] = 0;
 	c->procs[owner].state = PROC_FREE;
 	unlock();
-	fx.kid = start_occupant(&release, &entry);
+	kid = start_occupant(&release, &entry);
 	assert_int_equal(entry, owner);
 	if (same_pid) {
 		/* the dead owner had the new one's pid number (PID namespaces) */
@@ -752,8 +723,8 @@ static void entry_taken(const char *point, uint32_t want_state,
 	assert_int_equal(segments(), 0);
 	assert_int_equal(c->procs[entry].state, PROC_LIVE); /* still there */
 	close(release);
-	assert_int_equal(test_wait(fx.kid), 0);
-	fx.kid = 0;
+	assert_int_equal(test_wait(kid), 0);
+	kid = 0;
 }
 
 static void test_creating_owner_entry_taken(void **state)

@@ -67,29 +67,13 @@ static void on_alarm(int sig)
 
 /* ---- fixture --------------------------------------------------------------- */
 
-struct fixture {
-	char *dir;
-	char path[PATH_MAX];
-	dynshm_config *cfg;
-	dynshm_instance *inst;
-};
-
-static struct fixture fx;
+static struct test_fixture fx;
 
 static int setup(void **state)
 {
-	memset(&fx, 0, sizeof(fx));
-	fx.dir = test_make_dir();
-	if (!fx.dir)
+	if (test_fixture_setup(&fx, true, "posix", "max_segments", "16",
+			       (char *)NULL))
 		return -1;
-	snprintf(fx.path, sizeof(fx.path), "%s/inst", fx.dir);
-	if (dynshm_config_new(&fx.cfg) ||
-	    dynshm_config_set(fx.cfg, "dynamic_shared_memory_type", "posix") ||
-	    dynshm_config_set(fx.cfg, "max_segments", "16") ||
-	    dynshm_instance_open(fx.path, fx.cfg, 0, &fx.inst)) {
-		fprintf(stderr, "setup: %s\n", dynshm_last_error());
-		return -1;
-	}
 	if (!*state) /* else a case of test_cancel */
 		*state = &fx;
 	return 0;
@@ -97,20 +81,9 @@ static int setup(void **state)
 
 static int teardown(void **state)
 {
-	int bad = 0;
-
 	(void)state;
 	dynshm_sys_reset();
-	if (fx.inst && dynshm_instance_destroy(fx.inst) < 0) {
-		fprintf(stderr, "teardown: %s\n", dynshm_last_error());
-		bad = 1;
-	}
-	dynshm_config_free(fx.cfg);
-	if (test_remove_dir(fx.dir) < 0)
-		bad = 1;
-	if (test_check_leftovers("teardown") < 0)
-		bad = 1;
-	return bad ? -1 : 0;
+	return test_fixture_teardown(&fx, false, "teardown");
 }
 
 /* ---- the blocking stub ------------------------------------------------------- */

@@ -4,10 +4,12 @@
  *
  * Deliberately independent of the library: leftovers are found by reading
  * /dev/shm and /proc/sysvipc/shm directly, so a bug in dynshm_impl_list cannot
- * hide a leak from the leak check.
+ * hide a leak from the leak check.  (The fixture, test_fixture_*, and the
+ * lock hand-over round do use the library: they are what tests share.)
  */
 #include "testutil.h"
 #include "dynshm/dsm_impl.h"
+#include "dynshm/dsm.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -15,6 +17,9 @@
 #include <ftw.h>
 #include <glob.h>
 #include <inttypes.h>
+#include <poll.h>
+#include <sched.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -38,6 +43,14 @@ static uint64_t random64(void)
 	}
 	return v;
 }
+
+const struct test_backend test_real_backends[] = {
+	{ "posix", DYNSHM_IMPL_POSIX },
+	{ "sysv", DYNSHM_IMPL_SYSV },
+	{ "mmap", DYNSHM_IMPL_MMAP },
+};
+const size_t test_n_real_backends =
+	sizeof(test_real_backends) / sizeof(test_real_backends[0]);
 
 uint64_t test_instance_id(void)
 {
@@ -350,7 +363,7 @@ int test_spawn(const char *name, const char *const *args)
 	return test_wait(pid);
 }
 
-int test_fork(int (*fn)(void *arg), void *arg)
+pid_t test_fork_start(int (*fn)(void *arg), void *arg)
 {
 	pid_t pid;
 
@@ -362,9 +375,31 @@ int test_fork(int (*fn)(void *arg), void *arg)
 		fflush(NULL);
 		_exit(rc);
 	}
-	if (pid < 0)
-		return -1;
-	return test_wait(pid);
+	return pid;
+}
+
+int test_fork(int (*fn)(void *arg), void *arg)
+{
+	pid_t pid = test_fork_start(fn, arg);
+
+	return pid < 0 ? -1 : test_wait(pid);
+}
+
+int test_write_full(int fd, const void *buf, size_t len)
+{
+	const char *p = buf;
+
+	while (len > 0) {
+		ssize_t n = write(fd, p, len);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return -1;
+		p += n;
+		len -= (size_t)n;
+	}
+	return 0;
 }
 
 static int collect_listed(dynshm_handle handle, const char *os_name, void *arg)
@@ -480,4 +515,302 @@ bool test_await_lock_wait(pid_t pid)
 		nanosleep(&ms, NULL);
 	}
 	return false;
+}
+
+/* ---- lock hand-over ------------------------------------------------------ */
+
+/* A child that takes the lock and holds it until told to go. */
+struct holder {
+	pid_t pid;
+	int tell[2]; /* holder -> test: 'h' holding, 'd' released */
+	int go[2];   /* test -> holder: release */
+};
+
+static const struct test_handover *handover; /* in every child */
+static struct holder *holding;			/* in the holder */
+/* Children of a round, for test_handover_reap if a round is cut short. */
+static pid_t spawned[8];
+static int nspawned;
+
+void test_holder_holding(void)
+{
+	char c = 'h';
+
+	if (write(holding->tell[1], &c, 1) != 1 ||
+	    read(holding->go[0], &c, 1) != 1)
+		_exit(1);
+}
+
+static int holder_child(void *arg)
+{
+	char c = 'd';
+
+	holding = arg;
+	if (handover->hold(handover->arg) != 0 ||
+	    write(holding->tell[1], &c, 1) != 1)
+		return 1;
+	for (;;)
+		pause();
+}
+
+static int locker_child(void *arg)
+{
+	(void)arg;
+	return handover->lock(handover->arg);
+}
+
+/* Run on CPU 0 only; at SCHED_IDLE if idle. */
+static void pin_cpu0(bool idle)
+{
+	struct sched_param sp = { 0 };
+	cpu_set_t set;
+
+	CPU_ZERO(&set);
+	CPU_SET(0, &set);
+	sched_setaffinity(0, sizeof(set), &set);
+	if (idle)
+		sched_setscheduler(0, SCHED_IDLE, &sp);
+}
+
+/* A sleeper that, once woken, waits for its CPU behind the hog. */
+static int idle_locker_child(void *arg)
+{
+	pin_cpu0(true);
+	return locker_child(arg);
+}
+
+static int hog_child(void *arg)
+{
+	volatile unsigned long n = 0;
+
+	(void)arg;
+	pin_cpu0(false);
+	for (;;)
+		n++;
+	return 0;
+}
+
+static pid_t spawn(int (*fn)(void *), void *arg)
+{
+	pid_t pid;
+
+	fflush(NULL);
+	pid = fork();
+	if (pid == 0)
+		_exit(fn(arg));
+	if (pid > 0 && nspawned < 8)
+		spawned[nspawned++] = pid;
+	return pid;
+}
+
+void test_handover_reap(void)
+{
+	for (int i = 0; i < nspawned; i++)
+		if (waitpid(spawned[i], NULL, WNOHANG) == 0) {
+			kill(spawned[i], SIGKILL);
+			waitpid(spawned[i], NULL, 0);
+		}
+	nspawned = 0;
+}
+
+static int start_holder(struct holder *h)
+{
+	h->tell[0] = h->tell[1] = h->go[0] = h->go[1] = -1;
+	h->pid = -1;
+	if (pipe(h->tell) != 0 || pipe(h->go) != 0)
+		return -1;
+	h->pid = spawn(holder_child, h);
+	return h->pid > 0 ? 0 : -1;
+}
+
+static void end_holder(struct holder *h)
+{
+	if (h->pid > 0) {
+		kill(h->pid, SIGKILL);
+		waitpid(h->pid, NULL, 0);
+	}
+	h->pid = -1;
+	for (int i = 0; i < 2; i++) {
+		if (h->tell[i] >= 0)
+			close(h->tell[i]);
+		if (h->go[i] >= 0)
+			close(h->go[i]);
+		h->tell[i] = h->go[i] = -1;
+	}
+}
+
+/* What the holder said ('h', 'd'), or 0 if it said nothing. */
+static char hear(struct holder *h)
+{
+	char c = 0;
+
+	return read(h->tell[0], &c, 1) == 1 ? c : 0;
+}
+
+static bool let_go(struct holder *h)
+{
+	return write(h->go[1], "g", 1) == 1;
+}
+
+/* D either takes the lock (1: 'h' on its pipe) or sleeps on it (0); -1. */
+static int holds_or_waits(struct holder *d)
+{
+	struct timespec ms = { 0, 1000000 };
+	struct pollfd pfd = { d->tell[0], POLLIN, 0 };
+
+	for (int i = 0; i < 10000; i++) {
+		if (poll(&pfd, 1, 0) == 1)
+			return hear(d) == 'h';
+		if (test_lock_waiting(d->pid))
+			return 0;
+		nanosleep(&ms, NULL);
+	}
+	fprintf(stderr, "process %d neither took nor waited for the lock\n",
+		(int)d->pid);
+	return -1;
+}
+
+/*
+ * Let D go whenever it holds the lock, until both C has exited and D has
+ * released: C's exit status, or -1 if that takes more than ~10 s (a
+ * liveness check; C is then killed).
+ */
+static int settle_bounded(struct holder *d, pid_t c)
+{
+	struct timespec ms = { 0, 1000000 };
+	struct pollfd pfd = { d->tell[0], POLLIN, 0 };
+	bool d_done = false;
+	int status = -1;
+
+	for (int i = 0; i < 10000 && (status < 0 || !d_done); i++) {
+		int st;
+
+		if (poll(&pfd, 1, 0) == 1) {
+			if (hear(d) != 'h')
+				d_done = true;
+			else if (!let_go(d))
+				break;
+			continue;
+		}
+		if (status < 0 && waitpid(c, &st, WNOHANG) == c)
+			status = WIFEXITED(st) ? WEXITSTATUS(st) : 128;
+		nanosleep(&ms, NULL);
+	}
+	if (status < 0) {
+		kill(c, SIGKILL);
+		waitpid(c, NULL, 0);
+	}
+	return d_done ? status : -1;
+}
+
+#define ROUND_CHECK(cond)                                                      \
+	do {                                                                   \
+		if (!(cond)) {                                                 \
+			fprintf(stderr, "%s:%d: hand-over: %s failed\n",       \
+				__FILE__, __LINE__, #cond);                    \
+			goto out;                                              \
+		}                                                              \
+	} while (0)
+
+int test_handover_round(const struct test_handover *ho)
+{
+	struct holder a = { .pid = -1, { -1, -1 }, { -1, -1 } }, d = a;
+	pid_t b, c, hog = -1;
+	int d_holds, status = -1;
+
+	handover = ho;
+	ROUND_CHECK(start_holder(&a) == 0);
+	ROUND_CHECK(hear(&a) == 'h');
+	b = spawn(idle_locker_child, NULL);
+	ROUND_CHECK(b > 0 && test_await_lock_wait(b));
+	hog = spawn(hog_child, NULL);
+	c = spawn(locker_child, NULL);
+	ROUND_CHECK(hog > 0 && c > 0 && test_await_lock_wait(c));
+	ROUND_CHECK(let_go(&a));
+	ROUND_CHECK(hear(&a) == 'd');
+	ROUND_CHECK(start_holder(&d) == 0);
+	d_holds = holds_or_waits(&d);
+	ROUND_CHECK(d_holds >= 0);
+	kill(b, SIGKILL);
+	waitpid(b, NULL, 0);
+	if (d_holds)
+		ROUND_CHECK(let_go(&d));
+	status = settle_bounded(&d, c);
+out:
+	if (hog > 0) {
+		kill(hog, SIGKILL);
+		waitpid(hog, NULL, 0);
+	}
+	end_holder(&d);
+	end_holder(&a);
+	test_handover_reap(); /* what a cut-short round left */
+	return status;
+}
+
+/* ---- one instance per test ---------------------------------------------- */
+
+int test_fixture_setup(struct test_fixture *fx, bool open, const char *backend,
+		       ...)
+{
+	const char *key;
+	va_list ap;
+	int rc;
+
+	memset(fx, 0, sizeof(*fx));
+	fx->dir = test_make_dir();
+	if (!fx->dir) {
+		fprintf(stderr, "setup: cannot make a test directory: %s\n",
+			strerror(errno));
+		return -1;
+	}
+	snprintf(fx->path, sizeof(fx->path), "%s/inst", fx->dir);
+	rc = backend ? dynshm_config_new(&fx->cfg) : 0;
+	if (rc == 0 && backend)
+		rc = dynshm_config_set(fx->cfg, "dynamic_shared_memory_type",
+				       backend);
+	va_start(ap, backend);
+	while (rc == 0 && backend &&
+	       (key = va_arg(ap, const char *)) != NULL)
+		rc = dynshm_config_set(fx->cfg, key, va_arg(ap, const char *));
+	va_end(ap);
+	if (rc == 0 && open)
+		rc = dynshm_instance_open(fx->path, fx->cfg, 0, &fx->inst);
+	if (rc != 0) {
+		fprintf(stderr, "setup: %s\n", dynshm_last_error());
+		return -1;
+	}
+	return 0;
+}
+
+int test_fixture_teardown(struct test_fixture *fx, bool reset, const char *when)
+{
+	dynshm_instance *again = NULL;
+	int bad = 0;
+
+	if (reset) {
+		if (fx->inst)
+			dynshm_instance_close(fx->inst);
+		fx->inst = NULL;
+		if (dynshm_instance_open(fx->path, fx->cfg, DYNSHM_OPEN_RESET,
+					 &again) != 0 ||
+		    dynshm_instance_destroy(again) != 0)
+			bad = 1;
+	} else if (fx->inst) {
+		bad = dynshm_instance_destroy(fx->inst) != 0;
+	} else if (fx->dir && dynshm_instance_open(fx->path, fx->cfg,
+						    DYNSHM_OPEN_EXISTING,
+						    &again) == 0) {
+		dynshm_instance_destroy(again); /* a failed test's instance */
+	}
+	if (bad)
+		fprintf(stderr, "teardown: %s\n", dynshm_last_error());
+	fx->inst = NULL;
+	dynshm_config_free(fx->cfg);
+	fx->cfg = NULL;
+	if (fx->dir && test_remove_dir(fx->dir) < 0)
+		bad = 1;
+	fx->dir = NULL;
+	if (test_check_leftovers(when) < 0)
+		bad = 1;
+	return bad ? -1 : 0;
 }

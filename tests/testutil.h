@@ -18,11 +18,14 @@
 #ifndef DYNSHM_TEST_TESTUTIL_H
 #define DYNSHM_TEST_TESTUTIL_H
 
+#include <limits.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <sys/types.h>
+
+#include <dynshm/dsm_impl.h>
 
 /*
  * Low 12 bits of every test instance id (and so the SysV key tag).  The
@@ -37,6 +40,14 @@
 #define TEST_SKIP 77
 /* A uid that is not ours (nobody), for ownership tests run as root. */
 #define TEST_OTHER_UID 65534
+
+/* The real backends, in the order per-backend test groups run. */
+struct test_backend {
+	const char *name;
+	dynshm_impl_type type;
+};
+extern const struct test_backend test_real_backends[];
+extern const size_t test_n_real_backends;
 
 /* A random instance id with TEST_TAG in its low 12 bits. */
 uint64_t test_instance_id(void);
@@ -89,6 +100,38 @@ bool test_under_valgrind(void);
  */
 bool test_is_mapped(const void *addr);
 
+/* ---- one instance per test ---------------------------------------------- */
+
+/*
+ * The fixture of tests that each use one instance: a test directory, the
+ * instance directory in it, a configuration and (if opened) the instance.
+ */
+struct dynshm_config;
+struct dynshm_instance;
+struct test_fixture {
+	char *dir;		 /* test_make_dir() */
+	char path[PATH_MAX];	 /* dir/inst */
+	struct dynshm_config *cfg;	 /* backend and the settings given */
+	struct dynshm_instance *inst; /* when opened, else NULL */
+};
+/*
+ * Fill fx: a directory, a configuration of backend and the key, value
+ * pairs that follow (ending with (char *)NULL; backend NULL: no
+ * configuration, and nothing follows), and the instance at fx->path if
+ * open.  0, or -1 (said on stderr).
+ */
+int test_fixture_setup(struct test_fixture *fx, bool open, const char *backend,
+		       ...);
+/*
+ * Destroy fx->inst (with reset: close it, then open the instance with
+ * DYNSHM_OPEN_RESET and destroy that, so what a test made unreachable goes
+ * too; without an fx->inst: destroy an instance a test left at fx->path),
+ * free the configuration, remove the directory and count leftovers
+ * (test_check_leftovers(when)).  0, or -1 if anything failed or was left.
+ */
+int test_fixture_teardown(struct test_fixture *fx, bool reset,
+			  const char *when);
+
 /* ---- child processes ---------------------------------------------------- */
 
 struct test_child {
@@ -113,6 +156,10 @@ int test_spawn(const char *name, const char *const *args);
 const char *test_self_exe(char *buf, size_t len);
 /* fork, run fn(arg) in the child and _exit with its value; wait; status. */
 int test_fork(int (*fn)(void *arg), void *arg);
+/* The same without waiting: the child's pid, or -1. */
+pid_t test_fork_start(int (*fn)(void *arg), void *arg);
+/* Write all of buf (retrying EINTR and short writes): 0, or -1. */
+int test_write_full(int fd, const void *buf, size_t len);
 /* Wait for pid: exit status, 128 + signal, or -1. */
 int test_wait(pid_t pid);
 
@@ -137,5 +184,32 @@ int test_wait(pid_t pid);
 bool test_lock_waiting(pid_t pid);
 /* Wait (bounded, about 10 s) until test_lock_waiting(pid): true, or false. */
 bool test_await_lock_wait(pid_t pid);
+
+/*
+ * One round of the lock hand-over test (test_hostile's control lock,
+ * test_hash_handover's partition lock).  Holder A releases the lock, which
+ * wakes sleeper B; before B runs (it waits for its CPU at SCHED_IDLE behind
+ * a busy process on CPU 0), newcomer D takes the free lock, and B is
+ * killed.  Sleeper C must still get the lock once D lets go.  With a plain
+ * robust mutex it does not: B took the only wake-up, and C sleeps forever
+ * on a free lock.
+ *
+ * hold runs in a child (A and D): it takes the lock, calls
+ * test_holder_holding() while it holds it, releases it and returns 0.
+ * lock runs in a child (B and C): it takes the lock once and returns 0.
+ * Both are given arg.  The round returns C's exit status, or -1 if C did
+ * not get the lock within ~10 s or the round went wrong (said on stderr);
+ * every child it started is reaped by then.
+ */
+struct test_handover {
+	int (*hold)(void *arg);
+	int (*lock)(void *arg);
+	void *arg;
+};
+int test_handover_round(const struct test_handover *ho);
+/* In hold: say "holding", and wait until the round lets go. */
+void test_holder_holding(void);
+/* Kill and reap children a round left (for a teardown; normally none). */
+void test_handover_reap(void);
 
 #endif
