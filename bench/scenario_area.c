@@ -50,7 +50,9 @@ static uint64_t cpu_ns(void)
 }
 
 /*
- * np processes run fn n times each, started together; *ops_per_s: all
+ * np processes run fn n times each, started together once each has run
+ * n / 10 untimed warm-up operations (its first faults on the shared pages,
+ * its claim of an allocation cache) and said so; *ops_per_s: all
  * their operations over the span from the first start to the last end;
  * *ops_per_cpu_s: the same per second of CPU time they used, which other
  * load on the machine does not change (only contention inside does).
@@ -60,7 +62,7 @@ static int par_run(int np, op_fn fn, struct area_ctx *c, long n,
 {
 	uint64_t *t = mmap(NULL, 4096, PROT_READ | PROT_WRITE,
 			   MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-	int go[2], rc = 0;
+	int go[2], ready[2], rc = 0;
 	pid_t pids[2];
 	uint64_t t0 = UINT64_MAX, t1 = 0, cpu = 0;
 
@@ -70,15 +72,28 @@ static int par_run(int np, op_fn fn, struct area_ctx *c, long n,
 		munmap(t, 4096);
 		return -errno;
 	}
+	if (pipe(ready) < 0) {
+		rc = -errno;
+		close(go[0]);
+		close(go[1]);
+		munmap(t, 4096);
+		return rc;
+	}
 	fflush(NULL);
 	for (int i = 0; i < np; i++) {
 		pids[i] = fork();
 		if (pids[i] == 0) {
-			char ch;
+			char ch = 'r';
 			int crc = 0;
 
 			close(go[1]);
+			close(ready[0]);
 			c->seed = 0x9e3779b97f4a7c15ull * (uint64_t)(i + 1);
+			for (long k = 0; k < max_l(1, n / 10) && crc == 0; k++)
+				crc = fn(c);
+			if (crc < 0 || write(ready[1], &ch, 1) != 1)
+				_exit(1);
+			close(ready[1]); /* one that fails must not block */
 			while (read(go[0], &ch, 1) < 0 && errno == EINTR)
 				;
 			t[2 * i] = now_ns();
@@ -91,6 +106,17 @@ static int par_run(int np, op_fn fn, struct area_ctx *c, long n,
 		}
 	}
 	close(go[0]);
+	close(ready[1]);
+	for (int i = 0; i < np; i++) { /* every child warm: then go */
+		char ch;
+		ssize_t got;
+
+		while ((got = read(ready[0], &ch, 1)) < 0 && errno == EINTR)
+			;
+		if (got <= 0)
+			break; /* a child failed: wait_child says so */
+	}
+	close(ready[0]);
 	close(go[1]);
 	for (int i = 0; i < np; i++)
 		if (pids[i] > 0 && wait_child(pids[i]) < 0)
@@ -118,9 +144,13 @@ int scaling_row(const char *scenario, const char *operation,
 	int rc = 0;
 
 	for (int i = 0; i < opt.repeats && rc == 0 && !stop; i++) {
-		rc = par_run(1, fn, c, n, &one[i], &cone[i]);
+		/* alternate which goes first, as measure_pair does */
+		if (i % 2 == 0)
+			rc = par_run(1, fn, c, n, &one[i], &cone[i]);
 		if (rc == 0)
 			rc = par_run(2, fn, c, n, &two[i], &ctwo[i]);
+		if (rc == 0 && i % 2 == 1)
+			rc = par_run(1, fn, c, n, &one[i], &cone[i]);
 	}
 	if (rc < 0 || stop)
 		return stop ? -EINTR : fail(rc, "%s: %s", scenario, operation);
