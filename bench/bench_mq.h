@@ -4,8 +4,8 @@
  * queue (dynshm/facility.h) against a pipe pair, a Unix stream socket pair
  * and a POSIX message queue, between two processes.
  *
- * Kept apart from dsm_bench.c (which is long enough): this file measures,
- * dsm_bench.c repeats, alternates, turns the figures into rows and verdicts.
+ * This file measures; scenario_mq.c repeats, alternates, turns the figures
+ * into rows and verdicts.
  */
 #ifndef DYNSHM_BENCH_MQ_H
 #define DYNSHM_BENCH_MQ_H

@@ -19,7 +19,8 @@
 struct hash_part {
 	pthread_mutex_t lock;
 	uint32_t dirty;		 /* set while a repair is due */
-	uint32_t pad;
+	uint32_t log2_hint;	 /* derived: buckets' log2, 0 unknown; read
+				    unlocked, only to prefetch (hash.c) */
 	dynshm_area_ptr head;	 /* primary: all entries */
 	dynshm_area_ptr buckets; /* derived: struct hash_buckets */
 	uint64_t count;		 /* derived */
