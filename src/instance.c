@@ -42,7 +42,6 @@
 void (*dynshm_test_hook)(const char *point);
 int dynshm_test_instance_tag = -1;
 #endif
-unsigned dynshm_fork_generation;
 
 /* ---- registry of open instances: fork and exit handling ---------------- */
 
@@ -50,8 +49,6 @@ static pthread_mutex_t registry_lock = PTHREAD_MUTEX_INITIALIZER;
 static dynshm_instance *registry;
 static pthread_once_t registry_once = PTHREAD_ONCE_INIT;
 
-static void fork_prepare(dynshm_instance *inst);
-static int join_after_fork(dynshm_instance *inst);
 
 /*
  * Hold every instance's lock across fork so no child inherits one held,
@@ -63,7 +60,7 @@ static void before_fork(void)
 	for (dynshm_instance *i = registry; i; i = i->next_open)
 		pthread_mutex_lock(&i->mu);
 	for (dynshm_instance *i = registry; i; i = i->next_open)
-		fork_prepare(i);
+		process_fork_prepare(i);
 }
 
 /* The FORK entry's lock now lives in the child alone (or in nobody). */
@@ -176,729 +173,6 @@ static uint64_t now_ns(void)
 	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
-static int seed(dynshm_instance *inst)
-{
-	uint64_t s = 0;
-
-	if (dynshm_sys.getrandom(&s, sizeof(s), 0) != (ssize_t)sizeof(s)) {
-		/* Kernels before 3.17 have no getrandom (docs/kernels.md). */
-		if (errno == ENOSYS)
-			return dynshm_fail(ENOSYS, "cannot read random bytes: "
-					   "this kernel has no getrandom() "
-					   "system call (Linux 3.17 or later "
-					   "is needed)");
-		return dynshm_fail(errno ? errno : EIO,
-				"cannot read random bytes: %s", strerror(errno));
-	}
-	inst->rng = s ^ (uint64_t)getpid() << 32;
-	return 0;
-}
-
-/* splitmix64: handles need unpredictability, not cryptographic strength. */
-uint64_t inst_random(dynshm_instance *inst)
-{
-	uint64_t z = (inst->rng += 0x9e3779b97f4a7c15ull);
-
-	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-	z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-	return z ^ (z >> 31);
-}
-
-int space_for(dynshm_instance *inst, dynshm_impl_type type, dynshm_impl_space **out)
-{
-	int rc;
-
-	if ((unsigned)type >= 4)
-		return dynshm_fail(EUCLEAN, "instance '%s' records unknown backend "
-					 "%u",
-				inst->name, (unsigned)type);
-	if (!inst->spaces[type]) {
-		rc = dynshm_impl_space_open(type, inst->id, inst->seg_dir,
-					 &inst->spaces[type]);
-		if (rc < 0)
-			return rc;
-	}
-	*out = inst->spaces[type];
-	return 0;
-}
-
-/*
- * Our PID namespace, as the inode of /proc/self/ns/pid (0 when /proc is
- * not there to say).  Asked once per process: a process's own namespace
- * never changes (unshare and setns move only its later children, which
- * are new processes: a new fork generation).
- */
-uint64_t own_pid_namespace(void)
-{
-	static unsigned asked_in = UINT_MAX; /* atomics: threads may ask */
-	static uint64_t ino;
-	struct stat st;
-	uint64_t now;
-
-	if (__atomic_load_n(&asked_in, __ATOMIC_ACQUIRE) ==
-	    dynshm_fork_generation)
-		return __atomic_load_n(&ino, __ATOMIC_RELAXED);
-	now = dynshm_sys.fstatat(AT_FDCWD, "/proc/self/ns/pid", &st, 0) == 0 ?
-		      (uint64_t)st.st_ino :
-		      0;
-	__atomic_store_n(&ino, now, __ATOMIC_RELAXED);
-	__atomic_store_n(&asked_in, dynshm_fork_generation, __ATOMIC_RELEASE);
-	return now;
-}
-
-void slot_ident(const struct ctl_slot *slot, struct dynshm_impl_ident *out)
-{
-	int32_t id = __atomic_load_n(&slot->os_id, __ATOMIC_ACQUIRE);
-
-	out->size = slot->size;
-	if (id > 0) {
-		out->shmid = id - 1;
-		out->cpid = slot->os_cpid;
-		out->ctime = slot->os_ctime;
-	} else { /* what the creator's proof needs (control.h) */
-		out->shmid = -1;
-		out->cpid = slot->creator_pid;
-		/* a pid from another PID namespace proves nothing here */
-		if (slot->backend == DYNSHM_IMPL_SYSV &&
-		    (slot->creator_pidns == 0 ||
-		     slot->creator_pidns != own_pid_namespace()))
-			out->cpid = 0;
-		out->ctime = (int64_t)(slot->created_ns / 1000000000u);
-	}
-}
-
-/* The creator, while the slot is CREATING and its own. */
-void slot_record_ident(struct ctl_slot *slot, const dynshm_impl_map *map)
-{
-	if (map->ident.shmid < 0)
-		return; /* not sysv, or unknown: proved by its creator */
-	slot->os_cpid = map->ident.cpid;
-	slot->os_ctime = map->ident.ctime;
-	HOOK("create:before-ident");
-	__atomic_store_n(&slot->os_id, map->ident.shmid + 1, __ATOMIC_RELEASE);
-}
-
-/*
- * Remove a segment's OS object with the backend that made it.  handle is
- * the current handle of its slot, whose identity (control.h) says which
- * object that is: a SysV object that does not match it is left alone.
- */
-int os_destroy(dynshm_instance *inst, uint32_t backend, dynshm_handle handle)
-{
-	struct dynshm_impl_ident ident = { -1, 0, 0, 0 };
-	uint32_t s = (uint32_t)(handle & HANDLE_SLOT_MASK);
-	dynshm_impl_space *space = NULL;
-	int rc;
-
-	if (backend == CTL_BACKEND_REGION)
-		return 0; /* carved from the region: no object of its own */
-	if (s < inst->c.hdr->max_segments && inst->c.slots[s].handle == handle)
-		slot_ident(&inst->c.slots[s], &ident);
-	rc = space_for(inst, (dynshm_impl_type)backend, &space);
-	if (rc == 0) {
-		placement_release(inst, backend, handle); /* mshare: first */
-		rc = dynshm_impl_destroy_ident(space, handle, &ident);
-	}
-	return rc == -ENOENT ? 0 : rc;
-}
-
-/* ---- the control lock --------------------------------------------------- */
-
-/*
- * A dead holder's lock is released when its descriptors are closed, and
- * its entry's lock on the procs file with them, but not necessarily at the
- * same instant, so its entry may still look held for a moment.  Wait for
- * it, a bounded while, so that the repair releases the dead holder and
- * finishes its work now rather than at some later reap.
- */
-static void wait_for_dead_holder(dynshm_instance *inst, uint32_t holder)
-{
-	struct ctl *c = &inst->c;
-	long ns = 10000;
-
-	if (holder >= c->hdr->max_processes || holder == inst->me ||
-	    !ctl_proc_held(&c->procs[holder]))
-		return;
-	for (int i = 0; i < 40 && live_held(inst, holder); i++) {
-		struct timespec ts = { 0, ns };
-
-		dynshm_sys.nanosleep(&ts, NULL);
-		ns = ns * 2 > 5000000 ? 5000000 : ns * 2;
-	}
-}
-
-/*
- * Lock (repairing after a dead holder) even if the instance was destroyed.
- * The lock is taken over from a holder that died with it (liveness.c, THE
- * CONTROL LOCK: "stolen"); lock_holder is set by every holder as it takes
- * the lock and put back to CTL_NONE as it lets go, so it says the same
- * (a holder killed after its release but before the word was cleared
- * left nothing half done, and is not counted), and names whose exit to
- * wait for.
- */
-static int ctl_lock_any(dynshm_instance *inst)
-{
-	struct ctl_header *h = inst->c.hdr;
-	uint32_t holder;
-	bool stolen;
-	int rc = lock_take(inst, true, &stolen);
-
-	if (rc < 0)
-		return rc;
-	holder = __atomic_load_n(&h->lock_holder, __ATOMIC_ACQUIRE);
-	__atomic_store_n(&h->lock_holder,
-			 inst->me != CTL_NONE ? inst->me : CTL_ANON,
-			 __ATOMIC_RELAXED);
-	if (holder != CTL_NONE) {
-		/* The holder died inside a mutation: finish or undo it. */
-		wait_for_dead_holder(inst, holder);
-		ctl_check_live(&inst->c); /* the geometry first */
-		dynshm_clear_error();
-		ctl_recompute(&inst->c);
-		h->lock_repairs++;
-		reap_locked(inst, true, NULL);
-	}
-	/* Scribbled (C) fields are put back; ctl_lock reports it. */
-	if (ctl_check_live(&inst->c) < 0)
-		inst->scribbled = true;
-	return 0;
-}
-
-void ctl_unlock(dynshm_instance *inst)
-{
-	__atomic_store_n(&inst->c.hdr->lock_holder, CTL_NONE,
-			 __ATOMIC_RELEASE);
-	lock_give(inst);
-}
-
-int ctl_lock(dynshm_instance *inst)
-{
-	struct ctl_header *h = inst->c.hdr;
-	int rc = ctl_lock_any(inst);
-
-	if (rc < 0)
-		return rc;
-	if (inst->scribbled) {
-		char why[400];
-
-		inst->scribbled = false;
-		snprintf(why, sizeof(why), "%s", dynshm_last_error());
-		ctl_unlock(inst);
-		return dynshm_fail(EUCLEAN, "instance '%s': %s", inst->name,
-				why);
-	}
-	if (h->destroyed) {
-		ctl_unlock(inst);
-		return dynshm_fail(ENOENT, "instance '%s' was destroyed or reset "
-					"by another process",
-				inst->name);
-	}
-	/* Still ours?  A released process changes nothing (wrapper.h). */
-	if (inst->me != CTL_NONE &&
-	    (inst->c.procs[inst->me].state != PROC_LIVE ||
-	     inst->c.procs[inst->me].gen != inst->me_gen)) {
-		ctl_unlock(inst);
-		return dynshm_fail(ESTALE, "this process was released from "
-					"instance '%s'; open it again",
-				inst->name);
-	}
-	return 0;
-}
-
-/* ---- reaping ------------------------------------------------------------ */
-
-void slot_free_locked(dynshm_instance *inst, uint32_t s)
-{
-	struct ctl *c = &inst->c;
-	struct ctl_slot *slot = &c->slots[s];
-
-	/* Clear stray bits first: a reused slot must start unreferenced. */
-	for (uint32_t p = 0; slot->refcount && p < c->hdr->max_processes; p++)
-		ctl_clear_bit(c, p, s);
-	region_free_locked(c, s); /* derived: a crash here is rebuilt */
-	slot->gen++;
-	slot->pinned = 0;
-	slot->doomed = 0;
-	ctl_publish(&slot->state, SLOT_FREE);
-	ctl_names_remove(c, s); /* derived, after FREE: see ctl_names_remove */
-	c->hdr->nsegments--;
-	ctl_push_free(c, s);
-}
-
-/*
- * Is the entry still the process that became the slot's owner?  Not if it
- * was taken since by another process (owner_gen), whatever its pid.
- */
-static bool owner_alive(const struct ctl *c, const struct ctl_slot *slot)
-{
-	const struct ctl_proc *p;
-
-	if (slot->owner >= c->hdr->max_processes)
-		return false;
-	p = &c->procs[slot->owner];
-	return p->state == PROC_LIVE && p->gen == slot->owner_gen;
-}
-
-/* Clear p's row, end its membership (gen first), free the entry. */
-static void release_process_locked(struct ctl *c, uint32_t p)
-{
-	uint64_t *row = ctl_row(c, p);
-	bool live = c->procs[p].state == PROC_LIVE;
-	uint32_t max = c->hdr->max_segments;
-
-	for (uint32_t w = 0; w < c->hdr->row_words; w++) {
-		while (row[w]) {
-			uint32_t s = w * 64 + (uint32_t)__builtin_ctzll(row[w]);
-
-			if (s >= max) { /* scribbled: no slot to count down */
-				row[w] &= ~(~(uint64_t)0 << (s % 64));
-				continue;
-			}
-			ctl_clear_bit(c, p, s);
-		}
-	}
-	__atomic_store_n(&c->procs[p].gen, c->procs[p].gen + 1,
-			 __ATOMIC_RELEASE);
-	ctl_publish(&c->procs[p].state, PROC_FREE);
-	if (live) { /* a FORK entry was no process yet */
-		c->hdr->nprocs--;
-		c->hdr->processes_reaped++;
-	} else {
-		c->hdr->nforks--;
-	}
-}
-
-/*
- * Slot s is about to be let go of, but references remain: if one of them
- * is a FORK entry whose child has exited (the usual end of a child that
- * never used the instance, or that exec'd), reap now, so that the segment
- * goes at this detach as it would have without the fork - not at some
- * later reap.  O(1) while no FORK entry exists.
- */
-void forks_let_go_locked(dynshm_instance *inst, uint32_t s)
-{
-	struct ctl *c = &inst->c;
-
-	if (c->hdr->nforks == 0 || c->slots[s].refcount == 0)
-		return;
-	for (uint32_t p = 0; p < c->hdr->max_processes; p++) {
-		if (c->procs[p].state != PROC_FORK || !ctl_bit(c, p, s))
-			continue;
-		if (!live_held(inst, p)) {
-			reap_locked(inst, false, NULL);
-			return;
-		}
-	}
-}
-
-/*
- * Release dead processes, then (when any died, or when sweep is asked for)
- * finish every slot whose owner is gone and destroy what nobody holds.
- * The OS objects are removed under the lock: reaping is rare and must not
- * leave a window in which a half-finished slot is visible as free.
- */
-int reap_locked(dynshm_instance *inst, bool sweep, unsigned *reaped)
-{
-	struct ctl *c = &inst->c;
-	unsigned dead = 0;
-	int first_err = 0;
-	bool released = false;
-
-	for (uint32_t p = 0; p < c->hdr->max_processes; p++) {
-		if (!ctl_proc_held(&c->procs[p]) || p == inst->me)
-			continue;
-		if (live_held(inst, p)) /* the kernel's word; doubt is life */
-			continue;
-		HOOK("reap:release");
-		if (c->procs[p].state == PROC_LIVE)
-			dead++; /* a FORK entry's child never joined */
-		release_process_locked(c, p);
-		released = true;
-	}
-	if (released || sweep) {
-		for (uint32_t s = 0; s < c->hdr->max_segments; s++) {
-			struct ctl_slot *slot = &c->slots[s];
-			bool finish = false;
-
-			if (slot->state == SLOT_CREATING ||
-			    slot->state == SLOT_MORIBUND)
-				finish = !owner_alive(c, slot);
-			else if (slot->state == SLOT_ACTIVE)
-				finish = slot->refcount == 0 && !slot->pinned;
-			if (!finish)
-				continue;
-			{
-				int rc = os_destroy(inst, slot->backend,
-						    slot->handle);
-
-				if (rc < 0 && !first_err)
-					first_err = rc;
-				if (rc < 0) {
-					/*
-					 * Still there: the next reap tries
-					 * again.  MORIBUND without an owner,
-					 * so that a dead creator's name is
-					 * free now (control.h).
-					 */
-					slot->owner = CTL_NONE;
-					ctl_publish(&slot->state,
-						    SLOT_MORIBUND);
-					continue;
-				}
-			}
-			slot_free_locked(inst, s);
-		}
-	}
-	if (reaped)
-		*reaped = dead;
-	return first_err;
-}
-
-/*
- * The reap at open.  An open looks at a bounded number of entries instead
- * of all: JOIN_CHECKS held entries, round robin from reap_cursor, each
- * asked of the kernel (live_held, one F_OFD_GETLK).  Their indexes are
- * picked under the control lock and checked outside it.  Only when one of
- * them is dead does the open do the full reap, under the lock, which asks
- * again: where one process died, others often did (a server killed as a
- * whole), and cleaning up after a crash may cost what dynshm_reap costs,
- * once.  So with n processes joined a dead one is found within
- * n/JOIN_CHECKS opens, and at once by dynshm_reap, a full table or a lock
- * repair.  An unlocked verdict that is out of date (the entry was freed
- * and taken again meanwhile) only costs that full reap.
- */
-#define JOIN_CHECKS 8
-
-/* Under the lock: up to JOIN_CHECKS held entries other than ours. */
-static unsigned pick_checks_locked(dynshm_instance *inst, uint32_t *chk)
-{
-	struct ctl *c = &inst->c;
-	uint32_t max = c->hdr->max_processes;
-	uint32_t p = c->hdr->reap_cursor % max;
-	unsigned n = 0;
-
-	for (uint32_t seen = 0; seen < max && n < JOIN_CHECKS; seen++) {
-		if (ctl_proc_held(&c->procs[p]) && p != inst->me)
-			chk[n++] = p;
-		p = p + 1 == max ? 0 : p + 1;
-	}
-	c->hdr->reap_cursor = p;
-	return n;
-}
-
-/* Outside the lock: is any of the picked processes gone? */
-static bool any_dead(dynshm_instance *inst, const uint32_t *chk, unsigned n)
-{
-	for (unsigned i = 0; i < n; i++)
-		if (!live_held(inst, chk[i]))
-			return true;
-	return false;
-}
-
-/*
- * Release dead processes now; best effort (a failing lock fails later).
- * Before this process has joined (placement_open reaps before the join)
- * it has no descriptor of the procs file to ask the kernel with, and a
- * check without one is doubt: borrow one for the reap.  It holds no lock,
- * so closing it changes nothing for anyone.
- */
-void reap_dead(dynshm_instance *inst)
-{
-	int borrowed = -1;
-
-	if (inst->live_fd < 0 && live_open(inst, &borrowed) == 0)
-		inst->live_fd = borrowed;
-	if (ctl_lock(inst) < 0)
-		dynshm_clear_error();
-	else {
-		reap_locked(inst, false, NULL);
-		ctl_unlock(inst);
-	}
-	if (borrowed >= 0) {
-		inst->live_fd = -1;
-		dynshm_sys.close(borrowed);
-	}
-	dynshm_clear_error();
-}
-
-/* ---- joining ------------------------------------------------------------- */
-
-/*
- * A free entry whose byte we could lock on fd (an entry freed while its
- * old process still holds the byte - released behind its back - is
- * skipped), reaping once when none is free.  Its index, or CTL_NONE with
- * the error in *rc.
- */
-static uint32_t take_entry_locked(dynshm_instance *inst, int fd, int *rc)
-{
-	struct ctl *c = &inst->c;
-
-	*rc = 0;
-	for (int attempt = 0; attempt < 2; attempt++) {
-		for (uint32_t p = 0; p < c->hdr->max_processes; p++) {
-			if (c->procs[p].state != PROC_FREE)
-				continue;
-			*rc = live_take(inst, fd, p);
-			if (*rc == -EAGAIN)
-				continue;
-			if (*rc < 0)
-				return CTL_NONE;
-			memset(ctl_row(c, p), 0, c->hdr->row_words * 8);
-			/*
-			 * A new membership: gen moves at the take too, so
-			 * an entry freed without its bump (a scribble, an
-			 * older library) still never passes for its past.
-			 */
-			__atomic_store_n(&c->procs[p].gen, c->procs[p].gen + 1,
-					 __ATOMIC_RELEASE);
-			c->procs[p].pid = (int32_t)getpid();
-			c->procs[p].parent = CTL_NONE;
-			c->procs[p].joined_ns = now_ns();
-			c->procs[p].nrefs = 0;
-			return p;
-		}
-		reap_locked(inst, false, NULL); /* a dead one may free one */
-	}
-	*rc = dynshm_fail(ENOSPC,
-			"all %u process entries of instance '%s' are in use "
-			"(raise max_processes)",
-			c->hdr->max_processes, inst->name);
-	return CTL_NONE;
-}
-
-/* fd: a new description of the procs file, which will hold our lock. */
-static int join_locked(dynshm_instance *inst, int fd)
-{
-	struct ctl *c = &inst->c;
-	int rc;
-	uint32_t p = take_entry_locked(inst, fd, &rc);
-
-	if (p == CTL_NONE)
-		return rc;
-	ctl_publish(&c->procs[p].state, PROC_LIVE);
-	c->hdr->nprocs++;
-	inst->me = p;
-	inst->me_gen = c->procs[p].gen;
-	inst->pid = getpid();
-	inst->fork_gen = dynshm_fork_generation;
-	return 0;
-}
-
-/* Leave (entry checked ours by ctl_lock): free it, then drop its lock. */
-static void leave_locked(dynshm_instance *inst)
-{
-	struct ctl *c = &inst->c;
-
-	release_process_locked(c, inst->me);
-	c->hdr->processes_reaped--; /* a clean leave is not a reap */
-	live_give_back(inst->live_fd, inst->me);
-	inst->me = CTL_NONE;
-}
-
-/*
- * ---- fork -------------------------------------------------------------------
- * A forked child holds its parent's references from the fork until its
- * first call adopts them or it exits.  Before the fork the parent copies
- * its row into a FORK entry (control.h) locked through a new description
- * of the procs file; after the fork the parent closes that descriptor, so
- * the lock lives exactly as long as the child keeps it: when the child
- * exits without a call the kernel drops it and the next reap releases the
- * entry; at its first call the child makes the entry LIVE, its own (its
- * token from then on; adoption needs no new descriptor).  So a segment -
- * a region or msharefs-placed one included - is never reused while a child
- * that inherited it lives, even if the parent destroys it and dies.
- * A parent that holds no reference makes none (nothing to inherit).  Where
- * no FORK entry can be made (no free entry, no descriptor) the fork goes
- * on, and the child keeps its parent's description: the parent's entry
- * then lives while the child does, and the child adopts at its first call
- * what is still there.
- */
-static void fork_prepare(dynshm_instance *inst)
-{
-	struct ctl *c = &inst->c;
-	uint32_t p;
-	int fd = -1, rc;
-
-	inst->fork_fd = -1;
-	inst->fork_entry = CTL_NONE;
-	inst->fork_empty = false;
-	/*
-	 * A child forking before its first call: with a FORK entry of its
-	 * own it adopts it first, so that its child gets a copy; without,
-	 * it has nothing of its own to pass on (its descriptor, if any, is
-	 * inherited as it is).
-	 */
-	if (inst->fork_gen != dynshm_fork_generation &&
-	    (inst->child_entry == CTL_NONE || join_after_fork(inst) < 0))
-		goto out;
-	if (inst->me == CTL_NONE)
-		goto out;
-	/*
-	 * Nothing to inherit: the child needs neither entry nor lock.  Our
-	 * own row changes only under inst->mu, which we hold, so it may be
-	 * read before the control lock - which a fork then never waits for.
-	 */
-	if (!inst->segs) {
-		inst->fork_empty = true;
-		goto out;
-	}
-	if (ctl_lock(inst) < 0)
-		goto out;
-	p = CTL_NONE;
-	if (live_open(inst, &fd) == 0)
-		p = take_entry_locked(inst, fd, &rc);
-	if (p != CTL_NONE) {
-		const uint64_t *row = ctl_row(c, inst->me);
-
-		for (uint32_t w = 0; w < c->hdr->row_words; w++)
-			for (uint64_t bits = row[w]; bits; bits &= bits - 1)
-				ctl_set_bit(c, p,
-					    w * 64 + (uint32_t)__builtin_ctzll(
-							     bits));
-		c->procs[p].parent = inst->me;
-		HOOK("fork:entry");
-		ctl_publish(&c->procs[p].state, PROC_FORK);
-		c->hdr->nforks++;
-		inst->fork_entry = p;
-		inst->fork_entry_gen = c->procs[p].gen;
-		inst->fork_fd = fd;
-		fd = -1;
-	}
-	ctl_unlock(inst);
-out:
-	if (fd >= 0)
-		dynshm_sys.close(fd);
-	dynshm_clear_error(); /* fork itself does not fail for this */
-}
-
-/* The FORK entry made for us, if it is still ours: make it LIVE. */
-static bool adopt_fork_entry_locked(dynshm_instance *inst)
-{
-	struct ctl *c = &inst->c;
-	uint32_t p = inst->child_entry;
-	struct ctl_proc *proc;
-
-	inst->child_entry = CTL_NONE;
-	if (p >= c->hdr->max_processes)
-		return false;
-	proc = &c->procs[p];
-	if (proc->state != PROC_FORK || proc->gen != inst->child_gen)
-		return false;
-	proc->pid = (int32_t)getpid();
-	proc->joined_ns = now_ns();
-	ctl_publish(&proc->state, PROC_LIVE);
-	c->hdr->nprocs++;
-	c->hdr->nforks--;
-	inst->me = p;
-	inst->me_gen = proc->gen;
-	inst->pid = getpid();
-	inst->fork_gen = dynshm_fork_generation;
-	return true;
-}
-
-/*
- * In a forked child: become a process of our own, adopt the mappings.
- * With a FORK entry made for us, adopting it needs no descriptor (ours
- * already holds its lock).  Else a fresh join, through a new description:
- * our checks of others go through it too, since the inherited one may
- * hold our parent's lock, which would hide the parent from us.
- */
-static int join_after_fork(dynshm_instance *inst)
-{
-	int old = inst->live_fd, fd = -1, rc;
-
-	inst->me = CTL_NONE;
-	rc = seed(inst);
-	if (rc == 0) /* a region made since the parent joined (placement.c) */
-		rc = placement_after_fork(inst);
-	if (rc < 0)
-		return rc;
-	if (inst->child_entry != CTL_NONE) {
-		rc = ctl_lock(inst);
-		if (rc < 0)
-			return rc;
-		if (adopt_fork_entry_locked(inst)) {
-			segment_adopt_after_fork(inst);
-			ctl_unlock(inst);
-			return 0;
-		}
-		ctl_unlock(inst); /* released behind our back: join afresh */
-	}
-	rc = live_open(inst, &fd);
-	if (rc < 0)
-		return rc;
-	inst->live_fd = fd;
-	rc = ctl_lock(inst);
-	if (rc == 0) {
-		rc = join_locked(inst, fd);
-		if (rc == 0)
-			segment_adopt_after_fork(inst);
-		ctl_unlock(inst);
-	}
-	if (rc < 0) {
-		inst->live_fd = old;
-		dynshm_sys.close(fd);
-		return rc;
-	}
-	/* The inherited description stays with whoever else has it. */
-	if (old >= 0)
-		dynshm_sys.close(old);
-	return 0;
-}
-
-/*
- * CANCELLATION.  open, read, close, fsync and nanosleep are cancellation
- * points, and the library calls them with inst->mu (not robust: a thread
- * that exits holding it blocks every other thread for good) and sometimes
- * the control lock held, or half-way through a lifetime step.  So no public
- * entry point can be cancelled half-way: entry_begin() disables
- * cancellation for the duration of the call and entry_end() restores the
- * caller's state, so a pending cancellation acts at the caller's next
- * cancellation point after the call returned.  Nested entries (on-detach
- * callbacks calling back, get-or-create's waits) only count.  inst_enter
- * and inst_leave do it for every entry point that takes inst->mu; the few
- * that do work outside it (open, close, destroy) call these themselves.
- */
-static _Thread_local unsigned entry_depth;
-static _Thread_local int entry_cancel_state;
-
-void entry_begin(void)
-{
-	if (entry_depth++ == 0)
-		pthread_setcancelstate(PTHREAD_CANCEL_DISABLE,
-				       &entry_cancel_state);
-}
-
-void entry_end(void)
-{
-	if (entry_depth > 0 && --entry_depth == 0)
-		pthread_setcancelstate(entry_cancel_state, NULL);
-}
-
-int inst_enter(dynshm_instance *inst)
-{
-	int rc;
-
-	if (!inst)
-		return dynshm_fail(EINVAL, "no instance given");
-	entry_begin();
-	pthread_mutex_lock(&inst->mu);
-	if (inst->fork_gen == dynshm_fork_generation)
-		return 0;
-	rc = join_after_fork(inst);
-	if (rc < 0) {
-		pthread_mutex_unlock(&inst->mu);
-		entry_end();
-	}
-	return rc;
-}
-
-void inst_leave(dynshm_instance *inst)
-{
-	pthread_mutex_unlock(&inst->mu);
-	entry_end();
-}
-
 /* ---- creating and attaching the control segment ------------------------ */
 
 static uint64_t new_instance_id(dynshm_instance *inst)
@@ -914,14 +188,6 @@ static uint64_t new_instance_id(dynshm_instance *inst)
 #endif
 	} while (id == 0);
 	return id;
-}
-
-static void close_spaces(dynshm_instance *inst)
-{
-	for (int t = 0; t < 4; t++) {
-		dynshm_impl_space_close(inst->spaces[t]);
-		inst->spaces[t] = NULL;
-	}
 }
 
 /*
@@ -1261,6 +527,42 @@ static int find_or_create(dynshm_instance *inst, const struct dynshm_config *cfg
 	return create_control(inst, cfg);
 }
 
+/* ---- public: process tokens (liveness.c) --------------------------------- */
+
+DYNSHM_EXPORT int dynshm_proc_self(dynshm_instance *inst, uint64_t *token)
+{
+	int rc;
+
+	if (!token)
+		return dynshm_fail(EINVAL, "no token pointer given");
+	rc = inst_enter(inst);
+	if (rc < 0)
+		return rc;
+	rc = ctl_lock(inst); /* says -ESTALE if we were released */
+	if (rc == 0) {
+		*token = ctl_token(inst->me, inst->me_gen);
+		ctl_unlock(inst);
+	}
+	inst_leave(inst);
+	return rc;
+}
+
+DYNSHM_EXPORT int dynshm_proc_alive(dynshm_instance *inst, uint64_t token)
+{
+	int rc = inst_enter(inst);
+
+	if (rc < 0)
+		return rc;
+	rc = live_token(inst, token);
+	if (rc < 0)
+		rc = dynshm_fail(EINVAL, "0x%016llx is not a process token of "
+				      "instance '%s' (entry %u of %u)",
+			      (unsigned long long)token, inst->name,
+			      (unsigned)token, inst->c.hdr->max_processes);
+	inst_leave(inst);
+	return rc;
+}
+
 /* ---- public: open, close, destroy, info, reap --------------------------- */
 
 static int new_instance(const char *name_or_dir, dynshm_instance **out,
@@ -1279,7 +581,7 @@ static int new_instance(const char *name_or_dir, dynshm_instance **out,
 	rc = state_resolve(name_or_dir, inst->name, sizeof(inst->name),
 			   inst->dir, sizeof(inst->dir), named);
 	if (rc == 0)
-		rc = seed(inst);
+		rc = process_seed(inst);
 	if (rc < 0) {
 		free(inst);
 		return rc;
@@ -1306,52 +608,6 @@ static void free_instance(dynshm_instance *inst)
 	free(inst->local);
 	pthread_mutex_destroy(&inst->mu);
 	free(inst);
-}
-
-static int join(dynshm_instance *inst)
-{
-	int rc = live_open(inst, &inst->live_fd);
-
-	if (rc < 0)
-		return rc;
-	rc = ctl_lock(inst);
-	if (rc < 0)
-		return rc;
-	rc = join_locked(inst, inst->live_fd);
-	ctl_unlock(inst);
-	if (rc < 0)
-		return rc;
-	inst->local = calloc(inst->c.max_segments, sizeof(*inst->local));
-	if (!inst->local) {
-		if (ctl_lock(inst) == 0) {
-			leave_locked(inst);
-			ctl_unlock(inst);
-		}
-		return dynshm_fail(ENOMEM, "out of memory joining instance '%s'",
-				inst->name);
-	}
-	return 0;
-}
-
-/*
- * The bounded reap of an open (see JOIN_CHECKS), once joined and once the
- * msharefs region is mapped: a dead process's placed segments must be
- * unplaced as they are removed (os_destroy), which needs the region.
- * Best effort: a lock that fails now fails the next call.
- */
-static void reap_at_open(dynshm_instance *inst)
-{
-	uint32_t chk[JOIN_CHECKS];
-	unsigned n;
-
-	if (ctl_lock(inst) < 0) {
-		dynshm_clear_error();
-		return;
-	}
-	n = pick_checks_locked(inst, chk);
-	ctl_unlock(inst);
-	if (any_dead(inst, chk, n))
-		reap_dead(inst);
 }
 
 DYNSHM_EXPORT int dynshm_instance_open(const char *name_or_dir,
@@ -1388,9 +644,9 @@ DYNSHM_EXPORT int dynshm_instance_open(const char *name_or_dir,
 	if (rc == 0)
 		rc = region_join(inst);
 	if (rc == 0) /* under the flock; before join, whose reaps unplace */
-		rc = placement_open(inst, &cfg, flags);
+		rc = placement_open(inst, &cfg, flags, reap_dead);
 	if (rc == 0)
-		rc = join(inst);
+		rc = process_join(inst);
 	if (rc == 0 && !(flags & DYNSHM_OPEN_NOREAP)) /* else dynshm_reap's job */
 		reap_at_open(inst);
 	if (rc < 0 && lockfd >= 0)
@@ -1429,7 +685,7 @@ DYNSHM_EXPORT int dynshm_instance_close(dynshm_instance *inst)
 	}
 	segment_detach_all(inst);
 	if (ctl_lock(inst) == 0) {
-		leave_locked(inst);
+		process_leave_locked(inst);
 		ctl_unlock(inst);
 	}
 	inst_leave(inst);

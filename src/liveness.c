@@ -52,6 +52,9 @@
 
 #define PROCS_FILE "procs"
 
+/* Bumped in every forked child (instance.c): "am I the process that...?" */
+unsigned dynshm_fork_generation;
+
 int live_open(dynshm_instance *inst, int *out)
 {
 	struct stat st;
@@ -356,25 +359,8 @@ void lock_after_fork(dynshm_instance *inst)
 	dynshm_clear_error();
 }
 
-/* ---- public: process tokens -------------------------------------------- */
+/* ---- process tokens (the public calls are in instance.c) ----------------- */
 
-DYNSHM_EXPORT int dynshm_proc_self(dynshm_instance *inst, uint64_t *token)
-{
-	int rc;
-
-	if (!token)
-		return dynshm_fail(EINVAL, "no token pointer given");
-	rc = inst_enter(inst);
-	if (rc < 0)
-		return rc;
-	rc = ctl_lock(inst); /* says -ESTALE if we were released */
-	if (rc == 0) {
-		*token = ctl_token(inst->me, inst->me_gen);
-		ctl_unlock(inst);
-	}
-	inst_leave(inst);
-	return rc;
-}
 
 /*
  * 1 while token's process is joined and alive (or in doubt), 0 once it
@@ -404,18 +390,3 @@ int live_token(dynshm_instance *inst, uint64_t token)
 	return live_held(inst, p) ? 1 : 0; /* 0: the next reap releases it */
 }
 
-DYNSHM_EXPORT int dynshm_proc_alive(dynshm_instance *inst, uint64_t token)
-{
-	int rc = inst_enter(inst);
-
-	if (rc < 0)
-		return rc;
-	rc = live_token(inst, token);
-	if (rc < 0)
-		rc = dynshm_fail(EINVAL, "0x%016llx is not a process token of "
-				      "instance '%s' (entry %u of %u)",
-			      (unsigned long long)token, inst->name,
-			      (unsigned)token, inst->c.hdr->max_processes);
-	inst_leave(inst);
-	return rc;
-}

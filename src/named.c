@@ -92,59 +92,6 @@ static int check_name(const char *name)
 }
 
 
-/* Is the process that reserved this CREATING slot still running? */
-static bool creator_alive(dynshm_instance *inst, const struct ctl_slot *slot)
-{
-	const struct ctl *c = &inst->c;
-	const struct ctl_proc *p;
-
-	if (slot->owner >= c->hdr->max_processes)
-		return false;
-	p = &c->procs[slot->owner];
-	if (p->state != PROC_LIVE || p->gen != slot->owner_gen)
-		return false;
-	return slot->owner == inst->me || live_held(inst, slot->owner);
-}
-
-/*
- * Find name (its slot or CTL_NONE in *out); a slot whose creator died is
- * handed to the reaper first, which removes its object and frees it, so
- * the name is free again.  -EUCLEAN: the index was scribbled (rebuilt).
- */
-static int find_reaping_locked(dynshm_instance *inst, const char *name,
-			       uint32_t *out)
-{
-	struct ctl *c = &inst->c;
-	int rc = ctl_names_find(c, name, out);
-
-	if (rc == 0 && *out != CTL_NONE &&
-	    c->slots[*out].state == SLOT_CREATING &&
-	    !creator_alive(inst, &c->slots[*out])) {
-		HOOK("named:reap");
-		reap_locked(inst, true, NULL);
-		rc = ctl_names_find(c, name, out);
-	}
-	return rc;
-}
-
-int named_claim_locked(dynshm_instance *inst, const char *name)
-{
-	uint32_t s = CTL_NONE;
-	int rc = find_reaping_locked(inst, name, &s);
-
-	if (rc < 0)
-		return rc;
-	if (s == CTL_NONE)
-		return 0;
-	return dynshm_fail(EEXIST,
-			"a segment named '%s' already exists in instance '%s' "
-			"(handle " HANDLE_FMT "%s)",
-			name, inst->name, HANDLE_ARG(inst->c.slots[s].handle),
-			inst->c.slots[s].state == SLOT_CREATING
-				? ", being initialised"
-				: "");
-}
-
 static int name_not_found(dynshm_instance *inst, const char *name,
 			  bool creating)
 {
@@ -199,7 +146,7 @@ static int lookup_handle(dynshm_instance *inst, const char *name,
 
 	if (rc < 0)
 		return rc;
-	rc = find_reaping_locked(inst, name, &s); /* -EUCLEAN: it says */
+	rc = named_find_locked(inst, name, &s); /* -EUCLEAN: it says */
 	if (rc == 0 && (s == CTL_NONE || c->slots[s].state != SLOT_ACTIVE))
 		rc = name_not_found(inst, name, s != CTL_NONE);
 	else if (rc == 0)
@@ -251,7 +198,7 @@ static int look(dynshm_instance *inst, const char *name, size_t size,
 	if (rc < 0)
 		return rc;
 	*found = FOUND_NONE;
-	rc = find_reaping_locked(inst, name, &s);
+	rc = named_find_locked(inst, name, &s);
 	if (rc < 0 || s == CTL_NONE)
 		goto out;
 	slot = &c->slots[s];

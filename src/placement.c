@@ -411,10 +411,11 @@ static const char *why_not_create(dynshm_instance *inst, unsigned flags)
  * supervisor about to count who else is there releases dead processes
  * first.  Nothing is placed yet (no record), so this reap needs no region.
  */
-static void release_the_dead(dynshm_instance *inst, unsigned flags)
+static void release_the_dead(dynshm_instance *inst, unsigned flags,
+			     void (*reap)(dynshm_instance *))
 {
 	if ((flags & DYNSHM_OPEN_SUPERVISOR) && !(flags & DYNSHM_OPEN_NOREAP))
-		reap_dead(inst);
+		reap(inst);
 }
 
 static int create_region(dynshm_instance *inst, const struct dynshm_config *cfg)
@@ -484,7 +485,7 @@ void placement_init(dynshm_instance *inst, const struct dynshm_config *cfg)
 }
 
 int placement_open(dynshm_instance *inst, const struct dynshm_config *cfg,
-		   unsigned flags)
+		   unsigned flags, void (*reap)(dynshm_instance *))
 {
 	struct placement *p = &inst->place;
 	struct record rec;
@@ -504,7 +505,7 @@ int placement_open(dynshm_instance *inst, const struct dynshm_config *cfg,
 	/* In the order an operator has to fix them. */
 	rc = mshare_probe(cfg->mshare_path, &align);
 	if (rc == 0) {
-		release_the_dead(inst, flags);
+		release_the_dead(inst, flags, reap);
 		why = why_not_create(inst, flags);
 		if (why)
 			rc = dynshm_fail(EINVAL, "%s", why);

@@ -56,10 +56,12 @@ void placement_init(dynshm_instance *inst, const struct dynshm_config *cfg);
 
 /*
  * Decide, create or map; under the instance flock, before joining (so
- * that the join's reaps find the region mapped).
+ * that the join's reaps find the region mapped).  reap releases dead
+ * processes (sync.c, reap_dead): passed in, so that placement, below the
+ * reaper, never calls up into it.
  */
 int placement_open(dynshm_instance *inst, const struct dynshm_config *cfg,
-		   unsigned flags);
+		   unsigned flags, void (*reap)(dynshm_instance *));
 /*
  * In a forked child, before it joins: a supervisor may have made the region
  * since the parent opened (read the record again; map it if new).

@@ -156,6 +156,61 @@ static dynshm_handle new_handle(dynshm_instance *inst, uint32_t slot, uint32_t g
 	       (uint64_t)(gen & 0xffff) << HANDLE_GEN_SHIFT | slot;
 }
 
+/* ---- names under the lock (named.c builds get-or-create on them) ---- */
+
+/* Is the process that reserved this CREATING slot still running? */
+static bool creator_alive(dynshm_instance *inst, const struct ctl_slot *slot)
+{
+	const struct ctl *c = &inst->c;
+	const struct ctl_proc *p;
+
+	if (slot->owner >= c->hdr->max_processes)
+		return false;
+	p = &c->procs[slot->owner];
+	if (p->state != PROC_LIVE || p->gen != slot->owner_gen)
+		return false;
+	return slot->owner == inst->me || live_held(inst, slot->owner);
+}
+
+/*
+ * Find name (its slot or CTL_NONE in *out); a slot whose creator died is
+ * handed to the reaper first, which removes its object and frees it, so
+ * the name is free again.  -EUCLEAN: the index was scribbled (rebuilt).
+ */
+int named_find_locked(dynshm_instance *inst, const char *name,
+		      uint32_t *out)
+{
+	struct ctl *c = &inst->c;
+	int rc = ctl_names_find(c, name, out);
+
+	if (rc == 0 && *out != CTL_NONE &&
+	    c->slots[*out].state == SLOT_CREATING &&
+	    !creator_alive(inst, &c->slots[*out])) {
+		HOOK("named:reap");
+		reap_locked(inst, true, NULL);
+		rc = ctl_names_find(c, name, out);
+	}
+	return rc;
+}
+
+int named_claim_locked(dynshm_instance *inst, const char *name)
+{
+	uint32_t s = CTL_NONE;
+	int rc = named_find_locked(inst, name, &s);
+
+	if (rc < 0)
+		return rc;
+	if (s == CTL_NONE)
+		return 0;
+	return dynshm_fail(EEXIST,
+			"a segment named '%s' already exists in instance '%s' "
+			"(handle " HANDLE_FMT "%s)",
+			name, inst->name, HANDLE_ARG(inst->c.slots[s].handle),
+			inst->c.slots[s].state == SLOT_CREATING
+				? ", being initialised"
+				: "");
+}
+
 /* ---- process-local bookkeeping ----------------------------------------- */
 
 static void link_segment(dynshm_instance *inst, struct dynshm_segment *seg)
@@ -940,27 +995,6 @@ void segment_detach_all(dynshm_instance *inst)
 	while (inst->segs) {
 		inst->segs->nattach = 0;
 		detach_last(inst, inst->segs);
-	}
-}
-
-void segment_adopt_after_fork(dynshm_instance *inst)
-{
-	struct ctl *c = &inst->c;
-
-	for (struct dynshm_segment *seg = inst->segs; seg; seg = seg->next) {
-		struct ctl_slot *slot;
-
-		if (seg->slot == CTL_NONE)
-			continue;
-		slot = &c->slots[seg->slot];
-		if (slot->handle == seg->handle &&
-		    slot->state == SLOT_ACTIVE) {
-			ctl_set_bit(c, inst->me, seg->slot);
-			continue;
-		}
-		/* Destroyed since the fork: keep the memory, not the slot. */
-		inst->local[seg->slot] = NULL;
-		seg->slot = CTL_NONE;
 	}
 }
 

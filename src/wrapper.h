@@ -142,20 +142,57 @@ struct inst_state {
 	char seg_dir[PATH_MAX];
 };
 
-/* instance.c */
+/* liveness.c: bumped in every forked child (instance.c, after_fork_child) */
 extern unsigned dynshm_fork_generation;
-/* No cancellation inside a public call (instance.c, CANCELLATION). */
+
+/* instance.c */
+
+/* splitmix64: handles need unpredictability, not cryptographic strength. */
+static inline uint64_t inst_random(dynshm_instance *inst)
+{
+	uint64_t z = (inst->rng += 0x9e3779b97f4a7c15ull);
+
+	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+	z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+	return z ^ (z >> 31);
+}
+
+/* No cancellation inside a public call (process.c, CANCELLATION). */
 void entry_begin(void);
 void entry_end(void);
+
+/*
+ * process.c: membership.  inst_enter/inst_leave bracket every public call
+ * on an instance (inst->mu, cancellation off; a forked child's first call
+ * joins); process_join and process_leave_locked take and free our entry;
+ * process_fork_prepare runs in the fork handler (the child's FORK entry).
+ */
 int inst_enter(dynshm_instance *inst);
 void inst_leave(dynshm_instance *inst);
+int process_seed(dynshm_instance *inst);
+int process_join(dynshm_instance *inst);
+void process_leave_locked(dynshm_instance *inst);
+void process_fork_prepare(dynshm_instance *inst);
+
+/* spaces.c: the backend space of each backend, opened on first use */
+int space_for(dynshm_instance *inst, dynshm_impl_type type, dynshm_impl_space **out);
+void close_spaces(dynshm_instance *inst);
+
+/*
+ * sync.c: the control lock (with its repair after a dead holder) and
+ * reaping.  ctl_lock also refuses a destroyed instance, a scribbled header
+ * and a process released behind its back; ctl_lock_any only locks and
+ * repairs (wipe uses it on a destroyed instance).
+ */
+int ctl_lock_any(dynshm_instance *inst);
 int ctl_lock(dynshm_instance *inst);
 void ctl_unlock(dynshm_instance *inst);
-int space_for(dynshm_instance *inst, dynshm_impl_type type, dynshm_impl_space **out);
-uint64_t inst_random(dynshm_instance *inst);
 int reap_locked(dynshm_instance *inst, bool sweep, unsigned *reaped);
 void reap_dead(dynshm_instance *inst);
+void reap_at_open(dynshm_instance *inst);
 void slot_free_locked(dynshm_instance *inst, uint32_t s);
+/* Clear p's row, end its membership (gen first), free the entry. */
+void release_process_locked(struct ctl *c, uint32_t p);
 void forks_let_go_locked(dynshm_instance *inst, uint32_t s);
 int os_destroy(dynshm_instance *inst, uint32_t backend, dynshm_handle handle);
 /* >>> object identity (control.h): what the backend is told of slot */
@@ -163,6 +200,8 @@ struct dynshm_impl_ident;
 void slot_ident(const struct ctl_slot *slot, struct dynshm_impl_ident *out);
 void slot_record_ident(struct ctl_slot *slot, const dynshm_impl_map *map);
 /* <<< object identity */
+/* this process's PID namespace (0 unknown), see slot_ident */
+uint64_t own_pid_namespace(void);
 
 /* liveness.c: the procs file and its per-entry locks */
 int live_open(dynshm_instance *inst, int *out);
@@ -172,8 +211,6 @@ void live_give_back(int fd, uint32_t p);
 /* false only when the kernel says nobody holds entry p's lock. */
 bool live_held(dynshm_instance *inst, uint32_t p);
 void live_unlink(dynshm_instance *inst);
-/* instance.c: this process's PID namespace (0 unknown), see slot_ident */
-uint64_t own_pid_namespace(void);
 /*
  * The control lock (liveness.c, THE CONTROL LOCK), raw: take it (waiting,
  * or -EBUSY at once; *stolen when its last holder died holding it), let
@@ -197,10 +234,14 @@ int segment_check_flags(const dynshm_instance *inst, unsigned flags);
 void segment_retire_vanished_locked(dynshm_instance *inst, unsigned *n);
 /* <<< vanished objects */
 
-/* named.c */
+/* segment.c: names under the lock (named.c) */
 /* Under the lock: -EEXIST if a live segment is called name (see control.h). */
 int named_claim_locked(dynshm_instance *inst, const char *name);
-void segment_adopt_after_fork(dynshm_instance *inst);
+/*
+ * Under the lock: name's slot or CTL_NONE in *out; a CREATING slot whose
+ * creator died is reaped first.  -EUCLEAN: the index was scribbled.
+ */
+int named_find_locked(dynshm_instance *inst, const char *name, uint32_t *out);
 
 /* state.c */
 int state_resolve(const char *name_or_dir, char *name, size_t name_len,
