@@ -208,6 +208,13 @@ static int look(dynshm_instance *inst, const char *name, size_t size,
 			      "%zu bytes were asked for",
 			      name, inst->name, (unsigned long long)slot->size,
 			      size);
+	else if (slot->state == SLOT_ACTIVE && ctl_lookup(c, slot->handle) != s)
+		/* an attach by it would never find it: do not loop on it */
+		rc = dynshm_fail(EUCLEAN,
+			      "segment '%s' of instance '%s' is in slot %u, "
+			      "whose handle " HANDLE_FMT " names another slot: "
+			      "the control segment was scribbled on",
+			      name, inst->name, s, HANDLE_ARG(slot->handle));
 	else if (slot->state == SLOT_ACTIVE) {
 		*found = FOUND_ACTIVE;
 		*handle = slot->handle;

@@ -40,8 +40,9 @@ RANKS = {
     'named': 13, 'instance': 13,
     # facilities, on the public API only
     'facility_fsys': 14,
-    'facility_toc': 15, 'facility_mq': 15, 'facility_area': 15,
-    'facility_hash': 16,
+    'facility_tlock': 15,
+    'facility_toc': 16, 'facility_mq': 16, 'facility_area': 16,
+    'facility_hash': 17,
 }
 
 

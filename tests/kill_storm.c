@@ -758,14 +758,6 @@ static void area_check(struct wstate *ws, int i)
 	}
 }
 
-/*
- * Set in a worker that runs in a PID namespace of its own: the area's and
- * the hash table's locks are still PI robust mutexes, which name their
- * owner by thread id and so do not work between PID namespaces (a waiter
- * out here gets ESRCH; docs/design.md).  Such workers leave them alone.
- */
-static bool in_own_pid_namespace;
-
 /* Allocate or free in the shared area (issue 15). */
 static void op_area(struct wstate *ws)
 {
@@ -773,8 +765,6 @@ static void op_area(struct wstate *ws)
 	size_t size;
 	int rc, i;
 
-	if (in_own_pid_namespace)
-		return;
 	if (!ws->area) {
 		rc = dynshm_area_get_named(ws->inst, AREA_NAME, 0, 0,
 					   &ws->area, NULL);
@@ -1743,7 +1733,6 @@ static int worker_entry(struct storm *st, int i, int go, int done)
 	pthread_t t;
 
 	if (kind_of(st, i) == PID_NS) {
-		in_own_pid_namespace = getpid() == 1;
 		/* our own /proc, in our own mount namespace (best effort) */
 		if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) == 0)
 			mount("proc", "/proc", "proc",

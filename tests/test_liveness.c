@@ -33,6 +33,8 @@
  *   the control lock between PID namespaces: a namespaced     test_lock_across_pid_namespaces
  *     process waits for a host holder and takes the lock
  *     over when that one is SIGKILLed, and the reverse (root)
+ *   the same for a hash table's partition lock (the area's   test_hash_lock_across_pid_namespaces
+ *     locks are the same token lock)
  *
  * The first six fail on the tree before the change (five reap or publish
  * what they must not; the sixth hands the block to the new segment); the
@@ -45,6 +47,7 @@
 #include "src/control.h"
 #include "src/wrapper.h"
 
+#include <dynshm/area.h>
 #include <dynshm/dsm.h>
 
 #include <errno.h>
@@ -538,9 +541,21 @@ static int host_waiter(void *arg)
 		       1;
 }
 
-/* Start the namespaced one: its pid (out here), or skip if not allowed. */
-static pid_t start_nslock(struct nslock_arg *a, int tell[2], int pidp[2],
-			  pid_t *outer)
+/* Skip the test (with the reason) unless we are root. */
+static void need_root(const char *what)
+{
+	if (!test_is_root()) {
+		print_message("skipped: %s need root (unshare)\n", what);
+		skip();
+	}
+}
+
+/*
+ * Start entry, which runs a namespaced process: that one's pid out here,
+ * or skip if namespaces are not permitted.
+ */
+static pid_t start_nslock(int (*entry)(void *), struct nslock_arg *a,
+			  int tell[2], int pidp[2], pid_t *outer)
 {
 	int32_t inner = 0;
 
@@ -548,7 +563,7 @@ static pid_t start_nslock(struct nslock_arg *a, int tell[2], int pidp[2],
 	make_pipe(pidp);
 	a->tell = tell[1];
 	a->pid = pidp[1];
-	*outer = start(nslock_entry, a);
+	*outer = start(entry, a);
 	close(tell[1]);
 	close(pidp[1]);
 	if (get(pidp[0], &inner, sizeof(inner)) != 0) {
@@ -563,6 +578,23 @@ static pid_t start_nslock(struct nslock_arg *a, int tell[2], int pidp[2],
 	return (pid_t)inner;
 }
 
+/* A host process that holds the lock (fn): its pid, once it holds it. */
+static pid_t start_host_holder(int (*fn)(void *), struct nslock_arg *b,
+			       int hold_tell[2], int go)
+{
+	pid_t pid;
+	char c = 0;
+
+	make_pipe(hold_tell);
+	b->tell = hold_tell[1];
+	b->go = go;
+	pid = start(fn, b);
+	close(hold_tell[1]);
+	get_or_hang(hold_tell[0], &c, 1, "host holder");
+	assert_int_equal(c, 'h');
+	return pid;
+}
+
 static void test_lock_across_pid_namespaces(void **state)
 {
 	struct nslock_arg a = { .go = -1 }, b = { .go = -1 };
@@ -574,10 +606,7 @@ static void test_lock_across_pid_namespaces(void **state)
 	char c;
 
 	(void)state;
-	if (!test_is_root()) {
-		print_message("skipped: PID namespaces need root (unshare)\n");
-		skip();
-	}
+	need_root("PID namespaces");
 	ASSERT_OK(dynshm_create(fx.inst, 4096, 0, &seg));
 	ASSERT_OK(dynshm_pin_segment(seg));
 	a.h = b.h = dynshm_segment_handle(seg);
@@ -586,15 +615,9 @@ static void test_lock_across_pid_namespaces(void **state)
 	make_pipe(go);
 
 	/* 1: a host process holds it; the namespaced one waits */
-	make_pipe(hold_tell);
-	b.tell = hold_tell[1];
-	b.go = go[0];
-	holder = start(host_lock_holder, &b);
-	close(hold_tell[1]);
-	get_or_hang(hold_tell[0], &c, 1, "host holder");
-	assert_int_equal(c, 'h');
+	holder = start_host_holder(host_lock_holder, &b, hold_tell, go[0]);
 	a.go = go[0];
-	inner = start_nslock(&a, tell, pidp, &outer);
+	inner = start_nslock(nslock_entry, &a, tell, pidp, &outer);
 	get_or_hang(tell[0], &c, 1, "namespaced waiter");
 	assert_int_equal(c, 'w');
 	assert_true(test_await_lock_wait(inner));
@@ -612,7 +635,7 @@ static void test_lock_across_pid_namespaces(void **state)
 
 	/* 2: the namespaced one holds it; a host process waits */
 	b.hold = true;
-	inner = start_nslock(&b, tell, pidp, &outer);
+	inner = start_nslock(nslock_entry, &b, tell, pidp, &outer);
 	get_or_hang(tell[0], &c, 1, "namespaced holder");
 	assert_int_equal(c, 'h');
 	waiter = start(host_waiter, NULL);
@@ -642,6 +665,124 @@ static void test_lock_across_pid_namespaces(void **state)
 	ASSERT_OK(dynshm_unpin_segment(fx.inst, a.h));
 	assert_false(exists(a.h));
 	(void)reap(fx.inst); /* the namespaced holder, if the repair ran first */
+	assert_int_equal(info_of(fx.inst).processes, 1);
+}
+
+/*
+ * The same for a hash table's partition lock (and so the area's locks,
+ * the same token lock, src/facility/tlock.h): they were PI robust mutexes
+ * too.  The holder is dynshm_hash_foreach, whose callback blocks with the
+ * partition lock held; the waiter looks the same key up.  The namespaced
+ * process uses the area and table it inherited (its first call joins).
+ */
+static dynshm_area *ns_area;
+static dynshm_hash *ns_hash;
+static const uint64_t ns_key = 7;
+
+static int hold_in_foreach(const void *key, size_t key_len, void *value,
+			   void *arg)
+{
+	(void)key;
+	(void)key_len;
+	(void)value;
+	hold_in_attach(arg ? "attach:referenced" : "");
+	return 0;
+}
+
+static int hash_holder(void *arg)
+{
+	holding = arg;
+	(void)dynshm_hash_foreach(ns_hash, hold_in_foreach, holding);
+	return 1; /* never: the callback stops there */
+}
+
+static int hash_waiter(void *arg)
+{
+	struct nslock_arg *a = arg;
+	uint64_t v = 0;
+	int32_t rc;
+
+	if (a->hold)
+		return hash_holder(a);
+	if (put(a->tell, "w", 1) != 0)
+		return 1;
+	rc = dynshm_hash_find(ns_hash, &ns_key, &v);
+	if (rc == 0 && v != ns_key * 3)
+		rc = -EBADMSG;
+	return put(a->tell, &rc, sizeof(rc)) == 0 && rc == 0 ? 0 : 1;
+}
+
+static int nshash_member(void *arg)
+{
+	CHILD_CHECK(getpid() == 1);
+	CHILD_CHECK(mount("proc", "/proc", "proc",
+			  MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) == 0);
+	return hash_waiter(arg);
+}
+
+static int nshash_entry(void *arg)
+{
+	struct nslock_arg *a = arg;
+
+	return ns_run(CLONE_NEWPID, nshash_member, a, a->pid);
+}
+
+static void test_hash_lock_across_pid_namespaces(void **state)
+{
+	struct nslock_arg a = { .go = -1 }, b = { .go = -1 };
+	int tell[2], pidp[2], go[2], hold_tell[2];
+	uint64_t v = ns_key * 3;
+	dynshm_area_ptr table;
+	pid_t holder, outer, inner, waiter;
+	int32_t rc = -1;
+	char c;
+
+	(void)state;
+	need_root("PID namespaces");
+	ASSERT_OK(dynshm_area_create(fx.inst, 0, 0, &ns_area));
+	ASSERT_OK(dynshm_hash_create(ns_area, sizeof(uint64_t),
+				     sizeof(uint64_t), &table, &ns_hash));
+	ASSERT_OK(dynshm_hash_insert(ns_hash, &ns_key, &v, 0));
+	make_pipe(go);
+
+	/* 1: a host process holds the partition; the namespaced one waits */
+	b.hold = true;
+	holder = start_host_holder(hash_holder, &b, hold_tell, go[0]);
+	a.go = go[0];
+	inner = start_nslock(nshash_entry, &a, tell, pidp, &outer);
+	get_or_hang(tell[0], &c, 1, "namespaced waiter");
+	assert_true(test_await_lock_wait(inner));
+	kill(holder, SIGKILL);
+	assert_int_equal(finish(holder), 128 + SIGKILL);
+	get_or_hang(tell[0], &rc, sizeof(rc), "namespaced find");
+	assert_int_equal(rc, 0);
+	assert_int_equal(finish(outer), 0);
+	close(tell[0]);
+	close(hold_tell[0]);
+
+	/* 2: the namespaced one holds it; a host process waits */
+	inner = start_nslock(nshash_entry, &b, hold_tell, pidp, &outer);
+	get_or_hang(hold_tell[0], &c, 1, "namespaced holder");
+	assert_int_equal(c, 'h');
+	a.hold = false;
+	make_pipe(tell);
+	a.tell = tell[1];
+	waiter = start(hash_waiter, &a);
+	close(tell[1]);
+	get_or_hang(tell[0], &c, 1, "host waiter");
+	assert_true(test_await_lock_wait(waiter));
+	kill(inner, SIGKILL); /* its namespace's init: the namespace goes */
+	get_or_hang(tell[0], &rc, sizeof(rc), "host find");
+	assert_int_equal(rc, 0);
+	assert_int_equal(finish(waiter), 0);
+	finish(outer);
+	close(tell[0]);
+	close(hold_tell[0]);
+	close(go[0]);
+	close(go[1]);
+	ASSERT_OK(dynshm_hash_destroy(ns_hash));
+	ASSERT_OK(dynshm_area_destroy(ns_area));
+	(void)reap(fx.inst);
 	assert_int_equal(info_of(fx.inst).processes, 1);
 }
 
@@ -1243,6 +1384,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_tokens, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_lock_across_pid_namespaces,
 						setup, teardown),
+		cmocka_unit_test_setup_teardown(
+			test_hash_lock_across_pid_namespaces, setup, teardown),
 	};
 
 	dynshm_test_instance_tag = TEST_TAG;

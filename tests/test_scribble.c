@@ -502,19 +502,27 @@ static uint64_t next_random(void)
 
 /*
  * A random byte of the control segment (total bytes, read before the first
- * scribble: the header's copy may be scribbled itself) but `destroyed`.
- * (The lock itself is not in the segment; lock_holder may be hit: the
- * next locker then repairs for nothing.)
+ * scribble: the header's copy may be scribbled itself) but the lock word
+ * and `destroyed`.  (A lock word scribbled to name a live process's seat
+ * keeps everyone waiting until that process takes the lock or exits, as a
+ * scribbled mutex did; lock_holder may be hit: the next locker then
+ * repairs for nothing.)
  */
+static bool spared(size_t at)
+{
+	size_t word = offsetof(struct ctl_header, lock_word);
+	size_t dead = offsetof(struct ctl_header, destroyed);
+
+	return (at >= word && at < word + 4) || (at >= dead && at < dead + 4);
+}
+
 static void scribble_one(struct ctl *c, size_t total)
 {
 	size_t at;
-	size_t lock_from = offsetof(struct ctl_header, destroyed);
-	size_t lock_to = lock_from + 4;
 
 	do
 		at = (size_t)(next_random() % total);
-	while (at >= lock_from && at < lock_to);
+	while (spared(at));
 	((unsigned char *)c->hdr)[at] ^= (unsigned char)(1u << (next_random() % 8));
 }
 

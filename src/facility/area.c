@@ -61,6 +61,8 @@ struct dynshm_area {
 	dynshm_segment *ctl;
 	struct area_hdr *hdr;
 	pthread_mutex_t maplock; /* this process's map[] slow path */
+	uint64_t me;		  /* our token for the locks (tlock_token) */
+	unsigned me_gen;
 	uint64_t open_id;	 /* unique in the process, never reused */
 	struct area_map map[AREA_MAX_SEGS];
 };
@@ -317,35 +319,53 @@ static int area_repair_locked(struct dynshm_area *a)
 	return 0;
 }
 
-static int robust_lock(struct dynshm_area *a, pthread_mutex_t *m,
-		       uint32_t *dirty, const char *what)
+int area_token(struct dynshm_area *a, uint64_t *me)
 {
-	int rc = pthread_mutex_lock(m);
+	return tlock_token(a->inst, &a->me, &a->me_gen, me);
+}
 
-	if (rc == EOWNERDEAD) {
+dynshm_instance *area_instance(struct dynshm_area *a)
+{
+	return a->inst;
+}
+
+/*
+ * Take m (waiting, or -EBUSY at once if try); a holder found dead marks
+ * *dirty, which the caller repairs before going on.
+ */
+static int robust_lock(struct dynshm_area *a, struct dynshm_tlock *m,
+		       uint32_t *dirty, const char *what, bool try)
+{
+	uint64_t me;
+	bool stolen;
+	int rc = area_token(a, &me);
+
+	if (rc == 0)
+		rc = tlock_take(a->inst, m, me, try, &stolen);
+	if (rc == -EBUSY)
+		return rc;
+	if (rc < 0)
+		return dynshm_fail(-rc, "cannot take the %s of area 0x%016"
+				    PRIx64 ": %s", what, a->hdr->self,
+				    strerror(-rc));
+	if (stolen) {
 		*dirty = 1;
-		pthread_mutex_consistent(m);
 		atomic_fetch_add(&a->hdr->repairs, 1);
-		rc = 0;
 	}
-	if (rc != 0)
-		return dynshm_fail(rc, "cannot take the %s of area 0x%016"
-				   PRIx64 ": %s", what, a->hdr->self,
-				   strerror(rc));
 	return 0;
 }
 
 static int area_lock(struct dynshm_area *a)
 {
 	struct area_hdr *h = a->hdr;
-	int rc = robust_lock(a, &h->lock, &h->dirty, "area lock");
+	int rc = robust_lock(a, &h->lock, &h->dirty, "area lock", false);
 
 	if (rc < 0)
 		return rc;
 	if (h->dirty) {
 		rc = area_repair_locked(a);
 		if (rc < 0) {
-			pthread_mutex_unlock(&h->lock);
+			tlock_give(&h->lock);
 			return dynshm_fail(-rc, "cannot repair area 0x%016"
 					   PRIx64 " after a crash: a segment "
 					   "cannot be mapped", h->self);
@@ -357,7 +377,7 @@ static int area_lock(struct dynshm_area *a)
 
 static void area_unlock(struct dynshm_area *a)
 {
-	pthread_mutex_unlock(&a->hdr->lock);
+	tlock_give(&a->hdr->lock);
 }
 
 static int too_big(struct dynshm_area *a, uint64_t size, bool soft)
@@ -571,31 +591,14 @@ static int part_repair_locked(struct dynshm_area *a, uint32_t p)
 static int part_lock(struct dynshm_area *a, uint32_t p, bool try)
 {
 	struct area_part *pt = &a->hdr->parts[p];
-	int rc;
+	int rc = robust_lock(a, &pt->lock, &pt->dirty, "partition lock", try);
 
-	if (try) {
-		rc = pthread_mutex_trylock(&pt->lock);
-		if (rc == EBUSY)
-			return -EBUSY;
-		if (rc == EOWNERDEAD) {
-			pt->dirty = 1;
-			pthread_mutex_consistent(&pt->lock);
-			atomic_fetch_add(&a->hdr->repairs, 1);
-			rc = 0;
-		}
-		if (rc != 0)
-			return dynshm_fail(rc, "cannot take partition lock %u "
-					   "of area 0x%016" PRIx64 ": %s", p,
-					   a->hdr->self, strerror(rc));
-	} else {
-		rc = robust_lock(a, &pt->lock, &pt->dirty, "partition lock");
-		if (rc < 0)
-			return rc;
-	}
+	if (rc < 0)
+		return rc;
 	if (pt->dirty) {
 		rc = part_repair_locked(a, p);
 		if (rc < 0) {
-			pthread_mutex_unlock(&pt->lock);
+			tlock_give(&pt->lock);
 			return dynshm_fail(-rc, "cannot repair partition %u of "
 					   "area 0x%016" PRIx64 " after a "
 					   "crash", p, a->hdr->self);
@@ -607,7 +610,7 @@ static int part_lock(struct dynshm_area *a, uint32_t p, bool try)
 
 static void part_unlock(struct dynshm_area *a, uint32_t p)
 {
-	pthread_mutex_unlock(&a->hdr->parts[p].lock);
+	tlock_give(&a->hdr->parts[p].lock);
 }
 
 /* Take a free page for class cls of partition p (p locked). */
@@ -1224,21 +1227,6 @@ void *area_get_span(dynshm_area *a, dynshm_area_ptr ptr, uint64_t len)
 
 /* ---- create, attach, destroy --------------------------------------------- */
 
-void area_mutex_init_robust(pthread_mutex_t *m)
-{
-	pthread_mutexattr_t at;
-
-	pthread_mutexattr_init(&at);
-	pthread_mutexattr_setpshared(&at, PTHREAD_PROCESS_SHARED);
-	pthread_mutexattr_setrobust(&at, PTHREAD_MUTEX_ROBUST);
-	/* The kernel hands the lock to the next sleeper: a sleeper killed
-	 * after a plain robust mutex woke it would strand the others
-	 * (src/control.c, init_lock). */
-	pthread_mutexattr_setprotocol(&at, PTHREAD_PRIO_INHERIT);
-	pthread_mutex_init(m, &at);
-	pthread_mutexattr_destroy(&at);
-}
-
 static size_t ctl_size(void)
 {
 	return (sizeof(struct area_hdr) + 4095) & ~(size_t)4095;
@@ -1250,9 +1238,9 @@ static void hdr_init(struct area_hdr *h, dynshm_handle self, uint64_t max_size)
 	h->nparts = AREA_NPARTS;
 	h->max_size = max_size;
 	h->self = self;
-	area_mutex_init_robust(&h->lock);
+	memset(&h->lock, 0, sizeof(h->lock)); /* free */
 	for (uint32_t p = 0; p < AREA_NPARTS; p++) {
-		area_mutex_init_robust(&h->parts[p].lock);
+		memset(&h->parts[p].lock, 0, sizeof(h->parts[p].lock));
 		for (uint32_t c = 0; c < AREA_NCLASSES; c++)
 			h->parts[p].partial[c] = AREA_NONE;
 	}

@@ -44,6 +44,8 @@
 #ifndef DYNSHM_FACILITY_AREA_INT_H
 #define DYNSHM_FACILITY_AREA_INT_H
 
+#include "tlock.h"
+
 #include <dynshm/area.h>
 
 #include <pthread.h>
@@ -51,7 +53,7 @@
 #include <stdint.h>
 
 #define AREA_MAGIC 0x4165726168736479ull /* "dyshareA" */
-#define AREA_VERSION 1u
+#define AREA_VERSION 2u /* 2: token locks (tlock.h) */
 #define AREA_MAX_SEGS 1024u
 #define AREA_NPARTS 8u
 #define AREA_NCLASSES 32u
@@ -88,7 +90,7 @@ struct area_seg {
 };
 
 struct area_part {
-	pthread_mutex_t lock;
+	struct dynshm_tlock lock;
 	uint32_t dirty;			/* (P) set while a repair is due */
 	uint32_t partial[AREA_NCLASSES]; /* (P, derived) page ids */
 } __attribute__((aligned(64)));
@@ -119,7 +121,7 @@ struct area_hdr {
 	uint32_t nparts;	/* (C) */
 	uint64_t max_size;	/* (C) 0: none */
 	uint64_t self;		/* (C) the control segment's handle */
-	pthread_mutex_t lock;	/* the area lock */
+	struct dynshm_tlock lock; /* the area lock */
 	uint32_t dirty;		/* (A) set while a repair is due */
 	uint32_t seg_hint;	/* (A, derived) where to look for a page */
 	uint64_t total_bytes;	/* (A, derived) */
@@ -171,6 +173,8 @@ void *area_get_span(dynshm_area *a, dynshm_area_ptr ptr, uint64_t len);
 void *area_get_room(dynshm_area *a, dynshm_area_ptr ptr, uint64_t *room);
 
 /* A robust, process-shared mutex (area.c; hash.c uses it too). */
-void area_mutex_init_robust(pthread_mutex_t *m);
+/* This process's token (tlock.h) for the locks of area a; a's instance. */
+int area_token(struct dynshm_area *a, uint64_t *me);
+dynshm_instance *area_instance(struct dynshm_area *a);
 
 #endif

@@ -183,21 +183,23 @@ static int part_rebuild(struct dynshm_hash *t, struct hash_part *pt)
 
 static int part_lock(struct dynshm_hash *t, struct hash_part *pt)
 {
-	int rc = pthread_mutex_lock(&pt->lock);
+	uint64_t me;
+	bool stolen;
+	int rc = area_token(t->area, &me);
 
-	if (rc == EOWNERDEAD) {
+	if (rc == 0)
+		rc = tlock_take(area_instance(t->area), &pt->lock, me,
+				false, &stolen);
+	if (rc < 0)
+		return dynshm_fail(-rc, "cannot take a partition lock of hash "
+				    "table 0x%016" PRIx64 ": %s", t->self,
+				    strerror(-rc));
+	if (stolen)
 		pt->dirty = 1;
-		pthread_mutex_consistent(&pt->lock);
-		rc = 0;
-	}
-	if (rc != 0)
-		return dynshm_fail(rc, "cannot take a partition lock of hash "
-				   "table 0x%016" PRIx64 ": %s", t->self,
-				   strerror(rc));
 	if (pt->dirty) {
 		rc = part_rebuild(t, pt);
 		if (rc < 0) {
-			pthread_mutex_unlock(&pt->lock);
+			tlock_give(&pt->lock);
 			return dynshm_fail(-rc, "cannot repair hash table "
 					   "0x%016" PRIx64 ": its list of "
 					   "entries is corrupt or cannot be "
@@ -424,7 +426,7 @@ DYNSHM_EXPORT int dynshm_hash_insert(dynshm_hash *t, const void *key,
 		goto out;
 	if (old) {
 		entry_swap(t, pt, old, e, link);
-		pthread_mutex_unlock(&pt->lock);
+		tlock_give(&pt->lock);
 		return dynshm_area_free(t->area, old);
 	}
 	he = at(t, e);
@@ -459,7 +461,7 @@ DYNSHM_EXPORT int dynshm_hash_insert(dynshm_hash *t, const void *key,
 	if (++pt->count > (UINT64_C(1) << bk->log2) / 2)
 		part_grow(t, pt);
 out:
-	pthread_mutex_unlock(&pt->lock);
+	tlock_give(&pt->lock);
 	return rc;
 }
 
@@ -510,12 +512,12 @@ DYNSHM_EXPORT int dynshm_hash_find(dynshm_hash *t, const void *key,
 	/* one translation of the entry: locate's, checked by entry_at */
 	rc = locate(t, pt, h, key, klen, NULL, &e, &he);
 	if (rc < 0) {
-		pthread_mutex_unlock(&pt->lock);
+		tlock_give(&pt->lock);
 		return rc;
 	}
 	if (e && value)
 		memcpy(value, he->data + he->voff, t->hdr->value_size);
-	pthread_mutex_unlock(&pt->lock);
+	tlock_give(&pt->lock);
 	return e ? 0 : -ENOENT;
 }
 
@@ -532,7 +534,7 @@ DYNSHM_EXPORT int dynshm_hash_delete(dynshm_hash *t, const void *key)
 		return rc;
 	rc = locate(t, pt, h, key, klen, &link, &e, NULL);
 	if (rc < 0 || !e) {
-		pthread_mutex_unlock(&pt->lock);
+		tlock_give(&pt->lock);
 		return rc < 0 ? rc : -ENOENT;
 	}
 	he = entry_at(t, e); /* it and its neighbours checked by locate */
@@ -547,7 +549,7 @@ DYNSHM_EXPORT int dynshm_hash_delete(dynshm_hash *t, const void *key)
 	*link = he->chain;
 	AREA_HOOK("hash.unchained");
 	pt->count--;
-	pthread_mutex_unlock(&pt->lock);
+	tlock_give(&pt->lock);
 	return dynshm_area_free(t->area, e);
 }
 
@@ -579,7 +581,7 @@ DYNSHM_EXPORT int dynshm_hash_foreach(dynshm_hash *t, dynshm_hash_fn fn,
 				he->klen - 1, he->data + he->voff, arg);
 			e = he->next;
 		}
-		pthread_mutex_unlock(&pt->lock);
+		tlock_give(&pt->lock);
 	}
 	return rc;
 }
@@ -596,7 +598,7 @@ DYNSHM_EXPORT int dynshm_hash_count(dynshm_hash *t, uint64_t *count)
 		if (rc < 0)
 			return rc;
 		n += t->hdr->parts[p].count;
-		pthread_mutex_unlock(&t->hdr->parts[p].lock);
+		tlock_give(&t->hdr->parts[p].lock);
 	}
 	*count = n;
 	return 0;
@@ -652,7 +654,7 @@ DYNSHM_EXPORT int dynshm_hash_create(dynshm_area *area, size_t key_size,
 		if (rc < 0)
 			goto fail;
 		h->parts[p].log2_hint = HASH_MIN_LOG2;
-		area_mutex_init_robust(&h->parts[p].lock);
+		memset(&h->parts[p].lock, 0, sizeof(h->parts[p].lock));
 	}
 	h->magic = HASH_MAGIC;
 	rc = hash_open(area, self, out);
@@ -704,7 +706,7 @@ DYNSHM_EXPORT int dynshm_hash_destroy(dynshm_hash *t)
 		}
 		dynshm_area_free(t->area, pt->buckets);
 		pt->buckets = 0;
-		pthread_mutex_unlock(&pt->lock);
+		tlock_give(&pt->lock);
 	}
 	t->hdr->magic = 0;
 	dynshm_area_free(t->area, t->self);

@@ -8,16 +8,18 @@
 
 #include <dynshm/area.h>
 
+#include "tlock.h"
+
 #include <pthread.h>
 #include <stdint.h>
 
-#define HASH_MAGIC 0x4873616873796468ull
+#define HASH_MAGIC 0x4873616873796469ull /* ...69: token locks */
 #define HASH_NPARTS 64u
 #define HASH_PART_SHIFT 58 /* 64 - log2(HASH_NPARTS) */
 #define HASH_MIN_LOG2 4u
 
 struct hash_part {
-	pthread_mutex_t lock;
+	struct dynshm_tlock lock; /* tlock.h */
 	uint32_t dirty;		 /* set while a repair is due */
 	uint32_t log2_hint;	 /* derived: buckets' log2, 0 unknown; read
 				    unlocked, only to prefetch (hash.c) */
