@@ -488,7 +488,9 @@ int lock_counts_read(dynshm_instance *inst, struct lock_counts *out)
 
 	if (rc < 0)
 		return rc;
-	if (!DYNSHM_INFO_HAS(&info, lock_wait_ns))
+	/* DYNSHM_INFO_HAS(&info, lock_wait_ns), in terms cppcheck follows */
+	if (info.struct_size < offsetof(dynshm_instance_info, lock_wait_ns) +
+				       sizeof(info.lock_wait_ns))
 		return -ENOSYS; /* a library older than these headers */
 	out->acquisitions = info.lock_acquisitions;
 	out->waits = info.lock_waits;
