@@ -8,9 +8,9 @@
  * dsm_bench grew to one file of 3,600 lines (issue 11, section 8); it is
  * split by scenario so that a scenario can be read, and changed, alone.
  * dsm_bench.c holds main, the options, the rows and verdicts and the
- * timing helpers; bench_env.c the instances, the clean-up registry and the
- * raw sequences; bench_lockprof.c the control-lock profiler; each
- * scenario_<name>.c one scenario (bench_mq.c: the mq transports).
+ * timing helpers; bench_env.c the instances, the clean-up registry, the
+ * raw sequences and the control lock's counters; each scenario_<name>.c
+ * one scenario (bench_mq.c: the mq transports).
  */
 #ifndef DYNSHM_BENCH_H
 #define DYNSHM_BENCH_H
@@ -21,7 +21,6 @@
 #include <dynshm/dsm.h>
 
 #include <dirent.h>
-#include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -46,12 +45,6 @@
 #include <unistd.h>
 #ifdef __GLIBC__
 #include <gnu/libc-version.h>
-#endif
-#if defined(__x86_64__) || defined(__i386__)
-#include <x86intrin.h>
-#define HAVE_RDTSC 1
-#else
-#define HAVE_RDTSC 0
 #endif
 
 #ifndef DYNSHM_BENCH_BUILDTYPE
@@ -143,17 +136,24 @@ void fmt_stats(char *buf, size_t len, const struct stats *s);
 void fmt_ratio(char *buf, size_t len, const struct stats *s);
 int wait_child(pid_t pid);
 
-/* ---- control-lock profiling (bench_lockprof.c) --------------------------- */
+/* ---- the control lock's counters (bench_env.c) ---------------------------- */
 
-struct lockprof {
-	uint64_t acquisitions, hold, wait, acquired_at, longest;
+/*
+ * What the library counts of its control lock (dynshm_instance_info:
+ * lock_acquisitions, lock_waits, lock_wait_ns), for every process of the
+ * instance together.  How long the lock is held is not counted.
+ */
+struct lock_counts {
+	uint64_t acquisitions, waits, wait_ns;
 };
-extern struct lockprof lp;
-extern volatile int lp_on;
-extern double ticks_per_ns;
-extern double lp_overhead; /* ticks of one timer read */
-void lp_resolve(void);
-void lp_calibrate(void);
+/* Read them now (the read itself takes the lock once, counted). */
+int lock_counts_read(dynshm_instance *inst, struct lock_counts *out);
+/*
+ * What others did between two reads, first and then: then - first less
+ * the second read's own take (it never waits while nobody else runs).
+ */
+struct lock_counts lock_counts_since(const struct lock_counts *first,
+				     const struct lock_counts *then);
 
 /* ---- instances, clean-up, raw sequences (bench_env.c) -------------------- */
 

@@ -2,8 +2,9 @@
 /*
  * bench_env.c - what every dsm_bench scenario stands on: instances in
  * private directories, the registry that removes everything made (also
- * after SIGINT), the check that nothing was left, and the raw system-call
- * sequences dynshm is compared against.
+ * after SIGINT), the check that nothing was left, the raw system-call
+ * sequences dynshm is compared against, and the control lock's counters
+ * as the library keeps them (the contention and join scenarios).
  */
 #include "bench.h"
 
@@ -476,4 +477,37 @@ int open_raw_dir(void)
 	}
 	raw_dirfd = open(raw_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	return raw_dirfd < 0 ? fail(-errno, "open %s", raw_dir) : 0;
+}
+
+/* ---- the control lock's counters ------------------------------------------ */
+
+int lock_counts_read(dynshm_instance *inst, struct lock_counts *out)
+{
+	dynshm_instance_info info;
+	int rc = dynshm_instance_info_get(inst, &info, sizeof(info));
+
+	if (rc < 0)
+		return rc;
+	/* DYNSHM_INFO_HAS(&info, lock_wait_ns), in terms cppcheck follows */
+	if (info.struct_size < offsetof(dynshm_instance_info, lock_wait_ns) +
+				       sizeof(info.lock_wait_ns))
+		return -ENOSYS; /* a library older than these headers */
+	out->acquisitions = info.lock_acquisitions;
+	out->waits = info.lock_waits;
+	out->wait_ns = info.lock_wait_ns;
+	return 0;
+}
+
+struct lock_counts lock_counts_since(const struct lock_counts *first,
+				     const struct lock_counts *then)
+{
+	struct lock_counts d = {
+		.acquisitions = then->acquisitions - first->acquisitions,
+		.waits = then->waits - first->waits,
+		.wait_ns = then->wait_ns - first->wait_ns,
+	};
+
+	if (d.acquisitions > 0)
+		d.acquisitions--; /* the second read's own */
+	return d;
 }

@@ -17,10 +17,12 @@
  *   create      dynshm_create + dynshm_detach (last detach destroys) vs raw
  *   attach      dynshm_attach + dynshm_detach of a pinned segment vs raw
  *   scale       attach + detach with 10 / 1,000 / 100,000 live segments
- *   contention  1, 2, 4 processes looping on one instance; control-lock
- *               hold time measured by interposing pthread_mutex_lock
+ *   contention  1, 2, 4 processes looping on one instance; how often
+ *               the control lock was taken and waited for, and how long
+ *               the waits were (the library's counters, dynshm_instance_info)
  *   join        dynshm_instance_open + close in a fresh child vs fork + exit,
- *               with 1 and 50 (and 250) processes already joined; at the
+ *               with 1 and 50 (and 250) processes already joined, and the
+ *               control-lock takes and waits of an open + close; at the
  *               last level also one liveness check (dynshm_proc_alive),
  *               fork + exit while mapping a segment, and a forked child's
  *               first call (adoption)
@@ -800,8 +802,6 @@ int main(int argc, char **argv)
 	sigemptyset(&sa.sa_mask);
 	sigaction(SIGINT, &sa, NULL);
 	sigaction(SIGTERM, &sa, NULL);
-	lp_resolve(); /* the wrappers also resolve lazily; twice is harmless */
-	lp_calibrate();
 	snprintf(raw_prefix, sizeof(raw_prefix), "dsmbench.%016llx.",
 		 (unsigned long long)getpid());
 	raw_key_base = 0x3d000000u | ((unsigned)getpid() & 0xfff) << 12;

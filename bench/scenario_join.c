@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * scenario_join.c - dsm_bench scenario "join": joining and leaving an
- * instance against fork + exit, with processes already joined.
+ * instance against fork + exit, with processes already joined, and what
+ * an open + close does to the control lock (takes, and waits if any).
  */
 #include "bench.h"
 
@@ -85,8 +86,7 @@ struct join_ctx {
 	const char *dir;
 	double *child_ns;  /* shared with children: open+close time, */
 	double *child_open; /* the open alone, */
-	double *child_flt; /* the minor page faults it took, */
-	double *child_hold; /* and its longest control-lock hold */
+	double *child_flt; /* and the minor page faults it took */
 	long i;
 };
 
@@ -164,22 +164,42 @@ static int fork_join(void *arg)
 		uint64_t t0;
 		int rc;
 
-		memset(&lp, 0, sizeof(lp));
-		lp_on = 1;
 		t0 = now_ns();
 		rc = dynshm_instance_open(j->dir, NULL, 0, &inst);
 		j->child_open[j->i] = (double)(now_ns() - t0);
 		if (rc == 0)
 			rc = dynshm_instance_close(inst);
 		j->child_ns[j->i] = (double)(now_ns() - t0);
-		lp_on = 0;
 		j->child_flt[j->i] = (double)(minor_faults() - f0);
-		j->child_hold[j->i] = ((double)lp.longest - lp_overhead) /
-				      ticks_per_ns;
 		_exit(rc < 0 ? 1 : 0);
 	}
 	j->i++;
 	return wait_child(pid);
+}
+
+/*
+ * A timed block of fork_join, and what its children did to the control
+ * lock per open+close: the instance's counters before and after the
+ * block.  Nobody else touches the instance meanwhile (the helpers wait on
+ * a pipe; this process maps nothing, so its forks make no FORK entry).
+ */
+static int join_block(dynshm_instance *inst, struct join_ctx *jc, long nf,
+		      double *ns, double *acq, double *waits, double *wait_ns)
+{
+	struct lock_counts c0, c1, d;
+	int rc = lock_counts_read(inst, &c0);
+
+	if (rc == 0)
+		rc = run_block(fork_join, jc, nf, ns);
+	if (rc == 0)
+		rc = lock_counts_read(inst, &c1);
+	if (rc < 0)
+		return rc;
+	d = lock_counts_since(&c0, &c1);
+	*acq = (double)d.acquisitions / (double)nf;
+	*waits = (double)d.waits / (double)nf;
+	*wait_ns = (double)d.wait_ns / (double)nf;
+	return 0;
 }
 
 static void join_print(const char *bname, long joined, const struct stats *s,
@@ -296,12 +316,11 @@ static int join_backend(struct bench_inst *b, double *child_ns)
 	long nops = max_l(2, opt.iterations / 4);
 	struct join_ctx jc = { .dir = b->dir, .child_ns = child_ns,
 			       .child_open = child_ns + nf,
-			       .child_flt = child_ns + 2 * nf,
-			       .child_hold = child_ns + 3 * nf };
+			       .child_flt = child_ns + 2 * nf };
 	struct dynshm_ctx dc = { .inst = b->inst, .size = 4096 };
 	double base[4] = { -1, -1, -1, -1 };
 	double vf[256], vj[256], vc[256], va[256], vk[256], vp[256], vo[256];
-	double vh[256];
+	double vla[256], vlw[256], vln[256]; /* lock: takes, waits, ns */
 	int rc;
 
 	rc = dynshm_make_pinned(b->inst, 4096, &dc.target);
@@ -312,7 +331,7 @@ static int join_backend(struct bench_inst *b, double *child_ns)
 	for (int i = 0; i < opt.njoined && rc == 0; i++) {
 		long want = opt.joined[i];
 		dynshm_instance_info info;
-		struct stats sf, sj, sc, sa, sk, rf, sp, so, sh;
+		struct stats sf, sj, sc, sa, sk, rf, sp, so, sla, slw, sln;
 		struct row *r;
 
 		while (rc == 0 && 1 + h.n < want && !stop)
@@ -329,10 +348,12 @@ static int join_backend(struct bench_inst *b, double *child_ns)
 			if (k % 2 == 0) {
 				rc = run_block(fork_exit, NULL, nf, &vf[k]);
 				if (rc == 0)
-					rc = run_block(fork_join, &jc, nf,
-						       &vj[k]);
+					rc = join_block(b->inst, &jc, nf,
+							&vj[k], &vla[k],
+							&vlw[k], &vln[k]);
 			} else {
-				rc = run_block(fork_join, &jc, nf, &vj[k]);
+				rc = join_block(b->inst, &jc, nf, &vj[k],
+						&vla[k], &vlw[k], &vln[k]);
 				if (rc == 0)
 					rc = run_block(fork_exit, NULL, nf,
 						       &vf[k]);
@@ -341,7 +362,6 @@ static int join_backend(struct bench_inst *b, double *child_ns)
 			vc[k] = med;
 			vp[k] = stats_of(jc.child_flt, (int)jc.i).med;
 			vo[k] = stats_of(jc.child_open, (int)jc.i).med;
-			vh[k] = stats_of(jc.child_hold, (int)jc.i).med;
 			if (rc == 0)
 				rc = run_block(dynshm_attach_detach, &dc, nops,
 					       &va[k]);
@@ -360,7 +380,9 @@ static int join_backend(struct bench_inst *b, double *child_ns)
 		sk = stats_of(vk, opt.repeats);
 		sp = stats_of(vp, opt.repeats);
 		so = stats_of(vo, opt.repeats);
-		sh = stats_of(vh, opt.repeats);
+		sla = stats_of(vla, opt.repeats);
+		slw = stats_of(vlw, opt.repeats);
+		sln = stats_of(vln, opt.repeats);
 		if (i == 0) {
 			base[3] = so.med;
 			base[0] = sc.med;
@@ -386,8 +408,14 @@ static int join_backend(struct bench_inst *b, double *child_ns)
 		r = join_row(bname, "open+close (child-timed)", want,
 			     "minor faults", nf, sp);
 		snprintf(r->unit, sizeof(r->unit), "faults/op");
-		join_row(bname, "open+close (child-timed)", want,
-			 "longest lock hold", nf, sh);
+		r = join_row(bname, "open+close (lock counters)", want,
+			     "lock acquisitions", nf, sla);
+		snprintf(r->unit, sizeof(r->unit), "acq/op");
+		r = join_row(bname, "open+close (lock counters)", want,
+			     "lock waits", nf, slw);
+		snprintf(r->unit, sizeof(r->unit), "waits/op");
+		join_row(bname, "open+close (lock counters)", want,
+			 "lock wait ns", nf, sln);
 		r = join_row(bname, "attach+detach", want, "dynshm", nops,
 			     sa);
 		if (i > 0)
@@ -408,8 +436,10 @@ static int join_backend(struct bench_inst *b, double *child_ns)
 		fprintf(tout, "%-7s %6s  %-34s %.0f [%.0f .. %.0f]\n", "", "",
 			"  minor page faults in open+close", sp.med, sp.p10,
 			sp.p90);
-		join_print(bname, want, &sh, -1,
-			   "  longest control-lock hold in it");
+		fprintf(tout, "%-7s %6s  %-34s %.2f [%.2f .. %.2f] takes, "
+			"%.2f waits, %.0f ns waiting\n", "", "",
+			"  control lock in open+close", sla.med, sla.p10,
+			sla.p90, slw.med, sln.med);
 		join_print(bname, want, &sa, i ? base[1] : -1,
 			   "attach+detach");
 		join_print(bname, want, &sk, i ? base[2] : -1,
@@ -431,7 +461,7 @@ int scenario_join(void)
 	double *child_ns;
 	int rc = 0;
 
-	child_ns = mmap(NULL, 4 * (size_t)nf * sizeof(double),
+	child_ns = mmap(NULL, 3 * (size_t)nf * sizeof(double),
 			PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1,
 			0);
 	if (child_ns == MAP_FAILED)
@@ -453,6 +483,6 @@ int scenario_join(void)
 		rc = join_backend(b, child_ns);
 		inst_destroy(b);
 	}
-	munmap(child_ns, 4 * (size_t)nf * sizeof(double));
+	munmap(child_ns, 3 * (size_t)nf * sizeof(double));
 	return rc;
 }

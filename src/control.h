@@ -261,6 +261,20 @@ struct ctl_header {
 	uint64_t lock_repairs;
 	uint64_t processes_reaped;
 	/*
+	 * (L) the control lock's own (liveness.c, lock_take), written by
+	 * each holder as it takes the lock: acquisitions, those that found
+	 * the word held at the first attempt and had to wait, and the
+	 * CLOCK_MONOTONIC nanoseconds those waited, from the failed attempt
+	 * until the lock was theirs (a take-over from a dead holder
+	 * included).  The fast path adds one increment, no clock read.
+	 * Plain stores under the lock: a holder killed half-way through one
+	 * (two halves on 32-bit machines), or a scribble, leaves a wrong
+	 * figure and nothing else, so ctl_recompute leaves them alone.
+	 */
+	uint64_t lock_acquisitions;
+	uint64_t lock_waits;
+	uint64_t lock_wait_ns;
+	/*
 	 * (L, derived) where the next open starts checking for dead
 	 * processes (instance.c, join): opens check a few entries each,
 	 * round robin, instead of all.  Any value is harmless (taken modulo

@@ -744,6 +744,10 @@ static int info_fill(dynshm_instance *inst, dynshm_instance_info *info)
 		info->processes = h->nprocs;
 		info->lock_repairs = h->lock_repairs;
 		info->processes_reaped = h->processes_reaped;
+		/* this call's own take included */
+		info->lock_acquisitions = h->lock_acquisitions;
+		info->lock_waits = h->lock_waits;
+		info->lock_wait_ns = h->lock_wait_ns;
 		region_info_locked(inst, info);
 		ctl_unlock(inst);
 	}

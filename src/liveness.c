@@ -48,6 +48,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #define PROCS_FILE "procs"
@@ -199,6 +200,12 @@ void live_unlink(dynshm_instance *inst)
  * means something only in the owner's PID namespace (a waiter in another
  * one gets ESRCH), and only the owner's own exit releases it.
  *
+ * Every take is counted in the header (control.h, the lock's statistics,
+ * shown by dynshm_instance_info_get): the fast path adds one increment of
+ * a field under the lock it just took; only a take that found the word
+ * held reads CLOCK_MONOTONIC, as it starts to wait and once the lock is
+ * its own.  How long the lock is held is not measured.
+ *
  * lock_fd is never shared with another process: a forked child closes the
  * inherited one and opens its own (lock_after_fork), and claims a seat of
  * its own at its first lock.  An application must not close the library's
@@ -272,12 +279,37 @@ static long futex_wait(uint32_t *word, uint32_t val, long ns)
 	return dynshm_sys.futex(word, FUTEX_WAIT, val, &ts);
 }
 
+static uint64_t monotonic_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/*
+ * The lock was just taken after the word was found held at the first
+ * attempt (at since): count the wait (control.h, the lock's statistics).
+ * Under the lock now, so plain stores.
+ */
+static int lock_waited(struct ctl_header *h, uint64_t since)
+{
+	uint64_t now = monotonic_ns();
+
+	h->lock_acquisitions++;
+	h->lock_waits++;
+	h->lock_wait_ns += now > since ? now - since : 0;
+	return 0;
+}
+
 int lock_take(dynshm_instance *inst, bool wait, bool *stolen)
 {
-	uint32_t *word = &inst->c.hdr->lock_word;
-	uint32_t n = seats_of(inst->c.hdr), me, v = 0;
+	struct ctl_header *h = inst->c.hdr;
+	uint32_t *word = &h->lock_word;
+	uint32_t n = seats_of(h), me, v = 0;
 	bool timed_out = false;
 	long ns = 1000000; /* 1 ms, doubling to 64 ms */
+	uint64_t since;
 	int rc;
 
 	*stolen = false;
@@ -288,8 +320,11 @@ int lock_take(dynshm_instance *inst, bool wait, bool *stolen)
 	}
 	me = inst->seat + 1;
 	if (__atomic_compare_exchange_n(word, &v, me, false, __ATOMIC_ACQUIRE,
-					__ATOMIC_RELAXED))
+					__ATOMIC_RELAXED)) {
+		h->lock_acquisitions++; /* ours now: a plain increment */
 		return 0;
+	}
+	since = monotonic_ns(); /* the slow path only: the word was held */
 	for (;;) {
 		uint32_t holder;
 
@@ -299,7 +334,7 @@ int lock_take(dynshm_instance *inst, bool wait, bool *stolen)
 			if (__atomic_compare_exchange_n(word, &v, me | v, false,
 							__ATOMIC_ACQUIRE,
 							__ATOMIC_RELAXED))
-				return 0;
+				return lock_waited(h, since);
 			continue;
 		}
 		holder = (v & ~LOCK_WAITERS) - 1;
@@ -313,7 +348,7 @@ int lock_take(dynshm_instance *inst, bool wait, bool *stolen)
 				    word, &v, me | (v & LOCK_WAITERS), false,
 				    __ATOMIC_ACQUIRE, __ATOMIC_RELAXED)) {
 				*stolen = true;
-				return 0;
+				return lock_waited(h, since);
 			}
 			continue;
 		}

@@ -215,7 +215,8 @@ void live_unlink(dynshm_instance *inst);
  * The control lock (liveness.c, THE CONTROL LOCK), raw: take it (waiting,
  * or -EBUSY at once; *stolen when its last holder died holding it), let
  * it go, and give a forked child its own descriptor.  ctl_lock
- * (instance.c) adds the repair and the checks.
+ * (instance.c) adds the repair and the checks.  Each take is counted in
+ * the header's lock statistics (control.h), a wait with its duration.
  */
 int lock_take(dynshm_instance *inst, bool wait, bool *stolen);
 void lock_give(dynshm_instance *inst);

@@ -113,12 +113,27 @@ static void test_instance_info_sized(void **state)
 	assert_false(DYNSHM_INFO_HAS(info, instance_id));
 	assert_true(DYNSHM_INFO_HAS(info, name));
 
+	/* One built before the lock statistics were appended. */
+	{
+		const size_t pre = offsetof(dynshm_instance_info,
+					    lock_acquisitions);
+
+		memset(buf, CANARY, full + 64);
+		assert_int_equal(dynshm_instance_info_get(fx.inst, info, pre),
+				 0);
+		assert_int_equal(info->struct_size, pre);
+		assert_true(intact(buf, pre, full + 64));
+		assert_true(DYNSHM_INFO_HAS(info, region_note));
+		assert_false(DYNSHM_INFO_HAS(info, lock_acquisitions));
+	}
+
 	/* A newer program: 64 bytes the library does not know, zeroed. */
 	memset(buf, CANARY, full + 64);
 	assert_int_equal(dynshm_instance_info_get(fx.inst, info, full + 64), 0);
 	assert_int_equal(info->struct_size, full);
 	assert_true(all_zero(buf, full, full + 64));
-	assert_true(DYNSHM_INFO_HAS(info, region_note));
+	assert_true(DYNSHM_INFO_HAS(info, lock_wait_ns));
+	assert_true(info->lock_acquisitions > 0); /* this call's own take */
 	assert_int_equal(info->processes, 1);
 
 	/* Exactly ours. */

@@ -12,6 +12,7 @@
  *   two instances side by side                    test_two_instances
  *   attaching twice in one process                test_attach_twice
  *   dynshm_stat, dynshm_foreach_segment, info     test_inspection
+ *   the control lock's counters: takes, waits      test_lock_statistics
  *
  * Split from test_wrapper.c (issue 11); the fixture, helpers and how the
  * tests are run are in wrapper_harness.h.
@@ -761,6 +762,95 @@ static void test_inspection(void **state)
 	xdestroy(f, inst);
 }
 
+/* ---- the control lock's statistics ------------------------------------------ */
+
+/*
+ * The holder child (forked: it inherits the instance), stopped by the test
+ * hook inside an attach, holding the control lock: it says 'h', waits
+ * until the test process sleeps on the lock, and lets go.
+ */
+static int lock_tell_fd = -1;
+
+static void hold_until_waited(const char *point)
+{
+	char c = 'h';
+
+	if (strcmp(point, "attach:referenced") != 0)
+		return;
+	dynshm_test_hook = NULL;
+	if (write(lock_tell_fd, &c, 1) != 1)
+		_exit(2);
+	if (!test_await_lock_wait(getppid()))
+		_exit(3); /* the test never waited: it fails on our status */
+}
+
+static int lock_holder(void *arg)
+{
+	struct attach_arg *a = arg;
+	dynshm_segment *seg = NULL;
+
+	dynshm_test_hook = hold_until_waited;
+	CHILD_OK(dynshm_attach(a->inst, a->h, &seg));
+	CHILD_OK(dynshm_detach(seg));
+	return 0;
+}
+
+/*
+ * lock_acquisitions counts every take of the control lock; lock_waits and
+ * lock_wait_ns count a take that found it held: here the test's own
+ * dynshm_instance_info_get while a child holds it inside an attach.
+ */
+static void test_lock_statistics(void **state)
+{
+	struct fixture *f = *state;
+	dynshm_instance *inst = xopen(f, "inst");
+	dynshm_segment *seg = xcreate(inst, 4096, 0);
+	dynshm_instance_info before, after;
+	struct attach_arg aa = { .inst = inst };
+	int tell[2];
+	pid_t pid;
+
+	ASSERT_OK(dynshm_pin_segment(seg));
+	aa.h = dynshm_segment_handle(seg);
+	ASSERT_OK(dynshm_detach(seg));
+
+	/* uncontended: every call counts, none waits */
+	before = info_of(inst);
+	assert_true(before.lock_acquisitions > 0); /* the open and create */
+	for (int i = 0; i < 4; i++) {
+		ASSERT_OK(dynshm_attach(inst, aa.h, &seg));
+		ASSERT_OK(dynshm_detach(seg));
+	}
+	after = info_of(inst);
+	/* each attach and detach takes it, and so does info itself */
+	assert_true(after.lock_acquisitions >= before.lock_acquisitions + 9);
+	assert_int_equal(after.lock_waits, before.lock_waits);
+	assert_int_equal(after.lock_wait_ns, before.lock_wait_ns);
+
+	/* contended: the child holds it, info_get waits */
+	before = after;
+	make_pipe(f, tell);
+	lock_tell_fd = tell[1];
+	pid = start_fork(f, lock_holder, &aa);
+	close_fd(f, tell[1]);
+	expect_byte(tell[0], 'h');
+	after = info_of(inst); /* sleeps until the child lets go */
+	assert_int_equal(finish_kid(f, pid), 0);
+	assert_true(after.lock_waits >= before.lock_waits + 1);
+	assert_true(after.lock_wait_ns > before.lock_wait_ns);
+	/* the child's adoption, attach (and so far its detach), and info */
+	assert_true(after.lock_acquisitions >= before.lock_acquisitions + 3);
+	assert_true(after.lock_waits <= after.lock_acquisitions);
+	/* never reset: the child's detach and this call come on top */
+	before = after;
+	after = info_of(inst);
+	assert_true(after.lock_acquisitions > before.lock_acquisitions);
+	assert_true(after.lock_waits >= before.lock_waits);
+
+	ASSERT_OK(dynshm_unpin_segment(inst, aa.h));
+	xdestroy(f, inst);
+}
+
 /* ---- groups -------------------------------------------------------------- */
 
 WRAPPER_MAIN("segments",
@@ -773,4 +863,5 @@ WRAPPER_MAIN("segments",
 	     T(test_stale_handles),
 	     T(test_two_instances),
 	     T(test_attach_twice),
-	     T(test_inspection))
+	     T(test_inspection),
+	     T(test_lock_statistics))

@@ -804,6 +804,26 @@ static void print_region(const dynshm_instance_info *info)
 	printf("  why:           %s\n", info->region_note);
 }
 
+/*
+ * The control lock's statistics: how often it was taken and how often a
+ * process had to wait for it, since the instance was created.
+ */
+static void print_lock(const dynshm_instance_info *info)
+{
+	printf("control lock:    taken %" PRIu64 " times; ",
+	       info->lock_acquisitions);
+	if (!info->lock_waits) {
+		printf("none waited\n");
+		return;
+	}
+	printf("%" PRIu64 " waited (%.1f%%), %.1f us each on average\n",
+	       info->lock_waits,
+	       info->lock_acquisitions ? 100.0 * (double)info->lock_waits /
+						 (double)info->lock_acquisitions
+				       : 0.0,
+	       (double)info->lock_wait_ns / (double)info->lock_waits / 1e3);
+}
+
 /* info --json: the fields of dynshm_instance_info, named as there. */
 static void print_info_json(const dynshm_instance_info *info)
 {
@@ -819,11 +839,14 @@ static void print_info_json(const dynshm_instance_info *info)
 	       " \"processes\": %u, \"max_processes\": %u,\n"
 	       " \"control_size\": %" PRIu64 ", \"creator_pid\": %d,\n"
 	       " \"lock_repairs\": %" PRIu64 ", \"processes_reaped\": %" PRIu64
-	       ",\n",
+	       ",\n"
+	       " \"lock_acquisitions\": %" PRIu64 ", \"lock_waits\": %" PRIu64
+	       ", \"lock_wait_ns\": %" PRIu64 ",\n",
 	       info->instance_id, dynshm_impl_type_name(info->backend),
 	       info->segments, info->max_segments, info->processes,
 	       info->max_processes, info->control_size, (int)info->creator_pid,
-	       info->lock_repairs, info->processes_reaped);
+	       info->lock_repairs, info->processes_reaped,
+	       info->lock_acquisitions, info->lock_waits, info->lock_wait_ns);
 	printf(" \"region\": {\"size\": %" PRIu64 ", \"used\": %" PRIu64
 	       ", \"largest_free\": %" PRIu64 ", \"segments\": %u, "
 	       "\"same_address\": %s, \"pages\": ",
@@ -885,6 +908,7 @@ static int cmd_info(const struct options *o, int argc, char **argv)
 		printf("lock repairs:    %" PRIu64 "\n", info.lock_repairs);
 		printf("dead processes released: %" PRIu64 "\n",
 		       info.processes_reaped);
+		print_lock(&info);
 		print_region(&info);
 		if (info.mshare_active)
 			printf("mshare:          active, %" PRIu64 " GiB region, "

@@ -179,6 +179,16 @@ typedef struct dynshm_instance_info {
 	char region_pages[16];	   /* "hugetlb", "shmem-thp", "4k" or "none" */
 	/* Why these pages, and which switch turns the next saving on. */
 	char region_note[384];
+
+	/*
+	 * The control lock since the instance was created, all processes
+	 * together (never reset): times it was taken, how many of those
+	 * found it held and had to wait, and the nanoseconds they waited
+	 * (CLOCK_MONOTONIC).  How long it is held is not measured.
+	 */
+	uint64_t lock_acquisitions;
+	uint64_t lock_waits;
+	uint64_t lock_wait_ns;
 } dynshm_instance_info;
 
 /* info_size: sizeof(*info); -EINVAL when smaller than a size_t. */
