@@ -126,7 +126,7 @@ static unsigned drop_range(int ri, uint64_t off, uint64_t end,
 	for (int i = 0; i < FAKE_MAPS; i++) {
 		struct fake_map *m = &r->map[i];
 
-		if (!m->id || m == keep || m->off >= end || m->off + m->size <= off)
+		if (m == keep || !m->id || m->off >= end || m->off + m->size <= off)
 			continue;
 		/* The library places and removes whole windows: anything that
 		 * cuts a mapping is a wrong offset or size. */
