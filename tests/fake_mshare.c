@@ -4,9 +4,11 @@
  * fake_mshare.h for what it models and why; docs/mshare.md for the v3
  * facts each rule comes from).
  *
- * Locking: fake_mshare->lock guards all shared state; SIGURG is blocked
- * while it is held, so the sync handler never waits for its own thread.
- * Nobody waits for another process while holding it.
+ * Locking: fake_mshare->lock guards all shared state.  Nobody waits for
+ * another process while holding it, and nothing touches a view while
+ * holding it (the fault handler takes it, and a fault can only come from
+ * the library's own accesses).  A holder killed with it held leaves
+ * fm->pending (and r->dead / r->evicting) for repair() to finish.
  */
 #include "fake_mshare.h"
 
@@ -21,6 +23,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
@@ -31,23 +34,30 @@
 
 struct fake_mshare *fake_mshare;
 
-static struct dynshm_sys real;
-static int fd_region[1024]; /* region index + 1, this process's fds */
+#define MAXFD 1024
 
+static struct dynshm_sys real;
+static int fd_region[MAXFD]; /* region index + 1, this process's fds */
+static int fd_hold[MAXFD];   /* its holder-file descriptor + 1 */
+
+/* What this process has mapped in a view: its own page tables. */
 struct lmap {
 	uint64_t id, off, size;
 };
 
 struct lview {
 	char *base; /* NULL: unused */
-	uint64_t size;
+	uint64_t size, serial;
 	int region;
 	struct lmap m[FAKE_MAPS];
 };
 
 #define MAXVIEWS 16
 static struct lview views[MAXVIEWS];
-static bool forking_helper, atfork_done;
+static struct sigaction old_segv, old_bus; /* handlers before ours */
+static bool handlers_ours;
+static __thread void *last_fault; /* a fault retried once already */
+static __thread bool in_lock;	   /* taking or holding the state lock */
 
 /* ---- small helpers ---------------------------------------------------------- */
 
@@ -68,108 +78,68 @@ __attribute__((format(printf, 1, 2))) static void note_error(const char *fmt,
 	va_end(ap);
 }
 
-static void lock_state(sigset_t *old)
+static void hold_path(const struct fake_region *r, char *buf, size_t len)
 {
-	sigset_t urg;
-
-	sigemptyset(&urg);
-	sigaddset(&urg, SIGURG);
-	pthread_sigmask(SIG_BLOCK, &urg, old);
-	if (pthread_mutex_lock(&fake_mshare->lock) == EOWNERDEAD)
-		pthread_mutex_consistent(&fake_mshare->lock);
-}
-
-static void unlock_state(const sigset_t *old)
-{
-	pthread_mutex_unlock(&fake_mshare->lock);
-	pthread_sigmask(SIG_SETMASK, old, NULL);
-}
-
-/* Is /proc/<pid>[/task/<tid>]/stat gone, or a zombie's? */
-static bool stat_dead(const char *path)
-{
-	char buf[256], *p;
-	int fd;
-	ssize_t n;
-
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return true;
-	n = read(fd, buf, sizeof(buf) - 1);
-	close(fd);
-	if (n <= 0)
-		return true;
-	buf[n] = '\0';
-	p = strrchr(buf, ')');
-	return !p || p[1] == '\0' || p[2] == 'Z' || p[2] == 'X';
+	snprintf(buf, len, "%s/.fake-mshare-hold-%llu", fake_mshare->mount,
+		 (unsigned long long)r->serial);
 }
 
 /*
- * Is pid gone (or a zombie, which will never sync again)?  A process whose
- * leader thread called pthread_exit shows its leader as a zombie while its
- * other threads run on (and sync): it is dead only when every thread is.
+ * Take a mapping away from every process at once: truncating its object
+ * zaps every page table entry of it in every process (the kernel's own
+ * unmap_mapping_range), so the next access anywhere faults and the fault
+ * handler asks the shared state again.  Idempotent (repair() repeats it).
  */
-static bool pid_dead(pid_t pid)
+static void drop_map(struct fake_map *m, bool revoke)
 {
-	char path[96];
-	struct dirent *de;
-	bool dead = true;
-	DIR *dir;
-
-	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-	if (!stat_dead(path))
-		return false;
-	snprintf(path, sizeof(path), "/proc/%d/task", (int)pid);
-	dir = opendir(path);
-	if (!dir)
-		return true;
-	while (dead && (de = readdir(dir)) != NULL) {
-		if (de->d_name[0] == '.')
-			continue;
-		snprintf(path, sizeof(path), "/proc/%d/task/%.20s/stat",
-			 (int)pid, de->d_name);
-		dead = stat_dead(path);
-	}
-	closedir(dir);
-	return dead;
-}
-
-static struct fake_holder *holder(pid_t pid, int region, bool add)
-{
-	struct fake_mshare *fm = fake_mshare;
-
-	for (int i = 0; i < FAKE_HOLDERS; i++)
-		if (fm->h[i].pid == pid && fm->h[i].region == region)
-			return &fm->h[i];
-	if (!add)
-		return NULL;
-	for (int i = 0; i < FAKE_HOLDERS; i++)
-		if (fm->h[i].pid == 0 || pid_dead(fm->h[i].pid)) {
-			memset(&fm->h[i], 0, sizeof(fm->h[i]));
-			fm->h[i].pid = pid;
-			fm->h[i].region = region;
-			fm->h[i].synced = fm->gen;
-			return &fm->h[i];
-		}
-	note_error("holder table full");
-	return NULL;
-}
-
-static void drop_map(struct fake_map *m)
-{
-	if (!m->id)
+	if (!m->id && !m->link[0])
 		return;
+	if (revoke && m->link[0]) {
+		int fd = open(m->link, O_RDWR | O_CLOEXEC);
+
+		if (fd >= 0) {
+			if (ftruncate(fd, 0) == 0)
+				fake_mshare->revoked++;
+			close(fd);
+		}
+	}
 	if (!m->borrowed)
 		unlink(m->link);
 	else if (m->borrow_pid == getpid())
-		real.close(m->borrow_fd);
+		close(m->borrow_fd);
 	memset(m, 0, sizeof(*m));
 }
 
-static void drop_all(struct fake_region *r)
+static void drop_all(struct fake_region *r, bool revoke)
 {
 	for (int i = 0; i < FAKE_MAPS; i++)
-		drop_map(&r->map[i]);
+		drop_map(&r->map[i], revoke);
+}
+
+/* Revoke every mapping of region ri overlapping [off, end) but keep. */
+static unsigned drop_range(int ri, uint64_t off, uint64_t end,
+			   const struct fake_map *keep, const char *what)
+{
+	struct fake_region *r = &fake_mshare->r[ri];
+	unsigned n = 0;
+
+	for (int i = 0; i < FAKE_MAPS; i++) {
+		struct fake_map *m = &r->map[i];
+
+		if (m == keep || !m->id || m->off >= end || m->off + m->size <= off)
+			continue;
+		/* The library places and removes whole windows: anything that
+		 * cuts a mapping is a wrong offset or size. */
+		if (what && (m->off < off || m->off + m->size > end))
+			note_error("%s [%llu, +%llu) cuts a mapping%s", what,
+				   (unsigned long long)off,
+				   (unsigned long long)(end - off),
+				   keep ? "" : " (a wrong window?)");
+		/* the same object again: nothing to take away */
+		drop_map(m, !(keep && keep->dev == m->dev && keep->ino == m->ino));
+		n++;
+	}
+	return n;
 }
 
 /*
@@ -183,196 +153,303 @@ static void release_owner(struct fake_region *r)
 		pthread_mutex_unlock(&r->owner);
 }
 
-/* May slot r be made a new region?  Not while another live thread owns it. */
-static bool reusable(struct fake_region *r)
+/* Under the lock: a region's owner thread exited: tear it down. */
+static void teardown(struct fake_region *r)
 {
+	r->dead = true; /* first: repair() finishes what follows */
+	drop_all(r, true);
+	fake_mshare->teardowns++;
+}
+
+/* Under the lock: has region i's owner thread exited?  As the kernel's
+ * exit_mshare (v3 17/22): everything unmapped, mmap refused later. */
+static void check_owner(int i)
+{
+	struct fake_region *r = &fake_mshare->r[i];
 	int rc;
 
-	if (r->used)
-		return false;
-	if (!r->owner_tid)
-		return true;
-	release_owner(r);
+	if (!r->used || r->dead || !r->owner_tid)
+		return;
 	rc = pthread_mutex_trylock(&r->owner);
 	if (rc == EBUSY)
-		return false;
+		return;
 	if (rc == 0 || rc == EOWNERDEAD)
-		pthread_mutex_unlock(&r->owner);
-	return true;
+		pthread_mutex_unlock(&r->owner); /* not made consistent */
+	teardown(r);
 }
 
-/* Under the lock: unlinked and held by no live process: evict it. */
+/* Does a process hold a descriptor or a view of it?  The kernel says. */
+static bool held(const struct fake_region *r)
+{
+	char path[PATH_MAX + 64];
+	bool busy;
+	int fd;
+
+	hold_path(r, path, sizeof(path));
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return false;
+	busy = flock(fd, LOCK_EX | LOCK_NB) < 0;
+	close(fd);
+	return busy;
+}
+
+static void finish_evict(struct fake_region *r)
+{
+	char path[PATH_MAX + 64];
+
+	r->evicting = true; /* first: repair() finishes what follows */
+	drop_all(r, false); /* nobody maps it: nothing to take away */
+	hold_path(r, path, sizeof(path));
+	unlink(path);
+	release_owner(r);
+	r->used = r->evicting = false;
+	fake_mshare->evictions++;
+}
+
+/* Under the lock: unlinked and held by no process: evict it. */
 static void maybe_evict(int ri)
 {
-	struct fake_mshare *fm = fake_mshare;
-	struct fake_region *r = &fm->r[ri];
+	struct fake_region *r = &fake_mshare->r[ri];
 
-	if (!r->used || !r->unlinked)
-		return;
-	for (int i = 0; i < FAKE_HOLDERS; i++) {
-		struct fake_holder *h = &fm->h[i];
-
-		if (h->pid == 0 || h->region != ri)
-			continue;
-		if (h->nfds + h->nviews > 0 && !pid_dead(h->pid))
-			return;
-		memset(h, 0, sizeof(*h));
-	}
-	drop_all(r);
-	release_owner(r);
-	r->used = false;
-	fm->evictions++;
+	if (r->used && r->unlinked && !held(r))
+		finish_evict(r);
 }
 
-/* ---- views ---------------------------------------------------------------- */
-
-static void make_hole(char *at, uint64_t size)
-{
-	real.mmap(at, size, PROT_NONE,
-		  MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED, -1, 0);
-}
-
-/* Under the lock: make view v show exactly what its region maps. */
-static void sync_view(struct lview *v)
-{
-	struct fake_region *r = &fake_mshare->r[v->region];
-
-	for (int i = 0; i < FAKE_MAPS; i++) {
-		struct lmap *l = &v->m[i];
-		bool keep = false;
-
-		if (!l->id)
-			continue;
-		for (int k = 0; k < FAKE_MAPS && !keep && r->used && !r->dead; k++)
-			keep = r->map[k].id == l->id;
-		if (!keep) {
-			make_hole(v->base + l->off, l->size);
-			memset(l, 0, sizeof(*l));
-		}
-	}
-	if (!r->used || r->dead)
-		return;
-	for (int k = 0; k < FAKE_MAPS; k++) {
-		const struct fake_map *m = &r->map[k];
-		struct lmap *free_l = NULL;
-		bool have = false;
-		int fd;
-
-		if (!m->id)
-			continue;
-		for (int i = 0; i < FAKE_MAPS && !have; i++) {
-			have = v->m[i].id == m->id;
-			if (!v->m[i].id && !free_l)
-				free_l = &v->m[i];
-		}
-		if (have || !free_l)
-			continue;
-		fd = open(m->link, O_RDWR | O_CLOEXEC);
-		if (fd < 0 || real.mmap(v->base + m->off, m->size, m->prot,
-					MAP_SHARED | MAP_FIXED, fd,
-					(off_t)m->offset) == MAP_FAILED) {
-			note_error("cannot map '%s' into a view (%llu, +%llu)",
-				   m->link, (unsigned long long)m->off,
-				   (unsigned long long)m->size);
-			if (fd >= 0)
-				close(fd);
-			continue;
-		}
-		close(fd);
-		*free_l = (struct lmap){ m->id, m->off, m->size };
-	}
-}
-
-/* Under the lock: sync every view of this process, mark it synced. */
-static void sync_mine(void)
+/* Under the lock, after a holder died in it: finish what it was doing. */
+static void repair(void)
 {
 	struct fake_mshare *fm = fake_mshare;
 
-	for (int i = 0; i < MAXVIEWS; i++)
-		if (views[i].base)
-			sync_view(&views[i]);
-	for (int i = 0; i < FAKE_HOLDERS; i++)
-		if (fm->h[i].pid == getpid())
-			fm->h[i].synced = fm->gen;
-}
+	fm->repairs++;
+	if (fm->pending == PENDING_CREATE) {
+		struct fake_region *r = &fm->r[fm->pending_region];
+		const struct fake_map *added = NULL;
 
-static void on_sigurg(int sig)
-{
-	int saved = errno;
-	sigset_t old;
-
-	(void)sig;
-	if (fake_mshare) {
-		lock_state(&old);
-		sync_mine();
-		unlock_state(&old);
+		for (int i = 0; i < FAKE_MAPS && !added; i++)
+			if (r->map[i].id == fm->pending_map.id)
+				added = &r->map[i];
+		if (added) /* it was added: finish the replacing */
+			drop_range(fm->pending_region, added->off,
+				   added->off + added->size, added, NULL);
+		else if (!fm->pending_map.borrowed && fm->pending_map.link[0])
+			unlink(fm->pending_map.link); /* undo */
+	} else if (fm->pending == PENDING_UNMAP) {
+		drop_range(fm->pending_region, fm->pending_off,
+			   fm->pending_off + fm->pending_size, NULL, NULL);
 	}
-	errno = saved;
+	fm->pending = PENDING_NONE;
+	memset(&fm->pending_map, 0, sizeof(fm->pending_map));
+	for (int i = 0; i < FAKE_REGIONS; i++) {
+		if (fm->r[i].evicting)
+			finish_evict(&fm->r[i]);
+		else if (fm->r[i].used && fm->r[i].dead)
+			drop_all(&fm->r[i], true);
+	}
 }
 
 /*
- * Under the lock: a change to region ri.  Bumps the generation, syncs this
- * process's views and returns (in pids) the other processes with views.
+ * Wait in slices.  A waiter woken by an unlock and killed (the storm
+ * kills at random) before it took the lock takes the wake-up with it: if
+ * a third thread took the lock meanwhile without the waiters bit, its
+ * unlock wakes nobody, and the other waiters sleep on a free lock for
+ * good (seen in the storm under load).  So no wait is longer than 20 ms
+ * at a time; a slice that ends with no holder recorded is counted, and
+ * the wait goes on.  After 10 s a real holder is named once on stderr.
  */
-static int changed(int ri, pid_t *pids, int max)
+static void lock_state(void)
 {
 	struct fake_mshare *fm = fake_mshare;
-	int n = 0;
+	struct timespec at;
+	int rc;
 
-	fm->gen++;
-	sync_mine();
-	for (int i = 0; i < FAKE_HOLDERS && n < max; i++)
-		if (fm->h[i].pid && fm->h[i].pid != getpid() &&
-		    fm->h[i].region == ri && fm->h[i].nviews > 0)
-			pids[n++] = fm->h[i].pid;
-	return n;
-}
-
-/* Unlocked: tell them, and wait until each synced or died. */
-static void tell(const pid_t *pids, int n)
-{
-	struct fake_mshare *fm = fake_mshare;
-	uint64_t want = __atomic_load_n(&fm->gen, __ATOMIC_ACQUIRE);
-
-	for (int i = 0; i < n; i++) {
-		struct timespec ts = { 0, 200000 };
-		long waited = 0;
-
-		kill(pids[i], SIGURG);
-		for (;;) {
-			bool done = true;
-
-			for (int k = 0; k < FAKE_HOLDERS; k++)
-				if (__atomic_load_n(&fm->h[k].pid, __ATOMIC_ACQUIRE) ==
-					    pids[i] &&
-				    __atomic_load_n(&fm->h[k].synced,
-						    __ATOMIC_ACQUIRE) < want)
-					done = false;
-			if (done || pid_dead(pids[i]))
-				break;
-			if (++waited % 5000 == 0) /* 1 s: ask again */
-				kill(pids[i], SIGURG);
-			if (waited > 100000) { /* 20 s: a bug, say so */
-				sigset_t old;
-
-				lock_state(&old);
-				note_error("process %d never synced (gen %llu)",
-					   (int)pids[i], (unsigned long long)want);
-				unlock_state(&old);
-				break;
-			}
-			nanosleep(&ts, NULL);
+	in_lock = true;
+	clock_gettime(CLOCK_REALTIME, &at); /* timedlock: musl has no clocklock */
+	for (unsigned slice = 1;; slice++) {
+		at.tv_nsec += 20000000; /* 20 ms */
+		if (at.tv_nsec >= 1000000000) {
+			at.tv_sec++;
+			at.tv_nsec -= 1000000000;
 		}
+		rc = pthread_mutex_timedlock(&fm->lock, &at);
+		if (rc != ETIMEDOUT)
+			break;
+		if (__atomic_load_n(&fm->holder_tid, __ATOMIC_RELAXED) == 0)
+			__atomic_add_fetch(&fm->lost_wakeups, 1, __ATOMIC_RELAXED);
+		else if (slice == 500)
+			fprintf(stderr, "fake_mshare: pid %d waited 10 s for the "
+					"state lock, held by tid %d (pid %d)\n",
+				(int)getpid(), (int)fm->holder_tid,
+				(int)fm->holder_pid);
 	}
+	if (rc == EOWNERDEAD) {
+		repair();
+		pthread_mutex_consistent(&fm->lock);
+	}
+	fm->holder_pid = getpid();
+	fm->holder_tid = gettid_();
 }
 
-#define MAXTELL FAKE_HOLDERS
+static void unlock_state(void)
+{
+	fake_mshare->holder_pid = fake_mshare->holder_tid = 0;
+	pthread_mutex_unlock(&fake_mshare->lock);
+	in_lock = false;
+}
+
+/* ---- views and faults ------------------------------------------------------- */
+
+/* Make [at, at + size) of a view inaccessible again. */
+static void make_hole(char *at, uint64_t size)
+{
+	mmap(at, size, PROT_NONE,
+	     MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED, -1, 0);
+}
+
+static struct lview *view_of(const void *addr)
+{
+	for (int i = 0; i < MAXVIEWS; i++)
+		if (views[i].base && (const char *)addr >= views[i].base &&
+		    (const char *)addr < views[i].base + views[i].size)
+			return &views[i];
+	return NULL;
+}
+
+enum resolved { NOT_OURS, RETRY, FAULT };
+
+/*
+ * A fault at addr: ask the shared state what lies there now.  RETRY when
+ * it is mapped here now (or another thread just mapped it); FAULT when the
+ * access is a real fault: nothing lies there (addr is left inaccessible),
+ * or what lies there is what this process maps and it still faults.
+ */
+static enum resolved resolve(void *addr)
+{
+	struct fake_mshare *fm = fake_mshare;
+	struct lview *v = fm ? view_of(addr) : NULL;
+	const struct fake_map *cur = NULL;
+	struct lmap *l = NULL, *free_l = NULL;
+	struct fake_region *r;
+	uint64_t off;
+	int fd;
+
+	if (!v)
+		return NOT_OURS;
+	off = (uint64_t)((char *)addr - v->base);
+	lock_state();
+	r = &fm->r[v->region];
+	if (r->used && r->serial == v->serial) {
+		check_owner(v->region);
+		for (int k = 0; k < FAKE_MAPS && !r->dead && !cur; k++)
+			if (r->map[k].id && r->map[k].off <= off &&
+			    off < r->map[k].off + r->map[k].size)
+				cur = &r->map[k];
+	}
+	for (int i = 0; i < FAKE_MAPS && !l; i++)
+		if (v->m[i].id && v->m[i].off <= off &&
+		    off < v->m[i].off + v->m[i].size)
+			l = &v->m[i];
+	if (l && cur && l->id == cur->id) {
+		unlock_state();
+		if (last_fault == addr)
+			return FAULT; /* mapped, and faults again: real */
+		last_fault = addr; /* another thread may have mapped it */
+		return RETRY;
+	}
+	last_fault = NULL;
+	/* what this process maps there is stale: gone from the region */
+	for (int i = 0; i < FAKE_MAPS; i++) {
+		struct lmap *s = &v->m[i];
+
+		if (s->id && ((s->off <= off && off < s->off + s->size) ||
+			      (cur && s->off < cur->off + cur->size &&
+			       cur->off < s->off + s->size))) {
+			make_hole(v->base + s->off, s->size);
+			memset(s, 0, sizeof(*s));
+		}
+		if (!s->id && !free_l)
+			free_l = s;
+	}
+	if (!cur) {
+		unlock_state();
+		return FAULT;
+	}
+	fd = open(cur->link, O_RDWR | O_CLOEXEC);
+	if (fd < 0 || !free_l ||
+	    mmap(v->base + cur->off, cur->size, cur->prot, MAP_SHARED | MAP_FIXED,
+		 fd, (off_t)cur->offset) == MAP_FAILED) {
+		note_error("cannot map '%s' into a view (%llu, +%llu): %s",
+			   cur->link, (unsigned long long)cur->off,
+			   (unsigned long long)cur->size, strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		unlock_state();
+		return FAULT;
+	}
+	close(fd);
+	*free_l = (struct lmap){ cur->id, cur->off, cur->size };
+	fm->faults_mapped++;
+	unlock_state();
+	return RETRY;
+}
+
+/* Hand a real fault to whatever handled it before us, or the default. */
+static void deliver(int sig, siginfo_t *si, void *uc)
+{
+	const struct sigaction *o = sig == SIGSEGV ? &old_segv : &old_bus;
+
+	if ((o->sa_flags & SA_SIGINFO) && o->sa_sigaction) {
+		o->sa_sigaction(sig, si, uc);
+		return;
+	}
+	if (!(o->sa_flags & SA_SIGINFO) && o->sa_handler != SIG_DFL &&
+	    o->sa_handler != SIG_IGN) {
+		o->sa_handler(sig);
+		return;
+	}
+	/* the access is made again and faults with the default action */
+	signal(sig, SIG_DFL);
+}
+
+static void on_fault(int sig, siginfo_t *si, void *uc)
+{
+	int saved = errno;
+
+	/*
+	 * A fault while taking or holding the lock: libc's robust-list
+	 * bookkeeping touched a mutex this thread holds in a window that is
+	 * gone (only a wrong UNMAP does that).  The kernel would make it a
+	 * SIGSEGV; resolving it here would wait for our own lock.
+	 */
+	if (in_lock) {
+		signal(SIGSEGV, SIG_DFL);
+		raise(SIGSEGV);
+	}
+
+	switch (resolve(si->si_addr)) {
+	case RETRY:
+		break;
+	case FAULT:
+		/* a stale mapping's SIGBUS is now a hole: made again, the
+		 * access is the SIGSEGV an unmapped window gives */
+		if (sig == SIGSEGV || view_of(si->si_addr) == NULL ||
+		    last_fault == si->si_addr)
+			deliver(sig, si, uc);
+		else
+			last_fault = si->si_addr;
+		break;
+	case NOT_OURS:
+		deliver(sig, si, uc);
+		break;
+	}
+	errno = saved;
+}
 
 /* ---- the region's file and its descriptors -------------------------------- */
 
 static int region_of_fd(int fd)
 {
-	return fd >= 0 && fd < 1024 ? fd_region[fd] - 1 : -1;
+	return fd >= 0 && fd < MAXFD ? fd_region[fd] - 1 : -1;
 }
 
 static bool in_mount(const char *path)
@@ -412,12 +489,46 @@ static void owner_init(struct fake_region *r)
 	pthread_mutexattr_destroy(&a);
 }
 
+/* May slot r be made a new region?  Not while another live thread owns it. */
+static bool reusable(struct fake_region *r)
+{
+	int rc;
+
+	if (r->used)
+		return false;
+	if (!r->owner_tid)
+		return true;
+	release_owner(r);
+	rc = pthread_mutex_trylock(&r->owner);
+	if (rc == EBUSY)
+		return false;
+	if (rc == 0 || rc == EOWNERDEAD)
+		pthread_mutex_unlock(&r->owner);
+	return true;
+}
+
+/* Under the lock: a descriptor of region r holding its flock; -1 on error. */
+static int hold(const struct fake_region *r)
+{
+	char path[PATH_MAX + 64];
+	int fd;
+
+	hold_path(r, path, sizeof(path));
+	fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	if (fd >= 0 && flock(fd, LOCK_SH | LOCK_NB) < 0) {
+		note_error("cannot hold region '%s': %s", r->path,
+			   strerror(errno));
+		close(fd);
+		fd = -1;
+	}
+	return fd;
+}
+
 static int fake_open(const char *path, int flags, mode_t mode)
 {
 	struct fake_mshare *fm = fake_mshare;
 	struct stat st;
-	sigset_t old;
-	int fd, ri = -1;
+	int fd, ri = -1, hfd = -1;
 
 	if (!in_mount(path))
 		return real.open(path, flags, mode);
@@ -426,9 +537,11 @@ static int fake_open(const char *path, int flags, mode_t mode)
 	fd = real.open(path, flags, mode);
 	if (fd < 0)
 		return fd;
-	if (fd >= 1024 || real.fstat(fd, &st) < 0 || !S_ISREG(st.st_mode))
+	if (fd >= MAXFD || real.fstat(fd, &st) < 0 || !S_ISREG(st.st_mode))
 		return fd; /* not a region: msharefs has only regions */
-	lock_state(&old);
+	lock_state();
+	for (int i = 0; i < FAKE_REGIONS; i++)
+		check_owner(i);
 	for (int i = 0; i < FAKE_REGIONS && ri < 0; i++)
 		if (fm->r[i].used && fm->r[i].ino == (uint64_t)st.st_ino &&
 		    fm->r[i].dev == (uint64_t)st.st_dev)
@@ -438,7 +551,7 @@ static int fake_open(const char *path, int flags, mode_t mode)
 			struct fake_region *r = &fm->r[i];
 
 			memset(r, 0, sizeof(*r));
-			r->used = true;
+			r->serial = ++fm->next_serial;
 			r->ino = (uint64_t)st.st_ino;
 			r->dev = (uint64_t)st.st_dev;
 			snprintf(r->path, sizeof(r->path), "%s", path);
@@ -449,45 +562,42 @@ static int fake_open(const char *path, int flags, mode_t mode)
 				r->owner_tid = gettid_();
 				pthread_mutex_lock(&r->owner);
 			}
+			r->used = true;
 			ri = i;
 		}
-	if (ri >= 0) {
-		struct fake_holder *h = holder(getpid(), ri, true);
-
-		if (h)
-			h->nfds++;
+	if (ri >= 0)
+		hfd = hold(&fm->r[ri]);
+	if (ri >= 0 && hfd >= 0 && hfd < MAXFD) {
 		fd_region[fd] = ri + 1;
+		fd_hold[fd] = hfd + 1;
 	} else {
-		note_error("region table full (%s)", path);
+		if (hfd >= 0)
+			close(hfd);
+		note_error("region table full, or no holder file (%s)", path);
 	}
-	unlock_state(&old);
+	unlock_state();
 	return fd;
 }
 
 static int fake_close(int fd)
 {
-	int ri = region_of_fd(fd);
-	sigset_t old;
+	int ri = region_of_fd(fd), rc;
 
-	if (ri >= 0) {
-		struct fake_holder *h;
-
-		lock_state(&old);
-		fd_region[fd] = 0;
-		h = holder(getpid(), ri, false);
-		if (h && h->nfds > 0)
-			h->nfds--;
-		maybe_evict(ri);
-		unlock_state(&old);
-	}
-	return real.close(fd);
+	if (ri < 0)
+		return real.close(fd);
+	close(fd_hold[fd] - 1);
+	fd_hold[fd] = fd_region[fd] = 0;
+	rc = real.close(fd);
+	lock_state();
+	maybe_evict(ri);
+	unlock_state();
+	return rc;
 }
 
 static int fake_unlinkat(int dirfd, const char *path, int flags)
 {
 	struct fake_mshare *fm = fake_mshare;
 	struct stat st;
-	sigset_t old;
 	int rc;
 
 	if (dirfd != AT_FDCWD || !in_mount(path) ||
@@ -496,14 +606,14 @@ static int fake_unlinkat(int dirfd, const char *path, int flags)
 	rc = real.unlinkat(dirfd, path, flags);
 	if (rc < 0)
 		return rc;
-	lock_state(&old);
+	lock_state();
 	for (int i = 0; i < FAKE_REGIONS; i++)
 		if (fm->r[i].used && fm->r[i].ino == (uint64_t)st.st_ino &&
 		    fm->r[i].dev == (uint64_t)st.st_dev) {
 			fm->r[i].unlinked = true;
 			maybe_evict(i);
 		}
-	unlock_state(&old);
+	unlock_state();
 	return 0;
 }
 
@@ -511,7 +621,6 @@ static int fake_ftruncate(int fd, off_t len)
 {
 	struct fake_mshare *fm = fake_mshare;
 	int ri = region_of_fd(fd), rc = 0;
-	sigset_t old;
 
 	if (ri < 0)
 		return real.ftruncate(fd, len);
@@ -519,7 +628,7 @@ static int fake_ftruncate(int fd, off_t len)
 		return -1;
 	if (fm->abi == 1) /* a plain setattr: no region size set */
 		return 0;
-	lock_state(&old);
+	lock_state();
 	/* v3 05/22: once, and a multiple of the alignment. */
 	if (fm->r[ri].sized || len <= 0 || (uint64_t)len % fm->align) {
 		errno = EINVAL;
@@ -528,7 +637,7 @@ static int fake_ftruncate(int fd, off_t len)
 		fm->r[ri].size = (uint64_t)len;
 		fm->r[ri].sized = true;
 	}
-	unlock_state(&old);
+	unlock_state();
 	return rc;
 }
 
@@ -542,18 +651,22 @@ static int fake_fstat(int fd, struct stat *st)
 	return rc;
 }
 
+/*
+ * A view: the holder file mapped inaccessible (MAP_SHARED, so that the
+ * mapping keeps the descriptor's flock for as long as any part of it, in
+ * this process or a forked child, is mapped).  Windows are mapped over it
+ * on their first access (resolve).
+ */
 static void *fake_mmap(void *addr, size_t len, int prot, int flags, int fd,
 		       off_t off)
 {
 	struct fake_mshare *fm = fake_mshare;
-	int ri = region_of_fd(fd), fixed = flags & (MAP_FIXED | MAP_FIXED_NOREPLACE);
+	int ri = region_of_fd(fd), hfd, err;
+	int fixed = flags & (MAP_FIXED | MAP_FIXED_NOREPLACE);
 	struct fake_region *r;
-	struct fake_holder *h;
 	struct lview *v = NULL;
-	sigset_t old;
-	char *p;
+	char *p = MAP_FAILED;
 
-	(void)prot;
 	if (ri < 0)
 		return real.mmap(addr, len, prot, flags, fd, off);
 	if (failing(STEP_MMAP))
@@ -565,74 +678,74 @@ static void *fake_mmap(void *addr, size_t len, int prot, int flags, int fd,
 		errno = ENOMEM;
 		return MAP_FAILED;
 	}
-	lock_state(&old);
+	lock_state();
 	r = &fm->r[ri];
+	check_owner(ri);
 	/* v3 07/22 and 18/22: shared, whole, aligned, sized, owner alive. */
 	if (!r->sized || r->dead || !r->owner_tid ||
 	    (flags & MAP_TYPE) != MAP_SHARED || len != r->size || off != 0 ||
 	    (fixed && (uintptr_t)addr % fm->align)) {
-		unlock_state(&old);
+		unlock_state();
 		errno = EINVAL;
+		return MAP_FAILED;
+	}
+	hfd = hold(r);
+	if (hfd < 0) {
+		unlock_state();
+		errno = EIO;
 		return MAP_FAILED;
 	}
 	if (fixed) {
 		p = real.mmap(addr, len, PROT_NONE,
-			      MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | fixed,
-			      -1, 0);
+			      MAP_SHARED | MAP_NORESERVE | fixed, hfd, 0);
 	} else {
 		char *raw = real.mmap(NULL, len + fm->align, PROT_NONE,
 				      MAP_PRIVATE | MAP_ANONYMOUS |
 					      MAP_NORESERVE,
 				      -1, 0);
-		size_t lead;
 
-		p = raw;
 		if (raw != MAP_FAILED) {
-			lead = (fm->align - (uintptr_t)raw % fm->align) % fm->align;
-			if (lead)
-				real.munmap(raw, lead);
-			real.munmap(raw + lead + len, fm->align - lead);
-			p = raw + lead;
+			size_t lead = (fm->align - (uintptr_t)raw % fm->align) %
+				      fm->align;
+
+			p = mmap(raw + lead, len, PROT_NONE,
+				 MAP_SHARED | MAP_NORESERVE | MAP_FIXED, hfd, 0);
+			if (p == MAP_FAILED) {
+				real.munmap(raw, len + fm->align);
+			} else {
+				if (lead)
+					real.munmap(raw, lead);
+				real.munmap(raw + lead + len, fm->align - lead);
+			}
 		}
 	}
+	err = errno;
+	close(hfd); /* the mapping keeps it, and its lock */
 	if (p == MAP_FAILED) {
-		int err = errno;
-
-		unlock_state(&old);
+		unlock_state();
 		errno = err;
 		return MAP_FAILED;
 	}
 	memset(v, 0, sizeof(*v));
-	v->base = p;
 	v->size = len;
 	v->region = ri;
-	sync_view(v);
-	h = holder(getpid(), ri, true);
-	if (h) {
-		h->nviews++;
-		h->synced = fm->gen;
-	}
-	unlock_state(&old);
+	v->serial = r->serial;
+	v->base = p;
+	unlock_state();
 	return p;
 }
 
 static int fake_munmap(void *addr, size_t len)
 {
-	sigset_t old;
-
 	for (int i = 0; fake_mshare && i < MAXVIEWS; i++)
 		if (views[i].base == addr) {
 			int ri = views[i].region;
-			struct fake_holder *h;
 
-			lock_state(&old);
-			views[i].base = NULL;
-			h = holder(getpid(), ri, false);
-			if (h && h->nviews > 0)
-				h->nviews--;
 			real.munmap(addr, len);
+			views[i].base = NULL;
+			lock_state();
 			maybe_evict(ri);
-			unlock_state(&old);
+			unlock_state();
 			return 0;
 		}
 	return real.munmap(addr, len);
@@ -640,7 +753,8 @@ static int fake_munmap(void *addr, size_t len)
 
 /* ---- the ioctls ----------------------------------------------------------- */
 
-/* Keep the object as the host mm would: a link, or this process's fd. */
+/* Keep the object as the host mm would: a link, or this process's fd.
+ * m->link is set before anything is made: repair() removes it if we die. */
 static int hold_object(int fd, uint64_t id, struct fake_map *m)
 {
 	char self[64], target[FAKE_LINK - 64], *slash, *base;
@@ -683,6 +797,7 @@ static int hold_object(int fd, uint64_t id, struct fake_map *m)
 			   AT_SYMLINK_FOLLOW) == 0)
 			return 0;
 	}
+	m->link[0] = '\0';
 	m->borrowed = true;
 	m->borrow_pid = getpid();
 	m->borrow_fd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
@@ -693,13 +808,14 @@ static int hold_object(int fd, uint64_t id, struct fake_map *m)
 	return 0;
 }
 
-static int fake_create(int ri, const struct mshare_create_arg *c, pid_t *pids,
-		       int *npids)
+static int fake_create(int ri, const struct mshare_create_arg *c)
 {
 	struct fake_mshare *fm = fake_mshare;
 	struct fake_region *r = &fm->r[ri];
-	uint64_t page = (uint64_t)sysconf(_SC_PAGESIZE), end;
-	struct fake_map *m = NULL;
+	uint64_t page = (uint64_t)sysconf(_SC_PAGESIZE);
+	struct fake_map *m = NULL, *pm = &fm->pending_map;
+	struct stat st;
+	uint64_t id;
 
 	if (failing(STEP_CREATE))
 		return -1;
@@ -712,28 +828,16 @@ static int fake_create(int ri, const struct mshare_create_arg *c, pid_t *pids,
 	if (!(c->flags & MAP_ANONYMOUS)) {
 		if (fm->abi == 2) /* v2: fd must be -1 */
 			return -1;
-		if (fcntl((int)c->fd, F_GETFD) < 0) {
+		if (fstat((int)c->fd, &st) < 0) {
 			errno = EBADF;
 			return -1;
 		}
+	} else {
+		return -1; /* anonymous memory: nothing the library sends */
 	}
 	if (c->region_offset + c->size > r->size || c->size == 0 ||
 	    c->region_offset % page || c->offset % page)
 		return -1;
-	/* MAP_FIXED in the host mm: what was there is replaced. */
-	end = c->region_offset + c->size;
-	for (int i = 0; i < FAKE_MAPS; i++) {
-		struct fake_map *o = &r->map[i];
-
-		if (!o->id || o->off >= end || o->off + o->size <= c->region_offset)
-			continue;
-		if (o->off < c->region_offset || o->off + o->size > end)
-			note_error("CREATE_MAPPING [%llu, +%llu) cuts a mapping",
-				   (unsigned long long)c->region_offset,
-				   (unsigned long long)c->size);
-		drop_map(o);
-		fm->replaced++;
-	}
 	for (int i = 0; i < FAKE_MAPS && !m; i++)
 		if (!r->map[i].id)
 			m = &r->map[i];
@@ -741,28 +845,46 @@ static int fake_create(int ri, const struct mshare_create_arg *c, pid_t *pids,
 		errno = ENOMEM;
 		return -1;
 	}
-	memset(m, 0, sizeof(*m));
-	if (hold_object((int)c->fd, fm->next_id + 1, m) < 0) {
-		memset(m, 0, sizeof(*m));
+	/* Noted first: a caller killed from here on is finished or undone. */
+	id = fm->next_id + 1;
+	memset(pm, 0, sizeof(*pm));
+	pm->id = id;
+	fm->pending_region = ri;
+	fm->pending = PENDING_CREATE;
+	if (hold_object((int)c->fd, id, pm) < 0) {
+		int err = errno;
+
+		if (!pm->borrowed && pm->link[0])
+			unlink(pm->link);
+		memset(pm, 0, sizeof(*pm));
+		fm->pending = PENDING_NONE;
+		errno = err;
 		return -1;
 	}
-	m->id = ++fm->next_id;
-	m->off = c->region_offset;
-	m->size = c->size;
-	m->offset = c->offset;
-	m->prot = (int)c->prot;
+	pm->off = c->region_offset;
+	pm->size = c->size;
+	pm->offset = c->offset;
+	pm->dev = (uint64_t)st.st_dev;
+	pm->ino = (uint64_t)st.st_ino;
+	pm->prot = (int)c->prot;
+	*m = *pm;
+	m->id = 0;
+	__atomic_store_n(&m->id, id, __ATOMIC_RELEASE); /* added */
+	fm->next_id = id;
+	/* MAP_FIXED in the host mm: what was there is replaced. */
+	fm->replaced += drop_range(ri, m->off, m->off + m->size, m,
+				   "CREATE_MAPPING");
 	fm->creates++;
-	*npids = changed(ri, pids, MAXTELL);
+	fm->pending = PENDING_NONE;
+	memset(pm, 0, sizeof(*pm));
 	return 0;
 }
 
-static int fake_unmap(int ri, const struct mshare_unmap_arg *u, pid_t *pids,
-		      int *npids)
+static int fake_unmap(int ri, const struct mshare_unmap_arg *u)
 {
 	struct fake_mshare *fm = fake_mshare;
 	struct fake_region *r = &fm->r[ri];
 	uint64_t end = u->region_offset + u->size;
-	bool any = false;
 
 	if (failing(STEP_UNMAP))
 		return -1;
@@ -772,34 +894,21 @@ static int fake_unmap(int ri, const struct mshare_unmap_arg *u, pid_t *pids,
 		errno = EINVAL;
 		return -1;
 	}
-	for (int i = 0; i < FAKE_MAPS; i++) {
-		struct fake_map *m = &r->map[i];
-
-		if (!m->id || m->off >= end || m->off + m->size <= u->region_offset)
-			continue;
-		/* The library unmaps what it placed, whole: anything else is
-		 * a wrong offset or size. */
-		if (m->off < u->region_offset || m->off + m->size > end)
-			note_error("MSHAREFS_UNMAP [%llu, +%llu) cuts a mapping "
-				   "(a wrong window?)",
-				   (unsigned long long)u->region_offset,
-				   (unsigned long long)u->size);
-		drop_map(m);
-		any = true;
-	}
-	if (!any)
+	fm->pending_region = ri;
+	fm->pending_off = u->region_offset;
+	fm->pending_size = u->size;
+	fm->pending = PENDING_UNMAP;
+	if (drop_range(ri, u->region_offset, end, NULL, "MSHAREFS_UNMAP") == 0)
 		fm->empty_unmaps++;
 	fm->unmaps++;
-	*npids = changed(ri, pids, MAXTELL);
+	fm->pending = PENDING_NONE;
 	return 0;
 }
 
 static int fake_ioctl(int fd, unsigned long req, void *arg)
 {
 	struct fake_mshare *fm = fake_mshare;
-	int ri = region_of_fd(fd), rc, err, n = 0;
-	pid_t pids[MAXTELL];
-	sigset_t old;
+	int ri = region_of_fd(fd), rc, err;
 
 	if (ri < 0)
 		return real.ioctl(fd, req, arg);
@@ -811,97 +920,45 @@ static int fake_ioctl(int fd, unsigned long req, void *arg)
 		errno = ENOTTY;
 		return -1;
 	}
-	lock_state(&old);
+	lock_state();
+	check_owner(ri);
 	if (!fm->r[ri].sized || fm->r[ri].dead) { /* v3 18/22: first */
 		errno = EINVAL;
 		rc = -1;
 	} else if (req == MSHAREFS_CREATE_MAPPING) {
-		rc = fake_create(ri, arg, pids, &n);
+		rc = fake_create(ri, arg);
 	} else if (req == MSHAREFS_UNMAP) {
-		rc = fake_unmap(ri, arg, pids, &n);
+		rc = fake_unmap(ri, arg);
 	} else {
 		errno = ENOTTY;
 		rc = -1;
 	}
 	err = errno;
-	unlock_state(&old);
-	tell(pids, n);
+	unlock_state();
 	errno = err;
 	return rc;
 }
 
-/* ---- the owner's exit: the helper ----------------------------------------- */
-
-/* Under the lock: has region i's owner thread exited?  Tear it down. */
-static bool check_owner(int i)
-{
-	struct fake_region *r = &fake_mshare->r[i];
-	int rc;
-
-	if (!r->used || r->dead || !r->owner_tid)
-		return false;
-	rc = pthread_mutex_trylock(&r->owner);
-	if (rc == EBUSY)
-		return false;
-	if (rc == 0 || rc == EOWNERDEAD)
-		pthread_mutex_unlock(&r->owner); /* not made consistent */
-	/* v3 17/22: exit_mshare unmaps everything; mmap refuses later */
-	r->dead = true;
-	drop_all(r);
-	fake_mshare->teardowns++;
-	return true;
-}
+/* ---- the helper: owner exits and last holders nobody calls about ---------- */
 
 static void helper_main(pid_t parent)
 {
-	struct timespec ts = { 0, 2000000 };
+	struct timespec ts = { 0, 1000000 };
 
-	for (;;) {
-		pid_t pids[MAXTELL];
-		int n = 0;
+	for (unsigned n = 0;; n++) {
 		bool gone = getppid() != parent;
-		sigset_t old;
 
-		lock_state(&old);
-		for (int i = 0; i < FAKE_REGIONS; i++)
-			if (check_owner(i))
-				n += changed(i, pids + n, MAXTELL - n);
-		unlock_state(&old);
-		tell(pids, n);
+		lock_state();
+		for (int i = 0; i < FAKE_REGIONS; i++) {
+			check_owner(i);
+			if (n % 4 == 0) /* a holder killed: nobody closed */
+				maybe_evict(i);
+		}
+		unlock_state();
 		if (gone)
 			_exit(0);
 		nanosleep(&ts, NULL);
 	}
-}
-
-/* ---- fork ------------------------------------------------------------------- */
-
-static void after_fork_child(void)
-{
-	struct fake_mshare *fm = fake_mshare;
-	sigset_t old;
-
-	if (!fm || forking_helper)
-		return;
-	lock_state(&old);
-	for (int ri = 0; ri < FAKE_REGIONS; ri++) {
-		int nfds = 0, nviews = 0;
-		struct fake_holder *h;
-
-		for (int fd = 0; fd < 1024; fd++)
-			nfds += fd_region[fd] == ri + 1;
-		for (int i = 0; i < MAXVIEWS; i++)
-			nviews += views[i].base && views[i].region == ri;
-		if (nfds + nviews == 0)
-			continue;
-		h = holder(getpid(), ri, true);
-		if (h) {
-			h->nfds = nfds;
-			h->nviews = nviews;
-		}
-	}
-	sync_mine();
-	unlock_state(&old);
 }
 
 /* ---- install ------------------------------------------------------------------ */
@@ -951,14 +1008,27 @@ static void hook(void)
 	struct sigaction sa;
 
 	memset(&sa, 0, sizeof(sa));
-	sa.sa_handler = on_sigurg;
-	sa.sa_flags = SA_RESTART;
+	sa.sa_sigaction = on_fault;
+	sa.sa_flags = SA_SIGINFO | SA_NODEFER;
 	sigemptyset(&sa.sa_mask);
-	sigaction(SIGURG, &sa, NULL);
-	if (!atfork_done) {
-		pthread_atfork(NULL, NULL, after_fork_child);
-		atfork_done = true;
+	/* ours first; what was there handles what is not ours */
+	for (int k = 0; k < 2; k++) {
+		int sig = k ? SIGBUS : SIGSEGV;
+		struct sigaction *old = k ? &old_bus : &old_segv, cur;
+
+		sigaction(sig, NULL, &cur);
+		if (handlers_ours && cur.sa_sigaction == on_fault &&
+		    (cur.sa_flags & SA_SIGINFO))
+			continue;
+		sigaction(sig, &sa, old);
+		/* ours, put back by someone who saved it with signal(): it
+		 * would get no siginfo; what was before it is lost */
+		if (old->sa_sigaction == on_fault) { /* the union */
+			memset(old, 0, sizeof(*old));
+			old->sa_handler = SIG_DFL;
+		}
 	}
+	handlers_ours = true;
 	if (dynshm_sys.open != fake_open)
 		real = dynshm_sys;
 	dynshm_sys.statfs = fake_statfs;
@@ -970,6 +1040,14 @@ static void hook(void)
 	dynshm_sys.munmap = fake_munmap;
 	dynshm_sys.ioctl = fake_ioctl;
 	dynshm_sys.close = fake_close;
+}
+
+void fake_mshare_default_faults(void)
+{
+	memset(&old_segv, 0, sizeof(old_segv));
+	memset(&old_bus, 0, sizeof(old_bus));
+	old_segv.sa_handler = SIG_DFL;
+	old_bus.sa_handler = SIG_DFL;
 }
 
 int fake_mshare_install(const char *mount, int abi, uint64_t align)
@@ -1002,8 +1080,8 @@ int fake_mshare_install(const char *mount, int abi, uint64_t align)
 	fake_mshare->align = align;
 	fake_mshare->magic = MSHARE_MAGIC;
 	memset(fd_region, 0, sizeof(fd_region));
+	memset(fd_hold, 0, sizeof(fd_hold));
 	memset(views, 0, sizeof(views));
-	forking_helper = true;
 	pid = fork();
 	if (pid == 0) {
 		int null = open("/dev/null", O_RDWR);
@@ -1014,10 +1092,8 @@ int fake_mshare_install(const char *mount, int abi, uint64_t align)
 		if (syscall(SYS_close_range, 3u, ~0u, 0u) < 0) /* before 5.9 */
 			for (int fd = 3; fd < 4096; fd++)
 				close(fd);
-		signal(SIGURG, SIG_IGN);
 		helper_main(parent);
 	}
-	forking_helper = false;
 	if (pid < 0)
 		return -errno;
 	fake_mshare->helper_pid = pid;
@@ -1035,21 +1111,13 @@ unsigned fake_mshare_wait_teardown(unsigned want)
 			break;
 		nanosleep(&ts, NULL);
 	}
-	/* and this process's views reflect it */
-	{
-		sigset_t old;
-
-		lock_state(&old);
-		sync_mine();
-		unlock_state(&old);
-	}
 	return fake_mshare->teardowns;
 }
 
 void fake_mshare_uninstall(void)
 {
 	struct fake_mshare *fm = fake_mshare;
-	sigset_t old;
+	char path[PATH_MAX + 64];
 
 	if (!fm)
 		return;
@@ -1058,21 +1126,32 @@ void fake_mshare_uninstall(void)
 		waitpid(fm->helper_pid, NULL, 0);
 		fm->helper_pid = 0;
 	}
-	lock_state(&old);
+	lock_state();
 	for (int i = 0; i < FAKE_REGIONS; i++) {
 		struct fake_region *r = &fm->r[i];
 
+		if (!r->used)
+			continue;
 		/* ours: let go, so that unmapping the state is safe */
 		release_owner(r);
-		drop_all(r);
+		drop_all(r, false);
+		hold_path(r, path, sizeof(path));
+		unlink(path);
 		r->used = false;
 	}
-	pthread_mutex_unlock(&fm->lock);
-	signal(SIGURG, SIG_DFL);
-	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	unlock_state();
+	if (handlers_ours) {
+		sigaction(SIGSEGV, &old_segv, NULL);
+		sigaction(SIGBUS, &old_bus, NULL);
+		handlers_ours = false;
+	}
 	for (int i = 0; i < MAXVIEWS; i++)
 		views[i].base = NULL;
+	for (int fd = 0; fd < MAXFD; fd++)
+		if (fd_hold[fd])
+			close(fd_hold[fd] - 1);
 	memset(fd_region, 0, sizeof(fd_region));
+	memset(fd_hold, 0, sizeof(fd_hold));
 	dynshm_sys = real;
 	fake_mshare = NULL;
 	munmap(fm, sizeof(*fm));
@@ -1129,5 +1208,47 @@ int fake_mshare_live_regions(void)
 
 	for (int i = 0; i < FAKE_REGIONS; i++)
 		n += fake_mshare->r[i].used;
+	return n;
+}
+
+/* Is name (in the mount) a link or holder file a live region accounts for? */
+static bool accounted(const char *name)
+{
+	struct fake_mshare *fm = fake_mshare;
+	char path[PATH_MAX + 64];
+
+	for (int i = 0; i < FAKE_REGIONS; i++) {
+		const struct fake_region *r = &fm->r[i];
+
+		if (!r->used)
+			continue;
+		hold_path(r, path, sizeof(path));
+		if (strcmp(strrchr(path, '/') + 1, name) == 0)
+			return true;
+		for (int k = 0; k < FAKE_MAPS; k++) {
+			const char *s = strrchr(r->map[k].link, '/');
+
+			if (r->map[k].id && s && strcmp(s + 1, name) == 0)
+				return true;
+		}
+	}
+	return false;
+}
+
+int fake_mshare_stray_files(void)
+{
+	DIR *d;
+	struct dirent *e;
+	int n = 0;
+
+	lock_state();
+	d = opendir(fake_mshare->mount);
+	while (d && (e = readdir(d)) != NULL)
+		if (strncmp(e->d_name, ".fake-mshare-", 13) == 0 &&
+		    !accounted(e->d_name))
+			n++;
+	if (d)
+		closedir(d);
+	unlock_state();
 	return n;
 }

@@ -171,6 +171,11 @@ struct counts {
 	uint64_t repairs, reaped, leaks, failures;
 	uint64_t named_created, named_found, in_region, placed;
 	uint64_t queue_pairs, queue_msgs, queue_peer_gone;
+	/* msharefs emulation: mappings taken from every process (UNMAP,
+	 * replaced), windows mapped on a first access, calls it finished
+	 * for a process killed inside one, waits on its lock that slept on
+	 * past its release */
+	uint64_t revoked, faults_mapped, emu_repairs, lost_wakeups;
 	/* workers started in a PID namespace of their own (with their own
 	 * /proc), and workers whose leader thread exited; not_ns: namespaces
 	 * not permitted here, plain workers instead */
@@ -690,17 +695,6 @@ static void op_queue(struct wstate *ws)
 	pid_t pid;
 	int rc;
 
-	/*
-	 * Not in the msharefs storms: the partner is a forked process the
-	 * emulation does not follow (it pushes region changes to the
-	 * processes that map the region through it), so a partner's view of
-	 * a placed queue can go stale where the kernel's shared page tables
-	 * would not.  The queue is the other storms' subject.
-	 */
-	if (ws->st->mshare) {
-		op_create(ws);
-		return;
-	}
 	rc = dynshm_create(ws->inst, size, place_flags(ws), &seg);
 	if (rc == -ENOSPC)
 		return;
@@ -1242,6 +1236,10 @@ static void check_placed(struct check *ck)
 	if (fake_mshare->errors)
 		PROBLEM(ck, "the msharefs emulation saw %u error(s): %s",
 			fake_mshare->errors, fake_mshare->error);
+	if (fake_mshare_stray_files() != 0)
+		PROBLEM(ck, "the msharefs emulation has %d file(s) no mapping "
+			    "accounts for",
+			fake_mshare_stray_files());
 }
 
 static void check_slots(struct check *ck)
@@ -1696,17 +1694,9 @@ enum worker_kind { PLAIN, PID_NS, LEADER_EXIT };
 
 static bool pid_namespaces = true; /* --pid-namespaces */
 
-/*
- * The msharefs storms run plain workers only: the emulation pushes each
- * region change to every process by a signal and waits for it to catch
- * up, a model of the shared page tables that a process whose leader thread
- * exited does not fit (its view can lag, and reads fault where the kernel
- * would not).  Liveness of such processes is the other storms' subject.
- */
 static enum worker_kind kind_of(const struct storm *st, int i)
 {
-	if (st->mshare)
-		return PLAIN;
+	(void)st;
 	if (i % 4 == 1 && pid_namespaces)
 		return PID_NS;
 	return i % 4 == 2 ? LEADER_EXIT : PLAIN;
@@ -2104,17 +2094,28 @@ static int finish(struct storm *st)
 		if (test_wait(st->supervisor) != 0)
 			st->n.failures++;
 		st->supervisor = 0;
-		/* destroyed, and its last holder gone: nothing is mapped */
-		for (int i = 0; i < 5000 && fake_mshare_mappings() != 0; i++)
+		/* destroyed, and its last holder gone: the region is evicted
+		 * (the helper sees the last holder's exit) and nothing of it
+		 * is left */
+		for (int i = 0; i < 5000 && fake_mshare_live_regions() != 0; i++)
 			nanosleep(&(struct timespec){ 0, 1000000 }, NULL);
-		if (fake_mshare_mappings() != 0 || fake_mshare->errors) {
+		if (fake_mshare_live_regions() != 0 ||
+		    fake_mshare_mappings() != 0 || fake_mshare->errors ||
+		    fake_mshare_stray_files() != 0) {
 			fprintf(stderr, "kill_storm: %s: the msharefs emulation "
-					"still maps %d object(s); %u error(s) "
-					"%s\n",
-				st->label, fake_mshare_mappings(),
-				fake_mshare->errors, fake_mshare->error);
+					"still has %d region(s) mapping %d "
+					"object(s), %d stray file(s); %u "
+					"error(s) %s\n",
+				st->label, fake_mshare_live_regions(),
+				fake_mshare_mappings(),
+				fake_mshare_stray_files(), fake_mshare->errors,
+				fake_mshare->error);
 			st->n.failures++;
 		}
+		st->n.revoked = fake_mshare->revoked;
+		st->n.faults_mapped = fake_mshare->faults_mapped;
+		st->n.emu_repairs = fake_mshare->repairs;
+		st->n.lost_wakeups = fake_mshare->lost_wakeups;
 	}
 	alarm(0);
 	st->n.leaks = st->sh->leaks + (uint64_t)count_remains(st);
@@ -2151,6 +2152,14 @@ static void print_counts(const char *what, const struct counts *n)
 	printf("kill_storm: %-12s queue pairs %" PRIu64 ", messages checked %"
 	       PRIu64 ", partners that saw their peer go %" PRIu64 "\n",
 	       what, n->queue_pairs, n->queue_msgs, n->queue_peer_gone);
+	if (n->faults_mapped)
+		printf("kill_storm: %-12s msharefs emulation: windows mapped on "
+		       "first access %" PRIu64 ", mappings revoked in every "
+		       "process %" PRIu64 ", calls finished for a killed "
+		       "caller %" PRIu64 ", lock waits past a release %" PRIu64
+		       "\n",
+		       what, n->faults_mapped, n->revoked, n->emu_repairs,
+		       n->lost_wakeups);
 	printf("kill_storm: %-12s workers in a PID namespace of their own "
 	       "%" PRIu64 "%s, workers whose leader thread exited %" PRIu64
 	       "\n",
@@ -2276,6 +2285,10 @@ static void add_counts(struct counts *to, const struct counts *n)
 	to->queue_pairs += n->queue_pairs;
 	to->queue_msgs += n->queue_msgs;
 	to->queue_peer_gone += n->queue_peer_gone;
+	to->revoked += n->revoked;
+	to->faults_mapped += n->faults_mapped;
+	to->emu_repairs += n->emu_repairs;
+	to->lost_wakeups += n->lost_wakeups;
 	to->ns_workers += n->ns_workers;
 	to->leader_exit_workers += n->leader_exit_workers;
 	to->not_ns += n->not_ns;
