@@ -784,6 +784,12 @@ static long eintr_futex(uint32_t *uaddr, int op, uint32_t val,
 	return real_futex(uaddr, op, val, ts);
 }
 
+/*
+ * Sends once the receiver is attached, and then late: the receiver has
+ * been waiting (a loaded machine may delay the receiver's attach past any
+ * fixed sleep, and a sender that sends and leaves before the receiver
+ * came made the receive say -ECONNRESET).
+ */
 static int late_sender(void *arg)
 {
 	struct timespec ts = { 0, 50 * 1000 * 1000 };
@@ -792,6 +798,7 @@ static int late_sender(void *arg)
 	(void)arg;
 	CHILD_CHECK(dynshm_mq_attach(fx.inst, fx.chunk, fx.size,
 				     DYNSHM_MQ_SENDER, &mq) == 0);
+	wait_attached(DYNSHM_MQ_RECEIVER);
 	nanosleep(&ts, NULL);
 	CHILD_CHECK(dynshm_mq_send(mq, "late", 4, -1) == 0);
 	CHILD_CHECK(dynshm_mq_detach(mq) == 0);
