@@ -191,8 +191,10 @@ static int open_private_file(dynshm_instance *inst, const char *file, int flags,
 	struct stat st;
 	int fd;
 
-	fd = dynshm_sys.openat(inst->dirfd, file, flags | O_NOFOLLOW | O_CLOEXEC,
-			    0600);
+	/* O_NONBLOCK: a FIFO planted here opens at once, and is refused */
+	fd = dynshm_sys.openat(inst->dirfd, file,
+			       flags | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK,
+			       0600);
 	if (fd < 0) {
 		if (errno == ELOOP)
 			return dynshm_fail(EACCES, "refusing '%s/%s': it is a "

@@ -737,6 +737,49 @@ static void test_symlinks(void **state)
 	assert_int_equal(dynshm_instance_destroy(inst), 0);
 }
 
+/*
+ * A FIFO planted in place of a private file: the open must refuse it, not
+ * wait for a writer that never comes (an O_RDONLY open of a FIFO blocks).
+ * The open runs in a child with an alarm, so a hang fails the test.
+ */
+static int open_refused_child(void *arg)
+{
+	dynshm_instance *inst = NULL;
+
+	(void)arg;
+	alarm(20);
+	return open_at(inst_dir, 0, &inst) == -EACCES &&
+			       strstr(dynshm_last_error(), "regular file") ?
+		       0 :
+		       1;
+}
+
+static void test_fifos(void **state)
+{
+	dynshm_instance *inst = xopen();
+	const char *files[] = { "state", "procs", "lock" };
+	char path[4400], aside[4500];
+
+	(void)state;
+	assert_int_equal(dynshm_instance_close(inst), 0);
+	for (size_t i = 0; i < 3; i++) {
+		int st;
+
+		path_in(path, sizeof(path), files[i]);
+		snprintf(aside, sizeof(aside), "%s.real", path);
+		assert_int_equal(rename(path, aside), 0);
+		assert_int_equal(mkfifo(path, 0600), 0);
+		st = test_fork(open_refused_child, NULL);
+		assert_int_equal(unlink(path), 0);
+		assert_int_equal(rename(aside, path), 0);
+		if (st != 0)
+			fail_msg("a FIFO as '%s': the open %s", files[i],
+				 st == 128 + SIGALRM ? "hung" : "was not refused");
+	}
+	inst = xopen();
+	assert_int_equal(dynshm_instance_destroy(inst), 0);
+}
+
 /* The mmap backend's directory: no symlink, not open to others. */
 static void test_mmap_directory(void **state)
 {
@@ -940,6 +983,7 @@ int main(void)
 						teardown),
 		cmocka_unit_test_setup_teardown(test_object_modes, setup,
 						teardown),
+		cmocka_unit_test_setup_teardown(test_fifos, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_symlinks, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_mmap_directory, setup,
 						teardown),
