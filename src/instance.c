@@ -789,8 +789,8 @@ DYNSHM_EXPORT int dynshm_reap(dynshm_instance *inst, unsigned *reaped)
 		rc = reap_locked(inst, true, reaped);
 		if (rc < 0) /* the vanished pass clears messages: keep ours */
 			snprintf(why, sizeof(why), "%s", dynshm_last_error());
-		segment_retire_vanished_locked(inst, &gone); /* issue 13.6 */
 		ctl_unlock(inst);
+		segment_retire_vanished(inst, &gone); /* issue 13.6 */
 		if (rc < 0)
 			dynshm_fail(-rc, "%s", why);
 	}

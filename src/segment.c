@@ -846,31 +846,64 @@ static bool object_vanished(dynshm_instance *inst, uint32_t backend,
 }
 
 /*
- * Under the lock (dynshm_reap): unpin and doom every ACTIVE slot whose
+ * dynshm_reap's vanished pass: unpin and doom every ACTIVE slot whose
  * object vanished; free the ones nobody holds now (the others go with
  * their last detach).  The count of slots retired or doomed in *n.
+ * Each object is probed with a system call, outside the control lock:
+ * the slots are listed under it, probed without it, and a slot is acted
+ * on only if, under the lock again, it still holds the handle probed.
+ * So the lock is held for two walks of the slots, not for a system call
+ * per segment.  Best effort: out of memory, nothing is retired.
  */
-void segment_retire_vanished_locked(dynshm_instance *inst, unsigned *n)
+void segment_retire_vanished(dynshm_instance *inst, unsigned *n)
 {
 	struct ctl *c = &inst->c;
+	struct probe {
+		uint32_t slot;
+		uint32_t backend;
+		dynshm_handle handle;
+		struct dynshm_impl_ident ident;
+	} *p;
+	uint32_t np = 0, max = c->max_segments;
 
 	*n = 0;
-	for (uint32_t s = 0; s < c->hdr->max_segments; s++) {
+	p = calloc(max, sizeof(*p));
+	if (!p || ctl_lock(inst) < 0)
+		goto out;
+	for (uint32_t s = 0; s < max; s++) {
 		struct ctl_slot *slot = &c->slots[s];
-		struct dynshm_impl_ident ident;
 
 		if (slot->state != SLOT_ACTIVE)
 			continue;
-		slot_ident(slot, &ident);
-		if (!object_vanished(inst, slot->backend, slot->handle, &ident))
-			continue;
+		p[np].slot = s;
+		p[np].backend = slot->backend;
+		p[np].handle = slot->handle;
+		slot_ident(slot, &p[np].ident);
+		np++;
+	}
+	ctl_unlock(inst);
+	for (uint32_t i = 0; i < np; i++)
+		if (!object_vanished(inst, p[i].backend, p[i].handle,
+				     &p[i].ident))
+			p[i].handle = DYNSHM_HANDLE_INVALID; /* still there */
+	if (ctl_lock(inst) < 0)
+		goto out;
+	for (uint32_t i = 0; i < np; i++) {
+		struct ctl_slot *slot = &c->slots[p[i].slot];
+
+		if (p[i].handle == DYNSHM_HANDLE_INVALID ||
+		    slot->handle != p[i].handle || slot->state != SLOT_ACTIVE)
+			continue; /* there, or freed and reused meanwhile */
 		slot->pinned = 0;
 		slot->doomed = 1;
 		(*n)++;
 		if (slot->refcount == 0 &&
 		    os_destroy(inst, slot->backend, slot->handle) == 0)
-			slot_free_locked(inst, s);
+			slot_free_locked(inst, p[i].slot);
 	}
+	ctl_unlock(inst);
+out:
+	free(p);
 	dynshm_clear_error();
 }
 /* <<< vanished objects */

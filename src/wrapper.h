@@ -231,8 +231,8 @@ int segment_create(dynshm_instance *inst, size_t size, const char *name,
 		   dynshm_segment **out);
 int segment_attach(dynshm_instance *inst, dynshm_handle handle, dynshm_segment **out);
 int segment_check_flags(const dynshm_instance *inst, unsigned flags);
-/* >>> vanished objects: dynshm_reap's part (segment.c) */
-void segment_retire_vanished_locked(dynshm_instance *inst, unsigned *n);
+/* >>> vanished objects: dynshm_reap's part (segment.c), takes the lock */
+void segment_retire_vanished(dynshm_instance *inst, unsigned *n);
 /* <<< vanished objects */
 
 /* segment.c: names under the lock (named.c) */
