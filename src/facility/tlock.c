@@ -33,15 +33,17 @@ int tlock_token(dynshm_instance *inst, uint64_t *cache, unsigned *cache_gen,
 
 	pthread_once(&once, register_fork);
 	gen = atomic_load(&fork_gen);
-	if (*cache_gen == gen && *cache) {
-		*me = *cache;
-		return 0;
+	/* threads may fill the cache at once: with the same value */
+	if (__atomic_load_n(cache_gen, __ATOMIC_ACQUIRE) == gen) {
+		*me = __atomic_load_n(cache, __ATOMIC_RELAXED);
+		if (*me)
+			return 0;
 	}
 	rc = dynshm_proc_self(inst, me);
 	if (rc < 0)
 		return rc;
-	*cache = *me;
-	*cache_gen = gen;
+	__atomic_store_n(cache, *me, __ATOMIC_RELAXED);
+	__atomic_store_n(cache_gen, gen, __ATOMIC_RELEASE);
 	return 0;
 }
 
