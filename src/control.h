@@ -137,7 +137,7 @@ enum ctl_slot_state {
  *
  * FORK holds the references a forked child inherited (a copy of its
  * parent's row at the fork) until the child's first call makes the entry
- * its own, or the child exits (instance.c, "fork").  gen is bumped each
+ * its own, or the child exits (process.c, "fork").  gen is bumped each
  * time an entry is freed: (index, gen) names one membership, never reused
  * (a process's token, dynshm_proc_self), and a process whose gen moved on
  * knows it was released.
@@ -276,7 +276,7 @@ struct ctl_header {
 	uint64_t lock_wait_ns;
 	/*
 	 * (L, derived) where the next open starts checking for dead
-	 * processes (instance.c, join): opens check a few entries each,
+	 * processes (sync.c, JOIN_CHECKS): opens check a few entries each,
 	 * round robin, instead of all.  Any value is harmless (taken modulo
 	 * max_processes), so ctl_recompute leaves it alone.
 	 */

@@ -34,7 +34,7 @@
  *   - locks of one open file description never conflict with each other,
  *     so a checker never sees its own lock; it never checks its own entry;
  *   - a lock inherited through fork lives on while the child keeps the
- *     description, which is what the FORK entries use (instance.c).
+ *     description, which is what the FORK entries use (process.c).
  * The file is 0600 in a 0700 directory of the instance's owner: a process
  * of another user can neither open it nor join, so it can neither fake a
  * lock nor drop one.
@@ -188,7 +188,7 @@ void live_unlink(dynshm_instance *inst)
  *     lock as its files close: a waiter that times out asks the kernel
  *     (F_OFD_GETLK) whether the seat named in the word is still held, and
  *     when it is not, takes the word over ("stolen") and repairs what the
- *     dead holder left half done (instance.c, ctl_lock_any);
+ *     dead holder left half done (sync.c, ctl_lock_any);
  *   - a process that claims a seat finds out by itself whether the word
  *     names that seat: if it does, the seat's last owner died holding the
  *     lock (it was free to claim), and the claimer takes the word over -

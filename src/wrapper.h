@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * wrapper.h - process-local state of the wrapper layer, shared by
- * instance.c (join, leave, reap, fork), state.c (the instance directory)
+ * instance.c (open, close, destroy), process.c (join, leave, fork), sync.c
+ * (the control lock, repair, reaping), state.c (the instance directory)
  * and segment.c (create, attach, detach, pins, scopes, inspection).
  *
  * LOCKING inside one process.  dynshm_instance.mu (recursive, so on-detach
@@ -86,7 +87,7 @@ struct dynshm_instance {
 	/*
 	 * liveness.c: our descriptor of the procs file, whose description
 	 * holds the lock on byte me (opened at join, O_CLOEXEC), and which
-	 * file it is.  Across a fork (instance.c): fork_fd holds the lock of
+	 * file it is.  Across a fork (process.c): fork_fd holds the lock of
 	 * the FORK entry fork_entry made for the child, closed in the parent
 	 * after the fork; in the child, child_entry/child_gen name that
 	 * entry until the first call adopts it.
@@ -215,7 +216,7 @@ void live_unlink(dynshm_instance *inst);
  * The control lock (liveness.c, THE CONTROL LOCK), raw: take it (waiting,
  * or -EBUSY at once; *stolen when its last holder died holding it), let
  * it go, and give a forked child its own descriptor.  ctl_lock
- * (instance.c) adds the repair and the checks.  Each take is counted in
+ * (sync.c) adds the repair and the checks.  Each take is counted in
  * the header's lock statistics (control.h), a wait with its duration.
  */
 int lock_take(dynshm_instance *inst, bool wait, bool *stolen);
