@@ -1695,12 +1695,12 @@ enum worker_kind { PLAIN, PID_NS, LEADER_EXIT };
 static bool pid_namespaces = true; /* --pid-namespaces */
 
 /*
- * Not in the msharefs storms: the emulation (tests/fake_mshare.c) keeps
- * pids - a borrowed descriptor is reached as /proc/<pid>/fd/<n>, its
- * lock's holder and a region's owner are told by pid - so it does not
- * model processes in other PID namespaces (the kernel's msharefs, which
- * keeps mm and task pointers, has no such limit).  Seen: views mapped
- * from an empty path, SIGBUS and SIGSEGV in workers.
+ * Not in the msharefs storms: with them about one storm in ten failed
+ * (views mapped from an empty path, SIGBUS and SIGSEGV in workers).  The
+ * emulation (tests/fake_mshare.c) keeps pids - a borrowed descriptor is
+ * reached as /proc/<pid>/fd/<n>, its lock's holder and a region's owner
+ * are told by pid - and is the suspect; the cause is not pinned down
+ * (docs/mshare.md).
  */
 static enum worker_kind kind_of(const struct storm *st, int i)
 {
