@@ -70,7 +70,14 @@ void slot_ident(const struct ctl_slot *slot, struct dynshm_impl_ident *out)
 		    (slot->creator_pidns == 0 ||
 		     slot->creator_pidns != own_pid_namespace()))
 			out->cpid = 0;
-		out->ctime = (int64_t)(slot->created_ns / 1000000000u);
+		/*
+		 * A second early: shm_ctime is the kernel's coarse clock,
+		 * which can still read the previous second a few ms after
+		 * our CLOCK_REALTIME passed it - a creator that reserved just
+		 * after a second began made an object "older" than its slot,
+		 * which the reaper then left behind as not its own.
+		 */
+		out->ctime = (int64_t)(slot->created_ns / 1000000000u) - 1;
 	}
 }
 
