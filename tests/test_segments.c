@@ -184,25 +184,44 @@ static int fork_pinner(void *arg)
 	return 0;
 }
 
+/*
+ * A segment made and pinned by a child that has left (fork_pinner): its
+ * handle; the child's pid in *child and the time just before the fork
+ * in *forked_at, each if given.
+ */
+static dynshm_handle pinned_by_child(struct fixture *f, dynshm_instance *inst,
+				     uint64_t *forked_at, pid_t *child)
+{
+	struct pin_arg arg;
+	dynshm_handle h;
+	int p[2];
+	pid_t pid;
+
+	make_pipe(f, p);
+	arg.inst = inst;
+	arg.wfd = p[1];
+	if (forked_at)
+		*forked_at = now_ns();
+	pid = start_fork(f, fork_pinner, &arg);
+	close_fd(f, p[1]);
+	h = recv_handle(p[0]);
+	assert_int_equal(finish_kid(f, pid), 0);
+	if (child)
+		*child = pid;
+	return h;
+}
+
 static void test_pin(void **state)
 {
 	struct fixture *f = *state;
 	dynshm_instance *inst = xopen(f, "inst");
 	struct where w = where_of(inst);
-	struct pin_arg arg;
 	dynshm_segment_info si;
 	dynshm_segment *seg;
-	int p[2];
 	pid_t pid;
 	dynshm_handle h;
 
-	make_pipe(f, p);
-	arg.inst = inst;
-	arg.wfd = p[1];
-	pid = start_fork(f, fork_pinner, &arg);
-	close_fd(f, p[1]);
-	h = recv_handle(p[0]);
-	assert_int_equal(finish_kid(f, pid), 0);
+	h = pinned_by_child(f, inst, NULL, &pid);
 
 	/* the creator is gone; the pin keeps it */
 	si = stat_of(inst, h);
@@ -576,21 +595,12 @@ static void test_attach_twice(void **state)
 	struct fixture *f = *state;
 	dynshm_instance *inst = xopen(f, "inst");
 	struct where w = where_of(inst);
-	struct pin_arg arg;
 	dynshm_segment *a1 = NULL, *a2 = NULL, *c, *c2 = NULL;
 	dynshm_handle h, hc;
 	void *addr;
-	int p[2];
-	pid_t pid;
 
 	/* made by another process, so both calls here are attaches */
-	make_pipe(f, p);
-	arg.inst = inst;
-	arg.wfd = p[1];
-	pid = start_fork(f, fork_pinner, &arg);
-	close_fd(f, p[1]);
-	h = recv_handle(p[0]);
-	assert_int_equal(finish_kid(f, pid), 0);
+	h = pinned_by_child(f, inst, NULL, NULL);
 
 	ASSERT_OK(dynshm_attach(inst, h, &a1));
 	ASSERT_OK(dynshm_attach(inst, h, &a2));
@@ -674,14 +684,12 @@ static void test_inspection(void **state)
 	dynshm_instance *inst = xopen_limits(f, "inst", 0, 16, 8);
 	dynshm_instance_info info = info_of(inst);
 	char path[PATH_MAX];
-	struct pin_arg arg;
 	struct stop_arg stop = { 0 };
 	struct found found;
 	dynshm_segment_info s1, s2;
 	dynshm_segment *seg;
 	dynshm_handle h1, h2;
 	uint64_t before, after, fork_before;
-	int p[2];
 	pid_t pid;
 
 	path_in(f, "inst", path, sizeof(path));
@@ -704,14 +712,7 @@ static void test_inspection(void **state)
 	after = now_ns();
 	h1 = dynshm_segment_handle(seg);
 
-	make_pipe(f, p);
-	arg.inst = inst;
-	arg.wfd = p[1];
-	fork_before = now_ns();
-	pid = start_fork(f, fork_pinner, &arg);
-	close_fd(f, p[1]);
-	h2 = recv_handle(p[0]);
-	assert_int_equal(finish_kid(f, pid), 0);
+	h2 = pinned_by_child(f, inst, &fork_before, &pid);
 
 	s1 = stat_of(inst, h1);
 	assert_int_equal(s1.handle, h1);
