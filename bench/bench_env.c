@@ -243,26 +243,37 @@ static int raw_fd_fill(int fd, size_t size)
 	return -e;
 }
 
+/*
+ * The rest of a raw create on a new descriptor: size and allocate it, map
+ * it, unmap it, close it.  0 or -errno.
+ */
+static int raw_fd_make(int fd, size_t size)
+{
+	int rc = raw_fd_fill(fd, size);
+	void *p;
+
+	if (rc == 0) {
+		p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+		if (p == MAP_FAILED)
+			rc = -errno;
+		else
+			munmap(p, size);
+	}
+	close(fd);
+	return rc;
+}
+
 int raw_posix_create(void *arg)
 {
 	struct raw_ctx *r = arg;
 	char name[64];
-	void *p;
 	int fd, rc;
 
 	raw_next_name(r, name, true);
 	fd = shm_open(name, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
 	if (fd < 0)
 		return -errno;
-	rc = raw_fd_fill(fd, r->size);
-	p = rc ? MAP_FAILED
-	       : mmap(NULL, r->size, PROT_READ | PROT_WRITE, MAP_SHARED, fd,
-		      0);
-	if (!rc && p == MAP_FAILED)
-		rc = -errno;
-	close(fd);
-	if (p != MAP_FAILED)
-		munmap(p, r->size);
+	rc = raw_fd_make(fd, r->size);
 	shm_unlink(name);
 	return rc;
 }
@@ -298,7 +309,6 @@ static int raw_mmap_create(void *arg)
 {
 	struct raw_ctx *r = arg;
 	char name[64];
-	void *p;
 	int fd, rc;
 
 	raw_next_name(r, name, false);
@@ -306,15 +316,7 @@ static int raw_mmap_create(void *arg)
 		    O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
 	if (fd < 0)
 		return -errno;
-	rc = raw_fd_fill(fd, r->size);
-	p = rc ? MAP_FAILED
-	       : mmap(NULL, r->size, PROT_READ | PROT_WRITE, MAP_SHARED, fd,
-		      0);
-	if (!rc && p == MAP_FAILED)
-		rc = -errno;
-	close(fd);
-	if (p != MAP_FAILED)
-		munmap(p, r->size);
+	rc = raw_fd_make(fd, r->size);
 	unlinkat(raw_dirfd, name, 0);
 	return rc;
 }
@@ -384,8 +386,7 @@ op_fn raw_attach_fn(dynshm_impl_type t)
 /* Make the raw attach target: an object of r->size, kept until the end. */
 int raw_make_target(struct raw_ctx *r)
 {
-	void *p;
-	int fd, rc = 0;
+	int fd;
 
 	r->dirfd = raw_dirfd;
 	if (r->backend == DYNSHM_IMPL_SYSV) {
@@ -414,17 +415,7 @@ int raw_make_target(struct raw_ctx *r)
 	if (fd < 0)
 		return -errno;
 	r->obj = raw_track(r->backend, r->name, -1);
-	rc = raw_fd_fill(fd, r->size);
-	if (rc == 0) {
-		p = mmap(NULL, r->size, PROT_READ | PROT_WRITE, MAP_SHARED, fd,
-			 0);
-		if (p == MAP_FAILED)
-			rc = -errno;
-		else
-			munmap(p, r->size);
-	}
-	close(fd);
-	return rc;
+	return raw_fd_make(fd, r->size);
 }
 
 /* ---- dynshm operations --------------------------------------------------- */
