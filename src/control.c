@@ -92,7 +92,7 @@ static uint64_t header_checksum(const struct ctl_header *h)
 	return sum;
 }
 
-static uint64_t now_ns(void)
+uint64_t ctl_now_ns(void)
 {
 	struct timespec ts;
 
@@ -129,7 +129,7 @@ int ctl_format(void *base, uint64_t instance_id, uint32_t backend,
 	h->region_offset = region_size ? g.region : 0;
 	h->names_offset = g.names;
 	h->name_buckets = g.buckets;
-	h->created_ns = now_ns();
+	h->created_ns = ctl_now_ns();
 	h->creator_pid = (int32_t)getpid();
 	h->checksum = header_checksum(h);
 	rc = ctl_validate(base, g.total, instance_id, "new", &c);

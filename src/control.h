@@ -307,6 +307,9 @@ struct ctl {
 	unsigned char ident[offsetof(struct ctl_header, lock_word)];
 };
 
+/* CLOCK_REALTIME in ns: the control segment's time stamps (created_ns...) */
+uint64_t ctl_now_ns(void);
+
 size_t ctl_total_size(uint32_t max_segments, uint32_t max_processes,
 		      uint64_t region_size);
 /* Lay out a fresh control segment in zeroed memory of ctl_total_size(). */

@@ -165,14 +165,6 @@ static void registry_remove(dynshm_instance *inst)
 
 /* ---- small helpers ------------------------------------------------------ */
 
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
 /* ---- creating and attaching the control segment ------------------------ */
 
 static uint64_t new_instance_id(dynshm_instance *inst)
@@ -295,7 +287,7 @@ static int create_control(dynshm_instance *inst, const struct dynshm_config *cfg
 		inst->id = st.id = new_instance_id(inst);
 		/* recorded before it exists: see state_write_pending */
 		rc = state_write_pending(inst, &st, (int32_t)getpid(),
-					 (int64_t)(now_ns() / 1000000000u));
+					 (int64_t)(ctl_now_ns() / 1000000000u));
 		if (rc == 0)
 			rc = space_for(inst, st.ctl_backend, &space);
 		if (rc == 0)

@@ -25,14 +25,6 @@
 
 static int join_after_fork(dynshm_instance *inst);
 
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
 int process_seed(dynshm_instance *inst)
 {
 	uint64_t s = 0;
@@ -83,7 +75,7 @@ static uint32_t take_entry_locked(dynshm_instance *inst, int fd, int *rc)
 					 __ATOMIC_RELEASE);
 			c->procs[p].pid = (int32_t)getpid();
 			c->procs[p].parent = CTL_NONE;
-			c->procs[p].joined_ns = now_ns();
+			c->procs[p].joined_ns = ctl_now_ns();
 			c->procs[p].nrefs = 0;
 			return p;
 		}
@@ -241,7 +233,7 @@ static bool adopt_fork_entry_locked(dynshm_instance *inst)
 	if (proc->state != PROC_FORK || proc->gen != inst->child_gen)
 		return false;
 	proc->pid = (int32_t)getpid();
-	proc->joined_ns = now_ns();
+	proc->joined_ns = ctl_now_ns();
 	ctl_publish(&proc->state, PROC_LIVE);
 	c->hdr->nprocs++;
 	c->hdr->nforks--;

@@ -47,14 +47,6 @@ static _Thread_local struct dynshm_scope *current_scope;
 #define HANDLE_FMT "0x%016llx"
 #define HANDLE_ARG(h) ((unsigned long long)(h))
 
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
 static int not_found(dynshm_instance *inst, dynshm_handle handle)
 {
 	return dynshm_fail(ENOENT,
@@ -399,7 +391,7 @@ static int reserve_slot(dynshm_instance *inst, size_t size, int region,
 	slot->owner_pid = (int32_t)inst->pid;
 	slot->creator_pid = (int32_t)inst->pid;
 	slot->creator_pidns = own_pid_namespace();
-	slot->created_ns = now_ns();
+	slot->created_ns = ctl_now_ns();
 	slot->pinned = 0;
 	slot->doomed = 0;
 	slot->os_id = 0; /* no object yet: identity unknown (control.h) */
