@@ -5,15 +5,21 @@
  */
 #include "bench.h"
 
+/* The next of a xorshift64 sequence: the keys looked up, in any order. */
+static inline uint64_t next_key(uint64_t *seed)
+{
+	*seed ^= *seed << 13;
+	*seed ^= *seed >> 7;
+	*seed ^= *seed << 17;
+	return *seed;
+}
+
 static int hash_lookup(void *arg)
 {
 	struct area_ctx *c = arg;
 	uint64_t k, v;
 
-	c->seed ^= c->seed << 13;
-	c->seed ^= c->seed >> 7;
-	c->seed ^= c->seed << 17;
-	k = c->seed % c->keys;
+	k = next_key(&c->seed) % c->keys;
 	return dynshm_hash_find(c->hash, &k, &v);
 }
 
@@ -54,9 +60,7 @@ static int chase(void *arg)
 	struct chase_ctx *c = arg;
 	uint64_t x;
 
-	c->seed ^= c->seed << 13;
-	c->seed ^= c->seed >> 7;
-	c->seed ^= c->seed << 17;
+	next_key(&c->seed);
 	x = c->buf[(c->seed ^ c->acc) % c->words];
 	c->acc += c->buf[(x ^ c->seed) % c->words];
 	return 0;
@@ -110,6 +114,93 @@ static int hash_memory(uint64_t big, long n)
 	return rc;
 }
 
+/*
+ * The least any hash table can cost here: keys 1..n in open addressing
+ * (16-byte slots of key and value, linear probing, at most half full) in
+ * shared memory of 4 KiB pages, looked up with no lock, no check and no
+ * translation: one random read for most keys, and nothing that stops the
+ * CPU from overlapping one lookup's miss with the next.  Its own growth
+ * from 1,000 to the large count is what the machine's memory charges any
+ * table; dynshm's row is read against it (docs/performance.md).
+ */
+struct ideal_ctx {
+	struct { uint64_t key, value; } *slot;
+	uint64_t mask, keys, seed, acc;
+};
+
+static uint64_t ideal_hash(uint64_t k)
+{
+	k ^= k >> 33;
+	k *= 0xff51afd7ed558ccdull;
+	k ^= k >> 33;
+	return k;
+}
+
+static int ideal_lookup(void *arg)
+{
+	struct ideal_ctx *c = arg;
+	uint64_t k, i;
+
+	k = next_key(&c->seed) % c->keys + 1;
+	for (i = ideal_hash(k) & c->mask; c->slot[i].key != k;
+	     i = (i + 1) & c->mask)
+		;
+	c->acc += c->slot[i].value;
+	return 0;
+}
+
+static int ideal_init(struct ideal_ctx *c, uint64_t n)
+{
+	uint64_t cap = 2;
+
+	while (cap < 2 * n)
+		cap <<= 1;
+	c->slot = mmap(NULL, cap * sizeof(*c->slot), PROT_READ | PROT_WRITE,
+		       MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	if (c->slot == MAP_FAILED) {
+		c->slot = NULL;
+		return -errno;
+	}
+	c->mask = cap - 1;
+	for (uint64_t k = 1; k <= n; k++) {
+		uint64_t i = ideal_hash(k) & c->mask;
+
+		while (c->slot[i].key)
+			i = (i + 1) & c->mask;
+		c->slot[i].key = k;
+		c->slot[i].value = k;
+	}
+	c->keys = n;
+	c->seed = 88172645463325252ull;
+	return 0;
+}
+
+static int hash_ideal(uint64_t big, long n)
+{
+	struct ideal_ctx cs = { 0 }, cl = { 0 };
+	double va[256], vb[256];
+	struct row *r;
+	int rc = ideal_init(&cs, 1000);
+
+	if (rc == 0)
+		rc = ideal_init(&cl, big);
+	if (rc == 0)
+		rc = measure_pair(ideal_lookup, &cl, ideal_lookup, &cs, n,
+				  va, vb);
+	if (rc == 0) {
+		r = keys_row("find (reference table)", big, n, va, vb);
+		fprintf(tout, "  reference table (no lock, one read): %" PRIu64
+			" keys %6.1f ns  1,000 keys %6.1f ns  %.2fx  (what "
+			"memory charges any table)\n", big, r->s.med,
+			stats_of(vb, opt.repeats).med, r->ratio.med);
+	}
+	if (cs.slot)
+		munmap(cs.slot, (cs.mask + 1) * sizeof(*cs.slot));
+	if (cl.slot)
+		munmap(cl.slot, (cl.mask + 1) * sizeof(*cl.slot));
+	return rc;
+}
+
 /* A table of keys 0..n-1 (8-byte keys and values). */
 static int hash_fill(struct area_ctx *c, uint64_t n, dynshm_area_ptr *tp)
 {
@@ -157,6 +248,8 @@ int scenario_hash(void)
 		rc = scaling_row("hash", "find", 8, hash_lookup, &large, n);
 		if (rc == 0)
 			rc = hash_memory(big, n);
+		if (rc == 0)
+			rc = hash_ideal(big, n);
 	}
 	if (rc < 0 && rc != -EINTR)
 		fail(rc, "hash: %s", dynshm_last_error());
