@@ -43,29 +43,6 @@
 
 void (*dynshm_area_test_hook)(const char *point);
 
-/*
- * This process's mapping of segment i.  Written under maplock in the
- * order base = NULL, handle, base; read without it in the order handle,
- * base: a reader that sees a handle also sees the base that goes with it,
- * or NULL (then it takes the slow path).
- */
-struct area_map {
-	_Atomic(char *) base;
-	_Atomic uint64_t handle;
-	_Atomic uint64_t size;	/* of our mapping, written before base */
-	dynshm_segment *seg;
-};
-
-struct dynshm_area {
-	dynshm_instance *inst;
-	dynshm_segment *ctl;
-	struct area_hdr *hdr;
-	pthread_mutex_t maplock; /* this process's map[] slow path */
-	uint64_t me;		  /* our token for the locks (tlock_token) */
-	unsigned me_gen;
-	uint64_t open_id;	 /* unique in the process, never reused */
-	struct area_map map[AREA_MAX_SEGS];
-};
 
 /* ---- size classes -------------------------------------------------------- */
 
@@ -158,7 +135,7 @@ static inline bool desc_valid(uint32_t d)
 
 /* ---- mapping ------------------------------------------------------------- */
 
-static char *seg_map_slow(struct dynshm_area *a, uint32_t idx)
+char *area_map_slow(struct dynshm_area *a, uint32_t idx)
 {
 	struct area_seg *s = &a->hdr->segs[idx];
 	struct area_map *m = &a->map[idx];
@@ -194,18 +171,6 @@ out:
 	return base;
 }
 
-static inline char *seg_base(struct dynshm_area *a, uint32_t idx)
-{
-	uint64_t h = atomic_load_explicit(&a->map[idx].handle,
-					  memory_order_acquire);
-	char *b = atomic_load_explicit(&a->map[idx].base,
-				       memory_order_acquire);
-
-	if (b && h == atomic_load_explicit(&a->hdr->segs[idx].handle,
-					   memory_order_relaxed))
-		return b;
-	return seg_map_slow(a, idx);
-}
 
 /* Record a segment this process just made, already mapped. */
 static void seg_adopt(struct dynshm_area *a, uint32_t idx, dynshm_segment *seg)
@@ -254,7 +219,7 @@ static inline struct area_page *page_at(struct dynshm_area *a, uint32_t id)
 				 memory_order_relaxed) != SEG_ACTIVE ||
 	    a->hdr->segs[idx].kind != KIND_PAGES)
 		return NULL;
-	base = seg_base(a, idx);
+	base = area_seg_base(a, idx);
 	if (!base)
 		return NULL;
 	return (struct area_page *)(base + AREA_SEG_HDR +
@@ -304,7 +269,7 @@ static int area_repair_locked(struct dynshm_area *a)
 			continue;
 		total += s->size;
 		if (s->kind == KIND_PAGES) {
-			struct area_seghdr *sh = (void *)seg_base(a, i);
+			struct area_seghdr *sh = (void *)area_seg_base(a, i);
 			uint32_t n = 0;
 
 			if (!sh)
@@ -565,7 +530,7 @@ static int part_repair_locked(struct dynshm_area *a, uint32_t p)
 		if (atomic_load(&s->state) != SEG_ACTIVE ||
 		    s->kind != KIND_PAGES)
 			continue;
-		sh = (void *)seg_base(a, i);
+		sh = (void *)area_seg_base(a, i);
 		if (!sh) {
 			area_unlock(a);
 			return -ENOENT;
@@ -640,7 +605,7 @@ static int page_take(struct dynshm_area *a, uint32_t p, uint32_t cls,
 			goto out;
 	}
 	{
-		struct area_seghdr *sh = (void *)seg_base(a, idx);
+		struct area_seghdr *sh = (void *)area_seg_base(a, idx);
 		struct area_page *pg;
 		uint32_t n;
 
@@ -688,7 +653,7 @@ static void page_give_back(struct dynshm_area *a, struct area_part *pt,
 		pt->dirty = 1; /* the next holder relinks the page */
 		return;
 	}
-	sh = (void *)seg_base(a, idx);
+	sh = (void *)area_seg_base(a, idx);
 	/* Commit: the page is free again (its bitmap is all zero). */
 	atomic_store_explicit(&sh->desc[id & 0xff], 0, memory_order_release);
 	AREA_HOOK("page.back");
@@ -909,7 +874,7 @@ static inline __attribute__((always_inline)) int small_locate(struct dynshm_area
 
 	if (off < AREA_SEG_HDR || off >= AREA_SEG_SIZE)
 		return bad_ptr(a, ptr, "offset out of range");
-	l->sh = (void *)seg_base(a, l->idx);
+	l->sh = (void *)area_seg_base(a, l->idx);
 	if (!l->sh)
 		return -ENOENT;
 	l->n = (uint32_t)((off - AREA_SEG_HDR) / AREA_PAGE_SIZE);
@@ -1192,29 +1157,13 @@ DYNSHM_EXPORT void *dynshm_area_get(dynshm_area *a, dynshm_area_ptr ptr)
 
 	if (ptr == 0 || !a || idx >= AREA_MAX_SEGS)
 		return NULL;
-	base = seg_base(a, idx);
+	base = area_seg_base(a, idx);
 	/* an offset past our mapping (a scribbled pointer): no address */
 	if (!base || (ptr & AREA_OFF_MASK) >=
 			     atomic_load_explicit(&a->map[idx].size,
 						  memory_order_relaxed))
 		return NULL;
 	return base + (ptr & AREA_OFF_MASK);
-}
-
-void *area_get_room(dynshm_area *a, dynshm_area_ptr ptr, uint64_t *room)
-{
-	uint32_t idx = (uint32_t)(ptr >> AREA_OFF_BITS);
-	uint64_t off = ptr & AREA_OFF_MASK, size;
-	char *base;
-
-	if (ptr == 0 || idx >= AREA_MAX_SEGS)
-		return NULL;
-	base = seg_base(a, idx);
-	size = atomic_load_explicit(&a->map[idx].size, memory_order_relaxed);
-	if (!base || off >= size)
-		return NULL;
-	*room = size - off;
-	return base + off;
 }
 
 void *area_get_span(dynshm_area *a, dynshm_area_ptr ptr, uint64_t len)
@@ -1422,7 +1371,7 @@ unlock:
 static void stats_pages_locked(struct dynshm_area *a, uint32_t i,
 			       dynshm_area_stats *st, uint64_t *partly)
 {
-	struct area_seghdr *sh = (void *)seg_base(a, i);
+	struct area_seghdr *sh = (void *)area_seg_base(a, i);
 
 	if (!sh)
 		return;

@@ -169,10 +169,76 @@ extern void (*dynshm_area_test_hook)(const char *point);
  * (hash.c) that follow pointers read back from shared memory.
  */
 void *area_get_span(dynshm_area *a, dynshm_area_ptr ptr, uint64_t len);
-/* The same, giving in *room how many bytes from ptr the mapping holds. */
-void *area_get_room(dynshm_area *a, dynshm_area_ptr ptr, uint64_t *room);
 
-/* A robust, process-shared mutex (area.c; hash.c uses it too). */
+/*
+ * This process's mapping of segment i.  Written under maplock in the
+ * order base = NULL, handle, base; read without it in the order handle,
+ * base: a reader that sees a handle also sees the base that goes with it,
+ * or NULL (then it takes the slow path).
+ */
+struct area_map {
+	_Atomic(char *) base;
+	_Atomic uint64_t handle;
+	_Atomic uint64_t size;	/* of our mapping, written before base */
+	dynshm_segment *seg;
+};
+
+/*
+ * A process's handle of an area.  Here rather than in area.c so that the
+ * translation of an area pointer (area_get_room), which every hash table
+ * lookup makes twice or more, is inlined: out of line it was a quarter of
+ * a lookup's instructions (docs/performance.md).
+ */
+struct dynshm_area {
+	dynshm_instance *inst;
+	dynshm_segment *ctl;
+	struct area_hdr *hdr;
+	pthread_mutex_t maplock; /* this process's map[] slow path */
+	uint64_t me;		  /* our token for the locks (tlock_token) */
+	unsigned me_gen;
+	uint64_t open_id;	 /* unique in the process, never reused */
+	struct area_map map[AREA_MAX_SEGS];
+};
+
+/* Map segment idx (under maplock), or NULL; area_seg_base's slow path. */
+char *area_map_slow(struct dynshm_area *a, uint32_t idx);
+
+/* Where segment idx is mapped in this process (mapping it first), or NULL. */
+static inline char *area_seg_base(struct dynshm_area *a, uint32_t idx)
+{
+	uint64_t h = atomic_load_explicit(&a->map[idx].handle,
+					  memory_order_acquire);
+	char *b = atomic_load_explicit(&a->map[idx].base,
+				       memory_order_acquire);
+
+	if (b && h == atomic_load_explicit(&a->hdr->segs[idx].handle,
+					   memory_order_relaxed))
+		return b;
+	return area_map_slow(a, idx);
+}
+
+/*
+ * area_get_span's check without a length: the address of ptr, and in
+ * *room how many bytes from it the mapping holds; NULL for a pointer
+ * that names no mapped segment or lies beyond it.
+ */
+static inline void *area_get_room(struct dynshm_area *a, dynshm_area_ptr ptr,
+				  uint64_t *room)
+{
+	uint32_t idx = (uint32_t)(ptr >> AREA_OFF_BITS);
+	uint64_t off = ptr & AREA_OFF_MASK, size;
+	char *base;
+
+	if (ptr == 0 || idx >= AREA_MAX_SEGS)
+		return NULL;
+	base = area_seg_base(a, idx);
+	size = atomic_load_explicit(&a->map[idx].size, memory_order_relaxed);
+	if (!base || off >= size)
+		return NULL;
+	*room = size - off;
+	return base + off;
+}
+
 /* This process's token (tlock.h) for the locks of area a; a's instance. */
 int area_token(struct dynshm_area *a, uint64_t *me);
 dynshm_instance *area_instance(struct dynshm_area *a);

@@ -45,13 +45,22 @@
 #include <stdlib.h>
 #include <string.h>
 
+/*
+ * A lookup in a large table is two cache misses, and the processor can
+ * overlap one lookup's misses with the next lookup's only while both fit
+ * in its reorder window, so the lookup's path is kept short: what every
+ * lookup runs (hashing, translating a pointer, checking an entry, the
+ * uncontended lock) is inlined, and the rest is out of line.
+ */
+#define HOT static inline __attribute__((always_inline))
+
 struct dynshm_hash {
 	dynshm_area *area;
 	dynshm_area_ptr self;
 	struct hash_hdr *hdr;
 };
 
-static uint64_t mix(uint64_t h)
+HOT uint64_t mix(uint64_t h)
 {
 	h ^= h >> 33;
 	h *= 0xff51afd7ed558ccdull;
@@ -61,11 +70,15 @@ static uint64_t mix(uint64_t h)
 	return h;
 }
 
-static uint64_t hash_bytes(const unsigned char *p, size_t n)
+HOT uint64_t hash_bytes(const unsigned char *p, size_t n)
 {
 	uint64_t h = 0x9e3779b97f4a7c15ull ^ n;
 	uint64_t w;
 
+	if (n == 8) { /* the loop below, unrolled: the same value */
+		memcpy(&w, p, 8);
+		return mix((h ^ mix(w)) * 0x9e3779b97f4a7c15ull);
+	}
 	for (; n >= 8; n -= 8, p += 8) {
 		memcpy(&w, p, 8);
 		h = (h ^ mix(w)) * 0x9e3779b97f4a7c15ull;
@@ -91,7 +104,7 @@ static inline void *at(struct dynshm_hash *t, dynshm_area_ptr p)
  * rebuilt from the list, and an operation that still finds it wrong says
  * -EUCLEAN.  A scribble can make a table fail, never reach outside it.
  */
-static struct hash_entry *entry_at(struct dynshm_hash *t, dynshm_area_ptr e)
+HOT struct hash_entry *entry_at(struct dynshm_hash *t, dynshm_area_ptr e)
 {
 	uint64_t room = 0;
 	struct hash_entry *he = area_get_room(t->area, e, &room);
@@ -108,8 +121,8 @@ static struct hash_entry *entry_at(struct dynshm_hash *t, dynshm_area_ptr e)
 	return he;
 }
 
-static struct hash_buckets *buckets_at(struct dynshm_hash *t,
-				       dynshm_area_ptr b)
+HOT struct hash_buckets *buckets_at(struct dynshm_hash *t,
+				    dynshm_area_ptr b)
 {
 	uint64_t room = 0, log2;
 	struct hash_buckets *bk = area_get_room(t->area, b, &room);
@@ -129,7 +142,7 @@ struct walk {
 	uint64_t steps, power;
 };
 
-static bool walk_cycles(struct walk *w, dynshm_area_ptr e)
+HOT bool walk_cycles(struct walk *w, dynshm_area_ptr e)
 {
 	if (w->power == 0) {
 		w->power = 1;
@@ -146,7 +159,7 @@ static bool walk_cycles(struct walk *w, dynshm_area_ptr e)
 	return false;
 }
 
-static size_t key_len(struct dynshm_hash *t, const void *key)
+HOT size_t key_len(struct dynshm_hash *t, const void *key)
 {
 	return t->hdr->key_size ? t->hdr->key_size : strlen(key) + 1;
 }
@@ -181,7 +194,8 @@ static int part_rebuild(struct dynshm_hash *t, struct hash_part *pt)
 	return 0;
 }
 
-static int part_lock(struct dynshm_hash *t, struct hash_part *pt)
+/* part_lock's way when the lock is not simply free: wait for it. */
+static int part_lock_wait(struct dynshm_hash *t, struct hash_part *pt)
 {
 	uint64_t me;
 	bool stolen;
@@ -196,17 +210,38 @@ static int part_lock(struct dynshm_hash *t, struct hash_part *pt)
 				    strerror(-rc));
 	if (stolen)
 		pt->dirty = 1;
-	if (pt->dirty) {
-		rc = part_rebuild(t, pt);
-		if (rc < 0) {
-			tlock_give(&pt->lock);
-			return dynshm_fail(-rc, "cannot repair hash table "
-					   "0x%016" PRIx64 ": its list of "
-					   "entries is corrupt or cannot be "
-					   "mapped", t->self);
-		}
-		pt->dirty = 0;
+	return 0;
+}
+
+/* part_lock's way when a repair is due (lock held); gives it on failure. */
+static int part_repair(struct dynshm_hash *t, struct hash_part *pt)
+{
+	int rc = part_rebuild(t, pt);
+
+	if (rc < 0) {
+		tlock_give(&pt->lock);
+		return dynshm_fail(-rc, "cannot repair hash table 0x%016" PRIx64
+				   ": its list of entries is corrupt or "
+				   "cannot be mapped", t->self);
 	}
+	pt->dirty = 0;
+	return 0;
+}
+
+/* Take pt's lock, repairing the partition if a holder died; 0 or -errno. */
+HOT int part_lock(struct dynshm_hash *t, struct hash_part *pt)
+{
+	uint64_t me;
+
+	if (!tlock_token_cached(&t->area->me, &t->area->me_gen, &me) ||
+	    !tlock_try_free(&pt->lock, me)) {
+		int rc = part_lock_wait(t, pt);
+
+		if (rc < 0)
+			return rc;
+	}
+	if (pt->dirty)
+		return part_repair(t, pt);
 	return 0;
 }
 
@@ -251,7 +286,18 @@ static void part_grow(struct dynshm_hash *t, struct hash_part *pt)
  * The entry with key in part, its address in *hep, and in *link the chain
  * link to it.
  */
-static dynshm_area_ptr part_find(struct dynshm_hash *t, struct hash_part *pt,
+HOT bool keys_equal(const unsigned char *a, const void *b, size_t n)
+{
+	uint64_t x, y;
+
+	if (n != 8)
+		return memcmp(a, b, n) == 0;
+	memcpy(&x, a, 8);
+	memcpy(&y, b, 8);
+	return x == y;
+}
+
+HOT dynshm_area_ptr part_find(struct dynshm_hash *t, struct hash_part *pt,
 				 uint64_t h, const void *key, size_t klen,
 				 dynshm_area_ptr **link, struct hash_entry **hep)
 {
@@ -272,7 +318,7 @@ static dynshm_area_ptr part_find(struct dynshm_hash *t, struct hash_part *pt,
 			return 0;
 		}
 		if (he->hash == h && he->klen == klen &&
-		    memcmp(he->data, key, klen) == 0) {
+		    keys_equal(he->data, key, klen)) {
 			if (link)
 				*link = l;
 			*hep = he;
@@ -323,7 +369,7 @@ static int locate(struct dynshm_hash *t, struct hash_part *pt, uint64_t h,
 	}
 }
 
-static int check_key(struct dynshm_hash *t, const void *key, size_t *klen)
+HOT int check_key(struct dynshm_hash *t, const void *key, size_t *klen)
 {
 	*klen = 0;
 	if (!t || !key)
@@ -472,8 +518,8 @@ out:
  * and may be stale or scribbled: it only chooses an address to prefetch,
  * which cannot fault, and nothing is dereferenced.
  */
-static void prefetch_bucket(struct dynshm_hash *t, struct hash_part *pt,
-			    uint64_t h)
+HOT void prefetch_bucket(struct dynshm_hash *t, struct hash_part *pt,
+			 uint64_t h)
 {
 	uint32_t log2 = atomic_load_explicit((_Atomic uint32_t *)&pt->log2_hint,
 					     memory_order_relaxed);
@@ -509,14 +555,27 @@ DYNSHM_EXPORT int dynshm_hash_find(dynshm_hash *t, const void *key,
 	rc = part_lock(t, pt);
 	if (rc < 0)
 		return rc;
-	/* one translation of the entry: locate's, checked by entry_at */
-	rc = locate(t, pt, h, key, klen, NULL, &e, &he);
-	if (rc < 0) {
-		tlock_give(&pt->lock);
-		return rc;
+	/*
+	 * One translation of the entry, checked by entry_at.  A link that
+	 * fails its checks marks the partition dirty: locate then rebuilds
+	 * and looks again.
+	 */
+	he = NULL;
+	e = part_find(t, pt, h, key, klen, NULL, &he);
+	if (pt->dirty) {
+		rc = locate(t, pt, h, key, klen, NULL, &e, &he);
+		if (rc < 0) {
+			tlock_give(&pt->lock);
+			return rc;
+		}
 	}
-	if (e && value)
-		memcpy(value, he->data + he->voff, t->hdr->value_size);
+	if (e && value) {
+		if (t->hdr->value_size == 8)
+			memcpy(value, he->data + he->voff, 8);
+		else
+			memcpy(value, he->data + he->voff,
+			       t->hdr->value_size);
+	}
 	tlock_give(&pt->lock);
 	return e ? 0 : -ENOENT;
 }

@@ -12,12 +12,12 @@
 #include <time.h>
 
 /* Bumped in every forked child: a cached token is its parent's. */
-static _Atomic unsigned fork_gen = 1;
+_Atomic unsigned tlock_fork_gen = 1;
 static pthread_once_t once = PTHREAD_ONCE_INIT;
 
 static void forked(void)
 {
-	atomic_fetch_add(&fork_gen, 1);
+	atomic_fetch_add(&tlock_fork_gen, 1);
 }
 
 static void register_fork(void)
@@ -32,13 +32,10 @@ int tlock_token(dynshm_instance *inst, uint64_t *cache, unsigned *cache_gen,
 	int rc;
 
 	pthread_once(&once, register_fork);
-	gen = atomic_load(&fork_gen);
+	gen = atomic_load(&tlock_fork_gen);
 	/* threads may fill the cache at once: with the same value */
-	if (__atomic_load_n(cache_gen, __ATOMIC_ACQUIRE) == gen) {
-		*me = __atomic_load_n(cache, __ATOMIC_RELAXED);
-		if (*me)
-			return 0;
-	}
+	if (tlock_token_cached(cache, cache_gen, me))
+		return 0;
 	rc = dynshm_proc_self(inst, me);
 	if (rc < 0)
 		return rc;
@@ -92,7 +89,13 @@ int tlock_take(dynshm_instance *inst, struct dynshm_tlock *l, uint64_t me,
 
 void tlock_give(struct dynshm_tlock *l)
 {
-	atomic_store(&l->owner, 0);
+	/*
+	 * Release is enough: the add below publishes this store to a taker
+	 * that reads word after it (and one that read word before it sees the
+	 * add in its fetch_or and tries again), and on x86 it is a plain store
+	 * instead of a second locked instruction.
+	 */
+	atomic_store_explicit(&l->owner, 0, memory_order_release);
 	if (atomic_fetch_add(&l->word, 2u) & 1u) {
 		atomic_fetch_and(&l->word, ~1u);
 		dynshm_fsys.futex((uint32_t *)&l->word, FUTEX_WAKE, INT32_MAX,

@@ -60,4 +60,31 @@ void tlock_give(struct dynshm_tlock *l);
 int tlock_token(dynshm_instance *inst, uint64_t *cache, unsigned *cache_gen,
 		uint64_t *me);
 
+/* Bumped in every forked child (tlock.c); read by tlock_token_cached. */
+extern _Atomic unsigned tlock_fork_gen;
+
+/*
+ * tlock_token's fast path, inline for a lookup's lock (hash.c): true with
+ * *me when the cache holds this process's token.  The cache is filled
+ * only by tlock_token, which registers the fork handler first, so a
+ * generation that matches is this process's.
+ */
+static inline bool tlock_token_cached(const uint64_t *cache,
+				      const unsigned *cache_gen, uint64_t *me)
+{
+	if (__atomic_load_n(cache_gen, __ATOMIC_ACQUIRE) !=
+	    atomic_load_explicit(&tlock_fork_gen, memory_order_relaxed))
+		return false;
+	*me = __atomic_load_n(cache, __ATOMIC_RELAXED);
+	return *me != 0;
+}
+
+/* tlock_take's first step, inline: true when l was free and is now ours. */
+static inline bool tlock_try_free(struct dynshm_tlock *l, uint64_t me)
+{
+	uint64_t free_ = 0;
+
+	return atomic_compare_exchange_strong(&l->owner, &free_, me);
+}
+
 #endif
