@@ -309,8 +309,12 @@ static int create_control(dynshm_instance *inst, const struct dynshm_config *cfg
 	if (rc == 0)
 		rc = ctl_validate(dynshm_impl_map_address(inst->ctl_map), size,
 				  inst->id, inst->name, &inst->c);
-	if (rc == 0)
+	if (rc == 0) {
+		state_space(st.ctl_backend, st.seg_dir, st.space,
+			    sizeof(st.space));
+		state_boot_id(st.boot, sizeof(st.boot));
 		rc = state_write(inst, &st);
+	}
 	if (rc < 0) {
 		/*
 		 * Back out: unmap, remove the object, then its record - only
@@ -484,6 +488,40 @@ static void sweep_pending(dynshm_instance *inst)
 	dynshm_clear_error();
 }
 
+/*
+ * The control object the state file names was not found.  Wipe (0) when
+ * that is what it is: the boot changed (a reboot took the memory), or we
+ * look where its creator looked and it was removed behind the library's
+ * back.  Refuse (-EXDEV) when we look somewhere else - another IPC
+ * namespace, another /dev/shm, an mmap directory we do not see: the
+ * instance lives on there.  A state file from before the place was
+ * recorded, or whose creator could not tell it, gets the old rule (wipe).
+ */
+static int control_gone_here(dynshm_instance *inst,
+			     const struct inst_state *st)
+{
+	char space[STATE_SPACE_MAX], boot[STATE_BOOT_MAX];
+
+	if (!st->space[0] || strcmp(st->space, "unknown") == 0)
+		return 0;
+	state_boot_id(boot, sizeof(boot));
+	if (st->boot[0] && boot[0] && strcmp(st->boot, boot) != 0)
+		return 0;
+	state_space(st->ctl_backend, st->seg_dir, space, sizeof(space));
+	if (strcmp(space, st->space) == 0)
+		return 0;
+	return dynshm_fail(EXDEV, "instance '%s' keeps its control segment "
+			   "(%s) in %s, where its creator made it; this "
+			   "process looks in %s and cannot see it there: it "
+			   "runs in another namespace (a container?).  The "
+			   "instance was left as it is: join it from where it "
+			   "was made or share that namespace, or use another "
+			   "instance (a reset here would strand the processes "
+			   "there)", inst->name,
+			   dynshm_impl_type_name(st->ctl_backend), st->space,
+			   space);
+}
+
 static int find_or_create(dynshm_instance *inst, const struct dynshm_config *cfg,
 			  unsigned flags)
 {
@@ -510,6 +548,8 @@ static int find_or_create(dynshm_instance *inst, const struct dynshm_config *cfg
 			return check_conflicts(inst, cfg);
 		if (rc < 0 && rc != -ENOENT)
 			return rc;
+		if (rc == -ENOENT && control_gone_here(inst, &st) < 0)
+			return -EXDEV;
 		/* Vanished (reboot, /dev/shm wiped) or half-destroyed. */
 		wipe(inst);
 	}

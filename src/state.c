@@ -26,6 +26,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <unistd.h>
 
 #define STATE_MAGIC "dynshm-state 1"
@@ -316,6 +318,12 @@ static int parse_state(dynshm_instance *inst, char *text, struct inst_state *st)
 		else if (strcmp(line, "mmap_directory") == 0 && val[0] == '/' &&
 			 strlen(val) < sizeof(st->seg_dir))
 			strcpy(st->seg_dir, val), seen |= 16;
+		else if (strcmp(line, "control_space") == 0 && val[0] &&
+			 strlen(val) < sizeof(st->space))
+			strcpy(st->space, val); /* optional: see state_space */
+		else if (strcmp(line, "boot_id") == 0 && val[0] &&
+			 strlen(val) < sizeof(st->boot))
+			strcpy(st->boot, val);
 		else
 			goto corrupt;
 	}
@@ -351,7 +359,7 @@ int state_read_file(dynshm_instance *inst, const char *file, char *text,
 
 int state_read(dynshm_instance *inst, struct inst_state *st)
 {
-	char text[2 * PATH_MAX];
+	char text[3 * PATH_MAX + 256];
 	int rc = state_read_file(inst, "state", text, sizeof(text));
 
 	return rc < 0 ? rc : parse_state(inst, text, st);
@@ -401,16 +409,19 @@ int state_write_file(dynshm_instance *inst, const char *file, const char *text,
 
 int state_write(dynshm_instance *inst, const struct inst_state *st)
 {
-	char text[2 * PATH_MAX];
+	char text[3 * PATH_MAX + 256];
 	int n;
 
 	n = snprintf(text, sizeof(text),
 		     STATE_MAGIC "\ninstance_id %016" PRIx64 "\nbackend %s\n"
 				 "control_backend %s\ncontrol_size %" PRIu64
-				 "\nmmap_directory %s\n",
+				 "\nmmap_directory %s\n%s%s%s%s%s%s",
 		     st->id, dynshm_impl_type_name(st->backend),
 		     dynshm_impl_type_name(st->ctl_backend), st->ctl_size,
-		     st->seg_dir);
+		     st->seg_dir, st->space[0] ? "control_space " : "",
+		     st->space, st->space[0] ? "\n" : "",
+		     st->boot[0] ? "boot_id " : "", st->boot,
+		     st->boot[0] ? "\n" : "");
 	if (n < 0 || (size_t)n >= sizeof(text))
 		return dynshm_fail(ENAMETOOLONG, "state file contents too long");
 	return state_write_file(inst, "state", text, (size_t)n);
@@ -431,7 +442,7 @@ int state_write(dynshm_instance *inst, const struct inst_state *st)
 int state_write_pending(dynshm_instance *inst, const struct inst_state *st,
 			int32_t pid, int64_t since)
 {
-	char text[2 * PATH_MAX];
+	char text[3 * PATH_MAX + 256];
 	int n;
 
 	n = snprintf(text, sizeof(text),
@@ -493,7 +504,7 @@ static int parse_pending(char *text, struct inst_state *st, int32_t *pid,
 int state_read_pending(dynshm_instance *inst, struct inst_state *st,
 		       int32_t *pid, int64_t *since)
 {
-	char text[2 * PATH_MAX];
+	char text[3 * PATH_MAX + 256];
 	int rc = state_read_file(inst, "pending", text, sizeof(text));
 
 	if (rc < 0)
@@ -514,6 +525,66 @@ void state_remove_pending(dynshm_instance *inst)
 	dynshm_sys.unlinkat(inst->dirfd, "pending.tmp", 0);
 }
 /* <<< the first open's window */
+
+/*
+ * >>> where the control object lives.  The instance directory can be
+ * shared with a process that does not share the place its objects live
+ * in: one in another IPC namespace sees none of its SysV objects, one with
+ * a /dev/shm of its own (a container's) none of its POSIX ones, one that
+ * does not see the mmap directory none of its files.  To such a process
+ * the control object looks vanished, as after a reboot, and an open used
+ * to wipe the instance and make another in its place, under every process
+ * of the first (and a read-only open wiped it too).  So the state file
+ * records where the creator found the control object's backend and the
+ * boot it was made in; an open that cannot find the control object wipes
+ * only when it looks in the same place (an object removed behind the
+ * library's back) or the boot changed, and refuses otherwise
+ * (find_or_create in instance.c).  The text is what the messages show.
+ */
+void state_space(dynshm_impl_type backend, const char *seg_dir, char *buf,
+		 size_t len)
+{
+	const char *path = backend == DYNSHM_IMPL_POSIX  ? "/dev/shm"
+			   : backend == DYNSHM_IMPL_SYSV ? "/proc/self/ns/ipc"
+							 : seg_dir;
+	struct stat st;
+
+	if (backend != DYNSHM_IMPL_POSIX && backend != DYNSHM_IMPL_SYSV &&
+	    backend != DYNSHM_IMPL_MMAP) {
+		snprintf(buf, len, "none");
+		return;
+	}
+	if (dynshm_sys.fstatat(AT_FDCWD, path, &st, 0) < 0) {
+		snprintf(buf, len, "unknown");
+		return;
+	}
+	if (backend == DYNSHM_IMPL_SYSV)
+		snprintf(buf, len, "SysV IPC namespace ipc:[%" PRIu64 "]",
+			 (uint64_t)st.st_ino);
+	else
+		snprintf(buf, len, "'%s' (device %u:%u, inode %" PRIu64 ")",
+			 path, major(st.st_dev), minor(st.st_dev),
+			 (uint64_t)st.st_ino);
+}
+
+/* This boot's id (the kernel's random boot_id), or "" where unreadable. */
+void state_boot_id(char *buf, size_t len)
+{
+	int fd = dynshm_sys.open("/proc/sys/kernel/random/boot_id",
+				 O_RDONLY | O_CLOEXEC, 0);
+	ssize_t n = -1;
+
+	buf[0] = '\0';
+	if (fd < 0)
+		return;
+	do
+		n = dynshm_sys.read(fd, buf, len - 1);
+	while (n < 0 && errno == EINTR);
+	DYNSHM_SAVE_ERRNO(dynshm_sys.close(fd));
+	buf[n > 0 ? n : 0] = '\0';
+	buf[strcspn(buf, "\n")] = '\0';
+}
+/* <<< where the control object lives */
 
 /* Remove state, lock and the directory itself (if nothing else is in it). */
 int state_remove(dynshm_instance *inst)

@@ -135,12 +135,23 @@ struct dynshm_instance {
 };
 
 /* State file contents (state.c). */
+/* >>> where the control object lives (state.c) */
+#define STATE_SPACE_MAX (PATH_MAX + 64)
+#define STATE_BOOT_MAX 40
+
 struct inst_state {
 	uint64_t id;
 	dynshm_impl_type backend;
 	dynshm_impl_type ctl_backend;
 	uint64_t ctl_size;
 	char seg_dir[PATH_MAX];
+	/*
+	 * Where the creator found the control object's backend, and the boot
+	 * it was made in (state_space, state_boot_id); "" in a state file
+	 * written before they were recorded.
+	 */
+	char space[STATE_SPACE_MAX];
+	char boot[STATE_BOOT_MAX];
 };
 
 /* liveness.c: bumped in every forked child (instance.c, after_fork_child) */
@@ -266,6 +277,10 @@ int state_read_pending(dynshm_instance *inst, struct inst_state *st,
 		       int32_t *pid, int64_t *since);
 void state_remove_pending(dynshm_instance *inst);
 /* <<< the first open's window */
+/* >>> where the control object lives (state.c) */
+void state_space(dynshm_impl_type backend, const char *seg_dir, char *buf,
+		 size_t len);
+void state_boot_id(char *buf, size_t len);
 
 /*
  * Test hook: called at named points inside critical sections so a test can

@@ -24,7 +24,10 @@
  *   files     the instance directory, state and lock files, the control
  *             segment and segments with the wrong mode, replaced by a
  *             symbolic link, or (as root) owned by someone else: refused
- *             with -EACCES and a message naming the path and the reason.
+ *             with -EACCES and a message naming the path and the reason;
+ *   namespace an open from another IPC namespace, with a /dev/shm of its
+ *             own, or with the mmap directory hidden: -EXDEV, and the
+ *             instance left whole (it used to be wiped and replaced).
  * One CMocka group per backend.  Cases that need root or namespaces skip.
  * Runs alone (is_parallel: false): sysv objects share the test tag.
  */
@@ -967,6 +970,102 @@ static void test_other_user(void **state)
 	free(v);
 }
 
+/* ---- another namespace ------------------------------------------------ */
+
+/*
+ * A process that sees the instance directory but not where its objects
+ * live - another IPC namespace (sysv), a /dev/shm of its own (posix), a
+ * private mount over the mmap directory - found the control object
+ * "vanished" and wiped the instance under its processes (even a read-only
+ * open did), then made another in its place.  It must be refused with
+ * -EXDEV, and the instance left whole.
+ */
+static char seg_dir[4300]; /* the mmap backend's own directory here */
+
+static int other_ns_open(unsigned flags)
+{
+	dynshm_config *cfg = config();
+	dynshm_instance *inst = NULL;
+	int rc;
+
+	if (be->type == DYNSHM_IMPL_MMAP)
+		assert_int_equal(dynshm_config_set(cfg, "dynshm_directory",
+						   seg_dir), 0);
+	rc = dynshm_instance_open(inst_dir, cfg, flags, &inst);
+	dynshm_config_free(cfg);
+	if (rc == 0)
+		dynshm_instance_close(inst);
+	return rc;
+}
+
+static int other_ns_child(void *arg)
+{
+	int rc;
+
+	(void)arg;
+	alarm(20);
+	if (be->type == DYNSHM_IMPL_SYSV)
+		rc = unshare(CLONE_NEWIPC) == 0 ? 0 : TEST_SKIP;
+	else
+		rc = private_tmpfs(be->type == DYNSHM_IMPL_POSIX ? "/dev/shm" :
+				   seg_dir, "0700");
+	if (rc != 0)
+		return rc;
+	for (int i = 0; i < 2; i++) {
+		rc = other_ns_open(i ? DYNSHM_OPEN_EXISTING : 0);
+		if (rc != -EXDEV || !strstr(dynshm_last_error(),
+					    "another namespace")) {
+			fprintf(stderr, "open from another namespace: %d "
+				"(%s)\n", rc, dynshm_last_error());
+			return 1;
+		}
+	}
+	return 0;
+}
+
+static void test_other_namespace(void **state)
+{
+	dynshm_instance *inst = NULL, *again = NULL;
+	dynshm_segment *seg = NULL;
+	dynshm_config *cfg = config();
+	uint64_t id;
+	int rc;
+
+	(void)state;
+	if (!test_is_root())
+		skip();
+	snprintf(seg_dir, sizeof(seg_dir), "%s/segs", dir);
+	assert_int_equal(mkdir(seg_dir, 0700), 0);
+	if (be->type == DYNSHM_IMPL_MMAP)
+		assert_int_equal(dynshm_config_set(cfg, "dynshm_directory",
+						   seg_dir), 0);
+	assert_int_equal(dynshm_instance_open(inst_dir, cfg, 0, &inst), 0);
+	dynshm_config_free(cfg);
+	id = id_of(inst);
+	assert_int_equal(dynshm_create_named(inst, "kept", 4096,
+					     DYNSHM_CREATE_PIN, &seg), 0);
+	strcpy(dynshm_segment_address(seg), "still here");
+	assert_int_equal(dynshm_detach(seg), 0);
+
+	rc = test_fork(other_ns_child, NULL);
+	if (rc == TEST_SKIP)
+		skip();
+	assert_int_equal(rc, 0);
+
+	/* the instance and its segment are whole, for us and for a newcomer */
+	assert_int_equal(id_of(inst), id);
+	assert_int_equal(dynshm_attach_named(inst, "kept", &seg), 0);
+	assert_string_equal(dynshm_segment_address(seg), "still here");
+	assert_int_equal(dynshm_destroy(inst, dynshm_segment_handle(seg)), 0);
+	assert_int_equal(dynshm_detach(seg), 0);
+	assert_int_equal(other_ns_open(DYNSHM_OPEN_EXISTING), 0);
+	assert_int_equal(open_at(inst_dir, DYNSHM_OPEN_EXISTING, &again), 0);
+	assert_int_equal(id_of(again), id);
+	assert_int_equal(dynshm_instance_close(again), 0);
+	assert_int_equal(dynshm_instance_destroy(inst), 0);
+	assert_int_equal(rmdir(seg_dir), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -990,6 +1089,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_foreign_owner, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_other_user, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_other_namespace, setup,
 						teardown),
 	};
 	int failed = 0;
