@@ -281,7 +281,8 @@ int dynshm_cancel_on_detach(dynshm_segment *seg, dynshm_on_detach_fn fn, void *a
  * Names: 1 to DYNSHM_SEGMENT_NAME_MAX bytes of letters, digits and '_' '.' '-'
  * ':' '/'.  A name is released when its segment is destroyed (dynshm_destroy,
  * or its last detach), even while a process still maps the old one.
- * Finding a name scans the used slots under the control lock: O(segments).
+ * Finding a name goes through a hash index in the control segment: O(1),
+ * whatever the number of segments.
  */
 #define DYNSHM_SEGMENT_NAME_MAX 63
 
