@@ -510,6 +510,17 @@ static int control_gone_here(dynshm_instance *inst,
 	state_space(st->ctl_backend, st->seg_dir, space, sizeof(space));
 	if (strcmp(space, st->space) == 0)
 		return 0;
+	if (strcmp(space, "unknown") == 0)
+		return dynshm_fail(EXDEV, "instance '%s' keeps its control "
+				   "segment (%s) in %s, where its creator "
+				   "made it; this process cannot see it and "
+				   "cannot tell where it looks (is /proc "
+				   "mounted?), so it cannot prove the "
+				   "instance gone: it was left as it is.  "
+				   "Open with reset to start it afresh",
+				   inst->name,
+				   dynshm_impl_type_name(st->ctl_backend),
+				   st->space);
 	return dynshm_fail(EXDEV, "instance '%s' keeps its control segment "
 			   "(%s) in %s, where its creator made it; this "
 			   "process looks in %s and cannot see it there: it "
