@@ -18,6 +18,10 @@
  *     reaped later
  *   /proc hidden (an empty mount over it, private mount      test_no_proc
  *     namespace; root): no false reap
+ *   clocks ten days ahead (a time namespace; root): no       test_time_namespace
+ *     false reap, the host's death seen from inside (a
+ *     liveness that compared /proc start times, which the
+ *     namespace shifts, would fail it)
  *   a process released behind its back gets -ESTALE, does    test_released_behind_back
  *     not publish another's half-initialised named segment
  *     (its init ran once, ours once), and its close leaves
@@ -305,6 +309,11 @@ static int teardown(void **state)
  * --mount-proc` makes it), or with /proc hidden under an empty tmpfs:
  * join, reap, report how many were reaped; then, told to, reap again.
  */
+#ifndef CLONE_NEWTIME
+#define CLONE_NEWTIME 0x80
+#endif
+#define TIME_AHEAD_S "864000"
+
 struct ns_arg {
 	int flags; /* CLONE_NEWPID: own pid namespace and /proc */
 	int out, in;
@@ -320,11 +329,22 @@ static int ns_member(struct ns_arg *a)
 		CHILD_CHECK(getpid() == 1);
 		CHILD_CHECK(mount("proc", "/proc", "proc",
 				  MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) == 0);
+	} else if (a->flags & CLONE_NEWTIME) {
+		FILE *f = fopen("/proc/self/timens_offsets", "re");
+		char line[128];
+		bool ahead = false;
+
+		CHILD_CHECK(f != NULL);
+		while (fgets(line, sizeof(line), f))
+			if (strncmp(line, "monotonic", 9) == 0)
+				ahead = strstr(line, TIME_AHEAD_S) != NULL;
+		fclose(f);
+		CHILD_CHECK(ahead); /* its clocks are ten days ahead */
 	} else {
 		CHILD_CHECK(mount("none", "/proc", "tmpfs", 0, "size=4k") == 0);
 	}
 	CHILD_CHECK(access("/proc/self/stat", F_OK) != 0 ||
-		    (a->flags & CLONE_NEWPID));
+		    (a->flags & (CLONE_NEWPID | CLONE_NEWTIME)));
 	CHILD_CHECK(dynshm_instance_open(fx.path, fx.cfg, 0, &inst) == 0);
 	CHILD_CHECK(dynshm_reap(inst, &n) == 0);
 	CHILD_CHECK(put(a->out, &n, sizeof(n)) == 0);
@@ -349,6 +369,19 @@ static int ns_run(int flags, int (*fn)(void *), void *arg, int pid_fd)
 		return 77;
 	if (mount("none", "/", "none", MS_REC | MS_PRIVATE, NULL) != 0)
 		return 77;
+	if (flags & CLONE_NEWTIME) {
+		/* the children's clocks: set before the first one is made */
+		int fd = open("/proc/self/timens_offsets", O_WRONLY | O_CLOEXEC);
+		const char *ahead = "monotonic " TIME_AHEAD_S " 0\n"
+				    "boottime " TIME_AHEAD_S " 0\n";
+		bool ok = fd >= 0 && write(fd, ahead, strlen(ahead)) ==
+					     (ssize_t)strlen(ahead);
+
+		if (fd >= 0)
+			close(fd);
+		if (!ok)
+			return 77;
+	}
 	fflush(NULL);
 	pid = fork();
 	if (pid < 0)
@@ -430,6 +463,18 @@ static void test_no_proc(void **state)
 {
 	(void)state;
 	run_in_namespace(0, "a mount namespace with /proc hidden");
+}
+
+/*
+ * Clocks ten days ahead (a time namespace, as CRIU's restored processes
+ * have): nothing in liveness reads a clock, and no time stamp of one
+ * process is compared with another's clock but CLOCK_REALTIME, which time
+ * namespaces leave alone; this keeps it so.
+ */
+static void test_time_namespace(void **state)
+{
+	(void)state;
+	run_in_namespace(CLONE_NEWTIME, "a time namespace ten days ahead");
 }
 
 /* ---- the control lock across PID namespaces ------------------------------ */
@@ -1369,6 +1414,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_pid_namespace, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_no_proc, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_time_namespace, setup,
+						teardown),
 		cmocka_unit_test_setup_teardown(test_leader_exit, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_full_descriptor_table,
