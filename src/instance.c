@@ -461,7 +461,7 @@ static int check_conflicts(dynshm_instance *inst, const struct dynshm_config *cf
  * is and the open goes on (its message is not kept: nobody would see it);
  * the next first open or reset replaces it, a destroy removes it.
  */
-static void sweep_pending(dynshm_instance *inst)
+static int sweep_pending(dynshm_instance *inst, unsigned flags)
 {
 	struct dynshm_impl_ident ident = { -1, 0, 0, 0 };
 	struct inst_state pending, st;
@@ -469,13 +469,39 @@ static void sweep_pending(dynshm_instance *inst)
 
 	if (state_read_pending(inst, &pending, &ident.cpid, &ident.ctime) < 0) {
 		dynshm_clear_error();
-		return;
+		return 0;
 	}
 	if (state_read(inst, &st) == 0 && st.id == pending.id) {
 		state_remove_pending(inst);
-		return;
+		return 0;
 	}
 	dynshm_clear_error();
+	/*
+	 * Made where we cannot look (another namespace): its object cannot be
+	 * found from here and must not be taken for gone, and a first open
+	 * of ours would overwrite the record.  Only a reset takes the
+	 * directory over (what it names there is then left to that place).
+	 */
+	if (pending.space[0] && strcmp(pending.space, "unknown") != 0) {
+		char here[STATE_SPACE_MAX];
+
+		state_space(pending.ctl_backend, pending.seg_dir, here,
+			    sizeof(here));
+		if (strcmp(here, pending.space) != 0) {
+			if (flags & DYNSHM_OPEN_RESET) {
+				state_remove_pending(inst);
+				return 0;
+			}
+			return dynshm_fail(EXDEV, "instance '%s': a first "
+					   "open in %s died half-way and "
+					   "left a control segment there; "
+					   "this process looks in %s and "
+					   "cannot remove it.  Open from "
+					   "there to finish, or with reset "
+					   "to take the directory over",
+					   inst->name, pending.space, here);
+		}
+	}
 	ident.size = pending.ctl_size;
 	if (dynshm_impl_space_open(pending.ctl_backend, pending.id,
 				pending.seg_dir, &space) == 0) {
@@ -486,6 +512,7 @@ static void sweep_pending(dynshm_instance *inst)
 		dynshm_impl_space_close(space);
 	}
 	dynshm_clear_error();
+	return 0;
 }
 
 /*
@@ -539,7 +566,9 @@ static int find_or_create(dynshm_instance *inst, const struct dynshm_config *cfg
 	struct inst_state st;
 	int rc;
 
-	sweep_pending(inst); /* a killed first open's object */
+	rc = sweep_pending(inst, flags); /* a killed first open's object */
+	if (rc < 0)
+		return rc;
 	rc = state_read(inst, &st);
 
 	if (rc < 0 && rc != -ENOENT && !(flags & DYNSHM_OPEN_RESET))

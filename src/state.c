@@ -445,13 +445,17 @@ int state_write_pending(dynshm_instance *inst, const struct inst_state *st,
 	char text[3 * PATH_MAX + 256];
 	int n;
 
+	char space[STATE_SPACE_MAX];
+
+	/* where the object will be: see "where the control object lives" */
+	state_space(st->ctl_backend, st->seg_dir, space, sizeof(space));
 	n = snprintf(text, sizeof(text),
 		     PENDING_MAGIC "\ninstance_id %016" PRIx64
 				   "\ncontrol_backend %s\ncontrol_size %" PRIu64
 				   "\ncreator_pid %d\ncreated %" PRId64
-				   "\nmmap_directory %s\n",
+				   "\nmmap_directory %s\ncontrol_space %s\n",
 		     st->id, dynshm_impl_type_name(st->ctl_backend),
-		     st->ctl_size, (int)pid, since, st->seg_dir);
+		     st->ctl_size, (int)pid, since, st->seg_dir, space);
 	if (n < 0 || (size_t)n >= sizeof(text))
 		return dynshm_fail(ENAMETOOLONG,
 				"pending file contents too long");
@@ -494,6 +498,9 @@ static int parse_pending(char *text, struct inst_state *st, int32_t *pid,
 		else if (strcmp(line, "mmap_directory") == 0 && val[0] == '/' &&
 			 strlen(val) < sizeof(st->seg_dir))
 			strcpy(st->seg_dir, val), seen |= 32;
+		else if (strcmp(line, "control_space") == 0 && val[0] &&
+			 strlen(val) < sizeof(st->space))
+			strcpy(st->space, val); /* optional */
 		else
 			return -EUCLEAN;
 	}

@@ -1023,11 +1023,41 @@ static int other_ns_child(void *arg)
 	return 0;
 }
 
+/* In the other namespace: die in a first open, after "pending" is written. */
+static void die_when_created(const char *point)
+{
+	if (strcmp(point, "open:created") == 0)
+		_exit(0);
+}
+
+static int other_ns_half_open(void *arg)
+{
+	dynshm_instance *inst = NULL;
+	dynshm_config *cfg = config();
+	int rc;
+
+	alarm(20);
+	if (be->type == DYNSHM_IMPL_SYSV)
+		rc = unshare(CLONE_NEWIPC) == 0 ? 0 : TEST_SKIP;
+	else
+		rc = private_tmpfs(be->type == DYNSHM_IMPL_POSIX ? "/dev/shm" :
+				   seg_dir, "0700");
+	if (rc != 0)
+		return rc;
+	if (be->type == DYNSHM_IMPL_MMAP)
+		CHILD_CHECK(dynshm_config_set(cfg, "dynshm_directory",
+					      seg_dir) == 0);
+	dynshm_test_hook = die_when_created;
+	(void)dynshm_instance_open(arg, cfg, 0, &inst);
+	return 1; /* the hook ends it */
+}
+
 static void test_other_namespace(void **state)
 {
 	dynshm_instance *inst = NULL, *again = NULL;
 	dynshm_segment *seg = NULL;
 	dynshm_config *cfg = config();
+	char other[4300];
 	uint64_t id;
 	int rc;
 
@@ -1062,6 +1092,24 @@ static void test_other_namespace(void **state)
 	assert_int_equal(open_at(inst_dir, DYNSHM_OPEN_EXISTING, &again), 0);
 	assert_int_equal(id_of(again), id);
 	assert_int_equal(dynshm_instance_close(again), 0);
+	assert_int_equal(dynshm_instance_destroy(inst), 0);
+
+	/*
+	 * A first open there died half-way: its "pending" names an object we
+	 * cannot see.  A first open here must not take it for gone (and
+	 * overwrite the record); a reset may take the directory over.
+	 */
+	snprintf(other, sizeof(other), "%s/other", dir);
+	assert_int_equal(test_fork(other_ns_half_open, other), 0);
+	cfg = config();
+	if (be->type == DYNSHM_IMPL_MMAP)
+		assert_int_equal(dynshm_config_set(cfg, "dynshm_directory",
+						   seg_dir), 0);
+	assert_int_equal(dynshm_instance_open(other, cfg, 0, &inst), -EXDEV);
+	assert_message_has("died half-way");
+	assert_int_equal(dynshm_instance_open(other, cfg, DYNSHM_OPEN_RESET,
+					      &inst), 0);
+	dynshm_config_free(cfg);
 	assert_int_equal(dynshm_instance_destroy(inst), 0);
 	assert_int_equal(rmdir(seg_dir), 0);
 }
