@@ -982,6 +982,15 @@ static void test_other_user(void **state)
  */
 static char seg_dir[4300]; /* the mmap backend's own directory here */
 
+/* Look elsewhere than the test: a private IPC namespace, /dev/shm or seg_dir. */
+static int enter_other_place(void)
+{
+	if (be->type == DYNSHM_IMPL_SYSV)
+		return unshare(CLONE_NEWIPC) == 0 ? 0 : TEST_SKIP;
+	return private_tmpfs(be->type == DYNSHM_IMPL_POSIX ? "/dev/shm" :
+			     seg_dir, "0700");
+}
+
 static int other_ns_open(unsigned flags)
 {
 	dynshm_config *cfg = config();
@@ -1004,11 +1013,7 @@ static int other_ns_child(void *arg)
 
 	(void)arg;
 	alarm(20);
-	if (be->type == DYNSHM_IMPL_SYSV)
-		rc = unshare(CLONE_NEWIPC) == 0 ? 0 : TEST_SKIP;
-	else
-		rc = private_tmpfs(be->type == DYNSHM_IMPL_POSIX ? "/dev/shm" :
-				   seg_dir, "0700");
+	rc = enter_other_place();
 	if (rc != 0)
 		return rc;
 	for (int i = 0; i < 2; i++) {
@@ -1037,11 +1042,7 @@ static int other_ns_half_open(void *arg)
 	int rc;
 
 	alarm(20);
-	if (be->type == DYNSHM_IMPL_SYSV)
-		rc = unshare(CLONE_NEWIPC) == 0 ? 0 : TEST_SKIP;
-	else
-		rc = private_tmpfs(be->type == DYNSHM_IMPL_POSIX ? "/dev/shm" :
-				   seg_dir, "0700");
+	rc = enter_other_place();
 	if (rc != 0)
 		return rc;
 	if (be->type == DYNSHM_IMPL_MMAP)
