@@ -39,6 +39,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -500,12 +501,44 @@ static bool slot_still_ours(const dynshm_instance *inst,
 /* After SHM_HUGETLB failed, this many sysv creates go straight to 4 KiB. */
 #define HUGE_BACKOFF 64
 
+/*
+ * An OS object belongs to whoever makes it, and every process of the
+ * instance refuses an object that is not its own (impl/common.c).  A
+ * member that dropped privileges after joining (setresuid to a service
+ * user, as prefork servers do) would make segments that the instance's
+ * other processes can neither attach nor destroy, with create reporting
+ * success: refuse it here, where the caller can still be told.  The
+ * instance's owner is its directory's, checked ours at open.
+ */
+static int check_still_owner(dynshm_instance *inst)
+{
+	struct stat st;
+
+	if (dynshm_sys.fstat(inst->dirfd, &st) < 0)
+		return dynshm_fail(errno, "cannot stat the directory of "
+				       "instance '%s': %s",
+				   inst->name, strerror(errno));
+	if (!dynshm_uid_is_ours(st.st_uid))
+		return dynshm_fail(EACCES,
+				"instance '%s' belongs to uid %u, but this "
+				"process now runs as uid %u (privileges "
+				"changed after dynshm_instance_open?): the "
+				"instance's other processes could not use a "
+				"segment it made",
+				inst->name, (unsigned)st.st_uid,
+				(unsigned)geteuid());
+	return 0;
+}
+
 static int create_os_object(dynshm_instance *inst, size_t size,
 			    const char *name, struct dynshm_segment *seg)
 {
 	dynshm_impl_space *space;
 	unsigned huge = region_segment_flags(inst, size);
-	int rc = space_for(inst, inst->backend, &space);
+	int rc = check_still_owner(inst);
+
+	if (rc == 0)
+		rc = space_for(inst, inst->backend, &space);
 
 	for (int attempt = 0; rc == 0 && attempt < 16; attempt++) {
 		rc = reserve_slot(inst, size, 0, name, &seg->slot,

@@ -25,6 +25,8 @@
  *             segment and segments with the wrong mode, replaced by a
  *             symbolic link, or (as root) owned by someone else: refused
  *             with -EACCES and a message naming the path and the reason;
+ *   dropped   a member that joined as the owner and dropped to nobody
+ *             (setresuid) may not create objects the owner cannot use;
  *   namespace an open from another IPC namespace, with a /dev/shm of its
  *             own, or with the mmap directory hidden: -EXDEV, and the
  *             instance left whole (it used to be wiped and replaced).
@@ -970,6 +972,53 @@ static void test_other_user(void **state)
 	free(v);
 }
 
+/*
+ * A member that joins as the owner and then drops to another uid (a
+ * prefork server's worker turning into its service user) made segments
+ * owned by that uid: create said 0, and the owner could neither attach
+ * nor destroy them ("belongs to uid 65534").  Its create must be refused.
+ */
+static int dropped_child(void *arg)
+{
+	dynshm_instance *inst = NULL;
+	dynshm_segment *seg = NULL;
+	int rc;
+
+	(void)arg;
+	CHILD_CHECK(open_at(inst_dir, 0, &inst) == 0);
+	CHILD_CHECK(drop_to_nobody() == 0);
+	rc = dynshm_create(inst, 8192,
+			   DYNSHM_CREATE_NO_REGION | DYNSHM_CREATE_PIN, &seg);
+	fprintf(stderr, "dropped member: create: %d (%s)\n", rc,
+		dynshm_last_error());
+	CHILD_CHECK(rc == -EACCES);
+	CHILD_CHECK(strstr(dynshm_last_error(), "privileges") != NULL);
+	CHILD_CHECK(dynshm_instance_close(inst) == 0);
+	return 0;
+}
+
+static void test_dropped_member(void **state)
+{
+	dynshm_instance *inst = NULL;
+	dynshm_segment *seg = NULL;
+	int rc;
+
+	(void)state;
+	if (!test_is_root())
+		skip();
+	inst = xopen();
+	assert_int_equal(dynshm_create(inst, 4096, 0, &seg), 0);
+	fflush(NULL);
+	if (fork() == 0)
+		_exit(dropped_child(NULL));
+	assert_int_equal(wait(&rc) > 0 && WIFEXITED(rc) ? WEXITSTATUS(rc) : -1,
+			 0);
+	/* nothing the owner cannot use was published */
+	assert_int_equal(nsegments(inst), 1);
+	assert_int_equal(dynshm_detach(seg), 0);
+	assert_int_equal(dynshm_instance_destroy(inst), 0);
+}
+
 /* ---- another namespace ------------------------------------------------ */
 
 /*
@@ -1138,6 +1187,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_foreign_owner, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_other_user, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_dropped_member, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_other_namespace, setup,
 						teardown),
