@@ -4,11 +4,12 @@
  * fake_mshare.h for what it models and why; docs/mshare.md for the v3
  * facts each rule comes from).
  *
- * Locking: fake_mshare->lock guards all shared state.  Nobody waits for
- * another process while holding it, and nothing touches a view while
- * holding it (the fault handler takes it, and a fault can only come from
- * the library's own accesses).  A holder killed with it held leaves
- * fm->pending (and r->dead / r->evicting) for repair() to finish.
+ * Locking: the state lock (lock_state) guards all shared state.  Nobody
+ * waits for another process while holding it, and nothing touches a view
+ * while holding it (the fault handler takes it, and a fault can only come
+ * from the library's own accesses).  A holder killed with it held leaves
+ * fm->held set, and fm->pending (and r->dead / r->evicting) for repair()
+ * to finish.
  */
 #include "fake_mshare.h"
 
@@ -249,51 +250,76 @@ static void repair(void)
 }
 
 /*
- * Wait in slices.  A waiter woken by an unlock and killed (the storm
- * kills at random) before it took the lock takes the wake-up with it: if
- * a third thread took the lock meanwhile without the waiters bit, its
- * unlock wakes nobody, and the other waiters sleep on a free lock for
- * good (seen in the storm under load).  So no wait is longer than 20 ms
- * at a time; a slice that ends with no holder recorded is counted, and
- * the wait goes on.  After 10 s a real holder is named once on stderr.
+ * The state lock is an OFD write lock on byte 0 of the state file, taken
+ * through a description opened for this one hold and closed with it, plus
+ * a mutex of this process's own that its threads take first.  The kernel
+ * drops the OFD lock when its holder dies, and knows nothing of pids: it
+ * holds between processes in any PID namespaces.  No descriptor stays
+ * open between calls (tests count them), and none is inherited: a fork
+ * waits for the local mutex (pthread_atfork), so no hold is under way in
+ * the parent when the child copies its descriptors.
+ *
+ * Not a robust pthread mutex, as it was: its futex word names the holder
+ * by thread id, which means something only in the holder's PID namespace.
+ * The kill storm's namespaced workers are all thread 1 (or 2, 3 ...) of
+ * namespaces of their own; when one of them was killed while waiting for
+ * the lock (the kernel then looks at the mutex its robust list marks as
+ * being taken) and the holder was another namespace's thread 1, the kernel
+ * took the holder for the dying thread, marked the lock's owner dead and
+ * woke a waiter, which took it with EOWNERDEAD and ran repair() while the
+ * holder still worked: two holders, the state torn (a map added with an
+ * empty link, windows lost; the holder's unlock then failed with EPERM).
+ *
+ * A holder that dies leaves fm->held set: the next holder repairs.
  */
+static int lock_fd = -1; /* while this process holds or waits: local_lock */
+static pthread_mutex_t local_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static void local_lock_take(void)
+{
+	pthread_mutex_lock(&local_lock);
+}
+
+static void local_lock_drop(void)
+{
+	pthread_mutex_unlock(&local_lock);
+}
+
 static void lock_state(void)
 {
 	struct fake_mshare *fm = fake_mshare;
-	struct timespec at;
+	struct flock fl = { .l_type = F_WRLCK, .l_whence = SEEK_SET,
+			    .l_start = 0, .l_len = 1 };
+	char path[PATH_MAX + 32];
 	int rc;
 
 	in_lock = true;
-	clock_gettime(CLOCK_REALTIME, &at); /* timedlock: musl has no clocklock */
-	for (unsigned slice = 1;; slice++) {
-		at.tv_nsec += 20000000; /* 20 ms */
-		if (at.tv_nsec >= 1000000000) {
-			at.tv_sec++;
-			at.tv_nsec -= 1000000000;
-		}
-		rc = pthread_mutex_timedlock(&fm->lock, &at);
-		if (rc != ETIMEDOUT)
-			break;
-		if (__atomic_load_n(&fm->holder_tid, __ATOMIC_RELAXED) == 0)
-			__atomic_add_fetch(&fm->lost_wakeups, 1, __ATOMIC_RELAXED);
-		else if (slice == 500)
-			fprintf(stderr, "fake_mshare: pid %d waited 10 s for the "
-					"state lock, held by tid %d (pid %d)\n",
-				(int)getpid(), (int)fm->holder_tid,
-				(int)fm->holder_pid);
+	local_lock_take();
+	snprintf(path, sizeof(path), "%s/.fake-mshare", fm->mount);
+	lock_fd = open(path, O_RDWR | O_CLOEXEC);
+	do
+		rc = lock_fd < 0 ? -1 : fcntl(lock_fd, F_OFD_SETLKW, &fl);
+	while (rc < 0 && lock_fd >= 0 && errno == EINTR);
+	if (rc < 0) {
+		fprintf(stderr, "fake_mshare: cannot take the state lock "
+				"('%s'): %s\n", path, strerror(errno));
+		abort();
 	}
-	if (rc == EOWNERDEAD) {
+	if (fm->held) /* its last holder died holding it */
 		repair();
-		pthread_mutex_consistent(&fm->lock);
-	}
-	fm->holder_pid = getpid();
-	fm->holder_tid = gettid_();
+	fm->held = 1;
 }
 
 static void unlock_state(void)
 {
-	fake_mshare->holder_pid = fake_mshare->holder_tid = 0;
-	pthread_mutex_unlock(&fake_mshare->lock);
+	struct flock fl = { .l_type = F_UNLCK, .l_whence = SEEK_SET,
+			    .l_start = 0, .l_len = 1 };
+
+	fake_mshare->held = 0;
+	fcntl(lock_fd, F_OFD_SETLK, &fl);
+	close(lock_fd);
+	lock_fd = -1;
+	local_lock_drop();
 	in_lock = false;
 }
 
@@ -416,10 +442,10 @@ static void on_fault(int sig, siginfo_t *si, void *uc)
 	int saved = errno;
 
 	/*
-	 * A fault while taking or holding the lock: libc's robust-list
-	 * bookkeeping touched a mutex this thread holds in a window that is
-	 * gone (only a wrong UNMAP does that).  The kernel would make it a
-	 * SIGSEGV; resolving it here would wait for our own lock.
+	 * A fault while taking or holding the state lock: none of the
+	 * emulation's code touches a view, so it is a bad access of its own.
+	 * The kernel would make it a SIGSEGV; resolving it here would wait
+	 * for our own lock.
 	 */
 	if (in_lock) {
 		signal(SIGSEGV, SIG_DFL);
@@ -989,17 +1015,9 @@ static int map_state(const char *mount, bool create)
 	if (p == MAP_FAILED)
 		return -errno;
 	fake_mshare = p;
-	if (fresh) {
-		pthread_mutexattr_t a;
-
-		pthread_mutexattr_init(&a);
-		pthread_mutexattr_setpshared(&a, PTHREAD_PROCESS_SHARED);
-		pthread_mutexattr_setrobust(&a, PTHREAD_MUTEX_ROBUST);
-		pthread_mutex_init(&fake_mshare->lock, &a);
-		pthread_mutexattr_destroy(&a);
+	if (fresh)
 		snprintf(fake_mshare->mount, sizeof(fake_mshare->mount), "%s",
 			 mount);
-	}
 	return 0;
 }
 
@@ -1052,6 +1070,7 @@ void fake_mshare_default_faults(void)
 
 int fake_mshare_install(const char *mount, int abi, uint64_t align)
 {
+	static bool atfork_set;
 	char path[PATH_MAX + 32];
 	pid_t parent = getpid(), pid;
 	FILE *info;
@@ -1076,6 +1095,9 @@ int fake_mshare_install(const char *mount, int abi, uint64_t align)
 	rc = map_state(mount, true);
 	if (rc < 0)
 		return rc;
+	if (!atfork_set && pthread_atfork(local_lock_take, local_lock_drop,
+					  local_lock_drop) == 0)
+		atfork_set = true;
 	fake_mshare->abi = abi;
 	fake_mshare->align = align;
 	fake_mshare->magic = MSHARE_MAGIC;

@@ -9,8 +9,9 @@
  * the owner's exit only makes mmap fail (issue 17).  This one keeps what
  * the kernel keeps in one shared file (<mount>/.fake-mshare, mapped by
  * every process that installs or inherits the fake), read and changed
- * under one robust lock by every emulated call, and nothing in any
- * process's own memory that another process has to bring up to date:
+ * under one lock (an OFD lock on that file, which PID namespaces do not
+ * affect) by every emulated call, and nothing in any process's own
+ * memory that another process has to bring up to date:
  *   - regions by inode: size (set once, a multiple of the alignment), the
  *     owning *thread* (a robust mutex it locks at creation: the kernel
  *     releases it when that thread exits, whatever the process does), and
@@ -99,18 +100,16 @@ struct fake_region {
  * (or, for a CREATE_MAPPING not yet added, undo) if it was killed. */
 enum fake_pending { PENDING_NONE, PENDING_CREATE, PENDING_UNMAP };
 
-/* Guarded by lock (robust, process-shared). */
+/* Guarded by the state lock: an OFD lock on byte 0 of this file. */
 struct fake_mshare {
-	pthread_mutex_t lock;
+	uint32_t held;		/* 1 while a holder is in; left by one that died */
 	char mount[PATH_MAX];
 	uint64_t align;
 	int abi;		/* 3, 2 (no fd objects) or 1 (old numbers) */
 	uint32_t magic;		/* what statfs reports for the mount */
 	int fail_step, fail_err; /* enum fake_step: fail it with fail_err */
 	uint64_t next_id, next_serial;
-	int32_t helper_pid;
-	int32_t holder_pid, holder_tid; /* of lock, for diagnostics */
-	unsigned lost_wakeups;	/* lock slices that ended with it free */
+	int32_t helper_pid;	/* the installer's child: in its namespace */
 	int pending, pending_region;
 	uint64_t pending_off, pending_size;
 	struct fake_map pending_map; /* PENDING_CREATE: the map being added */
