@@ -25,10 +25,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <poll.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/socket.h>
 #include <sys/statfs.h>
 #include <sys/syscall.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -86,6 +89,213 @@ static void hold_path(const struct fake_region *r, char *buf, size_t len)
 }
 
 /*
+ * ---- the keeper: objects no name reaches ------------------------------------
+ *
+ * An object already unlinked when it is placed (the probe's, in every
+ * region creation) has no name to link, and the host mm's reference to
+ * it is a file reference, not a process's.  The helper process keeps such
+ * objects' descriptors and hands copies out (SCM_RIGHTS) over a unix
+ * socket bound in the mount, one connection per call: every process,
+ * whatever its PID or mount namespace, reaches it by that path, not by a
+ * pid (/proc/<pid>/fd/<n>, as before, named another process or none from
+ * a worker in a PID namespace of its own).  Callers hold the state lock;
+ * the helper never waits for it (try_lock_state), so it always answers.
+ */
+enum keeper_op { KEEP = 1, FETCH, FORGET };
+
+struct keeper_msg {
+	uint64_t op, id; /* no padding to leave uninitialised */
+};
+
+#define KEPT (FAKE_REGIONS * FAKE_MAPS + 8)
+static bool i_am_keeper; /* in the helper: the table is here */
+static struct {
+	uint64_t id; /* 0: free */
+	int fd;
+} kept[KEPT];
+
+static int keeper_addr(struct sockaddr_un *a)
+{
+	memset(a, 0, sizeof(*a));
+	a->sun_family = AF_UNIX;
+	if ((size_t)snprintf(a->sun_path, sizeof(a->sun_path),
+			     "%s/.fake-mshare.keeper", fake_mshare->mount) >=
+	    sizeof(a->sun_path)) {
+		errno = ENAMETOOLONG;
+		return -1;
+	}
+	return 0;
+}
+
+/* Send msg (with fd when fd >= 0); 0 or -1. */
+static int send_with_fd(int sock, const void *msg, size_t len, int fd)
+{
+	union {
+		char buf[CMSG_SPACE(sizeof(int))];
+		struct cmsghdr align;
+	} u;
+	struct iovec iov = { (void *)msg, len };
+	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
+
+	if (fd >= 0) {
+		struct cmsghdr *c;
+
+		memset(&u, 0, sizeof(u));
+		mh.msg_control = u.buf;
+		mh.msg_controllen = sizeof(u.buf);
+		c = CMSG_FIRSTHDR(&mh);
+		c->cmsg_level = SOL_SOCKET;
+		c->cmsg_type = SCM_RIGHTS;
+		c->cmsg_len = CMSG_LEN(sizeof(int));
+		memcpy(CMSG_DATA(c), &fd, sizeof(int));
+	}
+	return sendmsg(sock, &mh, MSG_NOSIGNAL) == (ssize_t)len ? 0 : -1;
+}
+
+/* Receive msg and the descriptor sent with it (*fd, -1 if none). */
+static int recv_with_fd(int sock, void *msg, size_t len, int *fd)
+{
+	union {
+		char buf[CMSG_SPACE(sizeof(int))];
+		struct cmsghdr align;
+	} u;
+	struct iovec iov = { msg, len };
+	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1,
+			     .msg_control = u.buf,
+			     .msg_controllen = sizeof(u.buf) };
+	struct cmsghdr *c;
+	ssize_t n = recvmsg(sock, &mh, MSG_CMSG_CLOEXEC);
+
+	*fd = -1;
+	for (c = n >= 0 ? CMSG_FIRSTHDR(&mh) : NULL; c; c = CMSG_NXTHDR(&mh, c))
+		if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS)
+			memcpy(fd, CMSG_DATA(c), sizeof(int));
+	if (n != (ssize_t)len) {
+		if (*fd >= 0)
+			close(*fd);
+		*fd = -1;
+		if (n >= 0)
+			errno = ECONNRESET;
+		return -1;
+	}
+	return 0;
+}
+
+/* In the helper: do op; a FETCH's descriptor in *out (not to be closed). */
+static int32_t keeper_do(const struct keeper_msg *q, int fd, int *out)
+{
+	int free_k = -1;
+
+	*out = -1;
+	for (int k = 0; k < KEPT; k++) {
+		if (kept[k].id == q->id && q->id) {
+			if (q->op == FETCH) {
+				*out = kept[k].fd;
+				return 0;
+			}
+			close(kept[k].fd); /* FORGET, or KEEP again */
+			kept[k].id = 0;
+		}
+		if (!kept[k].id && free_k < 0)
+			free_k = k;
+	}
+	if (q->op == FETCH)
+		return ENOENT;
+	if (q->op != KEEP)
+		return 0;
+	if (fd < 0 || free_k < 0)
+		return fd < 0 ? EBADF : ENOMEM;
+	kept[free_k].id = q->id;
+	kept[free_k].fd = fd;
+	return 0;
+}
+
+/*
+ * op on object id (KEEP sends fd; FETCH returns a descriptor of the
+ * object).  -1 with errno on failure.  Under the state lock.
+ */
+static int keeper_call(enum keeper_op op, uint64_t id, int fd)
+{
+	struct keeper_msg q = { op, id };
+	struct sockaddr_un a;
+	int32_t err = 0;
+	int sock, got = -1, mine;
+
+	if (i_am_keeper) {
+		if (op == KEEP && (fd = fcntl(fd, F_DUPFD_CLOEXEC, 0)) < 0)
+			return -1;
+		err = keeper_do(&q, fd, &mine);
+		if (err && op == KEEP)
+			close(fd);
+		if (!err && op == FETCH &&
+		    (got = fcntl(mine, F_DUPFD_CLOEXEC, 0)) < 0)
+			return -1;
+		errno = err;
+		return err ? -1 : op == FETCH ? got : 0;
+	}
+	if (keeper_addr(&a) < 0)
+		return -1;
+	sock = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+	if (sock < 0)
+		return -1;
+	if (connect(sock, (struct sockaddr *)&a, sizeof(a)) < 0 ||
+	    send_with_fd(sock, &q, sizeof(q), op == KEEP ? fd : -1) < 0 ||
+	    recv_with_fd(sock, &err, sizeof(err), &got) < 0) {
+		int e = errno;
+
+		close(sock);
+		errno = e;
+		return -1;
+	}
+	close(sock);
+	if (err) {
+		if (got >= 0)
+			close(got);
+		errno = err;
+		return -1;
+	}
+	return op == FETCH ? got : 0;
+}
+
+/* In the helper: answer every call waiting on the listening socket. */
+static void keeper_serve(int lsock)
+{
+	int c;
+
+	while ((c = accept4(lsock, NULL, NULL, SOCK_CLOEXEC)) >= 0) {
+		struct keeper_msg q;
+		int fd, out;
+		int32_t err;
+
+		/* a caller killed before it sent anything: EOF, nothing done */
+		if (recv_with_fd(c, &q, sizeof(q), &fd) == 0) {
+			err = keeper_do(&q, fd, &out);
+			if (err && fd >= 0)
+				close(fd);
+			send_with_fd(c, &err, sizeof(err), out);
+		}
+		close(c);
+	}
+}
+
+/* A descriptor of the object m names (its link, or the keeper's). */
+static int object_open(const struct fake_map *m)
+{
+	if (m->borrowed)
+		return keeper_call(FETCH, m->id, -1);
+	return open(m->link, O_RDWR | O_CLOEXEC);
+}
+
+/* Let go of what keeps the object of map (m's fields only are read). */
+static void object_release(const struct fake_map *m)
+{
+	if (m->borrowed)
+		keeper_call(FORGET, m->id, -1);
+	else if (m->link[0])
+		unlink(m->link);
+}
+
+/*
  * Take a mapping away from every process at once: truncating its object
  * zaps every page table entry of it in every process (the kernel's own
  * unmap_mapping_range), so the next access anywhere faults and the fault
@@ -96,7 +306,7 @@ static void drop_map(struct fake_map *m, bool revoke)
 	if (!m->id && !m->link[0])
 		return;
 	if (revoke && m->link[0]) {
-		int fd = open(m->link, O_RDWR | O_CLOEXEC);
+		int fd = object_open(m);
 
 		if (fd >= 0) {
 			if (ftruncate(fd, 0) == 0)
@@ -104,10 +314,7 @@ static void drop_map(struct fake_map *m, bool revoke)
 			close(fd);
 		}
 	}
-	if (!m->borrowed)
-		unlink(m->link);
-	else if (m->borrow_pid == getpid())
-		close(m->borrow_fd);
+	object_release(m);
 	memset(m, 0, sizeof(*m));
 }
 
@@ -233,8 +440,8 @@ static void repair(void)
 		if (added) /* it was added: finish the replacing */
 			drop_range(fm->pending_region, added->off,
 				   added->off + added->size, added, NULL);
-		else if (!fm->pending_map.borrowed && fm->pending_map.link[0])
-			unlink(fm->pending_map.link); /* undo */
+		else /* undo */
+			object_release(&fm->pending_map);
 	} else if (fm->pending == PENDING_UNMAP) {
 		drop_range(fm->pending_region, fm->pending_off,
 			   fm->pending_off + fm->pending_size, NULL, NULL);
@@ -285,7 +492,8 @@ static void local_lock_drop(void)
 	pthread_mutex_unlock(&local_lock);
 }
 
-static void lock_state(void)
+/* Take the state lock; without wait, only if it is free (false if not). */
+static bool take_state(bool wait)
 {
 	struct fake_mshare *fm = fake_mshare;
 	struct flock fl = { .l_type = F_WRLCK, .l_whence = SEEK_SET,
@@ -298,8 +506,17 @@ static void lock_state(void)
 	snprintf(path, sizeof(path), "%s/.fake-mshare", fm->mount);
 	lock_fd = open(path, O_RDWR | O_CLOEXEC);
 	do
-		rc = lock_fd < 0 ? -1 : fcntl(lock_fd, F_OFD_SETLKW, &fl);
+		rc = lock_fd < 0 ? -1
+				 : fcntl(lock_fd, wait ? F_OFD_SETLKW
+						       : F_OFD_SETLK, &fl);
 	while (rc < 0 && lock_fd >= 0 && errno == EINTR);
+	if (rc < 0 && !wait && (errno == EAGAIN || errno == EACCES)) {
+		close(lock_fd);
+		lock_fd = -1;
+		local_lock_drop();
+		in_lock = false;
+		return false;
+	}
 	if (rc < 0) {
 		fprintf(stderr, "fake_mshare: cannot take the state lock "
 				"('%s'): %s\n", path, strerror(errno));
@@ -308,6 +525,12 @@ static void lock_state(void)
 	if (fm->held) /* its last holder died holding it */
 		repair();
 	fm->held = 1;
+	return true;
+}
+
+static void lock_state(void)
+{
+	take_state(true);
 }
 
 static void unlock_state(void)
@@ -400,7 +623,7 @@ static enum resolved resolve(void *addr)
 		unlock_state();
 		return FAULT;
 	}
-	fd = open(cur->link, O_RDWR | O_CLOEXEC);
+	fd = object_open(cur);
 	if (fd < 0 || !free_l ||
 	    mmap(v->base + cur->off, cur->size, cur->prot, MAP_SHARED | MAP_FIXED,
 		 fd, (off_t)cur->offset) == MAP_FAILED) {
@@ -779,8 +1002,9 @@ static int fake_munmap(void *addr, size_t len)
 
 /* ---- the ioctls ----------------------------------------------------------- */
 
-/* Keep the object as the host mm would: a link, or this process's fd.
- * m->link is set before anything is made: repair() removes it if we die. */
+/* Keep the object as the host mm would: a link, or else the keeper.
+ * m->id and m->link are set before anything is made: repair() removes the
+ * link, or has the keeper forget the object, if we die. */
 static int hold_object(int fd, uint64_t id, struct fake_map *m)
 {
 	char self[64], target[FAKE_LINK - 64], *slash, *base;
@@ -793,9 +1017,7 @@ static int hold_object(int fd, uint64_t id, struct fake_map *m)
 	 */
 	snprintf(self, sizeof(self), "/proc/thread-self/fd/%d", fd);
 	n = readlink(self, target, sizeof(target) - 1);
-	if (n < 0)
-		return -1;
-	target[n] = '\0';
+	target[n > 0 ? n : 0] = '\0';
 	slash = strrchr(target, '/');
 	if (target[0] == '/' && slash && !strstr(target, " (deleted)")) {
 		/* in the mount if it can be (the object's directory stays
@@ -823,15 +1045,11 @@ static int hold_object(int fd, uint64_t id, struct fake_map *m)
 			   AT_SYMLINK_FOLLOW) == 0)
 			return 0;
 	}
-	m->link[0] = '\0';
+	/* unlinked (or no /proc to name it): the keeper holds it */
 	m->borrowed = true;
-	m->borrow_pid = getpid();
-	m->borrow_fd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
-	if (m->borrow_fd < 0)
-		return -1;
-	snprintf(m->link, sizeof(m->link), "/proc/%d/fd/%d", (int)getpid(),
-		 m->borrow_fd);
-	return 0;
+	snprintf(m->link, sizeof(m->link), "(the keeper's object %llu)",
+		 (unsigned long long)id);
+	return keeper_call(KEEP, id, fd);
 }
 
 static int fake_create(int ri, const struct mshare_create_arg *c)
@@ -880,8 +1098,7 @@ static int fake_create(int ri, const struct mshare_create_arg *c)
 	if (hold_object((int)c->fd, id, pm) < 0) {
 		int err = errno;
 
-		if (!pm->borrowed && pm->link[0])
-			unlink(pm->link);
+		object_release(pm);
 		memset(pm, 0, sizeof(*pm));
 		fm->pending = PENDING_NONE;
 		errno = err;
@@ -967,24 +1184,55 @@ static int fake_ioctl(int fd, unsigned long req, void *arg)
 
 /* ---- the helper: owner exits and last holders nobody calls about ---------- */
 
-static void helper_main(pid_t parent)
+/*
+ * The helper answers the keeper's callers at once, and every millisecond
+ * or so, when the state lock is free, does what nobody may call about.
+ * It never waits for the lock: a caller of the keeper holds it.
+ */
+static void helper_main(pid_t parent, int lsock)
 {
-	struct timespec ts = { 0, 1000000 };
+	struct pollfd p = { .fd = lsock, .events = POLLIN };
 
+	i_am_keeper = true;
 	for (unsigned n = 0;; n++) {
 		bool gone = getppid() != parent;
 
-		lock_state();
-		for (int i = 0; i < FAKE_REGIONS; i++) {
-			check_owner(i);
-			if (n % 4 == 0) /* a holder killed: nobody closed */
-				maybe_evict(i);
+		if (poll(&p, 1, 1) > 0)
+			keeper_serve(lsock);
+		if (take_state(false)) {
+			for (int i = 0; i < FAKE_REGIONS; i++) {
+				check_owner(i);
+				if (n % 4 == 0) /* a holder killed: nobody closed */
+					maybe_evict(i);
+			}
+			unlock_state();
 		}
-		unlock_state();
 		if (gone)
 			_exit(0);
-		nanosleep(&ts, NULL);
 	}
+}
+
+/* The keeper's socket, listening, bound in the mount; -1 with errno. */
+static int keeper_listen(void)
+{
+	struct sockaddr_un a;
+	int s;
+
+	if (keeper_addr(&a) < 0)
+		return -1;
+	s = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (s < 0)
+		return -1;
+	unlink(a.sun_path); /* a socket left by a killed installer */
+	if (bind(s, (struct sockaddr *)&a, sizeof(a)) < 0 ||
+	    listen(s, 64) < 0) {
+		int e = errno;
+
+		close(s);
+		errno = e;
+		return -1;
+	}
+	return s;
 }
 
 /* ---- install ------------------------------------------------------------------ */
@@ -1074,7 +1322,7 @@ int fake_mshare_install(const char *mount, int abi, uint64_t align)
 	char path[PATH_MAX + 32];
 	pid_t parent = getpid(), pid;
 	FILE *info;
-	int rc;
+	int rc, lsock;
 
 	if (fake_mshare) { /* again: new knobs, entries put back */
 		fake_mshare->abi = abi;
@@ -1104,6 +1352,9 @@ int fake_mshare_install(const char *mount, int abi, uint64_t align)
 	memset(fd_region, 0, sizeof(fd_region));
 	memset(fd_hold, 0, sizeof(fd_hold));
 	memset(views, 0, sizeof(views));
+	lsock = keeper_listen();
+	if (lsock < 0)
+		return -errno;
 	pid = fork();
 	if (pid == 0) {
 		int null = open("/dev/null", O_RDWR);
@@ -1111,11 +1362,14 @@ int fake_mshare_install(const char *mount, int abi, uint64_t align)
 		for (int fd = 0; fd < 3 && null >= 0; fd++)
 			dup2(null, fd);
 		/* nothing of the test's: no flock, no pipe may stay open */
-		if (syscall(SYS_close_range, 3u, ~0u, 0u) < 0) /* before 5.9 */
-			for (int fd = 3; fd < 4096; fd++)
+		if (lsock != 3 && dup3(lsock, 3, O_CLOEXEC) < 0)
+			_exit(1);
+		if (syscall(SYS_close_range, 4u, ~0u, 0u) < 0) /* before 5.9 */
+			for (int fd = 4; fd < 4096; fd++)
 				close(fd);
-		helper_main(parent);
+		helper_main(parent, 3);
 	}
+	close(lsock);
 	if (pid < 0)
 		return -errno;
 	fake_mshare->helper_pid = pid;
@@ -1144,9 +1398,13 @@ void fake_mshare_uninstall(void)
 	if (!fm)
 		return;
 	if (fm->helper_pid > 0 && getpid() != fm->helper_pid) {
+		struct sockaddr_un a;
+
 		kill(fm->helper_pid, SIGKILL);
 		waitpid(fm->helper_pid, NULL, 0);
 		fm->helper_pid = 0;
+		if (keeper_addr(&a) == 0)
+			unlink(a.sun_path);
 	}
 	lock_state();
 	for (int i = 0; i < FAKE_REGIONS; i++) {

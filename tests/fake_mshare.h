@@ -42,9 +42,11 @@
  * The host mm's reference to a placed object is a hard link in the mount
  * (.fake-mshare-obj-<n>) or, on another file system such as /dev/shm, next
  * to it (dynshm.<id>.fake-mshare-<n>, so a leaked one shows as a test
- * leftover), or for an object already unlinked /proc/<pid>/fd/<n> of the
- * placing process.  A region is evicted (its mappings dropped) once its
- * file is unlinked and no process holds a descriptor or a view.
+ * leftover), or for an object already unlinked (no name to link) a
+ * descriptor the helper keeps and hands out over a unix socket bound in
+ * the mount (.fake-mshare.keeper): reached by path, not by a pid, from
+ * any PID or mount namespace.  A region is evicted (its mappings dropped)
+ * once its file is unlinked and no process holds a descriptor or a view.
  *
  * What it cannot model: page-table sharing itself (each process maps the
  * objects itself); an object keeping its contents after its window is
@@ -80,8 +82,7 @@ struct fake_map {
 	uint64_t off, size, offset;
 	uint64_t dev, ino;	/* the object */
 	int prot;
-	bool borrowed;		/* link is /proc/<pid>/fd/<fd>: not unlinked */
-	int32_t borrow_pid, borrow_fd;
+	bool borrowed;		/* the helper keeps it, by id; link names it */
 	char link[FAKE_LINK];	/* what keeps the object: open it to map it */
 };
 
