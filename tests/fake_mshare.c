@@ -351,14 +351,38 @@ static unsigned drop_range(int ri, uint64_t off, uint64_t end,
 }
 
 /*
+ * The regions a thread of this process owns, in this process's memory
+ * (a forked child owns none: v3 17/22).  Not told by pid and thread id in
+ * the shared state, as before: those of a process in another PID
+ * namespace can be the same numbers, and its unlock of the owner's
+ * mutex would then succeed - and unlink the mutex from a robust list in
+ * another address space.
+ */
+static struct {
+	uint64_t serial; /* 0: none */
+	int tid;
+} owning[FAKE_REGIONS];
+
+static void owning_note(struct fake_region *r)
+{
+	owning[r - fake_mshare->r].serial = r->serial;
+	owning[r - fake_mshare->r].tid = gettid_();
+}
+
+/*
  * A robust mutex sits in its owner thread's robust list, which runs through
  * the mutexes themselves: it must not be re-initialised or unmapped while
- * locked.  Let go of ours (EPERM when it is not ours: nothing done).
+ * locked.  Let go of it if this thread owns it.
  */
 static void release_owner(struct fake_region *r)
 {
-	if (r->owner_tid == gettid_() && r->owner_pid == getpid())
+	long i = r - fake_mshare->r;
+
+	if (owning[i].serial && owning[i].serial == r->serial &&
+	    owning[i].tid == gettid_()) {
 		pthread_mutex_unlock(&r->owner);
+		owning[i].serial = 0;
+	}
 }
 
 /* Under the lock: a region's owner thread exited: tear it down. */
@@ -376,7 +400,7 @@ static void check_owner(int i)
 	struct fake_region *r = &fake_mshare->r[i];
 	int rc;
 
-	if (!r->used || r->dead || !r->owner_tid)
+	if (!r->used || r->dead || !r->has_owner)
 		return;
 	rc = pthread_mutex_trylock(&r->owner);
 	if (rc == EBUSY)
@@ -490,6 +514,13 @@ static void local_lock_take(void)
 static void local_lock_drop(void)
 {
 	pthread_mutex_unlock(&local_lock);
+}
+
+/* In a forked child: it owns no region; its only thread holds the mutex. */
+static void after_fork_child(void)
+{
+	memset(owning, 0, sizeof(owning));
+	local_lock_drop();
 }
 
 /* Take the state lock; without wait, only if it is free (false if not). */
@@ -745,7 +776,7 @@ static bool reusable(struct fake_region *r)
 
 	if (r->used)
 		return false;
-	if (!r->owner_tid)
+	if (!r->has_owner)
 		return true;
 	release_owner(r);
 	rc = pthread_mutex_trylock(&r->owner);
@@ -807,9 +838,9 @@ static int fake_open(const char *path, int flags, mode_t mode)
 			owner_init(r);
 			/* v3 17/22: the creating task owns it */
 			if ((flags & (O_CREAT | O_EXCL)) == (O_CREAT | O_EXCL)) {
-				r->owner_pid = getpid();
-				r->owner_tid = gettid_();
+				r->has_owner = true;
 				pthread_mutex_lock(&r->owner);
+				owning_note(r);
 			}
 			r->used = true;
 			ri = i;
@@ -931,7 +962,7 @@ static void *fake_mmap(void *addr, size_t len, int prot, int flags, int fd,
 	r = &fm->r[ri];
 	check_owner(ri);
 	/* v3 07/22 and 18/22: shared, whole, aligned, sized, owner alive. */
-	if (!r->sized || r->dead || !r->owner_tid ||
+	if (!r->sized || r->dead || !r->has_owner ||
 	    (flags & MAP_TYPE) != MAP_SHARED || len != r->size || off != 0 ||
 	    (fixed && (uintptr_t)addr % fm->align)) {
 		unlock_state();
@@ -1344,7 +1375,7 @@ int fake_mshare_install(const char *mount, int abi, uint64_t align)
 	if (rc < 0)
 		return rc;
 	if (!atfork_set && pthread_atfork(local_lock_take, local_lock_drop,
-					  local_lock_drop) == 0)
+					  after_fork_child) == 0)
 		atfork_set = true;
 	fake_mshare->abi = abi;
 	fake_mshare->align = align;

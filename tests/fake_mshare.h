@@ -93,7 +93,7 @@ struct fake_region {
 	char path[PATH_MAX];
 	uint64_t size;
 	pthread_mutex_t owner;	/* robust; locked by the creating thread */
-	int32_t owner_pid, owner_tid; /* 0: no owner (never was one) */
+	bool has_owner;		/* false: never had one (not made O_EXCL) */
 	struct fake_map map[FAKE_MAPS];
 };
 
