@@ -4,11 +4,12 @@
  * fake_mshare.h for what it models and why; docs/mshare.md for the v3
  * facts each rule comes from).
  *
- * Locking: fake_mshare->lock guards all shared state.  Nobody waits for
- * another process while holding it, and nothing touches a view while
- * holding it (the fault handler takes it, and a fault can only come from
- * the library's own accesses).  A holder killed with it held leaves
- * fm->pending (and r->dead / r->evicting) for repair() to finish.
+ * Locking: the state lock (lock_state) guards all shared state.  Nobody
+ * waits for another process while holding it, and nothing touches a view
+ * while holding it (the fault handler takes it, and a fault can only come
+ * from the library's own accesses).  A holder killed with it held leaves
+ * fm->held set, and fm->pending (and r->dead / r->evicting) for repair()
+ * to finish.
  */
 #include "fake_mshare.h"
 
@@ -24,10 +25,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <poll.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/socket.h>
 #include <sys/statfs.h>
 #include <sys/syscall.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -85,6 +89,213 @@ static void hold_path(const struct fake_region *r, char *buf, size_t len)
 }
 
 /*
+ * ---- the keeper: objects no name reaches ------------------------------------
+ *
+ * An object already unlinked when it is placed (the probe's, in every
+ * region creation) has no name to link, and the host mm's reference to
+ * it is a file reference, not a process's.  The helper process keeps such
+ * objects' descriptors and hands copies out (SCM_RIGHTS) over a unix
+ * socket bound in the mount, one connection per call: every process,
+ * whatever its PID or mount namespace, reaches it by that path, not by a
+ * pid (/proc/<pid>/fd/<n>, as before, named another process or none from
+ * a worker in a PID namespace of its own).  Callers hold the state lock;
+ * the helper never waits for it (try_lock_state), so it always answers.
+ */
+enum keeper_op { KEEP = 1, FETCH, FORGET };
+
+struct keeper_msg {
+	uint64_t op, id; /* no padding to leave uninitialised */
+};
+
+#define KEPT (FAKE_REGIONS * FAKE_MAPS + 8)
+static bool i_am_keeper; /* in the helper: the table is here */
+static struct {
+	uint64_t id; /* 0: free */
+	int fd;
+} kept[KEPT];
+
+static int keeper_addr(struct sockaddr_un *a)
+{
+	memset(a, 0, sizeof(*a));
+	a->sun_family = AF_UNIX;
+	if ((size_t)snprintf(a->sun_path, sizeof(a->sun_path),
+			     "%s/.fake-mshare.keeper", fake_mshare->mount) >=
+	    sizeof(a->sun_path)) {
+		errno = ENAMETOOLONG;
+		return -1;
+	}
+	return 0;
+}
+
+/* Send msg (with fd when fd >= 0); 0 or -1. */
+static int send_with_fd(int sock, const void *msg, size_t len, int fd)
+{
+	union {
+		char buf[CMSG_SPACE(sizeof(int))];
+		struct cmsghdr align;
+	} u;
+	struct iovec iov = { (void *)msg, len };
+	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
+
+	if (fd >= 0) {
+		struct cmsghdr *c;
+
+		memset(&u, 0, sizeof(u));
+		mh.msg_control = u.buf;
+		mh.msg_controllen = sizeof(u.buf);
+		c = CMSG_FIRSTHDR(&mh);
+		c->cmsg_level = SOL_SOCKET;
+		c->cmsg_type = SCM_RIGHTS;
+		c->cmsg_len = CMSG_LEN(sizeof(int));
+		memcpy(CMSG_DATA(c), &fd, sizeof(int));
+	}
+	return sendmsg(sock, &mh, MSG_NOSIGNAL) == (ssize_t)len ? 0 : -1;
+}
+
+/* Receive msg and the descriptor sent with it (*fd, -1 if none). */
+static int recv_with_fd(int sock, void *msg, size_t len, int *fd)
+{
+	union {
+		char buf[CMSG_SPACE(sizeof(int))];
+		struct cmsghdr align;
+	} u;
+	struct iovec iov = { msg, len };
+	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1,
+			     .msg_control = u.buf,
+			     .msg_controllen = sizeof(u.buf) };
+	struct cmsghdr *c;
+	ssize_t n = recvmsg(sock, &mh, MSG_CMSG_CLOEXEC);
+
+	*fd = -1;
+	for (c = n >= 0 ? CMSG_FIRSTHDR(&mh) : NULL; c; c = CMSG_NXTHDR(&mh, c))
+		if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS)
+			memcpy(fd, CMSG_DATA(c), sizeof(int));
+	if (n != (ssize_t)len) {
+		if (*fd >= 0)
+			close(*fd);
+		*fd = -1;
+		if (n >= 0)
+			errno = ECONNRESET;
+		return -1;
+	}
+	return 0;
+}
+
+/* In the helper: do op; a FETCH's descriptor in *out (not to be closed). */
+static int32_t keeper_do(const struct keeper_msg *q, int fd, int *out)
+{
+	int free_k = -1;
+
+	*out = -1;
+	for (int k = 0; k < KEPT; k++) {
+		if (kept[k].id == q->id && q->id) {
+			if (q->op == FETCH) {
+				*out = kept[k].fd;
+				return 0;
+			}
+			close(kept[k].fd); /* FORGET, or KEEP again */
+			kept[k].id = 0;
+		}
+		if (!kept[k].id && free_k < 0)
+			free_k = k;
+	}
+	if (q->op == FETCH)
+		return ENOENT;
+	if (q->op != KEEP)
+		return 0;
+	if (fd < 0 || free_k < 0)
+		return fd < 0 ? EBADF : ENOMEM;
+	kept[free_k].id = q->id;
+	kept[free_k].fd = fd;
+	return 0;
+}
+
+/*
+ * op on object id (KEEP sends fd; FETCH returns a descriptor of the
+ * object).  -1 with errno on failure.  Under the state lock.
+ */
+static int keeper_call(enum keeper_op op, uint64_t id, int fd)
+{
+	struct keeper_msg q = { op, id };
+	struct sockaddr_un a;
+	int32_t err = 0;
+	int sock, got = -1, mine;
+
+	if (i_am_keeper) {
+		if (op == KEEP && (fd = fcntl(fd, F_DUPFD_CLOEXEC, 0)) < 0)
+			return -1;
+		err = keeper_do(&q, fd, &mine);
+		if (err && op == KEEP)
+			close(fd);
+		if (!err && op == FETCH &&
+		    (got = fcntl(mine, F_DUPFD_CLOEXEC, 0)) < 0)
+			return -1;
+		errno = err;
+		return err ? -1 : op == FETCH ? got : 0;
+	}
+	if (keeper_addr(&a) < 0)
+		return -1;
+	sock = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+	if (sock < 0)
+		return -1;
+	if (connect(sock, (struct sockaddr *)&a, sizeof(a)) < 0 ||
+	    send_with_fd(sock, &q, sizeof(q), op == KEEP ? fd : -1) < 0 ||
+	    recv_with_fd(sock, &err, sizeof(err), &got) < 0) {
+		int e = errno;
+
+		close(sock);
+		errno = e;
+		return -1;
+	}
+	close(sock);
+	if (err) {
+		if (got >= 0)
+			close(got);
+		errno = err;
+		return -1;
+	}
+	return op == FETCH ? got : 0;
+}
+
+/* In the helper: answer every call waiting on the listening socket. */
+static void keeper_serve(int lsock)
+{
+	int c;
+
+	while ((c = accept4(lsock, NULL, NULL, SOCK_CLOEXEC)) >= 0) {
+		struct keeper_msg q;
+		int fd, out;
+		int32_t err;
+
+		/* a caller killed before it sent anything: EOF, nothing done */
+		if (recv_with_fd(c, &q, sizeof(q), &fd) == 0) {
+			err = keeper_do(&q, fd, &out);
+			if (err && fd >= 0)
+				close(fd);
+			send_with_fd(c, &err, sizeof(err), out);
+		}
+		close(c);
+	}
+}
+
+/* A descriptor of the object m names (its link, or the keeper's). */
+static int object_open(const struct fake_map *m)
+{
+	if (m->borrowed)
+		return keeper_call(FETCH, m->id, -1);
+	return open(m->link, O_RDWR | O_CLOEXEC);
+}
+
+/* Let go of what keeps the object of map (m's fields only are read). */
+static void object_release(const struct fake_map *m)
+{
+	if (m->borrowed)
+		keeper_call(FORGET, m->id, -1);
+	else if (m->link[0])
+		unlink(m->link);
+}
+
+/*
  * Take a mapping away from every process at once: truncating its object
  * zaps every page table entry of it in every process (the kernel's own
  * unmap_mapping_range), so the next access anywhere faults and the fault
@@ -95,7 +306,7 @@ static void drop_map(struct fake_map *m, bool revoke)
 	if (!m->id && !m->link[0])
 		return;
 	if (revoke && m->link[0]) {
-		int fd = open(m->link, O_RDWR | O_CLOEXEC);
+		int fd = object_open(m);
 
 		if (fd >= 0) {
 			if (ftruncate(fd, 0) == 0)
@@ -103,10 +314,7 @@ static void drop_map(struct fake_map *m, bool revoke)
 			close(fd);
 		}
 	}
-	if (!m->borrowed)
-		unlink(m->link);
-	else if (m->borrow_pid == getpid())
-		close(m->borrow_fd);
+	object_release(m);
 	memset(m, 0, sizeof(*m));
 }
 
@@ -143,14 +351,38 @@ static unsigned drop_range(int ri, uint64_t off, uint64_t end,
 }
 
 /*
+ * The regions a thread of this process owns, in this process's memory
+ * (a forked child owns none: v3 17/22).  Not told by pid and thread id in
+ * the shared state, as before: those of a process in another PID
+ * namespace can be the same numbers, and its unlock of the owner's
+ * mutex would then succeed - and unlink the mutex from a robust list in
+ * another address space.
+ */
+static struct {
+	uint64_t serial; /* 0: none */
+	int tid;
+} owning[FAKE_REGIONS];
+
+static void owning_note(struct fake_region *r)
+{
+	owning[r - fake_mshare->r].serial = r->serial;
+	owning[r - fake_mshare->r].tid = gettid_();
+}
+
+/*
  * A robust mutex sits in its owner thread's robust list, which runs through
  * the mutexes themselves: it must not be re-initialised or unmapped while
- * locked.  Let go of ours (EPERM when it is not ours: nothing done).
+ * locked.  Let go of it if this thread owns it.
  */
 static void release_owner(struct fake_region *r)
 {
-	if (r->owner_tid == gettid_() && r->owner_pid == getpid())
+	long i = r - fake_mshare->r;
+
+	if (owning[i].serial && owning[i].serial == r->serial &&
+	    owning[i].tid == gettid_()) {
 		pthread_mutex_unlock(&r->owner);
+		owning[i].serial = 0;
+	}
 }
 
 /* Under the lock: a region's owner thread exited: tear it down. */
@@ -168,7 +400,7 @@ static void check_owner(int i)
 	struct fake_region *r = &fake_mshare->r[i];
 	int rc;
 
-	if (!r->used || r->dead || !r->owner_tid)
+	if (!r->used || r->dead || !r->has_owner)
 		return;
 	rc = pthread_mutex_trylock(&r->owner);
 	if (rc == EBUSY)
@@ -232,8 +464,8 @@ static void repair(void)
 		if (added) /* it was added: finish the replacing */
 			drop_range(fm->pending_region, added->off,
 				   added->off + added->size, added, NULL);
-		else if (!fm->pending_map.borrowed && fm->pending_map.link[0])
-			unlink(fm->pending_map.link); /* undo */
+		else /* undo */
+			object_release(&fm->pending_map);
 	} else if (fm->pending == PENDING_UNMAP) {
 		drop_range(fm->pending_region, fm->pending_off,
 			   fm->pending_off + fm->pending_size, NULL, NULL);
@@ -249,51 +481,99 @@ static void repair(void)
 }
 
 /*
- * Wait in slices.  A waiter woken by an unlock and killed (the storm
- * kills at random) before it took the lock takes the wake-up with it: if
- * a third thread took the lock meanwhile without the waiters bit, its
- * unlock wakes nobody, and the other waiters sleep on a free lock for
- * good (seen in the storm under load).  So no wait is longer than 20 ms
- * at a time; a slice that ends with no holder recorded is counted, and
- * the wait goes on.  After 10 s a real holder is named once on stderr.
+ * The state lock is an OFD write lock on byte 0 of the state file, taken
+ * through a description opened for this one hold and closed with it, plus
+ * a mutex of this process's own that its threads take first.  The kernel
+ * drops the OFD lock when its holder dies, and knows nothing of pids: it
+ * holds between processes in any PID namespaces.  No descriptor stays
+ * open between calls (tests count them), and none is inherited: a fork
+ * waits for the local mutex (pthread_atfork), so no hold is under way in
+ * the parent when the child copies its descriptors.
+ *
+ * Not a robust pthread mutex, as it was: its futex word names the holder
+ * by thread id, which means something only in the holder's PID namespace.
+ * The kill storm's namespaced workers are all thread 1 (or 2, 3 ...) of
+ * namespaces of their own; when one of them was killed while waiting for
+ * the lock (the kernel then looks at the mutex its robust list marks as
+ * being taken) and the holder was another namespace's thread 1, the kernel
+ * took the holder for the dying thread, marked the lock's owner dead and
+ * woke a waiter, which took it with EOWNERDEAD and ran repair() while the
+ * holder still worked: two holders, the state torn (a map added with an
+ * empty link, windows lost; the holder's unlock then failed with EPERM).
+ *
+ * A holder that dies leaves fm->held set: the next holder repairs.
  */
-static void lock_state(void)
+static int lock_fd = -1; /* while this process holds or waits: local_lock */
+static pthread_mutex_t local_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static void local_lock_take(void)
+{
+	pthread_mutex_lock(&local_lock);
+}
+
+static void local_lock_drop(void)
+{
+	pthread_mutex_unlock(&local_lock);
+}
+
+/* In a forked child: it owns no region; its only thread holds the mutex. */
+static void after_fork_child(void)
+{
+	memset(owning, 0, sizeof(owning));
+	local_lock_drop();
+}
+
+/* Take the state lock; without wait, only if it is free (false if not). */
+static bool take_state(bool wait)
 {
 	struct fake_mshare *fm = fake_mshare;
-	struct timespec at;
+	struct flock fl = { .l_type = F_WRLCK, .l_whence = SEEK_SET,
+			    .l_start = 0, .l_len = 1 };
+	char path[PATH_MAX + 32];
 	int rc;
 
 	in_lock = true;
-	clock_gettime(CLOCK_REALTIME, &at); /* timedlock: musl has no clocklock */
-	for (unsigned slice = 1;; slice++) {
-		at.tv_nsec += 20000000; /* 20 ms */
-		if (at.tv_nsec >= 1000000000) {
-			at.tv_sec++;
-			at.tv_nsec -= 1000000000;
-		}
-		rc = pthread_mutex_timedlock(&fm->lock, &at);
-		if (rc != ETIMEDOUT)
-			break;
-		if (__atomic_load_n(&fm->holder_tid, __ATOMIC_RELAXED) == 0)
-			__atomic_add_fetch(&fm->lost_wakeups, 1, __ATOMIC_RELAXED);
-		else if (slice == 500)
-			fprintf(stderr, "fake_mshare: pid %d waited 10 s for the "
-					"state lock, held by tid %d (pid %d)\n",
-				(int)getpid(), (int)fm->holder_tid,
-				(int)fm->holder_pid);
+	local_lock_take();
+	snprintf(path, sizeof(path), "%s/.fake-mshare", fm->mount);
+	lock_fd = open(path, O_RDWR | O_CLOEXEC);
+	do
+		rc = lock_fd < 0 ? -1
+				 : fcntl(lock_fd, wait ? F_OFD_SETLKW
+						       : F_OFD_SETLK, &fl);
+	while (rc < 0 && lock_fd >= 0 && errno == EINTR);
+	if (rc < 0 && !wait && (errno == EAGAIN || errno == EACCES)) {
+		close(lock_fd);
+		lock_fd = -1;
+		local_lock_drop();
+		in_lock = false;
+		return false;
 	}
-	if (rc == EOWNERDEAD) {
+	if (rc < 0) {
+		fprintf(stderr, "fake_mshare: cannot take the state lock "
+				"('%s'): %s\n", path, strerror(errno));
+		abort();
+	}
+	if (fm->held) /* its last holder died holding it */
 		repair();
-		pthread_mutex_consistent(&fm->lock);
-	}
-	fm->holder_pid = getpid();
-	fm->holder_tid = gettid_();
+	fm->held = 1;
+	return true;
+}
+
+static void lock_state(void)
+{
+	take_state(true);
 }
 
 static void unlock_state(void)
 {
-	fake_mshare->holder_pid = fake_mshare->holder_tid = 0;
-	pthread_mutex_unlock(&fake_mshare->lock);
+	struct flock fl = { .l_type = F_UNLCK, .l_whence = SEEK_SET,
+			    .l_start = 0, .l_len = 1 };
+
+	fake_mshare->held = 0;
+	fcntl(lock_fd, F_OFD_SETLK, &fl);
+	close(lock_fd);
+	lock_fd = -1;
+	local_lock_drop();
 	in_lock = false;
 }
 
@@ -374,7 +654,7 @@ static enum resolved resolve(void *addr)
 		unlock_state();
 		return FAULT;
 	}
-	fd = open(cur->link, O_RDWR | O_CLOEXEC);
+	fd = object_open(cur);
 	if (fd < 0 || !free_l ||
 	    mmap(v->base + cur->off, cur->size, cur->prot, MAP_SHARED | MAP_FIXED,
 		 fd, (off_t)cur->offset) == MAP_FAILED) {
@@ -416,10 +696,10 @@ static void on_fault(int sig, siginfo_t *si, void *uc)
 	int saved = errno;
 
 	/*
-	 * A fault while taking or holding the lock: libc's robust-list
-	 * bookkeeping touched a mutex this thread holds in a window that is
-	 * gone (only a wrong UNMAP does that).  The kernel would make it a
-	 * SIGSEGV; resolving it here would wait for our own lock.
+	 * A fault while taking or holding the state lock: none of the
+	 * emulation's code touches a view, so it is a bad access of its own.
+	 * The kernel would make it a SIGSEGV; resolving it here would wait
+	 * for our own lock.
 	 */
 	if (in_lock) {
 		signal(SIGSEGV, SIG_DFL);
@@ -496,7 +776,7 @@ static bool reusable(struct fake_region *r)
 
 	if (r->used)
 		return false;
-	if (!r->owner_tid)
+	if (!r->has_owner)
 		return true;
 	release_owner(r);
 	rc = pthread_mutex_trylock(&r->owner);
@@ -558,9 +838,9 @@ static int fake_open(const char *path, int flags, mode_t mode)
 			owner_init(r);
 			/* v3 17/22: the creating task owns it */
 			if ((flags & (O_CREAT | O_EXCL)) == (O_CREAT | O_EXCL)) {
-				r->owner_pid = getpid();
-				r->owner_tid = gettid_();
+				r->has_owner = true;
 				pthread_mutex_lock(&r->owner);
+				owning_note(r);
 			}
 			r->used = true;
 			ri = i;
@@ -682,7 +962,7 @@ static void *fake_mmap(void *addr, size_t len, int prot, int flags, int fd,
 	r = &fm->r[ri];
 	check_owner(ri);
 	/* v3 07/22 and 18/22: shared, whole, aligned, sized, owner alive. */
-	if (!r->sized || r->dead || !r->owner_tid ||
+	if (!r->sized || r->dead || !r->has_owner ||
 	    (flags & MAP_TYPE) != MAP_SHARED || len != r->size || off != 0 ||
 	    (fixed && (uintptr_t)addr % fm->align)) {
 		unlock_state();
@@ -753,8 +1033,9 @@ static int fake_munmap(void *addr, size_t len)
 
 /* ---- the ioctls ----------------------------------------------------------- */
 
-/* Keep the object as the host mm would: a link, or this process's fd.
- * m->link is set before anything is made: repair() removes it if we die. */
+/* Keep the object as the host mm would: a link, or else the keeper.
+ * m->id and m->link are set before anything is made: repair() removes the
+ * link, or has the keeper forget the object, if we die. */
 static int hold_object(int fd, uint64_t id, struct fake_map *m)
 {
 	char self[64], target[FAKE_LINK - 64], *slash, *base;
@@ -767,9 +1048,7 @@ static int hold_object(int fd, uint64_t id, struct fake_map *m)
 	 */
 	snprintf(self, sizeof(self), "/proc/thread-self/fd/%d", fd);
 	n = readlink(self, target, sizeof(target) - 1);
-	if (n < 0)
-		return -1;
-	target[n] = '\0';
+	target[n > 0 ? n : 0] = '\0';
 	slash = strrchr(target, '/');
 	if (target[0] == '/' && slash && !strstr(target, " (deleted)")) {
 		/* in the mount if it can be (the object's directory stays
@@ -797,15 +1076,11 @@ static int hold_object(int fd, uint64_t id, struct fake_map *m)
 			   AT_SYMLINK_FOLLOW) == 0)
 			return 0;
 	}
-	m->link[0] = '\0';
+	/* unlinked (or no /proc to name it): the keeper holds it */
 	m->borrowed = true;
-	m->borrow_pid = getpid();
-	m->borrow_fd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
-	if (m->borrow_fd < 0)
-		return -1;
-	snprintf(m->link, sizeof(m->link), "/proc/%d/fd/%d", (int)getpid(),
-		 m->borrow_fd);
-	return 0;
+	snprintf(m->link, sizeof(m->link), "(the keeper's object %llu)",
+		 (unsigned long long)id);
+	return keeper_call(KEEP, id, fd);
 }
 
 static int fake_create(int ri, const struct mshare_create_arg *c)
@@ -854,8 +1129,7 @@ static int fake_create(int ri, const struct mshare_create_arg *c)
 	if (hold_object((int)c->fd, id, pm) < 0) {
 		int err = errno;
 
-		if (!pm->borrowed && pm->link[0])
-			unlink(pm->link);
+		object_release(pm);
 		memset(pm, 0, sizeof(*pm));
 		fm->pending = PENDING_NONE;
 		errno = err;
@@ -941,24 +1215,55 @@ static int fake_ioctl(int fd, unsigned long req, void *arg)
 
 /* ---- the helper: owner exits and last holders nobody calls about ---------- */
 
-static void helper_main(pid_t parent)
+/*
+ * The helper answers the keeper's callers at once, and every millisecond
+ * or so, when the state lock is free, does what nobody may call about.
+ * It never waits for the lock: a caller of the keeper holds it.
+ */
+static void helper_main(pid_t parent, int lsock)
 {
-	struct timespec ts = { 0, 1000000 };
+	struct pollfd p = { .fd = lsock, .events = POLLIN };
 
+	i_am_keeper = true;
 	for (unsigned n = 0;; n++) {
 		bool gone = getppid() != parent;
 
-		lock_state();
-		for (int i = 0; i < FAKE_REGIONS; i++) {
-			check_owner(i);
-			if (n % 4 == 0) /* a holder killed: nobody closed */
-				maybe_evict(i);
+		if (poll(&p, 1, 1) > 0)
+			keeper_serve(lsock);
+		if (take_state(false)) {
+			for (int i = 0; i < FAKE_REGIONS; i++) {
+				check_owner(i);
+				if (n % 4 == 0) /* a holder killed: nobody closed */
+					maybe_evict(i);
+			}
+			unlock_state();
 		}
-		unlock_state();
 		if (gone)
 			_exit(0);
-		nanosleep(&ts, NULL);
 	}
+}
+
+/* The keeper's socket, listening, bound in the mount; -1 with errno. */
+static int keeper_listen(void)
+{
+	struct sockaddr_un a;
+	int s;
+
+	if (keeper_addr(&a) < 0)
+		return -1;
+	s = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (s < 0)
+		return -1;
+	unlink(a.sun_path); /* a socket left by a killed installer */
+	if (bind(s, (struct sockaddr *)&a, sizeof(a)) < 0 ||
+	    listen(s, 64) < 0) {
+		int e = errno;
+
+		close(s);
+		errno = e;
+		return -1;
+	}
+	return s;
 }
 
 /* ---- install ------------------------------------------------------------------ */
@@ -989,17 +1294,9 @@ static int map_state(const char *mount, bool create)
 	if (p == MAP_FAILED)
 		return -errno;
 	fake_mshare = p;
-	if (fresh) {
-		pthread_mutexattr_t a;
-
-		pthread_mutexattr_init(&a);
-		pthread_mutexattr_setpshared(&a, PTHREAD_PROCESS_SHARED);
-		pthread_mutexattr_setrobust(&a, PTHREAD_MUTEX_ROBUST);
-		pthread_mutex_init(&fake_mshare->lock, &a);
-		pthread_mutexattr_destroy(&a);
+	if (fresh)
 		snprintf(fake_mshare->mount, sizeof(fake_mshare->mount), "%s",
 			 mount);
-	}
 	return 0;
 }
 
@@ -1052,10 +1349,11 @@ void fake_mshare_default_faults(void)
 
 int fake_mshare_install(const char *mount, int abi, uint64_t align)
 {
+	static bool atfork_set;
 	char path[PATH_MAX + 32];
 	pid_t parent = getpid(), pid;
 	FILE *info;
-	int rc;
+	int rc, lsock;
 
 	if (fake_mshare) { /* again: new knobs, entries put back */
 		fake_mshare->abi = abi;
@@ -1076,12 +1374,18 @@ int fake_mshare_install(const char *mount, int abi, uint64_t align)
 	rc = map_state(mount, true);
 	if (rc < 0)
 		return rc;
+	if (!atfork_set && pthread_atfork(local_lock_take, local_lock_drop,
+					  after_fork_child) == 0)
+		atfork_set = true;
 	fake_mshare->abi = abi;
 	fake_mshare->align = align;
 	fake_mshare->magic = MSHARE_MAGIC;
 	memset(fd_region, 0, sizeof(fd_region));
 	memset(fd_hold, 0, sizeof(fd_hold));
 	memset(views, 0, sizeof(views));
+	lsock = keeper_listen();
+	if (lsock < 0)
+		return -errno;
 	pid = fork();
 	if (pid == 0) {
 		int null = open("/dev/null", O_RDWR);
@@ -1089,11 +1393,14 @@ int fake_mshare_install(const char *mount, int abi, uint64_t align)
 		for (int fd = 0; fd < 3 && null >= 0; fd++)
 			dup2(null, fd);
 		/* nothing of the test's: no flock, no pipe may stay open */
-		if (syscall(SYS_close_range, 3u, ~0u, 0u) < 0) /* before 5.9 */
-			for (int fd = 3; fd < 4096; fd++)
+		if (lsock != 3 && dup3(lsock, 3, O_CLOEXEC) < 0)
+			_exit(1);
+		if (syscall(SYS_close_range, 4u, ~0u, 0u) < 0) /* before 5.9 */
+			for (int fd = 4; fd < 4096; fd++)
 				close(fd);
-		helper_main(parent);
+		helper_main(parent, 3);
 	}
+	close(lsock);
 	if (pid < 0)
 		return -errno;
 	fake_mshare->helper_pid = pid;
@@ -1122,9 +1429,13 @@ void fake_mshare_uninstall(void)
 	if (!fm)
 		return;
 	if (fm->helper_pid > 0 && getpid() != fm->helper_pid) {
+		struct sockaddr_un a;
+
 		kill(fm->helper_pid, SIGKILL);
 		waitpid(fm->helper_pid, NULL, 0);
 		fm->helper_pid = 0;
+		if (keeper_addr(&a) == 0)
+			unlink(a.sun_path);
 	}
 	lock_state();
 	for (int i = 0; i < FAKE_REGIONS; i++) {

@@ -9,8 +9,9 @@
  * the owner's exit only makes mmap fail (issue 17).  This one keeps what
  * the kernel keeps in one shared file (<mount>/.fake-mshare, mapped by
  * every process that installs or inherits the fake), read and changed
- * under one robust lock by every emulated call, and nothing in any
- * process's own memory that another process has to bring up to date:
+ * under one lock (an OFD lock on that file, which PID namespaces do not
+ * affect) by every emulated call, and nothing in any process's own
+ * memory that another process has to bring up to date:
  *   - regions by inode: size (set once, a multiple of the alignment), the
  *     owning *thread* (a robust mutex it locks at creation: the kernel
  *     releases it when that thread exits, whatever the process does), and
@@ -41,9 +42,11 @@
  * The host mm's reference to a placed object is a hard link in the mount
  * (.fake-mshare-obj-<n>) or, on another file system such as /dev/shm, next
  * to it (dynshm.<id>.fake-mshare-<n>, so a leaked one shows as a test
- * leftover), or for an object already unlinked /proc/<pid>/fd/<n> of the
- * placing process.  A region is evicted (its mappings dropped) once its
- * file is unlinked and no process holds a descriptor or a view.
+ * leftover), or for an object already unlinked (no name to link) a
+ * descriptor the helper keeps and hands out over a unix socket bound in
+ * the mount (.fake-mshare.keeper): reached by path, not by a pid, from
+ * any PID or mount namespace.  A region is evicted (its mappings dropped)
+ * once its file is unlinked and no process holds a descriptor or a view.
  *
  * What it cannot model: page-table sharing itself (each process maps the
  * objects itself); an object keeping its contents after its window is
@@ -79,8 +82,7 @@ struct fake_map {
 	uint64_t off, size, offset;
 	uint64_t dev, ino;	/* the object */
 	int prot;
-	bool borrowed;		/* link is /proc/<pid>/fd/<fd>: not unlinked */
-	int32_t borrow_pid, borrow_fd;
+	bool borrowed;		/* the helper keeps it, by id; link names it */
 	char link[FAKE_LINK];	/* what keeps the object: open it to map it */
 };
 
@@ -91,7 +93,7 @@ struct fake_region {
 	char path[PATH_MAX];
 	uint64_t size;
 	pthread_mutex_t owner;	/* robust; locked by the creating thread */
-	int32_t owner_pid, owner_tid; /* 0: no owner (never was one) */
+	bool has_owner;		/* false: never had one (not made O_EXCL) */
 	struct fake_map map[FAKE_MAPS];
 };
 
@@ -99,18 +101,16 @@ struct fake_region {
  * (or, for a CREATE_MAPPING not yet added, undo) if it was killed. */
 enum fake_pending { PENDING_NONE, PENDING_CREATE, PENDING_UNMAP };
 
-/* Guarded by lock (robust, process-shared). */
+/* Guarded by the state lock: an OFD lock on byte 0 of this file. */
 struct fake_mshare {
-	pthread_mutex_t lock;
+	uint32_t held;		/* 1 while a holder is in; left by one that died */
 	char mount[PATH_MAX];
 	uint64_t align;
 	int abi;		/* 3, 2 (no fd objects) or 1 (old numbers) */
 	uint32_t magic;		/* what statfs reports for the mount */
 	int fail_step, fail_err; /* enum fake_step: fail it with fail_err */
 	uint64_t next_id, next_serial;
-	int32_t helper_pid;
-	int32_t holder_pid, holder_tid; /* of lock, for diagnostics */
-	unsigned lost_wakeups;	/* lock slices that ended with it free */
+	int32_t helper_pid;	/* the installer's child: in its namespace */
 	int pending, pending_region;
 	uint64_t pending_off, pending_size;
 	struct fake_map pending_map; /* PENDING_CREATE: the map being added */
