@@ -97,6 +97,9 @@ static void after_fork_child(void)
 		init_recursive(&i->mu);
 		lock_after_fork(i); /* the parent's seat is the parent's */
 		i->child_entry = CTL_NONE;
+		i->shares_entry = false; /* the parent's care, not ours */
+		for (struct dynshm_segment *s = i->segs; s; s = s->next)
+			s->child_holds = false;
 		if (i->fork_fd < 0 && i->fork_empty && i->live_fd >= 0) {
 			/* Nothing inherited: the parent's lock is its own. */
 			dynshm_sys.close(i->live_fd);

@@ -106,11 +106,22 @@ static int join_locked(dynshm_instance *inst, int fd)
 	return 0;
 }
 
-/* Leave (entry checked ours by ctl_lock): free it, then drop its lock. */
+/*
+ * Leave (entry checked ours by ctl_lock): free it, then drop its lock.
+ * Unless a child forked without a FORK entry shares the lock (our
+ * description, see fork below): the entry and its references are then
+ * what keeps that child's memory, so they stay until the kernel drops the
+ * lock - when the child exits or, joined, lets the description go - and
+ * the next reap releases them.
+ */
 void process_leave_locked(dynshm_instance *inst)
 {
 	struct ctl *c = &inst->c;
 
+	if (inst->shares_entry) {
+		inst->me = CTL_NONE;
+		return;
+	}
 	release_process_locked(c, inst->me);
 	c->hdr->processes_reaped--; /* a clean leave is not a reap */
 	live_give_back(inst->live_fd, inst->me);
@@ -133,7 +144,10 @@ void process_leave_locked(dynshm_instance *inst)
  * no FORK entry can be made (no free entry, no descriptor) the fork goes
  * on, and the child keeps its parent's description: the parent's entry
  * then lives while the child does, and the child adopts at its first call
- * what is still there.
+ * what is still there.  For that the parent must not let go of it: the
+ * segments it maps at such a fork keep their reference past its detach
+ * (child_holds), and its leave keeps the entry (shares_entry); both are
+ * released when the entry's lock goes.
  */
 void process_fork_prepare(dynshm_instance *inst)
 {
@@ -190,6 +204,15 @@ void process_fork_prepare(dynshm_instance *inst)
 out:
 	if (fd >= 0)
 		dynshm_sys.close(fd);
+	/* a joined process with mappings whose child got no FORK entry */
+	if (inst->fork_gen == dynshm_fork_generation &&
+	    inst->me != CTL_NONE && !inst->fork_empty &&
+	    inst->fork_entry == CTL_NONE) {
+		inst->shares_entry = true;
+		for (struct dynshm_segment *seg = inst->segs; seg;
+		     seg = seg->next)
+			seg->child_holds = true;
+	}
 	dynshm_clear_error(); /* fork itself does not fail for this */
 }
 

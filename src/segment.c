@@ -1023,7 +1023,8 @@ static void detach_last(dynshm_instance *inst, struct dynshm_segment *seg)
 	unlink_segment(inst, seg);
 	if (seg->map) /* placed and region segments have none */
 		dynshm_impl_detach(seg->map);
-	if (seg->slot != CTL_NONE)
+	/* a child forked without a FORK entry maps it through our entry */
+	if (seg->slot != CTL_NONE && !seg->child_holds)
 		release_reference(inst, seg->slot, seg->handle);
 	free(seg->scoped);
 	free(seg->cbs);

@@ -44,6 +44,12 @@ struct dynshm_segment {
 	unsigned nattach;		  /* local attach count */
 	unsigned os_huge;		  /* create: object on huge pages */
 	/*
+	 * Mapped when this process forked a child that got no FORK entry
+	 * (process.c, fork): the child holds it through our entry, so our
+	 * detach keeps the entry's reference.  Under inst->mu.
+	 */
+	bool child_holds;
+	/*
 	 * The attaches of nattach made inside scopes: per scope, how many.
 	 * The rest were made outside any scope.  Sum of n <= nattach.  A
 	 * scope's end undoes only its own attaches, so a mapping that other
@@ -107,6 +113,11 @@ struct dynshm_instance {
 	int fork_fd;
 	uint32_t fork_entry, fork_entry_gen;
 	bool fork_empty;	    /* we held nothing at the fork */
+	/*
+	 * A child forked without a FORK entry shares our entry's lock (our
+	 * description): leaving must not release the entry (process.c).
+	 */
+	bool shares_entry;
 	uint32_t child_entry, child_gen;
 	uint64_t rng;
 

@@ -29,6 +29,9 @@
  *   a forked child that makes no call keeps its region       test_fork_child_keeps_region
  *     memory while the parent destroys it, creates another
  *     and dies; it goes when the child exits
+ *   ... also when its fork made no FORK entry: the parent's  test_fork_without_entry_keeps_region
+ *     detach and its clean leave keep the entry's references
+ *     while the child shares its lock
  *   an error asking the kernel (fcntl, or the fstat that      test_check_errors
  *     makes sure "no lock" is about our file) reaps nobody
  *   a fork that cannot make its FORK entry (no descriptor)   test_fork_without_entry
@@ -1214,11 +1217,19 @@ static int pattern_child(int ready)
 
 /*
  * P: creates region segment S, forks C, destroys and detaches S, creates
- * S2 of the same size, reports both offsets and C's pid, and dies.
+ * S2 of the same size, reports both offsets and C's pid, and dies - or,
+ * no_entry, forks with no descriptor for C's FORK entry and leaves
+ * cleanly.
  */
+struct parent_arg {
+	int out;
+	bool no_entry;
+};
+
 static int parent_main(void *arg)
 {
-	int *out = arg;
+	struct parent_arg *pa = arg;
+	int *out = &pa->out;
 	dynshm_instance *inst = NULL;
 	dynshm_segment *s = NULL, *s2 = NULL;
 	dynshm_segment_info si;
@@ -1238,11 +1249,15 @@ static int parent_main(void *arg)
 	off[0] = si.region_offset;
 	child_mem = dynshm_segment_address(s);
 	CHILD_CHECK(pipe(ready) == 0);
+	if (pa->no_entry)
+		inject_fail("openat", 1, EMFILE); /* the FORK entry's */
 	fflush(NULL);
 	c = fork();
 	if (c == 0)
 		_exit(pattern_child(ready[1]));
 	CHILD_CHECK(c > 0);
+	CHILD_CHECK(!pa->no_entry || inject_calls("openat") == 1);
+	inject_reset();
 	close(ready[1]);
 	CHILD_CHECK(get(ready[0], &r, 1) == 0);
 	close(ready[0]);
@@ -1254,47 +1269,82 @@ static int parent_main(void *arg)
 	off[1] = si.region_offset;
 	CHILD_CHECK(put(*out, off, sizeof(off)) == 0);
 	CHILD_CHECK(put(*out, &c, sizeof(c)) == 0);
+	if (pa->no_entry) {
+		CHILD_CHECK(dynshm_detach(s2) == 0);
+		CHILD_CHECK(dynshm_instance_close(inst) == 0); /* clean */
+		return 0;
+	}
 	raise(SIGKILL); /* P dies without leaving */
 	return 0;
 }
 
-static void test_fork_child_keeps_region(void **state)
+/*
+ * P (parent_main) forks C, which maps S and makes no call; P's new
+ * segment, and ours made after P is gone, must not get S's block while C
+ * lives.  P dies by SIGKILL (its entry is reaped, C's FORK entry holds S),
+ * or - no_entry - its fork could make no FORK entry, and it leaves cleanly
+ * (C holds S through P's own entry, which must outlive P's detach and
+ * leave).  Then S goes when C does.
+ */
+static void run_child_keeps_region(bool no_entry)
 {
 	dynshm_segment *s3 = NULL;
 	dynshm_segment_info si;
 	uint64_t off[2];
-	int out[2], fd;
+	struct parent_arg pa = { -1, no_entry };
+	int out[2];
 	pid_t p, c;
 
-	(void)state;
 	/* C outlives P: reparented to us, so that we can wait for it */
 	assert_int_equal(prctl(PR_SET_CHILD_SUBREAPER, 1), 0);
 	make_pipe(out);
-	fd = out[1];
-	p = start(parent_main, &fd);
+	pa.out = out[1];
+	p = start(parent_main, &pa);
 	close(out[1]);
 	assert_int_equal(get(out[0], off, sizeof(off)), 0);
 	assert_int_equal(get(out[0], &c, sizeof(c)), 0);
 	close(out[0]);
-	assert_int_equal(finish(p), 128 + SIGKILL);
+	assert_int_equal(finish(p), no_entry ? 0 : 128 + SIGKILL);
 	fx.kids[fx.nkids++] = c; /* ours now, for the teardown */
 	if (off[0] == off[1])
-		fail_msg("the new segment got the block (offset %llu) that a "
-			 "forked child still maps",
-			 (unsigned long long)off[0]);
-	/* P is dead and reaped; its child still holds S */
-	assert_int_equal(reap(fx.inst), 1);
+		fail_msg("P's new segment got the block (offset %llu) that its "
+			 "forked child still maps", (unsigned long long)off[0]);
+	/*
+	 * Killed, P is reaped (its child holds S through its FORK entry);
+	 * left, nothing is: C still holds P's entry.
+	 */
+	assert_int_equal(reap(fx.inst), no_entry ? 0 : 1);
 	ASSERT_OK(dynshm_create(fx.inst, 65536, DYNSHM_CREATE_REGION, &s3));
 	memset(dynshm_segment_address(s3), 0xee, 65536);
-	ASSERT_OK(dynshm_stat(fx.inst, dynshm_segment_handle(s3), &si, sizeof(si)));
-	assert_int_not_equal(si.region_offset, off[0]);
+	ASSERT_OK(dynshm_stat(fx.inst, dynshm_segment_handle(s3), &si,
+			      sizeof(si)));
+	if (si.region_offset == off[0])
+		fail_msg("with P gone, a new segment got the block (offset "
+			 "%llu) that P's child still maps",
+			 (unsigned long long)off[0]);
 	assert_int_equal(kill(c, SIGUSR1), 0);
 	assert_int_equal(finish(c), 0); /* its memory was never reused */
 	assert_int_equal(prctl(PR_SET_CHILD_SUBREAPER, 0), 0);
 	ASSERT_OK(dynshm_detach(s3));
-	/* the child is gone: what it inherited goes at the next reap */
-	assert_int_equal(reap(fx.inst), 0); /* it never was a process */
+	/*
+	 * The child is gone: what it inherited goes at the next reap, which
+	 * finds P's entry dead with it (no_entry) - a FORK entry that never
+	 * was a process is not counted.
+	 */
+	assert_int_equal(reap(fx.inst), no_entry ? 1 : 0);
 	assert_int_equal(info_of(fx.inst).segments, 0);
+}
+
+static void test_fork_child_keeps_region(void **state)
+{
+	(void)state;
+	run_child_keeps_region(false);
+}
+
+static void test_fork_without_entry_keeps_region(void **state)
+{
+	(void)state;
+	run_child_keeps_region(true);
 }
 
 /* ---- errors while checking, and a fork that cannot make its entry ------------ */
@@ -1346,8 +1396,13 @@ static void test_fork_without_entry(void **state)
 	inject_reset();
 	assert_int_equal(finish(pid), 0);
 	assert_int_equal(reap(fx.inst), 1); /* it _exit()ed, joined */
+	/*
+	 * We cannot tell whether a child still shares our entry, so what we
+	 * mapped at that fork keeps its reference past our detach, until our
+	 * entry goes (test_fork_without_entry_keeps_region says why).
+	 */
 	ASSERT_OK(dynshm_detach(seg));
-	assert_false(exists(h));
+	assert_true(exists(h));
 }
 
 /* ---- tokens ------------------------------------------------------------------ */
@@ -1424,6 +1479,8 @@ int main(void)
 						setup, teardown),
 		cmocka_unit_test_setup_teardown(test_fork_child_keeps_region,
 						setup, teardown),
+		cmocka_unit_test_setup_teardown(
+			test_fork_without_entry_keeps_region, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_check_errors, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_fork_without_entry, setup,

@@ -25,7 +25,10 @@
  *     (or execs): a segment - region and msharefs-placed ones included -
  *     is never reused while a child that inherited it lives, even if the
  *     parent destroys it and dies.  The child never releases its parent's
- *     references;
+ *     references.  When the process table or the parent's descriptor
+ *     table is full at the fork, the child shares its parent's entry
+ *     instead, and what the parent mapped then stays referenced past the
+ *     parent's detach and leave, until parent and child have both gone;
  *   - a process is judged dead only when the kernel has released what it
  *     held (a lock on a file of the instance directory, through a
  *     descriptor opened at join with O_CLOEXEC: do not close descriptors
