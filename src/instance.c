@@ -53,12 +53,37 @@ static pthread_once_t registry_once = PTHREAD_ONCE_INIT;
 /*
  * Hold every instance's lock across fork so no child inherits one held,
  * and give the child its parent's references (fork_prepare).
+ *
+ * The instance locks are only tried, and on one that another thread holds
+ * everything is given back and tried again after a pause.  That thread may
+ * be in a callback (get-or-create's init, an on-detach callback), which
+ * runs holding its instance's lock and may fork, open or close an
+ * instance - each of which takes registry_lock: waiting for its lock while
+ * holding registry_lock deadlocked both.  A thread's own locks are taken
+ * again (they are recursive), so a fork from inside a callback goes on.
  */
 static void before_fork(void)
 {
-	pthread_mutex_lock(&registry_lock);
-	for (dynshm_instance *i = registry; i; i = i->next_open)
-		pthread_mutex_lock(&i->mu);
+	struct timespec pause = { 0, 50000 }; /* 50 us, doubling to ~10 ms */
+
+	for (;;) {
+		dynshm_instance *busy = NULL;
+
+		pthread_mutex_lock(&registry_lock);
+		for (dynshm_instance *i = registry; i; i = i->next_open)
+			if (pthread_mutex_trylock(&i->mu) != 0) {
+				busy = i;
+				break;
+			}
+		if (!busy)
+			break;
+		for (dynshm_instance *i = registry; i != busy; i = i->next_open)
+			pthread_mutex_unlock(&i->mu);
+		pthread_mutex_unlock(&registry_lock);
+		dynshm_sys.nanosleep(&pause, NULL);
+		if (pause.tv_nsec < 10000000)
+			pause.tv_nsec *= 2;
+	}
 	for (dynshm_instance *i = registry; i; i = i->next_open)
 		process_fork_prepare(i);
 }
@@ -740,10 +765,10 @@ DYNSHM_EXPORT int dynshm_instance_open(const char *name_or_dir,
 }
 
 /*
- * Close and destroy leave the registry before taking inst->mu: before_fork
- * takes the registry lock and then every instance's mu, so taking the
- * registry lock while holding mu would deadlock against a fork in another
- * thread.
+ * Close and destroy leave the registry before taking inst->mu, so that a
+ * fork from then on neither waits for the instance nor hands the child a
+ * half-closed one.  (Taking the registry lock while holding mu is safe:
+ * before_fork only tries the instance locks.)
  */
 DYNSHM_EXPORT int dynshm_instance_close(dynshm_instance *inst)
 {

@@ -18,12 +18,15 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "dsm_assert.h"
@@ -550,6 +553,128 @@ static void test_fork_while_closing(void **state)
 	xdestroy(f, inst);
 }
 
+/*
+ * A callback forks, or opens and closes another instance, while another
+ * thread forks.  Callbacks run holding their instance's lock; fork's
+ * handler took the registry lock and then waited for that lock, while
+ * the callback's fork (or open, or close) waited for the registry lock:
+ * both threads hung for good.  Thread A is in the callback; it lets B go,
+ * gives B a moment to get into fork, then does what it does.
+ */
+struct cb_race {
+	char dir[PATH_MAX], other[PATH_MAX];
+	const char *backend;
+	bool on_detach; /* else get-or-create's init */
+	atomic_int in_callback, b_forking;
+	int result;
+};
+
+static void fork_and_reap(void)
+{
+	pid_t pid = fork();
+
+	if (pid == 0) { /* exec: see fork_forker */
+		execl("/bin/true", "true", (char *)NULL);
+		_exit(127);
+	}
+	if (pid > 0)
+		(void)test_wait(pid);
+}
+
+static void callback_work(struct cb_race *r)
+{
+	struct timespec moment = { 0, 20000000 };
+	dynshm_instance *other = NULL;
+
+	atomic_store(&r->in_callback, 1);
+	while (!atomic_load(&r->b_forking))
+		sched_yield();
+	nanosleep(&moment, NULL); /* B is in fork's handler by now */
+	if (!r->on_detach) {
+		fork_and_reap();
+		return;
+	}
+	if (child_open(r->other, r->backend, 0, &other) != 0 ||
+	    dynshm_instance_destroy(other) != 0)
+		r->result = 1;
+}
+
+static int race_init(dynshm_segment *seg, void *arg)
+{
+	(void)seg;
+	callback_work(arg);
+	return 0;
+}
+
+static void race_on_detach(dynshm_segment *seg, void *arg)
+{
+	(void)seg;
+	callback_work(arg);
+}
+
+static void *forking_thread(void *arg)
+{
+	struct cb_race *r = arg;
+
+	while (!atomic_load(&r->in_callback))
+		sched_yield();
+	atomic_store(&r->b_forking, 1);
+	fork_and_reap();
+	return NULL;
+}
+
+static int callback_racer(void *arg)
+{
+	struct cb_race *r = arg;
+	dynshm_instance *inst = NULL;
+	dynshm_segment *seg = NULL;
+	pthread_t b;
+	int created = 0;
+
+	alarm(60); /* a hang ends here, as SIGALRM */
+	CHILD_OK(child_open(r->dir, r->backend, 0, &inst));
+	CHILD_CHECK(pthread_create(&b, NULL, forking_thread, r) == 0);
+	if (r->on_detach) {
+		CHILD_OK(dynshm_create(inst, 4096, 0, &seg));
+		CHILD_OK(dynshm_on_detach(seg, race_on_detach, r));
+		CHILD_OK(dynshm_detach(seg));
+	} else {
+		CHILD_OK(dynshm_get_named(inst, "race", 4096, 0, race_init, r,
+					  &seg, &created));
+		CHILD_CHECK(created == 1);
+		CHILD_OK(dynshm_detach(seg));
+	}
+	CHILD_CHECK(pthread_join(b, NULL) == 0);
+	CHILD_CHECK(r->result == 0);
+	CHILD_OK(dynshm_instance_destroy(inst));
+	return 0;
+}
+
+static void test_fork_during_callback(void **state)
+{
+	struct fixture *f = *state;
+	static struct cb_race r;
+
+	for (int v = 0; v < 2; v++) {
+		pid_t pid;
+		int st;
+
+		memset(&r, 0, sizeof(r));
+		path_in(f, "inst", r.dir, sizeof(r.dir));
+		path_in(f, "other", r.other, sizeof(r.other));
+		r.backend = f->be->name;
+		r.on_detach = v == 1;
+		pid = start_fork(f, callback_racer, &r);
+		st = finish_kid(f, pid);
+		if (st == 128 + SIGALRM)
+			fail_msg("a fork and %s deadlocked",
+				 v ? "an instance open and destroy in an "
+				     "on-detach callback" :
+				     "a fork in an init callback");
+		assert_int_equal(st, 0);
+	}
+}
+
 /* ---- groups -------------------------------------------------------------- */
 
 WRAPPER_MAIN("fork",
@@ -558,4 +683,5 @@ WRAPPER_MAIN("fork",
 	     T(test_fork_child_never_releases_parent),
 	     T(test_fork_destroyed_before_first_call),
 	     T(test_threads),
-	     T(test_fork_while_closing))
+	     T(test_fork_while_closing),
+	     T(test_fork_during_callback))
