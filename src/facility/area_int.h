@@ -39,7 +39,12 @@
  *     job of a dead process: it destroys the segment by its name
  *     (dynshm.area.<control handle>.<index>.<gen>) or handle;
  *   - a PAGES segment with every page free is given back, unless it is
- *     the area's only one.
+ *     the area's only one;
+ *   - segs[0] (the control segment) is ACTIVE while the area lives and
+ *     FREEING from the moment dynshm_area_destroy commits (area lock and
+ *     every partition lock held): from then on every taker of the area
+ *     lock finishes the destroy and refuses (-EIDRM), so a process still
+ *     attached never makes a segment for a destroyed area.
  */
 #ifndef DYNSHM_FACILITY_AREA_INT_H
 #define DYNSHM_FACILITY_AREA_INT_H
