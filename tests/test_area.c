@@ -449,6 +449,29 @@ static void test_destroyed_elsewhere(void **state)
 	}
 }
 
+/*
+ * Segment 0 of an area is its control segment: a pointer into it is no
+ * allocation, and must not become an address.  dynshm_area_get used to
+ * return one (so a scribbled or made-up pointer let a caller - or the
+ * hash table following a scribbled link - write on the area's locks,
+ * segment table and thread caches).
+ */
+static void test_segment_zero(void **state)
+{
+	struct fixture *f = *state;
+	dynshm_area_ptr p;
+	dynshm_hash *t;
+	dynshm_area *a;
+
+	ASSERT_OK(dynshm_area_create(f->t.inst, 0, 0, &a));
+	ASSERT_OK(dynshm_area_alloc(a, 100, 0, &p));
+	assert_non_null(dynshm_area_get(a, p));
+	for (dynshm_area_ptr off = 1; off < 65536; off += 8)
+		assert_null(dynshm_area_get(a, off));
+	ASSERT_RC(dynshm_hash_attach(a, 0x100, &t), -ENOENT);
+	ASSERT_OK(dynshm_area_destroy(a));
+}
+
 /* Threads of one process: caches and partitions are per thread. */
 struct thread_arg {
 	dynshm_area *a;
@@ -1079,7 +1102,7 @@ static void test_scribbled(void **state)
 	int rc;
 
 	ASSERT_OK(dynshm_area_create(f->t.inst, 0, 0, &a));
-	hdr = (void *)((char *)dynshm_area_get(a, 64) - 64);
+	hdr = a->hdr;
 
 	/* a descriptor naming a partition past the table: refused */
 	ASSERT_OK(dynshm_area_alloc(a, 64, 0, &p));
@@ -1221,6 +1244,7 @@ int main(void)
 		T(test_get_named),
 		T(test_dead_cache),
 		T(test_destroyed_elsewhere),
+		T(test_segment_zero),
 		T(test_threads),
 		T(test_in_region),
 		T(test_alloc_storm),

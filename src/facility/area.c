@@ -1178,7 +1178,8 @@ DYNSHM_EXPORT void *dynshm_area_get(dynshm_area *a, dynshm_area_ptr ptr)
 	uint32_t idx = (uint32_t)(ptr >> AREA_OFF_BITS);
 	char *base;
 
-	if (ptr == 0 || !a || idx >= AREA_MAX_SEGS)
+	/* segment 0 is the control segment: no allocation lies there */
+	if (idx == 0 || !a || idx >= AREA_MAX_SEGS)
 		return NULL;
 	base = area_seg_base(a, idx);
 	/* an offset past our mapping (a scribbled pointer): no address */

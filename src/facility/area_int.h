@@ -234,7 +234,8 @@ static inline void *area_get_room(struct dynshm_area *a, dynshm_area_ptr ptr,
 	uint64_t off = ptr & AREA_OFF_MASK, size;
 	char *base;
 
-	if (ptr == 0 || idx >= AREA_MAX_SEGS)
+	/* segment 0 is the control segment: no allocation lies there */
+	if (idx == 0 || idx >= AREA_MAX_SEGS)
 		return NULL;
 	base = area_seg_base(a, idx);
 	size = atomic_load_explicit(&a->map[idx].size, memory_order_relaxed);
