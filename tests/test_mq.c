@@ -944,6 +944,43 @@ static void test_poll_dead_peer(void **state)
 	assert_int_equal(dynshm_mq_detach(mq), 0);
 }
 
+/*
+ * Sizes at the edges: an estimate for a ring under the 64-byte minimum
+ * must still be a size dynshm_mq_create takes (it returned 192 for 0,
+ * which create refused), and iovec lengths whose sum wraps around 2^64
+ * are refused (they were sent as a short message, and the call said 0).
+ */
+static void test_edges(void **state)
+{
+	static char mem[512] __attribute__((aligned(64)));
+	static char a[100];
+	struct iovec iov[2] = { { a, sizeof(a) }, { a, SIZE_MAX - 50 } };
+	dynshm_mq *tx = attach(DYNSHM_MQ_SENDER);
+	size_t n;
+
+	(void)state;
+	for (size_t ring = 0; ring <= 64; ring++) {
+		assert_true(dynshm_mq_estimate(ring) <= sizeof(mem));
+		assert_int_equal(dynshm_mq_create(mem, dynshm_mq_estimate(ring)),
+				 0);
+	}
+	assert_int_equal(dynshm_mq_sendv(tx, iov, 2, 0), -EMSGSIZE);
+	iov[1].iov_len = SIZE_MAX;
+	assert_int_equal(dynshm_mq_sendv(tx, iov, 2, 0), -EMSGSIZE);
+	iov[1].iov_len = 8;
+	assert_int_equal(dynshm_mq_sendv(tx, iov, 2, 0), 0);
+	assert_int_equal(dynshm_mq_detach(tx), 0);
+	{
+		dynshm_mq *rx = attach(DYNSHM_MQ_RECEIVER);
+		char buf[256];
+
+		assert_int_equal(dynshm_mq_receive(rx, buf, sizeof(buf), &n, 0),
+				 0);
+		assert_int_equal(n, sizeof(a) + 8);
+		assert_int_equal(dynshm_mq_detach(rx), 0);
+	}
+}
+
 /* ---- process tokens (dsm.h) ------------------------------------------------------ */
 
 struct token_pipes {
@@ -1036,6 +1073,7 @@ static int run(const struct where *w)
 		T(test_futex_eintr),
 		T(test_futex_eintr_peer_dies),
 		T(test_poll_dead_peer),
+		T(test_edges),
 		T(test_header_wiped),
 		T(test_proc_tokens),
 	};

@@ -432,6 +432,8 @@ DYNSHM_EXPORT size_t dynshm_mq_estimate(size_t ring_size)
 {
 	if (ring_size > SIZE_MAX - sizeof(struct mq_shared) - 8)
 		return 0;
+	if (ring_size < MQ_MIN_RING) /* what dynshm_mq_create needs */
+		ring_size = MQ_MIN_RING;
 	return sizeof(struct mq_shared) + (size_t)round8(ring_size);
 }
 
@@ -641,10 +643,11 @@ DYNSHM_EXPORT int dynshm_mq_sendv(dynshm_mq *mq, const struct iovec *iov,
 	for (int i = 0; i < iovcnt; i++) {
 		if (iov[i].iov_len && !iov[i].iov_base)
 			return dynshm_fail(EINVAL, "iovec %d has no buffer", i);
-		len += iov[i].iov_len;
-		if (len > MQ_MAX_MSG)
+		/* compared before the sum, which could wrap to a small one */
+		if (iov[i].iov_len > MQ_MAX_MSG - len)
 			return dynshm_fail(EMSGSIZE, "a message is at most %"
 					   PRIu64 " bytes", MQ_MAX_MSG);
+		len += iov[i].iov_len;
 	}
 	rc = peer_detached(mq);
 	if (rc == 0)
