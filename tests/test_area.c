@@ -384,6 +384,94 @@ static void test_dead_cache(void **state)
 	ASSERT_OK(dynshm_area_destroy(a));
 }
 
+/*
+ * An area destroyed by another process while this one is attached: the
+ * attached process's next allocations are refused (-EIDRM) and leave
+ * nothing.  They used to succeed and make new pinned segments for an area
+ * nobody could destroy any more: leaked until the instance went.  A
+ * destroyer killed half-way is finished by the next taker of the lock.
+ */
+struct destroy_arg {
+	dynshm_instance *inst;
+	dynshm_handle h;
+	bool die;
+};
+
+static void die_destroying(const char *point)
+{
+	if (strcmp(point, "area.destroying") == 0)
+		raise(SIGKILL);
+}
+
+static int destroy_child(void *arg)
+{
+	struct destroy_arg *da = arg;
+	dynshm_area *a;
+
+	CHILD_CHECK(dynshm_area_attach(da->inst, da->h, &a) == 0);
+	if (da->die)
+		dynshm_area_test_hook = die_destroying;
+	CHILD_CHECK(dynshm_area_destroy(a) == 0);
+	return 0;
+}
+
+static uint32_t instance_segments(dynshm_instance *inst)
+{
+	dynshm_instance_info info;
+
+	ASSERT_OK(dynshm_reap(inst, NULL)); /* the child's references */
+	ASSERT_OK(dynshm_instance_info_get(inst, &info, sizeof(info)));
+	return info.segments;
+}
+
+static void test_destroyed_elsewhere(void **state)
+{
+	struct fixture *f = *state;
+	uint32_t before = instance_segments(f->t.inst);
+
+	for (int die = 0; die < 2; die++) {
+		struct destroy_arg da = { f->t.inst, 0, die == 1 };
+		dynshm_area_ptr p, q;
+		dynshm_area_stats st;
+		dynshm_area *a;
+
+		ASSERT_OK(dynshm_area_create(f->t.inst, 0, 0, &a));
+		da.h = dynshm_area_handle(a);
+		ASSERT_OK(dynshm_area_alloc(a, 100, 0, &p));
+		ASSERT_OK(dynshm_area_alloc(a, 100000, 0, &q));
+		assert_int_equal(test_fork(destroy_child, &da),
+				 die ? 128 + SIGKILL : 0);
+		ASSERT_RC(dynshm_area_alloc(a, 3000, 0, &p), -EIDRM);
+		ASSERT_RC(dynshm_area_alloc(a, 100000, 0, &q), -EIDRM);
+		ASSERT_RC(dynshm_area_stats_get(a, &st), -EIDRM);
+		ASSERT_OK(dynshm_area_detach(a));
+		assert_int_equal(instance_segments(f->t.inst), before);
+	}
+}
+
+/*
+ * Segment 0 of an area is its control segment: a pointer into it is no
+ * allocation, and must not become an address.  dynshm_area_get used to
+ * return one (so a scribbled or made-up pointer let a caller - or the
+ * hash table following a scribbled link - write on the area's locks,
+ * segment table and thread caches).
+ */
+static void test_segment_zero(void **state)
+{
+	struct fixture *f = *state;
+	dynshm_area_ptr p;
+	dynshm_hash *t;
+	dynshm_area *a;
+
+	ASSERT_OK(dynshm_area_create(f->t.inst, 0, 0, &a));
+	ASSERT_OK(dynshm_area_alloc(a, 100, 0, &p));
+	assert_non_null(dynshm_area_get(a, p));
+	for (dynshm_area_ptr off = 1; off < 65536; off += 8)
+		assert_null(dynshm_area_get(a, off));
+	ASSERT_RC(dynshm_hash_attach(a, 0x100, &t), -ENOENT);
+	ASSERT_OK(dynshm_area_destroy(a));
+}
+
 /* Threads of one process: caches and partitions are per thread. */
 struct thread_arg {
 	dynshm_area *a;
@@ -1014,7 +1102,7 @@ static void test_scribbled(void **state)
 	int rc;
 
 	ASSERT_OK(dynshm_area_create(f->t.inst, 0, 0, &a));
-	hdr = (void *)((char *)dynshm_area_get(a, 64) - 64);
+	hdr = a->hdr;
 
 	/* a descriptor naming a partition past the table: refused */
 	ASSERT_OK(dynshm_area_alloc(a, 64, 0, &p));
@@ -1155,6 +1243,8 @@ int main(void)
 		T(test_other_process),
 		T(test_get_named),
 		T(test_dead_cache),
+		T(test_destroyed_elsewhere),
+		T(test_segment_zero),
 		T(test_threads),
 		T(test_in_region),
 		T(test_alloc_storm),

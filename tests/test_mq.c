@@ -879,6 +879,108 @@ static void test_futex_eintr_peer_dies(void **state)
 	assert_int_equal(dynshm_mq_detach(rx), 0);
 }
 
+/*
+ * A caller that polls - timeout 0, or timeouts shorter than the 50 ms
+ * after which a waiting call checks its peer - must still learn that the
+ * peer died: its calls used to return -EAGAIN / -ETIMEDOUT forever,
+ * because only a call that slept 50 ms looked.  The loops are bounded by
+ * a number of calls (generous: the check is due every 50 ms), not timed.
+ */
+static int killed_receiver(void *arg)
+{
+	dynshm_mq *mq = NULL;
+
+	(void)arg;
+	CHILD_CHECK(dynshm_mq_attach(fx.inst, fx.chunk, fx.size,
+				     DYNSHM_MQ_RECEIVER, &mq) == 0);
+	raise(SIGKILL);
+	return 1;
+}
+
+static void test_poll_dead_peer(void **state)
+{
+	static unsigned char buf[256];
+	const void *data;
+	dynshm_mq *mq;
+	long calls;
+	size_t n;
+	int rc;
+
+	(void)state;
+	/* the receiver polls a dead sender */
+	mq = attach(DYNSHM_MQ_RECEIVER);
+	assert_int_equal(test_wait(start(killed_sender, NULL)), 128 + SIGKILL);
+	for (calls = 0; calls < 1000; calls++) {
+		rc = dynshm_mq_receive(mq, buf, sizeof(buf), &n, 10);
+		if (rc != -ETIMEDOUT)
+			break;
+	}
+	assert_int_equal(rc, -ECONNRESET);
+	assert_int_equal(dynshm_mq_detach(mq), 0);
+
+	/* the same with timeout 0, by view */
+	assert_int_equal(dynshm_mq_create(fx.chunk, fx.size), 0);
+	mq = attach(DYNSHM_MQ_RECEIVER);
+	assert_int_equal(test_wait(start(killed_sender, NULL)), 128 + SIGKILL);
+	for (calls = 0; calls < 100000000; calls++) {
+		rc = dynshm_mq_receive_view(mq, &data, &n, 0);
+		if (rc != -EAGAIN)
+			break;
+	}
+	assert_int_equal(rc, -ECONNRESET);
+	assert_int_equal(dynshm_mq_detach(mq), 0);
+
+	/* a sender with a full ring polls a dead receiver */
+	assert_int_equal(dynshm_mq_create(fx.chunk, fx.size), 0);
+	mq = attach(DYNSHM_MQ_SENDER);
+	assert_int_equal(test_wait(start(killed_receiver, NULL)),
+			 128 + SIGKILL);
+	for (calls = 0; calls < 100000000; calls++) {
+		rc = dynshm_mq_send(mq, buf, sizeof(buf), 0);
+		if (rc != 0 && rc != -EAGAIN)
+			break;
+	}
+	assert_int_equal(rc, -EPIPE);
+	assert_int_equal(dynshm_mq_detach(mq), 0);
+}
+
+/*
+ * Sizes at the edges: an estimate for a ring under the 64-byte minimum
+ * must still be a size dynshm_mq_create takes (it returned 192 for 0,
+ * which create refused), and iovec lengths whose sum wraps around 2^64
+ * are refused (they were sent as a short message, and the call said 0).
+ */
+static void test_edges(void **state)
+{
+	static char mem[512] __attribute__((aligned(64)));
+	static char a[100];
+	struct iovec iov[2] = { { a, sizeof(a) }, { a, SIZE_MAX - 50 } };
+	dynshm_mq *tx = attach(DYNSHM_MQ_SENDER);
+	size_t n;
+
+	(void)state;
+	for (size_t ring = 0; ring <= 64; ring++) {
+		assert_true(dynshm_mq_estimate(ring) <= sizeof(mem));
+		assert_int_equal(dynshm_mq_create(mem, dynshm_mq_estimate(ring)),
+				 0);
+	}
+	assert_int_equal(dynshm_mq_sendv(tx, iov, 2, 0), -EMSGSIZE);
+	iov[1].iov_len = SIZE_MAX;
+	assert_int_equal(dynshm_mq_sendv(tx, iov, 2, 0), -EMSGSIZE);
+	iov[1].iov_len = 8;
+	assert_int_equal(dynshm_mq_sendv(tx, iov, 2, 0), 0);
+	assert_int_equal(dynshm_mq_detach(tx), 0);
+	{
+		dynshm_mq *rx = attach(DYNSHM_MQ_RECEIVER);
+		char buf[256];
+
+		assert_int_equal(dynshm_mq_receive(rx, buf, sizeof(buf), &n, 0),
+				 0);
+		assert_int_equal(n, sizeof(a) + 8);
+		assert_int_equal(dynshm_mq_detach(rx), 0);
+	}
+}
+
 /* ---- process tokens (dsm.h) ------------------------------------------------------ */
 
 struct token_pipes {
@@ -970,6 +1072,8 @@ static int run(const struct where *w)
 		T(test_scribbled),
 		T(test_futex_eintr),
 		T(test_futex_eintr_peer_dies),
+		T(test_poll_dead_peer),
+		T(test_edges),
 		T(test_header_wiped),
 		T(test_proc_tokens),
 	};

@@ -90,9 +90,10 @@ int dynshm_area_alloc(dynshm_area *area, size_t size, unsigned flags,
 int dynshm_area_free(dynshm_area *area, dynshm_area_ptr ptr);
 /*
  * The address of ptr in this process, mapping its segment on first use;
- * NULL for the null pointer, for an offset past its segment (a pointer
- * that is not one of the area's), or when the segment cannot be mapped
- * (dynshm_last_error() then says why).
+ * NULL for the null pointer, for any pointer into segment 0 (the control
+ * segment: no allocation is there), for an offset past its segment (a
+ * pointer that is not one of the area's), or when the segment cannot be
+ * mapped (dynshm_last_error() then says why).
  */
 void *dynshm_area_get(dynshm_area *area, dynshm_area_ptr ptr);
 

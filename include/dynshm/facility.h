@@ -176,7 +176,8 @@ typedef enum dynshm_mq_role {
 	DYNSHM_MQ_RECEIVER = 1
 } dynshm_mq_role;
 
-/* Bytes of a queue whose ring holds ring_size bytes (0 on overflow). */
+/* Bytes of a queue whose ring holds ring_size bytes, at least 64 (0 on
+ * overflow). */
 size_t dynshm_mq_estimate(size_t ring_size);
 /*
  * Lay out an empty queue in the size bytes at chunk (8-byte aligned; the

@@ -320,6 +320,27 @@ static int robust_lock(struct dynshm_area *a, struct dynshm_tlock *m,
 	return 0;
 }
 
+static void seg_free_locked(struct dynshm_area *a, uint32_t i);
+
+/*
+ * The area was destroyed (segs[0] is FREEING: area_int.h): finish what a
+ * destroyer killed half-way left - its data segments and the control
+ * segment - and refuse.  Without this a process still attached would make
+ * new pinned segments for an area nobody can destroy any more.
+ */
+static int area_gone_locked(struct dynshm_area *a)
+{
+	struct area_hdr *h = a->hdr;
+
+	for (uint32_t i = 1; i < AREA_MAX_SEGS; i++)
+		if (atomic_load(&h->segs[i].state) == SEG_ACTIVE)
+			seg_free_locked(a, i);
+	dynshm_destroy(a->inst, h->self); /* -ENOENT: done already */
+	tlock_give(&h->lock);
+	return dynshm_fail(EIDRM, "area 0x%016" PRIx64 " was destroyed",
+			   h->self);
+}
+
 static int area_lock(struct dynshm_area *a)
 {
 	struct area_hdr *h = a->hdr;
@@ -337,6 +358,8 @@ static int area_lock(struct dynshm_area *a)
 		}
 		h->dirty = 0;
 	}
+	if (atomic_load(&h->segs[0].state) != SEG_ACTIVE)
+		return area_gone_locked(a);
 	return 0;
 }
 
@@ -1155,7 +1178,8 @@ DYNSHM_EXPORT void *dynshm_area_get(dynshm_area *a, dynshm_area_ptr ptr)
 	uint32_t idx = (uint32_t)(ptr >> AREA_OFF_BITS);
 	char *base;
 
-	if (ptr == 0 || !a || idx >= AREA_MAX_SEGS)
+	/* segment 0 is the control segment: no allocation lies there */
+	if (idx == 0 || !a || idx >= AREA_MAX_SEGS)
 		return NULL;
 	base = area_seg_base(a, idx);
 	/* an offset past our mapping (a scribbled pointer): no address */
@@ -1353,11 +1377,15 @@ DYNSHM_EXPORT int dynshm_area_destroy(dynshm_area *a)
 	rc = lock_all(a, &p);
 	if (rc < 0)
 		goto unlock;
+	/* Commit: the area is going; whoever takes its lock next finishes. */
+	atomic_store(&h->segs[0].state, SEG_FREEING);
+	AREA_HOOK("area.destroying");
 	for (uint32_t i = 1; i < AREA_MAX_SEGS; i++)
 		if (atomic_load(&h->segs[i].state) == SEG_ACTIVE)
 			seg_free_locked(a, i);
-	area_unlock(a);
+	/* under the lock, so that no finisher destroys it first */
 	rc = dynshm_destroy(a->inst, h->self);
+	area_unlock(a);
 unlock:
 	while (p-- > 0)
 		part_unlock(a, p);

@@ -39,7 +39,12 @@
  *     job of a dead process: it destroys the segment by its name
  *     (dynshm.area.<control handle>.<index>.<gen>) or handle;
  *   - a PAGES segment with every page free is given back, unless it is
- *     the area's only one.
+ *     the area's only one;
+ *   - segs[0] (the control segment) is ACTIVE while the area lives and
+ *     FREEING from the moment dynshm_area_destroy commits (area lock and
+ *     every partition lock held): from then on every taker of the area
+ *     lock finishes the destroy and refuses (-EIDRM), so a process still
+ *     attached never makes a segment for a destroyed area.
  */
 #ifndef DYNSHM_FACILITY_AREA_INT_H
 #define DYNSHM_FACILITY_AREA_INT_H
@@ -229,7 +234,8 @@ static inline void *area_get_room(struct dynshm_area *a, dynshm_area_ptr ptr,
 	uint64_t off = ptr & AREA_OFF_MASK, size;
 	char *base;
 
-	if (ptr == 0 || idx >= AREA_MAX_SEGS)
+	/* segment 0 is the control segment: no allocation lies there */
+	if (idx == 0 || idx >= AREA_MAX_SEGS)
 		return NULL;
 	base = area_seg_base(a, idx);
 	size = atomic_load_explicit(&a->map[idx].size, memory_order_relaxed);

@@ -46,6 +46,13 @@ struct dynshm_mq {
 	uint64_t spin_ns;	/* the adaptive spin budget */
 	uint64_t token;		/* ours, as attached */
 	uint64_t peer_token;	/* the peer's, once seen */
+	/*
+	 * When the peer's liveness is next due to be checked by a call that
+	 * would return -EAGAIN or -ETIMEDOUT (0: not waiting): a caller that
+	 * polls with short timeouts never sleeps the 50 ms after which a
+	 * waiting call looks, and must still learn that its peer died.
+	 */
+	uint64_t poll_check_at;
 	unsigned char *buf;	/* receiver: assembly buffer of views */
 	size_t buf_cap;
 };
@@ -314,6 +321,29 @@ static int sleep_once(dynshm_mq *mq, const struct deadline *dl, uint64_t need,
 }
 
 /*
+ * A call about to give up (-EAGAIN, -ETIMEDOUT): if the handle has been
+ * waiting, call after call, for longer than MQ_LIVENESS_FIRST_MS since
+ * the last look, look at the peer now (at most one check per bound, so
+ * a busy poller costs one system call every 50 ms, not one per call).
+ * rc is the error to return when the peer is still there.
+ */
+static int give_up(dynshm_mq *mq, int rc)
+{
+	uint64_t now = now_ns(), bound = (uint64_t)MQ_LIVENESS_FIRST_MS * 1000000u;
+	int gone;
+
+	if (mq->poll_check_at == 0) {
+		mq->poll_check_at = now + bound;
+		return rc;
+	}
+	if (now < mq->poll_check_at)
+		return rc;
+	mq->poll_check_at = now + bound;
+	gone = peer_alive(mq);
+	return gone < 0 ? gone : rc;
+}
+
+/*
  * Wait until need bytes are ready for our side.  -EAGAIN (timeout 0),
  * -ETIMEDOUT / -ENOTCONN (timeout over), or the peer's departure.
  */
@@ -323,15 +353,22 @@ static int wait_ready(dynshm_mq *mq, uint64_t need, const struct deadline *dl)
 	bool ok;
 	int rc = check_ready(mq, need, &ok);
 
-	if (rc < 0 || ok)
+	if (rc < 0)
 		return rc;
+	if (ok) {
+		mq->poll_check_at = 0;
+		return 0;
+	}
 	if (dl->timeout_ms == 0)
-		return dynshm_fail(EAGAIN, "the message queue at %p is %s",
-				   (void *)mq->sh,
-				   mq->role == DYNSHM_MQ_SENDER ? "full"
-								: "empty");
+		return give_up(mq, dynshm_fail(EAGAIN, "the message queue at "
+					       "%p is %s", (void *)mq->sh,
+					       mq->role == DYNSHM_MQ_SENDER
+						       ? "full"
+						       : "empty"));
 	rc = spin(mq, need, &ok);
 	if (rc < 0 || ok) {
+		if (ok)
+			mq->poll_check_at = 0;
 		if (ok)
 			mq->spin_ns = mq->spin_ns * 2 < MQ_SPIN_MAX_NS
 					      ? mq->spin_ns * 2
@@ -364,6 +401,10 @@ static int wait_ready(dynshm_mq *mq, uint64_t need, const struct deadline *dl)
 		if (rc == 0 && !ok)
 			rc = check_ready(mq, need, &ok);
 	}
+	if (rc == -ETIMEDOUT)
+		return give_up(mq, rc);
+	if (ok)
+		mq->poll_check_at = 0;
 	return rc;
 }
 
@@ -391,6 +432,8 @@ DYNSHM_EXPORT size_t dynshm_mq_estimate(size_t ring_size)
 {
 	if (ring_size > SIZE_MAX - sizeof(struct mq_shared) - 8)
 		return 0;
+	if (ring_size < MQ_MIN_RING) /* what dynshm_mq_create needs */
+		ring_size = MQ_MIN_RING;
 	return sizeof(struct mq_shared) + (size_t)round8(ring_size);
 }
 
@@ -600,10 +643,11 @@ DYNSHM_EXPORT int dynshm_mq_sendv(dynshm_mq *mq, const struct iovec *iov,
 	for (int i = 0; i < iovcnt; i++) {
 		if (iov[i].iov_len && !iov[i].iov_base)
 			return dynshm_fail(EINVAL, "iovec %d has no buffer", i);
-		len += iov[i].iov_len;
-		if (len > MQ_MAX_MSG)
+		/* compared before the sum, which could wrap to a small one */
+		if (iov[i].iov_len > MQ_MAX_MSG - len)
 			return dynshm_fail(EMSGSIZE, "a message is at most %"
 					   PRIu64 " bytes", MQ_MAX_MSG);
+		len += iov[i].iov_len;
 	}
 	rc = peer_detached(mq);
 	if (rc == 0)
