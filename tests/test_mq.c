@@ -981,6 +981,50 @@ static void test_edges(void **state)
 	}
 }
 
+/*
+ * A forked child that inherited an attached end: refused (-EBADFD), and
+ * its detach frees only its copy - before, it sent under its parent's
+ * token (the receiver then took it for gone with the parent) and its
+ * detach told the receiver that the parent's end had gone.
+ */
+static dynshm_mq *inherited;
+
+static int inherited_child(void *arg)
+{
+	size_t n = 0;
+	char c;
+
+	(void)arg;
+	CHILD_CHECK(dynshm_mq_send(inherited, "x", 1, 0) == -EBADFD);
+	CHILD_CHECK(strstr(dynshm_last_error(), "attach a free end") != NULL);
+	CHILD_CHECK(dynshm_mq_receive(inherited, &c, 1, &n, 0) == -EINVAL);
+	CHILD_CHECK(dynshm_mq_detach(inherited) == 0);
+	return 0;
+}
+
+static void test_forked_end(void **state)
+{
+	dynshm_mq *rx;
+	char buf[8];
+	size_t n = 0;
+
+	(void)state;
+	inherited = attach(DYNSHM_MQ_SENDER);
+	rx = attach(DYNSHM_MQ_RECEIVER);
+	assert_int_equal(test_fork(inherited_child, NULL), 0);
+	/* the parent's end is still attached and still works */
+	assert_int_equal(dynshm_mq_send(inherited, "ok", 2, 0), 0);
+	assert_int_equal(dynshm_mq_receive(rx, buf, sizeof(buf), &n, 0), 0);
+	assert_int_equal(n, 2);
+	assert_memory_equal(buf, "ok", 2);
+	assert_int_equal(dynshm_mq_receive(rx, buf, sizeof(buf), &n, 0),
+			 -EAGAIN);
+	assert_int_equal(dynshm_mq_detach(inherited), 0);
+	assert_int_equal(dynshm_mq_receive(rx, buf, sizeof(buf), &n, 0),
+			 -ECONNRESET);
+	assert_int_equal(dynshm_mq_detach(rx), 0);
+}
+
 /* ---- process tokens (dsm.h) ------------------------------------------------------ */
 
 struct token_pipes {
@@ -1074,6 +1118,7 @@ static int run(const struct where *w)
 		T(test_futex_eintr_peer_dies),
 		T(test_poll_dead_peer),
 		T(test_edges),
+		T(test_forked_end),
 		T(test_header_wiped),
 		T(test_proc_tokens),
 	};

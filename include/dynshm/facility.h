@@ -194,7 +194,9 @@ int dynshm_mq_create(void *chunk, size_t size);
 int dynshm_mq_attach(dynshm_instance *inst, void *chunk, size_t size,
 		     dynshm_mq_role role, dynshm_mq **out);
 /* Leave the queue (the other side sees it) and free mq.  A role is not
- * attached again. */
+ * attached again.  An end belongs to the process that attached it: in a
+ * forked child an inherited handle gives -EBADFD, and its detach frees
+ * only the child's copy. */
 int dynshm_mq_detach(dynshm_mq *mq);
 
 /* Send len bytes (len may be 0). */

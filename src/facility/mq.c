@@ -16,6 +16,7 @@
 
 #include "../error.h"
 #include "fsys.h"
+#include "tlock.h"
 
 #include <dynshm/facility.h>
 
@@ -53,6 +54,7 @@ struct dynshm_mq {
 	 * waiting call looks, and must still learn that its peer died.
 	 */
 	uint64_t poll_check_at;
+	unsigned fork_gen;	/* tlock_fork_generation() at attach */
 	unsigned char *buf;	/* receiver: assembly buffer of views */
 	size_t buf_cap;
 };
@@ -513,6 +515,7 @@ DYNSHM_EXPORT int dynshm_mq_attach(dynshm_instance *inst, void *chunk,
 	mq->role = role;
 	mq->spin_ns = MQ_SPIN_MAX_NS;
 	mq->token = token;
+	mq->fork_gen = tlock_fork_generation();
 	mq->pos = __atomic_load_n(role == DYNSHM_MQ_SENDER ? &sh->written
 							   : &sh->read,
 				  __ATOMIC_ACQUIRE);
@@ -520,10 +523,37 @@ DYNSHM_EXPORT int dynshm_mq_attach(dynshm_instance *inst, void *chunk,
 	return 0;
 }
 
+/*
+ * A queue end belongs to the process that attached it: the peer judges
+ * it by that process's token, so a forked child sending or receiving
+ * through an end it inherited would be taken for gone when its parent
+ * leaves (and both would move one counter).  In a child the inherited
+ * handle is refused, and its detach frees only the child's copy.
+ */
+static bool attached_here(const dynshm_mq *mq)
+{
+	return mq->fork_gen ==
+	       atomic_load_explicit(&tlock_fork_gen, memory_order_relaxed);
+}
+
+static int not_here(const dynshm_mq *mq)
+{
+	return dynshm_fail(EBADFD, "this %s end of the message queue at %p "
+			   "was attached by the process this one was forked "
+			   "from, and belongs to it: attach a free end here "
+			   "instead", mq->role == DYNSHM_MQ_SENDER ? "sender" :
+			   "receiver", (void *)mq->sh);
+}
+
 DYNSHM_EXPORT int dynshm_mq_detach(dynshm_mq *mq)
 {
 	if (!mq)
 		return dynshm_fail(EINVAL, "no message queue given");
+	if (!attached_here(mq)) { /* the parent's end: ours is the copy */
+		free(mq->buf);
+		free(mq);
+		return 0;
+	}
 	__atomic_store_n(&mq->sh->detached[mq->role], 1, __ATOMIC_RELEASE);
 	__atomic_thread_fence(__ATOMIC_SEQ_CST);
 	wake(peer_sleep_word(mq));
@@ -640,6 +670,8 @@ DYNSHM_EXPORT int dynshm_mq_sendv(dynshm_mq *mq, const struct iovec *iov,
 	    (iovcnt > 0 && !iov))
 		return dynshm_fail(EINVAL, "dynshm_mq_send needs a queue "
 				   "attached as sender and the message");
+	if (!attached_here(mq))
+		return not_here(mq);
 	for (int i = 0; i < iovcnt; i++) {
 		if (iov[i].iov_len && !iov[i].iov_base)
 			return dynshm_fail(EINVAL, "iovec %d has no buffer", i);
@@ -802,6 +834,8 @@ static int receive(dynshm_mq *mq, void *buf, size_t cap, const void **view,
 		return dynshm_fail(EINVAL, "dynshm_mq_receive needs a queue "
 				   "attached as receiver and a place for the "
 				   "message");
+	if (!attached_here(mq))
+		return not_here(mq);
 	return_lent(mq);
 	deadline_start(&dl, timeout_ms);
 	if (mq->partial != PARTIAL_NONE) {

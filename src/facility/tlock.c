@@ -25,6 +25,12 @@ static void register_fork(void)
 	pthread_atfork(NULL, NULL, forked);
 }
 
+unsigned tlock_fork_generation(void)
+{
+	pthread_once(&once, register_fork);
+	return atomic_load(&tlock_fork_gen);
+}
+
 int tlock_token(dynshm_instance *inst, uint64_t *cache, unsigned *cache_gen,
 		uint64_t *me)
 {

@@ -64,6 +64,13 @@ int tlock_token(dynshm_instance *inst, uint64_t *cache, unsigned *cache_gen,
 extern _Atomic unsigned tlock_fork_gen;
 
 /*
+ * This process's fork generation, with the handler that bumps it in a
+ * forked child registered: a value kept by a handle (mq.c) says, when it
+ * no longer matches, that the handle was made by the parent.
+ */
+unsigned tlock_fork_generation(void);
+
+/*
  * tlock_token's fast path, inline for a lookup's lock (hash.c): true with
  * *me when the cache holds this process's token.  The cache is filled
  * only by tlock_token, which registers the fork handler first, so a
