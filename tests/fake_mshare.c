@@ -263,7 +263,7 @@ static void keeper_serve(int lsock)
 	int c;
 
 	while ((c = accept4(lsock, NULL, NULL, SOCK_CLOEXEC)) >= 0) {
-		struct keeper_msg q;
+		struct keeper_msg q = { 0 };
 		int fd, out;
 		int32_t err;
 
