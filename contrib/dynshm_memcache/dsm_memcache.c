@@ -295,6 +295,11 @@ static long cmd_store(struct conn *c, char **tok, int ntok, const char *data,
 	if (nbytes > store.sh->item_max) {
 		outs(c, "SERVER_ERROR object too large for cache\r\n");
 		c->swallow = nbytes + 2;
+		/* A set that fails drops the old value, as memcached does:
+		 * the client meant to replace it, and a later get must not
+		 * return what it tried to overwrite. */
+		if (mode == MC_SET)
+			mc_delete(&store, tok[1]);
 		return 0;
 	}
 	if (avail < nbytes + 2)
@@ -306,6 +311,8 @@ static long cmd_store(struct conn *c, char **tok, int ntok, const char *data,
 	}
 	r = mc_store_item(&store, mode, tok[1], (uint32_t)flags, exptime,
 			  data, (uint32_t)nbytes, cas);
+	if (r == MC_NOMEM && mode == MC_SET)
+		mc_delete(&store, tok[1]); /* no stale value: see above */
 	if (mode == MC_CAS)
 		cnt(r == MC_STORED ? &ws->cas_hits : r == MC_EXISTS ?
 		    &ws->cas_badval : &ws->cas_misses);

@@ -94,6 +94,13 @@ def run(port):
           b"SERVER_ERROR object too large for cache")
     check("after too large", c.cmd(b"version\r\n")[:8], b"VERSION ")
     check("too large not stored", c.get(b"big"), None)
+    # A set refused as too large drops the key's old value, as memcached
+    # does: a later get must not return what the client overwrote.
+    check("set old", c.cmd(b"set old 0 0 3\r\nold\r\n"), b"STORED")
+    check("too large over old",
+          c.cmd(b"set old 0 0 5000\r\n" + big + b"\r\n"),
+          b"SERVER_ERROR object too large for cache")
+    check("no stale value", c.get(b"old"), None)
     # Partial lines and data blocks, sent a byte at a time.
     req = b"set p 3 0 10\r\n0123456789\r\nget p\r\n"
     for i in range(len(req)):
