@@ -73,6 +73,12 @@ struct conn {
 	char *wbuf;
 	size_t wlen, wcap, woff;
 	size_t swallow;	   /* data bytes of a refused set still to drop */
+	/* The keys of a get not answered yet (each NUL-ended), when its
+	 * reply filled wbuf: answered as the client reads (back pressure).
+	 * NULL: no get pending. */
+	char *pend;
+	size_t pend_off, pend_len;
+	bool pend_cas;
 	bool close_after;  /* close once wbuf is sent */
 	bool out_armed;	   /* EPOLLOUT registered */
 };
@@ -211,10 +217,41 @@ static void emit_value(const struct mc_item *it, void *arg)
 	out(ea->c, "\r\n", 2);
 }
 
-static void cmd_get(struct conn *c, char **tok, int ntok, bool with_cas)
+static void get_one(struct conn *c, const char *key, bool with_cas)
 {
 	struct emit_arg ea = { c, with_cas };
 
+	cnt(&ws->cmd_get);
+	if (mc_get(&store, ws, key, emit_value, &ea) == MC_STORED)
+		cnt(&ws->get_hits);
+	else
+		cnt(&ws->get_misses);
+}
+
+/* Go on with a pending get until wbuf is full again or the get is done. */
+static void get_resume(struct conn *c)
+{
+	while (c->pend_off < c->pend_len && c->wlen - c->woff < WBUF_HIGH) {
+		const char *key = c->pend + c->pend_off;
+
+		c->pend_off += strlen(key) + 1;
+		get_one(c, key, c->pend_cas);
+	}
+	if (c->pend_off == c->pend_len) {
+		free(c->pend);
+		c->pend = NULL;
+		outs(c, "END\r\n");
+	}
+}
+
+/*
+ * A get copies each value into wbuf; a get of thousands of keys naming
+ * large values would so grow wbuf without bound (a 64 KiB line of 1 MiB
+ * values: gigabytes) before the client reads a byte.  Past WBUF_HIGH the
+ * keys left are kept and answered as the client reads (get_resume).
+ */
+static void cmd_get(struct conn *c, char **tok, int ntok, bool with_cas)
+{
 	if (ntok < 2) {
 		outs(c, "ERROR\r\n");
 		return;
@@ -226,11 +263,27 @@ static void cmd_get(struct conn *c, char **tok, int ntok, bool with_cas)
 		}
 	}
 	for (int i = 1; i < ntok; i++) {
-		cnt(&ws->cmd_get);
-		if (mc_get(&store, ws, tok[i], emit_value, &ea) == MC_STORED)
-			cnt(&ws->get_hits);
-		else
-			cnt(&ws->get_misses);
+		if (c->wlen - c->woff >= WBUF_HIGH) {
+			size_t len = 0, off = 0;
+
+			for (int j = i; j < ntok; j++)
+				len += strlen(tok[j]) + 1;
+			c->pend = malloc(len);
+			if (c->pend != NULL) {
+				for (int j = i; j < ntok; j++) {
+					size_t n = strlen(tok[j]) + 1;
+
+					memcpy(c->pend + off, tok[j], n);
+					off += n;
+				}
+				c->pend_off = 0;
+				c->pend_len = len;
+				c->pend_cas = with_cas;
+				return;
+			}
+			/* No memory to wait: answer all at once, as before. */
+		}
+		get_one(c, tok[i], with_cas);
 	}
 	outs(c, "END\r\n");
 }
@@ -295,6 +348,11 @@ static long cmd_store(struct conn *c, char **tok, int ntok, const char *data,
 	if (nbytes > store.sh->item_max) {
 		outs(c, "SERVER_ERROR object too large for cache\r\n");
 		c->swallow = nbytes + 2;
+		/* A set that fails drops the old value, as memcached does:
+		 * the client meant to replace it, and a later get must not
+		 * return what it tried to overwrite. */
+		if (mode == MC_SET)
+			mc_delete(&store, tok[1]);
 		return 0;
 	}
 	if (avail < nbytes + 2)
@@ -306,6 +364,8 @@ static long cmd_store(struct conn *c, char **tok, int ntok, const char *data,
 	}
 	r = mc_store_item(&store, mode, tok[1], (uint32_t)flags, exptime,
 			  data, (uint32_t)nbytes, cas);
+	if (r == MC_NOMEM && mode == MC_SET)
+		mc_delete(&store, tok[1]); /* no stale value: see above */
 	if (mode == MC_CAS)
 		cnt(r == MC_STORED ? &ws->cas_hits : r == MC_EXISTS ?
 		    &ws->cas_badval : &ws->cas_misses);
@@ -547,7 +607,13 @@ static void process(struct conn *c)
 	static char lbuf[LINE_MAX_LEN + 1]; /* a worker has one thread */
 	size_t pos = 0;
 
-	while (pos < c->rlen && !c->close_after &&
+	if (c->pend != NULL) { /* a get's reply comes before what follows */
+		if (c->wlen - c->woff < WBUF_HIGH)
+			get_resume(c);
+		if (c->pend != NULL)
+			return;
+	}
+	while (pos < c->rlen && !c->close_after && c->pend == NULL &&
 	       c->wlen - c->woff < WBUF_HIGH) {
 		char *line = c->rbuf + pos, *nl;
 		size_t len;
@@ -615,6 +681,7 @@ static void conn_close(struct conn *c)
 	close(c->fd);
 	free(c->rbuf);
 	free(c->wbuf);
+	free(c->pend);
 	free(c);
 	atomic_fetch_sub(&ws->curr_connections, 1);
 	listen_rearm();
@@ -714,8 +781,16 @@ static void conn_event(struct conn *c, uint32_t events)
 		}
 		process(c);
 	}
-	if (!flush_out(c))
-		conn_close(c);
+	/* A pending get goes on while the client takes what is sent. */
+	for (;;) {
+		if (!flush_out(c)) {
+			conn_close(c);
+			return;
+		}
+		if (c->pend == NULL || c->out_armed)
+			break;
+		process(c);
+	}
 }
 
 /*

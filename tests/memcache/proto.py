@@ -24,6 +24,7 @@ def main():
     srv = Server(sys.argv[1], workers=2, memory_mb=16, item_max=4096)
     try:
         run(srv.port)
+        big_get(srv)
     finally:
         failures.extend(srv.stop())
     for f in failures:
@@ -94,6 +95,13 @@ def run(port):
           b"SERVER_ERROR object too large for cache")
     check("after too large", c.cmd(b"version\r\n")[:8], b"VERSION ")
     check("too large not stored", c.get(b"big"), None)
+    # A set refused as too large drops the key's old value, as memcached
+    # does: a later get must not return what the client overwrote.
+    check("set old", c.cmd(b"set old 0 0 3\r\nold\r\n"), b"STORED")
+    check("too large over old",
+          c.cmd(b"set old 0 0 5000\r\n" + big + b"\r\n"),
+          b"SERVER_ERROR object too large for cache")
+    check("no stale value", c.get(b"old"), None)
     # Partial lines and data blocks, sent a byte at a time.
     req = b"set p 3 0 10\r\n0123456789\r\nget p\r\n"
     for i in range(len(req)):
@@ -144,6 +152,43 @@ def run(port):
     c2 = Conn(port)
     check("line too long", c2.cmd(b"g" * 70000), b"CLIENT_ERROR line too long")
     c2.close()
+    c.close()
+
+
+def peak_kib(pid):
+    with open("/proc/%d/status" % pid) as f:
+        for ln in f:
+            if ln.startswith("VmHWM:"):
+                return int(ln.split()[1])
+    return 0
+
+
+def big_get(srv):
+    """A get whose reply is far larger than its line (16000 keys of a 4 KiB
+    value: 64 MiB) is answered as the client reads, not built whole in the
+    worker's memory first (it was: 64 MiB and more per such line)."""
+    c = Conn(srv.port)
+    check("set 4k", c.cmd(b"set v4k 0 0 4096\r\n" + b"v" * 4096 + b"\r\n"),
+          b"STORED")
+    workers = srv.workers()
+    before = {p: peak_kib(p) for p in workers}
+    n = 16000
+    c.send(b"get " + b" ".join([b"v4k"] * n) + b"\r\nversion\r\n")
+    got = 0
+    while True:
+        ln = c.line()
+        if ln == b"END":
+            break
+        if ln != b"VALUE v4k 0 4096" or c.exact(4098) != b"v" * 4096 + b"\r\n":
+            check("big get value %d" % got, ln, b"VALUE v4k 0 4096")
+            return
+        got += 1
+    check("big get values", got, n)
+    check("after big get", c.line()[:8], b"VERSION ")
+    grew = max(peak_kib(p) - before.get(p, 0) for p in workers)
+    if grew > 24 * 1024:
+        failures.append("a 64 MiB get reply grew a worker by %d KiB (at "
+                        "most 24 MiB: the reply waits for the reader)" % grew)
     c.close()
 
 
