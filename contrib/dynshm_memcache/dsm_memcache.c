@@ -1057,6 +1057,35 @@ static const char usage_text[] =
 	"  --port-file FILE      write the bound port there once listening\n"
 	"  --pid-file FILE       write the supervisor's pid there\n";
 
+/*
+ * The reset at start is for what a killed earlier run left, never for a
+ * server still running on the instance: it would wipe that one's items
+ * and leave it unable to store (found by a hostile review).  A process
+ * still joined after the dead are reaped means one is running.
+ */
+static int instance_busy(const char *instance)
+{
+	dynshm_instance *inst = NULL;
+	dynshm_instance_info info;
+	int rc = dynshm_instance_open(instance, NULL, DYNSHM_OPEN_EXISTING,
+				      &inst);
+
+	if (rc < 0) /* none, or one the reset will report on */
+		return 0;
+	rc = dynshm_reap(inst, NULL);
+	if (rc == 0)
+		rc = dynshm_instance_info_get(inst, &info, sizeof(info));
+	dynshm_instance_close(inst);
+	if (rc == 0 && info.processes > 1) {
+		fprintf(stderr, "dsm_memcache: instance '%s' is in use by %u "
+			"other live process%s (another dsm_memcache?); not "
+			"starting over it\n", instance, info.processes - 1,
+			info.processes == 2 ? "" : "es");
+		return -EBUSY;
+	}
+	return 0;
+}
+
 static int parse_args(int argc, char **argv, struct options *o)
 {
 	static const struct option longs[] = {
@@ -1144,6 +1173,8 @@ int main(int argc, char **argv)
 		snprintf(name, sizeof(name), "dsm_memcache.%d", port);
 		o.instance = name;
 	}
+	if (instance_busy(o.instance) < 0)
+		goto out;
 	rc = dynshm_instance_open(o.instance, NULL,
 				  DYNSHM_OPEN_SUPERVISOR | DYNSHM_OPEN_RESET,
 				  &inst);

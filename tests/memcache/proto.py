@@ -7,6 +7,7 @@ requests the way memcached does (ERROR, CLIENT_ERROR, SERVER_ERROR), or
 clients desynchronise.  Each check names what it shows.
 Usage: proto.py DSM_MEMCACHE
 """
+import subprocess
 import sys
 import time
 
@@ -25,6 +26,7 @@ def main():
     try:
         run(srv.port)
         big_get(srv)
+        second_server(sys.argv[1], srv)
     finally:
         failures.extend(srv.stop())
     for f in failures:
@@ -189,6 +191,22 @@ def big_get(srv):
     if grew > 24 * 1024:
         failures.append("a 64 MiB get reply grew a worker by %d KiB (at "
                         "most 24 MiB: the reply waits for the reader)" % grew)
+    c.close()
+
+
+def second_server(binary, srv):
+    """A second server started on the instance of a running one refuses to
+    start, and the first goes on storing (the start's reset wiped the
+    running server's instance, and every set of its failed after)."""
+    c = Conn(srv.port)
+    check("set before", c.cmd(b"set keep 0 0 4\r\nkept\r\n"), b"STORED")
+    p = subprocess.run([binary, "-p", "0", "-t", "1", "--instance",
+                        srv.instance], stderr=subprocess.PIPE, timeout=60)
+    check("second server exit", p.returncode, 1)
+    check("second server says why", b"in use by" in p.stderr, True)
+    check("get after", c.get(b"keep"), (0, b"kept"))
+    check("set after", c.cmd(b"set more 0 0 4\r\nmore\r\n"), b"STORED")
+    check("get new", c.get(b"more"), (0, b"more"))
     c.close()
 
 
