@@ -306,6 +306,13 @@ static const char *res_text(enum mc_res r)
 	return "SERVER_ERROR internal error\r\n";
 }
 
+/*
+ * A command whose line ends in "noreply" gets no reply at all, errors
+ * included, as from memcached 1.6: a client that pipelines such commands
+ * reads the next reply as the next command's, so an error sent anyway
+ * would be taken for another command's answer.  (A line too malformed to
+ * tell is answered: ERROR or CLIENT_ERROR.)
+ */
 static bool is_noreply(char **tok, int ntok, int at)
 {
 	return ntok > at && strcmp(tok[at], "noreply") == 0;
@@ -346,7 +353,8 @@ static long cmd_store(struct conn *c, char **tok, int ntok, const char *data,
 	}
 	noreply = is_noreply(tok, ntok, want);
 	if (nbytes > store.sh->item_max) {
-		outs(c, "SERVER_ERROR object too large for cache\r\n");
+		if (!noreply)
+			outs(c, "SERVER_ERROR object too large for cache\r\n");
 		c->swallow = nbytes + 2;
 		/* A set that fails drops the old value, as memcached does:
 		 * the client meant to replace it, and a later get must not
@@ -359,7 +367,8 @@ static long cmd_store(struct conn *c, char **tok, int ntok, const char *data,
 		return -1;
 	cnt(&ws->cmd_set);
 	if (data[nbytes] != '\r' || data[nbytes + 1] != '\n') {
-		outs(c, "CLIENT_ERROR bad data chunk\r\n");
+		if (!noreply)
+			outs(c, "CLIENT_ERROR bad data chunk\r\n");
 		return (long)nbytes + 2;
 	}
 	r = mc_store_item(&store, mode, tok[1], (uint32_t)flags, exptime,
@@ -369,7 +378,7 @@ static long cmd_store(struct conn *c, char **tok, int ntok, const char *data,
 	if (mode == MC_CAS)
 		cnt(r == MC_STORED ? &ws->cas_hits : r == MC_EXISTS ?
 		    &ws->cas_badval : &ws->cas_misses);
-	if (!noreply || r == MC_NOMEM)
+	if (!noreply)
 		outs(c, res_text(r));
 	return (long)nbytes + 2;
 }
@@ -408,7 +417,9 @@ static void cmd_incr(struct conn *c, char **tok, int ntok, bool incr)
 		return;
 	}
 	if (!parse_u64(tok[2], &delta)) {
-		outs(c, "CLIENT_ERROR invalid numeric delta argument\r\n");
+		if (!noreply)
+			outs(c, "CLIENT_ERROR invalid numeric delta "
+				"argument\r\n");
 		return;
 	}
 	r = mc_incr(&store, tok[1], incr, delta, &v);
@@ -416,7 +427,7 @@ static void cmd_incr(struct conn *c, char **tok, int ntok, bool incr)
 		cnt(r == MC_STORED ? &ws->incr_hits : &ws->incr_misses);
 	else
 		cnt(r == MC_STORED ? &ws->decr_hits : &ws->decr_misses);
-	if (noreply && r != MC_NOMEM)
+	if (noreply)
 		return;
 	if (r == MC_STORED)
 		outf(c, "%" PRIu64 "\r\n", v);
@@ -432,7 +443,8 @@ static void cmd_touch(struct conn *c, char **tok, int ntok)
 
 	if (ntok < 3 || ntok > 4 || (ntok == 4 && !noreply) ||
 	    !key_ok(tok[1]) || !parse_i64(tok[2], &exptime)) {
-		outs(c, "CLIENT_ERROR bad command line format\r\n");
+		if (!noreply)
+			outs(c, "CLIENT_ERROR bad command line format\r\n");
 		return;
 	}
 	cnt(&ws->cmd_touch);

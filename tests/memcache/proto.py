@@ -79,6 +79,11 @@ def run(port):
     c.send(b"set q 0 0 1 noreply\r\nq\r\ndelete q noreply\r\n"
            b"incr nokey 1 noreply\r\ntouch t 10 noreply\r\n")
     check("noreply", c.cmd(b"version\r\n")[:8], b"VERSION ")
+    # ... errors included, as memcached 1.6: a pipelining client would
+    # take them for the next command's replies.
+    c.send(b"set nbig 0 0 5000 noreply\r\n" + b"x" * 5000 + b"\r\n"
+           b"incr nn x noreply\r\ntouch nn x noreply\r\n")
+    check("noreply errors", c.cmd(b"version\r\n")[:8], b"VERSION ")
     check("noreply deleted", c.get(b"q"), None)
     # Errors.
     check("unknown command", c.cmd(b"bogus a b\r\n"), b"ERROR")
