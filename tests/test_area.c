@@ -744,6 +744,35 @@ static int count_fn(const void *key, size_t len, void *value, void *arg)
 	return 0;
 }
 
+/*
+ * The largest values: an entry must be a small object of the area.  A
+ * table whose entries were larger took a segment per entry and failed
+ * after about a thousand (the area has 1024 segments).
+ */
+static void test_hash_value_limits(void **state)
+{
+	struct fixture *f = *state;
+	static unsigned char value[8144];
+	dynshm_area_ptr tp;
+	dynshm_hash *t;
+	dynshm_area *a;
+
+	ASSERT_OK(dynshm_area_create(f->t.inst, 0, 0, &a));
+	ASSERT_RC(dynshm_hash_create(a, 8, 8145, &tp, &t), -EINVAL);
+	ASSERT_RC(dynshm_hash_create(a, DYNSHM_HASH_STRING, 7121, &tp, &t),
+		  -EINVAL);
+	ASSERT_OK(dynshm_hash_create(a, 8, sizeof(value), &tp, &t));
+	for (uint64_t k = 0; k < 1500; k++) {
+		memset(value, (int)k, sizeof(value));
+		ASSERT_OK(dynshm_hash_insert(t, &k, value, 0));
+	}
+	ASSERT_OK(dynshm_hash_find(t, &(uint64_t){ 1234 }, value));
+	assert_int_equal(value[0], 1234 & 0xff);
+	assert_int_equal(value[sizeof(value) - 1], 1234 & 0xff);
+	ASSERT_OK(dynshm_hash_destroy(t));
+	ASSERT_OK(dynshm_area_destroy(a));
+}
+
 static void test_hash_basic(void **state)
 {
 	struct fixture *f = *state;
@@ -1248,6 +1277,7 @@ int main(void)
 		T(test_threads),
 		T(test_in_region),
 		T(test_alloc_storm),
+		T(test_hash_value_limits),
 		T(test_hash_basic),
 		T(test_hash_storm),
 		T(test_replace_storm),

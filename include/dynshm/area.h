@@ -128,8 +128,10 @@ typedef struct dynshm_hash dynshm_hash;
 
 /*
  * Create a table in area with keys of key_size bytes (or string keys) and
- * values of value_size bytes.  *table receives its area pointer, which
- * other processes pass to dynshm_hash_attach.
+ * values of value_size bytes.  An entry (40 bytes, the key rounded up to
+ * 8, the value) must fit DYNSHM_AREA_SMALL_MAX, else -EINVAL.  *table
+ * receives its area pointer, which other processes pass to
+ * dynshm_hash_attach.
  */
 int dynshm_hash_create(dynshm_area *area, size_t key_size, size_t value_size,
 		       dynshm_area_ptr *table, dynshm_hash **out);

@@ -663,6 +663,15 @@ DYNSHM_EXPORT int dynshm_hash_count(dynshm_hash *t, uint64_t *count)
 	return 0;
 }
 
+/* The largest value_size whose entries fit the area's small objects. */
+static size_t hash_value_max(size_t key_size)
+{
+	size_t key = key_size ? key_size : DYNSHM_HASH_KEY_MAX + 1;
+
+	return DYNSHM_AREA_SMALL_MAX - sizeof(struct hash_entry) -
+	       ((key + 7) & ~(size_t)7);
+}
+
 static int hash_open(dynshm_area *area, dynshm_area_ptr self,
 		     dynshm_hash **out)
 {
@@ -694,12 +703,23 @@ DYNSHM_EXPORT int dynshm_hash_create(dynshm_area *area, size_t key_size,
 	uint32_t p;
 	int rc;
 
-	if (!area || !table || !out || key_size > DYNSHM_HASH_KEY_MAX ||
-	    value_size > DYNSHM_AREA_SMALL_MAX)
+	if (!area || !table || !out || key_size > DYNSHM_HASH_KEY_MAX)
 		return dynshm_fail(EINVAL, "dynshm_hash_create: NULL argument, "
-				   "or key_size %zu / value_size %zu above %u "
-				   "/ %u", key_size, value_size,
-				   DYNSHM_HASH_KEY_MAX, DYNSHM_AREA_SMALL_MAX);
+				   "or key_size %zu above %u", key_size,
+				   DYNSHM_HASH_KEY_MAX);
+	/*
+	 * Every entry must be a small object of the area: a larger one gets
+	 * a segment of its own, and the area has at most AREA_MAX_SEGS, so a
+	 * table of them would fail after about a thousand entries.
+	 */
+	if (value_size > hash_value_max(key_size))
+		return dynshm_fail(EINVAL, "dynshm_hash_create: value_size %zu "
+				   "above %zu, the most an entry with %s "
+				   "keys leaves (an entry must fit in %u "
+				   "bytes)", value_size,
+				   hash_value_max(key_size),
+				   key_size ? "these" : "string",
+				   DYNSHM_AREA_SMALL_MAX);
 	rc = dynshm_area_alloc(area, sizeof(*h), DYNSHM_AREA_ZERO, &self);
 	if (rc < 0)
 		return rc;
