@@ -13,6 +13,8 @@
  */
 #include "testutil.h"
 
+#include "src/facility/toc.h"
+
 #include <dynshm/facility.h>
 
 #include <setjmp.h>
@@ -287,6 +289,34 @@ static int child_lookup(int argc, char **argv)
 	return 0;
 }
 
+/*
+ * The entry counter scribbled to its largest value: every insert refused,
+ * entry 0 untouched.  An add past the end wrapped it to 0, and the next
+ * insert overwrote the first published entry.  And an insert whose lookup
+ * finds the table corrupt says so (it said -EEXIST).
+ */
+static void test_counter_scribbled(void **state)
+{
+	static uint64_t mem[8192 / 8];
+	struct toc_header *h = (struct toc_header *)(void *)mem;
+	dynshm_toc *toc = NULL;
+	void *a, *b, *found = NULL;
+
+	(void)state;
+	assert_int_equal(dynshm_toc_create(mem, sizeof(mem), NKEYS, &toc), 0);
+	assert_int_equal(dynshm_toc_alloc(toc, 64, 0, &a), 0);
+	assert_int_equal(dynshm_toc_alloc(toc, 64, 0, &b), 0);
+	assert_int_equal(dynshm_toc_insert(toc, 100, a, 64), 0);
+	h->nreserved = UINT64_MAX;
+	for (uint64_t k = 1; k <= 3; k++)
+		assert_int_equal(dynshm_toc_insert(toc, k, b, 64), -ENOSPC);
+	assert_int_equal(dynshm_toc_lookup(toc, 100, &found, NULL), 0);
+	assert_ptr_equal(found, a);
+	h->nreserved = 1;
+	h->entries[0].offset = sizeof(mem) + 4096; /* points outside */
+	assert_int_equal(dynshm_toc_insert(toc, 100, b, 64), -EUCLEAN);
+}
+
 static void test_across_processes(const struct where *w)
 {
 	char *dir = test_make_dir(), path[PATH_MAX], hbuf[32];
@@ -391,6 +421,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_alignment_and_arguments),
 		cmocka_unit_test(test_relptr),
 		cmocka_unit_test(test_scribbled),
+		cmocka_unit_test(test_counter_scribbled),
 		cmocka_unit_test(test_posix),
 		cmocka_unit_test(test_sysv),
 		cmocka_unit_test(test_mmap),

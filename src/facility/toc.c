@@ -246,6 +246,7 @@ DYNSHM_EXPORT int dynshm_toc_insert(dynshm_toc *toc, uint64_t key,
 	uint64_t offset, i;
 	struct toc_entry *e;
 	void *found;
+	int rc;
 
 	if (!toc || !chunk || (char *)chunk < toc->base)
 		return dynshm_fail(EINVAL, "no table of contents or no chunk "
@@ -255,15 +256,28 @@ DYNSHM_EXPORT int dynshm_toc_insert(dynshm_toc *toc, uint64_t key,
 		return dynshm_fail(EINVAL, "the chunk of %zu bytes at %p is not "
 				   "inside the table of contents at %p", size,
 				   chunk, (void *)toc->base);
-	if (dynshm_toc_lookup(toc, key, &found, NULL) != -ENOENT)
+	rc = dynshm_toc_lookup(toc, key, &found, NULL);
+	if (rc == 0)
 		return dynshm_fail(EEXIST, "key 0x%" PRIx64 " is already in "
 				   "the table of contents at %p", key,
 				   (void *)toc->base);
-	i = __atomic_fetch_add(&toc->hdr->nreserved, 1, __ATOMIC_ACQ_REL);
-	if (i >= toc->max_keys)
-		return dynshm_fail(ENOSPC, "all %" PRIu64 " entries of the "
-				   "table of contents at %p are used",
-				   toc->max_keys, (void *)toc->base);
+	if (rc != -ENOENT)
+		return rc; /* corrupt: its message stands */
+	/*
+	 * Taken only below max_keys, by compare-and-swap: an add past the
+	 * end, repeated, would wrap a scribbled counter back to entry 0 and
+	 * overwrite a published entry.
+	 */
+	i = __atomic_load_n(&toc->hdr->nreserved, __ATOMIC_ACQUIRE);
+	do {
+		if (i >= toc->max_keys)
+			return dynshm_fail(ENOSPC, "all %" PRIu64 " entries of "
+					   "the table of contents at %p are "
+					   "used", toc->max_keys,
+					   (void *)toc->base);
+	} while (!__atomic_compare_exchange_n(&toc->hdr->nreserved, &i, i + 1,
+					      false, __ATOMIC_ACQ_REL,
+					      __ATOMIC_ACQUIRE));
 	e = &toc->hdr->entries[i];
 	e->key = key;
 	e->offset = offset;

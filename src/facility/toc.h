@@ -18,8 +18,9 @@
  *       checked (with the caller's size) at attach; the handle keeps its
  *       own copies, so a later scribble on them changes nothing.
  *   alloc_next   the first free byte; grows by compare-and-swap only.
- *   nreserved    entries handed out; grows by fetch-and-add only (it may
- *                pass max_keys by the number of refused inserts).
+ *   nreserved    entries handed out; grows by compare-and-swap only, and
+ *                never past max_keys (a value beyond, a scribble, refuses
+ *                every insert).
  *   entry        written by the one inserter that reserved it: key, offset
  *                and size first, then state = TOC_PUBLISHED with a release
  *                store.  Lookups read state with an acquire load and skip
@@ -59,7 +60,7 @@ struct toc_header {
 	uint64_t total_size; /* (C) bytes the table manages */
 	uint64_t check;	     /* (C) a function of the four above */
 	uint64_t alloc_next; /* CAS only */
-	uint64_t nreserved;  /* fetch-and-add only */
+	uint64_t nreserved;  /* CAS only, at most max_keys */
 	struct toc_entry entries[];
 };
 
