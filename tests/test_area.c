@@ -441,6 +441,8 @@ static void test_destroyed_elsewhere(void **state)
 		ASSERT_OK(dynshm_area_alloc(a, 100000, 0, &q));
 		assert_int_equal(test_fork(destroy_child, &da),
 				 die ? 128 + SIGKILL : 0);
+		/* what our thread cache still holds is not handed out */
+		ASSERT_RC(dynshm_area_alloc(a, 100, 0, &p), -EIDRM);
 		ASSERT_RC(dynshm_area_alloc(a, 3000, 0, &p), -EIDRM);
 		ASSERT_RC(dynshm_area_alloc(a, 100000, 0, &q), -EIDRM);
 		ASSERT_RC(dynshm_area_stats_get(a, &st), -EIDRM);

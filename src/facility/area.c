@@ -806,6 +806,15 @@ DYNSHM_EXPORT int dynshm_area_alloc(dynshm_area *a, size_t size,
 		return rc;
 	}
 	cls = size_to_class(size ? size : 1);
+	/*
+	 * Destroyed (area_int.h: segs[0]): the thread cache may still hold
+	 * objects of its freed segments, which must not be handed out.  The
+	 * locked paths below refuse by themselves.
+	 */
+	if (atomic_load_explicit(&a->hdr->segs[0].state, memory_order_relaxed) !=
+	    SEG_ACTIVE)
+		return dynshm_fail(EIDRM, "area 0x%016" PRIx64 " was destroyed",
+				   a->hdr->self);
 	c = cache_get(a, true);
 	if (c) {
 		uint32_t n = atomic_load_explicit(&c->count[cls],
