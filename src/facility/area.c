@@ -782,6 +782,13 @@ static inline struct area_cache *cache_get(struct dynshm_area *a, bool claim)
 	return cache_claim(a, claim);
 }
 
+/* Out of line: the allocation fast path only tests for it. */
+static __attribute__((cold, noinline)) int area_destroyed(struct dynshm_area *a)
+{
+	return dynshm_fail(EIDRM, "area 0x%016" PRIx64 " was destroyed",
+			   a->hdr->self);
+}
+
 DYNSHM_EXPORT int dynshm_area_alloc(dynshm_area *a, size_t size,
 				    unsigned flags, dynshm_area_ptr *out)
 {
@@ -811,10 +818,10 @@ DYNSHM_EXPORT int dynshm_area_alloc(dynshm_area *a, size_t size,
 	 * objects of its freed segments, which must not be handed out.  The
 	 * locked paths below refuse by themselves.
 	 */
-	if (atomic_load_explicit(&a->hdr->segs[0].state, memory_order_relaxed) !=
-	    SEG_ACTIVE)
-		return dynshm_fail(EIDRM, "area 0x%016" PRIx64 " was destroyed",
-				   a->hdr->self);
+	if (__builtin_expect(atomic_load_explicit(&a->hdr->segs[0].state,
+						  memory_order_relaxed) !=
+			     SEG_ACTIVE, 0))
+		return area_destroyed(a);
 	c = cache_get(a, true);
 	if (c) {
 		uint32_t n = atomic_load_explicit(&c->count[cls],
