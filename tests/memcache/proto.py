@@ -7,6 +7,7 @@ requests the way memcached does (ERROR, CLIENT_ERROR, SERVER_ERROR), or
 clients desynchronise.  Each check names what it shows.
 Usage: proto.py DSM_MEMCACHE
 """
+import os
 import subprocess
 import sys
 import time
@@ -193,7 +194,8 @@ def big_get(srv):
     check("big get values", got, n)
     check("after big get", c.line()[:8], b"VERSION ")
     grew = max(peak_kib(p) - before.get(p, 0) for p in workers)
-    if grew > 24 * 1024:
+    # Under a sanitizer freed memory stays in its quarantine: no bound.
+    if os.environ.get("SANITIZE", "none") == "none" and grew > 24 * 1024:
         failures.append("a 64 MiB get reply grew a worker by %d KiB (at "
                         "most 24 MiB: the reply waits for the reader)" % grew)
     c.close()
