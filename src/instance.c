@@ -794,6 +794,28 @@ DYNSHM_EXPORT int dynshm_instance_close(dynshm_instance *inst)
 	return 0;
 }
 
+/*
+ * Has another process destroyed (or reset) this incarnation, and its
+ * destroy finished?  Then the instance directory is no longer ours: it may
+ * already hold the next incarnation (a reset, or a first open since), and
+ * removing its state, lock and procs files would orphan that one's running
+ * processes while the next open made yet another.  A destroyer that died
+ * half-way left the state file naming us: that destroy is ours to finish.
+ * Under the flock.
+ */
+static bool superseded(dynshm_instance *inst)
+{
+	struct inst_state st;
+	bool named_us;
+
+	if (!inst->ctl_map ||
+	    !__atomic_load_n(&inst->c.hdr->destroyed, __ATOMIC_ACQUIRE))
+		return false;
+	named_us = state_read(inst, &st) == 0 && st.id == inst->id;
+	dynshm_clear_error();
+	return !named_us;
+}
+
 DYNSHM_EXPORT int dynshm_instance_destroy(dynshm_instance *inst)
 {
 	int lockfd = -1, rc;
@@ -809,8 +831,16 @@ DYNSHM_EXPORT int dynshm_instance_destroy(dynshm_instance *inst)
 	}
 	segment_detach_all(inst);
 	rc = state_lock(inst, &lockfd);
-	wipe(inst);
-	rc = state_remove(inst) < 0 && rc == 0 ? -EBUSY : rc;
+	if (superseded(inst)) {
+		/* nothing of ours is left to remove; the directory is not ours */
+		rc = dynshm_fail(ENOENT, "instance '%s' was already destroyed "
+				 "or reset by another process; its directory "
+				 "was left as it is",
+				 inst->name);
+	} else {
+		wipe(inst);
+		rc = state_remove(inst) < 0 && rc == 0 ? -EBUSY : rc;
+	}
 	if (lockfd >= 0)
 		state_unlock(lockfd);
 	inst_leave(inst);

@@ -1330,7 +1330,7 @@ DYNSHM_EXPORT int dynshm_find_mapping(dynshm_instance *inst,
 	if (rc < 0)
 		return rc;
 	if (handle != DYNSHM_HANDLE_INVALID) {
-		if (s < inst->c.hdr->max_segments && inst->local[s] &&
+		if (s < inst->c.max_segments && inst->local[s] &&
 		    inst->local[s]->handle == handle)
 			seg = inst->local[s];
 		for (struct dynshm_segment *m = inst->segs; !seg && m;

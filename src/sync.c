@@ -106,7 +106,7 @@ int os_destroy(dynshm_instance *inst, uint32_t backend, dynshm_handle handle)
 
 	if (backend == CTL_BACKEND_REGION)
 		return 0; /* carved from the region: no object of its own */
-	if (s < inst->c.hdr->max_segments && inst->c.slots[s].handle == handle)
+	if (s < inst->c.max_segments && inst->c.slots[s].handle == handle)
 		slot_ident(&inst->c.slots[s], &ident);
 	rc = space_for(inst, (dynshm_impl_type)backend, &space);
 	if (rc == 0) {

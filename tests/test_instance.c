@@ -220,6 +220,43 @@ static void test_reset(void **state)
 	xdestroy(f, fresh);
 }
 
+/*
+ * A process still joined to an incarnation that another process reset
+ * calls dynshm_instance_destroy on its old handle.  Its incarnation is
+ * already gone; the directory now belongs to the new one, which must
+ * survive: before, the stale destroy removed the new incarnation's state,
+ * lock and procs files (and with posix the directory), so the next open
+ * made a third incarnation beside the running one and lost its segments.
+ */
+static void test_stale_destroy_after_reset(void **state)
+{
+	struct fixture *f = *state;
+	dynshm_instance *old = xopen(f, "inst"), *fresh, *again;
+	dynshm_segment *keep = NULL, *seen = NULL;
+	uint64_t id;
+
+	fresh = xopen_limits(f, "inst", DYNSHM_OPEN_RESET, 0, 0);
+	id = info_of(fresh).instance_id;
+	ASSERT_OK(dynshm_create_named(fresh, "keep", 4096, DYNSHM_CREATE_PIN,
+				      &keep));
+	fill(dynshm_segment_address(keep), 4096, 0x5a);
+
+	untrack_inst(f, old);
+	ASSERT_RC(dynshm_instance_destroy(old), -ENOENT); /* old is freed */
+	assert_non_null(strstr(dynshm_last_error(), "already"));
+
+	/* the new incarnation is whole: a newcomer joins it, not a third */
+	again = xopen(f, "inst");
+	assert_true(info_of(again).instance_id == id);
+	assert_int_equal(info_of(again).processes, 2);
+	ASSERT_OK(dynshm_attach_named(again, "keep", &seen));
+	assert_true(check_fill(dynshm_segment_address(seen), 4096, 0x5a));
+	ASSERT_OK(dynshm_detach(seen));
+	xclose(f, again);
+	ASSERT_OK(dynshm_detach(keep));
+	xdestroy(f, fresh);
+}
+
 struct victim_arg {
 	const char *dir;
 	dynshm_handle pinned; /* 0: create and pin it; else attach it */
@@ -547,6 +584,7 @@ int main(int argc, char **argv)
 		T(test_limits),
 		T(test_joining),
 		T(test_reset),
+		T(test_stale_destroy_after_reset),
 		T(test_open_after_all_killed),
 		T(test_failed_open_leaves_nothing),
 	};

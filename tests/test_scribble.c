@@ -328,6 +328,39 @@ static void test_scribbled_header(void **state)
 	assert_int_equal(segments(), 0);
 }
 
+/*
+ * dynshm_find_mapping reads no shared header either: with max_segments
+ * scribbled to its largest value, a handle naming a far slot used to index
+ * the process's table of mappings (max_segments entries, as validated at
+ * open) far past its end - a crash, or a stale pointer handed out.
+ */
+static int scribbled_find_child(void *arg)
+{
+	dynshm_segment *seg = NULL, *found = (dynshm_segment *)&found;
+	uint32_t max = ctl()->hdr->max_segments;
+
+	(void)arg;
+	CK(dynshm_create(fx.inst, 4096, 0, &seg) == 0);
+	ctl()->hdr->max_segments = UINT32_MAX;
+	CK(dynshm_find_mapping(fx.inst, (dynshm_handle)0x0123450000fffff0ull,
+			       &found) == -ENOENT);
+	CK(found == NULL);
+	CK(dynshm_find_mapping(fx.inst, dynshm_segment_handle(seg), &found) ==
+	   0);
+	CK(found == seg);
+	ctl()->hdr->max_segments = max;
+	CK(dynshm_detach(seg) == 0);
+	return 0;
+}
+
+static void test_scribbled_header_find_mapping(void **state)
+{
+	(void)state;
+	in_child("dynshm_find_mapping after max_segments was scribbled",
+		 scribbled_find_child, NULL);
+	assert_int_equal(segments(), 0);
+}
+
 /* ---- item 4: a scribbled segment count sizes nothing --------------------------- */
 
 static int count_one(const dynshm_segment_info *info, void *arg)
@@ -772,6 +805,8 @@ int main(void)
 						teardown),
 		cmocka_unit_test_setup_teardown(test_scribbled_count, setup,
 						teardown),
+		cmocka_unit_test_setup_teardown(
+			test_scribbled_header_find_mapping, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_row_bits_beyond_max,
 						setup_80, teardown),
 		cmocka_unit_test_setup_teardown(test_named_index_scribbled,
