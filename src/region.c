@@ -767,6 +767,8 @@ void region_info_locked(dynshm_instance *inst, struct dynshm_instance_info *info
 {
 	struct region_ctl *r = region_of(&inst->c);
 
+	/* the setting, for the segments' objects too (sysv: SHM_HUGETLB) */
+	info->huge_pages = (dynshm_huge_pages)inst->c.hdr->huge_pages;
 	if (!r) {
 		snprintf(info->region_pages, sizeof(info->region_pages),
 			 "none");

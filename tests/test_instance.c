@@ -74,6 +74,8 @@ static void test_limits(void **state)
 
 	assert_int_equal(info.max_segments, 4);
 	assert_int_equal(info.max_processes, 2);
+	/* the setting (the default), with no region too: it said off */
+	assert_int_equal(info.huge_pages, DYNSHM_HUGE_PAGES_TRY);
 	for (int i = 0; i < 4; i++)
 		segs[i] = xcreate(inst, 4096, 0);
 	dynshm_clear_error();
