@@ -17,7 +17,10 @@
  *     it, so read it only after a negative return), and dynshm_strerror()
  *     describes the code;
  *   - thread-safe: any thread of a process may call any function; objects
- *     returned to one thread may be used by another;
+ *     returned to one thread may be used by another.  Not
+ *     async-signal-safe: a call from a signal handler that interrupted
+ *     a call on the same instance may fail with -EDEADLK (it never takes
+ *     the control lock over from the call it interrupted);
  *   - fork: a child may go on using the instance it inherited.  From the
  *     fork on it holds references on every segment its parent mapped then,
  *     until its first dynshm call on that instance adopts them as its own
