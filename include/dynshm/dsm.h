@@ -276,6 +276,8 @@ typedef void (*dynshm_on_detach_fn)(dynshm_segment *seg, void *arg);
  * Call fn(seg, arg) when this process's last detach of seg happens
  * (including at dynshm_instance_close and at normal process exit).
  * Callbacks run last registered first; each is removed before it runs.
+ * A callback that attaches seg again keeps the mapping (seg stays valid
+ * until that attach is undone); one that detaches seg gets -EINVAL.
  */
 int dynshm_on_detach(dynshm_segment *seg, dynshm_on_detach_fn fn, void *arg);
 /* Remove the most recent registration of (fn, arg); -ENOENT if none. */
