@@ -302,12 +302,35 @@ static int lock_waited(struct ctl_header *h, uint64_t since)
 	return 0;
 }
 
+/*
+ * The word names the seat we have held since an earlier call, yet this
+ * call does not hold the lock.  Nobody else can have taken it through
+ * our seat unless our seat is no longer ours alone, so either a signal
+ * handler of ours interrupted a call that holds the lock (the library is
+ * not async-signal-safe), or the seat's descriptor was closed or
+ * replaced (dup2) in some process that went on using it - here, with
+ * another process claiming the seat since, or there, with us the
+ * claimer.  Taking the lock over would make two holders, whose work
+ * the other processes would share: refuse.
+ */
+static int own_seat_named(dynshm_instance *inst)
+{
+	return dynshm_fail(EDEADLK,
+			"the control lock of instance '%s' is held under "
+			"this process's own lock seat (%u) by another call: "
+			"a dynshm call from a signal handler that interrupted "
+			"one, or a process that closed or replaced (dup2) the "
+			"library's descriptor of '%s/" PROCS_FILE "' and "
+			"still uses its seat; not taken over",
+			inst->name, inst->seat, inst->dir);
+}
+
 int lock_take(dynshm_instance *inst, bool wait, bool *stolen)
 {
 	struct ctl_header *h = inst->c.hdr;
 	uint32_t *word = &h->lock_word;
 	uint32_t n = seats_of(h), me, v = 0;
-	bool timed_out = false;
+	bool timed_out = false, claimed = false;
 	long ns = 1000000; /* 1 ms, doubling to 64 ms */
 	uint64_t since;
 	int rc;
@@ -317,6 +340,7 @@ int lock_take(dynshm_instance *inst, bool wait, bool *stolen)
 		rc = seat_claim(inst);
 		if (rc < 0)
 			return rc;
+		claimed = true;
 	}
 	me = inst->seat + 1;
 	if (__atomic_compare_exchange_n(word, &v, me, false, __ATOMIC_ACQUIRE,
@@ -338,9 +362,12 @@ int lock_take(dynshm_instance *inst, bool wait, bool *stolen)
 			continue;
 		}
 		holder = (v & ~LOCK_WAITERS) - 1;
+		if (holder == inst->seat && !claimed)
+			return own_seat_named(inst);
 		/*
-		 * Ours: its last owner died holding the lock.  Out of range
-		 * (a scribble): nobody can hold it.  Timed out: ask.
+		 * Ours, just claimed: its last owner died holding the lock.
+		 * Out of range (a scribble): nobody can hold it.  Timed out:
+		 * ask.
 		 */
 		if (holder == inst->seat || holder >= n ||
 		    (timed_out && !seat_held(inst, holder))) {

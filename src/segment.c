@@ -1012,7 +1012,13 @@ DYNSHM_EXPORT int dynshm_attach(dynshm_instance *inst, dynshm_handle handle,
 	return rc;
 }
 
-/* The last local detach: callbacks, unmap, then drop the reference. */
+/*
+ * The last local detach: callbacks, unmap, then drop the reference.  A
+ * callback that attached seg again (the attach finds this very mapping,
+ * still in local[]) keeps it: the mapping lives on for that attach, and
+ * its last detach runs whatever callbacks are registered by then.  Before,
+ * the attach returned seg and seg was freed here at once.
+ */
 static void detach_last(dynshm_instance *inst, struct dynshm_segment *seg)
 {
 	while (seg->ncbs > 0) {
@@ -1020,6 +1026,8 @@ static void detach_last(dynshm_instance *inst, struct dynshm_segment *seg)
 
 		cb.fn(seg, cb.arg);
 	}
+	if (seg->nattach > 0)
+		return; /* attached again by a callback */
 	unlink_segment(inst, seg);
 	if (seg->map) /* placed and region segments have none */
 		dynshm_impl_detach(seg->map);
@@ -1042,6 +1050,13 @@ DYNSHM_EXPORT int dynshm_detach(dynshm_segment *seg)
 	rc = inst_enter(inst);
 	if (rc < 0)
 		return rc;
+	if (seg->nattach == 0) { /* from one of its own on-detach callbacks */
+		inst_leave(inst);
+		return dynshm_fail(EINVAL, "segment " HANDLE_FMT " of instance "
+					"'%s' is being detached (a detach from "
+					"its own on-detach callback?)",
+				HANDLE_ARG(seg->handle), inst->name);
+	}
 	scope_forget_one(seg);
 	if (--seg->nattach == 0)
 		detach_last(inst, seg);

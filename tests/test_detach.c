@@ -128,6 +128,54 @@ static void test_on_detach(void **state)
 	xdestroy(f, inst);
 }
 
+/*
+ * A callback attaches the very segment being detached, and detaches it
+ * from inside the callback: the attach keeps the mapping (it used to get
+ * the dying dynshm_segment, freed as the callback returned), the detach
+ * is refused (it used to wrap the attach count).
+ */
+static struct {
+	dynshm_instance *inst;
+	dynshm_segment *again;
+	int attach_rc, detach_rc;
+} reattach;
+
+static void cb_reattach(dynshm_segment *seg, void *arg)
+{
+	(void)arg;
+	reattach.detach_rc = dynshm_detach(seg);
+	reattach.attach_rc = dynshm_attach(reattach.inst,
+					   dynshm_segment_handle(seg),
+					   &reattach.again);
+}
+
+static void test_on_detach_reattach(void **state)
+{
+	struct fixture *f = *state;
+	dynshm_instance *inst = xopen(f, "inst");
+	dynshm_segment *seg = xcreate(inst, 4096, 0);
+	dynshm_handle h = dynshm_segment_handle(seg);
+	dynshm_segment *found = NULL;
+	unsigned char *addr = dynshm_segment_address(seg);
+
+	memset(&reattach, 0, sizeof(reattach));
+	reattach.inst = inst;
+	addr[0] = 0x5a;
+	ASSERT_OK(dynshm_on_detach(seg, cb_reattach, NULL));
+	ASSERT_OK(dynshm_detach(seg));
+	assert_int_equal(reattach.detach_rc, -EINVAL);
+	ASSERT_OK(reattach.attach_rc);
+	/* the mapping lives on for the callback's attach */
+	ASSERT_OK(dynshm_find_mapping(inst, h, &found));
+	assert_ptr_equal(found, reattach.again);
+	assert_int_equal(dynshm_segment_handle(reattach.again), h);
+	assert_int_equal(*(unsigned char *)dynshm_segment_address(reattach.again),
+			 0x5a);
+	ASSERT_OK(dynshm_detach(reattach.again)); /* now the last: it goes */
+	assert_no_segment(inst, h);
+	xdestroy(f, inst);
+}
+
 struct exit_arg {
 	dynshm_instance *inst;
 	int wfd;
@@ -337,5 +385,6 @@ static void test_scopes_per_thread(void **state)
 WRAPPER_MAIN("detach",
 	     T(test_on_detach),
 	     T(test_on_detach_at_exit),
+	     T(test_on_detach_reattach),
 	     T(test_scopes),
 	     T(test_scopes_per_thread))

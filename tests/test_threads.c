@@ -22,6 +22,11 @@
  * Scopes.  A scope undoes the attaches made inside it, not the mapping: a
  * thread that attached the same segment itself keeps it mapped.
  *
+ * Own seat.  The control lock held under this process's own seat by a
+ * call other than the one asking (a signal handler's, or a process that
+ * shares the seat after replacing its descriptor) is refused, never taken
+ * over.
+ *
  * alarm() is a hang detector only; nothing measures time.
  */
 #include "testutil.h"
@@ -632,6 +637,105 @@ static void test_scope_counts(void **state)
 	ASSERT_OK(dynshm_unpin_segment(fx.inst, h));
 }
 
+/* ---- the control lock named by our own seat ------------------------------ */
+
+/*
+ * The control lock's word names its holder by seat.  The word naming our
+ * own seat while this call does not hold the lock used to be read as "our
+ * seat's last owner died holding it", and the lock was taken over - but
+ * a seat is claimed once per open, so outside that claim the holder is
+ * alive: a call of ours that a signal handler interrupted, or a process
+ * that closed or replaced (dup2) its seat's descriptor, whose seat we
+ * claimed since.  Two holders then mutate the control segment at once.
+ * Refused now with -EDEADLK, and the word left to its holder.
+ */
+extern void (*dynshm_test_hook)(const char *point);
+
+static int handler_rc = 1;
+static uint32_t word_in_handler, word_after_handler;
+
+static void reenter(int sig)
+{
+	unsigned n;
+
+	(void)sig;
+	handler_rc = dynshm_reap(fx.inst, &n);
+	word_in_handler = __atomic_load_n(&fx.inst->c.hdr->lock_word,
+					  __ATOMIC_RELAXED);
+}
+
+static void raise_inside_lock(const char *point)
+{
+	if (strcmp(point, "create:reserved") != 0)
+		return;
+	dynshm_test_hook = NULL;
+	raise(SIGUSR1);
+	word_after_handler = __atomic_load_n(&fx.inst->c.hdr->lock_word,
+					     __ATOMIC_RELAXED);
+}
+
+static uint64_t repairs(void)
+{
+	dynshm_instance_info info;
+
+	ASSERT_OK(dynshm_instance_info_get(fx.inst, &info, sizeof(info)));
+	return info.lock_repairs;
+}
+
+/* A handler calls dynshm while its thread is inside the control lock. */
+static void test_signal_handler_reentry(void **state)
+{
+	struct sigaction sa, old;
+	dynshm_segment *seg = NULL;
+	uint64_t before;
+	uint32_t mine;
+
+	(void)state;
+	alarm(HANG_SECONDS);
+	before = repairs();
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = reenter;
+	assert_int_equal(sigaction(SIGUSR1, &sa, &old), 0);
+	dynshm_test_hook = raise_inside_lock;
+	ASSERT_OK(dynshm_create(fx.inst, 4096, 0, &seg));
+	dynshm_test_hook = NULL;
+	sigaction(SIGUSR1, &old, NULL);
+	mine = fx.inst->seat + 1;
+	/* the handler's call is refused; the interrupted one keeps the lock */
+	assert_int_equal(handler_rc, -EDEADLK);
+	assert_int_equal(word_in_handler & 0x7fffffffu, mine);
+	assert_int_equal(word_after_handler & 0x7fffffffu, mine);
+	assert_int_equal(repairs(), before); /* nothing "repaired" */
+	ASSERT_OK(dynshm_detach(seg));
+	alarm(0);
+}
+
+/*
+ * Another process holds the lock through our seat (it replaced the
+ * seat's descriptor with dup2, and we claimed the seat since): simulated
+ * by writing our seat into the word.  Our call must not take it over.
+ */
+static void test_own_seat_held_elsewhere(void **state)
+{
+	uint32_t *word = &fx.inst->c.hdr->lock_word;
+	unsigned n = 0;
+	uint64_t before;
+
+	(void)state;
+	alarm(HANG_SECONDS);
+	before = repairs(); /* also claims our seat */
+	assert_int_not_equal(fx.inst->seat, CTL_NONE);
+	__atomic_store_n(word, fx.inst->seat + 1, __ATOMIC_RELEASE);
+	assert_int_equal(dynshm_reap(fx.inst, &n), -EDEADLK);
+	assert_non_null(strstr(dynshm_last_error(), "own lock seat"));
+	assert_int_equal(__atomic_load_n(word, __ATOMIC_ACQUIRE),
+			 fx.inst->seat + 1); /* still the other holder's */
+	__atomic_store_n(word, 0, __ATOMIC_RELEASE); /* it lets go */
+	ASSERT_OK(dynshm_reap(fx.inst, &n));
+	assert_int_equal(repairs(), before);
+	alarm(0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -662,6 +766,10 @@ int main(void)
 						setup, teardown),
 		cmocka_unit_test_setup_teardown(test_scope_counts, setup,
 						teardown),
+		cmocka_unit_test_setup_teardown(test_signal_handler_reentry,
+						setup, teardown),
+		cmocka_unit_test_setup_teardown(test_own_seat_held_elsewhere,
+						setup, teardown),
 	};
 
 	dynshm_test_instance_tag = TEST_TAG;

@@ -17,7 +17,10 @@
  *     it, so read it only after a negative return), and dynshm_strerror()
  *     describes the code;
  *   - thread-safe: any thread of a process may call any function; objects
- *     returned to one thread may be used by another;
+ *     returned to one thread may be used by another.  Not
+ *     async-signal-safe: a call from a signal handler that interrupted
+ *     a call on the same instance may fail with -EDEADLK (it never takes
+ *     the control lock over from the call it interrupted);
  *   - fork: a child may go on using the instance it inherited.  From the
  *     fork on it holds references on every segment its parent mapped then,
  *     until its first dynshm call on that instance adopts them as its own
@@ -273,6 +276,8 @@ typedef void (*dynshm_on_detach_fn)(dynshm_segment *seg, void *arg);
  * Call fn(seg, arg) when this process's last detach of seg happens
  * (including at dynshm_instance_close and at normal process exit).
  * Callbacks run last registered first; each is removed before it runs.
+ * A callback that attaches seg again keeps the mapping (seg stays valid
+ * until that attach is undone); one that detaches seg gets -EINVAL.
  */
 int dynshm_on_detach(dynshm_segment *seg, dynshm_on_detach_fn fn, void *arg);
 /* Remove the most recent registration of (fn, arg); -ENOENT if none. */
