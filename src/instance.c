@@ -911,12 +911,16 @@ DYNSHM_EXPORT int dynshm_reap(dynshm_instance *inst, unsigned *reaped)
 
 	if (rc < 0)
 		return rc;
+	inst->repair_reaped = 0;
 	rc = ctl_lock(inst);
 	if (rc == 0) {
 		unsigned gone = 0;
 		char why[512] = "";
 
 		rc = reap_locked(inst, true, reaped);
+		/* a holder found dead by our lock take was reaped there */
+		if (reaped)
+			*reaped += inst->repair_reaped;
 		if (rc < 0) /* the vanished pass clears messages: keep ours */
 			snprintf(why, sizeof(why), "%s", dynshm_last_error());
 		ctl_unlock(inst);

@@ -170,7 +170,12 @@ int ctl_lock_any(dynshm_instance *inst)
 		dynshm_clear_error();
 		ctl_recompute(&inst->c);
 		h->lock_repairs++;
-		reap_locked(inst, true, NULL);
+		{
+			unsigned n = 0;
+
+			reap_locked(inst, true, &n);
+			inst->repair_reaped += n; /* dynshm_reap counts them */
+		}
 	}
 	/* Scribbled (C) fields are put back; ctl_lock reports it. */
 	if (ctl_check_live(&inst->c) < 0)

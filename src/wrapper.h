@@ -118,6 +118,8 @@ struct dynshm_instance {
 	 * description): leaving must not release the entry (process.c).
 	 */
 	bool shares_entry;
+	/* processes released by the repairs of our lock takes (sync.c) */
+	unsigned repair_reaped;
 	uint32_t child_entry, child_gen;
 	uint64_t rng;
 

@@ -40,6 +40,8 @@
  *   the control lock between PID namespaces: a namespaced     test_lock_across_pid_namespaces
  *     process waits for a host holder and takes the lock
  *     over when that one is SIGKILLed, and the reverse (root)
+ *   dynshm_reap counts a dead lock holder that its own lock  test_reap_counts_repair
+ *     take released in the repair
  *   the same for a hash table's partition lock (the area's   test_hash_lock_across_pid_namespaces
  *     locks are the same token lock)
  *
@@ -713,6 +715,36 @@ static void test_lock_across_pid_namespaces(void **state)
 	ASSERT_OK(dynshm_unpin_segment(fx.inst, a.h));
 	assert_false(exists(a.h));
 	(void)reap(fx.inst); /* the namespaced holder, if the repair ran first */
+	assert_int_equal(info_of(fx.inst).processes, 1);
+}
+
+/*
+ * dynshm_reap counts a process that its own lock take found dead holding
+ * the lock and released in the repair: it said 0 (the repair's reap kept
+ * its count), and dsm_demo gc under-reported.
+ */
+static void test_reap_counts_repair(void **state)
+{
+	struct nslock_arg b = { .go = -1 };
+	dynshm_segment *seg = NULL;
+	int hold_tell[2], go[2];
+	pid_t holder;
+
+	(void)state;
+	/* pinned, not mapped here: the holder's attach is a real one */
+	ASSERT_OK(dynshm_create(fx.inst, 4096, DYNSHM_CREATE_PIN, &seg));
+	b.h = dynshm_segment_handle(seg);
+	ASSERT_OK(dynshm_detach(seg));
+	make_pipe(go);
+	holder = start_host_holder(host_lock_holder, &b, hold_tell, go[0]);
+	kill(holder, SIGKILL);
+	assert_int_equal(finish(holder), 128 + SIGKILL);
+	assert_int_equal(reap(fx.inst), 1);
+	close(hold_tell[0]);
+	close(go[0]);
+	close(go[1]);
+	ASSERT_OK(dynshm_unpin_segment(fx.inst, b.h));
+	assert_false(exists(b.h));
 	assert_int_equal(info_of(fx.inst).processes, 1);
 }
 
@@ -1486,6 +1518,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_fork_without_entry, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_tokens, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_reap_counts_repair, setup,
+						teardown),
 		cmocka_unit_test_setup_teardown(test_lock_across_pid_namespaces,
 						setup, teardown),
 		cmocka_unit_test_setup_teardown(
