@@ -765,18 +765,21 @@ DYNSHM_EXPORT int dynshm_instance_open(const char *name_or_dir,
 }
 
 /*
- * Close and destroy leave the registry before taking inst->mu, so that a
- * fork from then on neither waits for the instance nor hands the child a
- * half-closed one.  (Taking the registry lock while holding mu is safe:
- * before_fork only tries the instance locks.)
+ * Close and destroy leave the registry once they hold inst->mu.  A fork
+ * then either came first (it held mu: the child got the instance whole,
+ * its references in a FORK entry and its own seat) or comes after and
+ * does not see it.  Leaving first, as they did, opened a window in which
+ * a fork copied the instance without any of that: the child kept the
+ * parent's seat and mappings with no entry.  (Taking the registry lock
+ * while holding mu is safe: before_fork only tries the instance locks.)
  */
 DYNSHM_EXPORT int dynshm_instance_close(dynshm_instance *inst)
 {
 	int rc;
 
-	registry_remove(inst);
 	entry_begin(); /* free_instance closes: see CANCELLATION */
 	rc = inst_enter(inst);
+	registry_remove(inst);
 	if (rc < 0) {
 		if (inst) /* cannot rejoin after fork: just let go */
 			free_instance(inst);
@@ -820,15 +823,13 @@ DYNSHM_EXPORT int dynshm_instance_destroy(dynshm_instance *inst)
 {
 	int lockfd = -1, rc;
 
-	registry_remove(inst);
 	entry_begin(); /* see CANCELLATION */
 	rc = inst_enter(inst);
-	if (rc < 0) {
-		if (inst)
-			registry_add(inst); /* not destroyed: still open */
+	if (rc < 0) { /* not destroyed: still open */
 		entry_end();
 		return rc;
 	}
+	registry_remove(inst); /* holding mu: see dynshm_instance_close */
 	segment_detach_all(inst);
 	rc = state_lock(inst, &lockfd);
 	if (superseded(inst)) {
