@@ -341,7 +341,9 @@ int dynshm_get_named(dynshm_instance *inst, const char *name, size_t size,
  * mapping goes with its last attach, so one that another thread (or an
  * attach outside scopes) still uses stays.  Scopes nest per thread.
  * Attaches made outside any scope live until detached or until
- * dynshm_instance_close.
+ * dynshm_instance_close.  End every scope of an instance before closing or
+ * destroying it: a scope does not outlive its instance, and ending it
+ * afterwards uses the freed instance.
  */
 int dynshm_scope_begin(dynshm_instance *inst, dynshm_scope **out);
 /* End the thread's innermost scope (which must be scope); frees it. */
