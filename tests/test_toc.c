@@ -315,6 +315,7 @@ static void test_counter_scribbled(void **state)
 	h->nreserved = 1;
 	h->entries[0].offset = sizeof(mem) + 4096; /* points outside */
 	assert_int_equal(dynshm_toc_insert(toc, 100, b, 64), -EUCLEAN);
+	dynshm_toc_release(toc);
 }
 
 static void test_across_processes(const struct where *w)
