@@ -372,8 +372,11 @@ void config_defaults(struct dynshm_config *cfg)
 
 DYNSHM_EXPORT int dynshm_config_new(dynshm_config **out)
 {
-	struct dynshm_config *cfg = malloc(sizeof(*cfg));
+	struct dynshm_config *cfg;
 
+	if (!out)
+		return dynshm_fail(EINVAL, "no result pointer given");
+	cfg = malloc(sizeof(*cfg));
 	if (!cfg)
 		return dynshm_fail(ENOMEM, "out of memory for a configuration");
 	config_defaults(cfg);

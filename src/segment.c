@@ -760,7 +760,9 @@ DYNSHM_EXPORT int dynshm_create(dynshm_instance *inst, size_t size, unsigned fla
 
 	if (rc < 0)
 		return rc;
-	if (!out || size == 0 || size > DYNSHM_IMPL_MAX_SIZE)
+	if (!out)
+		rc = dynshm_fail(EINVAL, "no result pointer given");
+	else if (size == 0 || size > DYNSHM_IMPL_MAX_SIZE)
 		rc = dynshm_fail(EINVAL,
 			      "cannot create a segment of %zu bytes in "
 			      "instance '%s' (sizes: 1 to %zu)",

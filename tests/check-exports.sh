@@ -66,9 +66,11 @@ compare() {
 		echo "ok: $(basename "$1"): $(wc -l < "$tmp/listed") symbols, exactly as listed"
 }
 
-# no_hooks <library>: not even a local symbol of the test hooks.
+# no_hooks <library>: not even a local symbol of the test hooks
+# (dynshm_test_hook, dynshm_area_test_hook, ...).
 no_hooks() {
-	"$nm" -a "$1" 2>/dev/null | awk '$NF ~ /^dynshm_test_/ { print $NF }' |
+	"$nm" -a "$1" 2>/dev/null |
+		awk '$NF ~ /^dynshm_test_|^dynshm_.*test_hook/ { print $NF }' |
 		sort -u > "$tmp/hooks"
 	if [ -s "$tmp/hooks" ]; then
 		echo "$(basename "$1"): test hooks in an installed library:"

@@ -1,7 +1,8 @@
 #!/bin/sh
 # SPDX-License-Identifier: MIT
-# check-headers.sh - the public headers compile on their own as C99 and C++,
-# the README's example compiles as C++ too, and 32-bit targets are refused.
+# check-headers.sh - the public headers compile on their own as C99, C11,
+# C++11 and C++17, the README's example compiles as C++ too, and 32-bit
+# targets are refused.
 #
 # The brief promises headers usable from C99 and C++ programs, and nothing in
 # the library's own build (C11, _GNU_SOURCE) would notice a C11-only
@@ -48,17 +49,21 @@ done
 incs="-I'$incdir' -I'$genincdir'"
 
 failed=0
+# -Wredundant-decls: a function declared twice (in one header, or in two
+# that a program includes together) breaks a user's -Werror build.
 for h in dsm.h dsm_impl.h version.h facility.h area.h; do
 	[ -f "$incdir/dynshm/$h" ] || [ -f "$genincdir/dynshm/$h" ] ||
 		die "missing dynshm/$h"
-	if printf '#include <dynshm/%s>\nint main(void) { return 0; }\n' "$h" |
-		eval "$cc -std=c99 -pedantic -Werror -Wall -Wextra \
-			-fsyntax-only $incs -x c -"; then
-		echo "ok: $h compiles as C99"
-	else
-		echo "FAIL: $h does not compile as C99 (-pedantic -Werror)"
-		failed=1
-	fi
+	for std in c99 c11; do
+		if printf '#include <dynshm/%s>\nint main(void) { return 0; }\n' "$h" |
+			eval "$cc -std=$std -pedantic -Werror -Wall -Wextra \
+				-Wredundant-decls -fsyntax-only $incs -x c -"; then
+			echo "ok: $h compiles as $std"
+		else
+			echo "FAIL: $h does not compile as $std (-pedantic -Werror)"
+			failed=1
+		fi
+	done
 done
 
 # -m32 -ffreestanding needs no 32-bit C library: dsm_impl.h includes only
@@ -85,14 +90,16 @@ if [ -z "$cxx" ]; then
 fi
 
 for h in dsm.h dsm_impl.h version.h facility.h area.h; do
-	if printf '#include <dynshm/%s>\nint main() { return 0; }\n' "$h" |
-		eval "$cxx -std=c++11 -fsyntax-only -Wall -Wextra -Werror \
-			-pedantic $incs -x c++ -"; then
-		echo "ok: $h compiles as C++11"
-	else
-		echo "FAIL: $h does not compile as C++11 (-Wall -Werror)"
-		failed=1
-	fi
+	for std in c++11 c++17; do
+		if printf '#include <dynshm/%s>\nint main() { return 0; }\n' "$h" |
+			eval "$cxx -std=$std -fsyntax-only -Wall -Wextra -Werror \
+				-Wredundant-decls -pedantic $incs -x c++ -"; then
+			echo "ok: $h compiles as $std"
+		else
+			echo "FAIL: $h does not compile as $std (-Wall -Werror)"
+			failed=1
+		fi
+	done
 done
 
 if [ -n "$example" ]; then

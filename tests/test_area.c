@@ -470,7 +470,11 @@ static void test_segment_zero(void **state)
 	assert_non_null(dynshm_area_get(a, p));
 	for (dynshm_area_ptr off = 1; off < 65536; off += 8)
 		assert_null(dynshm_area_get(a, off));
+	/* Not a stale message from an earlier failure: this one, named. */
+	assert_int_equal(dynshm_area_alloc(a, 100, 0x100, &p), -EINVAL);
 	ASSERT_RC(dynshm_hash_attach(a, 0x100, &t), -ENOENT);
+	assert_non_null(strstr(dynshm_last_error(),
+			       "area pointer 0x0000000000000100 is not inside"));
 	ASSERT_OK(dynshm_area_destroy(a));
 }
 

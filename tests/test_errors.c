@@ -109,6 +109,14 @@ static void test_short_name_buffer(void **state)
 	dynshm_impl_space_close(space);
 }
 
+/* A NULL result pointer is -EINVAL with a message, not a crash. */
+static void test_null_result(void **state)
+{
+	(void)state;
+	assert_int_equal(dynshm_config_new(NULL), -EINVAL);
+	assert_string_equal(dynshm_last_error(), "no result pointer given");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -116,6 +124,7 @@ int main(void)
 		cmocka_unit_test(test_every_known_code),
 		cmocka_unit_test(test_wording),
 		cmocka_unit_test(test_short_name_buffer),
+		cmocka_unit_test(test_null_result),
 	};
 
 	return cmocka_run_group_tests_name("errors", tests, NULL, NULL);

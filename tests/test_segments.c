@@ -237,6 +237,9 @@ static void test_pin(void **state)
 	assert_true(si.pinned);
 	assert_int_equal(si.references, 0);
 	ASSERT_RC(dynshm_pin_segment(NULL), -EINVAL);
+	/* a NULL result pointer is what the message names, not the size */
+	ASSERT_RC(dynshm_create(inst, 4096, 0, NULL), -EINVAL);
+	assert_string_equal(dynshm_last_error(), "no result pointer given");
 
 	/* unpin with nobody mapping destroys */
 	ASSERT_OK(dynshm_unpin_segment(inst, h));

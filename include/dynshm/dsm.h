@@ -414,18 +414,6 @@ typedef int (*dynshm_segment_fn)(const dynshm_segment_info *info, void *arg);
 /* Calls fn on a snapshot taken under the lock, outside the lock. */
 int dynshm_foreach_segment(dynshm_instance *inst, dynshm_segment_fn fn, void *arg);
 
-/*
- * Process liveness for structures built on dynshm (queues, allocators).
- * dynshm_proc_self() gives this process's token in inst: a nonzero value,
- * meaningful in every process of the instance, that names this process's
- * membership (not its pid).  dynshm_proc_alive() returns 1 while the
- * process that got token is joined and alive, 0 once it has died or been
- * released (a token is never reused), and 1 when in doubt; -EINVAL for a
- * token that cannot be one.
- */
-int dynshm_proc_self(dynshm_instance *inst, uint64_t *token);
-int dynshm_proc_alive(dynshm_instance *inst, uint64_t token);
-
 #ifdef __cplusplus
 }
 #endif

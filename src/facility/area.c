@@ -41,7 +41,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#ifdef DYNSHM_TEST_HOOKS
 void (*dynshm_area_test_hook)(const char *point);
+#endif
 
 
 /* ---- size classes -------------------------------------------------------- */

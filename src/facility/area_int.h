@@ -158,15 +158,21 @@ struct area_page {
 };
 
 /*
- * Test hook (hidden; tests link the static library): called at named
- * points inside every mutation, so a test can die exactly there.
+ * Test hook: called at named points inside every mutation, so a test can
+ * die exactly there.  Only in the internal library the tests link
+ * (-DDYNSHM_TEST_HOOKS, as wrapper.h's HOOK): the installed library has
+ * neither the pointer nor a load and branch at each point.
  */
+#ifdef DYNSHM_TEST_HOOKS
 extern void (*dynshm_area_test_hook)(const char *point);
 #define AREA_HOOK(point)                                                       \
 	do {                                                                   \
 		if (dynshm_area_test_hook)                                     \
 			dynshm_area_test_hook(point);                          \
 	} while (0)
+#else
+#define AREA_HOOK(point) ((void)0)
+#endif
 
 /*
  * The address of [ptr, ptr + len) when the whole span lies inside the

@@ -676,10 +676,23 @@ static int hash_open(dynshm_area *area, dynshm_area_ptr self,
 		     dynshm_hash **out)
 {
 	struct dynshm_hash *t;
-	struct hash_hdr *h = area_get_span(area, self, sizeof(*h));
+	struct hash_hdr *h;
 
-	if (!h)
+	/*
+	 * NULL from area_get_span: either the segment could not be mapped
+	 * (dynshm_attach said why) or the pointer names no allocation of
+	 * the area, which records nothing: say so, rather than leave an
+	 * earlier failure's message to be read as this one's.
+	 */
+	dynshm_clear_error();
+	h = area_get_span(area, self, sizeof(*h));
+	if (!h && dynshm_last_error()[0])
 		return -ENOENT;
+	if (!h)
+		return dynshm_fail(ENOENT, "area pointer 0x%016" PRIx64 " is "
+				   "not inside a segment of area 0x%016" PRIx64
+				   ": no hash table there", self,
+				   dynshm_area_handle(area));
 	if (h->magic != HASH_MAGIC)
 		return dynshm_fail(EUCLEAN, "area pointer 0x%016" PRIx64
 				   " is not a hash table", self);
