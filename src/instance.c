@@ -15,10 +15,11 @@
  * step, that its entry still carries its gen, and one that was released
  * gets -ESTALE and writes nothing more.
  *
- * The control lock is a robust process-shared mutex.  When the kernel tells
- * the next locker EOWNERDEAD, the derived fields are recomputed from primary
- * data (control.h explains the split), dead processes are reaped, and only
- * then is the lock marked consistent.
+ * The control lock is a futex word naming a lock seat, whose OFD lock the
+ * kernel drops when its holder dies (liveness.c, THE CONTROL LOCK).  The
+ * next locker takes it over and, in sync.c, recomputes the derived fields
+ * from primary data (control.h explains the split) and reaps dead
+ * processes before it goes on.
  */
 #include "wrapper.h"
 #include "abi.h"
