@@ -287,7 +287,8 @@ void state_unlock(int lockfd)
 	dynshm_sys.close(lockfd); /* closing drops the flock */
 }
 
-static int parse_state(dynshm_instance *inst, char *text, struct inst_state *st)
+/* Only inst->dir is read (for the message); fuzzed (tests/fuzz). */
+int state_parse(dynshm_instance *inst, char *text, struct inst_state *st)
 {
 	char *line, *save = NULL;
 	unsigned seen = 0;
@@ -359,10 +360,10 @@ int state_read_file(dynshm_instance *inst, const char *file, char *text,
 
 int state_read(dynshm_instance *inst, struct inst_state *st)
 {
-	char text[3 * PATH_MAX + 256];
+	char text[STATE_TEXT_MAX];
 	int rc = state_read_file(inst, "state", text, sizeof(text));
 
-	return rc < 0 ? rc : parse_state(inst, text, st);
+	return rc < 0 ? rc : state_parse(inst, text, st);
 }
 
 static int write_all(int fd, const char *buf, size_t len)
@@ -409,7 +410,7 @@ int state_write_file(dynshm_instance *inst, const char *file, const char *text,
 
 int state_write(dynshm_instance *inst, const struct inst_state *st)
 {
-	char text[3 * PATH_MAX + 256];
+	char text[STATE_TEXT_MAX];
 	int n;
 
 	n = snprintf(text, sizeof(text),
@@ -442,7 +443,7 @@ int state_write(dynshm_instance *inst, const struct inst_state *st)
 int state_write_pending(dynshm_instance *inst, const struct inst_state *st,
 			int32_t pid, int64_t since)
 {
-	char text[3 * PATH_MAX + 256];
+	char text[STATE_TEXT_MAX];
 	int n;
 
 	char space[STATE_SPACE_MAX];
@@ -507,23 +508,27 @@ static int parse_pending(char *text, struct inst_state *st, int32_t *pid,
 	return seen == 63 ? 0 : -EUCLEAN;
 }
 
-/* 0 and what a pending file names, -ENOENT when there is none. */
-int state_read_pending(dynshm_instance *inst, struct inst_state *st,
-		       int32_t *pid, int64_t *since)
+/* Only inst->dir is read (for the message); fuzzed (tests/fuzz). */
+int state_parse_pending(dynshm_instance *inst, char *text,
+			struct inst_state *st, int32_t *pid, int64_t *since)
 {
-	char text[3 * PATH_MAX + 256];
-	int rc = state_read_file(inst, "pending", text, sizeof(text));
-
-	if (rc < 0)
-		return rc;
-	rc = parse_pending(text, st, pid, since);
-	if (rc < 0)
+	if (parse_pending(text, st, pid, since) < 0)
 		return dynshm_fail(EUCLEAN,
 				"'%s/pending' is corrupt; remove it (it names "
 				"a control segment a killed first open may "
 				"have left)",
 				inst->dir);
 	return 0;
+}
+
+/* 0 and what a pending file names, -ENOENT when there is none. */
+int state_read_pending(dynshm_instance *inst, struct inst_state *st,
+		       int32_t *pid, int64_t *since)
+{
+	char text[STATE_TEXT_MAX];
+	int rc = state_read_file(inst, "pending", text, sizeof(text));
+
+	return rc < 0 ? rc : state_parse_pending(inst, text, st, pid, since);
 }
 
 void state_remove_pending(dynshm_instance *inst)

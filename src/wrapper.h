@@ -148,6 +148,8 @@ struct dynshm_instance {
 };
 
 /* State file contents (state.c). */
+/* the most of a state or pending file read, with its '\0' (state.c) */
+#define STATE_TEXT_MAX (3 * PATH_MAX + 256)
 /* >>> where the control object lives (state.c) */
 #define STATE_SPACE_MAX (PATH_MAX + 64)
 #define STATE_BOOT_MAX 40
@@ -290,6 +292,15 @@ int state_read_pending(dynshm_instance *inst, struct inst_state *st,
 		       int32_t *pid, int64_t *since);
 void state_remove_pending(dynshm_instance *inst);
 /* <<< the first open's window */
+/*
+ * The parsers behind state_read and state_read_pending, on text that ends
+ * in '\0' (modified in place).  0, or -EUCLEAN with a message naming
+ * inst->dir, the only field read.  Separate so that the fuzzer
+ * (tests/fuzz/fuzz_entry.c) reaches them without an instance directory.
+ */
+int state_parse(dynshm_instance *inst, char *text, struct inst_state *st);
+int state_parse_pending(dynshm_instance *inst, char *text,
+			struct inst_state *st, int32_t *pid, int64_t *since);
 /* >>> where the control object lives (state.c) */
 void state_space(dynshm_impl_type backend, const char *seg_dir, char *buf,
 		 size_t len);

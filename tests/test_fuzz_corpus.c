@@ -4,14 +4,15 @@
  *
  * The fuzz targets (tests/fuzz/) are built only on request, with clang.
  * Their corpus must not rot, and the entry points must hold up without a
- * fuzzer too, so this test feeds every file of tests/corpus/control and
- * tests/corpus/config through the same entry points (fuzz_entry.h), then
- * a few hundred variants of each: random bit flips and truncations.
+ * fuzzer too, so this test feeds every file of tests/corpus/control,
+ * tests/corpus/config and tests/corpus/state through the same entry points
+ * (fuzz_entry.h), then a few hundred variants of each: random bit flips and
+ * truncations.
  *   - files named valid-* must be accepted (0), every other seed refused;
  *   - a variant may be accepted or refused, but a refusal says why
- *     (dynshm_last_error) with -EUCLEAN (control) or -EINVAL (config), and
- *     nothing may crash - under ASan/UBSan (make asan) nothing may touch
- *     memory it should not.
+ *     (dynshm_last_error) with -EUCLEAN (control, state) or -EINVAL
+ *     (config), and nothing may crash - under ASan/UBSan (make asan)
+ *     nothing may touch memory it should not.
  * The seed of the variants is printed; set FUZZ_CORPUS_SEED to repeat one.
  *
  *	test_fuzz_corpus CORPUS_DIR
@@ -146,6 +147,12 @@ static void test_config_corpus(void **state)
 	replay("config", fuzz_config, EINVAL);
 }
 
+static void test_state_corpus(void **state)
+{
+	(void)state;
+	replay("state", fuzz_state, EUCLEAN);
+}
+
 /* ---- seeds for the control corpus ------------------------------------------ */
 
 static int write_image(const char *dir, const char *name, uint8_t flags,
@@ -265,6 +272,7 @@ int main(int argc, char **argv)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_control_corpus),
 		cmocka_unit_test(test_config_corpus),
+		cmocka_unit_test(test_state_corpus),
 	};
 	const char *seed = getenv("FUZZ_CORPUS_SEED");
 

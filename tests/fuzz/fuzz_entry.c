@@ -6,11 +6,14 @@
  * exactly its size, so that AddressSanitizer catches any read past the
  * mapping that ctl_validate claims to have checked.  The configuration text
  * reaches the parser through a memfd, the same read path as a real file.
+ * State text is copied into a buffer of exactly its length and a '\0', so
+ * that a parser reading past the end of a line is caught too.
  */
 #include "fuzz_entry.h"
 
 #include "src/control.h"
 #include "src/region.h"
+#include "src/wrapper.h"
 
 #include <dynshm/dsm.h>
 
@@ -141,4 +144,49 @@ int fuzz_config(const uint8_t *data, size_t size)
 	dynshm_config_free(cfg);
 	close(fd);
 	return rc;
+}
+
+/* An accepted record must hold what its users take for granted. */
+static void check_state(const struct inst_state *st)
+{
+	if (st->id == 0 || st->ctl_backend == DYNSHM_IMPL_NONE ||
+	    st->seg_dir[0] != '/' ||
+	    strnlen(st->seg_dir, sizeof(st->seg_dir)) == sizeof(st->seg_dir) ||
+	    strnlen(st->space, sizeof(st->space)) == sizeof(st->space) ||
+	    strnlen(st->boot, sizeof(st->boot)) == sizeof(st->boot))
+		abort();
+}
+
+static int parse_one(const uint8_t *data, size_t size, bool pending)
+{
+	static dynshm_instance inst = { .dir = "/fuzz-input" };
+	struct inst_state st;
+	int32_t pid;
+	int64_t since;
+	char *text = malloc(size + 1);
+	int rc;
+
+	if (!text)
+		return -ENOMEM;
+	memcpy(text, data, size);
+	text[size] = '\0';
+	rc = pending ? state_parse_pending(&inst, text, &st, &pid, &since)
+		     : state_parse(&inst, text, &st);
+	if (rc == 0)
+		check_state(&st);
+	free(text);
+	return rc;
+}
+
+int fuzz_state(const uint8_t *data, size_t size)
+{
+	static const char pending_magic[] = "dynshm-pending";
+	bool pending = size >= sizeof(pending_magic) - 1 &&
+		       memcmp(data, pending_magic,
+			      sizeof(pending_magic) - 1) == 0;
+
+	if (size > STATE_TEXT_MAX - 1) /* what state_read_file reads */
+		size = STATE_TEXT_MAX - 1;
+	(void)parse_one(data, size, !pending);
+	return parse_one(data, size, pending); /* its message stands */
 }

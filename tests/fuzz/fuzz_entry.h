@@ -11,7 +11,12 @@
  *   accepts, the image has also been recomputed, walked and re-validated.
  * fuzz_config: data is the text of a configuration file, fed through
  *   dynshm_config_load_file.  Returns its result.
- * Neither may crash, leak or touch memory outside the input, whatever the
+ * fuzz_state: data is the text of an instance directory's state file, or
+ *   of its pending file (when it starts with "dynshm-pending"), cut to
+ *   what state_read reads and fed through state_parse or
+ *   state_parse_pending.  Both parsers see every input; the one the text
+ *   names decides the result.
+ * None may crash, leak or touch memory outside the input, whatever the
  * bytes; that is what the sanitizers check.
  */
 #ifndef DYNSHM_FUZZ_ENTRY_H
@@ -22,5 +27,6 @@
 
 int fuzz_control(const uint8_t *data, size_t size);
 int fuzz_config(const uint8_t *data, size_t size);
+int fuzz_state(const uint8_t *data, size_t size);
 
 #endif
