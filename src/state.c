@@ -491,8 +491,8 @@ static int parse_pending(char *text, struct inst_state *st, int32_t *pid,
 			 sscanf(val, "%" SCNu64, &st->ctl_size) == 1)
 			seen |= 4;
 		else if (strcmp(line, "creator_pid") == 0 &&
-			 sscanf(val, "%" SCNd32, pid) == 1)
-			seen |= 8;
+			 sscanf(val, "%" SCNd32, pid) == 1 && *pid > 0)
+			seen |= 8; /* 0 would mean "any creator" (sysv.c) */
 		else if (strcmp(line, "created") == 0 &&
 			 sscanf(val, "%" SCNd64, since) == 1)
 			seen |= 16;
