@@ -324,6 +324,13 @@ static int robust_lock(struct dynshm_area *a, struct dynshm_tlock *m,
 
 static void seg_free_locked(struct dynshm_area *a, uint32_t i);
 
+/* The refusal of a destroyed area (out of line: fast paths only test). */
+static __attribute__((cold, noinline)) int area_destroyed(struct dynshm_area *a)
+{
+	return dynshm_fail(EIDRM, "area 0x%016" PRIx64 " was destroyed",
+			   a->hdr->self);
+}
+
 /*
  * The area was destroyed (segs[0] is FREEING: area_int.h): finish what a
  * destroyer killed half-way left - its data segments and the control
@@ -339,8 +346,7 @@ static int area_gone_locked(struct dynshm_area *a)
 			seg_free_locked(a, i);
 	dynshm_destroy(a->inst, h->self); /* -ENOENT: done already */
 	tlock_give(&h->lock);
-	return dynshm_fail(EIDRM, "area 0x%016" PRIx64 " was destroyed",
-			   h->self);
+	return area_destroyed(a);
 }
 
 static int area_lock(struct dynshm_area *a)
@@ -784,13 +790,6 @@ static inline struct area_cache *cache_get(struct dynshm_area *a, bool claim)
 	return cache_claim(a, claim);
 }
 
-/* Out of line: the allocation fast path only tests for it. */
-static __attribute__((cold, noinline)) int area_destroyed(struct dynshm_area *a)
-{
-	return dynshm_fail(EIDRM, "area 0x%016" PRIx64 " was destroyed",
-			   a->hdr->self);
-}
-
 DYNSHM_EXPORT int dynshm_area_alloc(dynshm_area *a, size_t size,
 				    unsigned flags, dynshm_area_ptr *out)
 {
@@ -1193,19 +1192,10 @@ DYNSHM_EXPORT int dynshm_area_free(dynshm_area *a, dynshm_area_ptr ptr)
 
 DYNSHM_EXPORT void *dynshm_area_get(dynshm_area *a, dynshm_area_ptr ptr)
 {
-	uint32_t idx = (uint32_t)(ptr >> AREA_OFF_BITS);
-	char *base;
+	uint64_t room;
 
-	/* segment 0 is the control segment: no allocation lies there */
-	if (idx == 0 || !a || idx >= AREA_MAX_SEGS)
-		return NULL;
-	base = area_seg_base(a, idx);
-	/* an offset past our mapping (a scribbled pointer): no address */
-	if (!base || (ptr & AREA_OFF_MASK) >=
-			     atomic_load_explicit(&a->map[idx].size,
-						  memory_order_relaxed))
-		return NULL;
-	return base + (ptr & AREA_OFF_MASK);
+	/* segment 0, a scribbled index or offset: no address (area_int.h) */
+	return a ? area_get_room(a, ptr, &room) : NULL;
 }
 
 void *area_get_span(dynshm_area *a, dynshm_area_ptr ptr, uint64_t len)
