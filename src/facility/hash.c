@@ -88,6 +88,12 @@ HOT uint64_t hash_bytes(const unsigned char *p, size_t n)
 	return mix(h ^ w);
 }
 
+/* Bytes a key takes in an entry: the value starts 8-byte aligned after it. */
+HOT size_t key_room(size_t klen)
+{
+	return (klen + 7) & ~(size_t)7;
+}
+
 static inline void *at(struct dynshm_hash *t, dynshm_area_ptr p)
 {
 	return dynshm_area_get(t->area, p);
@@ -115,7 +121,7 @@ HOT struct hash_entry *entry_at(struct dynshm_hash *t, dynshm_area_ptr e)
 	klen = he->klen;
 	if (klen == 0 || klen > DYNSHM_HASH_KEY_MAX + 1 ||
 	    (t->hdr->key_size && klen != t->hdr->key_size) ||
-	    he->voff != ((klen + 7) & ~7u) ||
+	    he->voff != key_room(klen) ||
 	    room - sizeof(*he) < (uint64_t)he->voff + t->hdr->value_size)
 		return NULL;
 	return he;
@@ -399,7 +405,7 @@ static int key_lock(struct dynshm_hash *t, const void *key, size_t *klen,
 static int entry_new(struct dynshm_hash *t, uint64_t h, const void *key,
 		     size_t klen, const void *value, dynshm_area_ptr *out)
 {
-	size_t voff = (klen + 7) & ~(size_t)7;
+	size_t voff = key_room(klen);
 	struct hash_entry *he;
 	int rc = dynshm_area_alloc(t->area, sizeof(*he) + voff +
 				   t->hdr->value_size, 0, out);
@@ -669,7 +675,7 @@ static size_t hash_value_max(size_t key_size)
 	size_t key = key_size ? key_size : DYNSHM_HASH_KEY_MAX + 1;
 
 	return DYNSHM_AREA_SMALL_MAX - sizeof(struct hash_entry) -
-	       ((key + 7) & ~(size_t)7);
+	       key_room(key);
 }
 
 static int hash_open(dynshm_area *area, dynshm_area_ptr self,
