@@ -369,12 +369,12 @@ static int wait_ready(dynshm_mq *mq, uint64_t need, const struct deadline *dl)
 						       : "empty"));
 	rc = spin(mq, need, &ok);
 	if (rc < 0 || ok) {
-		if (ok)
+		if (ok) {
 			mq->poll_check_at = 0;
-		if (ok)
 			mq->spin_ns = mq->spin_ns * 2 < MQ_SPIN_MAX_NS
 					      ? mq->spin_ns * 2
 					      : MQ_SPIN_MAX_NS;
+		}
 		return rc;
 	}
 	if (mq->spin_ns > MQ_SPIN_MIN_NS)
