@@ -311,6 +311,9 @@ static int create_control(dynshm_instance *inst, const struct dynshm_config *cfg
 	snprintf(st.seg_dir, sizeof(st.seg_dir), "%s",
 		 cfg->directory[0] ? cfg->directory : inst->dir);
 	snprintf(inst->seg_dir, sizeof(inst->seg_dir), "%s", st.seg_dir);
+	/* where the object will be, for "pending" and the state file */
+	state_space(st.ctl_backend, st.seg_dir, st.space, sizeof(st.space));
+	state_boot_id(st.boot, sizeof(st.boot));
 	for (int attempt = 0; rc == -EEXIST && attempt < 8; attempt++) {
 		close_spaces(inst);
 		inst->id = st.id = new_instance_id(inst);
@@ -338,12 +341,8 @@ static int create_control(dynshm_instance *inst, const struct dynshm_config *cfg
 	if (rc == 0)
 		rc = ctl_validate(dynshm_impl_map_address(inst->ctl_map), size,
 				  inst->id, inst->name, &inst->c);
-	if (rc == 0) {
-		state_space(st.ctl_backend, st.seg_dir, st.space,
-			    sizeof(st.space));
-		state_boot_id(st.boot, sizeof(st.boot));
+	if (rc == 0)
 		rc = state_write(inst, &st);
-	}
 	if (rc < 0) {
 		/*
 		 * Back out: unmap, remove the object, then its record - only
@@ -495,6 +494,7 @@ static int sweep_pending(dynshm_instance *inst, unsigned flags)
 	struct dynshm_impl_ident ident = { -1, 0, 0, 0 };
 	struct inst_state pending, st;
 	dynshm_impl_space *space = NULL;
+	char here[STATE_SPACE_MAX];
 
 	if (state_read_pending(inst, &pending, &ident.cpid, &ident.ctime) < 0) {
 		dynshm_clear_error();
@@ -511,25 +511,17 @@ static int sweep_pending(dynshm_instance *inst, unsigned flags)
 	 * of ours would overwrite the record.  Only a reset takes the
 	 * directory over (what it names there is then left to that place).
 	 */
-	if (pending.space[0] && strcmp(pending.space, "unknown") != 0) {
-		char here[STATE_SPACE_MAX];
-
-		state_space(pending.ctl_backend, pending.seg_dir, here,
-			    sizeof(here));
-		if (strcmp(here, pending.space) != 0) {
-			if (flags & DYNSHM_OPEN_RESET) {
-				state_remove_pending(inst);
-				return 0;
-			}
-			return dynshm_fail(EXDEV, "instance '%s': a first "
-					   "open in %s died half-way and "
-					   "left a control segment there; "
-					   "this process looks in %s and "
-					   "cannot remove it.  Open from "
-					   "there to finish, or with reset "
-					   "to take the directory over",
-					   inst->name, pending.space, here);
+	if (state_elsewhere(&pending, here, sizeof(here))) {
+		if (flags & DYNSHM_OPEN_RESET) {
+			state_remove_pending(inst);
+			return 0;
 		}
+		return dynshm_fail(EXDEV, "instance '%s': a first open in %s "
+				   "died half-way and left a control segment "
+				   "there; this process looks in %s and cannot "
+				   "remove it.  Open from there to finish, or "
+				   "with reset to take the directory over",
+				   inst->name, pending.space, here);
 	}
 	ident.size = pending.ctl_size;
 	if (dynshm_impl_space_open(pending.ctl_backend, pending.id,
@@ -558,13 +550,10 @@ static int control_gone_here(dynshm_instance *inst,
 {
 	char space[STATE_SPACE_MAX], boot[STATE_BOOT_MAX];
 
-	if (!st->space[0] || strcmp(st->space, "unknown") == 0)
+	if (!state_elsewhere(st, space, sizeof(space)))
 		return 0;
 	state_boot_id(boot, sizeof(boot));
 	if (st->boot[0] && boot[0] && strcmp(st->boot, boot) != 0)
-		return 0;
-	state_space(st->ctl_backend, st->seg_dir, space, sizeof(space));
-	if (strcmp(space, st->space) == 0)
 		return 0;
 	if (strcmp(space, "unknown") == 0)
 		return dynshm_fail(EXDEV, "instance '%s' keeps its control "

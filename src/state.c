@@ -446,17 +446,14 @@ int state_write_pending(dynshm_instance *inst, const struct inst_state *st,
 	char text[STATE_TEXT_MAX];
 	int n;
 
-	char space[STATE_SPACE_MAX];
-
-	/* where the object will be: see "where the control object lives" */
-	state_space(st->ctl_backend, st->seg_dir, space, sizeof(space));
 	n = snprintf(text, sizeof(text),
 		     PENDING_MAGIC "\ninstance_id %016" PRIx64
 				   "\ncontrol_backend %s\ncontrol_size %" PRIu64
 				   "\ncreator_pid %d\ncreated %" PRId64
 				   "\nmmap_directory %s\ncontrol_space %s\n",
 		     st->id, dynshm_impl_type_name(st->ctl_backend),
-		     st->ctl_size, (int)pid, since, st->seg_dir, space);
+		     st->ctl_size, (int)pid, since, st->seg_dir,
+		     st->space[0] ? st->space : "unknown");
 	if (n < 0 || (size_t)n >= sizeof(text))
 		return dynshm_fail(ENAMETOOLONG,
 				"pending file contents too long");
@@ -577,6 +574,21 @@ void state_space(dynshm_impl_type backend, const char *seg_dir, char *buf,
 		snprintf(buf, len, "'%s' (device %u:%u, inode %" PRIu64 ")",
 			 path, major(st.st_dev), minor(st.st_dev),
 			 (uint64_t)st.st_ino);
+}
+
+/*
+ * Whether this process looks for st's control object somewhere other than
+ * where its recorder found the backend (*here: where we look).  False when
+ * the place was not recorded (an older file) or its recorder could not
+ * tell it: there is nothing to tell apart then.
+ */
+bool state_elsewhere(const struct inst_state *st, char *here, size_t len)
+{
+	here[0] = '\0';
+	if (!st->space[0] || strcmp(st->space, "unknown") == 0)
+		return false;
+	state_space(st->ctl_backend, st->seg_dir, here, len);
+	return strcmp(here, st->space) != 0;
 }
 
 /* This boot's id (the kernel's random boot_id), or "" where unreadable. */

@@ -305,6 +305,7 @@ int state_parse_pending(dynshm_instance *inst, char *text,
 void state_space(dynshm_impl_type backend, const char *seg_dir, char *buf,
 		 size_t len);
 void state_boot_id(char *buf, size_t len);
+bool state_elsewhere(const struct inst_state *st, char *here, size_t len);
 
 /*
  * Test hook: called at named points inside critical sections so a test can
